@@ -1,0 +1,8 @@
+//! iop-gateway: a FHIR R4 integration gateway for Intensive Outpatient Programs.
+//!
+//! Data flows one way per direction: `store` (clinic database, domain types) -> mapping -> validation
+//! -> edges (HTTP, CLI). See ARCHITECTURE.md for the map and its invariants.
+
+#[macro_use]
+pub mod domain;
+pub mod store;

@@ -1,0 +1,262 @@
+//! The clinic store: the clinic's system of record in SQLite or PostgreSQL, through one code base.
+//!
+//! Architecture invariant: the store knows the domain types and SQL, and nothing of FHIR or HTTP.
+//! Both backends run the same SQL through sqlx's `Any` driver; the schema differs only in the
+//! change-log triggers (see `migrations/`). Every write goes through `Tx`, and every changed row is
+//! written to `change_log` by a trigger in the same transaction.
+
+mod change_log;
+mod error;
+mod record;
+mod seed_run;
+mod tables;
+mod tx;
+
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AssertSqlSafe, Executor};
+
+pub use change_log::{Change, Operation};
+pub use error::StoreError;
+pub use record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
+pub use seed_run::SeedRun;
+pub use tx::Tx;
+
+use crate::domain::{Client, Id, Mrn};
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// SQLite files are created on first use (zero set-up) unless the URL says otherwise.
+fn with_create_mode(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Connection settings for SQLite: WAL so readers never block the writer, a busy timeout so that
+/// concurrent writers queue instead of failing, and foreign keys on (SQLite's default is off).
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens a pool on `url` (`sqlite://FILE`, `sqlite::memory:`, `postgres://...`). Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let backend = Backend::of_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => with_create_mode(url),
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::Connect)?;
+        let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = match backend {
+            Backend::Sqlite => {
+                // An in-memory database lives in one connection; a file can have a few readers.
+                let max = if url.contains(":memory:") { 1 } else { 4 };
+                pool_options
+                    .max_connections(max)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move { conn.execute(SQLITE_PRAGMAS).await.map(|_| ()) })
+                    })
+                    .connect_with(options)
+                    .await
+            }
+            Backend::Postgres => pool_options.max_connections(16).connect_with(options).await,
+        }
+        .map_err(StoreError::Connect)?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Connects and brings the schema up to date (what every command does on start).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies the migrations in `migrations/<backend>/` that have not run yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&self.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the database answers and the schema is in place (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT COUNT(*) FROM seed_runs")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
+    /// so two writers queue on the busy timeout instead of deadlocking on a lock upgrade.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(Tx { inner })
+    }
+
+    pub async fn insert<R: Record>(&self, record: &R) -> Result<RowMeta, StoreError> {
+        let mut tx = self.begin().await?;
+        let meta = tx.insert(record).await?;
+        tx.commit().await?;
+        Ok(meta)
+    }
+
+    pub async fn update<R: Record>(
+        &self,
+        record: &R,
+        expected_version: i64,
+    ) -> Result<RowMeta, StoreError> {
+        let mut tx = self.begin().await?;
+        let meta = tx.update(record, expected_version).await?;
+        tx.commit().await?;
+        Ok(meta)
+    }
+
+    pub async fn delete<R: Record>(
+        &self,
+        id: Id<R>,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.delete(id, expected_version).await?;
+        tx.commit().await
+    }
+
+    pub async fn get<R: Record>(&self, id: Id<R>) -> Result<Option<Stored<R>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE id = $1",
+            tx::select_list::<R>(),
+            R::TABLE
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tx::read_stored).transpose()
+    }
+
+    /// The children of a parent, oldest first (ids are time-ordered UUIDs).
+    pub async fn children<C: Child>(
+        &self,
+        parent: Id<C::Parent>,
+    ) -> Result<Vec<Stored<C>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = $1 ORDER BY id",
+            tx::select_list::<C>(),
+            C::TABLE,
+            C::PARENT_COLUMN
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(parent.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tx::read_stored).collect()
+    }
+
+    /// A page of records in id order, after `after` (keyset paging; for exports and syncs).
+    pub async fn page<R: Record>(
+        &self,
+        after: Option<Id<R>>,
+        limit: u32,
+    ) -> Result<Vec<Stored<R>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE id > $1 ORDER BY id LIMIT $2",
+            tx::select_list::<R>(),
+            R::TABLE
+        );
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tx::read_stored).collect()
+    }
+
+    pub async fn count<R: Record>(&self) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COUNT(*) FROM {}", R::TABLE);
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn client_by_mrn(&self, mrn: &Mrn) -> Result<Option<Stored<Client>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM clients WHERE mrn = $1",
+            tx::select_list::<Client>()
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(mrn.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tx::read_stored).transpose()
+    }
+}

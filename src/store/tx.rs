@@ -1,0 +1,254 @@
+//! The generic row operations, written once for every `Record`, inside one database transaction.
+
+use sqlx::AssertSqlSafe;
+use sqlx::any::{Any, AnyArguments};
+use sqlx::query::Query;
+
+use super::StoreError;
+use super::record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
+use crate::domain::{Id, Timestamp};
+
+const BOOKKEEPING: [&str; 4] = ["id", "version", "created_at", "updated_at"];
+
+/// Largest number of bound values in one statement: SQLite allows 32,766, PostgreSQL 65,535.
+const MAX_BINDS: usize = 30_000;
+const MAX_ROWS_PER_INSERT: usize = 500;
+
+pub(crate) fn select_list<R: Record>() -> String {
+    BOOKKEEPING
+        .iter()
+        .chain(R::COLUMNS)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn bind(query: Query<'_, Any, AnyArguments>, value: SqlValue) -> Query<'_, Any, AnyArguments> {
+    match value {
+        SqlValue::Text(v) => query.bind(v),
+        SqlValue::Int(v) => query.bind(v),
+    }
+}
+
+pub(crate) fn read_stored<R: Record>(row: &sqlx::any::AnyRow) -> Result<Stored<R>, StoreError> {
+    let reader = RowReader::new(R::TABLE, row);
+    Ok(Stored {
+        meta: reader.meta()?,
+        record: R::from_row(&reader)?,
+    })
+}
+
+fn checked<R: Record>(record: &R) -> Result<(), StoreError> {
+    record.check().map_err(|source| StoreError::Invalid {
+        table: R::TABLE,
+        source,
+    })
+}
+
+/// A write transaction on the clinic database. Dropping it without `commit` rolls back, so an
+/// error half way leaves nothing behind.
+pub struct Tx {
+    pub(crate) inner: sqlx::Transaction<'static, Any>,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.inner.commit().await.map_err(StoreError::Database)
+    }
+
+    /// Inserts one record at version 1.
+    pub async fn insert<R: Record>(&mut self, record: &R) -> Result<RowMeta, StoreError> {
+        checked(record)?;
+        let now = Timestamp::now();
+        let columns = select_list::<R>();
+        let placeholders = (1..=R::COLUMNS.len() + 4)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO {} ({columns}) VALUES ({placeholders})",
+            R::TABLE
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(record.id().to_string())
+            .bind(1_i64)
+            .bind(now.to_db_text())
+            .bind(now.to_db_text());
+        for value in record.values() {
+            query = bind(query, value);
+        }
+        query
+            .execute(&mut *self.inner)
+            .await
+            .map_err(|e| StoreError::on_write(R::TABLE, e))?;
+        Ok(RowMeta {
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Inserts many records with multi-row statements (the seeder's path; same checks as `insert`).
+    pub async fn insert_many<R: Record>(&mut self, records: &[R]) -> Result<(), StoreError> {
+        let per_row = R::COLUMNS.len() + BOOKKEEPING.len();
+        let rows_per_statement = (MAX_BINDS / per_row).min(MAX_ROWS_PER_INSERT);
+        let now = Timestamp::now().to_db_text();
+        let head = format!("INSERT INTO {} ({}) VALUES ", R::TABLE, select_list::<R>());
+        for chunk in records.chunks(rows_per_statement) {
+            // Placeholders are written out as `$n`: sqlx's QueryBuilder writes `?` for the Any
+            // driver, which PostgreSQL does not parse.
+            let mut sql = String::with_capacity(head.len() + chunk.len() * per_row * 6);
+            sql.push_str(&head);
+            for row in 0..chunk.len() {
+                sql.push_str(if row == 0 { "(" } else { ", (" });
+                for column in 0..per_row {
+                    if column > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('$');
+                    sql.push_str(&(row * per_row + column + 1).to_string());
+                }
+                sql.push(')');
+            }
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for record in chunk {
+                checked(record)?;
+                query = query
+                    .bind(record.id().to_string())
+                    .bind(1_i64)
+                    .bind(now.clone())
+                    .bind(now.clone());
+                for value in record.values() {
+                    query = bind(query, value);
+                }
+            }
+            query
+                .execute(&mut *self.inner)
+                .await
+                .map_err(|e| StoreError::on_write(R::TABLE, e))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a record's columns if it is still at `expected_version`; bumps the version.
+    pub async fn update<R: Record>(
+        &mut self,
+        record: &R,
+        expected_version: i64,
+    ) -> Result<RowMeta, StoreError> {
+        checked(record)?;
+        let now = Timestamp::now();
+        let n = R::COLUMNS.len();
+        let assignments = R::COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} = ${}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE {table} SET {assignments}, version = version + 1, updated_at = ${now_at} \
+             WHERE id = ${id_at} AND version = ${version_at} RETURNING version, created_at",
+            table = R::TABLE,
+            now_at = n + 1,
+            id_at = n + 2,
+            version_at = n + 3,
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for value in record.values() {
+            query = bind(query, value);
+        }
+        let row = query
+            .bind(now.to_db_text())
+            .bind(record.id().to_string())
+            .bind(expected_version)
+            .fetch_optional(&mut *self.inner)
+            .await
+            .map_err(|e| StoreError::on_write(R::TABLE, e))?;
+        match row {
+            Some(row) => {
+                let reader = RowReader::new(R::TABLE, &row);
+                Ok(RowMeta {
+                    version: reader.int("version")?,
+                    created_at: reader.parse("created_at")?,
+                    updated_at: now,
+                })
+            }
+            None => Err(self
+                .missing_or_conflict::<R>(record.id(), expected_version)
+                .await),
+        }
+    }
+
+    /// Deletes a record if it is still at `expected_version`.
+    pub async fn delete<R: Record>(
+        &mut self,
+        id: Id<R>,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
+        let sql = format!("DELETE FROM {} WHERE id = $1 AND version = $2", R::TABLE);
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(expected_version)
+            .execute(&mut *self.inner)
+            .await
+            .map_err(|e| StoreError::on_write(R::TABLE, e))?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(self.missing_or_conflict::<R>(id, expected_version).await)
+        }
+    }
+
+    async fn missing_or_conflict<R: Record>(&mut self, id: Id<R>, expected: i64) -> StoreError {
+        let sql = format!("SELECT version FROM {} WHERE id = $1", R::TABLE);
+        let found: Result<Option<i64>, _> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.inner)
+            .await;
+        match found {
+            Ok(Some(actual)) => StoreError::VersionConflict {
+                table: R::TABLE,
+                id: id.to_string(),
+                expected,
+                actual,
+            },
+            Ok(None) => StoreError::NotFound {
+                table: R::TABLE,
+                id: id.to_string(),
+            },
+            Err(e) => StoreError::Database(e),
+        }
+    }
+
+    /// Reads a record inside this transaction (sees its own uncommitted writes).
+    pub async fn get<R: Record>(&mut self, id: Id<R>) -> Result<Option<Stored<R>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE id = $1",
+            select_list::<R>(),
+            R::TABLE
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.as_ref().map(read_stored).transpose()
+    }
+
+    /// The children of a parent, oldest first.
+    pub async fn children<C: Child>(
+        &mut self,
+        parent: Id<C::Parent>,
+    ) -> Result<Vec<Stored<C>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = $1 ORDER BY id",
+            select_list::<C>(),
+            C::TABLE,
+            C::PARENT_COLUMN
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(parent.to_string())
+            .fetch_all(&mut *self.inner)
+            .await?;
+        rows.iter().map(read_stored).collect()
+    }
+}

@@ -1,0 +1,138 @@
+//! Test helpers: a fresh clinic database per test, on SQLite (a temp file) or PostgreSQL (a new
+//! database, dropped afterwards). PostgreSQL tests skip with a printed reason when the server is
+//! unreachable, unless `CI=true`, where they must run.
+#![allow(dead_code)]
+
+use std::io::Write;
+
+use iop_gateway::store::Store;
+use sqlx::{AssertSqlSafe, Connection};
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("IOP_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Prints past the test harness's output capture, so a skip is seen in a plain `cargo test`.
+pub fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+pub struct TestDb {
+    pub url: String,
+    pub store: Store,
+    _dir: Option<tempfile::TempDir>,
+    postgres_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Some(name) = self.postgres_name {
+            drop_postgres_database(&name).await;
+        }
+    }
+}
+
+/// A migrated store on a new SQLite file.
+pub async fn sqlite() -> TestDb {
+    let (url, dir) = sqlite_url();
+    let store = Store::open(&url).await.expect("open sqlite store");
+    TestDb {
+        url,
+        store,
+        _dir: Some(dir),
+        postgres_name: None,
+    }
+}
+
+/// A URL for a new SQLite file in a temporary directory (the directory lives as long as the guard).
+pub fn sqlite_url() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    (
+        format!("sqlite://{}", dir.path().join("clinic.db").display()),
+        dir,
+    )
+}
+
+/// A URL for a new, empty PostgreSQL database, or None (with a printed reason) when PostgreSQL is
+/// unreachable outside CI.
+pub async fn postgres_url() -> Option<(String, String)> {
+    let admin = postgres_admin_url();
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(conn) => conn,
+        Err(err) if !in_ci() => {
+            say(&format!(
+                "skipping PostgreSQL test: cannot reach {admin} ({err}); set CI=true to make this an error"
+            ));
+            return None;
+        }
+        Err(err) => panic!("CI=true and PostgreSQL is unreachable at {admin}: {err}"),
+    };
+    let name = format!("iop_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let _ = conn.close().await;
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_owned())
+        .unwrap_or(admin);
+    Some((format!("{base}/{name}"), name))
+}
+
+pub async fn drop_postgres_database(name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+        let _ = sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+        let _ = conn.close().await;
+    }
+}
+
+/// A migrated store on a new PostgreSQL database, or None when skipped.
+pub async fn postgres() -> Option<TestDb> {
+    let (url, name) = postgres_url().await?;
+    let store = Store::open(&url).await.expect("open postgres store");
+    Some(TestDb {
+        url,
+        store,
+        _dir: None,
+        postgres_name: Some(name),
+    })
+}
+
+/// Runs each named `async fn(&Store)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = $crate::common::sqlite().await;
+                    super::$name(&db.store).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = $crate::common::postgres().await else { return };
+                    super::$name(&db.store).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
