@@ -5,4 +5,8 @@
 
 #[macro_use]
 pub mod domain;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod seed;
 pub mod store;

@@ -260,7 +260,7 @@ CREATE TABLE session_participants (
 );
 
 CREATE TABLE change_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY, -- no AUTOINCREMENT: it costs a sqlite_sequence update per row; entries are never deleted from the top, so seq still only grows
     table_name TEXT NOT NULL,
     row_id TEXT NOT NULL,
     operation TEXT NOT NULL CHECK (operation IN ('insert','update','delete')),

@@ -1,0 +1,209 @@
+//! The `iop-gateway` command line: parses arguments, resolves settings, runs one command.
+//!
+//! An edge: errors become one line on stderr and a non-zero exit; nothing here decides clinic rules.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::{self, FileConfig};
+use crate::http::{self, AppState};
+use crate::seed::{self, SeedOptions, SeedOutcome};
+use crate::store::{Backend, Store, Workload, redact_url};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iop-gateway",
+    version,
+    about = "FHIR R4 integration gateway for Intensive Outpatient Programs"
+)]
+#[command(
+    after_help = "Settings: flags beat environment variables, which beat iop-gateway.toml \
+    (keys: database_url, listen), which beats the defaults."
+)]
+pub struct Cli {
+    /// Clinic database: sqlite://FILE (created if missing) or postgres://USER@HOST:PORT/DB
+    /// [default: sqlite://iop-gateway.db]
+    #[arg(long, global = true, env = "IOP_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
+
+    /// Config file [default: ./iop-gateway.toml when present]
+    #[arg(long, global = true, env = "IOP_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or upgrade the clinic database schema (every command also does this on start)
+    Migrate,
+    /// Fill an empty clinic database with deterministic synthetic IOP data
+    Seed {
+        /// Number of clients, 10 to 100000
+        #[arg(long, value_name = "N")]
+        clients: u32,
+        /// Random seed: the same seed, client count and as-of date give the same data
+        #[arg(long, value_name = "S", default_value_t = 42)]
+        seed: u64,
+        /// "Today" for the data (YYYY-MM-DD): admissions before it, scheduled sessions after [default: today]
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<NaiveDate>,
+    },
+    /// Serve the gateway's HTTP endpoints (/healthz, /readyz)
+    Serve {
+        /// Address to listen on (port 0 picks a free port) [env: IOP_LISTEN] [default: 127.0.0.1:8080]
+        #[arg(long, env = "IOP_LISTEN", value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Try it: seed 50 clients into the database if it is empty, then serve on 127.0.0.1:8080
+    Demo,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    let database_url = config::resolve(
+        cli.database_url,
+        file.database_url.as_ref(),
+        config::DEFAULT_DATABASE_URL,
+    );
+    match cli.command {
+        Command::Migrate => {
+            open_store(&database_url, Workload::Online).await?;
+            println!(
+                "clinic database schema is up to date ({})",
+                redact_url(&database_url)
+            );
+        }
+        Command::Seed {
+            clients,
+            seed,
+            as_of,
+        } => {
+            let store = open_store(&database_url, Workload::Bulk).await?;
+            let options = SeedOptions {
+                clients,
+                seed,
+                as_of: as_of.unwrap_or_else(today),
+            };
+            let result = run_seed(&store, options).await;
+            store.close().await;
+            result?;
+        }
+        Command::Serve { listen } => {
+            let listen = config::resolve(listen, file.listen.as_ref(), config::DEFAULT_LISTEN);
+            let store = open_store(&database_url, Workload::Online).await?;
+            run_server(store, &listen, false).await?;
+        }
+        Command::Demo => {
+            let store = open_store(&database_url, Workload::Online).await?;
+            if store.seed_run().await?.is_none()
+                && store.count::<crate::domain::Client>().await? == 0
+            {
+                run_seed(
+                    &store,
+                    SeedOptions {
+                        clients: 50,
+                        seed: 42,
+                        as_of: today(),
+                    },
+                )
+                .await?;
+            }
+            let listen = file
+                .listen
+                .unwrap_or_else(|| config::DEFAULT_LISTEN.to_owned());
+            run_server(store, &listen, true).await?;
+        }
+    }
+    Ok(())
+}
+
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+async fn open_store(url: &str, workload: Workload) -> anyhow::Result<Store> {
+    let redacted = redact_url(url);
+    let store = Store::open_for(url, workload).await.with_context(|| match Backend::of_url(url) {
+        Ok(Backend::Postgres) => format!("cannot use the clinic database at {redacted} (is PostgreSQL running and the database created?)"),
+        _ => format!("cannot use the clinic database at {redacted}"),
+    })?;
+    tracing::info!(database = %redacted, "clinic database ready");
+    Ok(store)
+}
+
+async fn run_seed(store: &Store, options: SeedOptions) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let outcome = seed::seed(store, options, |done, total| {
+        tracing::info!(done, total, "seeded clients");
+    })
+    .await?;
+    match outcome {
+        SeedOutcome::Seeded { clients, rows } => println!(
+            "seeded {clients} clients ({rows} rows, seed {}, as of {}) in {:.1} s",
+            options.seed,
+            options.as_of,
+            started.elapsed().as_secs_f64()
+        ),
+        SeedOutcome::AlreadySeeded(run) => println!(
+            "already seeded with --clients {} --seed {} (as of {}); nothing added",
+            run.clients, run.seed, run.as_of
+        ),
+    }
+    Ok(())
+}
+
+async fn run_server(store: Store, listen: &str, demo: bool) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen} (is another process using it? choose another with --listen)"
+        )
+    })?;
+    let address = listener.local_addr()?;
+    println!("listening on http://{address}");
+    if demo {
+        println!("try:");
+        println!("  curl http://{address}/healthz");
+        println!("  curl http://{address}/readyz");
+        println!("  sqlite3 iop-gateway.db 'SELECT name, part2 FROM programs'");
+        println!("stop with Ctrl-C");
+    }
+    tracing::info!(%address, "serving");
+    http::serve(
+        listener,
+        AppState {
+            store: store.clone(),
+        },
+        shutdown_signal(),
+    )
+    .await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
