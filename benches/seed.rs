@@ -8,13 +8,21 @@ use iop_gateway::seed::{SeedOptions, SeedOutcome, seed};
 use iop_gateway::store::{Store, Workload};
 
 async fn run(label: &str, url: &str, clients: u32) {
-    let store = Store::open_for(url, Workload::Bulk).await.expect("open store");
-    let options = SeedOptions { clients, seed: 42, as_of: "2026-11-20".parse().unwrap() };
+    let store = Store::open_for(url, Workload::Bulk)
+        .await
+        .expect("open store");
+    let options = SeedOptions {
+        clients,
+        seed: 42,
+        as_of: "2026-11-20".parse().unwrap(),
+    };
     let started = Instant::now();
     let outcome = seed(&store, options, |_, _| {}).await.expect("seed");
     let seconds = started.elapsed().as_secs_f64();
     store.close().await;
-    let SeedOutcome::Seeded { rows, .. } = outcome else { panic!("database was not empty: {outcome:?}") };
+    let SeedOutcome::Seeded { rows, .. } = outcome else {
+        panic!("database was not empty: {outcome:?}")
+    };
     println!(
         "{label}: {clients} clients, {rows} rows in {seconds:.1} s ({:.0} clients/s, {:.0} rows/s)",
         f64::from(clients) / seconds,
