@@ -31,10 +31,28 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    pub async fn cleanup(self) {
+    pub async fn cleanup(mut self) {
         self.store.close().await;
-        if let Some(name) = self.postgres_name {
+        if let Some(name) = self.postgres_name.take() {
             drop_postgres_database(&name).await;
+        }
+    }
+}
+
+impl Drop for TestDb {
+    /// A test that panics never reaches `cleanup`: drop its PostgreSQL database here, on a thread
+    /// of its own because this may run inside the test's async runtime.
+    fn drop(&mut self) {
+        if let Some(name) = self.postgres_name.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    runtime.block_on(drop_postgres_database(&name));
+                }
+            })
+            .join();
         }
     }
 }
