@@ -8,5 +8,6 @@ pub mod domain;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod mapping;
 pub mod seed;
 pub mod store;

@@ -3,6 +3,8 @@
 //! unreachable, unless `CI=true`, where they must run.
 #![allow(dead_code)]
 
+pub mod graph;
+
 use std::io::Write;
 
 use iop_gateway::store::Store;

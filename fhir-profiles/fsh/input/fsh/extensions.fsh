@@ -1,0 +1,77 @@
+Extension: IopAttendanceExt
+Id: iop-attendance
+Title: "Session attendance"
+Description: "Whether the client attended the session. Encounter.status cannot say 'no-show' or 'late'."
+Context: Encounter
+* value[x] only code
+* valueCode 1..1
+* valueCode from IopAttendanceVS (required)
+
+Extension: IopTherapyGroup
+Id: iop-therapy-group
+Title: "Therapy group"
+Description: "The standing therapy group a group session belongs to, by the clinic's identifier."
+Context: Encounter
+* value[x] only Identifier
+* valueIdentifier 1..1
+* valueIdentifier.system 1..1
+* valueIdentifier.value 1..1
+
+Extension: IopProgram
+Id: iop-program
+Title: "IOP program"
+Description: "The clinic program of an episode of care or the program a referral is for, by the program's record id."
+Context: EpisodeOfCare, ServiceRequest
+* value[x] only Identifier
+* valueIdentifier 1..1
+* valueIdentifier.system 1..1
+* valueIdentifier.value 1..1
+
+Extension: IopDischargeDispositionExt
+Id: iop-discharge-disposition
+Title: "Discharge disposition"
+Description: "Where the client went when the episode of care ended."
+Context: EpisodeOfCare
+* value[x] only CodeableConcept
+* valueCodeableConcept 1..1
+* valueCodeableConcept from IopDischargeDispositionVS (required)
+
+Extension: IopReviewInterval
+Id: iop-review-interval
+Title: "Plan review interval"
+Description: "How often the treatment plan is reviewed (weekly in an IOP)."
+Context: CarePlan
+* value[x] only Duration
+* valueDuration 1..1
+
+Extension: IopNextReview
+Id: iop-next-review
+Title: "Next plan review"
+Description: "The date of the next scheduled plan review."
+Context: CarePlan
+* value[x] only date
+* valueDate 1..1
+
+Extension: IopRelapseTrigger
+Id: iop-relapse-trigger
+Title: "Relapse trigger"
+Description: "A trigger named in a relapse-prevention plan, in the client's words."
+Context: CarePlan
+* value[x] only string
+* valueString 1..1
+
+Extension: IopRelapseWarningSign
+Id: iop-relapse-warning-sign
+Title: "Early warning sign"
+Description: "An early warning sign named in a relapse-prevention plan, in the client's words."
+Context: CarePlan
+* value[x] only string
+* valueString 1..1
+
+Extension: IopConsentRevoked
+Id: iop-consent-revoked
+Title: "Consent revoked on"
+Description: "The date the client revoked the consent. R4 Consent has no element for it."
+Context: Consent
+* value[x] only date
+* valueDate 1..1

@@ -1,0 +1,268 @@
+//! Session <-> IOP Encounter; enrollment -> IOP EpisodeOfCare.
+
+use chrono::{Duration, SecondsFormat};
+use serde_json::{Value, json};
+
+use super::codes::{self, ProjectCode};
+use super::read::{self, invalid, missing, opt_str, req_str};
+use super::{MappingConfig, MappingError, Sensitivity, date, meta, reference};
+use crate::domain::*;
+
+/// A session with the client it belongs to and the support contacts who took part.
+pub struct SessionView<'a> {
+    pub session: &'a Session,
+    pub client_id: Id<Client>,
+    pub participants: &'a [Id<SupportContact>],
+    pub sensitivity: Sensitivity,
+}
+
+fn instant(t: Timestamp) -> String {
+    t.as_datetime().to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn encounter_status(a: Attendance) -> &'static str {
+    match a {
+        Attendance::Scheduled => "planned",
+        Attendance::Attended | Attendance::Late => "finished",
+        Attendance::NoShow | Attendance::Cancelled => "cancelled",
+    }
+}
+
+fn session_type_concept(t: SessionType) -> Value {
+    let mut codings = vec![t.coding()];
+    let snomed = match t {
+        SessionType::Individual => codes::modality_snomed(Modality::IndividualTherapy),
+        SessionType::Group => codes::modality_snomed(Modality::GroupTherapy),
+        SessionType::Family => codes::modality_snomed(Modality::FamilyTherapy),
+        _ => None,
+    };
+    if let Some((code, display)) = snomed {
+        codings.push(codes::coding(codes::SNOMED, code, display));
+    }
+    json!({ "coding": codings, "text": t.code_display().1 })
+}
+
+pub fn session_to_fhir(cfg: &MappingConfig, view: &SessionView<'_>) -> Value {
+    let s = view.session;
+    let start = s.scheduled_start.as_datetime();
+    let end = start + Duration::minutes(i64::from(s.length.as_minutes()));
+    let (class_code, class_display) = match s.delivery {
+        SessionDelivery::InPerson => ("AMB", "ambulatory"),
+        SessionDelivery::Virtual => ("VR", "virtual"),
+    };
+    let mut extensions = vec![
+        json!({ "url": codes::extension("iop-attendance"), "valueCode": s.attendance.code_display().0 }),
+    ];
+    if let Some(group) = s.group_id {
+        extensions.push(json!({
+            "url": codes::extension("iop-therapy-group"),
+            "valueIdentifier": { "system": cfg.system("therapy-group"), "value": group.to_string() },
+        }));
+    }
+    let mut participants = vec![json!({
+        "type": [{ "coding": [codes::coding(codes::PARTICIPATION_TYPE, "PPRF", "primary performer")] }],
+        "individual": reference("Practitioner", s.clinician_id),
+    })];
+    participants.extend(view.participants.iter().map(|c| {
+        json!({
+            "type": [{ "coding": [codes::coding(codes::PARTICIPATION_TYPE, "PART", "Participation")] }],
+            "individual": reference("RelatedPerson", *c),
+        })
+    }));
+    let mut encounter = json!({
+        "resourceType": "Encounter",
+        "id": s.id.to_string(),
+        "meta": meta("iop-encounter", view.sensitivity),
+        "extension": extensions,
+        "identifier": [cfg.record_identifier("session", s.id)],
+        "status": encounter_status(s.attendance),
+        "class": codes::coding(codes::ACT_CODE, class_code, class_display),
+        "type": [session_type_concept(s.session_type)],
+        "subject": reference("Patient", view.client_id),
+        "episodeOfCare": [reference("EpisodeOfCare", s.enrollment_id)],
+        "participant": participants,
+        "period": { "start": instant(s.scheduled_start), "end": instant(Timestamp::from(end)) },
+        "length": { "value": s.length.as_minutes(), "unit": "min", "system": "http://unitsofmeasure.org", "code": "min" },
+    });
+    if let Some(m) = s.modality {
+        encounter["serviceType"] = codes::modality_concept(m);
+    }
+    encounter
+}
+
+fn extension_of<'a>(resource: &'a Value, id: &str) -> Option<&'a Value> {
+    let url = codes::extension(id);
+    read::array(resource, "extension")
+        .iter()
+        .find(|e| opt_str(e, "url") == Some(url.as_str()))
+}
+
+fn project_code<C: ProjectCode>(concept: &Value, path: &str) -> Result<C, MappingError> {
+    let system = codes::code_system(C::SYSTEM_ID);
+    let code = read::code_in(concept, &system)
+        .ok_or_else(|| missing(format!("{path}.coding (system {system})")))?;
+    C::from_fhir_code(code).ok_or_else(|| MappingError::UnknownCode {
+        path: path.into(),
+        code: code.into(),
+        expected: C::expected(),
+    })
+}
+
+/// An incoming Encounter as a session and the support contacts who took part.
+pub fn session_from_fhir(
+    encounter: &Value,
+) -> Result<(Session, Vec<Id<SupportContact>>), MappingError> {
+    read::expect_type(encounter, "Encounter")?;
+    let attendance = extension_of(encounter, "iop-attendance")
+        .and_then(|e| opt_str(e, "valueCode"))
+        .ok_or_else(|| missing("Encounter.extension(iop-attendance)"))?;
+    let attendance =
+        Attendance::from_fhir_code(attendance).ok_or_else(|| MappingError::UnknownCode {
+            path: "Encounter.extension(iop-attendance).valueCode".into(),
+            code: attendance.into(),
+            expected: Attendance::expected(),
+        })?;
+    let delivery = match encounter.get("class").and_then(|c| opt_str(c, "code")) {
+        Some("AMB") => SessionDelivery::InPerson,
+        Some("VR") => SessionDelivery::Virtual,
+        Some(other) => {
+            return Err(MappingError::UnknownCode {
+                path: "Encounter.class".into(),
+                code: other.into(),
+                expected: "AMB, VR".into(),
+            });
+        }
+        None => return Err(missing("Encounter.class")),
+    };
+    let session_type = project_code::<SessionType>(
+        read::array(encounter, "type")
+            .first()
+            .ok_or_else(|| missing("Encounter.type"))?,
+        "Encounter.type[0]",
+    )?;
+    let modality = encounter
+        .get("serviceType")
+        .map(|c| project_code::<Modality>(c, "Encounter.serviceType"))
+        .transpose()?;
+    let period = encounter
+        .get("period")
+        .ok_or_else(|| missing("Encounter.period"))?;
+    let start: Timestamp = read::parse(
+        "Encounter.period.start",
+        req_str(period, "start", "Encounter.period")?,
+    )?;
+    let minutes = match encounter
+        .get("length")
+        .and_then(|l| l.get("value"))
+        .and_then(Value::as_i64)
+    {
+        Some(m) => m,
+        None => {
+            let end: Timestamp = read::parse(
+                "Encounter.period.end",
+                req_str(period, "end", "Encounter.period")?,
+            )?;
+            (end.as_datetime() - start.as_datetime()).num_minutes()
+        }
+    };
+    let episode = read::array(encounter, "episodeOfCare")
+        .first()
+        .ok_or_else(|| missing("Encounter.episodeOfCare"))?;
+    let mut clinician = None;
+    let mut contacts = Vec::new();
+    for (i, p) in read::array(encounter, "participant").iter().enumerate() {
+        let path = format!("Encounter.participant[{i}].individual");
+        let Some(individual) = p.get("individual") else {
+            continue;
+        };
+        match opt_str(individual, "reference")
+            .and_then(|r| r.split_once('/'))
+            .map(|(t, _)| t)
+        {
+            Some("Practitioner") if clinician.is_none() => {
+                clinician = Some(read::reference_id(individual, &path, "Practitioner")?)
+            }
+            Some("RelatedPerson") => {
+                contacts.push(read::reference_id(individual, &path, "RelatedPerson")?)
+            }
+            _ => {}
+        }
+    }
+    let group_id = extension_of(encounter, "iop-therapy-group")
+        .map(|e| {
+            let value = e.get("valueIdentifier").and_then(|v| opt_str(v, "value"));
+            let value = value.ok_or_else(|| {
+                missing("Encounter.extension(iop-therapy-group).valueIdentifier.value")
+            })?;
+            read::parse(
+                "Encounter.extension(iop-therapy-group).valueIdentifier.value",
+                value,
+            )
+        })
+        .transpose()?;
+    let session = Session {
+        id: read::resource_id(encounter, "Encounter")?,
+        enrollment_id: read::reference_id(episode, "Encounter.episodeOfCare[0]", "EpisodeOfCare")?,
+        session_type,
+        modality,
+        delivery,
+        scheduled_start: start,
+        length: read::domain("Encounter.length", SessionLength::minutes(minutes))?,
+        clinician_id: clinician
+            .ok_or_else(|| missing("Encounter.participant.individual (a Practitioner)"))?,
+        attendance,
+        group_id,
+    };
+    session.check().map_err(|e| invalid("Encounter", e))?;
+    Ok((session, contacts))
+}
+
+/// An enrollment with its program and the clinic that manages it.
+pub struct EpisodeView<'a> {
+    pub enrollment: &'a Enrollment,
+    pub program: &'a Program,
+    pub clinic_id: Id<Organization>,
+    pub sensitivity: Sensitivity,
+}
+
+pub fn episode_to_fhir(cfg: &MappingConfig, view: &EpisodeView<'_>) -> Value {
+    let e = view.enrollment;
+    let status = match e.state {
+        EnrollmentState::Planned => "planned",
+        EnrollmentState::Active => "active",
+        EnrollmentState::OnHold => "onhold",
+        EnrollmentState::Discharged { .. } => "finished",
+        EnrollmentState::Cancelled => "cancelled",
+    };
+    let mut extensions = vec![json!({
+        "url": codes::extension("iop-program"),
+        "valueIdentifier": { "system": cfg.system("program"), "value": view.program.id.to_string() },
+    })];
+    if let Some(disposition) = e.state.disposition() {
+        extensions.push(json!({
+            "url": codes::extension("iop-discharge-disposition"),
+            "valueCodeableConcept": { "coding": [disposition.coding()] },
+        }));
+    }
+    let mut period = json!({ "start": date(e.admitted_on) });
+    if let Some(end) = e.state.discharged_on() {
+        period["end"] = json!(date(end));
+    }
+    let mut episode = json!({
+        "resourceType": "EpisodeOfCare",
+        "id": e.id.to_string(),
+        "meta": meta("iop-episodeofcare", view.sensitivity),
+        "extension": extensions,
+        "identifier": [cfg.record_identifier("enrollment", e.id)],
+        "status": status,
+        "type": [{ "coding": [e.level_of_care.coding()], "text": format!("{} ({})", view.program.name.as_str(), view.program.code.as_str()) }],
+        "patient": reference("Patient", e.client_id),
+        "managingOrganization": reference("Organization", view.clinic_id),
+        "period": period,
+        "careManager": reference("Practitioner", e.primary_clinician_id),
+    });
+    if let Some(referral) = e.referral_id {
+        episode["referralRequest"] = json!([reference("ServiceRequest", referral)]);
+    }
+    episode
+}

@@ -1,0 +1,102 @@
+//! Clinic <-> FHIR R4: pure functions from domain records to IOP-profiled FHIR resources and back.
+//!
+//! Architecture invariant: no I/O here. Callers (the edges) load what a resource needs — a
+//! "view" such as `PlanView` — and hand it in; functions return `serde_json::Value` resources or
+//! domain records. One module per resource family; `codes.rs` holds every code system and the
+//! tables between domain vocabularies and FHIR codes, so a code is defined once.
+
+pub mod codes;
+mod consent;
+mod encounter;
+mod error;
+mod narrative;
+mod patient;
+mod plan;
+mod read;
+mod referral;
+mod related_person;
+mod staff;
+
+pub use consent::{consent_from_fhir, consent_to_fhir};
+pub use encounter::{
+    EpisodeView, SessionView, episode_to_fhir, session_from_fhir, session_to_fhir,
+};
+pub use error::MappingError;
+pub use patient::{client_from_fhir, client_to_fhir};
+pub use plan::{PlanView, RelapsePlanView, goal_to_fhir, plan_to_fhir, relapse_plan_to_fhir};
+pub use referral::{ReferralView, referral_from_fhir, service_request_to_fhir, task_to_fhir};
+pub use related_person::{support_contact_from_fhir, support_contact_to_fhir};
+pub use staff::{organization_to_fhir, practitioner_to_fhir};
+
+use serde_json::{Value, json};
+
+use crate::domain::{Id, Program};
+
+/// Per-clinic settings of the mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingConfig {
+    /// Base of the clinic's identifier systems: `{base}/mrn` for MRNs, `{base}/{kind}` for record
+    /// ids. External systems match on these to update idempotently, so a clinic sets it once.
+    pub identifier_base: String,
+}
+
+impl Default for MappingConfig {
+    fn default() -> Self {
+        Self {
+            identifier_base: "https://iop-gateway.org/fhir/clinic".to_owned(),
+        }
+    }
+}
+
+impl MappingConfig {
+    pub fn system(&self, kind: &str) -> String {
+        format!("{}/{kind}", self.identifier_base.trim_end_matches('/'))
+    }
+    /// The business identifier every resource carries: the clinic record's stable id.
+    fn record_identifier<T>(&self, kind: &str, id: Id<T>) -> Value {
+        json!({ "use": "official", "system": self.system(kind), "value": id.to_string() })
+    }
+}
+
+/// Whether a resource reveals substance-use treatment under 42 CFR Part 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sensitivity {
+    Normal,
+    /// Derived from a Part 2 program: labelled restricted, 42CFRPart2, SUD and no-redisclosure (HL7 DS4P).
+    Part2,
+}
+
+impl Sensitivity {
+    /// A client's records are Part 2 records when any of the client's programs is a Part 2 program:
+    /// even that they are a client reveals substance-use treatment.
+    pub fn of_programs<'a>(programs: impl IntoIterator<Item = &'a Program>) -> Self {
+        if programs.into_iter().any(|p| p.part2) {
+            Self::Part2
+        } else {
+            Self::Normal
+        }
+    }
+}
+
+/// `meta` with the IOP profile and, for Part 2 records, the DS4P security labels.
+fn meta(profile: &str, sensitivity: Sensitivity) -> Value {
+    let mut meta = json!({ "profile": [codes::profile(profile)] });
+    if sensitivity == Sensitivity::Part2 {
+        meta["security"] = json!([
+            { "system": codes::CONFIDENTIALITY, "code": "R", "display": "restricted" },
+            { "system": codes::ACT_CODE, "code": "42CFRPart2", "display": "42 CFR Part2" },
+            { "system": codes::ACT_CODE, "code": "SUD", "display": "substance use disorder information sensitivity" },
+            // Part 2 forbids redisclosure without the client's consent (42 CFR 2.32).
+            { "system": codes::ACT_CODE, "code": "NORDSCLCD", "display": "no redisclosure without consent directive" },
+        ]);
+    }
+    meta
+}
+
+fn reference<T>(resource_type: &str, id: Id<T>) -> Value {
+    json!({ "reference": format!("{resource_type}/{id}") })
+}
+
+fn date(d: chrono::NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}

@@ -1,0 +1,299 @@
+//! Treatment plan -> IOP CarePlan (+ IOP Goal); relapse-prevention plan -> IOP Relapse Prevention Plan.
+
+use serde_json::{Value, json};
+
+use super::codes::{self, ProjectCode};
+use super::narrative::Narrative;
+use super::{MappingConfig, Sensitivity, date, meta, reference};
+use crate::domain::*;
+
+/// A treatment plan with what its CarePlan shows.
+pub struct PlanView<'a> {
+    pub plan: &'a TreatmentPlan,
+    pub client_id: Id<Client>,
+    pub goals: &'a [Goal],
+    pub interventions: &'a [Intervention],
+    pub reviews: &'a [PlanReview],
+    pub sensitivity: Sensitivity,
+}
+
+fn plan_status(s: PlanStatus) -> &'static str {
+    match s {
+        PlanStatus::Draft => "draft",
+        PlanStatus::Active => "active",
+        PlanStatus::Completed => "completed",
+        PlanStatus::Revoked => "revoked",
+    }
+}
+
+/// CarePlan.activity.detail.status for the activities of a plan in this state.
+fn activity_status(s: PlanStatus) -> &'static str {
+    match s {
+        PlanStatus::Draft => "not-started",
+        PlanStatus::Active => "in-progress",
+        PlanStatus::Completed => "completed",
+        PlanStatus::Revoked => "cancelled",
+    }
+}
+
+fn period(range: &DateRange) -> Value {
+    let mut p = json!({ "start": date(range.start()) });
+    if let Some(end) = range.end() {
+        p["end"] = json!(date(end));
+    }
+    p
+}
+
+fn frequency_text(i: &Intervention) -> String {
+    let times = if i.sessions_per_week == 1 {
+        "once".to_owned()
+    } else {
+        format!("{} times", i.sessions_per_week)
+    };
+    format!(
+        "{}: {times} a week, {} minutes",
+        i.modality.code_display().1,
+        i.minutes_per_session
+    )
+}
+
+pub fn plan_to_fhir(cfg: &MappingConfig, view: &PlanView<'_>) -> Value {
+    let plan = view.plan;
+    let mut narrative = Narrative::default();
+    narrative
+        .heading("Individual treatment plan")
+        .paragraph(&format!(
+            "Status: {}. Period: {} to {}. Reviewed every {} days.",
+            plan_status(plan.status),
+            date(plan.period.start()),
+            plan.period.end().map(date).unwrap_or_else(|| "open".into()),
+            plan.review_interval_days
+        ))
+        .heading("Goals")
+        .list(view.goals.iter().map(|g| g.description.as_str().to_owned()))
+        .heading("Interventions")
+        .list(view.interventions.iter().map(frequency_text));
+    let mut care_plan = json!({
+        "resourceType": "CarePlan",
+        "id": plan.id.to_string(),
+        "meta": meta("iop-careplan", view.sensitivity),
+        "text": narrative.to_text(),
+        "extension": [{
+            "url": codes::extension("iop-review-interval"),
+            "valueDuration": { "value": plan.review_interval_days, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d" },
+        }],
+        "identifier": [cfg.record_identifier("treatment-plan", plan.id)],
+        "status": plan_status(plan.status),
+        "intent": "plan",
+        "category": [
+            { "coding": [codes::coding(codes::US_CORE_CAREPLAN_CATEGORY, "assess-plan", "Assessment and Plan of Treatment")] },
+            { "coding": [codes::coding(&codes::code_system("iop-careplan-category"), "treatment-plan", "Individual treatment plan")] },
+        ],
+        "subject": reference("Patient", view.client_id),
+        "period": period(&plan.period),
+        "author": reference("Practitioner", plan.author_id),
+    });
+    if let Some(next) = plan.next_review_on {
+        care_plan["extension"]
+            .as_array_mut()
+            .expect("array")
+            .push(json!({
+                "url": codes::extension("iop-next-review"),
+                "valueDate": date(next),
+            }));
+    }
+    if !view.goals.is_empty() {
+        care_plan["goal"] = json!(
+            view.goals
+                .iter()
+                .map(|g| reference("Goal", g.id))
+                .collect::<Vec<_>>()
+        );
+    }
+    let activities: Vec<Value> = view
+        .interventions
+        .iter()
+        .map(|i| {
+            let mut detail = json!({
+                "code": codes::modality_concept(i.modality),
+                "status": activity_status(plan.status),
+                "scheduledTiming": { "repeat": {
+                    "frequency": i.sessions_per_week, "period": 1, "periodUnit": "wk",
+                    "duration": i.minutes_per_session, "durationUnit": "min",
+                } },
+                "description": frequency_text(i),
+            });
+            if let Some(staff) = i.staff_id {
+                detail["performer"] = json!([reference("Practitioner", staff)]);
+            }
+            json!({ "detail": detail })
+        })
+        .collect();
+    if !activities.is_empty() {
+        care_plan["activity"] = json!(activities);
+    }
+    let notes: Vec<Value> = view
+        .reviews
+        .iter()
+        .map(|r| json!({ "authorReference": reference("Practitioner", r.reviewer_id), "time": date(r.reviewed_on), "text": r.summary.as_str() }))
+        .collect();
+    if !notes.is_empty() {
+        care_plan["note"] = json!(notes);
+    }
+    care_plan
+}
+
+fn goal_status(s: GoalStatus) -> &'static str {
+    match s {
+        GoalStatus::Proposed => "proposed",
+        GoalStatus::Active => "active",
+        GoalStatus::OnHold => "on-hold",
+        GoalStatus::Completed => "completed",
+        GoalStatus::Cancelled => "cancelled",
+    }
+}
+
+fn achievement(a: GoalAchievement) -> (&'static str, &'static str) {
+    match a {
+        GoalAchievement::InProgress => ("in-progress", "In Progress"),
+        GoalAchievement::Improving => ("improving", "Improving"),
+        GoalAchievement::Worsening => ("worsening", "Worsening"),
+        GoalAchievement::NoChange => ("no-change", "No Change"),
+        GoalAchievement::Achieved => ("achieved", "Achieved"),
+        GoalAchievement::NotAchieved => ("not-achieved", "Not Achieved"),
+    }
+}
+
+/// A goal; `progress` pairs each progress note with the review it came from.
+pub fn goal_to_fhir(
+    cfg: &MappingConfig,
+    goal: &Goal,
+    client_id: Id<Client>,
+    progress: &[(&GoalProgressNote, &PlanReview)],
+    sensitivity: Sensitivity,
+) -> Value {
+    let mut resource = json!({
+        "resourceType": "Goal",
+        "id": goal.id.to_string(),
+        "meta": meta("iop-goal", sensitivity),
+        "identifier": [cfg.record_identifier("goal", goal.id)],
+        "lifecycleStatus": goal_status(goal.status),
+        "description": { "text": goal.description.as_str() },
+        "subject": reference("Patient", client_id),
+    });
+    if let Some(a) = goal.achievement {
+        let (code, display) = achievement(a);
+        resource["achievementStatus"] = json!({
+            "coding": [codes::coding("http://terminology.hl7.org/CodeSystem/goal-achievement", code, display)]
+        });
+    }
+    if let Some(due) = goal.target_on {
+        resource["target"] = json!([{ "dueDate": date(due) }]);
+    }
+    if !progress.is_empty() {
+        resource["note"] = json!(
+            progress
+                .iter()
+                .map(|(note, review)| json!({
+                    "authorReference": reference("Practitioner", review.reviewer_id),
+                    "time": date(review.reviewed_on),
+                    "text": note.note.as_str(),
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
+    resource
+}
+
+/// A relapse-prevention plan with its items and the state of the plan it belongs to.
+pub struct RelapsePlanView<'a> {
+    pub relapse_plan: &'a RelapsePreventionPlan,
+    pub plan: &'a TreatmentPlan,
+    pub client_id: Id<Client>,
+    pub items: &'a [RelapsePlanItem],
+    /// Names of the support contacts the items refer to, for the narrative.
+    pub contact_names: &'a [(Id<SupportContact>, PersonName)],
+    pub sensitivity: Sensitivity,
+}
+
+pub fn relapse_plan_to_fhir(cfg: &MappingConfig, view: &RelapsePlanView<'_>) -> Value {
+    let mut items: Vec<&RelapsePlanItem> = view.items.iter().collect();
+    items.sort_by_key(|i| i.position);
+    let texts = |kind: RelapseItemKind| -> Vec<String> {
+        items
+            .iter()
+            .filter(|i| i.kind == kind)
+            .filter_map(|i| i.text.as_ref().map(|t| t.as_str().to_owned()))
+            .collect()
+    };
+    let (triggers, warnings, skills) = (
+        texts(RelapseItemKind::Trigger),
+        texts(RelapseItemKind::WarningSign),
+        texts(RelapseItemKind::CopingSkill),
+    );
+    let contact_name = |id: Id<SupportContact>| {
+        view.contact_names
+            .iter()
+            .find(|(c, _)| *c == id)
+            .map(|(_, n)| format!("{} {}", n.given.as_str(), n.family.as_str()))
+            .unwrap_or_else(|| "support contact".to_owned())
+    };
+    let contacts: Vec<Id<SupportContact>> =
+        items.iter().filter_map(|i| i.support_contact_id).collect();
+    let mut narrative = Narrative::default();
+    narrative
+        .heading("Relapse-prevention plan")
+        .heading("Triggers")
+        .list(triggers.clone())
+        .heading("Early warning signs")
+        .list(warnings.clone())
+        .heading("Coping skills")
+        .list(skills.clone())
+        .heading("Support contacts to call")
+        .list(contacts.iter().map(|c| contact_name(*c)));
+    let mut extensions: Vec<Value> = triggers
+        .iter()
+        .map(|t| json!({ "url": codes::extension("iop-relapse-trigger"), "valueString": t }))
+        .collect();
+    extensions.extend(
+        warnings.iter().map(
+            |w| json!({ "url": codes::extension("iop-relapse-warning-sign"), "valueString": w }),
+        ),
+    );
+    let status = activity_status(view.plan.status);
+    let modality = |code: &str, display: &str| json!({ "coding": [codes::coding(&codes::code_system("iop-modality"), code, display)] });
+    let mut activities: Vec<Value> = skills
+        .iter()
+        .map(|s| json!({ "detail": { "code": modality("coping-skill", "Coping skill"), "status": status, "description": s } }))
+        .collect();
+    activities.extend(contacts.iter().map(|c| {
+        json!({ "detail": {
+            "code": modality("call-support-contact", "Call a support contact"),
+            "status": status,
+            "performer": [reference("RelatedPerson", *c)],
+        } })
+    }));
+    let mut resource = json!({
+        "resourceType": "CarePlan",
+        "id": view.relapse_plan.id.to_string(),
+        "meta": meta("iop-relapse-prevention-plan", view.sensitivity),
+        "text": narrative.to_text(),
+        "identifier": [cfg.record_identifier("relapse-prevention-plan", view.relapse_plan.id)],
+        "partOf": [reference("CarePlan", view.plan.id)],
+        "status": plan_status(view.plan.status),
+        "intent": "plan",
+        "category": [
+            { "coding": [codes::coding(codes::US_CORE_CAREPLAN_CATEGORY, "assess-plan", "Assessment and Plan of Treatment")] },
+            { "coding": [codes::coding(&codes::code_system("iop-careplan-category"), "relapse-prevention-plan", "Relapse-prevention plan")] },
+        ],
+        "subject": reference("Patient", view.client_id),
+        "period": { "start": date(view.relapse_plan.created_on) },
+    });
+    if !extensions.is_empty() {
+        resource["extension"] = json!(extensions);
+    }
+    if !activities.is_empty() {
+        resource["activity"] = json!(activities);
+    }
+    resource
+}

@@ -1,0 +1,216 @@
+//! Referral <-> IOP Referral ServiceRequest + IOP Referral Task (after HL7 BSeR).
+
+use serde_json::{Value, json};
+
+use super::codes::{self, ProjectCode};
+use super::read::{self, missing, opt_str, req_str};
+use super::{MappingConfig, MappingError, Sensitivity, date, meta, reference};
+use crate::domain::*;
+
+pub struct ReferralView<'a> {
+    pub referral: &'a Referral,
+    pub sensitivity: Sensitivity,
+}
+
+fn service(r: &Referral) -> (&'static str, &'static str) {
+    match (r.direction, r.kind) {
+        (ReferralDirection::Inbound, _) => (
+            "intensive-outpatient-program",
+            "Intensive outpatient program",
+        ),
+        (ReferralDirection::Outbound, ReferralKind::StepDown) => (
+            "outpatient-treatment",
+            "Outpatient behavioral health treatment",
+        ),
+        (ReferralDirection::Outbound, ReferralKind::StepUp) => (
+            "inpatient-treatment",
+            "Inpatient or residential behavioral health treatment",
+        ),
+    }
+}
+
+fn request_status(s: ReferralStatus) -> &'static str {
+    match s {
+        ReferralStatus::Requested | ReferralStatus::Received | ReferralStatus::Accepted => "active",
+        ReferralStatus::Declined | ReferralStatus::Cancelled => "revoked",
+        ReferralStatus::Completed => "completed",
+    }
+}
+
+fn task_status(s: ReferralStatus) -> &'static str {
+    match s {
+        ReferralStatus::Requested => "requested",
+        ReferralStatus::Received => "received",
+        ReferralStatus::Accepted => "accepted",
+        ReferralStatus::Declined => "rejected",
+        ReferralStatus::Completed => "completed",
+        ReferralStatus::Cancelled => "cancelled",
+    }
+}
+
+fn business_status(s: ReferralStatus) -> &'static str {
+    match s {
+        ReferralStatus::Requested => "Referral sent",
+        ReferralStatus::Received => "Referral received, awaiting intake decision",
+        ReferralStatus::Accepted => "Accepted for admission",
+        ReferralStatus::Declined => "Declined",
+        ReferralStatus::Completed => "Client admitted; referral fulfilled",
+        ReferralStatus::Cancelled => "Cancelled",
+    }
+}
+
+pub fn service_request_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
+    let r = view.referral;
+    let (code, display) = service(r);
+    let mut request = json!({
+        "resourceType": "ServiceRequest",
+        "id": r.id.to_string(),
+        "meta": meta("iop-referral-servicerequest", view.sensitivity),
+        "identifier": [cfg.record_identifier("referral", r.id)],
+        "status": request_status(r.status),
+        "intent": "order",
+        "category": [{ "coding": [r.kind.coding()] }],
+        "code": { "coding": [codes::coding(&codes::code_system("iop-referral"), code, display)], "text": display },
+        "subject": reference("Patient", r.client_id),
+        "authoredOn": date(r.referred_on),
+        "requester": reference("Organization", r.referring_org_id),
+        "performer": [reference("Organization", r.receiving_org_id)],
+        "reasonCode": [{ "text": r.reason.as_str() }],
+    });
+    if let Some(program) = r.program_id {
+        request["extension"] = json!([{
+            "url": codes::extension("iop-program"),
+            "valueIdentifier": { "system": cfg.system("program"), "value": program.to_string() },
+        }]);
+    }
+    request
+}
+
+pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
+    let r = view.referral;
+    let mut task = json!({
+        "resourceType": "Task",
+        "id": r.id.to_string(),
+        "meta": meta("iop-referral-task", view.sensitivity),
+        "identifier": [cfg.record_identifier("referral-task", r.id)],
+        "status": task_status(r.status),
+        "businessStatus": { "text": business_status(r.status) },
+        "intent": "order",
+        "focus": reference("ServiceRequest", r.id),
+        "for": reference("Patient", r.client_id),
+        "authoredOn": date(r.referred_on),
+        "requester": reference("Organization", r.referring_org_id),
+        "owner": reference("Organization", r.receiving_org_id),
+    });
+    if let Some(decided) = r.decided_on {
+        task["lastModified"] = json!(date(decided));
+    }
+    task
+}
+
+/// A referral from its ServiceRequest and Task. The Task's status is the referral's status;
+/// the direction is inbound when `clinic_id` performs the request.
+pub fn referral_from_fhir(
+    request: &Value,
+    task: &Value,
+    clinic_id: Id<Organization>,
+) -> Result<Referral, MappingError> {
+    read::expect_type(request, "ServiceRequest")?;
+    read::expect_type(task, "Task")?;
+    let status = match req_str(task, "status", "Task")? {
+        "requested" | "draft" | "ready" => ReferralStatus::Requested,
+        "received" => ReferralStatus::Received,
+        "accepted" | "in-progress" => ReferralStatus::Accepted,
+        "rejected" => ReferralStatus::Declined,
+        "completed" => ReferralStatus::Completed,
+        "cancelled" | "failed" => ReferralStatus::Cancelled,
+        other => {
+            return Err(MappingError::UnknownCode {
+                path: "Task.status".into(),
+                code: other.into(),
+                expected:
+                    "requested, received, accepted, rejected, in-progress, completed, cancelled"
+                        .into(),
+            });
+        }
+    };
+    let category = read::array(request, "category")
+        .first()
+        .ok_or_else(|| missing("ServiceRequest.category"))?;
+    let system = codes::code_system(ReferralKind::SYSTEM_ID);
+    let kind_code = read::code_in(category, &system)
+        .ok_or_else(|| missing(format!("ServiceRequest.category.coding (system {system})")))?;
+    let kind =
+        ReferralKind::from_fhir_code(kind_code).ok_or_else(|| MappingError::UnknownCode {
+            path: "ServiceRequest.category[0]".into(),
+            code: kind_code.into(),
+            expected: ReferralKind::expected(),
+        })?;
+    let requester = read::reference_id(
+        request
+            .get("requester")
+            .ok_or_else(|| missing("ServiceRequest.requester"))?,
+        "ServiceRequest.requester",
+        "Organization",
+    )?;
+    let performer = read::array(request, "performer")
+        .first()
+        .ok_or_else(|| missing("ServiceRequest.performer"))?;
+    let performer = read::reference_id(performer, "ServiceRequest.performer[0]", "Organization")?;
+    let reason = read::array(request, "reasonCode")
+        .first()
+        .and_then(|c| opt_str(c, "text"))
+        .ok_or_else(|| missing("ServiceRequest.reasonCode[0].text"))?;
+    let pending = matches!(status, ReferralStatus::Requested | ReferralStatus::Received);
+    let decided_on = if pending {
+        None
+    } else {
+        let modified = req_str(task, "lastModified", "Task")?;
+        Some(read::date(
+            "Task.lastModified",
+            &modified.chars().take(10).collect::<String>(),
+        )?)
+    };
+    let program_url = codes::extension("iop-program");
+    let program_id = read::array(request, "extension")
+        .iter()
+        .find(|e| opt_str(e, "url") == Some(program_url.as_str()))
+        .and_then(|e| e.get("valueIdentifier"))
+        .and_then(|v| opt_str(v, "value"))
+        .map(|v| read::parse("ServiceRequest.extension(iop-program)", v))
+        .transpose()?;
+    let authored = req_str(request, "authoredOn", "ServiceRequest")?;
+    let referral = Referral {
+        id: read::resource_id(request, "ServiceRequest")?,
+        client_id: read::reference_id(
+            request
+                .get("subject")
+                .ok_or_else(|| missing("ServiceRequest.subject"))?,
+            "ServiceRequest.subject",
+            "Patient",
+        )?,
+        direction: if performer == clinic_id {
+            ReferralDirection::Inbound
+        } else {
+            ReferralDirection::Outbound
+        },
+        kind,
+        status,
+        reason: read::domain(
+            "ServiceRequest.reasonCode[0].text",
+            NonEmptyText::parse(reason),
+        )?,
+        referred_on: read::date(
+            "ServiceRequest.authoredOn",
+            &authored.chars().take(10).collect::<String>(),
+        )?,
+        decided_on,
+        referring_org_id: requester,
+        receiving_org_id: performer,
+        program_id,
+    };
+    referral
+        .check()
+        .map_err(|e| read::invalid("ServiceRequest", e))?;
+    Ok(referral)
+}

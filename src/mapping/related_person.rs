@@ -1,0 +1,151 @@
+//! Support contact <-> IOP RelatedPerson (US Core RelatedPerson 6.1.0 and stricter).
+
+use chrono::NaiveDate;
+use serde_json::{Value, json};
+
+use super::codes;
+use super::patient::{human_name, read_name, read_telecom};
+use super::read::{self, domain, invalid, missing, opt_str};
+use super::{MappingConfig, MappingError, Sensitivity, date, meta, reference};
+use crate::domain::*;
+
+/// `as_of` decides `active`: a contact is active until the end of their active period.
+pub fn support_contact_to_fhir(
+    cfg: &MappingConfig,
+    contact: &SupportContact,
+    sensitivity: Sensitivity,
+    as_of: NaiveDate,
+) -> Value {
+    let relation = match codes::relationship_role_code(contact.relationship) {
+        Some((code, display)) => {
+            let mut concept = json!({ "coding": [codes::coding(codes::ROLE_CODE, code, display)] });
+            if let Some(text) = &contact.relationship_text {
+                concept["text"] = json!(text.as_str());
+            }
+            concept
+        }
+        None => {
+            json!({ "text": contact.relationship_text.as_ref().map(|t| t.as_str()).unwrap_or("other") })
+        }
+    };
+    let mut relationships = vec![relation];
+    let roles = contact.roles;
+    if roles.emergency_contact() {
+        relationships
+            .push(json!({ "coding": [codes::coding(codes::V2_0131, "C", "Emergency Contact")] }));
+    }
+    let role_system = codes::code_system("iop-support-role");
+    if roles.family_therapy_participant() {
+        relationships.push(json!({ "coding": [codes::coding(&role_system, "family-therapy-participant", "Family therapy participant")] }));
+    }
+    if roles.support_person() {
+        relationships.push(
+            json!({ "coding": [codes::coding(&role_system, "support-person", "Support person")] }),
+        );
+    }
+    let mut period = json!({ "start": date(contact.active.start()) });
+    if let Some(end) = contact.active.end() {
+        period["end"] = json!(date(end));
+    }
+    let mut person = json!({
+        "resourceType": "RelatedPerson",
+        "id": contact.id.to_string(),
+        "meta": meta("iop-relatedperson", sensitivity),
+        "identifier": [cfg.record_identifier("support-contact", contact.id)],
+        "active": contact.active.contains(as_of),
+        "patient": reference("Patient", contact.client_id),
+        "relationship": relationships,
+        "name": [human_name(&contact.name)],
+        "period": period,
+    });
+    let mut telecom = Vec::new();
+    if let Some(p) = &contact.phone {
+        telecom.push(json!({ "system": "phone", "value": p.as_str() }));
+    }
+    if let Some(e) = &contact.email {
+        telecom.push(json!({ "system": "email", "value": e.as_str() }));
+    }
+    if !telecom.is_empty() {
+        person["telecom"] = json!(telecom);
+    }
+    person
+}
+
+pub fn support_contact_from_fhir(person: &Value) -> Result<SupportContact, MappingError> {
+    read::expect_type(person, "RelatedPerson")?;
+    let role_system = codes::code_system("iop-support-role");
+    let mut relationship = None;
+    let (mut family_therapy, mut emergency, mut support) = (false, false, false);
+    for (i, concept) in read::array(person, "relationship").iter().enumerate() {
+        let path = format!("RelatedPerson.relationship[{i}]");
+        if let Some(code) = read::code_in(concept, codes::ROLE_CODE) {
+            let known = codes::relationship_from_role_code(code).ok_or_else(|| {
+                MappingError::UnknownCode {
+                    path: path.clone(),
+                    code: code.into(),
+                    expected:
+                        "MTH, FTH, PRN, SIB, GRPRN, SPS, DOMPART, SIGOTHR, CHILD, INLAW, FRND"
+                            .into(),
+                }
+            })?;
+            relationship = Some((known, opt_str(concept, "text")));
+        } else if read::code_in(concept, codes::V2_0131) == Some("C") {
+            emergency = true;
+        } else if let Some(code) = read::code_in(concept, &role_system) {
+            match code {
+                "family-therapy-participant" => family_therapy = true,
+                "support-person" => support = true,
+                other => {
+                    return Err(MappingError::UnknownCode {
+                        path,
+                        code: other.into(),
+                        expected: "family-therapy-participant, support-person".into(),
+                    });
+                }
+            }
+        } else if read::array(concept, "coding").is_empty() && relationship.is_none() {
+            relationship = Some((Relationship::Other, opt_str(concept, "text")));
+        }
+    }
+    let (relationship, text) = relationship
+        .ok_or_else(|| missing("RelatedPerson.relationship (a v3 RoleCode or text)"))?;
+    let relationship_text = text
+        .map(|t| domain("RelatedPerson.relationship.text", NonEmptyText::parse(t)))
+        .transpose()?;
+    let period = person.get("period");
+    let start = period
+        .and_then(|p| opt_str(p, "start"))
+        .ok_or_else(|| missing("RelatedPerson.period.start"))?;
+    let end = period
+        .and_then(|p| opt_str(p, "end"))
+        .map(|e| read::date("RelatedPerson.period.end", e))
+        .transpose()?;
+    let (phone, email) = read_telecom(person, "RelatedPerson")?;
+    let contact = SupportContact {
+        id: read::resource_id(person, "RelatedPerson")?,
+        client_id: read::reference_id(
+            person
+                .get("patient")
+                .ok_or_else(|| missing("RelatedPerson.patient"))?,
+            "RelatedPerson.patient",
+            "Patient",
+        )?,
+        name: read_name(person, "RelatedPerson")?,
+        relationship,
+        relationship_text,
+        roles: domain(
+            "RelatedPerson.relationship",
+            SupportRoles::new(family_therapy, emergency, support),
+        )?,
+        phone,
+        email,
+        active: domain(
+            "RelatedPerson.period",
+            DateRange::new(read::date("RelatedPerson.period.start", start)?, end),
+        )?,
+    };
+    contact
+        .check()
+        .map_err(|e| invalid("RelatedPerson.relationship", e))?;
+    Ok(contact)
+}
