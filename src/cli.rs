@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::config::{self, FileConfig};
+use crate::export::{self, ExportOptions};
 use crate::http::{self, AppState};
+use crate::mapping::MappingConfig;
 use crate::seed::{self, SeedOptions, SeedOutcome};
 use crate::store::{Backend, Store, Workload, redact_url};
 
@@ -22,7 +24,7 @@ use crate::store::{Backend, Store, Workload, redact_url};
 )]
 #[command(
     after_help = "Settings: flags beat environment variables, which beat iop-gateway.toml \
-    (keys: database_url, listen), which beats the defaults."
+    (keys: database_url, listen, identifier_base), which beats the defaults."
 )]
 pub struct Cli {
     /// Clinic database: sqlite://FILE (created if missing) or postgres://USER@HOST:PORT/DB
@@ -59,6 +61,19 @@ enum Command {
         /// Address to listen on (port 0 picks a free port) [env: IOP_LISTEN] [default: 127.0.0.1:8080]
         #[arg(long, env = "IOP_LISTEN", value_name = "ADDR")]
         listen: Option<String>,
+    },
+    /// Write the clinic database as FHIR R4 NDJSON, one file per resource type (DIR/CarePlan.ndjson, ...)
+    Export {
+        /// Directory to write into (created if missing)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Resource types to write, comma-separated [default: all: Organization, Practitioner,
+        /// Patient, RelatedPerson, EpisodeOfCare, CarePlan, Goal, Encounter, Consent, ServiceRequest, Task]
+        #[arg(long = "type", value_name = "TYPES", value_delimiter = ',')]
+        types: Vec<String>,
+        /// The day consents and support contacts are judged active (YYYY-MM-DD) [default: today]
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<NaiveDate>,
     },
     /// Try it: seed 50 clients into the database if it is empty, then serve on 127.0.0.1:8080
     Demo,
@@ -98,6 +113,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let listen = config::resolve(listen, file.listen.as_ref(), config::DEFAULT_LISTEN);
             let store = open_store(&database_url, Workload::Online).await?;
             run_server(store, &listen, false).await?;
+        }
+        Command::Export { out, types, as_of } => {
+            let types = export::parse_types(&types)?;
+            let store = open_store(&database_url, Workload::Online).await?;
+            let mapping = file
+                .identifier_base
+                .clone()
+                .map(|identifier_base| MappingConfig { identifier_base })
+                .unwrap_or_default();
+            let options = ExportOptions {
+                out: out.clone(),
+                types,
+                as_of: as_of.unwrap_or_else(today),
+                mapping,
+            };
+            let started = std::time::Instant::now();
+            let counts = export::export(&store, &options).await?;
+            for (resource_type, count) in &counts {
+                println!(
+                    "{count:>9} {resource_type:<15} {}",
+                    out.join(format!("{resource_type}.ndjson")).display()
+                );
+            }
+            let total: u64 = counts.iter().map(|(_, c)| c).sum();
+            println!(
+                "exported {total} resources in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
         }
         Command::Demo => {
             let store = open_store(&database_url, Workload::Online).await?;

@@ -17,6 +17,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "iop-gateway.toml";
 pub struct FileConfig {
     pub database_url: Option<String>,
     pub listen: Option<String>,
+    /// Base of the clinic's FHIR identifier systems (see `MappingConfig::identifier_base`).
+    pub identifier_base: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +81,8 @@ mod tests {
                 .unwrap(),
             FileConfig {
                 database_url: Some("sqlite://x.db".into()),
-                listen: Some("0.0.0.0:9000".into())
+                listen: Some("0.0.0.0:9000".into()),
+                identifier_base: None,
             }
         );
         let err = FileConfig::parse("databse_url = \"x\"").unwrap_err();

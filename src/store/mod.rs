@@ -284,6 +284,52 @@ impl Store {
         rows.iter().map(tx::read_stored).collect()
     }
 
+    /// The records with these ids (any order; missing ids are left out).
+    pub async fn get_many<R: Record>(&self, ids: &[Id<R>]) -> Result<Vec<Stored<R>>, StoreError> {
+        self.where_in::<R>("id", ids.iter().map(ToString::to_string).collect())
+            .await
+    }
+
+    /// The children of many parents at once, in id order (one query for a page of parents).
+    pub async fn children_of_many<C: Child>(
+        &self,
+        parents: &[Id<C::Parent>],
+    ) -> Result<Vec<Stored<C>>, StoreError> {
+        self.where_in::<C>(
+            C::PARENT_COLUMN,
+            parents.iter().map(ToString::to_string).collect(),
+        )
+        .await
+    }
+
+    async fn where_in<R: Record>(
+        &self,
+        column: &'static str,
+        values: Vec<String>,
+    ) -> Result<Vec<Stored<R>>, StoreError> {
+        let mut out = Vec::new();
+        // Well under both backends' bound-parameter limits.
+        for chunk in values.chunks(1_000) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {column} IN ({placeholders}) ORDER BY id",
+                tx::select_list::<R>(),
+                R::TABLE
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for value in chunk {
+                query = query.bind(value.clone());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(tx::read_stored(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// A page of records in id order, after `after` (keyset paging; for exports and syncs).
     pub async fn page<R: Record>(
         &self,
