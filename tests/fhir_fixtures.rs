@@ -54,6 +54,10 @@ fn fixtures() -> Vec<(&'static str, Value)> {
             organization_to_fhir(&cfg, &g.hospital),
         ),
         (
+            "HealthcareService-program",
+            program_to_fhir(&cfg, &g.program, g.clinic.id),
+        ),
+        (
             "CarePlan-treatment-plan",
             plan_to_fhir(
                 &cfg,
@@ -230,6 +234,7 @@ fn every_profile_has_an_example() {
         "iop-patient",
         "iop-practitioner",
         "iop-organization",
+        "iop-program-service",
         "iop-careplan",
         "iop-relapse-prevention-plan",
         "iop-goal",
@@ -258,7 +263,7 @@ fn part2_resources_carry_ds4p_security_labels() {
             .unwrap_or_default();
         let about_client = !matches!(
             resource["resourceType"].as_str(),
-            Some("Practitioner" | "Organization")
+            Some("Practitioner" | "Organization" | "HealthcareService")
         );
         if about_client {
             assert_eq!(labels, ["R", "42CFRPart2", "SUD", "NORDSCLCD"], "{name}");

@@ -22,6 +22,7 @@ const PAGE: u32 = 500;
 pub const RESOURCE_TYPES: &[&str] = &[
     "Organization",
     "Practitioner",
+    "HealthcareService",
     "Patient",
     "RelatedPerson",
     "EpisodeOfCare",
@@ -229,6 +230,13 @@ async fn write_type(
             for_each_page::<Organization, _>(store, async |page| {
                 page.iter()
                     .try_for_each(|o| out.write(&mapping::organization_to_fhir(cfg, o)))
+            })
+            .await
+        }
+        "HealthcareService" => {
+            for_each_page::<Program, _>(store, async |page| {
+                page.iter()
+                    .try_for_each(|p| out.write(&mapping::program_to_fhir(cfg, p, cx.clinic_id)))
             })
             .await
         }

@@ -236,7 +236,7 @@ pub fn episode_to_fhir(cfg: &MappingConfig, view: &EpisodeView<'_>) -> Value {
     };
     let mut extensions = vec![json!({
         "url": codes::extension("iop-program"),
-        "valueIdentifier": { "system": cfg.system("program"), "value": view.program.id.to_string() },
+        "valueReference": reference("HealthcareService", view.program.id),
     })];
     if let Some(disposition) = e.state.disposition() {
         extensions.push(json!({

@@ -80,7 +80,7 @@ pub fn service_request_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> 
     if let Some(program) = r.program_id {
         request["extension"] = json!([{
             "url": codes::extension("iop-program"),
-            "valueIdentifier": { "system": cfg.system("program"), "value": program.to_string() },
+            "valueReference": reference("HealthcareService", program),
         }]);
     }
     request
@@ -175,9 +175,16 @@ pub fn referral_from_fhir(
     let program_id = read::array(request, "extension")
         .iter()
         .find(|e| opt_str(e, "url") == Some(program_url.as_str()))
-        .and_then(|e| e.get("valueIdentifier"))
-        .and_then(|v| opt_str(v, "value"))
-        .map(|v| read::parse("ServiceRequest.extension(iop-program)", v))
+        .map(|e| {
+            let value = e
+                .get("valueReference")
+                .ok_or_else(|| missing("ServiceRequest.extension(iop-program).valueReference"))?;
+            read::reference_id(
+                value,
+                "ServiceRequest.extension(iop-program).valueReference",
+                "HealthcareService",
+            )
+        })
         .transpose()?;
     let authored = req_str(request, "authoredOn", "ServiceRequest")?;
     let referral = Referral {

@@ -1,10 +1,10 @@
-//! Staff -> IOP Practitioner, Organization -> IOP Organization.
+//! Staff -> IOP Practitioner, Organization -> IOP Organization, Program -> IOP Program (HealthcareService).
 
 use serde_json::{Value, json};
 
 use super::codes::{self, ProjectCode};
 use super::patient::{address, human_name};
-use super::{MappingConfig, Sensitivity, meta};
+use super::{MappingConfig, Sensitivity, meta, reference};
 use crate::domain::*;
 
 pub fn practitioner_to_fhir(cfg: &MappingConfig, staff: &Staff) -> Value {
@@ -62,4 +62,65 @@ pub fn organization_to_fhir(cfg: &MappingConfig, org: &Organization) -> Value {
         organization["address"] = json!([a]);
     }
     organization
+}
+
+/// A program as the HealthcareService that EpisodeOfCare and referrals point at.
+pub fn program_to_fhir(
+    cfg: &MappingConfig,
+    program: &Program,
+    clinic_id: Id<Organization>,
+) -> Value {
+    let system = codes::code_system("iop-program-type");
+    let program_type = match program.focus {
+        ProgramFocus::MentalHealth => (
+            "mental-health-iop",
+            "Mental-health intensive outpatient program",
+        ),
+        ProgramFocus::SubstanceUse => (
+            "substance-use-iop",
+            "Substance-use intensive outpatient program",
+        ),
+        ProgramFocus::CoOccurring => (
+            "co-occurring-iop",
+            "Co-occurring disorders intensive outpatient program",
+        ),
+    };
+    let characteristic_system = codes::code_system("iop-program-characteristic");
+    let characteristic = |code: &str, display: &str| json!({ "coding": [codes::coding(&characteristic_system, code, display)] });
+    let mut characteristics = vec![
+        match program.population {
+            ProgramPopulation::Adult => characteristic("adult", "Adults"),
+            ProgramPopulation::Adolescent => characteristic("adolescent", "Adolescents"),
+        },
+        match program.delivery {
+            ProgramDelivery::InPerson => characteristic("in-person", "In person"),
+            ProgramDelivery::Virtual => characteristic("virtual", "Virtual"),
+            ProgramDelivery::Hybrid => characteristic("hybrid", "In person and virtual"),
+        },
+    ];
+    if program.part2 {
+        characteristics.push(characteristic("part2", "Covered by 42 CFR Part 2"));
+    }
+    if let Some(level) = &program.asam_level {
+        characteristics.push(json!({ "text": format!("ASAM level of care {}", level.as_str()) }));
+    }
+    let intensity = program.intensity;
+    json!({
+        "resourceType": "HealthcareService",
+        "id": program.id.to_string(),
+        "meta": meta("iop-program-service", Sensitivity::Normal),
+        "extension": [
+            { "url": codes::extension("iop-days-per-week"), "valuePositiveInt": intensity.days_per_week() },
+            { "url": codes::extension("iop-hours-per-week"), "valuePositiveInt": intensity.hours_per_week() },
+        ],
+        "identifier": [
+            { "use": "usual", "system": cfg.system("program-code"), "value": program.code.as_str() },
+            cfg.record_identifier("program", program.id),
+        ],
+        "active": true,
+        "providedBy": reference("Organization", clinic_id),
+        "type": [{ "coding": [codes::coding(&system, program_type.0, program_type.1)] }],
+        "name": program.name.as_str(),
+        "characteristic": characteristics,
+    })
 }

@@ -20,12 +20,26 @@ Context: Encounter
 Extension: IopProgram
 Id: iop-program
 Title: "IOP program"
-Description: "The clinic program of an episode of care or the program a referral is for, by the program's record id."
+Description: "The clinic program of an episode of care, or the program a referral is for."
 Context: EpisodeOfCare, ServiceRequest
-* value[x] only Identifier
-* valueIdentifier 1..1
-* valueIdentifier.system 1..1
-* valueIdentifier.value 1..1
+* value[x] only Reference(IopProgramService)
+* valueReference 1..1
+
+Extension: IopDaysPerWeek
+Id: iop-days-per-week
+Title: "Program days a week"
+Description: "Days of treatment a week (an IOP meets 3 to 5 days)."
+Context: HealthcareService
+* value[x] only positiveInt
+* valuePositiveInt 1..1
+
+Extension: IopHoursPerWeek
+Id: iop-hours-per-week
+Title: "Program hours a week"
+Description: "Hours of treatment a week (an IOP gives 6 to 20 hours)."
+Context: HealthcareService
+* value[x] only positiveInt
+* valuePositiveInt 1..1
 
 Extension: IopDischargeDispositionExt
 Id: iop-discharge-disposition

@@ -188,3 +188,20 @@ Description: "The workflow of a referral: requested, received, accepted or rejec
 * authoredOn 1..1 MS
 * requester 1..1 MS
 * owner 1..1 MS
+
+Profile: IopProgramService
+Parent: HealthcareService
+Id: iop-program-service
+Title: "IOP Program (HealthcareService)"
+Description: "A program the clinic runs: population, focus, ASAM level, delivery, days and hours a week, and whether 42 CFR Part 2 covers it."
+* extension contains IopDaysPerWeek named daysPerWeek 1..1 MS and IopHoursPerWeek named hoursPerWeek 1..1 MS
+* extension[daysPerWeek].value[x] MS
+* extension[hoursPerWeek].value[x] MS
+* identifier 1..* MS
+* active 1..1 MS
+* providedBy 1..1 MS
+* providedBy only Reference($USCoreOrganization)
+* type 1..* MS
+* type from IopProgramTypeVS (required)
+* name 1..1 MS
+* characteristic MS

@@ -182,3 +182,27 @@ Title: "IOP staff roles"
 * #peer-support-specialist "Peer support specialist"
 * #registered-nurse "Registered nurse"
 * #program-director "Program director"
+
+CodeSystem: IopProgramType
+Id: iop-program-type
+Title: "IOP program types"
+* ^caseSensitive = true
+* #mental-health-iop "Mental-health intensive outpatient program"
+* #substance-use-iop "Substance-use intensive outpatient program"
+* #co-occurring-iop "Co-occurring disorders intensive outpatient program"
+
+ValueSet: IopProgramTypeVS
+Id: iop-program-type
+Title: "IOP program types"
+* include codes from system IopProgramType
+
+CodeSystem: IopProgramCharacteristic
+Id: iop-program-characteristic
+Title: "IOP program characteristics"
+* ^caseSensitive = true
+* #adult "Adults"
+* #adolescent "Adolescents"
+* #in-person "In person"
+* #virtual "Virtual"
+* #hybrid "In person and virtual"
+* #part2 "Covered by 42 CFR Part 2" "A federally assisted substance-use disorder program: its records may be disclosed only with the client's written consent."
