@@ -67,7 +67,7 @@ enum Command {
         /// Directory to write into (created if missing)
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Resource types to write, comma-separated [default: all: Organization, Practitioner, HealthcareService,
+        /// Resource types to write, comma-separated [default: all: Organization, Practitioner, HealthcareService, Group,
         /// Patient, RelatedPerson, EpisodeOfCare, CarePlan, Goal, Encounter, Consent, ServiceRequest, Task]
         #[arg(long = "type", value_name = "TYPES", value_delimiter = ',')]
         types: Vec<String>,

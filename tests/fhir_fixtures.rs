@@ -53,6 +53,7 @@ fn fixtures() -> Vec<(&'static str, Value)> {
             "Organization-hospital",
             organization_to_fhir(&cfg, &g.hospital),
         ),
+        ("Group-therapy-group", therapy_group_to_fhir(&cfg, &g.group)),
         (
             "HealthcareService-program",
             program_to_fhir(&cfg, &g.program, g.clinic.id),
@@ -235,6 +236,7 @@ fn every_profile_has_an_example() {
         "iop-practitioner",
         "iop-organization",
         "iop-program-service",
+        "iop-group",
         "iop-careplan",
         "iop-relapse-prevention-plan",
         "iop-goal",
@@ -263,7 +265,7 @@ fn part2_resources_carry_ds4p_security_labels() {
             .unwrap_or_default();
         let about_client = !matches!(
             resource["resourceType"].as_str(),
-            Some("Practitioner" | "Organization" | "HealthcareService")
+            Some("Practitioner" | "Organization" | "HealthcareService" | "Group")
         );
         if about_client {
             assert_eq!(labels, ["R", "42CFRPart2", "SUD", "NORDSCLCD"], "{name}");

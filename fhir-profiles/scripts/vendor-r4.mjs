@@ -6,7 +6,7 @@ import path from 'node:path';
 
 const [definitions, out] = process.argv.slice(2);
 const RESOURCES = ['Patient', 'Practitioner', 'Organization', 'CarePlan', 'Goal', 'Encounter', 'EpisodeOfCare',
-  'RelatedPerson', 'Consent', 'ServiceRequest', 'Task', 'HealthcareService', 'Bundle', 'OperationOutcome', 'DomainResource', 'Resource'];
+  'RelatedPerson', 'Consent', 'ServiceRequest', 'Task', 'HealthcareService', 'Group', 'Bundle', 'OperationOutcome', 'DomainResource', 'Resource'];
 const load = (name) => JSON.parse(fs.readFileSync(path.join(definitions, name), 'utf8')).entry.map((e) => e.resource);
 const structureDefinitions = [...load('profiles-resources.json'), ...load('profiles-types.json')]
   .filter((r) => r.resourceType === 'StructureDefinition');

@@ -23,6 +23,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "Organization",
     "Practitioner",
     "HealthcareService",
+    "Group",
     "Patient",
     "RelatedPerson",
     "EpisodeOfCare",
@@ -237,6 +238,13 @@ async fn write_type(
             for_each_page::<Program, _>(store, async |page| {
                 page.iter()
                     .try_for_each(|p| out.write(&mapping::program_to_fhir(cfg, p, cx.clinic_id)))
+            })
+            .await
+        }
+        "Group" => {
+            for_each_page::<TherapyGroup, _>(store, async |page| {
+                page.iter()
+                    .try_for_each(|g| out.write(&mapping::therapy_group_to_fhir(cfg, g)))
             })
             .await
         }

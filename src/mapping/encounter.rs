@@ -56,7 +56,7 @@ pub fn session_to_fhir(cfg: &MappingConfig, view: &SessionView<'_>) -> Value {
     if let Some(group) = s.group_id {
         extensions.push(json!({
             "url": codes::extension("iop-therapy-group"),
-            "valueIdentifier": { "system": cfg.system("therapy-group"), "value": group.to_string() },
+            "valueReference": reference("Group", group),
         }));
     }
     let mut participants = vec![json!({
@@ -190,13 +190,11 @@ pub fn session_from_fhir(
     }
     let group_id = extension_of(encounter, "iop-therapy-group")
         .map(|e| {
-            let value = e.get("valueIdentifier").and_then(|v| opt_str(v, "value"));
-            let value = value.ok_or_else(|| {
-                missing("Encounter.extension(iop-therapy-group).valueIdentifier.value")
-            })?;
-            read::parse(
-                "Encounter.extension(iop-therapy-group).valueIdentifier.value",
-                value,
+            let path = "Encounter.extension(iop-therapy-group).valueReference";
+            read::reference_id(
+                e.get("valueReference").ok_or_else(|| missing(path))?,
+                path,
+                "Group",
             )
         })
         .transpose()?;

@@ -1,4 +1,5 @@
-//! Staff -> IOP Practitioner, Organization -> IOP Organization, Program -> IOP Program (HealthcareService).
+//! Staff -> IOP Practitioner, Organization -> IOP Organization, Program -> IOP Program (HealthcareService),
+//! therapy group -> IOP Therapy Group (Group).
 
 use serde_json::{Value, json};
 
@@ -122,5 +123,21 @@ pub fn program_to_fhir(
         "type": [{ "coding": [codes::coding(&system, program_type.0, program_type.1)] }],
         "name": program.name.as_str(),
         "characteristic": characteristics,
+    })
+}
+
+/// A therapy group: name, modality and facilitator. Deliberately without members (see the profile).
+pub fn therapy_group_to_fhir(cfg: &MappingConfig, group: &TherapyGroup) -> Value {
+    json!({
+        "resourceType": "Group",
+        "id": group.id.to_string(),
+        "meta": meta("iop-group", Sensitivity::Normal),
+        "identifier": [cfg.record_identifier("therapy-group", group.id)],
+        "active": true,
+        "type": "person",
+        "actual": true,
+        "code": codes::modality_concept(group.modality),
+        "name": group.name.as_str(),
+        "managingEntity": reference("Practitioner", group.facilitator_id),
     })
 }

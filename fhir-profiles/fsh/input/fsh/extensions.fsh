@@ -10,12 +10,10 @@ Context: Encounter
 Extension: IopTherapyGroup
 Id: iop-therapy-group
 Title: "Therapy group"
-Description: "The standing therapy group a group session belongs to, by the clinic's identifier."
+Description: "The standing therapy group a group session belongs to."
 Context: Encounter
-* value[x] only Identifier
-* valueIdentifier 1..1
-* valueIdentifier.system 1..1
-* valueIdentifier.value 1..1
+* value[x] only Reference(IopTherapyGroupProfile)
+* valueReference 1..1
 
 Extension: IopProgram
 Id: iop-program

@@ -205,3 +205,18 @@ Description: "A program the clinic runs: population, focus, ASAM level, delivery
 * type from IopProgramTypeVS (required)
 * name 1..1 MS
 * characteristic MS
+
+Profile: IopTherapyGroupProfile
+Parent: Group
+Id: iop-group
+Title: "IOP Therapy Group"
+Description: "A standing therapy group of a program (e.g. DBT skills). Members are not listed: a group's roster would disclose many clients at once, some of them under 42 CFR Part 2."
+* identifier 1..* MS
+* type = #person
+* actual = true
+* code 1..1 MS
+* code from IopModalityVS (required)
+* name 1..1 MS
+* managingEntity 1..1 MS
+* managingEntity only Reference(IopPractitioner)
+* member 0..0
