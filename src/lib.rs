@@ -8,6 +8,7 @@ pub mod domain;
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod fhirpath;
 pub mod http;
 pub mod mapping;
 pub mod seed;

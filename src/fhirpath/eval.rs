@@ -1,0 +1,661 @@
+//! Evaluation of a parsed FHIRPath expression against a JSON resource.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use serde_json::Value as Json;
+
+use super::FhirPathError;
+use super::functions;
+use super::parser::{Expr, Literal};
+use super::value::{Item, Temporal, Value, to_base};
+
+/// Variables of an evaluation: `%resource`, `%context` and any the caller adds.
+pub struct Environment<'a> {
+    pub resource: &'a Json,
+    pub variables: HashMap<String, Value<'a>>,
+}
+
+impl<'a> Environment<'a> {
+    pub fn new(resource: &'a Json) -> Self {
+        Self {
+            resource,
+            variables: HashMap::new(),
+        }
+    }
+}
+
+/// The lambda scope of `where`, `select`, ... : `$this`, `$index`, `$total`.
+#[derive(Clone)]
+pub(super) struct Scope<'a> {
+    pub this: Option<Item<'a>>,
+    pub index: Option<i64>,
+    pub total: Option<Value<'a>>,
+}
+
+pub(super) fn error(message: impl Into<String>) -> FhirPathError {
+    FhirPathError::Evaluation(message.into())
+}
+
+/// Evaluates `expr` with the resource as the input collection.
+pub fn evaluate<'a>(expr: &Expr, env: &Environment<'a>) -> Result<Value<'a>, FhirPathError> {
+    let input = vec![Item::Node(env.resource, None)];
+    let scope = Scope {
+        this: input.first().cloned(),
+        index: None,
+        total: None,
+    };
+    eval(expr, env, &input, &scope)
+}
+
+const PRIMITIVES: &[&str] = &[
+    "boolean",
+    "integer",
+    "string",
+    "decimal",
+    "uri",
+    "url",
+    "canonical",
+    "base64Binary",
+    "instant",
+    "date",
+    "dateTime",
+    "time",
+    "code",
+    "oid",
+    "id",
+    "markdown",
+    "unsignedInt",
+    "positiveInt",
+    "uuid",
+    "xhtml",
+];
+
+/// The FHIR type named by a choice-element suffix: `Quantity` from `valueQuantity`, `dateTime`
+/// from `valueDateTime`.
+fn choice_type(suffix: &str) -> String {
+    let mut lower = suffix.to_owned();
+    if let Some(first) = lower.get(..1) {
+        lower.replace_range(..1, &first.to_lowercase());
+    }
+    if PRIMITIVES.contains(&lower.as_str()) {
+        lower
+    } else {
+        suffix.to_owned()
+    }
+}
+
+/// Known element types where JSON alone cannot tell (dates and instants are strings).
+fn element_type(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "birthDate" => "date",
+        "lastUpdated" | "issued" => "instant",
+        "authoredOn" | "effectiveDateTime" | "recorded" | "date" | "dateTime" => "dateTime",
+        "start" | "end" => "dateTime",
+        "deceasedDateTime" | "onsetDateTime" | "occurrenceDateTime" => "dateTime",
+        _ => return None,
+    })
+}
+
+pub(super) fn children<'a>(item: &Item<'a>, name: &str, out: &mut Value<'a>) {
+    if let Item::TypeInfo(namespace, type_name) = item {
+        match name {
+            "namespace" => out.push(Item::String((*namespace).to_owned())),
+            "name" => out.push(Item::String(type_name.clone())),
+            _ => {}
+        }
+        return;
+    }
+    let Item::Node(Json::Object(map), _) = item else {
+        return;
+    };
+    let mut push = |node: &'a Json, ty: Option<String>| match node {
+        Json::Array(items) => out.extend(items.iter().map(|i| Item::Node(i, ty.clone()))),
+        other => out.push(Item::Node(other, ty)),
+    };
+    if let Some(node) = map.get(name) {
+        push(node, element_type(name).map(str::to_owned));
+        return;
+    }
+    for (key, node) in map {
+        if let Some(suffix) = key.strip_prefix(name)
+            && suffix.starts_with(|c: char| c.is_ascii_uppercase())
+        {
+            push(node, Some(choice_type(suffix)));
+        }
+    }
+}
+
+fn literal<'a>(literal: &Literal) -> Result<Value<'a>, FhirPathError> {
+    Ok(match literal {
+        Literal::Empty => vec![],
+        Literal::Boolean(b) => vec![Item::Boolean(*b)],
+        Literal::String(s) => vec![Item::String(s.clone())],
+        Literal::Integer(i) => vec![Item::Integer(*i)],
+        Literal::Decimal(d) => vec![Item::Decimal(*d)],
+        Literal::Quantity(v, u) => vec![Item::Quantity(*v, u.clone())],
+        Literal::Date(d) => {
+            let t = Temporal::parse_date_time(d).ok_or_else(|| error("invalid date literal"))?;
+            vec![if d.contains('T') {
+                Item::DateTime(t)
+            } else {
+                Item::Date(t)
+            }]
+        }
+        Literal::DateTime(d) => vec![Item::DateTime(
+            Temporal::parse_date_time(d).ok_or_else(|| error("invalid date-time literal"))?,
+        )],
+        Literal::Time(t) => vec![Item::Time(
+            Temporal::parse_time(t).ok_or_else(|| error("invalid time literal"))?,
+        )],
+    })
+}
+
+pub(super) fn eval<'a>(
+    expr: &Expr,
+    env: &Environment<'a>,
+    input: &Value<'a>,
+    scope: &Scope<'a>,
+) -> Result<Value<'a>, FhirPathError> {
+    match expr {
+        Expr::Literal(l) => literal(l),
+        Expr::Identifier(name) => {
+            let mut out = Vec::new();
+            for item in input {
+                if let Item::Node(node, _) = item
+                    && node.get("resourceType").and_then(Json::as_str) == Some(name.as_str())
+                {
+                    out.push(item.clone());
+                    continue;
+                }
+                children(item, name, &mut out);
+            }
+            if out.is_empty()
+                && name.starts_with(|c: char| c.is_ascii_uppercase())
+                && input
+                    .iter()
+                    .any(|i| matches!(i, Item::Node(n, _) if n.get("resourceType").is_some()))
+            {
+                return Err(FhirPathError::Semantic(format!(
+                    "`{name}` is not the type of the input"
+                )));
+            }
+            Ok(out)
+        }
+        Expr::Member(target, name) => {
+            let target = eval(target, env, input, scope)?;
+            let mut out = Vec::new();
+            for item in &target {
+                children(item, name, &mut out);
+            }
+            Ok(out)
+        }
+        Expr::Function(target, name, args) => {
+            let focus = match target {
+                Some(t) => eval(t, env, input, scope)?,
+                None => input.clone(),
+            };
+            functions::call(name, &focus, args, env, scope)
+        }
+        Expr::Index(target, index) => {
+            let target = eval(target, env, input, scope)?;
+            let index = eval(index, env, input, scope)?;
+            match single(&index)?.map(|i| i.primitive()) {
+                Some(Item::Integer(i)) if i >= 0 => {
+                    Ok(target.into_iter().nth(i as usize).into_iter().collect())
+                }
+                Some(Item::Integer(_)) | None => Ok(vec![]),
+                _ => Err(error("an index must be an integer")),
+            }
+        }
+        Expr::Unary(op, operand) => {
+            let value = eval(operand, env, input, scope)?;
+            match (op, single(&value)?.map(|i| i.primitive())) {
+                (_, None) => Ok(vec![]),
+                (&"+", Some(item)) => Ok(vec![item]),
+                (_, Some(Item::Integer(i))) => Ok(vec![Item::Integer(-i)]),
+                (_, Some(Item::Decimal(d))) => Ok(vec![Item::Decimal(-d)]),
+                (_, Some(Item::Quantity(v, u))) => Ok(vec![Item::Quantity(-v, u)]),
+                _ => Err(error("unary minus needs a number")),
+            }
+        }
+        Expr::Binary(op, left, right) => {
+            let l = eval(left, env, input, scope)?;
+            // Short-circuits keep `a and b` defined where `b` would fail to evaluate.
+            if matches!(*op, "and" | "or" | "implies") {
+                match (*op, as_boolean(&l)?) {
+                    ("and", Some(false)) => return Ok(vec![Item::Boolean(false)]),
+                    ("or", Some(true)) => return Ok(vec![Item::Boolean(true)]),
+                    ("implies", Some(false)) => return Ok(vec![Item::Boolean(true)]),
+                    _ => {}
+                }
+            }
+            let r = eval(right, env, input, scope)?;
+            binary(op, l, r)
+        }
+        Expr::Type(op, operand, type_name) => {
+            let value = eval(operand, env, input, scope)?;
+            if value.len() > 1 {
+                return Err(error(format!("`{op}` needs a single item")));
+            }
+            let Some(item) = value.into_iter().next() else {
+                return Ok(vec![]);
+            };
+            let matches = is_type(&item, type_name);
+            Ok(match *op {
+                "is" => vec![Item::Boolean(matches)],
+                _ if matches => vec![item],
+                _ => vec![],
+            })
+        }
+        Expr::External(name) => match name.as_str() {
+            "resource" | "context" | "rootResource" => Ok(vec![Item::Node(env.resource, None)]),
+            "ucum" => Ok(vec![Item::String("http://unitsofmeasure.org".into())]),
+            "sct" => Ok(vec![Item::String("http://snomed.info/sct".into())]),
+            "loinc" => Ok(vec![Item::String("http://loinc.org".into())]),
+            other => {
+                if let Some(v) = env.variables.get(other) {
+                    return Ok(v.clone());
+                }
+                if let Some(vs) = other.strip_prefix("vs-") {
+                    return Ok(vec![Item::String(format!(
+                        "http://hl7.org/fhir/ValueSet/{vs}"
+                    ))]);
+                }
+                if let Some(ext) = other.strip_prefix("ext-") {
+                    return Ok(vec![Item::String(format!(
+                        "http://hl7.org/fhir/StructureDefinition/{ext}"
+                    ))]);
+                }
+                Err(FhirPathError::Semantic(format!(
+                    "unknown variable %{other}"
+                )))
+            }
+        },
+        Expr::Special(name) => match name.as_str() {
+            "this" => Ok(scope.this.clone().into_iter().collect()),
+            "index" => Ok(scope.index.map(Item::Integer).into_iter().collect()),
+            "total" => Ok(scope.total.clone().unwrap_or_default()),
+            other => Err(FhirPathError::Semantic(format!("unknown ${other}"))),
+        },
+    }
+}
+
+/// Whether `item` is of type `name` (`Quantity`, `FHIR.string`, `System.Integer`, `Resource`).
+pub(super) fn is_type(item: &Item<'_>, name: &str) -> bool {
+    let (namespace, wanted) = match name.split_once('.') {
+        Some((ns, n)) => (Some(ns), n),
+        None => (None, name),
+    };
+    let (kind, actual) = item.type_name();
+    if namespace.is_some_and(|ns| ns != kind) {
+        return false;
+    }
+    if actual == wanted {
+        return true;
+    }
+    if kind == "FHIR" {
+        let is_resource = matches!(item, Item::Node(n, _) if n.get("resourceType").is_some());
+        return is_resource && matches!(wanted, "Resource" | "DomainResource")
+            || matches!(
+                (actual.as_str(), wanted),
+                (
+                    "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "uuid" | "oid",
+                    "string"
+                )
+            )
+            || matches!(
+                (actual.as_str(), wanted),
+                ("positiveInt" | "unsignedInt", "integer")
+            )
+            || matches!(
+                (actual.as_str(), wanted),
+                (
+                    "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity",
+                    "Quantity"
+                )
+            );
+    }
+    false
+}
+
+pub(super) fn single<'a>(value: &Value<'a>) -> Result<Option<Item<'a>>, FhirPathError> {
+    match value.len() {
+        0 => Ok(None),
+        1 => Ok(value.first().cloned()),
+        _ => Err(error("expected a single item, found a collection")),
+    }
+}
+
+/// Singleton evaluation of collections as Boolean (FHIRPath §4.5).
+pub(super) fn as_boolean(value: &Value<'_>) -> Result<Option<bool>, FhirPathError> {
+    match single(value)? {
+        None => Ok(None),
+        Some(item) => match item.primitive() {
+            Item::Boolean(b) => Ok(Some(b)),
+            _ => Ok(Some(true)),
+        },
+    }
+}
+
+fn number(item: &Item<'_>) -> Option<f64> {
+    match item {
+        Item::Integer(i) => Some(*i as f64),
+        Item::Decimal(d) => Some(*d),
+        _ => None,
+    }
+}
+
+/// Two items as comparable values: strings that meet a date become dates.
+fn coerce<'a>(a: &Item<'a>, b: &Item<'a>) -> (Item<'a>, Item<'a>) {
+    let (a, b) = (a.primitive(), b.primitive());
+    let as_temporal = |s: &str, like: &Item<'_>| -> Option<Item<'a>> {
+        let t = Temporal::parse_date_time(s)?;
+        Some(match like {
+            Item::Date(_) if t.is_date_only() => Item::Date(t),
+            Item::Date(_) | Item::DateTime(_) => Item::DateTime(t),
+            _ => return None,
+        })
+    };
+    match (&a, &b) {
+        (Item::String(s), Item::Date(_) | Item::DateTime(_)) => {
+            (as_temporal(s, &b).unwrap_or(a.clone()), b)
+        }
+        (Item::Date(_) | Item::DateTime(_), Item::String(s)) => {
+            let converted = as_temporal(s, &a).unwrap_or(b.clone());
+            (a, converted)
+        }
+        (Item::Time(_), Item::String(s)) => {
+            let converted = Temporal::parse_time(s).map(Item::Time).unwrap_or(b.clone());
+            (a, converted)
+        }
+        (Item::String(s), Item::Time(_)) => (
+            Temporal::parse_time(s).map(Item::Time).unwrap_or(a.clone()),
+            b,
+        ),
+        _ => (a, b),
+    }
+}
+
+/// `=` on two items: Some(bool), or None where precision leaves it open.
+pub(super) fn item_equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
+    if let (Item::Node(x, _), Item::Node(y, _)) = (a, b)
+        && (x.is_object() || y.is_object())
+    {
+        return Some(x == y);
+    }
+    let (a, b) = coerce(a, b);
+    match (&a, &b) {
+        (Item::String(x), Item::String(y)) => Some(x == y),
+        (Item::Boolean(x), Item::Boolean(y)) => Some(x == y),
+        (Item::Integer(x), Item::Integer(y)) => Some(x == y),
+        (x, y) if number(x).is_some() && number(y).is_some() => {
+            Some((number(x)? - number(y)?).abs() < 1e-12)
+        }
+        (Item::Date(x) | Item::DateTime(x), Item::Date(y) | Item::DateTime(y))
+        | (Item::Time(x), Item::Time(y)) => x.compare(y).map(|o| o == Ordering::Equal),
+        (Item::Quantity(v1, u1), Item::Quantity(v2, u2)) => {
+            let ((a, ua), (b, ub)) = (to_base(*v1, u1), to_base(*v2, u2));
+            if ua != ub {
+                if is_calendar(u1) != is_calendar(u2) {
+                    None
+                } else {
+                    Some(false)
+                }
+            } else {
+                Some((a - b).abs() < 1e-9)
+            }
+        }
+        _ => Some(false),
+    }
+}
+
+fn is_calendar(unit: &str) -> bool {
+    matches!(
+        unit,
+        "year" | "years" | "month" | "months" | "week" | "weeks" | "day" | "days"
+    )
+}
+
+fn normalize_text(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+fn decimals(x: f64) -> usize {
+    let text = format!("{x}");
+    text.split_once('.').map(|(_, d)| d.len()).unwrap_or(0)
+}
+
+/// `~` on two items.
+pub(super) fn item_equivalent(a: &Item<'_>, b: &Item<'_>) -> bool {
+    if let (Item::Node(x, _), Item::Node(y, _)) = (a, b)
+        && (x.is_object() || y.is_object())
+    {
+        return x == y;
+    }
+    let (a, b) = coerce(a, b);
+    match (&a, &b) {
+        (Item::String(x), Item::String(y)) => normalize_text(x) == normalize_text(y),
+        (x, y) if number(x).is_some() && number(y).is_some() => {
+            let (x, y) = (number(x).unwrap_or(0.0), number(y).unwrap_or(0.0));
+            let precision = decimals(x).min(decimals(y)) as i32;
+            let scale = 10f64.powi(precision);
+            (x * scale).round() == (y * scale).round()
+        }
+        (Item::Date(x) | Item::DateTime(x), Item::Date(y) | Item::DateTime(y))
+        | (Item::Time(x), Item::Time(y)) => x.compare(y) == Some(Ordering::Equal),
+        _ => item_equal(&a, &b).unwrap_or(false),
+    }
+}
+
+fn compare(a: &Item<'_>, b: &Item<'_>) -> Result<Option<Ordering>, FhirPathError> {
+    let (a, b) = coerce(a, b);
+    Ok(match (&a, &b) {
+        (Item::String(x), Item::String(y)) => Some(x.cmp(y)),
+        (x, y) if number(x).is_some() && number(y).is_some() => number(x).partial_cmp(&number(y)),
+        (Item::Date(x) | Item::DateTime(x), Item::Date(y) | Item::DateTime(y))
+        | (Item::Time(x), Item::Time(y)) => x.compare(y),
+        (Item::Quantity(v1, u1), Item::Quantity(v2, u2)) => {
+            let ((a, ua), (b, ub)) = (to_base(*v1, u1), to_base(*v2, u2));
+            if ua != ub {
+                return Err(error("cannot compare quantities of different dimensions"));
+            }
+            a.partial_cmp(&b)
+        }
+        _ => return Err(error("cannot compare these types")),
+    })
+}
+
+fn distinct_push<'a>(out: &mut Value<'a>, item: Item<'a>) {
+    if !out.iter().any(|o| item_equal(o, &item) == Some(true)) {
+        out.push(item);
+    }
+}
+
+pub(super) fn union<'a>(l: Value<'a>, r: Value<'a>) -> Value<'a> {
+    let mut out = Vec::new();
+    for item in l.into_iter().chain(r) {
+        distinct_push(&mut out, item);
+    }
+    out
+}
+
+fn boolean<'a>(b: Option<bool>) -> Value<'a> {
+    b.map(Item::Boolean).into_iter().collect()
+}
+
+fn binary<'a>(op: &str, l: Value<'a>, r: Value<'a>) -> Result<Value<'a>, FhirPathError> {
+    match op {
+        "and" | "or" | "xor" | "implies" => {
+            let (a, b) = (as_boolean(&l)?, as_boolean(&r)?);
+            Ok(boolean(match op {
+                "and" => match (a, b) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                },
+                "or" => match (a, b) {
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                },
+                "xor" => match (a, b) {
+                    (Some(x), Some(y)) => Some(x != y),
+                    _ => None,
+                },
+                _ => match (a, b) {
+                    (Some(false), _) => Some(true),
+                    (Some(true), b) => b,
+                    (None, Some(true)) => Some(true),
+                    _ => None,
+                },
+            }))
+        }
+        "|" => Ok(union(l, r)),
+        "=" | "!=" => {
+            if l.is_empty() || r.is_empty() {
+                return Ok(vec![]);
+            }
+            let equal = if l.len() != r.len() {
+                Some(false)
+            } else {
+                let mut all = Some(true);
+                for (a, b) in l.iter().zip(&r) {
+                    match item_equal(a, b) {
+                        Some(true) => {}
+                        Some(false) => {
+                            all = Some(false);
+                            break;
+                        }
+                        None => all = None,
+                    }
+                }
+                all
+            };
+            Ok(boolean(if op == "=" { equal } else { equal.map(|e| !e) }))
+        }
+        "~" | "!~" => {
+            let equivalent = if l.is_empty() && r.is_empty() {
+                true
+            } else if l.len() != r.len() {
+                false
+            } else {
+                l.iter().all(|a| r.iter().any(|b| item_equivalent(a, b)))
+            };
+            Ok(vec![Item::Boolean(if op == "~" {
+                equivalent
+            } else {
+                !equivalent
+            })])
+        }
+        "<" | ">" | "<=" | ">=" => {
+            let (Some(a), Some(b)) = (single(&l)?, single(&r)?) else {
+                return Ok(vec![]);
+            };
+            Ok(boolean(compare(&a, &b)?.map(|o| match op {
+                "<" => o == Ordering::Less,
+                ">" => o == Ordering::Greater,
+                "<=" => o != Ordering::Greater,
+                _ => o != Ordering::Less,
+            })))
+        }
+        "in" | "contains" => {
+            let (needle, haystack) = if op == "in" { (l, r) } else { (r, l) };
+            let Some(item) = single(&needle)? else {
+                return Ok(vec![]);
+            };
+            Ok(vec![Item::Boolean(
+                haystack.iter().any(|h| item_equal(h, &item) == Some(true)),
+            )])
+        }
+        "&" => {
+            let text = |v: &Value<'_>| -> Result<String, FhirPathError> {
+                Ok(single(v)?.and_then(|i| i.as_string()).unwrap_or_default())
+            };
+            Ok(vec![Item::String(text(&l)? + &text(&r)?)])
+        }
+        _ => {
+            let (Some(a), Some(b)) = (single(&l)?, single(&r)?) else {
+                return Ok(vec![]);
+            };
+            arithmetic(op, a.primitive(), b.primitive())
+        }
+    }
+}
+
+fn arithmetic<'a>(op: &str, a: Item<'a>, b: Item<'a>) -> Result<Value<'a>, FhirPathError> {
+    use Item::*;
+    Ok(vec![match (op, a, b) {
+        ("+", String(x), String(y)) => String(x + &y),
+        ("+" | "-" | "*", Integer(x), Integer(y)) => {
+            let r = match op {
+                "+" => x.checked_add(y),
+                "-" => x.checked_sub(y),
+                _ => x.checked_mul(y),
+            };
+            match r {
+                Some(r) => Integer(r),
+                None => return Ok(vec![]),
+            }
+        }
+        ("div", Integer(x), Integer(y)) => {
+            if y == 0 {
+                return Ok(vec![]);
+            }
+            Integer(x / y)
+        }
+        ("mod", Integer(x), Integer(y)) => {
+            if y == 0 {
+                return Ok(vec![]);
+            }
+            Integer(x % y)
+        }
+        (op, Date(t) | DateTime(t), Quantity(v, u)) if op == "+" || op == "-" => {
+            let sign = if op == "-" { -1.0 } else { 1.0 };
+            let date_only = t.is_date_only();
+            let shifted = functions::add_duration(&t, sign * v, &u)?;
+            if date_only {
+                Date(shifted)
+            } else {
+                DateTime(shifted)
+            }
+        }
+        (op, Quantity(v1, u1), Quantity(v2, u2)) if op == "+" || op == "-" => {
+            let ((a, ua), (b, ub)) = (to_base(v1, &u1), to_base(v2, &u2));
+            if ua != ub {
+                return Ok(vec![]);
+            }
+            let r = if op == "+" { a + b } else { a - b };
+            if u1 == u2 {
+                Quantity(if op == "+" { v1 + v2 } else { v1 - v2 }, u1)
+            } else {
+                Quantity(r, ua)
+            }
+        }
+        ("*", Quantity(v, u), x) | ("*", x, Quantity(v, u)) if number(&x).is_some() => {
+            Quantity(v * number(&x).unwrap_or(1.0), u)
+        }
+        ("/", Quantity(v, u), x) if number(&x).is_some() => {
+            Quantity(v / number(&x).unwrap_or(1.0), u)
+        }
+        (op, x, y) if number(&x).is_some() && number(&y).is_some() => {
+            let (x, y) = (number(&x).unwrap_or(0.0), number(&y).unwrap_or(0.0));
+            match op {
+                "+" => Decimal(x + y),
+                "-" => Decimal(x - y),
+                "*" => Decimal(x * y),
+                "/" if y == 0.0 => return Ok(vec![]),
+                "/" => Decimal(x / y),
+                "div" if y == 0.0 => return Ok(vec![]),
+                "div" => Integer((x / y).trunc() as i64),
+                "mod" if y == 0.0 => return Ok(vec![]),
+                "mod" => Decimal(x % y),
+                _ => return Err(error(format!("unknown operator {op}"))),
+            }
+        }
+        (op, _, _) => return Err(error(format!("`{op}` is not defined for these operands"))),
+    }])
+}

@@ -1,0 +1,33 @@
+//! A FHIRPath (N1, as used by FHIR R4) engine over `serde_json::Value` resources.
+//!
+//! `parse` turns an expression into an `Expr` once; `evaluate` runs it against a resource many
+//! times (invariants are compiled once per profile). No I/O: `resolve()` only finds contained
+//! resources and Bundle entries. Measured against the official R4 test suite in
+//! `tests/fhirpath_suite.rs`.
+
+mod eval;
+mod functions;
+mod lexer;
+mod parser;
+mod value;
+
+pub use eval::{Environment, evaluate};
+pub use parser::{Expr, parse};
+pub use value::{Item, Value};
+
+/// An item as FHIRPath's `toString()` renders it (None for complex nodes).
+pub fn render(item: &Item<'_>) -> Option<String> {
+    functions::to_string(item)
+}
+
+/// Why an expression could not be parsed or evaluated. Messages quote the expression's text and
+/// positions, never data from the resource (it may be PHI).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FhirPathError {
+    #[error("syntax error at {position}: {message}")]
+    Syntax { position: usize, message: String },
+    #[error("{0}")]
+    Semantic(String),
+    #[error("evaluation error: {0}")]
+    Evaluation(String),
+}

@@ -1,0 +1,327 @@
+//! FHIRPath values: items of a collection are either nodes of the resource (with their FHIR type
+//! where known) or System values (Boolean, String, Integer, Decimal, Date, DateTime, Time,
+//! Quantity).
+
+use std::cmp::Ordering;
+
+use serde_json::Value as Json;
+
+/// A partial date, date-time or time: components down to the precision given, and the time-zone
+/// offset in minutes where the text had one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Temporal {
+    /// year, month, day, hour, minute, second, millisecond — as many as were given.
+    pub parts: Vec<i64>,
+    pub offset: Option<i64>,
+    /// Whether the value is a time of day (parts start at the hour).
+    pub time_only: bool,
+}
+
+impl Temporal {
+    pub fn parse_date_time(text: &str) -> Option<Self> {
+        let (date, time) = match text.split_once('T') {
+            Some((d, t)) => (d, Some(t)),
+            None => (text, None),
+        };
+        let mut parts = Vec::new();
+        for (i, piece) in date.split('-').enumerate() {
+            let expected = if i == 0 { 4 } else { 2 };
+            if piece.len() != expected || !piece.chars().all(|c| c.is_ascii_digit()) || i > 2 {
+                return None;
+            }
+            parts.push(piece.parse().ok()?);
+        }
+        let mut offset = None;
+        if let Some(time) = time
+            && !time.is_empty()
+        {
+            let (clock, zone) = split_zone(time)?;
+            offset = zone;
+            if parts.len() != 3 {
+                return None;
+            }
+            parts.extend(parse_clock(clock)?);
+        }
+        Some(Self {
+            parts,
+            offset,
+            time_only: false,
+        })
+    }
+
+    pub fn parse_time(text: &str) -> Option<Self> {
+        let (clock, zone) = split_zone(text)?;
+        if zone.is_some() {
+            return None;
+        }
+        Some(Self {
+            parts: parse_clock(clock)?,
+            offset: None,
+            time_only: true,
+        })
+    }
+
+    pub fn is_date_only(&self) -> bool {
+        !self.time_only && self.parts.len() <= 3
+    }
+
+    /// Components in UTC where an offset is known (for comparing instants).
+    fn normalized(&self) -> Vec<i64> {
+        let Some(offset) = self.offset else {
+            return self.parts.clone();
+        };
+        if self.parts.len() < 5 {
+            return self.parts.clone();
+        }
+        let date = chrono::NaiveDate::from_ymd_opt(
+            self.parts[0] as i32,
+            self.parts[1] as u32,
+            self.parts[2] as u32,
+        );
+        let Some(date) = date else {
+            return self.parts.clone();
+        };
+        let Some(time) =
+            chrono::NaiveTime::from_hms_opt(self.parts[3] as u32, self.parts[4] as u32, 0)
+        else {
+            return self.parts.clone();
+        };
+        let utc = date.and_time(time) - chrono::Duration::minutes(offset);
+        use chrono::{Datelike, Timelike};
+        let mut out = vec![
+            i64::from(utc.year()),
+            i64::from(utc.month()),
+            i64::from(utc.day()),
+            i64::from(utc.hour()),
+            i64::from(utc.minute()),
+        ];
+        out.extend_from_slice(&self.parts[5..]);
+        out
+    }
+
+    /// Ordering where the precisions allow it; None when the answer depends on missing parts.
+    pub fn compare(&self, other: &Self) -> Option<Ordering> {
+        let (a, b) = (self.normalized(), other.normalized());
+        // With hours given, a time-zone offset on one side only leaves the order open.
+        let has_hours = |t: &Temporal| t.time_only || t.parts.len() > 3;
+        if has_hours(self) && has_hours(other) && self.offset.is_some() != other.offset.is_some() {
+            return None;
+        }
+        // Seconds and milliseconds count as one precision.
+        let seconds_and_millis = if self.time_only { 4 } else { 7 };
+        let precision = |p: &Vec<i64>| {
+            if p.len() == seconds_and_millis {
+                p.len() - 1
+            } else {
+                p.len()
+            }
+        };
+        for i in 0..a.len().min(b.len()) {
+            if a[i] != b[i] {
+                return Some(a[i].cmp(&b[i]));
+            }
+        }
+        if precision(&a) == precision(&b) {
+            let at = seconds_and_millis - 1;
+            let (ma, mb) = (
+                a.get(at).copied().unwrap_or(0),
+                b.get(at).copied().unwrap_or(0),
+            );
+            Some(ma.cmp(&mb))
+        } else {
+            None
+        }
+    }
+}
+
+fn split_zone(text: &str) -> Option<(&str, Option<i64>)> {
+    if let Some(clock) = text.strip_suffix('Z') {
+        return Some((clock, Some(0)));
+    }
+    if let Some(at) = text.rfind(['+', '-']) {
+        let (clock, zone) = text.split_at(at);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (h, m) = zone[1..].split_once(':')?;
+        return Some((
+            clock,
+            Some(sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)),
+        ));
+    }
+    Some((text, None))
+}
+
+fn parse_clock(text: &str) -> Option<Vec<i64>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut parts = Vec::new();
+    for (i, piece) in text.split(':').enumerate() {
+        if i < 2 {
+            if piece.len() != 2 || !piece.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            parts.push(piece.parse().ok()?);
+        } else {
+            let (s, ms) = match piece.split_once('.') {
+                Some((s, ms)) => (s, Some(ms)),
+                None => (piece, None),
+            };
+            if s.len() != 2 || !s.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            parts.push(s.parse().ok()?);
+            if let Some(ms) = ms {
+                if ms.is_empty() || !ms.chars().all(|c| c.is_ascii_digit()) {
+                    return None;
+                }
+                let padded: String = ms.chars().chain(std::iter::repeat('0')).take(3).collect();
+                parts.push(padded.parse().ok()?);
+            }
+        }
+    }
+    Some(parts)
+}
+
+#[derive(Debug, Clone)]
+pub enum Item<'a> {
+    /// A node of the input, with its FHIR type name where known (`Quantity`, `Patient`, `string`).
+    Node(&'a Json, Option<String>),
+    Boolean(bool),
+    String(String),
+    Integer(i64),
+    Decimal(f64),
+    Date(Temporal),
+    DateTime(Temporal),
+    Time(Temporal),
+    Quantity(f64, String),
+    /// What `type()` returns: a namespace (`System`, `FHIR`) and a type name.
+    TypeInfo(&'static str, String),
+}
+
+/// A FHIRPath collection.
+pub type Value<'a> = Vec<Item<'a>>;
+
+const DATE_TYPES: &[&str] = &["date"];
+const DATE_TIME_TYPES: &[&str] = &["dateTime", "instant"];
+
+impl<'a> Item<'a> {
+    /// The System value of a primitive node (a JSON string, number or boolean), or the item itself.
+    pub fn primitive(&self) -> Item<'a> {
+        match self {
+            Item::Node(Json::Bool(b), _) => Item::Boolean(*b),
+            Item::Node(Json::Number(n), ty) => match (n.as_i64(), ty.as_deref()) {
+                (Some(i), ty) if ty != Some("decimal") => Item::Integer(i),
+                _ => Item::Decimal(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Item::Node(Json::String(s), ty) => match ty.as_deref() {
+                Some(t) if DATE_TYPES.contains(&t) => Temporal::parse_date_time(s)
+                    .map(Item::Date)
+                    .unwrap_or(Item::String(s.clone())),
+                Some(t) if DATE_TIME_TYPES.contains(&t) => Temporal::parse_date_time(s)
+                    .map(Item::DateTime)
+                    .unwrap_or(Item::String(s.clone())),
+                Some("time") => Temporal::parse_time(s)
+                    .map(Item::Time)
+                    .unwrap_or(Item::String(s.clone())),
+                _ => Item::String(s.clone()),
+            },
+            Item::Node(node @ Json::Object(map), ty)
+                if ty.as_deref() == Some("Quantity")
+                    || (map.contains_key("value")
+                        && (map.contains_key("code") || map.contains_key("unit"))) =>
+            {
+                let value = node.get("value").and_then(Json::as_f64);
+                let unit = node
+                    .get("code")
+                    .or_else(|| node.get("unit"))
+                    .and_then(Json::as_str)
+                    .unwrap_or("1");
+                match value {
+                    Some(v) => Item::Quantity(v, unit.to_owned()),
+                    None => self.clone(),
+                }
+            }
+            other => other.clone(),
+        }
+    }
+
+    pub fn as_string(&self) -> Option<String> {
+        match self.primitive() {
+            Item::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The FHIRPath type name of this item (System or FHIR namespace).
+    pub fn type_name(&self) -> (&'static str, String) {
+        match self {
+            Item::Node(node, ty) => {
+                let name = ty.clone().or_else(|| {
+                    node.get("resourceType")
+                        .and_then(Json::as_str)
+                        .map(str::to_owned)
+                });
+                let name = name.unwrap_or_else(|| match node {
+                    Json::Bool(_) => "boolean".into(),
+                    Json::Number(n) if n.is_i64() => "integer".into(),
+                    Json::Number(_) => "decimal".into(),
+                    Json::String(_) => "string".into(),
+                    _ => "Element".into(),
+                });
+                ("FHIR", name)
+            }
+            Item::Boolean(_) => ("System", "Boolean".into()),
+            Item::String(_) => ("System", "String".into()),
+            Item::Integer(_) => ("System", "Integer".into()),
+            Item::Decimal(_) => ("System", "Decimal".into()),
+            Item::Date(_) => ("System", "Date".into()),
+            Item::DateTime(_) => ("System", "DateTime".into()),
+            Item::Time(_) => ("System", "Time".into()),
+            Item::Quantity(..) => ("System", "Quantity".into()),
+            Item::TypeInfo(..) => ("System", "SimpleTypeInfo".into()),
+        }
+    }
+}
+
+/// Calendar duration units and their UCUM equivalents, for comparing quantities.
+pub fn canonical_unit(unit: &str) -> &str {
+    match unit {
+        "year" | "years" => "a",
+        "month" | "months" => "mo",
+        "week" | "weeks" => "wk",
+        "day" | "days" => "d",
+        "hour" | "hours" => "h",
+        "minute" | "minutes" => "min",
+        "second" | "seconds" => "s",
+        "millisecond" | "milliseconds" => "ms",
+        other => other,
+    }
+}
+
+/// Converts a value in `unit` to a base unit where a simple factor is known (mass, length, time).
+pub fn to_base(value: f64, unit: &str) -> (f64, String) {
+    let factor = |u: &str| -> Option<(f64, &'static str)> {
+        Some(match u {
+            "g" => (1.0, "g"),
+            "mg" => (1e-3, "g"),
+            "kg" => (1e3, "g"),
+            "ug" => (1e-6, "g"),
+            "m" => (1.0, "m"),
+            "cm" => (1e-2, "m"),
+            "mm" => (1e-3, "m"),
+            "km" => (1e3, "m"),
+            "s" => (1.0, "s"),
+            "ms" => (1e-3, "s"),
+            "min" => (60.0, "s"),
+            "h" => (3600.0, "s"),
+            "d" => (86400.0, "s"),
+            "wk" => (604800.0, "s"),
+            _ => return None,
+        })
+    };
+    let unit = canonical_unit(unit);
+    match factor(unit) {
+        Some((f, base)) => (value * f, base.to_owned()),
+        None => (value, unit.to_owned()),
+    }
+}
