@@ -75,11 +75,37 @@ enum Command {
         #[arg(long, value_name = "DATE")]
         as_of: Option<NaiveDate>,
     },
+    /// Validate FHIR resources (a resource, a Bundle or NDJSON per FILE; - for stdin) against
+    /// the R4 definitions, the IOP profiles, their meta.profile and any --profile
+    Validate {
+        /// Also validate against this profile (canonical URL), for resources of its type
+        #[arg(long = "profile", value_name = "URL")]
+        profiles: Vec<String>,
+        /// Load a FHIR package (.tgz or folder), a JSON file or a Bundle of conformance resources
+        #[arg(long = "package", value_name = "PATH")]
+        packages: Vec<PathBuf>,
+        /// text: a line per resource and its issues; json: an OperationOutcome per resource
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Try it: seed 50 clients into the database if it is empty, then serve on 127.0.0.1:8080
     Demo,
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; the exit code is 0, or what the command reports (validate: 1 when a resource
+/// is invalid, 2 when the input cannot be read).
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    if let Command::Validate {
+        profiles,
+        packages,
+        format,
+        files,
+    } = &cli.command
+    {
+        return crate::cli_validate::run(profiles, packages, format == "json", files);
+    }
     let file = FileConfig::load(cli.config.as_deref())?;
     let database_url = config::resolve(
         cli.database_url,
@@ -162,8 +188,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|| config::DEFAULT_LISTEN.to_owned());
             run_server(store, &listen, true).await?;
         }
+        Command::Validate { .. } => unreachable!("handled above"),
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn today() -> NaiveDate {

@@ -6,6 +6,7 @@
 #[macro_use]
 pub mod domain;
 pub mod cli;
+mod cli_validate;
 pub mod config;
 pub mod export;
 pub mod fhirpath;
@@ -13,3 +14,4 @@ pub mod http;
 pub mod mapping;
 pub mod seed;
 pub mod store;
+pub mod validation;

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(iop_gateway::cli::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             let _ = writeln!(std::io::stderr(), "error: {}", one_line(&err));
             ExitCode::FAILURE

@@ -37,6 +37,22 @@ pub(super) fn error(message: impl Into<String>) -> FhirPathError {
     FhirPathError::Evaluation(message.into())
 }
 
+/// Evaluates `expr` with `focus` (a node inside the resource) as the input collection, as FHIR
+/// element invariants are evaluated.
+pub fn evaluate_on<'a>(
+    expr: &Expr,
+    env: &Environment<'a>,
+    focus: &'a Json,
+) -> Result<Value<'a>, FhirPathError> {
+    let input = vec![Item::Node(focus, None)];
+    let scope = Scope {
+        this: input.first().cloned(),
+        index: None,
+        total: None,
+    };
+    eval(expr, env, &input, &scope)
+}
+
 /// Evaluates `expr` with the resource as the input collection.
 pub fn evaluate<'a>(expr: &Expr, env: &Environment<'a>) -> Result<Value<'a>, FhirPathError> {
     let input = vec![Item::Node(env.resource, None)];

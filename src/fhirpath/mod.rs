@@ -11,7 +11,7 @@ mod lexer;
 mod parser;
 mod value;
 
-pub use eval::{Environment, evaluate};
+pub use eval::{Environment, evaluate, evaluate_on};
 pub use parser::{Expr, parse};
 pub use value::{Item, Value};
 

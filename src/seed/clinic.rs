@@ -113,6 +113,32 @@ pub(super) fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
     items[rng.random_range(0..items.len())]
 }
 
+/// A National Provider Identifier: 9 digits starting with 1 and the Luhn check digit computed
+/// with the 80840 prefix (what US Core's us-core-17 invariant checks).
+pub(super) fn npi(rng: &mut ChaCha8Rng) -> NonEmptyText {
+    let body = format!("1{:08}", rng.random_range(0..100_000_000_u32));
+    let digits: Vec<u32> = format!("80840{body}")
+        .chars()
+        .filter_map(|c| c.to_digit(10))
+        .collect();
+    // Luhn: double every second digit from the right (the check digit itself is not there yet).
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                *d
+            }
+        })
+        .sum();
+    let check = (10 - sum % 10) % 10;
+    NonEmptyText::parse(&format!("{body}{check}")).expect("digits")
+}
+
 fn text(s: &str) -> NonEmptyText {
     NonEmptyText::parse(s).expect("vocabulary text is not empty")
 }
@@ -158,10 +184,7 @@ impl Clinic {
                     id,
                     kind,
                     name: text(name),
-                    npi: Some(text(&format!(
-                        "1{:09}",
-                        rng.random_range(0..1_000_000_000_u32)
-                    ))),
+                    npi: Some(npi(rng)),
                     phone: Some(phone(rng)),
                     address: Some(address(rng)),
                 });
@@ -224,10 +247,7 @@ impl Clinic {
                     name,
                     role,
                     credentials: Some(text(credentials)),
-                    npi: Some(text(&format!(
-                        "1{:09}",
-                        rng.random_range(0..1_000_000_000_u32)
-                    ))),
+                    npi: Some(npi(rng)),
                     email: Some(email),
                     phone: None,
                     active: rng.random_bool(0.95),
@@ -354,5 +374,43 @@ fn modality_label(m: Modality) -> &'static str {
         Modality::Yoga => "Trauma-informed yoga",
         Modality::ArtTherapy => "Art therapy",
         _ => "Process",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    #[test]
+    fn seeded_npis_pass_the_luhn_check() {
+        // 1234567893 is CMS's published example of a valid NPI.
+        let luhn_ok = |npi: &str| {
+            let digits: Vec<u32> = format!("80840{npi}")
+                .chars()
+                .filter_map(|c| c.to_digit(10))
+                .collect();
+            let sum: u32 = digits
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, d)| {
+                    if i % 2 == 1 {
+                        let x = d * 2;
+                        if x > 9 { x - 9 } else { x }
+                    } else {
+                        *d
+                    }
+                })
+                .sum();
+            sum.is_multiple_of(10)
+        };
+        assert!(luhn_ok("1234567893"));
+        assert!(!luhn_ok("1234567890"));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..100 {
+            let npi = super::npi(&mut rng);
+            assert_eq!(npi.as_str().len(), 10);
+            assert!(luhn_ok(npi.as_str()), "{npi}");
+        }
     }
 }

@@ -31,6 +31,7 @@ Description: "The individual treatment plan of an IOP enrollment: goals, interve
 * extension contains IopReviewInterval named reviewInterval 0..1 MS and IopNextReview named nextReview 0..1 MS
 * extension[reviewInterval].value[x] MS
 * extension[nextReview].value[x] MS
+* text 1..1
 * category contains iopTreatmentPlan 1..1 MS
 * category[iopTreatmentPlan] = IopCarePlanCategory#treatment-plan
 * period 1..1 MS
@@ -54,6 +55,7 @@ Description: "Triggers, early warning signs, coping skills and the support conta
 * extension contains IopRelapseTrigger named trigger 0..* MS and IopRelapseWarningSign named warningSign 0..* MS
 * extension[trigger].value[x] MS
 * extension[warningSign].value[x] MS
+* text 1..1
 * category contains iopRelapsePlan 1..1 MS
 * category[iopRelapsePlan] = IopCarePlanCategory#relapse-prevention-plan
 * partOf 1..1 MS

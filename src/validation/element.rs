@@ -1,0 +1,247 @@
+//! A StructureDefinition snapshot compiled for validation: elements by id, their children and
+//! slices, and their constraints parsed once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::fhirpath::{self, Expr};
+
+#[derive(Debug, Clone)]
+pub struct TypeRef {
+    pub code: String,
+    pub profiles: Vec<String>,
+    pub target_profiles: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    pub key: String,
+    pub error: bool,
+    pub human: String,
+    pub expression: Option<Arc<Expr>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Discriminator {
+    pub kind: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Element {
+    pub id: String,
+    /// The element's own name (last path segment, `value[x]` as written).
+    pub name: String,
+    pub slice_name: Option<String>,
+    pub min: usize,
+    pub max: Option<usize>,
+    /// The base definition repeats (max not 1), so JSON holds an array even where a profile allows one.
+    pub repeats: bool,
+    pub types: Vec<TypeRef>,
+    pub fixed: Option<Json>,
+    pub pattern: Option<Json>,
+    pub binding: Option<(String, String)>,
+    pub constraints: Vec<Constraint>,
+    pub discriminators: Vec<Discriminator>,
+    pub closed: bool,
+    pub content_reference: Option<String>,
+}
+
+impl Element {
+    pub fn is_choice(&self) -> bool {
+        self.name.ends_with("[x]")
+    }
+    pub fn base_name(&self) -> &str {
+        self.name.trim_end_matches("[x]")
+    }
+}
+
+pub struct Compiled {
+    pub elements: Vec<Element>,
+    by_id: HashMap<String, usize>,
+    /// Child element indexes by parent id (slices excluded).
+    children: HashMap<String, Vec<usize>>,
+    /// Slice element indexes by the id of the element they slice.
+    slices: HashMap<String, Vec<usize>>,
+}
+
+fn parent_of(id: &str) -> Option<&str> {
+    id.rfind('.').map(|i| &id[..i])
+}
+
+fn first_value_with_prefix<'a>(element: &'a Json, prefix: &str) -> Option<&'a Json> {
+    element
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+}
+
+impl Compiled {
+    pub fn compile(definition: &Json) -> Self {
+        let mut elements = Vec::new();
+        for e in definition
+            .pointer("/snapshot/element")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let id = e
+                .get("id")
+                .and_then(Json::as_str)
+                .or_else(|| e.get("path").and_then(Json::as_str))
+                .unwrap_or_default()
+                .to_owned();
+            let path = e.get("path").and_then(Json::as_str).unwrap_or_default();
+            let name = path.rsplit('.').next().unwrap_or(path).to_owned();
+            let types = e
+                .get("type")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .map(|t| TypeRef {
+                    code: t
+                        .get("code")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    profiles: strings(t.get("profile")),
+                    target_profiles: strings(t.get("targetProfile")),
+                })
+                .collect();
+            let constraints = e
+                .get("constraint")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .map(|c| Constraint {
+                    key: c
+                        .get("key")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    error: c.get("severity").and_then(Json::as_str) == Some("error"),
+                    human: c
+                        .get("human")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    expression: c
+                        .get("expression")
+                        .and_then(Json::as_str)
+                        .and_then(|x| fhirpath::parse(x).ok())
+                        .map(Arc::new),
+                })
+                .collect();
+            let slicing = e.get("slicing");
+            elements.push(Element {
+                id,
+                name,
+                slice_name: e.get("sliceName").and_then(Json::as_str).map(str::to_owned),
+                min: e.get("min").and_then(Json::as_u64).unwrap_or(0) as usize,
+                max: match e.get("max").and_then(Json::as_str) {
+                    Some("*") | None => None,
+                    Some(n) => n.parse().ok(),
+                },
+                repeats: e
+                    .pointer("/base/max")
+                    .and_then(Json::as_str)
+                    .or_else(|| e.get("max").and_then(Json::as_str))
+                    .is_some_and(|m| m != "1" && m != "0"),
+                types,
+                fixed: first_value_with_prefix(e, "fixed").cloned(),
+                pattern: first_value_with_prefix(e, "pattern").cloned(),
+                binding: e.get("binding").and_then(|b| {
+                    Some((
+                        b.get("strength")?.as_str()?.to_owned(),
+                        b.get("valueSet")?.as_str()?.to_owned(),
+                    ))
+                }),
+                constraints,
+                discriminators: slicing
+                    .and_then(|s| s.get("discriminator"))
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|d| Discriminator {
+                        kind: d
+                            .get("type")
+                            .and_then(Json::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        path: d
+                            .get("path")
+                            .and_then(Json::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                    })
+                    .collect(),
+                closed: slicing.and_then(|s| s.get("rules")).and_then(Json::as_str)
+                    == Some("closed"),
+                content_reference: e
+                    .get("contentReference")
+                    .and_then(Json::as_str)
+                    .map(|r| r.trim_start_matches('#').to_owned()),
+            });
+        }
+        let mut by_id = HashMap::new();
+        let mut children: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut slices: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, e) in elements.iter().enumerate() {
+            by_id.insert(e.id.clone(), i);
+            let last = e.id.rsplit('.').next().unwrap_or_default();
+            if let Some((_, _)) = last.split_once(':') {
+                // `A.b:s` slices `A.b`; `A.b:s/r` (re-slices) are treated as slices of `A.b:s`.
+                let sliced = match e.id.rfind(':') {
+                    Some(i) => e.id[..i].to_owned(),
+                    None => continue,
+                };
+                slices.entry(sliced).or_default().push(i);
+            } else if let Some(parent) = parent_of(&e.id) {
+                children.entry(parent.to_owned()).or_default().push(i);
+            }
+        }
+        Self {
+            elements,
+            by_id,
+            children,
+            slices,
+        }
+    }
+
+    pub fn root(&self) -> Option<&Element> {
+        self.elements.first()
+    }
+    pub fn get(&self, id: &str) -> Option<&Element> {
+        self.by_id.get(id).map(|i| &self.elements[*i])
+    }
+    pub fn children(&self, id: &str) -> impl Iterator<Item = &Element> {
+        self.children
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.elements[*i])
+    }
+    pub fn has_children(&self, id: &str) -> bool {
+        self.children.get(id).is_some_and(|c| !c.is_empty())
+    }
+    pub fn slices(&self, id: &str) -> impl Iterator<Item = &Element> {
+        self.slices
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.elements[*i])
+    }
+}
+
+fn strings(value: Option<&Json>) -> Vec<String> {
+    value
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .map(str::to_owned)
+        .collect()
+}

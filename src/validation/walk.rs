@@ -1,0 +1,753 @@
+//! The validation walk: a resource against its base definition and its profiles, element by
+//! element, collecting issues with FHIRPath locations.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value as Json;
+
+use super::element::{Compiled, Element};
+use super::outcome::{Issue, Severity};
+use super::primitive;
+use super::registry::{Expansion, Registry};
+use crate::fhirpath::{self, Environment, Item};
+
+/// Validates resources against loaded definitions. Compiles each StructureDefinition once.
+pub struct Validator {
+    registry: Arc<Registry>,
+    compiled: Mutex<HashMap<String, Arc<Compiled>>>,
+}
+
+const MAX_DEPTH: usize = 24;
+
+fn is_primitive(code: &str) -> bool {
+    code.starts_with(|c: char| c.is_ascii_lowercase())
+        || code.starts_with("http://hl7.org/fhirpath/")
+}
+
+/// `valueQuantity` is the `Quantity` choice of `value[x]`: the type code that a suffix names.
+fn choice_suffix_matches(suffix: &str, code: &str) -> bool {
+    let mut chars = code.chars();
+    match chars.next() {
+        Some(first) => {
+            suffix.len() == code.len()
+                && suffix.starts_with(first.to_ascii_uppercase())
+                && suffix[first.len_utf8()..] == code[first.len_utf8()..]
+        }
+        None => false,
+    }
+}
+
+/// Does `value` contain everything `pattern` has (FHIR pattern[x] semantics)?
+fn pattern_matches(value: &Json, pattern: &Json) -> bool {
+    match (value, pattern) {
+        (Json::Object(v), Json::Object(p)) => p
+            .iter()
+            .all(|(k, pv)| v.get(k).is_some_and(|vv| pattern_matches(vv, pv))),
+        (Json::Array(v), Json::Array(p)) => p
+            .iter()
+            .all(|pv| v.iter().any(|vv| pattern_matches(vv, pv))),
+        (Json::Array(v), p) => v.iter().any(|vv| pattern_matches(vv, p)),
+        (v, p) => v == p,
+    }
+}
+
+/// Follows a simple dotted discriminator path (`url`, `coding.code`, `$this`).
+fn navigate<'a>(value: &'a Json, path: &str) -> Vec<&'a Json> {
+    let mut current = vec![value];
+    for step in path.split('.').filter(|s| *s != "$this" && !s.is_empty()) {
+        let mut next = Vec::new();
+        for node in current {
+            match node.get(step) {
+                Some(Json::Array(items)) => next.extend(items.iter()),
+                Some(v) => next.push(v),
+                None => {}
+            }
+        }
+        current = next;
+    }
+    current
+}
+
+struct Run<'v, 'r> {
+    validator: &'v Validator,
+    root: &'r Json,
+    issues: Vec<Issue>,
+    unavailable: HashSet<String>,
+}
+
+impl Validator {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self {
+            registry,
+            compiled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn compiled(&self, definition: &Arc<Json>) -> Arc<Compiled> {
+        let url = definition
+            .get("url")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(found) = self.compiled.lock().ok().and_then(|c| c.get(&url).cloned()) {
+            return found;
+        }
+        let compiled = Arc::new(Compiled::compile(definition));
+        if let Ok(mut cache) = self.compiled.lock() {
+            cache.insert(url, Arc::clone(&compiled));
+        }
+        compiled
+    }
+
+    /// Validates `resource` against its base definition, every loaded profile in `meta.profile`,
+    /// and each of `required` whose type matches.
+    pub fn validate(&self, resource: &Json, required: &[String]) -> Vec<Issue> {
+        let mut run = Run {
+            validator: self,
+            root: resource,
+            issues: Vec::new(),
+            unavailable: HashSet::new(),
+        };
+        run.resource(resource, required, 0);
+        // A rule shared by two profiles (IOP and the US Core profile it derives from) is reported once.
+        let mut seen = HashSet::new();
+        run.issues
+            .retain(|i| seen.insert((i.expression.clone(), i.message.clone())));
+        run.issues
+    }
+}
+
+impl Run<'_, '_> {
+    fn issue(&mut self, severity: Severity, code: &'static str, expression: &str, message: String) {
+        self.issues.push(Issue {
+            severity,
+            code,
+            message,
+            expression: expression.to_owned(),
+        });
+    }
+
+    fn resource(&mut self, resource: &Json, required: &[String], depth: usize) {
+        let Some(resource_type) = resource.get("resourceType").and_then(Json::as_str) else {
+            self.issue(
+                Severity::Fatal,
+                "structure",
+                "",
+                "not a FHIR resource: resourceType is missing".into(),
+            );
+            return;
+        };
+        let location = resource_type.to_owned();
+        let registry = &self.validator.registry;
+        let Some(base) = registry.type_definition(resource_type).cloned() else {
+            self.issue(
+                Severity::Error,
+                "not-supported",
+                &location,
+                format!("unknown resource type {resource_type}"),
+            );
+            return;
+        };
+        let mut definitions = vec![base];
+        let declared: Vec<String> = resource
+            .pointer("/meta/profile")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+            .map(str::to_owned)
+            .collect();
+        for url in &declared {
+            match registry.structure_definition(url) {
+                Some(sd) => definitions.push(Arc::clone(sd)),
+                None => self.issue(
+                    Severity::Warning,
+                    "not-supported",
+                    &format!("{location}.meta.profile"),
+                    format!(
+                        "profile {url} is not loaded, so the resource was not checked against it"
+                    ),
+                ),
+            }
+        }
+        for url in required {
+            if let Some(sd) = registry.structure_definition(url)
+                && sd.get("type").and_then(Json::as_str) == Some(resource_type)
+                && !declared.contains(url)
+            {
+                definitions.push(Arc::clone(sd));
+            }
+        }
+        for definition in definitions {
+            let compiled = self.validator.compiled(&definition);
+            if let Some(root) = compiled.root().cloned() {
+                self.element(&compiled, &root, resource, &location, None, depth);
+            }
+        }
+    }
+
+    /// Checks one value of `element` (of `compiled`) at `location`.
+    fn element(
+        &mut self,
+        compiled: &Compiled,
+        element: &Element,
+        value: &Json,
+        location: &str,
+        choice: Option<&str>,
+        depth: usize,
+    ) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        let type_code = choice
+            .map(str::to_owned)
+            .or_else(|| element.types.first().map(|t| t.code.clone()));
+        if let Some(fixed) = &element.fixed
+            && value != fixed
+        {
+            self.issue(
+                Severity::Error,
+                "value",
+                location,
+                format!("must be exactly the fixed value {fixed}"),
+            );
+        }
+        if let Some(pattern) = &element.pattern
+            && !pattern_matches(value, pattern)
+        {
+            self.issue(
+                Severity::Error,
+                "value",
+                location,
+                format!("must match the pattern {pattern}"),
+            );
+        }
+        if let Some((strength, value_set)) = &element.binding {
+            self.binding(strength, value_set, value, type_code.as_deref(), location);
+        }
+        self.constraints(element, value, location);
+        if let Some(code) = &type_code {
+            if code == "Reference" {
+                self.reference(element, value, location);
+            }
+            if is_primitive(code) {
+                if let Some(problem) = primitive::check(code, value) {
+                    self.issue(Severity::Error, "value", location, problem);
+                }
+                return;
+            }
+        }
+        let Json::Object(map) = value else {
+            if type_code.is_some() {
+                self.issue(
+                    Severity::Error,
+                    "structure",
+                    location,
+                    "must be a JSON object".into(),
+                );
+            }
+            return;
+        };
+        // Nested resources (contained, Bundle.entry.resource) are validated as resources.
+        if type_code.as_deref() == Some("Resource") && depth > 0 {
+            self.resource(value, &[], depth + 1);
+            return;
+        }
+        if let Some(target) = &element.content_reference {
+            // A recursive element (`Consent.provision.provision`) follows the base definition of
+            // the element it repeats, not a profile's constraints on that element.
+            let root_type = target.split('.').next().unwrap_or_default();
+            if let Some(definition) = self.validator.registry.type_definition(root_type).cloned() {
+                let base = self.validator.compiled(&definition);
+                self.children(&base, target, map, location, depth + 1);
+            }
+            return;
+        }
+        if compiled.has_children(&element.id) {
+            let id = element.id.clone();
+            self.children(compiled, &id, map, location, depth);
+        } else if let Some(definition) = type_code
+            .as_deref()
+            .and_then(|code| self.validator.registry.type_definition(code))
+            .cloned()
+        {
+            // The element's type is not unfolded here: its own definition says what it holds.
+            let type_compiled = self.validator.compiled(&definition);
+            if let Some(root) = type_compiled.root().cloned() {
+                let root_id = root.id.clone();
+                self.constraints(&root, value, location);
+                self.children(&type_compiled, &root_id, map, location, depth + 1);
+            }
+        }
+        // A type profile (an extension definition, a data type profile) applies as well.
+        for profile in element.types.iter().flat_map(|t| t.profiles.iter()) {
+            if let Some(definition) = self
+                .validator
+                .registry
+                .structure_definition(profile)
+                .cloned()
+            {
+                let profile_compiled = self.validator.compiled(&definition);
+                if let Some(root) = profile_compiled.root().cloned()
+                    && profile_compiled.has_children(&root.id)
+                {
+                    let root_id = root.id.clone();
+                    self.children(&profile_compiled, &root_id, map, location, depth + 1);
+                }
+            }
+        }
+    }
+
+    fn children(
+        &mut self,
+        compiled: &Compiled,
+        parent_id: &str,
+        map: &serde_json::Map<String, Json>,
+        location: &str,
+        depth: usize,
+    ) {
+        let mut matched: HashSet<&str> = HashSet::new();
+        let children: Vec<Element> = compiled.children(parent_id).cloned().collect();
+        for child in &children {
+            // The JSON properties this element covers, with the type a choice suffix names.
+            let mut values: Vec<(&str, Option<String>, &Json)> = Vec::new();
+            if child.is_choice() {
+                let base = child.base_name();
+                for (key, v) in map {
+                    if let Some(suffix) = key.strip_prefix(base)
+                        && suffix.starts_with(|c: char| c.is_ascii_uppercase())
+                    {
+                        match child
+                            .types
+                            .iter()
+                            .find(|t| choice_suffix_matches(suffix, &t.code))
+                        {
+                            Some(t) => values.push((key, Some(t.code.clone()), v)),
+                            None => {
+                                self.issue(
+                                    Severity::Error,
+                                    "structure",
+                                    &format!("{location}.{key}"),
+                                    format!("{suffix} is not an allowed type for {base}[x]"),
+                                );
+                            }
+                        }
+                        matched.insert(key);
+                    }
+                }
+            } else if let Some(v) = map.get(&child.name) {
+                values.push((child.name.as_str(), None, v));
+                matched.insert(child.name.as_str());
+            }
+            if let Some(key) = map
+                .keys()
+                .find(|k| k.strip_prefix('_') == Some(child.name.as_str()))
+            {
+                matched.insert(key);
+            }
+            let mut items: Vec<(String, Option<String>, &Json)> = Vec::new();
+            for (key, choice, v) in values {
+                match v {
+                    Json::Array(list) => {
+                        if !child.repeats {
+                            self.issue(
+                                Severity::Error,
+                                "structure",
+                                &format!("{location}.{key}"),
+                                "must be a single value, not an array".into(),
+                            );
+                        }
+                        items.extend(list.iter().enumerate().map(|(i, item)| {
+                            (format!("{location}.{key}[{i}]"), choice.clone(), item)
+                        }));
+                    }
+                    other => {
+                        if child.repeats {
+                            self.issue(
+                                Severity::Error,
+                                "structure",
+                                &format!("{location}.{key}"),
+                                "must be an array".into(),
+                            );
+                        }
+                        items.push((format!("{location}.{key}"), choice, other));
+                    }
+                }
+            }
+            let at = format!("{location}.{}", child.base_name());
+            if items.len() < child.min {
+                self.issue(
+                    Severity::Error,
+                    "required",
+                    &at,
+                    format!(
+                        "needs at least {} value(s), found {}",
+                        child.min,
+                        items.len()
+                    ),
+                );
+            }
+            if let Some(max) = child.max
+                && items.len() > max
+            {
+                self.issue(
+                    Severity::Error,
+                    "structure",
+                    &at,
+                    format!("allows at most {max} value(s), found {}", items.len()),
+                );
+            }
+            let slices: Vec<Element> = compiled.slices(&child.id).cloned().collect();
+            let mut in_slice = vec![false; items.len()];
+            if !slices.is_empty() && !child.discriminators.is_empty() {
+                for slice in &slices {
+                    let mut count = 0;
+                    for (i, (item_location, choice, item)) in items.iter().enumerate() {
+                        if self.in_slice(compiled, child, slice, item) {
+                            count += 1;
+                            in_slice[i] = true;
+                            self.element(
+                                compiled,
+                                slice,
+                                item,
+                                item_location,
+                                choice.as_deref(),
+                                depth + 1,
+                            );
+                        }
+                    }
+                    let name = slice.slice_name.clone().unwrap_or_default();
+                    if count < slice.min {
+                        self.issue(
+                            Severity::Error,
+                            "required",
+                            &at,
+                            format!(
+                                "slice {name} needs at least {} value(s), found {count}",
+                                slice.min
+                            ),
+                        );
+                    }
+                    if let Some(max) = slice.max
+                        && count > max
+                    {
+                        self.issue(
+                            Severity::Error,
+                            "structure",
+                            &at,
+                            format!("slice {name} allows at most {max} value(s), found {count}"),
+                        );
+                    }
+                }
+                if child.closed {
+                    for ((item_location, _, _), matched) in items.iter().zip(&in_slice) {
+                        if !matched {
+                            self.issue(
+                                Severity::Error,
+                                "structure",
+                                item_location,
+                                "matches none of the slices of a closed slicing".into(),
+                            );
+                        }
+                    }
+                }
+            }
+            for (item_location, choice, item) in &items {
+                self.element(
+                    compiled,
+                    child,
+                    item,
+                    item_location,
+                    choice.as_deref(),
+                    depth + 1,
+                );
+                if matches!(child.name.as_str(), "extension" | "modifierExtension") {
+                    self.extension(item, item_location, depth);
+                }
+            }
+        }
+        for key in map.keys() {
+            if !matched.contains(key.as_str()) && key != "resourceType" && key != "fhir_comments" {
+                self.issue(
+                    Severity::Error,
+                    "structure",
+                    &format!("{location}.{key}"),
+                    format!("unknown element `{key}`"),
+                );
+            }
+        }
+    }
+
+    fn in_slice(
+        &self,
+        compiled: &Compiled,
+        sliced: &Element,
+        slice: &Element,
+        item: &Json,
+    ) -> bool {
+        sliced.discriminators.iter().all(|d| {
+            let sub_id = if d.path == "$this" {
+                slice.id.clone()
+            } else {
+                format!("{}.{}", slice.id, d.path)
+            };
+            let sub = compiled.get(&sub_id);
+            let actual = navigate(item, &d.path);
+            match d.kind.as_str() {
+                "value" | "pattern" => {
+                    let expected = sub
+                        .and_then(|s| s.fixed.clone().or_else(|| s.pattern.clone()))
+                        .or_else(|| {
+                            (d.path == "url")
+                                .then(|| {
+                                    slice
+                                        .types
+                                        .first()
+                                        .and_then(|t| t.profiles.first())
+                                        .map(|p| Json::String(p.clone()))
+                                })
+                                .flatten()
+                        });
+                    match expected {
+                        Some(expected) => actual.iter().any(|a| pattern_matches(a, &expected)),
+                        None => false,
+                    }
+                }
+                "exists" => match sub {
+                    Some(s) if s.max == Some(0) => actual.is_empty(),
+                    Some(s) if s.min > 0 => !actual.is_empty(),
+                    _ => true,
+                },
+                _ => false,
+            }
+        })
+    }
+
+    fn extension(&mut self, item: &Json, location: &str, depth: usize) {
+        let Some(url) = item.get("url").and_then(Json::as_str) else {
+            return;
+        };
+        match self.validator.registry.structure_definition(url).cloned() {
+            Some(definition) => {
+                let compiled = self.validator.compiled(&definition);
+                if let (Some(root), Json::Object(map)) = (compiled.root().cloned(), item) {
+                    self.constraints(&root, item, location);
+                    let root_id = root.id.clone();
+                    self.children(&compiled, &root_id, map, location, depth + 1);
+                }
+            }
+            None => self.issue(
+                Severity::Warning,
+                "extension",
+                location,
+                format!("unknown extension {url}: its definition is not loaded"),
+            ),
+        }
+    }
+
+    fn binding(
+        &mut self,
+        strength: &str,
+        value_set: &str,
+        value: &Json,
+        type_code: Option<&str>,
+        location: &str,
+    ) {
+        if strength != "required" && strength != "extensible" {
+            return;
+        }
+        let codings: Vec<(Option<&str>, &str)> = match type_code {
+            Some("code") | Some("string") | Some("uri") => {
+                value.as_str().map(|c| vec![(None, c)]).unwrap_or_default()
+            }
+            Some("Coding") => coding(value).into_iter().collect(),
+            Some("CodeableConcept") => value
+                .get("coding")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(coding)
+                .collect(),
+            _ => return,
+        };
+        if codings.is_empty() {
+            return;
+        }
+        let expansion = self.validator.registry.expand(value_set);
+        match expansion.as_ref() {
+            Expansion::Codes(codes) => {
+                let found = codings.iter().any(|(system, code)| {
+                    codes
+                        .iter()
+                        .any(|(s, c)| c == code && system.is_none_or(|sys| sys == s))
+                });
+                if !found {
+                    let shown: Vec<String> = codings
+                        .iter()
+                        .map(|(s, c)| format!("{}#{c}", s.unwrap_or("")))
+                        .collect();
+                    let (severity, verb) = if strength == "required" {
+                        (Severity::Error, "must")
+                    } else {
+                        (Severity::Warning, "should")
+                    };
+                    self.issue(
+                        severity,
+                        "code-invalid",
+                        location,
+                        format!(
+                            "{} is not in ValueSet {value_set}; the code {verb} come from it",
+                            shown.join(", ")
+                        ),
+                    );
+                }
+            }
+            Expansion::Unavailable(reason) => {
+                if strength == "required" && self.unavailable.insert(value_set.to_owned()) {
+                    self.issue(
+                        Severity::Information,
+                        "informational",
+                        location,
+                        format!("binding to {value_set} not checked: {reason}"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn constraints(&mut self, element: &Element, value: &Json, location: &str) {
+        for constraint in &element.constraints {
+            let Some(expression) = &constraint.expression else {
+                continue;
+            };
+            let env = Environment::new(self.root);
+            match fhirpath::evaluate_on(expression, &env, value) {
+                Ok(result) => {
+                    if matches!(result.as_slice(), [Item::Boolean(false)]) {
+                        let severity = if constraint.error {
+                            Severity::Error
+                        } else {
+                            Severity::Warning
+                        };
+                        self.issue(
+                            severity,
+                            "invariant",
+                            location,
+                            format!("{}: {}", constraint.key, constraint.human),
+                        );
+                    }
+                }
+                Err(err) => {
+                    if constraint.error && self.unavailable.insert(constraint.key.clone()) {
+                        self.issue(
+                            Severity::Information,
+                            "informational",
+                            location,
+                            format!("invariant {} not checked: {err}", constraint.key),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn reference(&mut self, element: &Element, value: &Json, location: &str) {
+        let Some(reference) = value.get("reference").and_then(Json::as_str) else {
+            return;
+        };
+        if let Some(local) = reference.strip_prefix('#') {
+            let found = self
+                .root
+                .get("contained")
+                .and_then(Json::as_array)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|r| r.get("id").and_then(Json::as_str) == Some(local))
+                });
+            if !found && !local.is_empty() {
+                self.issue(
+                    Severity::Error,
+                    "not-found",
+                    &format!("{location}.reference"),
+                    format!("no contained resource with id {local}"),
+                );
+            }
+            return;
+        }
+        if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+            return;
+        }
+        let parts: Vec<&str> = reference
+            .trim_end_matches('/')
+            .rsplit('/')
+            .take(4)
+            .collect();
+        let (id, kind) = match parts.as_slice() {
+            [id, kind, ..] => (*id, *kind),
+            _ => {
+                self.issue(
+                    Severity::Error,
+                    "value",
+                    &format!("{location}.reference"),
+                    "a reference is Type/id, an absolute URL, #id or urn:uuid".into(),
+                );
+                return;
+            }
+        };
+        let (id, kind) = if kind == "_history" {
+            (
+                parts.get(2).copied().unwrap_or(id),
+                parts.get(3).copied().unwrap_or(kind),
+            )
+        } else {
+            (id, kind)
+        };
+        if primitive::check("id", &Json::String(id.to_owned())).is_some()
+            || !kind.starts_with(|c: char| c.is_ascii_uppercase())
+        {
+            self.issue(
+                Severity::Error,
+                "value",
+                &format!("{location}.reference"),
+                "a reference is Type/id, an absolute URL, #id or urn:uuid".into(),
+            );
+            return;
+        }
+        let targets: Vec<String> = element
+            .types
+            .iter()
+            .filter(|t| t.code == "Reference")
+            .flat_map(|t| t.target_profiles.iter())
+            .filter_map(|p| {
+                self.validator
+                    .registry
+                    .structure_definition(p)
+                    .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned))
+                    .or_else(|| {
+                        p.strip_prefix("http://hl7.org/fhir/StructureDefinition/")
+                            .map(str::to_owned)
+                    })
+            })
+            .collect();
+        if !targets.is_empty() && !targets.iter().any(|t| t == kind || t == "Resource") {
+            self.issue(
+                Severity::Error,
+                "value",
+                &format!("{location}.reference"),
+                format!("must refer to {}, not {kind}", targets.join(" or ")),
+            );
+        }
+    }
+}
+
+fn coding(value: &Json) -> Option<(Option<&str>, &str)> {
+    Some((
+        value.get("system").and_then(Json::as_str),
+        value.get("code").and_then(Json::as_str)?,
+    ))
+}
