@@ -88,17 +88,17 @@ const PRIMITIVES: &[&str] = &[
 ];
 
 /// The FHIR type named by a choice-element suffix: `Quantity` from `valueQuantity`, `dateTime`
-/// from `valueDateTime`.
-fn choice_type(suffix: &str) -> String {
-    let mut lower = suffix.to_owned();
-    if let Some(first) = lower.get(..1) {
-        lower.replace_range(..1, &first.to_lowercase());
-    }
-    if PRIMITIVES.contains(&lower.as_str()) {
-        lower
-    } else {
-        suffix.to_owned()
-    }
+/// from `valueDateTime` (primitive type names start in lower case).
+fn choice_type(suffix: &str) -> &str {
+    PRIMITIVES
+        .iter()
+        .find(|p| {
+            p.len() == suffix.len()
+                && p[1..] == suffix[1..]
+                && p[..1].eq_ignore_ascii_case(&suffix[..1])
+        })
+        .copied()
+        .unwrap_or(suffix)
 }
 
 /// Known element types where JSON alone cannot tell (dates and instants are strings).
@@ -125,12 +125,12 @@ pub(super) fn children<'a>(item: &Item<'a>, name: &str, out: &mut Value<'a>) {
     let Item::Node(Json::Object(map), _) = item else {
         return;
     };
-    let mut push = |node: &'a Json, ty: Option<String>| match node {
-        Json::Array(items) => out.extend(items.iter().map(|i| Item::Node(i, ty.clone()))),
+    let mut push = |node: &'a Json, ty: Option<&'a str>| match node {
+        Json::Array(items) => out.extend(items.iter().map(|i| Item::Node(i, ty))),
         other => out.push(Item::Node(other, ty)),
     };
     if let Some(node) = map.get(name) {
-        push(node, element_type(name).map(str::to_owned));
+        push(node, element_type(name));
         return;
     }
     for (key, node) in map {

@@ -98,8 +98,8 @@ fn focus_string(focus: &Value<'_>) -> Result<Option<String>, FhirPathError> {
     }
 }
 
-fn regex(pattern: &str) -> Result<regex_lite::Regex, FhirPathError> {
-    regex_lite::Regex::new(pattern).map_err(|_| error("invalid regular expression"))
+fn regex(pattern: &str) -> Result<regex::Regex, FhirPathError> {
+    regex::Regex::new(pattern).map_err(|_| error("invalid regular expression"))
 }
 
 pub(super) fn call<'a>(

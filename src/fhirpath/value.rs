@@ -185,7 +185,7 @@ fn parse_clock(text: &str) -> Option<Vec<i64>> {
 #[derive(Debug, Clone)]
 pub enum Item<'a> {
     /// A node of the input, with its FHIR type name where known (`Quantity`, `Patient`, `string`).
-    Node(&'a Json, Option<String>),
+    Node(&'a Json, Option<&'a str>),
     Boolean(bool),
     String(String),
     Integer(i64),
@@ -209,11 +209,11 @@ impl<'a> Item<'a> {
     pub fn primitive(&self) -> Item<'a> {
         match self {
             Item::Node(Json::Bool(b), _) => Item::Boolean(*b),
-            Item::Node(Json::Number(n), ty) => match (n.as_i64(), ty.as_deref()) {
+            Item::Node(Json::Number(n), ty) => match (n.as_i64(), *ty) {
                 (Some(i), ty) if ty != Some("decimal") => Item::Integer(i),
                 _ => Item::Decimal(n.as_f64().unwrap_or(f64::NAN)),
             },
-            Item::Node(Json::String(s), ty) => match ty.as_deref() {
+            Item::Node(Json::String(s), ty) => match *ty {
                 Some(t) if DATE_TYPES.contains(&t) => Temporal::parse_date_time(s)
                     .map(Item::Date)
                     .unwrap_or(Item::String(s.clone())),
@@ -256,19 +256,15 @@ impl<'a> Item<'a> {
     pub fn type_name(&self) -> (&'static str, String) {
         match self {
             Item::Node(node, ty) => {
-                let name = ty.clone().or_else(|| {
-                    node.get("resourceType")
-                        .and_then(Json::as_str)
-                        .map(str::to_owned)
+                let name = ty.or_else(|| node.get("resourceType").and_then(Json::as_str));
+                let name = name.unwrap_or(match node {
+                    Json::Bool(_) => "boolean",
+                    Json::Number(n) if n.is_i64() => "integer",
+                    Json::Number(_) => "decimal",
+                    Json::String(_) => "string",
+                    _ => "Element",
                 });
-                let name = name.unwrap_or_else(|| match node {
-                    Json::Bool(_) => "boolean".into(),
-                    Json::Number(n) if n.is_i64() => "integer".into(),
-                    Json::Number(_) => "decimal".into(),
-                    Json::String(_) => "string".into(),
-                    _ => "Element".into(),
-                });
-                ("FHIR", name)
+                ("FHIR", name.to_owned())
             }
             Item::Boolean(_) => ("System", "Boolean".into()),
             Item::String(_) => ("System", "String".into()),

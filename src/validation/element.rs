@@ -15,12 +15,25 @@ pub struct TypeRef {
     pub target_profiles: Vec<String>,
 }
 
+/// How an invariant is checked: natively for the two that sit on nearly every element (same
+/// meaning as their FHIRPath, a hundred times cheaper), by the FHIRPath engine otherwise.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// ele-1 `hasValue() or (children().count() > id.count())`
+    HasValueOrChildren,
+    /// ext-1 `extension.exists() != value.exists()`
+    ExtensionOrValue,
+    FhirPath(Arc<Expr>),
+    /// The expression did not parse; reported as not checked.
+    Unparsed,
+}
+
 #[derive(Debug, Clone)]
 pub struct Constraint {
     pub key: String,
     pub error: bool,
     pub human: String,
-    pub expression: Option<Arc<Expr>>,
+    pub check: Check,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +44,8 @@ pub struct Discriminator {
 
 #[derive(Debug, Clone)]
 pub struct Element {
+    /// Position in the snapshot (what `Compiled::children` and `slices` take).
+    pub index: usize,
     pub id: String,
     /// The element's own name (last path segment, `value[x]` as written).
     pub name: String,
@@ -61,10 +76,10 @@ impl Element {
 pub struct Compiled {
     pub elements: Vec<Element>,
     by_id: HashMap<String, usize>,
-    /// Child element indexes by parent id (slices excluded).
-    children: HashMap<String, Vec<usize>>,
-    /// Slice element indexes by the id of the element they slice.
-    slices: HashMap<String, Vec<usize>>,
+    /// Child element indexes of each element (slices excluded), by the element's index.
+    children: Vec<Vec<usize>>,
+    /// Slice element indexes of each element, by the sliced element's index.
+    slices: Vec<Vec<usize>>,
 }
 
 fn parent_of(id: &str) -> Option<&str> {
@@ -128,15 +143,21 @@ impl Compiled {
                         .and_then(Json::as_str)
                         .unwrap_or_default()
                         .to_owned(),
-                    expression: c
-                        .get("expression")
-                        .and_then(Json::as_str)
-                        .and_then(|x| fhirpath::parse(x).ok())
-                        .map(Arc::new),
+                    check: match c.get("expression").and_then(Json::as_str) {
+                        Some("hasValue() or (children().count() > id.count())") => {
+                            Check::HasValueOrChildren
+                        }
+                        Some("extension.exists() != value.exists()") => Check::ExtensionOrValue,
+                        Some(x) => fhirpath::parse(x)
+                            .map(|e| Check::FhirPath(Arc::new(e)))
+                            .unwrap_or(Check::Unparsed),
+                        None => Check::Unparsed,
+                    },
                 })
                 .collect();
             let slicing = e.get("slicing");
             elements.push(Element {
+                index: elements.len(),
                 id,
                 name,
                 slice_name: e.get("sliceName").and_then(Json::as_str).map(str::to_owned),
@@ -186,21 +207,22 @@ impl Compiled {
                     .map(|r| r.trim_start_matches('#').to_owned()),
             });
         }
-        let mut by_id = HashMap::new();
-        let mut children: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut slices: HashMap<String, Vec<usize>> = HashMap::new();
+        let by_id: HashMap<String, usize> = elements
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id.clone(), i))
+            .collect();
+        let mut children = vec![Vec::new(); elements.len()];
+        let mut slices = vec![Vec::new(); elements.len()];
         for (i, e) in elements.iter().enumerate() {
-            by_id.insert(e.id.clone(), i);
             let last = e.id.rsplit('.').next().unwrap_or_default();
-            if let Some((_, _)) = last.split_once(':') {
-                // `A.b:s` slices `A.b`; `A.b:s/r` (re-slices) are treated as slices of `A.b:s`.
-                let sliced = match e.id.rfind(':') {
-                    Some(i) => e.id[..i].to_owned(),
-                    None => continue,
-                };
-                slices.entry(sliced).or_default().push(i);
-            } else if let Some(parent) = parent_of(&e.id) {
-                children.entry(parent.to_owned()).or_default().push(i);
+            if last.contains(':') {
+                // `A.b:s` slices `A.b`; elements inside a slice are children of the slice.
+                if let Some(sliced) = e.id.rfind(':').and_then(|at| by_id.get(&e.id[..at])) {
+                    slices[*sliced].push(i);
+                }
+            } else if let Some(parent) = parent_of(&e.id).and_then(|p| by_id.get(p)) {
+                children[*parent].push(i);
             }
         }
         Self {
@@ -217,19 +239,22 @@ impl Compiled {
     pub fn get(&self, id: &str) -> Option<&Element> {
         self.by_id.get(id).map(|i| &self.elements[*i])
     }
-    pub fn children(&self, id: &str) -> impl Iterator<Item = &Element> {
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+    pub fn children(&self, index: usize) -> impl Iterator<Item = &Element> {
         self.children
-            .get(id)
+            .get(index)
             .into_iter()
             .flatten()
             .map(|i| &self.elements[*i])
     }
-    pub fn has_children(&self, id: &str) -> bool {
-        self.children.get(id).is_some_and(|c| !c.is_empty())
+    pub fn has_children(&self, index: usize) -> bool {
+        self.children.get(index).is_some_and(|c| !c.is_empty())
     }
-    pub fn slices(&self, id: &str) -> impl Iterator<Item = &Element> {
+    pub fn slices(&self, index: usize) -> impl Iterator<Item = &Element> {
         self.slices
-            .get(id)
+            .get(index)
             .into_iter()
             .flatten()
             .map(|i| &self.elements[*i])

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use regex_lite::Regex;
+use regex::Regex;
 use serde_json::Value;
 
 fn pattern(cell: &'static OnceLock<Regex>, text: &str) -> &'static Regex {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
 
-use super::element::{Compiled, Element};
+use super::element::{Check, Compiled, Element};
 use super::outcome::{Issue, Severity};
 use super::primitive;
 use super::registry::{Expansion, Registry};
@@ -15,7 +15,9 @@ use crate::fhirpath::{self, Environment, Item};
 /// Validates resources against loaded definitions. Compiles each StructureDefinition once.
 pub struct Validator {
     registry: Arc<Registry>,
-    compiled: Mutex<HashMap<String, Arc<Compiled>>>,
+    /// Compiled definitions by the address of the registry's `Arc<Json>` (the registry owns them
+    /// for the validator's whole life, so the address is a stable key and needs no hashing of URLs).
+    compiled: Mutex<HashMap<usize, Arc<Compiled>>>,
 }
 
 const MAX_DEPTH: usize = 24;
@@ -89,17 +91,13 @@ impl Validator {
     }
 
     fn compiled(&self, definition: &Arc<Json>) -> Arc<Compiled> {
-        let url = definition
-            .get("url")
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if let Some(found) = self.compiled.lock().ok().and_then(|c| c.get(&url).cloned()) {
+        let key = Arc::as_ptr(definition) as usize;
+        if let Some(found) = self.compiled.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return found;
         }
         let compiled = Arc::new(Compiled::compile(definition));
         if let Ok(mut cache) = self.compiled.lock() {
-            cache.insert(url, Arc::clone(&compiled));
+            cache.insert(key, Arc::clone(&compiled));
         }
         compiled
     }
@@ -185,8 +183,8 @@ impl Run<'_, '_> {
         }
         for definition in definitions {
             let compiled = self.validator.compiled(&definition);
-            if let Some(root) = compiled.root().cloned() {
-                self.element(&compiled, &root, resource, &location, None, depth);
+            if let Some(root) = compiled.root() {
+                self.element(&compiled, root, resource, &location, None, depth);
             }
         }
     }
@@ -264,13 +262,14 @@ impl Run<'_, '_> {
             let root_type = target.split('.').next().unwrap_or_default();
             if let Some(definition) = self.validator.registry.type_definition(root_type).cloned() {
                 let base = self.validator.compiled(&definition);
-                self.children(&base, target, map, location, depth + 1);
+                if let Some(index) = base.index_of(target) {
+                    self.children(&base, index, map, location, depth + 1);
+                }
             }
             return;
         }
-        if compiled.has_children(&element.id) {
-            let id = element.id.clone();
-            self.children(compiled, &id, map, location, depth);
+        if compiled.has_children(element.index) {
+            self.children(compiled, element.index, map, location, depth);
         } else if let Some(definition) = type_code
             .as_deref()
             .and_then(|code| self.validator.registry.type_definition(code))
@@ -278,10 +277,9 @@ impl Run<'_, '_> {
         {
             // The element's type is not unfolded here: its own definition says what it holds.
             let type_compiled = self.validator.compiled(&definition);
-            if let Some(root) = type_compiled.root().cloned() {
-                let root_id = root.id.clone();
-                self.constraints(&root, value, location);
-                self.children(&type_compiled, &root_id, map, location, depth + 1);
+            if let Some(root) = type_compiled.root() {
+                self.constraints(root, value, location);
+                self.children(&type_compiled, root.index, map, location, depth + 1);
             }
         }
         // A type profile (an extension definition, a data type profile) applies as well.
@@ -293,11 +291,8 @@ impl Run<'_, '_> {
                 .cloned()
             {
                 let profile_compiled = self.validator.compiled(&definition);
-                if let Some(root) = profile_compiled.root().cloned()
-                    && profile_compiled.has_children(&root.id)
-                {
-                    let root_id = root.id.clone();
-                    self.children(&profile_compiled, &root_id, map, location, depth + 1);
+                if profile_compiled.has_children(0) {
+                    self.children(&profile_compiled, 0, map, location, depth + 1);
                 }
             }
         }
@@ -306,14 +301,14 @@ impl Run<'_, '_> {
     fn children(
         &mut self,
         compiled: &Compiled,
-        parent_id: &str,
+        parent: usize,
         map: &serde_json::Map<String, Json>,
         location: &str,
         depth: usize,
     ) {
-        let mut matched: HashSet<&str> = HashSet::new();
-        let children: Vec<Element> = compiled.children(parent_id).cloned().collect();
-        for child in &children {
+        // Few properties per object: a vector beats hashing.
+        let mut matched: Vec<&str> = Vec::with_capacity(map.len());
+        for child in compiled.children(parent) {
             // The JSON properties this element covers, with the type a choice suffix names.
             let mut values: Vec<(&str, Option<String>, &Json)> = Vec::new();
             if child.is_choice() {
@@ -337,18 +332,18 @@ impl Run<'_, '_> {
                                 );
                             }
                         }
-                        matched.insert(key);
+                        matched.push(key);
                     }
                 }
             } else if let Some(v) = map.get(&child.name) {
                 values.push((child.name.as_str(), None, v));
-                matched.insert(child.name.as_str());
+                matched.push(child.name.as_str());
             }
             if let Some(key) = map
                 .keys()
                 .find(|k| k.strip_prefix('_') == Some(child.name.as_str()))
             {
-                matched.insert(key);
+                matched.push(key);
             }
             let mut items: Vec<(String, Option<String>, &Json)> = Vec::new();
             for (key, choice, v) in values {
@@ -379,6 +374,13 @@ impl Run<'_, '_> {
                     }
                 }
             }
+            // Most child definitions have no values here: format their location only when needed.
+            if items.is_empty()
+                && child.min == 0
+                && compiled.slices(child.index).all(|slice| slice.min == 0)
+            {
+                continue;
+            }
             let at = format!("{location}.{}", child.base_name());
             if items.len() < child.min {
                 self.issue(
@@ -402,10 +404,10 @@ impl Run<'_, '_> {
                     format!("allows at most {max} value(s), found {}", items.len()),
                 );
             }
-            let slices: Vec<Element> = compiled.slices(&child.id).cloned().collect();
+            let slices: Vec<&Element> = compiled.slices(child.index).collect();
             let mut in_slice = vec![false; items.len()];
             if !slices.is_empty() && !child.discriminators.is_empty() {
-                for slice in &slices {
+                for &slice in &slices {
                     let mut count = 0;
                     for (i, (item_location, choice, item)) in items.iter().enumerate() {
                         if self.in_slice(compiled, child, slice, item) {
@@ -472,7 +474,7 @@ impl Run<'_, '_> {
             }
         }
         for key in map.keys() {
-            if !matched.contains(key.as_str()) && key != "resourceType" && key != "fhir_comments" {
+            if !matched.contains(&key.as_str()) && key != "resourceType" && key != "fhir_comments" {
                 self.issue(
                     Severity::Error,
                     "structure",
@@ -537,8 +539,7 @@ impl Run<'_, '_> {
                 let compiled = self.validator.compiled(&definition);
                 if let (Some(root), Json::Object(map)) = (compiled.root().cloned(), item) {
                     self.constraints(&root, item, location);
-                    let root_id = root.id.clone();
-                    self.children(&compiled, &root_id, map, location, depth + 1);
+                    self.children(&compiled, 0, map, location, depth + 1);
                 }
             }
             None => self.issue(
@@ -622,36 +623,53 @@ impl Run<'_, '_> {
 
     fn constraints(&mut self, element: &Element, value: &Json, location: &str) {
         for constraint in &element.constraints {
-            let Some(expression) = &constraint.expression else {
-                continue;
+            let holds = match &constraint.check {
+                Check::HasValueOrChildren => match value {
+                    Json::Object(map) => map.keys().any(|k| k != "id"),
+                    Json::Array(items) => !items.is_empty(),
+                    Json::Null => false,
+                    _ => true,
+                },
+                Check::ExtensionOrValue => {
+                    let has_extension = value
+                        .get("extension")
+                        .is_some_and(|e| e.as_array().is_none_or(|a| !a.is_empty()));
+                    let has_value = value
+                        .as_object()
+                        .is_some_and(|m| m.keys().any(|k| k.starts_with("value")));
+                    has_extension != has_value
+                }
+                Check::Unparsed => continue,
+                Check::FhirPath(expression) => {
+                    let env = Environment::new(self.root);
+                    match fhirpath::evaluate_on(expression, &env, value) {
+                        Ok(result) => !matches!(result.as_slice(), [Item::Boolean(false)]),
+                        Err(err) => {
+                            if constraint.error && self.unavailable.insert(constraint.key.clone()) {
+                                self.issue(
+                                    Severity::Information,
+                                    "informational",
+                                    location,
+                                    format!("invariant {} not checked: {err}", constraint.key),
+                                );
+                            }
+                            continue;
+                        }
+                    }
+                }
             };
-            let env = Environment::new(self.root);
-            match fhirpath::evaluate_on(expression, &env, value) {
-                Ok(result) => {
-                    if matches!(result.as_slice(), [Item::Boolean(false)]) {
-                        let severity = if constraint.error {
-                            Severity::Error
-                        } else {
-                            Severity::Warning
-                        };
-                        self.issue(
-                            severity,
-                            "invariant",
-                            location,
-                            format!("{}: {}", constraint.key, constraint.human),
-                        );
-                    }
-                }
-                Err(err) => {
-                    if constraint.error && self.unavailable.insert(constraint.key.clone()) {
-                        self.issue(
-                            Severity::Information,
-                            "informational",
-                            location,
-                            format!("invariant {} not checked: {err}", constraint.key),
-                        );
-                    }
-                }
+            if !holds {
+                let severity = if constraint.error {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                self.issue(
+                    severity,
+                    "invariant",
+                    location,
+                    format!("{}: {}", constraint.key, constraint.human),
+                );
             }
         }
     }
