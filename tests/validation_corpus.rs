@@ -1,0 +1,196 @@
+//! A generated corpus of broken resources, derived from the fixtures and the IOP profiles by rules
+//! whose right answer is known without the validator: remove a required element, put a code that
+//! no value set holds into a required binding, break a date, add a property R4 does not have. Each
+//! case asserts the exact set of error locations.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use iop_gateway::validation::{Registry, Validator};
+use serde_json::{Value, json};
+
+struct Case {
+    name: String,
+    resource: Value,
+    expected: BTreeSet<String>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn corpus() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("fixtures/fhir"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        let fixture: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let kind = fixture["resourceType"].as_str().unwrap().to_owned();
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let profile_id = fixture["meta"]["profile"][0]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let profile: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo().join(format!(
+                "fhir-profiles/iop/StructureDefinition-{profile_id}.json"
+            )))
+            .unwrap(),
+        )
+        .unwrap();
+        let one = |name: String, resource: Value, at: String| Case {
+            name,
+            resource,
+            expected: BTreeSet::from([at]),
+        };
+
+        // The valid original: no errors.
+        cases.push(Case {
+            name: format!("{stem}: valid"),
+            resource: fixture.clone(),
+            expected: BTreeSet::new(),
+        });
+        // A property R4 does not define.
+        let mut unknown = fixture.clone();
+        unknown["notAnElement"] = json!(true);
+        cases.push(one(
+            format!("{stem}: unknown element"),
+            unknown,
+            format!("{kind}.notAnElement"),
+        ));
+
+        for element in profile["snapshot"]["element"].as_array().unwrap() {
+            let path = element["path"].as_str().unwrap();
+            let id = element["id"].as_str().unwrap();
+            let Some(name) = path.strip_prefix(&format!("{kind}.")) else {
+                continue;
+            };
+            // Top-level, unsliced, not a choice, present in the fixture.
+            if name.contains('.')
+                || id.contains(':')
+                || name.ends_with("[x]")
+                || fixture.get(name).is_none()
+            {
+                continue;
+            }
+            let types: Vec<&str> = element["type"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["code"].as_str())
+                .collect();
+            let location = format!("{kind}.{name}");
+            if element["min"].as_u64().unwrap_or(0) >= 1
+                && name != "extension"
+                && name != "category"
+            {
+                let mut removed = fixture.clone();
+                removed.as_object_mut().unwrap().remove(name);
+                let mut case = one(
+                    format!("{stem}: without required {name}"),
+                    removed,
+                    location.clone(),
+                );
+                // R4 ppc-1: a Consent needs a policy or a policyRule, so the resource fails it too.
+                if kind == "Consent" && name == "policyRule" {
+                    case.expected.insert("Consent".into());
+                }
+                cases.push(case);
+            }
+            let required_code = element["binding"]["strength"] == "required" && types == ["code"];
+            if required_code && fixture[name].is_string() {
+                let mut wrong = fixture.clone();
+                wrong[name] = json!("not-a-code");
+                cases.push(one(
+                    format!("{stem}: {name} outside its value set"),
+                    wrong,
+                    location.clone(),
+                ));
+            }
+            if (types == ["date"] || types == ["dateTime"]) && fixture[name].is_string() {
+                let mut wrong = fixture.clone();
+                wrong[name] = json!("2026-02-30T25:00");
+                let mut case = one(
+                    format!("{stem}: {name} not a date"),
+                    wrong,
+                    location.clone(),
+                );
+                // R4 inv-1: Task.lastModified >= authoredOn cannot hold for a value that is no date.
+                if kind == "Task" && name == "lastModified" {
+                    case.expected.insert("Task".into());
+                }
+                cases.push(case);
+            }
+            if types == ["boolean"] && fixture[name].is_boolean() {
+                let mut wrong = fixture.clone();
+                wrong[name] = json!("yes");
+                cases.push(one(
+                    format!("{stem}: {name} as a string"),
+                    wrong,
+                    location.clone(),
+                ));
+            }
+            let repeats = element["base"]["max"].as_str().is_some_and(|m| m != "1");
+            if repeats && fixture[name].as_array().is_some_and(|a| a.len() == 1) {
+                let mut single = fixture.clone();
+                single[name] = fixture[name][0].clone();
+                cases.push(one(
+                    format!("{stem}: {name} not an array"),
+                    single,
+                    location.clone(),
+                ));
+            }
+        }
+        // Every reference must point at an allowed type.
+        if let Some(subject) = ["subject", "patient", "for"]
+            .iter()
+            .find(|k| fixture.get(**k).is_some())
+        {
+            let mut wrong = fixture.clone();
+            wrong[*subject]["reference"] = json!("Medication/123");
+            cases.push(one(
+                format!("{stem}: {subject} refers to a Medication"),
+                wrong,
+                format!("{kind}.{subject}.reference"),
+            ));
+        }
+    }
+    cases
+}
+
+#[test]
+fn corpus_cases_are_reported_exactly_where_they_break() {
+    let validator = Validator::new(Arc::new(Registry::builtin()));
+    let cases = corpus();
+    assert!(cases.len() >= 150, "corpus has {} cases", cases.len());
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let found: BTreeSet<String> = validator
+            .validate(&case.resource, &[])
+            .into_iter()
+            .filter(|i| i.is_error())
+            .map(|i| i.expression)
+            .collect();
+        if found != case.expected {
+            wrong.push(format!(
+                "{}: expected {:?}, got {:?}",
+                case.name, case.expected, found
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
