@@ -156,16 +156,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shared folder beside the repository (`IOP_SHARED_DIR` overrides).
-fn shared() -> PathBuf {
-    std::env::var_os("IOP_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared"))
-}
-
 /// `../shared/ehr-standin/run`, or None (with a printed reason) where Node is missing outside CI.
 fn standin() -> Option<PathBuf> {
-    let run = shared().join("ehr-standin/run");
+    let run = common::shared_dir().join("ehr-standin/run");
     let node = Command::new("node")
         .arg("--version")
         .output()
@@ -187,7 +180,7 @@ fn us_core() -> PathBuf {
     let dir = repo().join("target/uscore-6.1.0");
     if !dir.join("package").exists() {
         std::fs::create_dir_all(&dir).unwrap();
-        let tgz = shared().join("fhir-packages/hl7.fhir.us.core-6.1.0.tgz");
+        let tgz = common::shared_dir().join("fhir-packages/hl7.fhir.us.core-6.1.0.tgz");
         let status = Command::new("tar")
             .arg("xzf")
             .arg(&tgz)

@@ -70,10 +70,7 @@ const MUST_PASS: &[&str] = &[
 const FLOOR_PERCENT: f64 = 89.0;
 
 fn shared() -> PathBuf {
-    std::env::var_os("IOP_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-        .join("fhirpath-tests")
+    common::shared_dir().join("fhirpath-tests")
 }
 
 fn expected_text(output: &Value) -> String {

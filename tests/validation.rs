@@ -200,9 +200,7 @@ mod common;
 
 /// US Core 6.1.0 from `../shared` (never copied into the repository), or None outside CI.
 fn us_core_package() -> Option<PathBuf> {
-    let shared = std::env::var_os("IOP_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared"));
+    let shared = common::shared_dir();
     let tgz = shared.join("fhir-packages/hl7.fhir.us.core-6.1.0.tgz");
     if tgz.exists() {
         return Some(tgz);

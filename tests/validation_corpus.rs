@@ -3,6 +3,8 @@
 //! no value set holds into a required binding, break a date, add a property R4 does not have. Each
 //! case asserts the exact set of error locations.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -206,9 +208,7 @@ fn corpus_cases_are_reported_exactly_where_they_break() {
 /// Any other disagreement fails this test.
 #[test]
 fn verdicts_agree_with_the_independent_validator() {
-    let shared = std::env::var_os("IOP_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared"));
+    let shared = common::shared_dir();
     let run = shared.join("ehr-standin/run");
     let node = std::process::Command::new("node")
         .arg("--version")
@@ -216,13 +216,10 @@ fn verdicts_agree_with_the_independent_validator() {
         .is_ok_and(|o| o.status.success());
     if !run.exists() || !node {
         assert!(
-            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            !common::in_ci(),
             "CI=true but the stand-in or Node.js is missing"
         );
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"skipping verdict agreement: ../shared/ehr-standin or Node.js is missing\n",
-        );
+        common::say("skipping verdict agreement: ../shared/ehr-standin or Node.js is missing");
         return;
     }
     let validator = Validator::new(Arc::new(Registry::builtin()));

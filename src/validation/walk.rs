@@ -674,6 +674,16 @@ impl Run<'_, '_> {
         }
     }
 
+    fn malformed_reference(&mut self, location: &str) {
+        let message = "a reference is Type/id, an absolute URL, #id or urn:uuid".to_owned();
+        self.issue(
+            Severity::Error,
+            "value",
+            &format!("{location}.reference"),
+            message,
+        );
+    }
+
     fn reference(&mut self, element: &Element, value: &Json, location: &str) {
         let Some(reference) = value.get("reference").and_then(Json::as_str) else {
             return;
@@ -708,12 +718,7 @@ impl Run<'_, '_> {
         let (id, kind) = match parts.as_slice() {
             [id, kind, ..] => (*id, *kind),
             _ => {
-                self.issue(
-                    Severity::Error,
-                    "value",
-                    &format!("{location}.reference"),
-                    "a reference is Type/id, an absolute URL, #id or urn:uuid".into(),
-                );
+                self.malformed_reference(location);
                 return;
             }
         };
@@ -728,12 +733,7 @@ impl Run<'_, '_> {
         if primitive::check("id", &Json::String(id.to_owned())).is_some()
             || !kind.starts_with(|c: char| c.is_ascii_uppercase())
         {
-            self.issue(
-                Severity::Error,
-                "value",
-                &format!("{location}.reference"),
-                "a reference is Type/id, an absolute URL, #id or urn:uuid".into(),
-            );
+            self.malformed_reference(location);
             return;
         }
         let targets: Vec<String> = element

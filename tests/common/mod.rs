@@ -16,6 +16,13 @@ pub fn postgres_admin_url() -> String {
     std::env::var("IOP_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
 
+/// The `shared/` folder beside the repository (`IOP_SHARED_DIR` overrides).
+pub fn shared_dir() -> std::path::PathBuf {
+    std::env::var_os("IOP_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
