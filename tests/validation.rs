@@ -335,3 +335,16 @@ fn npi_check_digits_are_checked_unlike_the_stand_in() {
     practitioner["identifier"][0]["value"] = json!("1234567893");
     assert!(errors(&validator.validate(&practitioner, &[])).is_empty());
 }
+
+/// The JSON Schema catches what the snapshot walk does not look into (primitive extensions).
+#[test]
+fn the_json_schema_is_a_safety_net() {
+    let validator = validator();
+    let mut patient = fixture("Patient-client.json");
+    patient["_birthDate"] = json!({ "notAnElement": 1 });
+    let found = errors(&validator.validate(&patient, &[]));
+    assert!(
+        found.iter().any(|e| e.starts_with("Patient._birthDate")),
+        "{found:?}"
+    );
+}

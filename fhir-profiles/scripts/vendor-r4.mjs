@@ -37,4 +37,9 @@ fs.mkdirSync(out, { recursive: true });
 for (const resource of [...keep, ...picked.values()]) {
   fs.writeFileSync(path.join(out, `${resource.resourceType}-${resource.id}.json`), JSON.stringify(resource, null, 1) + '\n');
 }
+// The R4 JSON Schema as published with the definitions (the validator's structural pre-check).
+const schemaDir = path.join(path.dirname(out), 'r4-schema');
+fs.rmSync(schemaDir, { recursive: true, force: true });
+fs.mkdirSync(schemaDir, { recursive: true });
+fs.copyFileSync(path.join(definitions, 'fhir.schema.json'), path.join(schemaDir, 'fhir.schema.json'));
 console.log(`fhir-profiles/r4: ${keep.length} StructureDefinitions, ${picked.size} ValueSets and CodeSystems`);

@@ -15,6 +15,8 @@ use crate::fhirpath::{self, Environment, Item};
 /// Validates resources against loaded definitions. Compiles each StructureDefinition once.
 pub struct Validator {
     registry: Arc<Registry>,
+    /// The R4 JSON Schema, compiled on first use (None if it failed to compile: then skipped).
+    schema: std::sync::OnceLock<Option<super::schema::StructuralSchema>>,
     /// Compiled definitions by the address of the registry's `Arc<Json>` (the registry owns them
     /// for the validator's whole life, so the address is a stable key and needs no hashing of URLs).
     compiled: Mutex<HashMap<usize, Arc<Compiled>>>,
@@ -82,6 +84,7 @@ impl Validator {
     pub fn new(registry: Arc<Registry>) -> Self {
         Self {
             registry,
+            schema: std::sync::OnceLock::new(),
             compiled: Mutex::new(HashMap::new()),
         }
     }
@@ -112,6 +115,29 @@ impl Validator {
             unavailable: HashSet::new(),
         };
         run.resource(resource, required, 0);
+        // The JSON Schema is a safety net: its findings count where the walk found nothing at or
+        // below the same place (the walk's locations and messages are more precise).
+        let schema = self
+            .schema
+            .get_or_init(|| super::schema::StructuralSchema::load().ok());
+        if let Some(schema) = schema {
+            for (location, keyword) in schema.check(resource) {
+                let covered = run.issues.iter().any(|i| {
+                    i.is_error()
+                        && (i.expression == location
+                            || i.expression.starts_with(&format!("{location}."))
+                            || i.expression.starts_with(&format!("{location}[")))
+                });
+                if !covered {
+                    run.issue(
+                        Severity::Error,
+                        "structure",
+                        &location,
+                        format!("does not match the FHIR R4 JSON Schema ({keyword})"),
+                    );
+                }
+            }
+        }
         // A rule shared by two profiles (IOP and the US Core profile it derives from) is reported once.
         let mut seen = HashSet::new();
         run.issues
