@@ -240,8 +240,12 @@ async fn run_server(store: Store, listen: &str, demo: bool) -> anyhow::Result<()
         println!("try:");
         println!("  curl http://{address}/healthz");
         println!("  curl http://{address}/readyz");
-        println!("  iop-gateway export --out out          # the clinic as FHIR NDJSON, one file per type");
-        println!("  iop-gateway validate out/CarePlan.ndjson   # check it against R4 and the IOP profiles");
+        println!(
+            "  iop-gateway export --out out          # the clinic as FHIR NDJSON, one file per type"
+        );
+        println!(
+            "  iop-gateway validate out/CarePlan.ndjson   # check it against R4 and the IOP profiles"
+        );
         println!("  sqlite3 iop-gateway.db 'SELECT name, part2 FROM programs'");
         println!("stop with Ctrl-C");
     }

@@ -334,9 +334,10 @@ impl Run<'_, '_> {
     ) {
         // Few properties per object: a vector beats hashing.
         let mut matched: Vec<&str> = Vec::with_capacity(map.len());
+        let has_primitive_extensions = map.keys().any(|k| k.starts_with('_'));
         for child in compiled.children(parent) {
             // The JSON properties this element covers, with the type a choice suffix names.
-            let mut values: Vec<(&str, Option<String>, &Json)> = Vec::new();
+            let mut values: Vec<(&str, Option<&str>, &Json)> = Vec::new();
             if child.is_choice() {
                 let base = child.base_name();
                 for (key, v) in map {
@@ -348,7 +349,7 @@ impl Run<'_, '_> {
                             .iter()
                             .find(|t| choice_suffix_matches(suffix, &t.code))
                         {
-                            Some(t) => values.push((key, Some(t.code.clone()), v)),
+                            Some(t) => values.push((key, Some(t.code.as_str()), v)),
                             None => {
                                 self.issue(
                                     Severity::Error,
@@ -365,13 +366,14 @@ impl Run<'_, '_> {
                 values.push((child.name.as_str(), None, v));
                 matched.push(child.name.as_str());
             }
-            if let Some(key) = map
-                .keys()
-                .find(|k| k.strip_prefix('_') == Some(child.name.as_str()))
+            if has_primitive_extensions
+                && let Some(key) = map
+                    .keys()
+                    .find(|k| k.strip_prefix('_') == Some(child.name.as_str()))
             {
                 matched.push(key);
             }
-            let mut items: Vec<(String, Option<String>, &Json)> = Vec::new();
+            let mut items: Vec<(String, Option<&str>, &Json)> = Vec::new();
             for (key, choice, v) in values {
                 match v {
                     Json::Array(list) => {
@@ -383,9 +385,11 @@ impl Run<'_, '_> {
                                 "must be a single value, not an array".into(),
                             );
                         }
-                        items.extend(list.iter().enumerate().map(|(i, item)| {
-                            (format!("{location}.{key}[{i}]"), choice.clone(), item)
-                        }));
+                        items.extend(
+                            list.iter()
+                                .enumerate()
+                                .map(|(i, item)| (format!("{location}.{key}[{i}]"), choice, item)),
+                        );
                     }
                     other => {
                         if child.repeats {
