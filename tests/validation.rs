@@ -348,3 +348,24 @@ fn the_json_schema_is_a_safety_net() {
         "{found:?}"
     );
 }
+
+/// R4 types outside the built-in set get the JSON Schema and a warning; non-types are errors.
+#[test]
+fn other_resource_types_are_checked_by_the_schema_or_refused() {
+    let validator = validator();
+    let observation = json!({ "resourceType": "Observation", "id": "o1", "status": "final", "code": { "text": "x" } });
+    let issues = validator.validate(&observation, &[]);
+    assert!(
+        errors(&issues).is_empty() && issues.iter().any(|i| i.code == "not-supported"),
+        "{issues:?}"
+    );
+    let broken =
+        json!({ "resourceType": "Observation", "id": "o1", "status": 7, "code": { "text": "x" } });
+    assert_eq!(
+        errors(&validator.validate(&broken, &[])).len(),
+        1,
+        "the schema finds the bad status"
+    );
+    let nonsense = json!({ "resourceType": "Spaceship", "id": "s1" });
+    assert!(!errors(&validator.validate(&nonsense, &[])).is_empty());
+}

@@ -50,6 +50,24 @@ impl StructuralSchema {
         Ok(Self { validator })
     }
 
+    /// Is `resource_type` a resource type of FHIR R4 (per the schema's list of resources)?
+    pub fn knows(resource_type: &str) -> bool {
+        static TYPES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        TYPES
+            .get_or_init(|| {
+                serde_json::from_str::<Json>(SCHEMA)
+                    .ok()
+                    .and_then(|s| {
+                        s.pointer("/discriminator/mapping")
+                            .and_then(Json::as_object)
+                            .map(|m| m.keys().cloned().collect())
+                    })
+                    .unwrap_or_default()
+            })
+            .iter()
+            .any(|t| t == resource_type)
+    }
+
     /// The schema violations: (FHIRPath-style location, schema keyword). Values are not quoted.
     pub fn check(&self, resource: &Json) -> Vec<(String, String)> {
         if self.validator.is_valid(resource) {

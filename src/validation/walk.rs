@@ -169,12 +169,23 @@ impl Run<'_, '_> {
         let location = resource_type.to_owned();
         let registry = &self.validator.registry;
         let Some(base) = registry.type_definition(resource_type).cloned() else {
-            self.issue(
-                Severity::Error,
-                "not-supported",
-                &location,
-                format!("unknown resource type {resource_type}"),
-            );
+            // The built-in set holds the R4 types the gateway maps; other R4 types are still
+            // checked by the JSON Schema, and an R4 core package (--package) checks them fully.
+            let known_r4 = super::schema::StructuralSchema::knows(resource_type);
+            let (severity, message) = if known_r4 {
+                (
+                    Severity::Warning,
+                    format!(
+                        "the {resource_type} definition is not loaded: checked against the R4 JSON Schema only (load the R4 core package for full checks)"
+                    ),
+                )
+            } else {
+                (
+                    Severity::Error,
+                    format!("{resource_type} is not a FHIR R4 resource type"),
+                )
+            };
+            self.issue(severity, "not-supported", &location, message);
             return;
         };
         let mut definitions = vec![base];
