@@ -147,12 +147,18 @@ impl Validator {
 }
 
 impl Run<'_, '_> {
-    fn issue(&mut self, severity: Severity, code: &'static str, expression: &str, message: String) {
+    fn issue(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        expression: impl std::fmt::Display,
+        message: String,
+    ) {
         self.issues.push(Issue {
             severity,
             code,
             message,
-            expression: expression.to_owned(),
+            expression: expression.to_string(),
         });
     }
 
@@ -166,7 +172,7 @@ impl Run<'_, '_> {
             );
             return;
         };
-        let location = resource_type.to_owned();
+        let location = Loc::root(resource_type);
         let registry = &self.validator.registry;
         let Some(base) = registry.type_definition(resource_type).cloned() else {
             // The built-in set holds the R4 types the gateway maps; other R4 types are still
@@ -232,7 +238,7 @@ impl Run<'_, '_> {
         compiled: &Compiled,
         element: &Element,
         value: &Json,
-        location: &str,
+        location: &Loc<'_>,
         choice: Option<&str>,
         depth: usize,
     ) {
@@ -340,7 +346,7 @@ impl Run<'_, '_> {
         compiled: &Compiled,
         parent: usize,
         map: &serde_json::Map<String, Json>,
-        location: &str,
+        location: &Loc<'_>,
         depth: usize,
     ) {
         // Few properties per object: a vector beats hashing.
@@ -384,22 +390,28 @@ impl Run<'_, '_> {
             {
                 matched.push(key);
             }
-            let mut items: Vec<(String, Option<&str>, &Json)> = Vec::new();
-            for (key, choice, v) in values {
+            // Locations are built as a chain of borrowed segments and only rendered into a string
+            // when an issue is reported.
+            let keyed: Vec<(Loc<'_>, Option<&str>, &Json)> = values
+                .iter()
+                .map(|(key, choice, v)| (Loc::child(location, key), *choice, *v))
+                .collect();
+            let mut items: Vec<(Loc<'_>, Option<&str>, &Json)> = Vec::new();
+            for (key_location, choice, v) in &keyed {
                 match v {
                     Json::Array(list) => {
                         if !child.repeats {
                             self.issue(
                                 Severity::Error,
                                 "structure",
-                                &format!("{location}.{key}"),
+                                key_location,
                                 "must be a single value, not an array".into(),
                             );
                         }
                         items.extend(
                             list.iter()
                                 .enumerate()
-                                .map(|(i, item)| (format!("{location}.{key}[{i}]"), choice, item)),
+                                .map(|(i, item)| (Loc::index(key_location, i), *choice, item)),
                         );
                     }
                     other => {
@@ -407,11 +419,11 @@ impl Run<'_, '_> {
                             self.issue(
                                 Severity::Error,
                                 "structure",
-                                &format!("{location}.{key}"),
+                                key_location,
                                 "must be an array".into(),
                             );
                         }
-                        items.push((format!("{location}.{key}"), choice, other));
+                        items.push((*key_location, *choice, *other));
                     }
                 }
             }
@@ -422,7 +434,7 @@ impl Run<'_, '_> {
             {
                 continue;
             }
-            let at = format!("{location}.{}", child.base_name());
+            let at = Loc::child(location, child.base_name());
             if items.len() < child.min {
                 self.issue(
                     Severity::Error,
@@ -571,7 +583,7 @@ impl Run<'_, '_> {
         })
     }
 
-    fn extension(&mut self, item: &Json, location: &str, depth: usize) {
+    fn extension(&mut self, item: &Json, location: &Loc<'_>, depth: usize) {
         let Some(url) = item.get("url").and_then(Json::as_str) else {
             return;
         };
@@ -598,7 +610,7 @@ impl Run<'_, '_> {
         value_set: &str,
         value: &Json,
         type_code: Option<&str>,
-        location: &str,
+        location: &Loc<'_>,
     ) {
         if strength != "required" && strength != "extensible" {
             return;
@@ -662,7 +674,7 @@ impl Run<'_, '_> {
         }
     }
 
-    fn constraints(&mut self, element: &Element, value: &Json, location: &str) {
+    fn constraints(&mut self, element: &Element, value: &Json, location: &Loc<'_>) {
         for constraint in &element.constraints {
             let holds = match &constraint.check {
                 Check::HasValueOrChildren => match value {
@@ -715,7 +727,7 @@ impl Run<'_, '_> {
         }
     }
 
-    fn malformed_reference(&mut self, location: &str) {
+    fn malformed_reference(&mut self, location: &Loc<'_>) {
         let message = "a reference is Type/id, an absolute URL, #id or urn:uuid".to_owned();
         self.issue(
             Severity::Error,
@@ -725,7 +737,7 @@ impl Run<'_, '_> {
         );
     }
 
-    fn reference(&mut self, element: &Element, value: &Json, location: &str) {
+    fn reference(&mut self, element: &Element, value: &Json, location: &Loc<'_>) {
         let Some(reference) = value.get("reference").and_then(Json::as_str) else {
             return;
         };
@@ -809,4 +821,52 @@ fn coding(value: &Json) -> Option<(Option<&str>, &str)> {
         value.get("system").and_then(Json::as_str),
         value.get("code").and_then(Json::as_str)?,
     ))
+}
+
+/// Where in the resource: a chain of segments borrowed from the walk's stack and the JSON,
+/// rendered as FHIRPath (`CarePlan.activity[0].detail.status`) only when an issue needs it.
+#[derive(Clone, Copy)]
+pub(super) struct Loc<'a> {
+    parent: Option<&'a Loc<'a>>,
+    segment: Segment<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Segment<'a> {
+    Name(&'a str),
+    Index(usize),
+}
+
+impl<'a> Loc<'a> {
+    fn root(name: &'a str) -> Self {
+        Self {
+            parent: None,
+            segment: Segment::Name(name),
+        }
+    }
+    fn child(parent: &'a Loc<'a>, name: &'a str) -> Self {
+        Self {
+            parent: Some(parent),
+            segment: Segment::Name(name),
+        }
+    }
+    fn index(parent: &'a Loc<'a>, index: usize) -> Self {
+        Self {
+            parent: Some(parent),
+            segment: Segment::Index(index),
+        }
+    }
+}
+
+impl std::fmt::Display for Loc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(parent) = self.parent {
+            parent.fmt(f)?;
+        }
+        match self.segment {
+            Segment::Name(name) if self.parent.is_some() => write!(f, ".{name}"),
+            Segment::Name(name) => f.write_str(name),
+            Segment::Index(i) => write!(f, "[{i}]"),
+        }
+    }
 }
