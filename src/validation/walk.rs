@@ -191,7 +191,7 @@ impl Run<'_, '_> {
                     format!("{resource_type} is not a FHIR R4 resource type"),
                 )
             };
-            self.issue(severity, "not-supported", &location, message);
+            self.issue(severity, "not-supported", location, message);
             return;
         };
         let mut definitions = vec![base];
@@ -209,7 +209,7 @@ impl Run<'_, '_> {
                 None => self.issue(
                     Severity::Warning,
                     "not-supported",
-                    &format!("{location}.meta.profile"),
+                    format!("{location}.meta.profile"),
                     format!(
                         "profile {url} is not loaded, so the resource was not checked against it"
                     ),
@@ -371,7 +371,7 @@ impl Run<'_, '_> {
                                 self.issue(
                                     Severity::Error,
                                     "structure",
-                                    &format!("{location}.{key}"),
+                                    format!("{location}.{key}"),
                                     format!("{suffix} is not an allowed type for {base}[x]"),
                                 );
                             }
@@ -439,7 +439,7 @@ impl Run<'_, '_> {
                 self.issue(
                     Severity::Error,
                     "required",
-                    &at,
+                    at,
                     format!(
                         "needs at least {} value(s), found {}",
                         child.min,
@@ -453,7 +453,7 @@ impl Run<'_, '_> {
                 self.issue(
                     Severity::Error,
                     "structure",
-                    &at,
+                    at,
                     format!("allows at most {max} value(s), found {}", items.len()),
                 );
             }
@@ -481,7 +481,7 @@ impl Run<'_, '_> {
                         self.issue(
                             Severity::Error,
                             "required",
-                            &at,
+                            at,
                             format!(
                                 "slice {name} needs at least {} value(s), found {count}",
                                 slice.min
@@ -494,7 +494,7 @@ impl Run<'_, '_> {
                         self.issue(
                             Severity::Error,
                             "structure",
-                            &at,
+                            at,
                             format!("slice {name} allows at most {max} value(s), found {count}"),
                         );
                     }
@@ -531,7 +531,7 @@ impl Run<'_, '_> {
                 self.issue(
                     Severity::Error,
                     "structure",
-                    &format!("{location}.{key}"),
+                    format!("{location}.{key}"),
                     format!("unknown element `{key}`"),
                 );
             }
@@ -732,7 +732,7 @@ impl Run<'_, '_> {
         self.issue(
             Severity::Error,
             "value",
-            &format!("{location}.reference"),
+            format!("{location}.reference"),
             message,
         );
     }
@@ -754,7 +754,7 @@ impl Run<'_, '_> {
                 self.issue(
                     Severity::Error,
                     "not-found",
-                    &format!("{location}.reference"),
+                    format!("{location}.reference"),
                     format!("no contained resource with id {local}"),
                 );
             }
@@ -809,7 +809,7 @@ impl Run<'_, '_> {
             self.issue(
                 Severity::Error,
                 "value",
-                &format!("{location}.reference"),
+                format!("{location}.reference"),
                 format!("must refer to {}, not {kind}", targets.join(" or ")),
             );
         }
