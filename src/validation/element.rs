@@ -80,6 +80,10 @@ pub struct Compiled {
     children: Vec<Vec<usize>>,
     /// Slice element indexes of each element, by the sliced element's index.
     slices: Vec<Vec<usize>>,
+    /// Non-choice children by name, sorted (binary search beats hashing for these short lists).
+    named: Vec<Vec<(String, usize)>>,
+    /// Choice (`value[x]`) children of each element.
+    choices: Vec<Vec<usize>>,
 }
 
 fn parent_of(id: &str) -> Option<&str> {
@@ -225,11 +229,26 @@ impl Compiled {
                 children[*parent].push(i);
             }
         }
+        let mut named = vec![Vec::new(); elements.len()];
+        let mut choices = vec![Vec::new(); elements.len()];
+        for (parent, list) in children.iter().enumerate() {
+            for &child in list {
+                let element: &Element = &elements[child];
+                if element.is_choice() {
+                    choices[parent].push(child);
+                } else {
+                    named[parent].push((element.name.clone(), child));
+                }
+            }
+            named[parent].sort();
+        }
         Self {
             elements,
             by_id,
             children,
             slices,
+            named,
+            choices,
         }
     }
 
@@ -251,6 +270,20 @@ impl Compiled {
     }
     pub fn has_children(&self, index: usize) -> bool {
         self.children.get(index).is_some_and(|c| !c.is_empty())
+    }
+    /// The non-choice child of `parent` called `name`.
+    pub fn child_named(&self, parent: usize, name: &str) -> Option<&Element> {
+        let list = self.named.get(parent)?;
+        list.binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|at| &self.elements[list[at].1])
+    }
+    pub fn choice_children(&self, parent: usize) -> impl Iterator<Item = &Element> {
+        self.choices
+            .get(parent)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.elements[*i])
     }
     pub fn slices(&self, index: usize) -> impl Iterator<Item = &Element> {
         self.slices

@@ -349,47 +349,67 @@ impl Run<'_, '_> {
         location: &Loc<'_>,
         depth: usize,
     ) {
-        // Few properties per object: a vector beats hashing.
-        let mut matched: Vec<&str> = Vec::with_capacity(map.len());
-        let has_primitive_extensions = map.keys().any(|k| k.starts_with('_'));
+        // One pass over the JSON properties: each goes to the element that defines it.
+        let mut assigned: Vec<(usize, &str, Option<&str>, &Json)> = Vec::with_capacity(map.len());
+        for (key, v) in map {
+            if key == "resourceType" || key == "fhir_comments" {
+                continue;
+            }
+            // `_birthDate` carries the id and extensions of the primitive `birthDate`.
+            let (name, primitive_extension) = match key.strip_prefix('_') {
+                Some(name) => (name, true),
+                None => (key.as_str(), false),
+            };
+            if let Some(child) = compiled.child_named(parent, name) {
+                if !primitive_extension {
+                    assigned.push((child.index, key, None, v));
+                }
+                continue;
+            }
+            let mut known = false;
+            for child in compiled.choice_children(parent) {
+                let base = child.base_name();
+                let Some(suffix) = name.strip_prefix(base) else {
+                    continue;
+                };
+                if !suffix.starts_with(|c: char| c.is_ascii_uppercase()) {
+                    continue;
+                }
+                known = true;
+                if primitive_extension {
+                    break;
+                }
+                match child
+                    .types
+                    .iter()
+                    .find(|t| choice_suffix_matches(suffix, &t.code))
+                {
+                    Some(t) => assigned.push((child.index, key, Some(t.code.as_str()), v)),
+                    None => self.issue(
+                        Severity::Error,
+                        "structure",
+                        format!("{location}.{key}"),
+                        format!("{suffix} is not an allowed type for {base}[x]"),
+                    ),
+                }
+                break;
+            }
+            if !known {
+                self.issue(
+                    Severity::Error,
+                    "structure",
+                    format!("{location}.{key}"),
+                    format!("unknown element `{key}`"),
+                );
+            }
+        }
         for child in compiled.children(parent) {
             // The JSON properties this element covers, with the type a choice suffix names.
-            let mut values: Vec<(&str, Option<&str>, &Json)> = Vec::new();
-            if child.is_choice() {
-                let base = child.base_name();
-                for (key, v) in map {
-                    if let Some(suffix) = key.strip_prefix(base)
-                        && suffix.starts_with(|c: char| c.is_ascii_uppercase())
-                    {
-                        match child
-                            .types
-                            .iter()
-                            .find(|t| choice_suffix_matches(suffix, &t.code))
-                        {
-                            Some(t) => values.push((key, Some(t.code.as_str()), v)),
-                            None => {
-                                self.issue(
-                                    Severity::Error,
-                                    "structure",
-                                    format!("{location}.{key}"),
-                                    format!("{suffix} is not an allowed type for {base}[x]"),
-                                );
-                            }
-                        }
-                        matched.push(key);
-                    }
-                }
-            } else if let Some(v) = map.get(&child.name) {
-                values.push((child.name.as_str(), None, v));
-                matched.push(child.name.as_str());
-            }
-            if has_primitive_extensions
-                && let Some(key) = map
-                    .keys()
-                    .find(|k| k.strip_prefix('_') == Some(child.name.as_str()))
-            {
-                matched.push(key);
-            }
+            let values: Vec<(&str, Option<&str>, &Json)> = assigned
+                .iter()
+                .filter(|a| a.0 == child.index)
+                .map(|a| (a.1, a.2, a.3))
+                .collect();
             // Locations are built as a chain of borrowed segments and only rendered into a string
             // when an issue is reported.
             let keyed: Vec<(Loc<'_>, Option<&str>, &Json)> = values
@@ -524,16 +544,6 @@ impl Run<'_, '_> {
                 if matches!(child.name.as_str(), "extension" | "modifierExtension") {
                     self.extension(item, item_location, depth);
                 }
-            }
-        }
-        for key in map.keys() {
-            if !matched.contains(&key.as_str()) && key != "resourceType" && key != "fhir_comments" {
-                self.issue(
-                    Severity::Error,
-                    "structure",
-                    format!("{location}.{key}"),
-                    format!("unknown element `{key}`"),
-                );
             }
         }
     }
