@@ -62,6 +62,10 @@ pub struct Element {
     pub discriminators: Vec<Discriminator>,
     pub closed: bool,
     pub content_reference: Option<String>,
+    /// The compiled definition of this element's (single) type, filled on first use by the walk.
+    /// Weak: definitions refer to each other in cycles (Extension.extension is an Extension); the
+    /// validator's cache owns them.
+    pub type_compiled: std::sync::OnceLock<Option<std::sync::Weak<Compiled>>>,
 }
 
 impl Element {
@@ -205,6 +209,7 @@ impl Compiled {
                     .collect(),
                 closed: slicing.and_then(|s| s.get("rules")).and_then(Json::as_str)
                     == Some("closed"),
+                type_compiled: std::sync::OnceLock::new(),
                 content_reference: e
                     .get("contentReference")
                     .and_then(Json::as_str)
@@ -302,4 +307,12 @@ fn strings(value: Option<&Json>) -> Vec<String> {
         .filter_map(Json::as_str)
         .map(str::to_owned)
         .collect()
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("root", &self.elements.first().map(|e| &e.id))
+            .finish()
+    }
 }

@@ -313,13 +313,10 @@ impl Run<'_, '_> {
         }
         if compiled.has_children(element.index) {
             self.children(compiled, element.index, map, location, depth);
-        } else if let Some(definition) = type_code
-            .as_deref()
-            .and_then(|code| self.validator.registry.type_definition(code))
-            .cloned()
+        } else if let Some(type_compiled) =
+            self.type_compiled(element, choice, type_code.as_deref())
         {
             // The element's type is not unfolded here: its own definition says what it holds.
-            let type_compiled = self.validator.compiled(&definition);
             if let Some(root) = type_compiled.root() {
                 self.constraints(root, value, location);
                 self.children(&type_compiled, root.index, map, location, depth + 1);
@@ -338,6 +335,30 @@ impl Run<'_, '_> {
                     self.children(&profile_compiled, 0, map, location, depth + 1);
                 }
             }
+        }
+    }
+
+    /// The compiled definition of the value's type. For an element with one type it is looked up
+    /// once and kept on the element (the walk's hottest lookup); choice values look it up by name.
+    fn type_compiled(
+        &self,
+        element: &Element,
+        choice: Option<&str>,
+        type_code: Option<&str>,
+    ) -> Option<Arc<Compiled>> {
+        let lookup = |code: &str| {
+            self.validator
+                .registry
+                .type_definition(code)
+                .map(|d| self.validator.compiled(d))
+        };
+        match choice {
+            Some(code) => lookup(code),
+            None => element
+                .type_compiled
+                .get_or_init(|| type_code.and_then(lookup).map(|c| Arc::downgrade(&c)))
+                .as_ref()
+                .and_then(std::sync::Weak::upgrade),
         }
     }
 
