@@ -85,22 +85,25 @@ fn help_lists_every_command() {
     }
 }
 
+/// The foundation issue's check, as written: `seed --clients 1000` succeeds, and a second run adds
+/// nothing and says so.
+fn seed_twice(dir: &Path, url: &str) {
+    let args = ["--database-url", url, "seed", "--clients", "1000"];
+    let (ok, out, err) = run(gateway(dir).args(args));
+    assert!(ok, "{err}");
+    assert!(out.starts_with("seeded 1000 clients"), "{out}");
+    let (ok, out, _) = run(gateway(dir).args(args));
+    assert!(
+        ok && out.contains("already seeded with --clients 1000 --seed 42"),
+        "{out}"
+    );
+}
+
 #[test]
-/// The check, as written: `seed --clients 1000` on SQLite, then again.
 fn seed_twice_on_sqlite_adds_nothing_the_second_time() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
-    let (ok, out, err) =
-        run(gateway(dir.path()).args(["--database-url", &url, "seed", "--clients", "1000"]));
-    assert!(ok, "{err}");
-    assert!(out.starts_with("seeded 1000 clients"), "{out}");
-    let (ok, out, _) =
-        run(gateway(dir.path()).args(["--database-url", &url, "seed", "--clients", "1000"]));
-    assert!(ok);
-    assert!(
-        out.contains("already seeded with --clients 1000 --seed 42"),
-        "{out}"
-    );
+    seed_twice(dir.path(), &url);
     let (ok, _, err) =
         run(gateway(dir.path()).args(["--database-url", &url, "seed", "--clients", "30"]));
     assert!(!ok);
@@ -274,19 +277,12 @@ async fn demo_seeds_fifty_clients_once_and_serves() {
 }
 
 #[tokio::test]
-/// The check, as written: `seed --clients 1000` on PostgreSQL, then again.
 async fn seed_works_on_postgres_from_the_command_line() {
     let Some((url, name)) = common::postgres_url().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) =
-        run(gateway(dir.path()).args(["--database-url", &url, "seed", "--clients", "1000"]));
-    assert!(ok, "{err}");
-    assert!(out.starts_with("seeded 1000 clients"), "{out}");
-    let (ok, out, _) =
-        run(gateway(dir.path()).args(["--database-url", &url, "seed", "--clients", "1000"]));
-    assert!(ok && out.contains("already seeded"), "{out}");
+    seed_twice(dir.path(), &url);
     common::drop_postgres_database(&name).await;
 }
 

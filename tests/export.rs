@@ -180,7 +180,7 @@ fn us_core() -> PathBuf {
     let dir = repo().join("target/uscore-6.1.0");
     if !dir.join("package").exists() {
         std::fs::create_dir_all(&dir).unwrap();
-        let tgz = common::shared_dir().join("fhir-packages/hl7.fhir.us.core-6.1.0.tgz");
+        let tgz = common::us_core_tgz();
         let status = Command::new("tar")
             .arg("xzf")
             .arg(&tgz)
@@ -201,19 +201,8 @@ fn validate(run: &Path, files: &[PathBuf]) -> String {
         .arg(repo().join("fhir-profiles/iop"))
         .arg("--profile")
         .arg(us_core());
-    for profile in [
-        "patient",
-        "practitioner",
-        "organization",
-        "careplan",
-        "goal",
-        "encounter",
-        "relatedperson",
-        "servicerequest",
-    ] {
-        command.arg("--require").arg(format!(
-            "http://hl7.org/fhir/us/core/StructureDefinition/us-core-{profile}"
-        ));
+    for profile in common::us_core_profiles() {
+        command.arg("--require").arg(profile);
     }
     let output = command.args(files).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -200,8 +200,7 @@ mod common;
 
 /// US Core 6.1.0 from `../shared` (never copied into the repository), or None outside CI.
 fn us_core_package() -> Option<PathBuf> {
-    let shared = common::shared_dir();
-    let tgz = shared.join("fhir-packages/hl7.fhir.us.core-6.1.0.tgz");
+    let tgz = common::us_core_tgz();
     if tgz.exists() {
         return Some(tgz);
     }
@@ -226,19 +225,7 @@ async fn a_seeded_export_is_valid_against_iop_and_us_core() {
     let loaded = registry.load(&package).unwrap();
     assert!(loaded > 50, "US Core package: {loaded} resources");
     let validator = Validator::new(Arc::new(registry));
-    let required: Vec<String> = [
-        "patient",
-        "practitioner",
-        "organization",
-        "careplan",
-        "goal",
-        "encounter",
-        "relatedperson",
-        "servicerequest",
-    ]
-    .iter()
-    .map(|p| format!("http://hl7.org/fhir/us/core/StructureDefinition/us-core-{p}"))
-    .collect();
+    let required = common::us_core_profiles();
 
     let db = common::sqlite().await;
     let as_of = "2026-11-20".parse().unwrap();

@@ -530,26 +530,10 @@ pub(super) fn call<'a>(
             Ok(one(Item::String(escape(name == "escape", &s, &format))))
         }
         // Conversions
-        "toString" => Ok(single(focus)?
-            .and_then(|i| to_string(&i))
-            .map(Item::String)
-            .into_iter()
-            .collect()),
-        "toInteger" => Ok(single(focus)?
-            .and_then(|i| to_integer(&i))
-            .map(Item::Integer)
-            .into_iter()
-            .collect()),
-        "toDecimal" => Ok(single(focus)?
-            .and_then(|i| to_decimal(&i))
-            .map(Item::Decimal)
-            .into_iter()
-            .collect()),
-        "toBoolean" => Ok(single(focus)?
-            .and_then(|i| to_boolean(&i))
-            .map(Item::Boolean)
-            .into_iter()
-            .collect()),
+        "toString" => convert(focus, to_string, Item::String),
+        "toInteger" => convert(focus, to_integer, Item::Integer),
+        "toDecimal" => convert(focus, to_decimal, Item::Decimal),
+        "toBoolean" => convert(focus, to_boolean, Item::Boolean),
         "toDate" | "toDateTime" => Ok(single(focus)?
             .and_then(|i| match i.primitive() {
                 Item::String(s) => Temporal::parse_date_time(&s),
@@ -604,6 +588,19 @@ pub(super) fn call<'a>(
             "unknown function {other}()"
         ))),
     }
+}
+
+/// A single-item conversion (`toInteger()` and kin): empty when the focus is empty or does not convert.
+fn convert<'a, T>(
+    focus: &Value<'a>,
+    to: fn(&Item<'_>) -> Option<T>,
+    wrap: fn(T) -> Item<'a>,
+) -> Result<Value<'a>, FhirPathError> {
+    Ok(single(focus)?
+        .and_then(|i| to(&i))
+        .map(wrap)
+        .into_iter()
+        .collect())
 }
 
 fn resolve<'a>(resource: &'a Json, reference: &str) -> Option<&'a Json> {

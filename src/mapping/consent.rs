@@ -43,10 +43,7 @@ pub fn consent_to_fhir(
         }
         _ => codes::coding(codes::ACT_CODE, "OPTIN", "opt-in"),
     };
-    let mut period = json!({ "start": date(consent.valid.start()) });
-    if let Some(end) = consent.valid.end() {
-        period["end"] = json!(date(end));
-    }
+    let period = super::period(consent.valid.start(), consent.valid.end());
     let mut provision = json!({
         "type": "permit",
         "period": period,

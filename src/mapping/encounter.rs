@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::codes::{self, ProjectCode};
 use super::read::{self, invalid, missing, opt_str, req_str};
-use super::{MappingConfig, MappingError, Sensitivity, date, meta, reference};
+use super::{MappingConfig, MappingError, Sensitivity, meta, reference};
 use crate::domain::*;
 
 /// A session with the client it belongs to and the support contacts who took part.
@@ -242,10 +242,7 @@ pub fn episode_to_fhir(cfg: &MappingConfig, view: &EpisodeView<'_>) -> Value {
             "valueCodeableConcept": { "coding": [disposition.coding()] },
         }));
     }
-    let mut period = json!({ "start": date(e.admitted_on) });
-    if let Some(end) = e.state.discharged_on() {
-        period["end"] = json!(date(end));
-    }
+    let period = super::period(e.admitted_on, e.state.discharged_on());
     let mut episode = json!({
         "resourceType": "EpisodeOfCare",
         "id": e.id.to_string(),

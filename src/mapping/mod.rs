@@ -102,3 +102,12 @@ fn reference<T>(resource_type: &str, id: Id<T>) -> Value {
 fn date(d: chrono::NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
+
+/// A FHIR Period of dates; `end` is left out while open.
+fn period(start: chrono::NaiveDate, end: Option<chrono::NaiveDate>) -> Value {
+    let mut period = json!({ "start": date(start) });
+    if let Some(end) = end {
+        period["end"] = json!(date(end));
+    }
+    period
+}

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::codes::{self, ProjectCode};
 use super::narrative::Narrative;
-use super::{MappingConfig, Sensitivity, date, meta, reference};
+use super::{MappingConfig, Sensitivity, date, meta, period, reference};
 use crate::domain::*;
 
 /// A treatment plan with what its CarePlan shows.
@@ -34,14 +34,6 @@ fn activity_status(s: PlanStatus) -> &'static str {
         PlanStatus::Completed => "completed",
         PlanStatus::Revoked => "cancelled",
     }
-}
-
-fn period(range: &DateRange) -> Value {
-    let mut p = json!({ "start": date(range.start()) });
-    if let Some(end) = range.end() {
-        p["end"] = json!(date(end));
-    }
-    p
 }
 
 fn frequency_text(i: &Intervention) -> String {
@@ -90,7 +82,7 @@ pub fn plan_to_fhir(cfg: &MappingConfig, view: &PlanView<'_>) -> Value {
             { "coding": [codes::coding(&codes::code_system("iop-careplan-category"), "treatment-plan", "Individual treatment plan")] },
         ],
         "subject": reference("Patient", view.client_id),
-        "period": period(&plan.period),
+        "period": period(plan.period.start(), plan.period.end()),
         "author": reference("Practitioner", plan.author_id),
     });
     if let Some(next) = plan.next_review_on {

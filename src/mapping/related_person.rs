@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::codes;
 use super::patient::{human_name, read_name, read_telecom};
 use super::read::{self, domain, invalid, missing, opt_str};
-use super::{MappingConfig, MappingError, Sensitivity, date, meta, reference};
+use super::{MappingConfig, MappingError, Sensitivity, meta, reference};
 use crate::domain::*;
 
 /// `as_of` decides `active`: a contact is active until the end of their active period.
@@ -43,10 +43,7 @@ pub fn support_contact_to_fhir(
             json!({ "coding": [codes::coding(&role_system, "support-person", "Support person")] }),
         );
     }
-    let mut period = json!({ "start": date(contact.active.start()) });
-    if let Some(end) = contact.active.end() {
-        period["end"] = json!(date(end));
-    }
+    let period = super::period(contact.active.start(), contact.active.end());
     let mut person = json!({
         "resourceType": "RelatedPerson",
         "id": contact.id.to_string(),

@@ -23,6 +23,28 @@ pub fn shared_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
 }
 
+/// The US Core 6.1.0 profiles every exported resource of its type must meet.
+pub fn us_core_profiles() -> Vec<String> {
+    [
+        "patient",
+        "practitioner",
+        "organization",
+        "careplan",
+        "goal",
+        "encounter",
+        "relatedperson",
+        "servicerequest",
+    ]
+    .iter()
+    .map(|p| format!("http://hl7.org/fhir/us/core/StructureDefinition/us-core-{p}"))
+    .collect()
+}
+
+/// The US Core 6.1.0 package in `shared/` (never copied into the repository).
+pub fn us_core_tgz() -> std::path::PathBuf {
+    shared_dir().join("fhir-packages/hl7.fhir.us.core-6.1.0.tgz")
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
