@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::validation::{Issue, Registry, Validator, operation_outcome};
+use crate::validation::{BundleIndex, Issue, Registry, Validator, operation_outcome};
+
+/// A resource to check, with the Bundle it came from (its references to other entries resolve).
+type Input = (Value, Option<Arc<BundleIndex>>);
 
 /// Every resource of the inputs: a resource, the entries of a Bundle, or NDJSON lines.
-fn resources(text: &str, origin: &str) -> anyhow::Result<Vec<Value>> {
+fn resources(text: &str, origin: &str) -> anyhow::Result<Vec<Input>> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Ok(Vec::new());
@@ -32,16 +35,18 @@ fn resources(text: &str, origin: &str) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
     for document in documents {
         if document.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+            let index = Arc::new(BundleIndex::of(&document));
             out.extend(
                 document
                     .get("entry")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter_map(|e| e.get("resource").cloned()),
+                    .filter_map(|e| e.get("resource").cloned())
+                    .map(|r| (r, Some(Arc::clone(&index)))),
             );
         } else {
-            out.push(document);
+            out.push((document, None));
         }
     }
     Ok(out)
@@ -100,7 +105,10 @@ pub fn run(
                 let validator = Arc::clone(&validator);
                 scope.spawn(move || {
                     part.iter()
-                        .map(|r| validator.validate(r, profiles))
+                        .map(|(resource, bundle)| match bundle {
+                            Some(bundle) => validator.validate_entry(resource, bundle, profiles),
+                            None => validator.validate(resource, profiles),
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -113,7 +121,7 @@ pub fn run(
     let (mut passed, mut failed) = (0, 0);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for (resource, issues) in all.iter().zip(&verdicts) {
+    for ((resource, _), issues) in all.iter().zip(&verdicts) {
         let name = format!(
             "{}/{}",
             resource

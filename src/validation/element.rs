@@ -61,6 +61,10 @@ pub struct Element {
     pub constraints: Vec<Constraint>,
     pub discriminators: Vec<Discriminator>,
     pub closed: bool,
+    /// Slicing `ordered`: values appear in the order of the slices.
+    pub ordered: bool,
+    /// Slicing `openAtEnd`: values in no slice come after all sliced values.
+    pub open_at_end: bool,
     pub content_reference: Option<String>,
     /// The compiled definition of this element's (single) type, filled on first use by the walk.
     /// Weak: definitions refer to each other in cycles (Extension.extension is an Extension); the
@@ -77,8 +81,18 @@ impl Element {
     }
 }
 
+/// Where an extension may be used (`StructureDefinition.context`).
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// `element`, `extension` or `fhirpath`.
+    pub kind: String,
+    pub expression: String,
+}
+
 pub struct Compiled {
     pub elements: Vec<Element>,
+    /// For an extension definition, the places it may be used; empty means anywhere.
+    pub contexts: Vec<Context>,
     by_id: HashMap<String, usize>,
     /// Child element indexes of each element (slices excluded), by the element's index.
     children: Vec<Vec<usize>>,
@@ -209,6 +223,12 @@ impl Compiled {
                     .collect(),
                 closed: slicing.and_then(|s| s.get("rules")).and_then(Json::as_str)
                     == Some("closed"),
+                ordered: slicing
+                    .and_then(|s| s.get("ordered"))
+                    .and_then(Json::as_bool)
+                    .unwrap_or(false),
+                open_at_end: slicing.and_then(|s| s.get("rules")).and_then(Json::as_str)
+                    == Some("openAtEnd"),
                 type_compiled: std::sync::OnceLock::new(),
                 content_reference: e
                     .get("contentReference")
@@ -247,8 +267,21 @@ impl Compiled {
             }
             named[parent].sort();
         }
+        let contexts = definition
+            .get("context")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some(Context {
+                    kind: c.get("type")?.as_str()?.to_owned(),
+                    expression: c.get("expression")?.as_str()?.to_owned(),
+                })
+            })
+            .collect();
         Self {
             elements,
+            contexts,
             by_id,
             children,
             slices,

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
 
-use super::element::{Check, Compiled, Element};
+use super::bundle::BundleIndex;
+use super::element::{Check, Compiled, Context, Element};
 use super::outcome::{Issue, Severity};
 use super::primitive;
 use super::registry::{Expansion, Registry};
@@ -73,9 +74,12 @@ fn navigate<'a>(value: &'a Json, path: &str) -> Vec<&'a Json> {
     current
 }
 
-struct Run<'v, 'r> {
+struct Run<'v, 'r, 'b> {
     validator: &'v Validator,
+    /// The resource being walked (what `#id` references and `%resource` mean).
     root: &'r Json,
+    /// The Bundle the resource sits in, where references between entries resolve.
+    bundle: Option<&'b BundleIndex>,
     issues: Vec<Issue>,
     unavailable: HashSet<String>,
 }
@@ -108,13 +112,41 @@ impl Validator {
     /// Validates `resource` against its base definition, every loaded profile in `meta.profile`,
     /// and each of `required` whose type matches.
     pub fn validate(&self, resource: &Json, required: &[String]) -> Vec<Issue> {
+        // A Bundle's entries refer to each other: index them once for the whole walk.
+        let own_index = (resource.get("resourceType").and_then(Json::as_str) == Some("Bundle"))
+            .then(|| BundleIndex::of(resource));
+        self.validate_in(resource, own_index.as_ref(), required)
+    }
+
+    /// Validates one entry of a Bundle (indexed with `BundleIndex::of`): references to other
+    /// entries resolve, and a `urn:uuid:` reference that names no entry is an error.
+    pub fn validate_entry(
+        &self,
+        resource: &Json,
+        bundle: &BundleIndex,
+        required: &[String],
+    ) -> Vec<Issue> {
+        self.validate_in(resource, Some(bundle), required)
+    }
+
+    fn validate_in(
+        &self,
+        resource: &Json,
+        bundle: Option<&BundleIndex>,
+        required: &[String],
+    ) -> Vec<Issue> {
         let mut run = Run {
             validator: self,
             root: resource,
+            bundle,
             issues: Vec::new(),
             unavailable: HashSet::new(),
         };
-        run.resource(resource, required, 0);
+        let resource_type = resource
+            .get("resourceType")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        run.resource(resource, required, 0, &Loc::root(resource_type));
         // The JSON Schema is a safety net: its findings count where the walk found nothing at or
         // below the same place (the walk's locations and messages are more precise).
         let schema = self
@@ -146,7 +178,7 @@ impl Validator {
     }
 }
 
-impl Run<'_, '_> {
+impl Run<'_, '_, '_> {
     fn issue(
         &mut self,
         severity: Severity,
@@ -162,7 +194,22 @@ impl Run<'_, '_> {
         });
     }
 
-    fn resource(&mut self, resource: &Json, required: &[String], depth: usize) {
+    /// A resource nested in the one being walked (`contained`, `Bundle.entry.resource`): walked
+    /// as a resource of its own, so `#id` and `%resource` mean the nested one.
+    fn nested(&mut self, resource: &Json, location: &Loc<'_>, depth: usize) {
+        let mut sub = Run {
+            validator: self.validator,
+            root: resource,
+            bundle: self.bundle,
+            issues: Vec::new(),
+            unavailable: std::mem::take(&mut self.unavailable),
+        };
+        sub.resource(resource, &[], depth, location);
+        self.unavailable = sub.unavailable;
+        self.issues.append(&mut sub.issues);
+    }
+
+    fn resource(&mut self, resource: &Json, required: &[String], depth: usize, location: &Loc<'_>) {
         let Some(resource_type) = resource.get("resourceType").and_then(Json::as_str) else {
             self.issue(
                 Severity::Fatal,
@@ -172,7 +219,7 @@ impl Run<'_, '_> {
             );
             return;
         };
-        let location = Loc::root(resource_type);
+        let location = *location;
         let registry = &self.validator.registry;
         let Some(base) = registry.type_definition(resource_type).cloned() else {
             // The built-in set holds the R4 types the gateway maps; other R4 types are still
@@ -296,7 +343,7 @@ impl Run<'_, '_> {
         };
         // Nested resources (contained, Bundle.entry.resource) are validated as resources.
         if type_code.as_deref() == Some("Resource") && depth > 0 {
-            self.resource(value, &[], depth + 1);
+            self.nested(value, location, depth + 1);
             return;
         }
         if let Some(target) = &element.content_reference {
@@ -499,14 +546,15 @@ impl Run<'_, '_> {
                 );
             }
             let slices: Vec<&Element> = compiled.slices(child.index).collect();
-            let mut in_slice = vec![false; items.len()];
+            // For each value, the position of the first slice it belongs to.
+            let mut in_slice: Vec<Option<usize>> = vec![None; items.len()];
             if !slices.is_empty() && !child.discriminators.is_empty() {
-                for &slice in &slices {
+                for (position, &slice) in slices.iter().enumerate() {
                     let mut count = 0;
                     for (i, (item_location, choice, item)) in items.iter().enumerate() {
-                        if self.in_slice(compiled, child, slice, item) {
+                        if self.in_slice(compiled, child, slice, item, *choice, depth) {
                             count += 1;
-                            in_slice[i] = true;
+                            in_slice[i].get_or_insert(position);
                             self.element(
                                 compiled,
                                 slice,
@@ -540,9 +588,12 @@ impl Run<'_, '_> {
                         );
                     }
                 }
+                if child.ordered || child.open_at_end {
+                    self.slice_order(child, &items, &in_slice);
+                }
                 if child.closed {
                     for ((item_location, _, _), matched) in items.iter().zip(&in_slice) {
-                        if !matched {
+                        if matched.is_none() {
                             self.issue(
                                 Severity::Error,
                                 "structure",
@@ -563,66 +614,266 @@ impl Run<'_, '_> {
                     depth + 1,
                 );
                 if matches!(child.name.as_str(), "extension" | "modifierExtension") {
-                    self.extension(item, item_location, depth);
+                    let host = Host {
+                        element: &compiled.elements[parent],
+                        object: map,
+                        location,
+                    };
+                    self.extension(item, item_location, &host, depth);
                 }
             }
         }
     }
 
+    /// Ordered slicing: values follow the order of the slices; with `openAtEnd`, values in no
+    /// slice come after every sliced value.
+    fn slice_order(
+        &mut self,
+        sliced: &Element,
+        items: &[(Loc<'_>, Option<&str>, &Json)],
+        in_slice: &[Option<usize>],
+    ) {
+        let mut highest: Option<usize> = None;
+        let mut unsliced_seen = false;
+        for ((item_location, _, _), slice) in items.iter().zip(in_slice) {
+            match slice {
+                Some(position) => {
+                    if sliced.ordered && highest.is_some_and(|h| *position < h) {
+                        self.issue(
+                            Severity::Error,
+                            "structure",
+                            item_location,
+                            "is out of order: the slicing is ordered, and this value belongs to an earlier slice than the one before it".into(),
+                        );
+                    }
+                    if sliced.open_at_end && unsliced_seen {
+                        self.issue(
+                            Severity::Error,
+                            "structure",
+                            item_location,
+                            "is out of order: values that match no slice must come last (openAtEnd)".into(),
+                        );
+                    }
+                    highest = Some(highest.map_or(*position, |h| h.max(*position)));
+                }
+                None => unsliced_seen = true,
+            }
+        }
+    }
+
+    /// Does `item` (of type `choice`, for a `[x]` element) belong to `slice` of `sliced`?
     fn in_slice(
         &self,
         compiled: &Compiled,
         sliced: &Element,
         slice: &Element,
         item: &Json,
+        choice: Option<&str>,
+        depth: usize,
     ) -> bool {
         sliced.discriminators.iter().all(|d| {
-            let sub_id = if d.path == "$this" {
+            let path = d.path.trim_start_matches("$this.");
+            let sub_id = if path == "$this" {
                 slice.id.clone()
             } else {
-                format!("{}.{}", slice.id, d.path)
+                format!("{}.{}", slice.id, path.trim_end_matches(".resolve()"))
             };
-            let sub = compiled.get(&sub_id);
-            let actual = navigate(item, &d.path);
+            let sub = compiled.get(&sub_id).unwrap_or(slice);
             match d.kind.as_str() {
                 "value" | "pattern" => {
-                    let expected = sub
-                        .and_then(|s| s.fixed.clone().or_else(|| s.pattern.clone()))
-                        .or_else(|| {
-                            (d.path == "url")
-                                .then(|| {
-                                    slice
-                                        .types
-                                        .first()
-                                        .and_then(|t| t.profiles.first())
-                                        .map(|p| Json::String(p.clone()))
-                                })
-                                .flatten()
-                        });
+                    let actual = navigate(item, path);
+                    let expected =
+                        sub.fixed
+                            .clone()
+                            .or_else(|| sub.pattern.clone())
+                            .or_else(|| {
+                                (path == "url")
+                                    .then(|| {
+                                        slice
+                                            .types
+                                            .first()
+                                            .and_then(|t| t.profiles.first())
+                                            .map(|p| Json::String(p.clone()))
+                                    })
+                                    .flatten()
+                            });
                     match expected {
                         Some(expected) => actual.iter().any(|a| pattern_matches(a, &expected)),
                         None => false,
                     }
                 }
-                "exists" => match sub {
-                    Some(s) if s.max == Some(0) => actual.is_empty(),
-                    Some(s) if s.min > 0 => !actual.is_empty(),
-                    _ => true,
-                },
+                "exists" => {
+                    let actual = navigate(item, path);
+                    match sub {
+                        s if s.max == Some(0) => actual.is_empty(),
+                        s if s.min > 0 => !actual.is_empty(),
+                        _ => true,
+                    }
+                }
+                "type" => {
+                    let allowed: Vec<&str> = sub.types.iter().map(|t| t.code.as_str()).collect();
+                    self.types_at(item, path, choice)
+                        .iter()
+                        .any(|t| allowed.contains(&t.as_str()))
+                }
+                "profile" => {
+                    let profiles: Vec<&String> = sub
+                        .types
+                        .iter()
+                        .flat_map(|t| {
+                            if path.ends_with("resolve()") {
+                                t.target_profiles.iter()
+                            } else {
+                                t.profiles.iter()
+                            }
+                        })
+                        .collect();
+                    let targets = self.nodes_at(item, path);
+                    targets
+                        .iter()
+                        .any(|node| profiles.iter().any(|p| self.conforms(node, p, depth)))
+                }
                 _ => false,
             }
         })
     }
 
-    fn extension(&mut self, item: &Json, location: &Loc<'_>, depth: usize) {
+    /// The values at a discriminator path, following `resolve()` into the Bundle or `contained`.
+    fn nodes_at<'j>(&'j self, item: &'j Json, path: &str) -> Vec<&'j Json> {
+        match path
+            .strip_suffix(".resolve()")
+            .or_else(|| path.strip_suffix("resolve()"))
+        {
+            Some(reference_path) => navigate(item, reference_path.trim_end_matches('.'))
+                .into_iter()
+                .filter_map(|r| r.get("reference").and_then(Json::as_str))
+                .filter_map(|r| self.resolve(r))
+                .collect(),
+            None => navigate(item, path),
+        }
+    }
+
+    /// The type names of the values at a discriminator path: the `[x]` suffix, the resource
+    /// type of a resolved reference or a nested resource.
+    fn types_at(&self, item: &Json, path: &str, choice: Option<&str>) -> Vec<String> {
+        if path == "$this" {
+            if let Some(code) = choice {
+                return vec![code.to_owned()];
+            }
+            return item
+                .get("resourceType")
+                .and_then(Json::as_str)
+                .map(|t| vec![t.to_owned()])
+                .unwrap_or_default();
+        }
+        if path.ends_with("resolve()") {
+            return self
+                .nodes_at(item, path)
+                .iter()
+                .filter_map(|r| r.get("resourceType").and_then(Json::as_str))
+                .map(str::to_owned)
+                .collect();
+        }
+        // A nested resource (`entry.resource`) is of its resourceType.
+        let resources: Vec<String> = navigate(item, path)
+            .into_iter()
+            .filter_map(|n| n.get("resourceType").and_then(Json::as_str))
+            .map(str::to_owned)
+            .collect();
+        if !resources.is_empty() {
+            return resources;
+        }
+        // `value` of a `value[x]`: the suffix of the property that carries it.
+        let (parent_path, last) = match path.rsplit_once('.') {
+            Some((parent, last)) => (parent, last),
+            None => ("$this", path),
+        };
+        navigate(item, parent_path)
+            .into_iter()
+            .filter_map(Json::as_object)
+            .flat_map(|map| map.keys())
+            .filter_map(|key| key.strip_prefix(last))
+            .filter(|suffix| suffix.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(|suffix| {
+                let mut code = suffix.to_owned();
+                if primitive_type_name(suffix) {
+                    code[..1].make_ascii_lowercase();
+                }
+                code
+            })
+            .collect()
+    }
+
+    /// A reference resolved in the current resource's `contained` or the Bundle.
+    fn resolve(&self, reference: &str) -> Option<&Json> {
+        if let Some(local) = reference.strip_prefix('#') {
+            return self
+                .root
+                .get("contained")
+                .and_then(Json::as_array)?
+                .iter()
+                .find(|r| r.get("id").and_then(Json::as_str) == Some(local));
+        }
+        self.bundle.and_then(|b| b.resolve(reference))
+    }
+
+    /// Does `node` conform to the profile `url` (no errors against it)? Unloaded profiles do not.
+    fn conforms(&self, node: &Json, url: &str, depth: usize) -> bool {
+        let Some(definition) = self.validator.registry.structure_definition(url).cloned() else {
+            return false;
+        };
+        let compiled = self.validator.compiled(&definition);
+        let Some(root) = compiled.root() else {
+            return false;
+        };
+        let mut sub = Run {
+            validator: self.validator,
+            root: if node.get("resourceType").is_some() {
+                node
+            } else {
+                self.root
+            },
+            bundle: self.bundle,
+            issues: Vec::new(),
+            unavailable: HashSet::new(),
+        };
+        let name = root.id.clone();
+        sub.element(&compiled, root, node, &Loc::root(&name), None, depth + 1);
+        !sub.issues.iter().any(Issue::is_error)
+    }
+
+    fn extension(&mut self, item: &Json, location: &Loc<'_>, host: &Host<'_>, depth: usize) {
         let Some(url) = item.get("url").and_then(Json::as_str) else {
             return;
         };
+        // A complex extension's parts have relative urls (`trigger`): its definition's slices
+        // check them.
+        if !url.contains(':') && host.element.id.starts_with("Extension") {
+            return;
+        }
         match self.validator.registry.structure_definition(url).cloned() {
             Some(definition) => {
                 let compiled = self.validator.compiled(&definition);
-                if let (Some(root), Json::Object(map)) = (compiled.root().cloned(), item) {
-                    self.constraints(&root, item, location);
+                if !compiled.contexts.is_empty()
+                    && !compiled.contexts.iter().any(|c| host.allows(c))
+                {
+                    let allowed: Vec<&str> = compiled
+                        .contexts
+                        .iter()
+                        .map(|c| c.expression.as_str())
+                        .collect();
+                    self.issue(
+                        Severity::Error,
+                        "structure",
+                        location,
+                        format!(
+                            "extension {url} is not allowed here: its definition allows it on {}",
+                            allowed.join(", ")
+                        ),
+                    );
+                }
+                if let (Some(root), Json::Object(map)) = (compiled.root(), item) {
+                    self.constraints(root, item, location);
                     self.children(&compiled, 0, map, location, depth + 1);
                 }
             }
@@ -791,7 +1042,24 @@ impl Run<'_, '_> {
             }
             return;
         }
+        let resolved = self.bundle.and_then(|b| b.resolve(reference));
         if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+            match (self.bundle, resolved) {
+                (Some(_), None) => self.issue(
+                    Severity::Error,
+                    "not-found",
+                    format!("{location}.reference"),
+                    format!("no entry of the Bundle has fullUrl {reference}"),
+                ),
+                (_, Some(target)) => {
+                    let kind = target
+                        .get("resourceType")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default();
+                    self.target_type(element, kind, location);
+                }
+                (None, None) => {}
+            }
             return;
         }
         let parts: Vec<&str> = reference
@@ -820,6 +1088,16 @@ impl Run<'_, '_> {
             self.malformed_reference(location);
             return;
         }
+        // An entry of the Bundle answers for what it really is; otherwise the URL's type segment.
+        let kind = resolved
+            .and_then(|r| r.get("resourceType"))
+            .and_then(Json::as_str)
+            .unwrap_or(kind);
+        self.target_type(element, kind, location);
+    }
+
+    /// Is `kind` one of the types the element's `targetProfile`s allow?
+    fn target_type(&mut self, element: &Element, kind: &str, location: &Loc<'_>) {
         let targets: Vec<String> = element
             .types
             .iter()
@@ -847,11 +1125,75 @@ impl Run<'_, '_> {
     }
 }
 
+/// Is a `[x]` suffix the name of a FHIR primitive type (`valueString` → `string`)?
+fn primitive_type_name(suffix: &str) -> bool {
+    matches!(
+        suffix,
+        "Base64Binary"
+            | "Boolean"
+            | "Canonical"
+            | "Code"
+            | "Date"
+            | "DateTime"
+            | "Decimal"
+            | "Id"
+            | "Instant"
+            | "Integer"
+            | "Markdown"
+            | "Oid"
+            | "PositiveInt"
+            | "String"
+            | "Time"
+            | "UnsignedInt"
+            | "Uri"
+            | "Url"
+            | "Uuid"
+    )
+}
+
 fn coding(value: &Json) -> Option<(Option<&str>, &str)> {
     Some((
         value.get("system").and_then(Json::as_str),
         value.get("code").and_then(Json::as_str)?,
     ))
+}
+
+/// The element an extension sits on, for checking the extension's context.
+struct Host<'a> {
+    element: &'a Element,
+    object: &'a serde_json::Map<String, Json>,
+    location: &'a Loc<'a>,
+}
+
+impl Host<'_> {
+    fn allows(&self, context: &Context) -> bool {
+        match context.kind.as_str() {
+            "element" => {
+                let wanted = context.expression.as_str();
+                // The element's path in its definition, without slice names (`CarePlan.activity`,
+                // or `HumanName` inside a data type).
+                let path: String = self
+                    .element
+                    .id
+                    .split('.')
+                    .map(|step| step.split(':').next().unwrap_or(step))
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let is_resource =
+                    self.element.index == 0 && self.object.contains_key("resourceType");
+                matches!(wanted, "Element" | "Base")
+                    || (is_resource && matches!(wanted, "Resource" | "DomainResource"))
+                    || wanted == path
+                    || self.element.types.iter().any(|t| t.code == wanted)
+                    || self.location.without_indexes() == wanted
+            }
+            "extension" => {
+                self.object.get("url").and_then(Json::as_str) == Some(context.expression.as_str())
+            }
+            // FHIRPath contexts are rare; they are not evaluated (accepted).
+            _ => true,
+        }
+    }
 }
 
 /// Where in the resource: a chain of segments borrowed from the walk's stack and the JSON,
@@ -886,6 +1228,22 @@ impl<'a> Loc<'a> {
             parent: Some(parent),
             segment: Segment::Index(index),
         }
+    }
+}
+
+impl Loc<'_> {
+    /// The element path without list positions (`CarePlan.activity.detail`).
+    fn without_indexes(&self) -> String {
+        let mut names = Vec::new();
+        let mut at = Some(self);
+        while let Some(loc) = at {
+            if let Segment::Name(name) = loc.segment {
+                names.push(name);
+            }
+            at = loc.parent;
+        }
+        names.reverse();
+        names.join(".")
     }
 }
 

@@ -1,0 +1,310 @@
+//! Validator rules that the IOP profiles themselves do not exercise: type and profile
+//! discriminators, ordered and closed slicing, extension contexts, references between the
+//! entries of a Bundle. The profiles here are built in the test from the R4 Bundle snapshot.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use iop_gateway::validation::{BundleIndex, Issue, Registry, Validator};
+use serde_json::{Value, json};
+
+const IOP_PATIENT: &str = "https://iop-gateway.org/fhir/StructureDefinition/iop-patient";
+
+fn fixture(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/fhir")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn error_locations(issues: &[Issue]) -> BTreeSet<String> {
+    issues
+        .iter()
+        .filter(|i| i.is_error())
+        .map(|i| i.expression.clone())
+        .collect()
+}
+
+fn error_messages(issues: &[Issue]) -> Vec<String> {
+    issues
+        .iter()
+        .filter(|i| i.is_error())
+        .map(|i| format!("{}: {}", i.expression, i.message))
+        .collect()
+}
+
+/// A profile on Bundle whose `entry` is sliced by `discriminator` on `entry.resource`, with
+/// the given slices `(name, min, max, resource type element)`.
+fn bundle_profile(
+    url: &str,
+    discriminator: Value,
+    rules: &str,
+    ordered: bool,
+    slices: &[(&str, u64, &str, Value)],
+) -> Value {
+    let registry = Registry::builtin();
+    let base = registry.type_definition("Bundle").unwrap();
+    let mut elements: Vec<Value> = Vec::new();
+    for element in base["snapshot"]["element"].as_array().unwrap() {
+        let mut element = element.clone();
+        let id = element["id"].as_str().unwrap().to_owned();
+        if id == "Bundle.entry" {
+            element["slicing"] = json!({
+                "discriminator": [discriminator.clone()],
+                "rules": rules,
+                "ordered": ordered
+            });
+        }
+        elements.push(element);
+        if id == "Bundle.entry.response" {
+            // The slices follow the sliced element's own children, each with all of them.
+            let entry_children: Vec<Value> = base["snapshot"]["element"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["id"].as_str().unwrap().starts_with("Bundle.entry."))
+                .cloned()
+                .collect();
+            for (name, min, max, resource_type) in slices {
+                elements.push(json!({
+                    "id": format!("Bundle.entry:{name}"),
+                    "path": "Bundle.entry",
+                    "sliceName": name,
+                    "min": min,
+                    "max": max,
+                    "base": { "path": "Bundle.entry", "min": 0, "max": "*" }
+                }));
+                for child in &entry_children {
+                    let mut child = child.clone();
+                    let child_id = child["id"].as_str().unwrap().replacen(
+                        "Bundle.entry.",
+                        &format!("Bundle.entry:{name}."),
+                        1,
+                    );
+                    if child_id == format!("Bundle.entry:{name}.resource") {
+                        child["min"] = json!(1);
+                        child["type"] = json!([resource_type]);
+                    }
+                    child["id"] = json!(child_id);
+                    elements.push(child);
+                }
+            }
+        }
+    }
+    json!({
+        "resourceType": "StructureDefinition",
+        "url": url,
+        "name": "TestBundle",
+        "status": "draft",
+        "kind": "resource",
+        "abstract": false,
+        "type": "Bundle",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Bundle",
+        "derivation": "constraint",
+        "snapshot": { "element": elements }
+    })
+}
+
+fn collection(url: &str, resources: &[Value]) -> Value {
+    json!({
+        "resourceType": "Bundle",
+        "meta": { "profile": [url] },
+        "type": "collection",
+        "entry": resources
+            .iter()
+            .map(|r| json!({ "fullUrl": format!("urn:uuid:{}", uuid_for(r)), "resource": r }))
+            .collect::<Vec<_>>()
+    })
+}
+
+fn uuid_for(resource: &Value) -> String {
+    let name = format!("{}/{}", resource["resourceType"], resource["id"]);
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
+}
+
+fn validator_with(profiles: Vec<Value>) -> Validator {
+    let mut registry = Registry::builtin();
+    for profile in profiles {
+        registry.add(profile);
+    }
+    Validator::new(Arc::new(registry))
+}
+
+#[test]
+fn type_discriminator_with_ordered_closed_slicing() {
+    let url = "https://example.org/StructureDefinition/patient-then-plans";
+    let validator = validator_with(vec![bundle_profile(
+        url,
+        json!({ "type": "type", "path": "resource" }),
+        "closed",
+        true,
+        &[
+            ("patient", 1, "1", json!({ "code": "Patient" })),
+            ("plan", 0, "*", json!({ "code": "CarePlan" })),
+        ],
+    )]);
+    let patient = fixture("Patient-client.json");
+    let plan = fixture("CarePlan-treatment-plan.json");
+    let goal = fixture("Goal-goal.json");
+
+    let mut second_plan = plan.clone();
+    second_plan["id"] = json!("second-plan");
+    let good = collection(url, &[patient.clone(), plan.clone(), second_plan]);
+    let issues = validator.validate(&good, &[]);
+    assert!(error_messages(&issues).is_empty(), "{issues:#?}");
+
+    let reversed = collection(url, &[plan.clone(), patient.clone()]);
+    let issues = validator.validate(&reversed, &[]);
+    assert_eq!(
+        error_locations(&issues),
+        BTreeSet::from(["Bundle.entry[1]".to_owned()]),
+        "{:#?}",
+        error_messages(&issues)
+    );
+    assert!(error_messages(&issues)[0].contains("out of order"));
+
+    let stray = collection(url, &[patient.clone(), goal]);
+    let issues = validator.validate(&stray, &[]);
+    assert_eq!(
+        error_locations(&issues),
+        BTreeSet::from(["Bundle.entry[1]".to_owned()]),
+        "{:#?}",
+        error_messages(&issues)
+    );
+    assert!(error_messages(&issues)[0].contains("closed"));
+
+    let no_patient = collection(url, &[plan]);
+    let issues = validator.validate(&no_patient, &[]);
+    assert_eq!(
+        error_messages(&issues),
+        vec!["Bundle.entry: slice patient needs at least 1 value(s), found 0"]
+    );
+}
+
+#[test]
+fn open_at_end_slicing_wants_unsliced_values_last() {
+    let url = "https://example.org/StructureDefinition/patient-first";
+    let validator = validator_with(vec![bundle_profile(
+        url,
+        json!({ "type": "type", "path": "resource" }),
+        "openAtEnd",
+        false,
+        &[("patient", 0, "1", json!({ "code": "Patient" }))],
+    )]);
+    let patient = fixture("Patient-client.json");
+    let goal = fixture("Goal-goal.json");
+    let issues = validator.validate(&collection(url, &[patient.clone(), goal.clone()]), &[]);
+    assert!(error_messages(&issues).is_empty(), "{issues:#?}");
+    let issues = validator.validate(&collection(url, &[goal, patient]), &[]);
+    assert_eq!(
+        error_locations(&issues),
+        BTreeSet::from(["Bundle.entry[1]".to_owned()]),
+        "{:#?}",
+        error_messages(&issues)
+    );
+}
+
+#[test]
+fn profile_discriminator_checks_the_value_against_the_profile() {
+    let url = "https://example.org/StructureDefinition/needs-iop-client";
+    let validator = validator_with(vec![bundle_profile(
+        url,
+        json!({ "type": "profile", "path": "resource" }),
+        "open",
+        false,
+        &[(
+            "client",
+            1,
+            "1",
+            json!({ "code": "Patient", "profile": [IOP_PATIENT] }),
+        )],
+    )]);
+    let patient = fixture("Patient-client.json");
+    let issues = validator.validate(&collection(url, std::slice::from_ref(&patient)), &[]);
+    assert!(error_messages(&issues).is_empty(), "{issues:#?}");
+
+    // A Patient that breaks the IOP profile (no identifier) is in no slice: the slice is empty.
+    let mut plain = patient;
+    plain.as_object_mut().unwrap().remove("identifier");
+    plain.as_object_mut().unwrap().remove("meta");
+    let issues = validator.validate(&collection(url, &[plain]), &[]);
+    assert_eq!(
+        error_messages(&issues),
+        vec!["Bundle.entry: slice client needs at least 1 value(s), found 0"]
+    );
+}
+
+#[test]
+fn extensions_are_only_allowed_in_their_declared_context() {
+    let validator = validator_with(Vec::new());
+    let plan = fixture("CarePlan-treatment-plan.json");
+    let next_review = plan["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"].as_str().unwrap().ends_with("iop-next-review"))
+        .cloned()
+        .expect("the treatment plan fixture carries its next review date");
+    let mut patient = fixture("Patient-client.json");
+    patient["extension"] = json!([next_review]);
+    let issues = validator.validate(&patient, &[]);
+    let messages = error_messages(&issues);
+    assert_eq!(
+        error_locations(&issues),
+        BTreeSet::from(["Patient.extension[0]".to_owned()]),
+        "{messages:#?}"
+    );
+    assert!(
+        messages[0].contains("allows it on CarePlan"),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn references_between_bundle_entries_resolve() {
+    let validator = validator_with(Vec::new());
+    let patient = fixture("Patient-client.json");
+    let goal = fixture("Goal-goal.json");
+    let mut plan = fixture("CarePlan-treatment-plan.json");
+    let transaction = |plan: &Value| {
+        json!({
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                { "fullUrl": "urn:uuid:0b5e8a4e-0000-4000-8000-000000000001", "resource": patient,
+                  "request": { "method": "POST", "url": "Patient" } },
+                { "fullUrl": "urn:uuid:0b5e8a4e-0000-4000-8000-000000000002", "resource": goal,
+                  "request": { "method": "POST", "url": "Goal" } },
+                { "fullUrl": "urn:uuid:0b5e8a4e-0000-4000-8000-000000000003", "resource": plan,
+                  "request": { "method": "POST", "url": "CarePlan" } }
+            ]
+        })
+    };
+    plan["subject"]["reference"] = json!("urn:uuid:0b5e8a4e-0000-4000-8000-000000000001");
+    let bundle = transaction(&plan);
+    assert!(error_messages(&validator.validate(&bundle, &[])).is_empty());
+    // The same entry checked on its own, as the CLI does, with the Bundle's index.
+    let index = BundleIndex::of(&bundle);
+    assert!(error_messages(&validator.validate_entry(&plan, &index, &[])).is_empty());
+
+    plan["subject"]["reference"] = json!("urn:uuid:0b5e8a4e-0000-4000-8000-00000000ffff");
+    let issues = validator.validate(&transaction(&plan), &[]);
+    assert_eq!(
+        error_messages(&issues),
+        vec![
+            "Bundle.entry[2].resource.subject.reference: no entry of the Bundle has fullUrl urn:uuid:0b5e8a4e-0000-4000-8000-00000000ffff"
+        ]
+    );
+
+    // Resolved to a Goal: the CarePlan's subject must be a Patient (or Group).
+    plan["subject"]["reference"] = json!("urn:uuid:0b5e8a4e-0000-4000-8000-000000000002");
+    let issues = validator.validate(&transaction(&plan), &[]);
+    let messages = error_messages(&issues);
+    assert!(
+        messages.iter().any(|m| m
+            .starts_with("Bundle.entry[2].resource.subject.reference: must refer to")
+            && m.ends_with("not Goal")),
+        "{messages:#?}"
+    );
+}
