@@ -11,6 +11,11 @@ use serde_json::Value;
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
     let rounds = if benching { 20_000 } else { 20 };
+    // `cargo bench --bench validate -- CarePlan` runs only the fixtures whose name contains it.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let validator = Validator::new(Arc::new(Registry::builtin()));
     let root = env!("CARGO_MANIFEST_DIR");
     for name in [
@@ -18,6 +23,9 @@ fn main() {
         "Encounter-family-session",
         "Consent-release-of-information",
     ] {
+        if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
+            continue;
+        }
         let text =
             std::fs::read_to_string(format!("{root}/fixtures/fhir/{name}.json")).expect("fixture");
         let resource: Value = serde_json::from_str(&text).expect("json");

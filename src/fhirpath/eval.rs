@@ -345,12 +345,12 @@ pub(super) fn single<'a>(value: &Value<'a>) -> Result<Option<Item<'a>>, FhirPath
 
 /// Singleton evaluation of collections as Boolean (FHIRPath §4.5).
 pub(super) fn as_boolean(value: &Value<'_>) -> Result<Option<bool>, FhirPathError> {
-    match single(value)? {
-        None => Ok(None),
-        Some(item) => match item.primitive() {
-            Item::Boolean(b) => Ok(Some(b)),
-            _ => Ok(Some(true)),
-        },
+    // A single non-boolean item counts as true: no conversion needed to tell.
+    match value.as_slice() {
+        [] => Ok(None),
+        [Item::Boolean(b) | Item::Node(Json::Bool(b), _)] => Ok(Some(*b)),
+        [_] => Ok(Some(true)),
+        _ => Err(error("expected a single item, found a collection")),
     }
 }
 

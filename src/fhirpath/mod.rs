@@ -5,12 +5,14 @@
 //! resources and Bundle entries. Measured against the official R4 test suite in
 //! `tests/fhirpath_suite.rs`.
 
+mod analysis;
 mod eval;
 mod functions;
 mod lexer;
 mod parser;
 mod value;
 
+pub use analysis::input_properties;
 pub use eval::{Environment, evaluate, evaluate_on};
 pub use parser::{Expr, parse};
 pub use value::{Item, Value};

@@ -23,6 +23,12 @@ pub enum Check {
     HasValueOrChildren,
     /// ext-1 `extension.exists() != value.exists()`
     ExtensionOrValue,
+    /// Rules the walk checks itself, with a more precise message: ref-1 (a `#id` reference
+    /// names a contained resource: the reference check) and txt-1 (the narrative is safe XHTML:
+    /// the `xhtml` primitive check). Not evaluated twice.
+    CoveredByWalk,
+    /// txt-2 `htmlChecks()`: the narrative has some text.
+    NarrativeText,
     FhirPath(Arc<Expr>),
     /// The expression did not parse; reported as not checked.
     Unparsed,
@@ -34,6 +40,23 @@ pub struct Constraint {
     pub error: bool,
     pub human: String,
     pub check: Check,
+    /// Same key and expression, same identity (a profile repeats its base's invariants).
+    pub identity: u64,
+    /// For a FHIRPath check: the properties of the element it can read, with the verdict when
+    /// none of them is present (then it need not run). See `fhirpath::input_properties`.
+    pub shortcut: Option<(Vec<String>, bool)>,
+}
+
+/// A FHIRPath invariant's verdict on an element that has none of the properties it reads.
+fn verdict_without_inputs(expression: &Expr) -> Option<(Vec<String>, bool)> {
+    let names = fhirpath::input_properties(expression)?;
+    let empty = Json::Object(serde_json::Map::new());
+    let env = fhirpath::Environment::new(&empty);
+    let result = fhirpath::evaluate_on(expression, &env, &empty).ok()?;
+    Some((
+        names,
+        !matches!(result.as_slice(), [fhirpath::Item::Boolean(false)]),
+    ))
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +72,11 @@ pub struct Element {
     pub id: String,
     /// The element's own name (last path segment, `value[x]` as written).
     pub name: String,
+    /// The name without `[x]` (what JSON property names start with).
+    base_name: String,
+    /// The resource types its `Reference` types may point to (from the target profiles),
+    /// filled on first use by the walk (profile URLs are resolved through the registry).
+    pub target_types: std::sync::OnceLock<Vec<String>>,
     pub slice_name: Option<String>,
     pub min: usize,
     pub max: Option<usize>,
@@ -77,7 +105,7 @@ impl Element {
         self.name.ends_with("[x]")
     }
     pub fn base_name(&self) -> &str {
-        self.name.trim_end_matches("[x]")
+        &self.base_name
     }
 }
 
@@ -98,8 +126,11 @@ pub struct Compiled {
     children: Vec<Vec<usize>>,
     /// Slice element indexes of each element, by the sliced element's index.
     slices: Vec<Vec<usize>>,
-    /// Non-choice children by name, sorted (binary search beats hashing for these short lists).
-    named: Vec<Vec<(String, usize)>>,
+    /// Non-choice children by name, sorted by (first eight bytes as an integer, name): the binary
+    /// search compares integers, not strings (this lookup runs for every JSON property).
+    named: Vec<Vec<(u64, String, usize)>>,
+    /// Children that must be visited even without values: `min > 0`, or a slice with `min > 0`.
+    required: Vec<Vec<usize>>,
     /// Choice (`value[x]`) children of each element.
     choices: Vec<Vec<usize>>,
 }
@@ -153,35 +184,60 @@ impl Compiled {
                 .and_then(Json::as_array)
                 .into_iter()
                 .flatten()
-                .map(|c| Constraint {
-                    key: c
-                        .get("key")
-                        .and_then(Json::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    error: c.get("severity").and_then(Json::as_str) == Some("error"),
-                    human: c
-                        .get("human")
-                        .and_then(Json::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    check: match c.get("expression").and_then(Json::as_str) {
+                .map(|c| {
+                    let check = match c.get("expression").and_then(Json::as_str) {
                         Some("hasValue() or (children().count() > id.count())") => {
                             Check::HasValueOrChildren
                         }
                         Some("extension.exists() != value.exists()") => Check::ExtensionOrValue,
+                        Some(
+                            "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))",
+                        ) => Check::CoveredByWalk,
+                        Some("htmlChecks()") if c.get("key").and_then(Json::as_str) == Some("txt-2") => {
+                            Check::NarrativeText
+                        }
+                        Some("htmlChecks()") => Check::CoveredByWalk,
                         Some(x) => fhirpath::parse(x)
                             .map(|e| Check::FhirPath(Arc::new(e)))
                             .unwrap_or(Check::Unparsed),
                         None => Check::Unparsed,
-                    },
+                    };
+                    let shortcut = match &check {
+                        Check::FhirPath(expression) => verdict_without_inputs(expression),
+                        _ => None,
+                    };
+                    let identity = {
+                        use std::hash::{Hash, Hasher};
+                        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                        c.get("key").and_then(Json::as_str).hash(&mut hasher);
+                        c.get("expression").and_then(Json::as_str).hash(&mut hasher);
+                        hasher.finish()
+                    };
+                    Constraint {
+                        identity,
+                        key: c
+                            .get("key")
+                            .and_then(Json::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        error: c.get("severity").and_then(Json::as_str) == Some("error"),
+                        human: c
+                            .get("human")
+                            .and_then(Json::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        check,
+                        shortcut,
+                    }
                 })
                 .collect();
             let slicing = e.get("slicing");
             elements.push(Element {
                 index: elements.len(),
                 id,
+                base_name: name.trim_end_matches("[x]").to_owned(),
                 name,
+                target_types: std::sync::OnceLock::new(),
                 slice_name: e.get("sliceName").and_then(Json::as_str).map(str::to_owned),
                 min: e.get("min").and_then(Json::as_u64).unwrap_or(0) as usize,
                 max: match e.get("max").and_then(Json::as_str) {
@@ -256,13 +312,17 @@ impl Compiled {
         }
         let mut named = vec![Vec::new(); elements.len()];
         let mut choices = vec![Vec::new(); elements.len()];
+        let mut required = vec![Vec::new(); elements.len()];
         for (parent, list) in children.iter().enumerate() {
             for &child in list {
                 let element: &Element = &elements[child];
                 if element.is_choice() {
                     choices[parent].push(child);
                 } else {
-                    named[parent].push((element.name.clone(), child));
+                    named[parent].push((name_prefix(&element.name), element.name.clone(), child));
+                }
+                if element.min > 0 || slices[child].iter().any(|s| elements[*s].min > 0) {
+                    required[parent].push(child);
                 }
             }
             named[parent].sort();
@@ -286,6 +346,7 @@ impl Compiled {
             children,
             slices,
             named,
+            required,
             choices,
         }
     }
@@ -299,22 +360,29 @@ impl Compiled {
     pub fn index_of(&self, id: &str) -> Option<usize> {
         self.by_id.get(id).copied()
     }
-    pub fn children(&self, index: usize) -> impl Iterator<Item = &Element> {
-        self.children
-            .get(index)
-            .into_iter()
-            .flatten()
-            .map(|i| &self.elements[*i])
-    }
     pub fn has_children(&self, index: usize) -> bool {
         self.children.get(index).is_some_and(|c| !c.is_empty())
     }
     /// The non-choice child of `parent` called `name`.
     pub fn child_named(&self, parent: usize, name: &str) -> Option<&Element> {
         let list = self.named.get(parent)?;
-        list.binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()
-            .map(|at| &self.elements[list[at].1])
+        let prefix = name_prefix(name);
+        let from = list.partition_point(|(p, _, _)| *p < prefix);
+        list[from..]
+            .iter()
+            .take_while(|(p, _, _)| *p == prefix)
+            .find(|(_, n, _)| n == name)
+            .map(|(_, _, at)| &self.elements[*at])
+    }
+    /// Children of `parent` that must be checked even when absent.
+    pub fn required_children(&self, parent: usize) -> &[usize] {
+        self.required
+            .get(parent)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+    pub fn has_slices(&self, index: usize) -> bool {
+        self.slices.get(index).is_some_and(|s| !s.is_empty())
     }
     pub fn choice_children(&self, parent: usize) -> impl Iterator<Item = &Element> {
         self.choices
@@ -330,6 +398,14 @@ impl Compiled {
             .flatten()
             .map(|i| &self.elements[*i])
     }
+}
+
+/// The first eight bytes of a name as a big-endian integer (orders like the bytes).
+fn name_prefix(name: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = name.len().min(8);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
 }
 
 fn strings(value: Option<&Json>) -> Vec<String> {

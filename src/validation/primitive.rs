@@ -11,11 +11,6 @@ fn pattern(cell: &'static OnceLock<Regex>, text: &str) -> &'static Regex {
 
 /// None when `value` is a valid `type_code`, else what is wrong (without quoting the value).
 pub fn check(type_code: &str, value: &Value) -> Option<String> {
-    static DATE: OnceLock<Regex> = OnceLock::new();
-    static DATE_TIME: OnceLock<Regex> = OnceLock::new();
-    static INSTANT: OnceLock<Regex> = OnceLock::new();
-    static TIME: OnceLock<Regex> = OnceLock::new();
-    static ID: OnceLock<Regex> = OnceLock::new();
     static OID: OnceLock<Regex> = OnceLock::new();
     static UUID: OnceLock<Regex> = OnceLock::new();
     static BASE64: OnceLock<Regex> = OnceLock::new();
@@ -42,30 +37,142 @@ pub fn check(type_code: &str, value: &Value) -> Option<String> {
             _ => Some("must be a whole number of 0 or more".into()),
         },
         "decimal" => (!value.is_number()).then(|| "must be a JSON number".into()),
-        "date" => needs_string(text.is_some_and(|t| pattern(&DATE, r"^([0-9]{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$").is_match(t)), "YYYY, YYYY-MM or YYYY-MM-DD"),
+        // The date and time formats are the regexes of the R4 specification, checked byte by
+        // byte: they run for every date in every resource.
+        "date" => needs_string(
+            text.is_some_and(|t| is_date(t.as_bytes())),
+            "YYYY, YYYY-MM or YYYY-MM-DD",
+        ),
         "dateTime" => needs_string(
-            text.is_some_and(|t| {
-                pattern(&DATE_TIME, r"^([0-9]{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?$").is_match(t)
-            }),
+            text.is_some_and(|t| is_date_time(t.as_bytes(), false)),
             "a date, or a date and time with seconds and a time zone",
         ),
         "instant" => needs_string(
-            text.is_some_and(|t| {
-                pattern(&INSTANT, r"^([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$").is_match(t)
-            }),
+            text.is_some_and(|t| is_date_time(t.as_bytes(), true)),
             "a date and time to the second with a time zone",
         ),
-        "time" => needs_string(text.is_some_and(|t| pattern(&TIME, r"^([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?$").is_match(t)), "hh:mm:ss"),
-        "id" => needs_string(text.is_some_and(|t| pattern(&ID, r"^[A-Za-z0-9\-\.]{1,64}$").is_match(t)), "1-64 letters, digits, '-' or '.'"),
-        "oid" => needs_string(text.is_some_and(|t| pattern(&OID, r"^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$").is_match(t)), "urn:oid:..."),
-        "uuid" => needs_string(text.is_some_and(|t| pattern(&UUID, r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$").is_match(t)), "urn:uuid:..."),
-        "base64Binary" => needs_string(text.is_some_and(|t| pattern(&BASE64, r"^(\s*([0-9a-zA-Z+/=]){4}\s*)+$").is_match(t)), "base64"),
-        "uri" | "url" | "canonical" => needs_string(text.is_some_and(|t| !t.is_empty() && !t.contains(char::is_whitespace)), "no whitespace"),
-        "code" => needs_string(text.is_some_and(|t| !t.is_empty() && t.trim() == t && !t.contains("  ")), "no leading, trailing or double spaces"),
-        "string" | "markdown" => needs_string(text.is_some_and(|t| !t.trim().is_empty()), "must not be empty"),
-        "xhtml" => needs_string(text.is_some_and(safe_xhtml), "a <div> in the XHTML namespace without scripts, event handlers or external resources"),
+        "time" => needs_string(text.is_some_and(|t| is_time(t.as_bytes())), "hh:mm:ss"),
+        "id" => needs_string(text.is_some_and(is_id), "1-64 letters, digits, '-' or '.'"),
+        "oid" => needs_string(
+            text.is_some_and(|t| pattern(&OID, r"^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$").is_match(t)),
+            "urn:oid:...",
+        ),
+        "uuid" => needs_string(
+            text.is_some_and(|t| {
+                pattern(
+                    &UUID,
+                    r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+                )
+                .is_match(t)
+            }),
+            "urn:uuid:...",
+        ),
+        "base64Binary" => needs_string(
+            text.is_some_and(|t| pattern(&BASE64, r"^(\s*([0-9a-zA-Z+/=]){4}\s*)+$").is_match(t)),
+            "base64",
+        ),
+        "uri" | "url" | "canonical" => needs_string(
+            text.is_some_and(|t| !t.is_empty() && !t.contains(char::is_whitespace)),
+            "no whitespace",
+        ),
+        "code" => needs_string(
+            text.is_some_and(|t| !t.is_empty() && t.trim() == t && !t.contains("  ")),
+            "no leading, trailing or double spaces",
+        ),
+        "string" | "markdown" => needs_string(
+            text.is_some_and(|t| !t.trim().is_empty()),
+            "must not be empty",
+        ),
+        "xhtml" => needs_string(
+            text.is_some_and(safe_xhtml),
+            "a <div> in the XHTML namespace without scripts, event handlers or external resources",
+        ),
         _ => None,
     }
+}
+
+fn number(digits: &[u8]) -> Option<u32> {
+    (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+        .then(|| digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+}
+
+fn in_range(digits: &[u8], range: std::ops::RangeInclusive<u32>) -> bool {
+    number(digits).is_some_and(|n| range.contains(&n))
+}
+
+/// `YYYY`, `YYYY-MM` or `YYYY-MM-DD` (day 01-31, as the R4 regex).
+fn is_date(b: &[u8]) -> bool {
+    let year = b.len() >= 4 && number(&b[..4]).is_some();
+    match b.len() {
+        4 => year,
+        7 => year && b[4] == b'-' && in_range(&b[5..7], 1..=12),
+        10 => {
+            year && b[4] == b'-'
+                && in_range(&b[5..7], 1..=12)
+                && b[7] == b'-'
+                && in_range(&b[8..10], 1..=31)
+        }
+        _ => false,
+    }
+}
+
+/// `hh:mm:ss` with optional decimal seconds.
+fn is_time(b: &[u8]) -> bool {
+    b.len() >= 8
+        && in_range(&b[..2], 0..=23)
+        && b[2] == b':'
+        && in_range(&b[3..5], 0..=59)
+        && b[5] == b':'
+        && in_range(&b[6..8], 0..=60)
+        && (b.len() == 8 || (b[8] == b'.' && number(&b[9..]).is_some()))
+}
+
+/// `Z` or `+hh:mm`/`-hh:mm` up to 14:00.
+fn is_zone(b: &[u8]) -> bool {
+    match b {
+        [b'Z'] => true,
+        [b'+' | b'-', rest @ ..] if rest.len() == 5 && rest[2] == b':' => {
+            (in_range(&rest[..2], 0..=13) && in_range(&rest[3..], 0..=59)) || rest == b"14:00"
+        }
+        _ => false,
+    }
+}
+
+/// A dateTime (a partial date, or a full date with time and zone); an instant needs the time.
+fn is_date_time(b: &[u8], instant: bool) -> bool {
+    if b.len() <= 10 {
+        return !instant && is_date(b);
+    }
+    if !is_date(&b[..10]) || b[10] != b'T' {
+        return false;
+    }
+    let rest = &b[11..];
+    match rest.iter().position(|c| matches!(c, b'Z' | b'+' | b'-')) {
+        Some(zone) => is_time(&rest[..zone]) && is_zone(&rest[zone..]),
+        None => false,
+    }
+}
+
+fn is_id(t: &str) -> bool {
+    (1..=64).contains(&t.len())
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+}
+
+/// txt-2: the narrative has some text outside its tags.
+pub fn narrative_has_text(div: &str) -> bool {
+    let mut in_tag = false;
+    div.chars().any(|c| match c {
+        '<' => {
+            in_tag = true;
+            false
+        }
+        '>' => {
+            in_tag = false;
+            false
+        }
+        c => !in_tag && !c.is_whitespace(),
+    })
 }
 
 /// FHIR narrative rules (txt-1, txt-2): an XHTML div, no scripts, forms or event attributes.
@@ -102,6 +209,18 @@ mod tests {
         assert!(check("dateTime", &json!("2026-11-25T10:00:00Z")).is_none());
         assert!(check("dateTime", &json!("2026-11-25T10:00")).is_some());
         assert!(check("instant", &json!("2026-11-25")).is_some());
+        assert!(check("instant", &json!("2026-11-25T10:00:00.123+14:00")).is_none());
+        assert!(check("instant", &json!("2026-11-25T10:00:00+14:30")).is_some());
+        assert!(check("dateTime", &json!("2026-11-25T24:00:00Z")).is_some());
+        assert!(check("dateTime", &json!("2026-11-25T23:59:60-05:00")).is_none());
+        assert!(check("dateTime", &json!("2026-11-25T10:00:00.Z")).is_some());
+        assert!(check("dateTime", &json!("2026")).is_none());
+        assert!(check("date", &json!("2026-00")).is_some());
+        assert!(check("date", &json!("2026-02-32")).is_some());
+        assert!(check("date", &json!("26-02-01")).is_some());
+        assert!(check("time", &json!("07:30:00")).is_none());
+        assert!(check("time", &json!("7:30:00")).is_some());
+        assert!(check("id", &json!("a".repeat(65))).is_some());
         assert!(check("id", &json!("abc.DEF-1")).is_none());
         assert!(check("id", &json!("a b")).is_some());
         assert!(check("code", &json!(" x")).is_some());

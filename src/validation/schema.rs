@@ -3,15 +3,25 @@
 //! The schema is the one published with the R4 definitions (`fhir-profiles/r4-schema/`), with two
 //! changes made here, not in the file: definitions it names but lacks are added
 //! (`#/definitions/Resource` as the list of resources; anything else, such as `integer64`, as an
-//! unconstrained schema, since the walk checks those elements); and its root — a 146-way `oneOf` that can only say "matches none" — becomes a dispatch on
-//! `resourceType`, so that errors point into the resource's own definition.
+//! unconstrained schema, since the walk checks those elements); and its root — a 146-way `oneOf` that can only say "matches none" — is replaced by one
+//! validator per resource type (compiled on first use), so that errors point into the
+//! resource's own definition.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Value as Json, json};
 
 static SCHEMA: &str = include_str!("../../fhir-profiles/r4-schema/fhir.schema.json");
 
 pub struct StructuralSchema {
-    validator: jsonschema::Validator,
+    /// The schema's definitions, with the missing ones added.
+    definitions: Json,
+    /// `#/definitions/X` of each resource type.
+    mapping: serde_json::Map<String, Json>,
+    /// One compiled validator per resource type, built on first use: a single root schema that
+    /// dispatches with 146 `if`/`then` pairs costs more than the walk itself.
+    validators: RwLock<HashMap<String, Option<Arc<jsonschema::Validator>>>>,
 }
 
 impl StructuralSchema {
@@ -32,22 +42,39 @@ impl StructuralSchema {
             .and_then(Json::as_object)
             .cloned()
             .unwrap_or_default();
-        let dispatch: Vec<Json> = mapping
-            .iter()
-            .map(|(resource_type, reference)| {
-                json!({
-                    "if": { "properties": { "resourceType": { "const": resource_type } }, "required": ["resourceType"] },
-                    "then": { "$ref": reference },
-                })
-            })
-            .collect();
-        let root =
-            json!({ "definitions": definitions, "required": ["resourceType"], "allOf": dispatch });
-        let validator = jsonschema::options()
+        Ok(Self {
+            definitions,
+            mapping,
+            validators: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn compile(&self, resource_type: &str) -> Result<Option<jsonschema::Validator>, String> {
+        let Some(reference) = self.mapping.get(resource_type) else {
+            return Ok(None);
+        };
+        let root = json!({ "definitions": self.definitions, "$ref": reference });
+        jsonschema::options()
             .with_draft(jsonschema::Draft::Draft7)
             .build(&root)
-            .map_err(|e| e.to_string())?;
-        Ok(Self { validator })
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    fn validator(&self, resource_type: &str) -> Option<Arc<jsonschema::Validator>> {
+        if let Some(found) = self
+            .validators
+            .read()
+            .ok()
+            .and_then(|v| v.get(resource_type).cloned())
+        {
+            return found;
+        }
+        let compiled = self.compile(resource_type).ok().flatten().map(Arc::new);
+        if let Ok(mut validators) = self.validators.write() {
+            validators.insert(resource_type.to_owned(), compiled.clone());
+        }
+        compiled
     }
 
     /// Is `resource_type` a resource type of FHIR R4 (per the schema's list of resources)?
@@ -69,16 +96,19 @@ impl StructuralSchema {
     }
 
     /// The schema violations: (FHIRPath-style location, schema keyword). Values are not quoted.
+    /// Resources without a known `resourceType` are left to the walk, which reports them.
     pub fn check(&self, resource: &Json) -> Vec<(String, String)> {
-        if self.validator.is_valid(resource) {
+        let Some(root) = resource.get("resourceType").and_then(Json::as_str) else {
+            return Vec::new();
+        };
+        let Some(validator) = self.validator(root) else {
+            return Vec::new();
+        };
+        if validator.is_valid(resource) {
             return Vec::new();
         }
-        let root = resource
-            .get("resourceType")
-            .and_then(Json::as_str)
-            .unwrap_or("Resource")
-            .to_owned();
-        self.validator
+        let root = root.to_owned();
+        validator
             .iter_errors(resource)
             .map(|error| {
                 let mut location = root.clone();
@@ -130,7 +160,29 @@ mod tests {
 
     #[test]
     fn the_published_schema_compiles_and_points_into_the_resource() {
-        let schema = StructuralSchema::load().expect("R4 schema compiles");
+        let schema = StructuralSchema::load().expect("R4 schema loads");
+        for resource_type in [
+            "Patient",
+            "Practitioner",
+            "Organization",
+            "HealthcareService",
+            "Group",
+            "CarePlan",
+            "Goal",
+            "Encounter",
+            "EpisodeOfCare",
+            "RelatedPerson",
+            "Consent",
+            "ServiceRequest",
+            "Task",
+            "Bundle",
+            "OperationOutcome",
+        ] {
+            assert!(
+                schema.compile(resource_type).unwrap().is_some(),
+                "{resource_type} compiles"
+            );
+        }
         let good = json!({ "resourceType": "Patient", "id": "p1", "gender": "female" });
         assert!(schema.check(&good).is_empty());
         let bad = json!({ "resourceType": "Patient", "gender": 3, "name": [{ "given": "Alex" }] });

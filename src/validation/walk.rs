@@ -82,6 +82,9 @@ struct Run<'v, 'r, 'b> {
     bundle: Option<&'b BundleIndex>,
     issues: Vec<Issue>,
     unavailable: HashSet<String>,
+    /// FHIRPath invariants already evaluated, by (node address, invariant identity): the base
+    /// definition and each profile repeat most invariants on the same nodes.
+    evaluated: HashSet<(usize, u64)>,
 }
 
 impl Validator {
@@ -141,6 +144,7 @@ impl Validator {
             bundle,
             issues: Vec::new(),
             unavailable: HashSet::new(),
+            evaluated: HashSet::new(),
         };
         let resource_type = resource
             .get("resourceType")
@@ -203,6 +207,7 @@ impl Run<'_, '_, '_> {
             bundle: self.bundle,
             issues: Vec::new(),
             unavailable: std::mem::take(&mut self.unavailable),
+            evaluated: HashSet::new(),
         };
         sub.resource(resource, &[], depth, location);
         self.unavailable = sub.unavailable;
@@ -292,9 +297,8 @@ impl Run<'_, '_, '_> {
         if depth > MAX_DEPTH {
             return;
         }
-        let type_code = choice
-            .map(str::to_owned)
-            .or_else(|| element.types.first().map(|t| t.code.clone()));
+        let type_code: Option<&str> =
+            choice.or_else(|| element.types.first().map(|t| t.code.as_str()));
         if let Some(fixed) = &element.fixed
             && value != fixed
         {
@@ -316,10 +320,10 @@ impl Run<'_, '_, '_> {
             );
         }
         if let Some((strength, value_set)) = &element.binding {
-            self.binding(strength, value_set, value, type_code.as_deref(), location);
+            self.binding(strength, value_set, value, type_code, location);
         }
         self.constraints(element, value, location);
-        if let Some(code) = &type_code {
+        if let Some(code) = type_code {
             if code == "Reference" {
                 self.reference(element, value, location);
             }
@@ -342,7 +346,7 @@ impl Run<'_, '_, '_> {
             return;
         };
         // Nested resources (contained, Bundle.entry.resource) are validated as resources.
-        if type_code.as_deref() == Some("Resource") && depth > 0 {
+        if type_code == Some("Resource") && depth > 0 {
             self.nested(value, location, depth + 1);
             return;
         }
@@ -360,9 +364,7 @@ impl Run<'_, '_, '_> {
         }
         if compiled.has_children(element.index) {
             self.children(compiled, element.index, map, location, depth);
-        } else if let Some(type_compiled) =
-            self.type_compiled(element, choice, type_code.as_deref())
-        {
+        } else if let Some(type_compiled) = self.type_compiled(element, choice, type_code) {
             // The element's type is not unfolded here: its own definition says what it holds.
             if let Some(root) = type_compiled.root() {
                 self.constraints(root, value, location);
@@ -471,35 +473,34 @@ impl Run<'_, '_, '_> {
                 );
             }
         }
-        for child in compiled.children(parent) {
-            // The JSON properties this element covers, with the type a choice suffix names.
-            let values: Vec<(&str, Option<&str>, &Json)> = assigned
-                .iter()
-                .filter(|a| a.0 == child.index)
-                .map(|a| (a.1, a.2, a.3))
-                .collect();
-            // Locations are built as a chain of borrowed segments and only rendered into a string
-            // when an issue is reported.
-            let keyed: Vec<(Loc<'_>, Option<&str>, &Json)> = values
-                .iter()
-                .map(|(key, choice, v)| (Loc::child(location, key), *choice, *v))
-                .collect();
-            let mut items: Vec<(Loc<'_>, Option<&str>, &Json)> = Vec::new();
-            for (key_location, choice, v) in &keyed {
+        // Visit the elements that have values, and those that must have some (to report their
+        // absence); the rest of a definition's children cost nothing.
+        assigned.sort_by_key(|a| a.0);
+        let mut visit: Vec<usize> = assigned.iter().map(|a| a.0).collect();
+        visit.extend_from_slice(compiled.required_children(parent));
+        visit.sort_unstable();
+        visit.dedup();
+        let mut items: Vec<(Loc<'_>, Option<&str>, &Json)> = Vec::new();
+        for child_index in visit {
+            let child = &compiled.elements[child_index];
+            let first = assigned.partition_point(|a| a.0 < child_index);
+            let last = assigned.partition_point(|a| a.0 <= child_index);
+            items.clear();
+            for &(_, key, choice, v) in &assigned[first..last] {
                 match v {
                     Json::Array(list) => {
                         if !child.repeats {
                             self.issue(
                                 Severity::Error,
                                 "structure",
-                                key_location,
+                                Loc::child(location, key),
                                 "must be a single value, not an array".into(),
                             );
                         }
                         items.extend(
                             list.iter()
                                 .enumerate()
-                                .map(|(i, item)| (Loc::index(key_location, i), *choice, item)),
+                                .map(|(i, item)| (Loc::item(location, key, i), choice, item)),
                         );
                     }
                     other => {
@@ -507,20 +508,13 @@ impl Run<'_, '_, '_> {
                             self.issue(
                                 Severity::Error,
                                 "structure",
-                                key_location,
+                                Loc::child(location, key),
                                 "must be an array".into(),
                             );
                         }
-                        items.push((*key_location, *choice, *other));
+                        items.push((Loc::child(location, key), choice, other));
                     }
                 }
-            }
-            // Most child definitions have no values here: format their location only when needed.
-            if items.is_empty()
-                && child.min == 0
-                && compiled.slices(child.index).all(|slice| slice.min == 0)
-            {
-                continue;
             }
             let at = Loc::child(location, child.base_name());
             if items.len() < child.min {
@@ -545,74 +539,11 @@ impl Run<'_, '_, '_> {
                     format!("allows at most {max} value(s), found {}", items.len()),
                 );
             }
-            let slices: Vec<&Element> = compiled.slices(child.index).collect();
-            // For each value, the position of the first slice it belongs to.
-            let mut in_slice: Vec<Option<usize>> = vec![None; items.len()];
-            if !slices.is_empty() && !child.discriminators.is_empty() {
-                for (position, &slice) in slices.iter().enumerate() {
-                    let mut count = 0;
-                    for (i, (item_location, choice, item)) in items.iter().enumerate() {
-                        if self.in_slice(compiled, child, slice, item, *choice, depth) {
-                            count += 1;
-                            in_slice[i].get_or_insert(position);
-                            self.element(
-                                compiled,
-                                slice,
-                                item,
-                                item_location,
-                                choice.as_deref(),
-                                depth + 1,
-                            );
-                        }
-                    }
-                    let name = slice.slice_name.clone().unwrap_or_default();
-                    if count < slice.min {
-                        self.issue(
-                            Severity::Error,
-                            "required",
-                            at,
-                            format!(
-                                "slice {name} needs at least {} value(s), found {count}",
-                                slice.min
-                            ),
-                        );
-                    }
-                    if let Some(max) = slice.max
-                        && count > max
-                    {
-                        self.issue(
-                            Severity::Error,
-                            "structure",
-                            at,
-                            format!("slice {name} allows at most {max} value(s), found {count}"),
-                        );
-                    }
-                }
-                if child.ordered || child.open_at_end {
-                    self.slice_order(child, &items, &in_slice);
-                }
-                if child.closed {
-                    for ((item_location, _, _), matched) in items.iter().zip(&in_slice) {
-                        if matched.is_none() {
-                            self.issue(
-                                Severity::Error,
-                                "structure",
-                                item_location,
-                                "matches none of the slices of a closed slicing".into(),
-                            );
-                        }
-                    }
-                }
+            if compiled.has_slices(child.index) && !child.discriminators.is_empty() {
+                self.slicing(compiled, child, &items, &at, depth);
             }
             for (item_location, choice, item) in &items {
-                self.element(
-                    compiled,
-                    child,
-                    item,
-                    item_location,
-                    choice.as_deref(),
-                    depth + 1,
-                );
+                self.element(compiled, child, item, item_location, *choice, depth + 1);
                 if matches!(child.name.as_str(), "extension" | "modifierExtension") {
                     let host = Host {
                         element: &compiled.elements[parent],
@@ -620,6 +551,67 @@ impl Run<'_, '_, '_> {
                         location,
                     };
                     self.extension(item, item_location, &host, depth);
+                }
+            }
+        }
+    }
+
+    /// Assigns the values of a sliced element to its slices, checks each slice's cardinality and
+    /// rules, and validates each value against the slice it belongs to.
+    fn slicing(
+        &mut self,
+        compiled: &Compiled,
+        child: &Element,
+        items: &[(Loc<'_>, Option<&str>, &Json)],
+        at: &Loc<'_>,
+        depth: usize,
+    ) {
+        // For each value, the position of the first slice it belongs to.
+        let mut in_slice: Vec<Option<usize>> = vec![None; items.len()];
+        for (position, slice) in compiled.slices(child.index).enumerate() {
+            let mut count = 0;
+            for (i, (item_location, choice, item)) in items.iter().enumerate() {
+                if self.in_slice(compiled, child, slice, item, *choice, depth) {
+                    count += 1;
+                    in_slice[i].get_or_insert(position);
+                    self.element(compiled, slice, item, item_location, *choice, depth + 1);
+                }
+            }
+            let name = slice.slice_name.as_deref().unwrap_or_default();
+            if count < slice.min {
+                self.issue(
+                    Severity::Error,
+                    "required",
+                    at,
+                    format!(
+                        "slice {name} needs at least {} value(s), found {count}",
+                        slice.min
+                    ),
+                );
+            }
+            if let Some(max) = slice.max
+                && count > max
+            {
+                self.issue(
+                    Severity::Error,
+                    "structure",
+                    at,
+                    format!("slice {name} allows at most {max} value(s), found {count}"),
+                );
+            }
+        }
+        if child.ordered || child.open_at_end {
+            self.slice_order(child, items, &in_slice);
+        }
+        if child.closed {
+            for ((item_location, _, _), matched) in items.iter().zip(&in_slice) {
+                if matched.is_none() {
+                    self.issue(
+                        Severity::Error,
+                        "structure",
+                        item_location,
+                        "matches none of the slices of a closed slicing".into(),
+                    );
                 }
             }
         }
@@ -836,6 +828,7 @@ impl Run<'_, '_, '_> {
             bundle: self.bundle,
             issues: Vec::new(),
             unavailable: HashSet::new(),
+            evaluated: HashSet::new(),
         };
         let name = root.id.clone();
         sub.element(&compiled, root, node, &Loc::root(&name), None, depth + 1);
@@ -974,7 +967,26 @@ impl Run<'_, '_, '_> {
                         .is_some_and(|m| m.keys().any(|k| k.starts_with("value")));
                     has_extension != has_value
                 }
-                Check::Unparsed => continue,
+                Check::Unparsed | Check::CoveredByWalk => continue,
+                Check::NarrativeText => value.as_str().is_none_or(primitive::narrative_has_text),
+                Check::FhirPath(_)
+                    if constraint
+                        .shortcut
+                        .as_ref()
+                        .is_some_and(|(reads, _)| !reads_any(value, reads)) =>
+                {
+                    constraint
+                        .shortcut
+                        .as_ref()
+                        .is_some_and(|(_, holds)| *holds)
+                }
+                Check::FhirPath(_)
+                    if !self
+                        .evaluated
+                        .insert((value as *const Json as usize, constraint.identity)) =>
+                {
+                    continue;
+                }
                 Check::FhirPath(expression) => {
                     let env = Environment::new(self.root);
                     match fhirpath::evaluate_on(expression, &env, value) {
@@ -1098,22 +1110,24 @@ impl Run<'_, '_, '_> {
 
     /// Is `kind` one of the types the element's `targetProfile`s allow?
     fn target_type(&mut self, element: &Element, kind: &str, location: &Loc<'_>) {
-        let targets: Vec<String> = element
-            .types
-            .iter()
-            .filter(|t| t.code == "Reference")
-            .flat_map(|t| t.target_profiles.iter())
-            .filter_map(|p| {
-                self.validator
-                    .registry
-                    .structure_definition(p)
-                    .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned))
-                    .or_else(|| {
-                        p.strip_prefix("http://hl7.org/fhir/StructureDefinition/")
-                            .map(str::to_owned)
-                    })
-            })
-            .collect();
+        let targets = element.target_types.get_or_init(|| {
+            element
+                .types
+                .iter()
+                .filter(|t| t.code == "Reference")
+                .flat_map(|t| t.target_profiles.iter())
+                .filter_map(|p| {
+                    self.validator
+                        .registry
+                        .structure_definition(p)
+                        .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned))
+                        .or_else(|| {
+                            p.strip_prefix("http://hl7.org/fhir/StructureDefinition/")
+                                .map(str::to_owned)
+                        })
+                })
+                .collect()
+        });
         if !targets.is_empty() && !targets.iter().any(|t| t == kind || t == "Resource") {
             self.issue(
                 Severity::Error,
@@ -1123,6 +1137,20 @@ impl Run<'_, '_, '_> {
             );
         }
     }
+}
+
+/// Does `value` have any of the properties `names` (or a `[x]` choice of one)?
+fn reads_any(value: &Json, names: &[String]) -> bool {
+    let Json::Object(map) = value else {
+        return false;
+    };
+    map.keys().any(|key| {
+        names.iter().any(|name| {
+            key.strip_prefix(name.as_str()).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase())
+            })
+        })
+    })
 }
 
 /// Is a `[x]` suffix the name of a FHIR primitive type (`valueString` → `string`)?
@@ -1172,18 +1200,16 @@ impl Host<'_> {
                 let wanted = context.expression.as_str();
                 // The element's path in its definition, without slice names (`CarePlan.activity`,
                 // or `HumanName` inside a data type).
-                let path: String = self
+                let path = self
                     .element
                     .id
                     .split('.')
-                    .map(|step| step.split(':').next().unwrap_or(step))
-                    .collect::<Vec<_>>()
-                    .join(".");
+                    .map(|step| step.split(':').next().unwrap_or(step));
                 let is_resource =
                     self.element.index == 0 && self.object.contains_key("resourceType");
                 matches!(wanted, "Element" | "Base")
                     || (is_resource && matches!(wanted, "Resource" | "DomainResource"))
-                    || wanted == path
+                    || path.eq(wanted.split('.'))
                     || self.element.types.iter().any(|t| t.code == wanted)
                     || self.location.without_indexes() == wanted
             }
@@ -1207,7 +1233,8 @@ pub(super) struct Loc<'a> {
 #[derive(Clone, Copy)]
 enum Segment<'a> {
     Name(&'a str),
-    Index(usize),
+    /// `name[index]` in one link (the common case: a value of a repeating element).
+    Item(&'a str, usize),
 }
 
 impl<'a> Loc<'a> {
@@ -1223,10 +1250,10 @@ impl<'a> Loc<'a> {
             segment: Segment::Name(name),
         }
     }
-    fn index(parent: &'a Loc<'a>, index: usize) -> Self {
+    fn item(parent: &'a Loc<'a>, name: &'a str, index: usize) -> Self {
         Self {
             parent: Some(parent),
-            segment: Segment::Index(index),
+            segment: Segment::Item(name, index),
         }
     }
 }
@@ -1237,9 +1264,8 @@ impl Loc<'_> {
         let mut names = Vec::new();
         let mut at = Some(self);
         while let Some(loc) = at {
-            if let Segment::Name(name) = loc.segment {
-                names.push(name);
-            }
+            let (Segment::Name(name) | Segment::Item(name, _)) = loc.segment;
+            names.push(name);
             at = loc.parent;
         }
         names.reverse();
@@ -1255,7 +1281,7 @@ impl std::fmt::Display for Loc<'_> {
         match self.segment {
             Segment::Name(name) if self.parent.is_some() => write!(f, ".{name}"),
             Segment::Name(name) => f.write_str(name),
-            Segment::Index(i) => write!(f, "[{i}]"),
+            Segment::Item(name, i) => write!(f, ".{name}[{i}]"),
         }
     }
 }
