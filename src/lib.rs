@@ -5,6 +5,7 @@
 
 #[macro_use]
 pub mod domain;
+pub mod assemble;
 pub mod cli;
 mod cli_validate;
 pub mod config;

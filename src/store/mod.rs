@@ -7,6 +7,7 @@
 
 mod change_log;
 mod error;
+mod filter;
 mod record;
 mod seed_run;
 mod tables;
@@ -23,6 +24,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor};
 
 pub use change_log::{Change, Operation};
 pub use error::StoreError;
+pub use filter::{Condition, Filter};
 pub use record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
 pub use seed_run::SeedRun;
 pub use tx::Tx;
@@ -348,6 +350,65 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(tx::read_stored).collect()
+    }
+
+    /// A page of the records matching every filter, in id order after `after` (keyset paging:
+    /// stable while rows are added or changed during paging).
+    pub async fn page_where<R: Record>(
+        &self,
+        filters: &[Filter],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Stored<R>>, StoreError> {
+        let mut binds = Vec::new();
+        let mut conditions: Vec<String> = filters.iter().map(|f| f.to_sql(&mut binds)).collect();
+        if let Some(after) = after {
+            binds.push(SqlValue::text(after));
+            conditions.push(format!("id > ${}", binds.len()));
+        }
+        let sql = format!(
+            "SELECT {} FROM {} {} ORDER BY id LIMIT {}",
+            tx::select_list::<R>(),
+            R::TABLE,
+            if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            },
+            limit
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for value in binds {
+            query = match value {
+                SqlValue::Text(v) => query.bind(v),
+                SqlValue::Int(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(tx::read_stored).collect()
+    }
+
+    /// How many records match every filter.
+    pub async fn count_where<R: Record>(&self, filters: &[Filter]) -> Result<i64, StoreError> {
+        let mut binds = Vec::new();
+        let conditions: Vec<String> = filters.iter().map(|f| f.to_sql(&mut binds)).collect();
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} {}",
+            R::TABLE,
+            if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            }
+        );
+        let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
+        for value in binds {
+            query = match value {
+                SqlValue::Text(v) => query.bind(v),
+                SqlValue::Int(v) => query.bind(v),
+            };
+        }
+        Ok(query.fetch_one(&self.pool).await?)
     }
 
     pub async fn count<R: Record>(&self) -> Result<i64, StoreError> {

@@ -1,0 +1,473 @@
+//! Assembling FHIR resources from clinic records: loads what a set of records needs (their
+//! enrollments, programs, goals, participants, ...) with one query per related table, and hands
+//! each record with its "view" to the mapping. Shared by the export and the FHIR API, so both
+//! emit the same resources.
+//!
+//! Between the store and the edges: knows the store's queries and the mapping's views, holds no
+//! HTTP or file concerns.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use serde_json::Value;
+
+use crate::domain::*;
+use crate::mapping::{self, MappingConfig, Sensitivity};
+use crate::store::{Filter, Record, Store, StoreError, Stored};
+
+/// The resource types assembled here, in dependency order (what `export` writes, in order).
+pub const RESOURCE_TYPES: &[&str] = &[
+    "Organization",
+    "Practitioner",
+    "HealthcareService",
+    "Group",
+    "Patient",
+    "RelatedPerson",
+    "EpisodeOfCare",
+    "CarePlan",
+    "Goal",
+    "Encounter",
+    "Consent",
+    "ServiceRequest",
+    "Task",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error("unknown resource type `{0}`; the gateway serves {types}", types = RESOURCE_TYPES.join(", "))]
+    UnknownType(String),
+    #[error(
+        "the clinic database has no organization of kind `clinic`; seed or add the clinic first"
+    )]
+    NoClinic,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of resources: what the rows after the cursor became, and the cursor after them.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub resources: Vec<Value>,
+    /// The id of the last row read; None when the page was empty.
+    pub last_row: Option<String>,
+    /// Whether a full page of rows was read (so more may follow).
+    pub full: bool,
+}
+
+/// What every page needs: the clinic, the programs (a handful) and the mapping settings.
+pub struct Assembler<'a> {
+    store: &'a Store,
+    cfg: &'a MappingConfig,
+    as_of: NaiveDate,
+    clinic_id: Id<Organization>,
+    programs: HashMap<Id<Program>, Program>,
+}
+
+impl<'a> Assembler<'a> {
+    /// Loads the clinic and its programs.
+    pub async fn new(
+        store: &'a Store,
+        cfg: &'a MappingConfig,
+        as_of: NaiveDate,
+    ) -> Result<Self, AssembleError> {
+        let mut clinic_id = None;
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .page_where::<Organization>(&[], after.as_deref(), 500)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.record.id.to_string());
+            clinic_id = clinic_id.or(page
+                .iter()
+                .find(|o| o.record.kind == OrganizationKind::Clinic)
+                .map(|o| o.record.id));
+        }
+        let mut programs = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .page_where::<Program>(&[], after.as_deref(), 500)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.record.id.to_string());
+            programs.extend(page.into_iter().map(|p| (p.record.id, p.record)));
+        }
+        Ok(Self {
+            store,
+            cfg,
+            as_of,
+            clinic_id: clinic_id.ok_or(AssembleError::NoClinic)?,
+            programs,
+        })
+    }
+
+    /// The sensitivity of each client in `clients`, from their enrollments' programs.
+    async fn sensitivities(
+        &self,
+        clients: impl IntoIterator<Item = Id<Client>>,
+    ) -> Result<HashMap<Id<Client>, Sensitivity>, StoreError> {
+        let clients: Vec<Id<Client>> = clients
+            .into_iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let enrollments = self.store.children_of_many::<Enrollment>(&clients).await?;
+        let mut out: HashMap<_, _> = clients.iter().map(|c| (*c, Sensitivity::Normal)).collect();
+        for e in enrollments {
+            if self
+                .programs
+                .get(&e.record.program_id)
+                .is_some_and(|p| p.part2)
+            {
+                out.insert(e.record.client_id, Sensitivity::Part2);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` rows of the table behind `resource_type` that match `filters`, after the row
+    /// id `after`, as FHIR resources (a treatment plan row gives its CarePlan and, if it has one,
+    /// its relapse prevention CarePlan).
+    pub async fn page(
+        &self,
+        resource_type: &str,
+        filters: &[Filter],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page, AssembleError> {
+        let mut out = Vec::new();
+        let (rows, last_row) = match resource_type {
+            "Organization" => {
+                let rows = self.rows::<Organization>(filters, after, limit).await?;
+                out.extend(
+                    rows.iter()
+                        .map(|o| mapping::organization_to_fhir(self.cfg, o)),
+                );
+                counted(&rows)
+            }
+            "HealthcareService" => {
+                let rows = self.rows::<Program>(filters, after, limit).await?;
+                out.extend(
+                    rows.iter()
+                        .map(|p| mapping::program_to_fhir(self.cfg, p, self.clinic_id)),
+                );
+                counted(&rows)
+            }
+            "Group" => {
+                let rows = self.rows::<TherapyGroup>(filters, after, limit).await?;
+                out.extend(
+                    rows.iter()
+                        .map(|g| mapping::therapy_group_to_fhir(self.cfg, g)),
+                );
+                counted(&rows)
+            }
+            "Practitioner" => {
+                let rows = self.rows::<Staff>(filters, after, limit).await?;
+                out.extend(
+                    rows.iter()
+                        .map(|s| mapping::practitioner_to_fhir(self.cfg, s)),
+                );
+                counted(&rows)
+            }
+            "Patient" => {
+                let rows = self.rows::<Client>(filters, after, limit).await?;
+                let sensitivity = self.sensitivities(rows.iter().map(|c| c.id)).await?;
+                out.extend(
+                    rows.iter()
+                        .map(|c| mapping::client_to_fhir(self.cfg, c, sensitivity[&c.id])),
+                );
+                counted(&rows)
+            }
+            "RelatedPerson" => {
+                let rows = self.rows::<SupportContact>(filters, after, limit).await?;
+                let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
+                out.extend(rows.iter().map(|c| {
+                    mapping::support_contact_to_fhir(
+                        self.cfg,
+                        c,
+                        sensitivity[&c.client_id],
+                        self.as_of,
+                    )
+                }));
+                counted(&rows)
+            }
+            "EpisodeOfCare" => {
+                let rows = self.rows::<Enrollment>(filters, after, limit).await?;
+                for e in &rows {
+                    let Some(program) = self.programs.get(&e.program_id) else {
+                        continue;
+                    };
+                    let view = mapping::EpisodeView {
+                        enrollment: e,
+                        program,
+                        clinic_id: self.clinic_id,
+                        sensitivity: Sensitivity::of_programs([program]),
+                    };
+                    out.push(mapping::episode_to_fhir(self.cfg, &view));
+                }
+                counted(&rows)
+            }
+            "CarePlan" => {
+                let rows = self.rows::<TreatmentPlan>(filters, after, limit).await?;
+                write_care_plans(self, &rows, &mut out).await?;
+                counted(&rows)
+            }
+            "Goal" => {
+                let rows = self.rows::<Goal>(filters, after, limit).await?;
+                write_goals(self, &rows, &mut out).await?;
+                counted(&rows)
+            }
+            "Encounter" => {
+                let rows = self.rows::<Session>(filters, after, limit).await?;
+                write_encounters(self, &rows, &mut out).await?;
+                counted(&rows)
+            }
+            "Consent" => {
+                let rows = self.rows::<Consent>(filters, after, limit).await?;
+                let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
+                out.extend(rows.iter().map(|c| {
+                    mapping::consent_to_fhir(
+                        self.cfg,
+                        c,
+                        self.clinic_id,
+                        sensitivity[&c.client_id],
+                        self.as_of,
+                    )
+                }));
+                counted(&rows)
+            }
+            "ServiceRequest" | "Task" => {
+                let task = resource_type == "Task";
+                let rows = self.rows::<Referral>(filters, after, limit).await?;
+                let sensitivity = self.sensitivities(rows.iter().map(|r| r.client_id)).await?;
+                out.extend(rows.iter().map(|r| {
+                    let view = mapping::ReferralView {
+                        referral: r,
+                        sensitivity: sensitivity[&r.client_id],
+                    };
+                    if task {
+                        mapping::task_to_fhir(self.cfg, &view)
+                    } else {
+                        mapping::service_request_to_fhir(self.cfg, &view)
+                    }
+                }));
+                counted(&rows)
+            }
+            other => return Err(AssembleError::UnknownType(other.to_owned())),
+        };
+        Ok(Page {
+            resources: out,
+            last_row,
+            full: rows == limit as usize,
+        })
+    }
+
+    async fn rows<R: Record>(
+        &self,
+        filters: &[Filter],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<R>, StoreError> {
+        Ok(records(
+            self.store.page_where::<R>(filters, after, limit).await?,
+        ))
+    }
+}
+
+/// (number of rows, id of the last row)
+fn counted<R: Record>(rows: &[R]) -> (usize, Option<String>) {
+    (rows.len(), rows.last().map(|r| r.id().to_string()))
+}
+
+fn group<K: std::hash::Hash + Eq, V>(
+    items: impl IntoIterator<Item = V>,
+    key: impl Fn(&V) -> K,
+) -> HashMap<K, Vec<V>> {
+    let mut map: HashMap<K, Vec<V>> = HashMap::new();
+    for item in items {
+        map.entry(key(&item)).or_default().push(item);
+    }
+    map
+}
+
+fn records<R>(stored: Vec<Stored<R>>) -> Vec<R> {
+    stored.into_iter().map(|s| s.record).collect()
+}
+
+async fn enrollments_of(
+    cx: &Assembler<'_>,
+    ids: impl IntoIterator<Item = Id<Enrollment>>,
+) -> Result<HashMap<Id<Enrollment>, Enrollment>, StoreError> {
+    let ids: Vec<_> = ids
+        .into_iter()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    Ok(records(cx.store.get_many::<Enrollment>(&ids).await?)
+        .into_iter()
+        .map(|e| (e.id, e))
+        .collect())
+}
+
+async fn write_care_plans(
+    cx: &Assembler<'_>,
+    plans: &[TreatmentPlan],
+    out: &mut Vec<Value>,
+) -> Result<(), StoreError> {
+    let ids: Vec<_> = plans.iter().map(|p| p.id).collect();
+    let enrollments = enrollments_of(cx, plans.iter().map(|p| p.enrollment_id)).await?;
+    let goals = group(
+        records(cx.store.children_of_many::<Goal>(&ids).await?),
+        |g| g.plan_id,
+    );
+    let interventions = group(
+        records(cx.store.children_of_many::<Intervention>(&ids).await?),
+        |i| i.plan_id,
+    );
+    let reviews = group(
+        records(cx.store.children_of_many::<PlanReview>(&ids).await?),
+        |r| r.plan_id,
+    );
+    let relapse_plans = records(
+        cx.store
+            .children_of_many::<RelapsePreventionPlan>(&ids)
+            .await?,
+    );
+    let relapse_ids: Vec<_> = relapse_plans.iter().map(|r| r.id).collect();
+    let items = group(
+        records(
+            cx.store
+                .children_of_many::<RelapsePlanItem>(&relapse_ids)
+                .await?,
+        ),
+        |i| i.relapse_plan_id,
+    );
+    let contact_ids: Vec<_> = items
+        .values()
+        .flatten()
+        .filter_map(|i| i.support_contact_id)
+        .collect();
+    let contacts: Vec<_> = records(cx.store.get_many::<SupportContact>(&contact_ids).await?)
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+    let relapse_by_plan = group(relapse_plans, |r| r.plan_id);
+    for plan in plans {
+        let enrollment = &enrollments[&plan.enrollment_id];
+        let sensitivity = Sensitivity::of_programs([&cx.programs[&enrollment.program_id]]);
+        let view = mapping::PlanView {
+            plan,
+            client_id: enrollment.client_id,
+            goals: goals.get(&plan.id).map(Vec::as_slice).unwrap_or(&[]),
+            interventions: interventions
+                .get(&plan.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+            reviews: reviews.get(&plan.id).map(Vec::as_slice).unwrap_or(&[]),
+            sensitivity,
+        };
+        out.push(mapping::plan_to_fhir(cx.cfg, &view));
+        for relapse_plan in relapse_by_plan
+            .get(&plan.id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let view = mapping::RelapsePlanView {
+                relapse_plan,
+                plan,
+                client_id: enrollment.client_id,
+                items: items
+                    .get(&relapse_plan.id)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]),
+                contact_names: &contacts,
+                sensitivity,
+            };
+            out.push(mapping::relapse_plan_to_fhir(cx.cfg, &view));
+        }
+    }
+    Ok(())
+}
+
+async fn write_goals(
+    cx: &Assembler<'_>,
+    goals: &[Goal],
+    out: &mut Vec<Value>,
+) -> Result<(), StoreError> {
+    let plan_ids: Vec<_> = goals
+        .iter()
+        .map(|g| g.plan_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let plans: HashMap<_, _> = records(cx.store.get_many::<TreatmentPlan>(&plan_ids).await?)
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    let enrollments = enrollments_of(cx, plans.values().map(|p| p.enrollment_id)).await?;
+    let goal_ids: Vec<_> = goals.iter().map(|g| g.id).collect();
+    let notes = group(
+        records(
+            cx.store
+                .children_of_many::<GoalProgressNote>(&goal_ids)
+                .await?,
+        ),
+        |n| n.goal_id,
+    );
+    let reviews: HashMap<_, _> = records(cx.store.children_of_many::<PlanReview>(&plan_ids).await?)
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    for goal in goals {
+        let enrollment = &enrollments[&plans[&goal.plan_id].enrollment_id];
+        let progress: Vec<_> = notes
+            .get(&goal.id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|n| reviews.get(&n.review_id).map(|r| (n, r)))
+            .collect();
+        let sensitivity = Sensitivity::of_programs([&cx.programs[&enrollment.program_id]]);
+        out.push(mapping::goal_to_fhir(
+            cx.cfg,
+            goal,
+            enrollment.client_id,
+            &progress,
+            sensitivity,
+        ));
+    }
+    Ok(())
+}
+
+async fn write_encounters(
+    cx: &Assembler<'_>,
+    sessions: &[Session],
+    out: &mut Vec<Value>,
+) -> Result<(), StoreError> {
+    let enrollments = enrollments_of(cx, sessions.iter().map(|s| s.enrollment_id)).await?;
+    let ids: Vec<_> = sessions.iter().map(|s| s.id).collect();
+    let participants = group(
+        records(
+            cx.store
+                .children_of_many::<SessionParticipant>(&ids)
+                .await?,
+        ),
+        |p| p.session_id,
+    );
+    for session in sessions {
+        let enrollment = &enrollments[&session.enrollment_id];
+        let contacts: Vec<_> = participants
+            .get(&session.id)
+            .map(|ps| ps.iter().map(|p| p.support_contact_id).collect())
+            .unwrap_or_default();
+        let view = mapping::SessionView {
+            session,
+            client_id: enrollment.client_id,
+            participants: &contacts,
+            sensitivity: Sensitivity::of_programs([&cx.programs[&enrollment.program_id]]),
+        };
+        out.push(mapping::session_to_fhir(cx.cfg, &view));
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Conditions on a table's rows for `Store::page_where`: column comparisons and membership in
+//! another table's rows, nested as deep as a relation needs (a goal's plan's enrollment's
+//! client). Values are always bound parameters; column and table names come from code.
+
+use super::SqlValue;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub column: &'static str,
+    pub condition: Condition,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// `column = value`
+    Equals(SqlValue),
+    /// `column <op> value`, op one of `<`, `<=`, `>`, `>=` (timestamps and dates as fixed-width text)
+    Compare(&'static str, SqlValue),
+    /// `column IN (SELECT select FROM table WHERE filter)`
+    InRows {
+        table: &'static str,
+        select: &'static str,
+        filter: Box<Filter>,
+    },
+}
+
+impl Filter {
+    pub fn equals(column: &'static str, value: SqlValue) -> Self {
+        Self {
+            column,
+            condition: Condition::Equals(value),
+        }
+    }
+    pub fn compare(column: &'static str, op: &'static str, value: SqlValue) -> Self {
+        Self {
+            column,
+            condition: Condition::Compare(op, value),
+        }
+    }
+    /// `column` holds the `select` column of `table` rows matching `filter`.
+    pub fn in_rows(
+        column: &'static str,
+        table: &'static str,
+        select: &'static str,
+        filter: Filter,
+    ) -> Self {
+        Self {
+            column,
+            condition: Condition::InRows {
+                table,
+                select,
+                filter: Box::new(filter),
+            },
+        }
+    }
+
+    /// The SQL condition, numbering parameters from `binds.len() + 1`.
+    pub(crate) fn to_sql(&self, binds: &mut Vec<SqlValue>) -> String {
+        match &self.condition {
+            Condition::Equals(value) => {
+                binds.push(value.clone());
+                format!("{} = ${}", self.column, binds.len())
+            }
+            Condition::Compare(op, value) => {
+                let op = match *op {
+                    "<" | "<=" | ">" | ">=" => *op,
+                    _ => "=",
+                };
+                binds.push(value.clone());
+                format!("{} {op} ${}", self.column, binds.len())
+            }
+            Condition::InRows {
+                table,
+                select,
+                filter,
+            } => format!(
+                "{} IN (SELECT {select} FROM {table} WHERE {})",
+                self.column,
+                filter.to_sql(binds)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nests_and_numbers_parameters() {
+        let mut binds = Vec::new();
+        let filter = Filter::in_rows(
+            "plan_id",
+            "treatment_plans",
+            "id",
+            Filter::in_rows(
+                "enrollment_id",
+                "enrollments",
+                "id",
+                Filter::equals("client_id", SqlValue::text("c1")),
+            ),
+        );
+        let first = Filter::compare("updated_at", ">=", SqlValue::text("2026"));
+        let sql = format!(
+            "{} AND {}",
+            first.to_sql(&mut binds),
+            filter.to_sql(&mut binds)
+        );
+        assert_eq!(
+            sql,
+            "updated_at >= $1 AND plan_id IN (SELECT id FROM treatment_plans WHERE enrollment_id IN (SELECT id FROM enrollments WHERE client_id = $2))"
+        );
+        assert_eq!(binds.len(), 2);
+    }
+}
