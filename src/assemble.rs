@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::domain::*;
 use crate::mapping::{self, MappingConfig, Sensitivity};
-use crate::store::{Filter, Record, Store, StoreError, Stored};
+use crate::store::{Filter, Record, RowMeta, Store, StoreError, Stored};
 
 /// The resource types assembled here, in dependency order (what `export` writes, in order).
 pub const RESOURCE_TYPES: &[&str] = &[
@@ -137,9 +137,10 @@ impl<'a> Assembler<'a> {
         limit: u32,
     ) -> Result<Page, AssembleError> {
         let mut out = Vec::new();
+        let mut metas: HashMap<String, RowMeta> = HashMap::new();
         let (rows, last_row) = match resource_type {
             "Organization" => {
-                let rows = self.rows::<Organization>(filters, after, limit).await?;
+                let rows = self.rows::<Organization>(filters, after, limit, &mut metas).await?;
                 out.extend(
                     rows.iter()
                         .map(|o| mapping::organization_to_fhir(self.cfg, o)),
@@ -147,7 +148,7 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "HealthcareService" => {
-                let rows = self.rows::<Program>(filters, after, limit).await?;
+                let rows = self.rows::<Program>(filters, after, limit, &mut metas).await?;
                 out.extend(
                     rows.iter()
                         .map(|p| mapping::program_to_fhir(self.cfg, p, self.clinic_id)),
@@ -155,7 +156,7 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "Group" => {
-                let rows = self.rows::<TherapyGroup>(filters, after, limit).await?;
+                let rows = self.rows::<TherapyGroup>(filters, after, limit, &mut metas).await?;
                 out.extend(
                     rows.iter()
                         .map(|g| mapping::therapy_group_to_fhir(self.cfg, g)),
@@ -163,7 +164,7 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "Practitioner" => {
-                let rows = self.rows::<Staff>(filters, after, limit).await?;
+                let rows = self.rows::<Staff>(filters, after, limit, &mut metas).await?;
                 out.extend(
                     rows.iter()
                         .map(|s| mapping::practitioner_to_fhir(self.cfg, s)),
@@ -171,7 +172,7 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "Patient" => {
-                let rows = self.rows::<Client>(filters, after, limit).await?;
+                let rows = self.rows::<Client>(filters, after, limit, &mut metas).await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.id)).await?;
                 out.extend(
                     rows.iter()
@@ -180,7 +181,7 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "RelatedPerson" => {
-                let rows = self.rows::<SupportContact>(filters, after, limit).await?;
+                let rows = self.rows::<SupportContact>(filters, after, limit, &mut metas).await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
                 out.extend(rows.iter().map(|c| {
                     mapping::support_contact_to_fhir(
@@ -193,7 +194,7 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "EpisodeOfCare" => {
-                let rows = self.rows::<Enrollment>(filters, after, limit).await?;
+                let rows = self.rows::<Enrollment>(filters, after, limit, &mut metas).await?;
                 for e in &rows {
                     let Some(program) = self.programs.get(&e.program_id) else {
                         continue;
@@ -209,22 +210,22 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "CarePlan" => {
-                let rows = self.rows::<TreatmentPlan>(filters, after, limit).await?;
+                let rows = self.rows::<TreatmentPlan>(filters, after, limit, &mut metas).await?;
                 write_care_plans(self, &rows, &mut out).await?;
                 counted(&rows)
             }
             "Goal" => {
-                let rows = self.rows::<Goal>(filters, after, limit).await?;
+                let rows = self.rows::<Goal>(filters, after, limit, &mut metas).await?;
                 write_goals(self, &rows, &mut out).await?;
                 counted(&rows)
             }
             "Encounter" => {
-                let rows = self.rows::<Session>(filters, after, limit).await?;
+                let rows = self.rows::<Session>(filters, after, limit, &mut metas).await?;
                 write_encounters(self, &rows, &mut out).await?;
                 counted(&rows)
             }
             "Consent" => {
-                let rows = self.rows::<Consent>(filters, after, limit).await?;
+                let rows = self.rows::<Consent>(filters, after, limit, &mut metas).await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
                 out.extend(rows.iter().map(|c| {
                     mapping::consent_to_fhir(
@@ -239,7 +240,7 @@ impl<'a> Assembler<'a> {
             }
             "ServiceRequest" | "Task" => {
                 let task = resource_type == "Task";
-                let rows = self.rows::<Referral>(filters, after, limit).await?;
+                let rows = self.rows::<Referral>(filters, after, limit, &mut metas).await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|r| r.client_id)).await?;
                 out.extend(rows.iter().map(|r| {
                     let view = mapping::ReferralView {
@@ -256,10 +257,45 @@ impl<'a> Assembler<'a> {
             }
             other => return Err(AssembleError::UnknownType(other.to_owned())),
         };
+        // The row's version and last change become the resource's meta (ETag, history).
+        for resource in &mut out {
+            let row = resource
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| metas.get(id));
+            if let Some(meta) = row {
+                resource["meta"]["versionId"] = Value::String(meta.version.to_string());
+                resource["meta"]["lastUpdated"] = Value::String(meta.updated_at.to_string());
+            }
+        }
         Ok(Page {
             resources: out,
             last_row,
             full: rows == limit as usize,
+        })
+    }
+
+    /// How many rows of the table behind `resource_type` match `filters`.
+    pub async fn count(
+        &self,
+        resource_type: &str,
+        filters: &[Filter],
+    ) -> Result<i64, AssembleError> {
+        let store = self.store;
+        Ok(match resource_type {
+            "Organization" => store.count_where::<Organization>(filters).await?,
+            "HealthcareService" => store.count_where::<Program>(filters).await?,
+            "Group" => store.count_where::<TherapyGroup>(filters).await?,
+            "Practitioner" => store.count_where::<Staff>(filters).await?,
+            "Patient" => store.count_where::<Client>(filters).await?,
+            "RelatedPerson" => store.count_where::<SupportContact>(filters).await?,
+            "EpisodeOfCare" => store.count_where::<Enrollment>(filters).await?,
+            "CarePlan" => store.count_where::<TreatmentPlan>(filters).await?,
+            "Goal" => store.count_where::<Goal>(filters).await?,
+            "Encounter" => store.count_where::<Session>(filters).await?,
+            "Consent" => store.count_where::<Consent>(filters).await?,
+            "ServiceRequest" | "Task" => store.count_where::<Referral>(filters).await?,
+            other => return Err(AssembleError::UnknownType(other.to_owned())),
         })
     }
 
@@ -268,10 +304,11 @@ impl<'a> Assembler<'a> {
         filters: &[Filter],
         after: Option<&str>,
         limit: u32,
+        metas: &mut HashMap<String, RowMeta>,
     ) -> Result<Vec<R>, StoreError> {
-        Ok(records(
-            self.store.page_where::<R>(filters, after, limit).await?,
-        ))
+        let stored = self.store.page_where::<R>(filters, after, limit).await?;
+        metas.extend(stored.iter().map(|s| (s.record.id().to_string(), s.meta)));
+        Ok(records(stored))
     }
 }
 

@@ -9,7 +9,10 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
 use crate::config::{self, FileConfig};
+use crate::validation::{Registry, Validator};
 use crate::export::{self, ExportOptions};
 use crate::http::{self, AppState};
 use crate::mapping::MappingConfig;
@@ -56,7 +59,7 @@ enum Command {
         #[arg(long, value_name = "DATE")]
         as_of: Option<NaiveDate>,
     },
-    /// Serve the gateway's HTTP endpoints (/healthz, /readyz)
+    /// Serve the FHIR R4 API at /fhir (read, search, Patient writes, $validate) and /healthz, /readyz
     Serve {
         /// Address to listen on (port 0 picks a free port) [env: IOP_LISTEN] [default: 127.0.0.1:8080]
         #[arg(long, env = "IOP_LISTEN", value_name = "ADDR")]
@@ -138,16 +141,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve { listen } => {
             let listen = config::resolve(listen, file.listen.as_ref(), config::DEFAULT_LISTEN);
             let store = open_store(&database_url, Workload::Online).await?;
-            run_server(store, &listen, false).await?;
+            run_server(store, &listen, mapping_config(&file), false).await?;
         }
         Command::Export { out, types, as_of } => {
             let types = export::parse_types(&types)?;
             let store = open_store(&database_url, Workload::Online).await?;
-            let mapping = file
-                .identifier_base
-                .clone()
-                .map(|identifier_base| MappingConfig { identifier_base })
-                .unwrap_or_default();
+            let mapping = mapping_config(&file);
             let options = ExportOptions {
                 out: out.clone(),
                 types,
@@ -185,8 +184,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             let listen = file
                 .listen
+                .clone()
                 .unwrap_or_else(|| config::DEFAULT_LISTEN.to_owned());
-            run_server(store, &listen, true).await?;
+            run_server(store, &listen, mapping_config(&file), true).await?;
         }
         Command::Validate { .. } => unreachable!("handled above"),
     }
@@ -228,7 +228,19 @@ async fn run_seed(store: &Store, options: SeedOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_server(store: Store, listen: &str, demo: bool) -> anyhow::Result<()> {
+fn mapping_config(file: &FileConfig) -> MappingConfig {
+    file.identifier_base
+        .clone()
+        .map(|identifier_base| MappingConfig { identifier_base })
+        .unwrap_or_default()
+}
+
+async fn run_server(
+    store: Store,
+    listen: &str,
+    mapping: MappingConfig,
+    demo: bool,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await.with_context(|| {
         format!(
             "cannot listen on {listen} (is another process using it? choose another with --listen)"
@@ -240,6 +252,9 @@ async fn run_server(store: Store, listen: &str, demo: bool) -> anyhow::Result<()
         println!("try:");
         println!("  curl http://{address}/healthz");
         println!("  curl http://{address}/readyz");
+        println!("  curl http://{address}/fhir/metadata");
+        println!("  curl 'http://{address}/fhir/Patient?_count=2'");
+        println!("  curl 'http://{address}/fhir/CarePlan?patient=<Patient id>'");
         println!(
             "  iop-gateway export --out out          # the clinic as FHIR NDJSON, one file per type"
         );
@@ -254,6 +269,8 @@ async fn run_server(store: Store, listen: &str, demo: bool) -> anyhow::Result<()
         listener,
         AppState {
             store: store.clone(),
+            validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+            mapping: Arc::new(mapping),
         },
         shutdown_signal(),
     )

@@ -10,6 +10,7 @@ pub mod cli;
 mod cli_validate;
 pub mod config;
 pub mod export;
+pub mod fhir_api;
 pub mod fhirpath;
 pub mod http;
 pub mod mapping;

@@ -1,4 +1,4 @@
-//! The HTTP edge. For now: liveness and readiness. The FHIR API mounts here later.
+//! The HTTP edge: liveness, readiness, and the FHIR API under `/fhir` (`crate::fhir_api`).
 //!
 //! Architecture invariant: handlers translate between HTTP and the layers below and hold no
 //! business rules.
@@ -13,18 +13,31 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
+use crate::fhir_api::{self, FhirState};
+use crate::mapping::MappingConfig;
 use crate::store::Store;
+use crate::validation::Validator;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub validator: Arc<Validator>,
+    pub mapping: Arc<MappingConfig>,
 }
 
 pub fn router(state: AppState) -> Router {
+    let fhir = fhir_api::router(FhirState {
+        store: state.store.clone(),
+        validator: Arc::clone(&state.validator),
+        mapping: Arc::clone(&state.mapping),
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
+        .nest("/fhir", fhir)
 }
 
 /// The process is up (no dependencies checked: a load balancer should not restart us for a

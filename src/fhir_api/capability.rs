@@ -1,0 +1,69 @@
+//! The CapabilityStatement: generated from the tables the handlers use, so it states what is
+//! really implemented.
+
+use serde_json::{Value, json};
+
+use super::search;
+use crate::assemble::RESOURCE_TYPES;
+
+/// Types whose instances can be created and updated through the API (inbound mapping exists and
+/// is wired); the rest are read-only.
+pub const WRITABLE: &[&str] = &["Patient"];
+
+pub fn statement(base: &str) -> Value {
+    let resources: Vec<Value> = RESOURCE_TYPES
+        .iter()
+        .map(|t| {
+            let mut interactions = vec![json!({"code": "read"}), json!({"code": "search-type"})];
+            if WRITABLE.contains(t) {
+                interactions.push(json!({"code": "create"}));
+                interactions.push(json!({"code": "update"}));
+            }
+            let params: Vec<Value> = search::supported(t)
+                .iter()
+                .map(|p| {
+                    let kind = match *p {
+                        "_lastUpdated" => "date",
+                        "_id" => "token",
+                        "identifier" => "token",
+                        _ => "reference",
+                    };
+                    json!({ "name": p, "type": kind })
+                })
+                .collect();
+            let mut resource = json!({
+                "type": t,
+                "interaction": interactions,
+                "versioning": "versioned",
+                "readHistory": false,
+                "updateCreate": false,
+                "conditionalRead": "not-supported",
+                "conditionalDelete": "not-supported",
+                "searchParam": params,
+                "operation": [{
+                    "name": "validate",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+                }]
+            });
+            if WRITABLE.contains(t) {
+                resource["conditionalCreate"] = json!(true);
+                resource["conditionalUpdate"] = json!(true);
+            }
+            resource
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-25",
+        "kind": "instance",
+        "software": { "name": "iop-gateway", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "IOP clinic FHIR facade", "url": base },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources
+        }]
+    })
+}

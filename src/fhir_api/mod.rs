@@ -1,0 +1,411 @@
+//! The FHIR R4 REST API (mounted at `/fhir`): a facade over the clinic database. Reads are
+//! assembled live from clinic rows (`assemble`), writes are validated against the IOP profiles,
+//! mapped into clinic records and stored with optimistic concurrency.
+//!
+//! An edge: HTTP in and out. Which rows a search selects is `search.rs`; what a resource says
+//! is the mapping's; what is valid is the validator's.
+
+mod capability;
+mod error;
+mod search;
+mod write;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+pub use error::ApiError;
+
+use crate::assemble::{Assembler, RESOURCE_TYPES};
+use crate::mapping::MappingConfig;
+use crate::store::Store;
+use crate::validation::Validator;
+
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// Largest request body accepted (a transaction Bundle of a few hundred resources fits).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+const DEFAULT_COUNT: u32 = 50;
+const MAX_COUNT: u32 = 1000;
+
+#[derive(Clone)]
+pub struct FhirState {
+    pub store: Store,
+    pub validator: Arc<Validator>,
+    pub mapping: Arc<MappingConfig>,
+}
+
+pub fn router(state: FhirState) -> Router {
+    Router::new()
+        .route("/metadata", get(metadata))
+        .route(
+            "/{resource_type}",
+            get(search_get).post(write::create).put(write::conditional_update),
+        )
+        .route(
+            "/{resource_type}/{id}",
+            get(read).put(write::update).post(operation),
+        )
+        .route("/{resource_type}/{id}/_history/{version}", get(vread))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .fallback(|| async { ApiError::not_found("no such FHIR endpoint") })
+        .with_state(state)
+}
+
+/// `http://host/fhir` as the client addressed us (for absolute links and fullUrls).
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
+    format!("{scheme}://{host}/fhir")
+}
+
+/// 406 for clients that want XML: only JSON is served.
+fn check_accept(headers: &HeaderMap, params: &[(String, String)]) -> Result<(), ApiError> {
+    let format = params
+        .iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v.as_str());
+    let wants_xml = |v: &str| v.contains("xml") && !v.contains("json") && !v.contains("*/*");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if format.is_some_and(|f| f.contains("xml")) || wants_xml(accept) {
+        return Err(ApiError::not_supported(
+            StatusCode::NOT_ACCEPTABLE,
+            "this server speaks FHIR JSON only (application/fhir+json)",
+        ));
+    }
+    Ok(())
+}
+
+fn known_type(resource_type: &str) -> Result<(), ApiError> {
+    if RESOURCE_TYPES.contains(&resource_type) {
+        Ok(())
+    } else {
+        Err(ApiError::not_supported(
+            StatusCode::NOT_FOUND,
+            format!(
+                "resource type {resource_type} is not served here; types: {}",
+                RESOURCE_TYPES.join(", ")
+            ),
+        ))
+    }
+}
+
+/// A FHIR JSON response; `_pretty=true` indents it.
+fn fhir_json(status: StatusCode, body: &Value, pretty: bool) -> Response {
+    let text = if pretty {
+        serde_json::to_string_pretty(body).unwrap_or_default()
+    } else {
+        body.to_string()
+    };
+    let mut response = (status, text).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    response
+}
+
+fn pretty(params: &[(String, String)]) -> bool {
+    params.iter().any(|(k, v)| k == "_pretty" && v == "true")
+}
+
+fn query(
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    params
+        .map(|Query(p)| p)
+        .map_err(|_| ApiError::bad_request("the query string is not valid URL encoding"))
+}
+
+/// `ETag` and `Last-Modified` from the resource's meta.
+fn version_headers(response: &mut Response, resource: &Value) {
+    if let Some(version) = resource.pointer("/meta/versionId").and_then(Value::as_str)
+        && let Ok(value) = HeaderValue::from_str(&format!("W/\"{version}\""))
+    {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    if let Some(updated) = resource
+        .pointer("/meta/lastUpdated")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        && let Ok(value) = HeaderValue::from_str(
+            &updated
+                .with_timezone(&chrono::Utc)
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string(),
+        )
+    {
+        response.headers_mut().insert(header::LAST_MODIFIED, value);
+    }
+}
+
+async fn assembler(state: &FhirState) -> Result<Assembler<'_>, ApiError> {
+    Ok(Assembler::new(&state.store, &state.mapping, chrono::Utc::now().date_naive()).await?)
+}
+
+async fn metadata(
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    check_accept(&headers, &params)?;
+    Ok(fhir_json(
+        StatusCode::OK,
+        &capability::statement(&base_url(&headers)),
+        pretty(&params),
+    ))
+}
+
+/// The current version of one resource, or None.
+async fn find(
+    state: &FhirState,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Value>, ApiError> {
+    let Ok(uuid) = uuid::Uuid::parse_str(id) else {
+        return Ok(None);
+    };
+    let id = uuid.to_string();
+    let assembler = assembler(state).await?;
+    let by_id = [crate::store::Filter::equals(
+        "id",
+        crate::store::SqlValue::text(&id),
+    )];
+    let page = assembler.page(resource_type, &by_id, None, 1).await?;
+    let found = page
+        .resources
+        .into_iter()
+        .find(|r| r.get("id").and_then(Value::as_str) == Some(id.as_str()));
+    if found.is_some() || resource_type != "CarePlan" {
+        return Ok(found);
+    }
+    // A relapse prevention plan is a CarePlan assembled with its treatment plan.
+    let relapse = state
+        .store
+        .get::<crate::domain::RelapsePreventionPlan>(crate::domain::Id::from_uuid(uuid))
+        .await?;
+    let Some(relapse) = relapse else {
+        return Ok(None);
+    };
+    let by_plan = [crate::store::Filter::equals(
+        "id",
+        crate::store::SqlValue::text(relapse.record.plan_id),
+    )];
+    let page = assembler.page("CarePlan", &by_plan, None, 1).await?;
+    Ok(page
+        .resources
+        .into_iter()
+        .find(|r| r.get("id").and_then(Value::as_str) == Some(id.as_str())))
+}
+
+async fn read(
+    State(state): State<FhirState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    check_accept(&headers, &params)?;
+    known_type(&resource_type)?;
+    let resource = find(&state, &resource_type, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    let mut response = fhir_json(StatusCode::OK, &resource, pretty(&params));
+    version_headers(&mut response, &resource);
+    Ok(response)
+}
+
+/// Only the current version is kept (the clinic database is not a version store): a vread of
+/// it succeeds, of an older one answers 404 with a clear reason.
+async fn vread(
+    State(state): State<FhirState>,
+    Path((resource_type, id, version)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    check_accept(&headers, &params)?;
+    known_type(&resource_type)?;
+    let resource = find(&state, &resource_type, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    if resource.pointer("/meta/versionId").and_then(Value::as_str) != Some(version.as_str()) {
+        return Err(ApiError::not_found(format!(
+            "{resource_type}/{id} version {version} is not available: only the current version is kept"
+        )));
+    }
+    let mut response = fhir_json(StatusCode::OK, &resource, pretty(&params));
+    version_headers(&mut response, &resource);
+    Ok(response)
+}
+
+async fn search_get(
+    State(state): State<FhirState>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    search(&state, &resource_type, &headers, params).await
+}
+
+/// `POST /fhir/Type/_search` (form-encoded parameters) and `POST /fhir/Type/$validate`.
+async fn operation(
+    State(state): State<FhirState>,
+    Path((resource_type, operation)): Path<(String, String)>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let mut params = query(params)?;
+    let body = write::body(body)?;
+    match operation.as_str() {
+        "_search" => {
+            let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| {
+                ApiError::bad_request("a _search body is form-encoded search parameters")
+            })?;
+            params.extend(form);
+            search(&state, &resource_type, &headers, params).await
+        }
+        "$validate" => write::validate_operation(&state, &resource_type, &headers, &params, &body),
+        _ => Err(ApiError::not_supported(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("POST to {resource_type}/{operation} is not supported; use POST {resource_type} to create"),
+        )),
+    }
+}
+
+async fn search(
+    state: &FhirState,
+    resource_type: &str,
+    headers: &HeaderMap,
+    params: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_accept(headers, &params)?;
+    known_type(resource_type)?;
+    let strict = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("handling=strict"));
+    let mrn_system = state.mapping.system("mrn");
+    let mut filters = Vec::new();
+    let mut ignored = Vec::new();
+    let mut count = DEFAULT_COUNT;
+    let mut cursor = None;
+    let mut summary_count = false;
+    for (name, value) in &params {
+        match name.as_str() {
+            "_count" => {
+                count = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|c| *c >= 1)
+                    .ok_or_else(|| ApiError::bad_request("_count must be a whole number from 1"))?
+                    .min(MAX_COUNT);
+            }
+            "_cursor" => {
+                let id = uuid::Uuid::parse_str(value).map_err(|_| {
+                    ApiError::bad_request("_cursor is not a paging cursor of this server")
+                })?;
+                cursor = Some(id.to_string());
+            }
+            "_summary" if value == "count" => summary_count = true,
+            "_format" | "_pretty" => {}
+            _ if !search::supported(resource_type).contains(&name.as_str()) => {
+                if strict {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "not-supported",
+                        format!("{resource_type} does not support the search parameter {name}"),
+                    ));
+                }
+                ignored.push(name.clone());
+            }
+            _ => filters.push(
+                search::filter(resource_type, name, value, &mrn_system)
+                    .map_err(|e| ApiError::bad_request(e.0))?,
+            ),
+        }
+    }
+    let base = base_url(headers);
+    let assembler = assembler(state).await?;
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+    });
+    if summary_count {
+        bundle["total"] = json!(assembler.count(resource_type, &filters).await?);
+        return Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)));
+    }
+    let page = assembler
+        .page(resource_type, &filters, cursor.as_deref(), count)
+        .await?;
+    let own: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "_cursor")
+        .cloned()
+        .collect();
+    let link = |cursor: Option<&str>| {
+        let mut pairs = own.clone();
+        if let Some(c) = cursor {
+            pairs.push(("_cursor".into(), c.to_owned()));
+        }
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        if query.is_empty() {
+            format!("{base}/{resource_type}")
+        } else {
+            format!("{base}/{resource_type}?{query}")
+        }
+    };
+    let mut links = vec![json!({ "relation": "self", "url": link(cursor.as_deref()) })];
+    if page.full
+        && let Some(last) = &page.last_row
+    {
+        links.push(json!({ "relation": "next", "url": link(Some(last)) }));
+    }
+    bundle["link"] = json!(links);
+    let mut entries: Vec<Value> = page
+        .resources
+        .into_iter()
+        .map(|r| {
+            let full_url = format!(
+                "{base}/{}/{}",
+                r["resourceType"].as_str().unwrap_or_default(),
+                r["id"].as_str().unwrap_or_default()
+            );
+            json!({ "fullUrl": full_url, "resource": r, "search": { "mode": "match" } })
+        })
+        .collect();
+    if !ignored.is_empty() {
+        entries.push(json!({
+            "resource": {
+                "resourceType": "OperationOutcome",
+                "issue": [{
+                    "severity": "warning",
+                    "code": "not-supported",
+                    "diagnostics": format!("search parameters ignored (not supported for {resource_type}): {}", ignored.join(", "))
+                }]
+            },
+            "search": { "mode": "outcome" }
+        }));
+    }
+    bundle["entry"] = json!(entries);
+    Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
+}

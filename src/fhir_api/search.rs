@@ -1,0 +1,131 @@
+//! FHIR search parameters to store filters, per resource type. Which table column a parameter
+//! reads is the FHIR facade's knowledge; the store only runs the filters.
+
+use crate::domain::Timestamp;
+use crate::store::{Filter, SqlValue};
+
+/// The search parameters each type supports (beyond `_count`, `_cursor`, `_format`, ...).
+pub fn supported(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "Patient" => &["_id", "_lastUpdated", "identifier"],
+        "RelatedPerson" | "EpisodeOfCare" | "CarePlan" | "Goal" | "Encounter" | "Consent"
+        | "ServiceRequest" | "Task" => &["_id", "_lastUpdated", "patient", "subject"],
+        _ => &["_id", "_lastUpdated"],
+    }
+}
+
+/// Why a search value cannot be used (400 under strict handling and for malformed values).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SearchError(pub String);
+
+/// The filter for one parameter and value.
+pub fn filter(
+    resource_type: &str,
+    name: &str,
+    value: &str,
+    mrn_system: &str,
+) -> Result<Filter, SearchError> {
+    if !supported(resource_type).contains(&name) {
+        return Err(SearchError(format!(
+            "{resource_type} does not support the search parameter {name}"
+        )));
+    }
+    match name {
+        "_id" => Ok(Filter::equals("id", SqlValue::text(uuid(name, value)?))),
+        "_lastUpdated" => {
+            let (op, rest) = prefix(value);
+            let at: Timestamp = rest.parse().map_err(|_| {
+                SearchError(
+                    "_lastUpdated needs an instant with a time zone, like ge2026-01-01T00:00:00Z"
+                        .into(),
+                )
+            })?;
+            Ok(Filter::compare("updated_at", op, SqlValue::text(at)))
+        }
+        "identifier" if resource_type == "Patient" => {
+            let (system, code) = match value.split_once('|') {
+                Some((system, code)) => (Some(system), code),
+                None => (None, value),
+            };
+            if system.is_some_and(|s| s != mrn_system) {
+                // Another system's identifier is never an MRN here: match nothing.
+                return Ok(Filter::equals("id", SqlValue::text("")));
+            }
+            Ok(Filter::equals("mrn", SqlValue::text(code)))
+        }
+        "patient" | "subject" => {
+            let id = value.strip_prefix("Patient/").unwrap_or(value);
+            let client = SqlValue::text(uuid(name, id)?);
+            Ok(by_client(resource_type, client))
+        }
+        other => Err(SearchError(format!(
+            "{resource_type} does not support the search parameter {other}"
+        ))),
+    }
+}
+
+/// The rows of `resource_type` that belong to a client.
+fn by_client(resource_type: &str, client: SqlValue) -> Filter {
+    let enrollments = || {
+        Filter::in_rows(
+            "enrollment_id",
+            "enrollments",
+            "id",
+            Filter::equals("client_id", client.clone()),
+        )
+    };
+    match resource_type {
+        "CarePlan" | "Encounter" => enrollments(),
+        "Goal" => Filter::in_rows("plan_id", "treatment_plans", "id", enrollments()),
+        _ => Filter::equals("client_id", client),
+    }
+}
+
+fn uuid(name: &str, value: &str) -> Result<String, SearchError> {
+    uuid::Uuid::parse_str(value)
+        .map(|u| u.to_string())
+        .map_err(|_| SearchError(format!("{name} must be a resource id (a UUID)")))
+}
+
+/// FHIR date prefixes: `ge2026-01-01...` → (">=", "2026-01-01...").
+fn prefix(value: &str) -> (&'static str, &str) {
+    for (p, op) in [("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("eq", "=")] {
+        if let Some(rest) = value.strip_prefix(p) {
+            return (op, rest);
+        }
+    }
+    ("=", value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_become_filters() {
+        let mrn = "https://x/mrn";
+        assert!(filter("Patient", "_id", "not-a-uuid", mrn).is_err());
+        assert!(filter("Patient", "_lastUpdated", "ge2026-01-01", mrn).is_err());
+        assert_eq!(
+            filter("Patient", "_lastUpdated", "ge2026-01-01T00:00:00Z", mrn)
+                .unwrap()
+                .condition,
+            crate::store::Condition::Compare(
+                ">=",
+                SqlValue::text("2026-01-01T00:00:00.000000Z")
+            )
+        );
+        assert_eq!(
+            filter("Patient", "identifier", "https://x/mrn|M1", mrn).unwrap(),
+            Filter::equals("mrn", SqlValue::text("M1"))
+        );
+        let id = "0195a0b2-0000-7000-8000-000000000001";
+        assert_eq!(
+            filter("Goal", "patient", &format!("Patient/{id}"), mrn)
+                .unwrap()
+                .column,
+            "plan_id"
+        );
+        assert!(filter("Practitioner", "patient", id, mrn).is_err());
+    }
+}

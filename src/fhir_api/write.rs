@@ -1,0 +1,446 @@
+//! create, update, conditional create (`If-None-Exist`), conditional update
+//! (`PUT /fhir/Patient?identifier=system|value`) and `$validate`.
+//!
+//! Order on every write: parse, check the type, validate against the IOP profile, map to a clinic
+//! record, store in one transaction at the expected version. Nothing is written unless every step
+//! passes. Two writers racing on the same identifier or version are settled by the database's
+//! unique index and version check, never by a read-then-write in this process.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::capability::WRITABLE;
+use super::{
+    ApiError, FhirState, base_url, check_accept, fhir_json, find, known_type, pretty, query,
+    version_headers,
+};
+use crate::domain::{Client, Id, Mrn};
+use crate::mapping::{self, MappingError, codes};
+use crate::store::StoreError;
+use crate::validation::{Issue, Severity};
+
+/// The request body, or a 413/400 OperationOutcome.
+pub(super) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "too-costly", "the request body is too large")
+        } else {
+            ApiError::bad_request("the request body could not be read")
+        }
+    })
+}
+
+/// 415 unless the body is declared as FHIR JSON (or plain JSON).
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("application/fhir+json");
+    if content_type.contains("json") {
+        Ok(())
+    } else {
+        Err(ApiError::not_supported(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send resources as application/fhir+json",
+        ))
+    }
+}
+
+/// The body as a resource of `resource_type`.
+fn parse_resource(body: &[u8], resource_type: &str) -> Result<Value, ApiError> {
+    let resource: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: line {}, column {}", e.line(), e.column())))?;
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == resource_type => Ok(resource),
+        Some(t) => Err(ApiError::bad_request(format!(
+            "the body is a {t}, but the URL is for {resource_type}"
+        ))),
+        None => Err(ApiError::bad_request("the body has no resourceType")),
+    }
+}
+
+fn writable(resource_type: &str) -> Result<(), ApiError> {
+    known_type(resource_type)?;
+    if WRITABLE.contains(&resource_type) {
+        Ok(())
+    } else {
+        Err(ApiError::not_supported(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "{resource_type} is read-only through this API (writable: {})",
+                WRITABLE.join(", ")
+            ),
+        ))
+    }
+}
+
+/// The IOP profile a type is validated against on the way in.
+fn iop_profile(resource_type: &str) -> String {
+    let id = match resource_type {
+        "Patient" => "iop-patient",
+        "CarePlan" => "iop-careplan",
+        "Goal" => "iop-goal",
+        "Encounter" => "iop-encounter",
+        "EpisodeOfCare" => "iop-episode-of-care",
+        "RelatedPerson" => "iop-related-person",
+        "Consent" => "iop-consent",
+        "Practitioner" => "iop-practitioner",
+        "Organization" => "iop-organization",
+        "ServiceRequest" => "iop-referral-request",
+        "Task" => "iop-referral-task",
+        "HealthcareService" => "iop-program-service",
+        "Group" => "iop-group",
+        _ => "",
+    };
+    codes::profile(id)
+}
+
+/// Validates against the IOP profile, then maps to a clinic record: 422 with every issue if
+/// either refuses.
+fn inbound_client(state: &FhirState, resource: &Value) -> Result<Client, ApiError> {
+    let issues = state
+        .validator
+        .validate(resource, &[iop_profile("Patient")]);
+    if issues.iter().any(Issue::is_error) {
+        return Err(ApiError::unprocessable(&issues));
+    }
+    mapping::client_from_fhir(&state.mapping, resource).map_err(|e| mapping_error(&e))
+}
+
+fn mapping_error(err: &MappingError) -> ApiError {
+    ApiError::unprocessable(&[Issue {
+        severity: Severity::Error,
+        code: "invalid",
+        message: err.to_string(),
+        expression: err.path().to_owned(),
+    }])
+}
+
+/// `Prefer: return=minimal | representation | OperationOutcome` (representation by default).
+fn respond(
+    status: StatusCode,
+    resource: &Value,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Response {
+    let prefer = headers
+        .get("prefer")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let mut response = if prefer.contains("return=minimal") {
+        let mut r = fhir_json(status, &Value::Null, false);
+        *r.body_mut() = axum::body::Body::empty();
+        r
+    } else if prefer.contains("return=OperationOutcome") {
+        fhir_json(
+            status,
+            &json!({
+                "resourceType": "OperationOutcome",
+                "issue": [{ "severity": "information", "code": "informational", "diagnostics": "done" }]
+            }),
+            pretty(params),
+        )
+    } else {
+        fhir_json(status, resource, pretty(params))
+    };
+    version_headers(&mut response, resource);
+    let base = base_url(headers);
+    if let (Some(t), Some(id), Some(v)) = (
+        resource.get("resourceType").and_then(Value::as_str),
+        resource.get("id").and_then(Value::as_str),
+        resource.pointer("/meta/versionId").and_then(Value::as_str),
+    ) && let Ok(location) = HeaderValue::from_str(&format!("{base}/{t}/{id}/_history/{v}"))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// `W/"3"` or `"3"` → 3.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request("If-Match must be an ETag such as W/\"3\""))
+}
+
+/// `identifier=system|value` (from If-None-Exist or a conditional update's query) → the MRN, or
+/// None when the system is not the clinic's MRN system (such an identifier matches nothing).
+fn mrn_condition(state: &FhirState, pairs: &[(String, String)]) -> Result<Option<Mrn>, ApiError> {
+    let Some((_, value)) = pairs.iter().find(|(k, _)| k == "identifier") else {
+        return Err(ApiError::bad_request(
+            "a conditional write needs identifier=system|value",
+        ));
+    };
+    if let Some((name, _)) = pairs.iter().find(|(k, _)| k != "identifier") {
+        return Err(ApiError::bad_request(format!(
+            "conditional writes support only identifier, not {name}"
+        )));
+    }
+    let (system, code) = value.split_once('|').unwrap_or(("", value));
+    if !system.is_empty() && system != state.mapping.system("mrn") {
+        return Ok(None);
+    }
+    Mrn::parse(code)
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("the identifier value is not a valid MRN"))
+}
+
+async fn current(state: &FhirState, id: Id<Client>) -> Result<Value, ApiError> {
+    find(state, "Patient", &id.to_string())
+        .await?
+        .ok_or_else(ApiError::internal)
+}
+
+pub(super) async fn create(
+    State(state): State<FhirState>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    check_accept(&headers, &params)?;
+    writable(&resource_type)?;
+    check_content_type(&headers)?;
+    let body = self::body(body)?;
+    let mut resource = parse_resource(&body, &resource_type)?;
+    // The server assigns the id of a created resource (FHIR create ignores a client's id).
+    let id = Id::<Client>::generate();
+    resource["id"] = json!(id.to_string());
+    let client = inbound_client(&state, &resource)?;
+    let condition = match headers.get("if-none-exist") {
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("If-None-Exist is not text"))?;
+            let text = text.trim_start_matches('?');
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text)
+                .map_err(|_| ApiError::bad_request("If-None-Exist is not a search query"))?;
+            Some(mrn_condition(&state, &pairs)?)
+        }
+        None => None,
+    };
+    if let Some(Some(mrn)) = &condition
+        && let Some(existing) = state.store.client_by_mrn(mrn).await?
+    {
+        return Ok(respond(
+            StatusCode::OK,
+            &current(&state, existing.record.id).await?,
+            &headers,
+            &params,
+        ));
+    }
+    match state.store.insert(&client).await {
+        Ok(_) => {
+            tracing::info!(resource_type = "Patient", %id, "created");
+            Ok(respond(
+                StatusCode::CREATED,
+                &current(&state, id).await?,
+                &headers,
+                &params,
+            ))
+        }
+        // A concurrent create with the same identifier won: answer with its resource.
+        Err(StoreError::Duplicate { .. }) if condition.is_some() => {
+            let existing = state
+                .store
+                .client_by_mrn(&client.mrn)
+                .await?
+                .ok_or_else(ApiError::internal)?;
+            Ok(respond(
+                StatusCode::OK,
+                &current(&state, existing.record.id).await?,
+                &headers,
+                &params,
+            ))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub(super) async fn update(
+    State(state): State<FhirState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    check_accept(&headers, &params)?;
+    writable(&resource_type)?;
+    check_content_type(&headers)?;
+    let body = self::body(body)?;
+    let resource = parse_resource(&body, &resource_type)?;
+    if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+        return Err(ApiError::bad_request(
+            "the body's id must be the id in the URL",
+        ));
+    }
+    let id: Id<Client> = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    let client = inbound_client(&state, &resource)?;
+    let stored = state
+        .store
+        .get::<Client>(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    let expected = if_match(&headers)?.unwrap_or(stored.meta.version);
+    state.store.update(&client, expected).await?;
+    tracing::info!(resource_type = "Patient", %id, "updated");
+    Ok(respond(
+        StatusCode::OK,
+        &current(&state, id).await?,
+        &headers,
+        &params,
+    ))
+}
+
+/// `PUT /fhir/Patient?identifier=system|value`: updates the one match, or creates.
+pub(super) async fn conditional_update(
+    State(state): State<FhirState>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    check_accept(&headers, &params)?;
+    writable(&resource_type)?;
+    check_content_type(&headers)?;
+    let body = self::body(body)?;
+    let mut resource = parse_resource(&body, &resource_type)?;
+    let conditions: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "_format" | "_pretty"))
+        .cloned()
+        .collect();
+    let mrn = mrn_condition(&state, &conditions)?.ok_or_else(|| {
+        ApiError::bad_request("conditional update matches on the clinic's MRN identifier system")
+    })?;
+    // Two attempts: a create that loses a race to a concurrent create becomes an update.
+    for _ in 0..2 {
+        let existing = state.store.client_by_mrn(&mrn).await?;
+        let id = match &existing {
+            Some(found) => found.record.id,
+            None => match resource.get("id").and_then(Value::as_str) {
+                Some(id) => id
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("a new Patient's id must be a UUID"))?,
+                None => Id::generate(),
+            },
+        };
+        if let Some(body_id) = resource.get("id").and_then(Value::as_str)
+            && body_id != id.to_string()
+        {
+            return Err(ApiError::bad_request(
+                "the body's id is not the id of the Patient with this identifier",
+            ));
+        }
+        resource["id"] = json!(id.to_string());
+        let client = inbound_client(&state, &resource)?;
+        if client.mrn != mrn {
+            return Err(ApiError::bad_request(
+                "the body's MRN differs from the identifier in the URL",
+            ));
+        }
+        match existing {
+            Some(found) => {
+                let expected = if_match(&headers)?.unwrap_or(found.meta.version);
+                state.store.update(&client, expected).await?;
+                return Ok(respond(
+                    StatusCode::OK,
+                    &current(&state, id).await?,
+                    &headers,
+                    &params,
+                ));
+            }
+            None => match state.store.insert(&client).await {
+                Ok(_) => {
+                    return Ok(respond(
+                        StatusCode::CREATED,
+                        &current(&state, id).await?,
+                        &headers,
+                        &params,
+                    ));
+                }
+                Err(StoreError::Duplicate { .. }) => {
+                    resource.as_object_mut().map(|r| r.remove("id"));
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            },
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "the Patient changed concurrently; retry",
+    ))
+}
+
+/// `$validate`: always 200 with an OperationOutcome (the verdict is its content).
+pub(super) fn validate_operation(
+    state: &FhirState,
+    resource_type: &str,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    check_accept(headers, params)?;
+    known_type(resource_type)?;
+    check_content_type(headers)?;
+    let mut resource = parse_resource_or_parameters(body)?;
+    if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
+        return Err(ApiError::bad_request(format!(
+            "$validate on {resource_type} needs a {resource_type}"
+        )));
+    }
+    let mut required = vec![iop_profile(resource_type)];
+    required.extend(
+        params
+            .iter()
+            .filter(|(k, _)| k == "profile")
+            .map(|(_, v)| v.clone()),
+    );
+    if resource.get("id").is_none() {
+        resource["id"] = json!("validate");
+    }
+    let issues = state.validator.validate(&resource, &required);
+    let mut outcome = crate::validation::operation_outcome(&issues);
+    if issues.is_empty() {
+        outcome["issue"] = json!([{ "severity": "information", "code": "informational", "diagnostics": "no issues" }]);
+    }
+    Ok(fhir_json(StatusCode::OK, &outcome, pretty(params)))
+}
+
+/// A resource, or a Parameters resource with a `resource` parameter (as `$validate` allows).
+fn parse_resource_or_parameters(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: line {}, column {}", e.line(), e.column())))?;
+    if value.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
+        return value
+            .get("parameter")
+            .and_then(Value::as_array)
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| p.get("name").and_then(Value::as_str) == Some("resource"))
+            })
+            .and_then(|p| p.get("resource"))
+            .cloned()
+            .ok_or_else(|| ApiError::bad_request("Parameters without a resource parameter"));
+    }
+    Ok(value)
+}
