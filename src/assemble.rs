@@ -140,7 +140,9 @@ impl<'a> Assembler<'a> {
         let mut metas: HashMap<String, RowMeta> = HashMap::new();
         let (rows, last_row) = match resource_type {
             "Organization" => {
-                let rows = self.rows::<Organization>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<Organization>(filters, after, limit, &mut metas)
+                    .await?;
                 out.extend(
                     rows.iter()
                         .map(|o| mapping::organization_to_fhir(self.cfg, o)),
@@ -148,7 +150,9 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "HealthcareService" => {
-                let rows = self.rows::<Program>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<Program>(filters, after, limit, &mut metas)
+                    .await?;
                 out.extend(
                     rows.iter()
                         .map(|p| mapping::program_to_fhir(self.cfg, p, self.clinic_id)),
@@ -156,7 +160,9 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "Group" => {
-                let rows = self.rows::<TherapyGroup>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<TherapyGroup>(filters, after, limit, &mut metas)
+                    .await?;
                 out.extend(
                     rows.iter()
                         .map(|g| mapping::therapy_group_to_fhir(self.cfg, g)),
@@ -164,7 +170,9 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "Practitioner" => {
-                let rows = self.rows::<Staff>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<Staff>(filters, after, limit, &mut metas)
+                    .await?;
                 out.extend(
                     rows.iter()
                         .map(|s| mapping::practitioner_to_fhir(self.cfg, s)),
@@ -172,7 +180,9 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "Patient" => {
-                let rows = self.rows::<Client>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<Client>(filters, after, limit, &mut metas)
+                    .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.id)).await?;
                 out.extend(
                     rows.iter()
@@ -181,7 +191,9 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "RelatedPerson" => {
-                let rows = self.rows::<SupportContact>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<SupportContact>(filters, after, limit, &mut metas)
+                    .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
                 out.extend(rows.iter().map(|c| {
                     mapping::support_contact_to_fhir(
@@ -194,7 +206,9 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "EpisodeOfCare" => {
-                let rows = self.rows::<Enrollment>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<Enrollment>(filters, after, limit, &mut metas)
+                    .await?;
                 for e in &rows {
                     let Some(program) = self.programs.get(&e.program_id) else {
                         continue;
@@ -210,7 +224,9 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "CarePlan" => {
-                let rows = self.rows::<TreatmentPlan>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<TreatmentPlan>(filters, after, limit, &mut metas)
+                    .await?;
                 write_care_plans(self, &rows, &mut out).await?;
                 counted(&rows)
             }
@@ -220,12 +236,16 @@ impl<'a> Assembler<'a> {
                 counted(&rows)
             }
             "Encounter" => {
-                let rows = self.rows::<Session>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<Session>(filters, after, limit, &mut metas)
+                    .await?;
                 write_encounters(self, &rows, &mut out).await?;
                 counted(&rows)
             }
             "Consent" => {
-                let rows = self.rows::<Consent>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<Consent>(filters, after, limit, &mut metas)
+                    .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
                 out.extend(rows.iter().map(|c| {
                     mapping::consent_to_fhir(
@@ -240,7 +260,9 @@ impl<'a> Assembler<'a> {
             }
             "ServiceRequest" | "Task" => {
                 let task = resource_type == "Task";
-                let rows = self.rows::<Referral>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<Referral>(filters, after, limit, &mut metas)
+                    .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|r| r.client_id)).await?;
                 out.extend(rows.iter().map(|r| {
                     let view = mapping::ReferralView {

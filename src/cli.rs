@@ -12,12 +12,12 @@ use tokio::net::TcpListener;
 use std::sync::Arc;
 
 use crate::config::{self, FileConfig};
-use crate::validation::{Registry, Validator};
 use crate::export::{self, ExportOptions};
 use crate::http::{self, AppState};
 use crate::mapping::MappingConfig;
 use crate::seed::{self, SeedOptions, SeedOutcome};
 use crate::store::{Backend, Store, Workload, redact_url};
+use crate::validation::{Registry, Validator};
 
 #[derive(Debug, Parser)]
 #[command(

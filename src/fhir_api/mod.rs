@@ -47,7 +47,9 @@ pub fn router(state: FhirState) -> Router {
         .route("/metadata", get(metadata))
         .route(
             "/{resource_type}",
-            get(search_get).post(write::create).put(write::conditional_update),
+            get(search_get)
+                .post(write::create)
+                .put(write::conditional_update),
         )
         .route(
             "/{resource_type}/{id}",
@@ -156,7 +158,12 @@ fn version_headers(response: &mut Response, resource: &Value) {
 }
 
 async fn assembler(state: &FhirState) -> Result<Assembler<'_>, ApiError> {
-    Ok(Assembler::new(&state.store, &state.mapping, chrono::Utc::now().date_naive()).await?)
+    Ok(Assembler::new(
+        &state.store,
+        &state.mapping,
+        chrono::Utc::now().date_naive(),
+    )
+    .await?)
 }
 
 async fn metadata(
@@ -173,11 +180,7 @@ async fn metadata(
 }
 
 /// The current version of one resource, or None.
-async fn find(
-    state: &FhirState,
-    resource_type: &str,
-    id: &str,
-) -> Result<Option<Value>, ApiError> {
+async fn find(state: &FhirState, resource_type: &str, id: &str) -> Result<Option<Value>, ApiError> {
     let Ok(uuid) = uuid::Uuid::parse_str(id) else {
         return Ok(None);
     };
@@ -277,16 +280,19 @@ async fn operation(
     let body = write::body(body)?;
     match operation.as_str() {
         "_search" => {
-            let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| {
-                ApiError::bad_request("a _search body is form-encoded search parameters")
-            })?;
+            let form: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(&body).map_err(|_| {
+                    ApiError::bad_request("a _search body is form-encoded search parameters")
+                })?;
             params.extend(form);
             search(&state, &resource_type, &headers, params).await
         }
         "$validate" => write::validate_operation(&state, &resource_type, &headers, &params, &body),
         _ => Err(ApiError::not_supported(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("POST to {resource_type}/{operation} is not supported; use POST {resource_type} to create"),
+            format!(
+                "POST to {resource_type}/{operation} is not supported; use POST {resource_type} to create"
+            ),
         )),
     }
 }

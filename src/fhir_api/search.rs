@@ -89,7 +89,13 @@ fn uuid(name: &str, value: &str) -> Result<String, SearchError> {
 
 /// FHIR date prefixes: `ge2026-01-01...` → (">=", "2026-01-01...").
 fn prefix(value: &str) -> (&'static str, &str) {
-    for (p, op) in [("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("eq", "=")] {
+    for (p, op) in [
+        ("ge", ">="),
+        ("gt", ">"),
+        ("le", "<="),
+        ("lt", "<"),
+        ("eq", "="),
+    ] {
         if let Some(rest) = value.strip_prefix(p) {
             return (op, rest);
         }
@@ -110,10 +116,7 @@ mod tests {
             filter("Patient", "_lastUpdated", "ge2026-01-01T00:00:00Z", mrn)
                 .unwrap()
                 .condition,
-            crate::store::Condition::Compare(
-                ">=",
-                SqlValue::text("2026-01-01T00:00:00.000000Z")
-            )
+            crate::store::Condition::Compare(">=", SqlValue::text("2026-01-01T00:00:00.000000Z"))
         );
         assert_eq!(
             filter("Patient", "identifier", "https://x/mrn|M1", mrn).unwrap(),

@@ -53,8 +53,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// The body as a resource of `resource_type`.
 fn parse_resource(body: &[u8], resource_type: &str) -> Result<Value, ApiError> {
-    let resource: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: line {}, column {}", e.line(), e.column())))?;
+    let resource: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body is not JSON: line {}, column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
     match resource.get("resourceType").and_then(Value::as_str) {
         Some(t) if t == resource_type => Ok(resource),
         Some(t) => Err(ApiError::bad_request(format!(
@@ -428,8 +433,13 @@ pub(super) fn validate_operation(
 
 /// A resource, or a Parameters resource with a `resource` parameter (as `$validate` allows).
 fn parse_resource_or_parameters(body: &[u8]) -> Result<Value, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: line {}, column {}", e.line(), e.column())))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body is not JSON: line {}, column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
     if value.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
         return value
             .get("parameter")

@@ -925,6 +925,14 @@ impl Run<'_, '_, '_> {
                     } else {
                         (Severity::Warning, "should")
                     };
+                    // The base and a profile often bind the same element to the same value set
+                    // (one with `|4.0.1`, one without): one finding per element is enough.
+                    let at = location.to_string();
+                    if self.issues.iter().any(|i| {
+                        i.code == "code-invalid" && i.severity == severity && i.expression == at
+                    }) {
+                        return;
+                    }
                     self.issue(
                         severity,
                         "code-invalid",

@@ -1,0 +1,351 @@
+//! The FHIR API over real HTTP, on SQLite and PostgreSQL: reads and paged searches, validated
+//! writes, the concurrency guarantees (conditional create, If-Match), and OperationOutcomes for
+//! malformed requests.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use iop_gateway::http::{AppState, router};
+use iop_gateway::mapping::MappingConfig;
+use iop_gateway::seed::{self, SeedOptions};
+use iop_gateway::store::Store;
+use iop_gateway::validation::{Registry, Validator};
+use serde_json::{Value, json};
+
+const MRN_SYSTEM: &str = "https://iop-gateway.org/fhir/clinic/mrn";
+
+/// A running gateway on a seeded database: its `/fhir` base URL.
+struct App {
+    base: String,
+    client: reqwest::Client,
+}
+
+async fn spawn_app(store: &Store) -> App {
+    seed::seed(
+        store,
+        SeedOptions {
+            clients: 12,
+            seed: 7,
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let state = AppState {
+        store: store.clone(),
+        validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        mapping: Arc::new(MappingConfig::default()),
+    };
+    tokio::spawn(async move {
+        axum::serve(listener, router(state)).await.unwrap();
+    });
+    App {
+        base: format!("http://{address}/fhir"),
+        client: reqwest::Client::new(),
+    }
+}
+
+impl App {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}/{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+    async fn patient_count(&self) -> i64 {
+        self.get("Patient?_summary=count").await.1["total"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+fn assert_outcome(status: u16, body: &Value, expected: u16) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+}
+
+/// A valid new Patient with the given MRN, made from an existing one.
+async fn new_patient(app: &App, mrn: &str) -> Value {
+    let (_, bundle) = app.get("Patient?_count=1").await;
+    let mut patient = bundle["entry"][0]["resource"].clone();
+    let object = patient.as_object_mut().unwrap();
+    object.remove("id");
+    object.remove("meta");
+    patient["identifier"] = json!([{ "system": MRN_SYSTEM, "value": mrn }]);
+    patient
+}
+
+async fn reads_and_paged_searches(store: &Store) {
+    let app = spawn_app(store).await;
+    let (status, metadata) = app.get("metadata").await;
+    assert_eq!(status, 200);
+    assert_eq!(metadata["fhirVersion"], "4.0.1");
+
+    // Follow every next link: each Patient exactly once, as many as the count says.
+    let total = app.patient_count().await;
+    let mut url = format!("{}/Patient?_count=5", app.base);
+    let mut seen = HashSet::new();
+    let mut pages = 0;
+    loop {
+        let bundle: Value = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pages += 1;
+        for entry in bundle["entry"].as_array().unwrap() {
+            assert!(seen.insert(entry["resource"]["id"].as_str().unwrap().to_owned()));
+            assert!(entry["fullUrl"].as_str().unwrap().starts_with("http://"));
+        }
+        let next = bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+        match next {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as i64, total);
+    assert!(pages >= 3, "{pages} pages of 5 for {total} patients");
+
+    // Read one, then its care plans, goals and encounters by patient.
+    let id = seen.iter().next().unwrap().clone();
+    let (status, patient) = app.get(&format!("Patient/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(patient["meta"]["versionId"], "1");
+    for kind in ["CarePlan", "Goal", "Encounter", "EpisodeOfCare", "Consent"] {
+        let (status, bundle) = app.get(&format!("{kind}?patient=Patient/{id}")).await;
+        assert_eq!(status, 200, "{bundle}");
+        for entry in bundle["entry"].as_array().unwrap() {
+            let subject = entry["resource"]["subject"]["reference"]
+                .as_str()
+                .or(entry["resource"]["patient"]["reference"].as_str())
+                .unwrap_or_default();
+            assert_eq!(subject, format!("Patient/{id}"), "{kind}");
+        }
+    }
+    let (_, plans) = app.get(&format!("CarePlan?patient={id}")).await;
+    let plan_id = plans["entry"][0]["resource"]["id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("CarePlan/{plan_id}")).await.0, 200);
+    let (status, body) = app
+        .get("Patient/0195a0b2-0000-7000-8000-00000000dead")
+        .await;
+    assert_outcome(status, &body, 404);
+}
+
+async fn invalid_writes_write_nothing(store: &Store) {
+    let app = spawn_app(store).await;
+    let before = app.patient_count().await;
+    let mut patient = new_patient(&app, "BAD0001").await;
+    patient.as_object_mut().unwrap().remove("gender");
+    patient["birthDate"] = json!("1990-13-45");
+    let response = app
+        .client
+        .post(format!("{}/Patient", app.base))
+        .header("content-type", "application/fhir+json")
+        .json(&patient)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let outcome: Value = response.json().await.unwrap();
+    assert_outcome(status, &outcome, 422);
+    let locations: Vec<&str> = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["severity"] == "error")
+        .filter_map(|i| i["expression"][0].as_str())
+        .collect();
+    assert!(locations.contains(&"Patient.gender"), "{locations:?}");
+    assert!(locations.contains(&"Patient.birthDate"), "{locations:?}");
+    assert_eq!(app.patient_count().await, before);
+}
+
+async fn concurrent_conditional_creates_make_one_patient(store: &Store) {
+    let app = Arc::new(spawn_app(store).await);
+    let before = app.patient_count().await;
+    let patient = new_patient(&app, "RACE0001").await;
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let app = Arc::clone(&app);
+        let patient = patient.clone();
+        tasks.push(tokio::spawn(async move {
+            let response = app
+                .client
+                .post(format!("{}/Patient", app.base))
+                .header("content-type", "application/fhir+json")
+                .header("if-none-exist", format!("identifier={MRN_SYSTEM}|RACE0001"))
+                .json(&patient)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body["id"].as_str().unwrap_or_default().to_owned())
+        }));
+    }
+    let mut created = 0;
+    let mut ids = HashSet::new();
+    for task in tasks {
+        let (status, id) = task.await.unwrap();
+        assert!(status == 200 || status == 201, "status {status}");
+        if status == 201 {
+            created += 1;
+        }
+        ids.insert(id);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1, "every answer names the same Patient");
+    assert_eq!(app.patient_count().await, before + 1);
+    let (_, found) = app
+        .get(&format!("Patient?identifier={MRN_SYSTEM}|RACE0001"))
+        .await;
+    assert_eq!(found["entry"].as_array().unwrap().len(), 1);
+}
+
+async fn concurrent_updates_at_one_version_have_one_winner(store: &Store) {
+    let app = Arc::new(spawn_app(store).await);
+    let (_, bundle) = app.get("Patient?_count=1").await;
+    let patient = bundle["entry"][0]["resource"].clone();
+    let id = patient["id"].as_str().unwrap().to_owned();
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let app = Arc::clone(&app);
+        let mut patient = patient.clone();
+        let id = id.clone();
+        patient["telecom"] = json!([{ "system": "phone", "value": format!("217-555-{:04}", 1000 + n), "use": "home" }]);
+        tasks.push(tokio::spawn(async move {
+            app.client
+                .put(format!("{}/Patient/{id}", app.base))
+                .header("content-type", "application/fhir+json")
+                .header("if-match", "W/\"1\"")
+                .json(&patient)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        19,
+        "{statuses:?}"
+    );
+    let (_, now) = app.get(&format!("Patient/{id}")).await;
+    assert_eq!(now["meta"]["versionId"], "2");
+}
+
+async fn malformed_requests_get_operation_outcomes(store: &Store) {
+    let app = spawn_app(store).await;
+    let before = app.patient_count().await;
+    let post = |body: Vec<u8>, content_type: &'static str, path: &'static str| {
+        let client = app.client.clone();
+        let url = format!("{}/{path}", app.base);
+        async move {
+            let response = client
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (s, b) = post(b"{not json".to_vec(), "application/fhir+json", "Patient").await;
+    assert_outcome(s, &b, 400);
+    let (s, b) = post(
+        br#"{"resourceType":"CarePlan"}"#.to_vec(),
+        "application/fhir+json",
+        "Patient",
+    )
+    .await;
+    assert_outcome(s, &b, 400);
+    let (s, b) = post(b"<Patient/>".to_vec(), "application/fhir+xml", "Patient").await;
+    assert_outcome(s, &b, 415);
+    let huge = format!(
+        r#"{{"resourceType":"Patient","text":"{}"}}"#,
+        "x".repeat(8 * 1024 * 1024)
+    );
+    let (s, b) = post(huge.into_bytes(), "application/fhir+json", "Patient").await;
+    assert_outcome(s, &b, 413);
+    for (path, expected) in [
+        ("Patient/not-a-uuid", 404),
+        ("Patient?_id=nope", 400),
+        ("Patient?_lastUpdated=yesterday", 400),
+        ("Patient?_count=0", 400),
+        ("Patient?_cursor=xyz", 400),
+        ("CarePlan?patient=Patient/xyz", 400),
+        ("Spaceship", 404),
+        ("Patient?_format=xml", 406),
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_outcome(status, &body, expected);
+    }
+    assert_eq!(app.patient_count().await, before);
+}
+
+async fn validate_operation_reports_issues(store: &Store) {
+    let app = spawn_app(store).await;
+    let mut patient = new_patient(&app, "VAL0001").await;
+    patient["gender"] = json!("robot");
+    let outcome: Value = app
+        .client
+        .post(format!("{}/Patient/$validate", app.base))
+        .header("content-type", "application/fhir+json")
+        .json(&patient)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let errors: Vec<&Value> = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["severity"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{outcome}");
+    assert_eq!(errors[0]["expression"][0], "Patient.gender");
+}
+
+on_both_backends!(
+    reads_and_paged_searches,
+    invalid_writes_write_nothing,
+    concurrent_conditional_creates_make_one_patient,
+    concurrent_updates_at_one_version_have_one_winner,
+    malformed_requests_get_operation_outcomes,
+    validate_operation_reports_issues,
+);
