@@ -341,7 +341,95 @@ async fn validate_operation_reports_issues(store: &Store) {
     assert_eq!(errors[0]["expression"][0], "Patient.gender");
 }
 
+fn fixture(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/fhir")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A transaction creating a Patient and a support contact that refers to it by `urn:uuid`.
+fn patient_and_contact(patient: &Value, break_contact: bool) -> Value {
+    let mut contact = fixture("RelatedPerson-support-contact.json");
+    let object = contact.as_object_mut().unwrap();
+    object.remove("id");
+    object.remove("meta");
+    contact["patient"] = json!({ "reference": "urn:uuid:6a1f0000-0000-4000-8000-000000000001" });
+    if break_contact {
+        contact.as_object_mut().unwrap().remove("relationship");
+    }
+    json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            { "fullUrl": "urn:uuid:6a1f0000-0000-4000-8000-000000000001", "resource": patient,
+              "request": { "method": "POST", "url": "Patient" } },
+            { "fullUrl": "urn:uuid:6a1f0000-0000-4000-8000-000000000002", "resource": contact,
+              "request": { "method": "POST", "url": "RelatedPerson" } }
+        ]
+    })
+}
+
+async fn transactions_are_all_or_nothing(store: &Store) {
+    let app = spawn_app(store).await;
+    let before = app.patient_count().await;
+    let post = |bundle: Value| {
+        let client = app.client.clone();
+        let url = app.base.clone();
+        async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/fhir+json")
+                .json(&bundle)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    // The contact breaks the profile: nothing is written, not even the Patient before it.
+    let patient = new_patient(&app, "TXN0001").await;
+    let (status, outcome) = post(patient_and_contact(&patient, true)).await;
+    assert_outcome(status, &outcome, 422);
+    assert!(outcome.to_string().contains("entry[1]"), "{outcome}");
+    assert_eq!(app.patient_count().await, before);
+
+    let (status, response) = post(patient_and_contact(&patient, false)).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["type"], "transaction-response");
+    let entries = response["entry"].as_array().unwrap();
+    assert_eq!(entries[0]["response"]["status"], "201 Created");
+    let patient_id = entries[0]["resource"]["id"].as_str().unwrap();
+    assert_eq!(
+        entries[1]["resource"]["patient"]["reference"],
+        format!("Patient/{patient_id}"),
+        "the urn:uuid reference now names the created Patient"
+    );
+    assert_eq!(app.patient_count().await, before + 1);
+    let (_, contacts) = app
+        .get(&format!("RelatedPerson?patient={patient_id}"))
+        .await;
+    assert_eq!(contacts["entry"].as_array().unwrap().len(), 1);
+
+    // A batch: each entry on its own.
+    let mut batch = patient_and_contact(&new_patient(&app, "BAT0001").await, false);
+    batch["type"] = json!("batch");
+    batch["entry"][1]["resource"]["patient"] =
+        json!({ "reference": format!("Patient/{patient_id}") });
+    batch["entry"][0]["resource"]
+        .as_object_mut()
+        .unwrap()
+        .remove("gender");
+    let (status, response) = post(batch).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["entry"][0]["response"]["status"], "422");
+    assert_eq!(response["entry"][1]["response"]["status"], "201 Created");
+    assert_eq!(app.patient_count().await, before + 1);
+}
+
 on_both_backends!(
+    transactions_are_all_or_nothing,
     reads_and_paged_searches,
     invalid_writes_write_nothing,
     concurrent_conditional_creates_make_one_patient,

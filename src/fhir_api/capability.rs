@@ -8,7 +8,7 @@ use crate::assemble::RESOURCE_TYPES;
 
 /// Types whose instances can be created and updated through the API (inbound mapping exists and
 /// is wired); the rest are read-only.
-pub const WRITABLE: &[&str] = &["Patient"];
+pub const WRITABLE: &[&str] = &["Patient", "RelatedPerson", "Consent"];
 
 pub fn statement(base: &str) -> Value {
     let resources: Vec<Value> = RESOURCE_TYPES
@@ -45,7 +45,7 @@ pub fn statement(base: &str) -> Value {
                     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
                 }]
             });
-            if WRITABLE.contains(t) {
+            if *t == "Patient" {
                 resource["conditionalCreate"] = json!(true);
                 resource["conditionalUpdate"] = json!(true);
             }

@@ -8,6 +8,7 @@
 mod capability;
 mod error;
 mod search;
+mod transaction;
 mod write;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub struct FhirState {
 
 pub fn router(state: FhirState) -> Router {
     Router::new()
+        .route("/", axum::routing::post(transaction::bundle))
         .route("/metadata", get(metadata))
         .route(
             "/{resource_type}",

@@ -18,9 +18,9 @@ use super::{
     ApiError, FhirState, base_url, check_accept, fhir_json, find, known_type, pretty, query,
     version_headers,
 };
-use crate::domain::{Client, Id, Mrn};
+use crate::domain::{Client, Consent, Id, Mrn, SupportContact};
 use crate::mapping::{self, MappingError, codes};
-use crate::store::StoreError;
+use crate::store::{StoreError, Tx};
 use crate::validation::{Issue, Severity};
 
 /// The request body, or a 413/400 OperationOutcome.
@@ -105,16 +105,67 @@ fn iop_profile(resource_type: &str) -> String {
     codes::profile(id)
 }
 
+/// A validated, mapped incoming resource: the clinic record it becomes.
+pub(super) enum Inbound {
+    Client(Client),
+    Contact(SupportContact),
+    Consent(Consent),
+}
+
+impl Inbound {
+    /// The stored version of this record, or None if it does not exist yet.
+    pub(super) async fn stored_version(&self, tx: &mut Tx) -> Result<Option<i64>, StoreError> {
+        Ok(match self {
+            Self::Client(r) => tx.get(r.id).await?.map(|s| s.meta.version),
+            Self::Contact(r) => tx.get(r.id).await?.map(|s| s.meta.version),
+            Self::Consent(r) => tx.get(r.id).await?.map(|s| s.meta.version),
+        })
+    }
+
+    pub(super) async fn insert(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        match self {
+            Self::Client(r) => tx.insert(r).await?,
+            Self::Contact(r) => tx.insert(r).await?,
+            Self::Consent(r) => tx.insert(r).await?,
+        };
+        Ok(())
+    }
+
+    pub(super) async fn update(&self, tx: &mut Tx, expected: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Client(r) => tx.update(r, expected).await?,
+            Self::Contact(r) => tx.update(r, expected).await?,
+            Self::Consent(r) => tx.update(r, expected).await?,
+        };
+        Ok(())
+    }
+}
+
 /// Validates against the IOP profile, then maps to a clinic record: 422 with every issue if
 /// either refuses.
-fn inbound_client(state: &FhirState, resource: &Value) -> Result<Client, ApiError> {
+pub(super) fn inbound(
+    state: &FhirState,
+    resource_type: &str,
+    resource: &Value,
+) -> Result<Inbound, ApiError> {
     let issues = state
         .validator
-        .validate(resource, &[iop_profile("Patient")]);
+        .validate(resource, &[iop_profile(resource_type)]);
     if issues.iter().any(Issue::is_error) {
         return Err(ApiError::unprocessable(&issues));
     }
-    mapping::client_from_fhir(&state.mapping, resource).map_err(|e| mapping_error(&e))
+    let mapped = match resource_type {
+        "Patient" => mapping::client_from_fhir(&state.mapping, resource).map(Inbound::Client),
+        "RelatedPerson" => mapping::support_contact_from_fhir(resource).map(Inbound::Contact),
+        "Consent" => mapping::consent_from_fhir(resource).map(Inbound::Consent),
+        other => {
+            return Err(ApiError::not_supported(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{other} is read-only through this API"),
+            ));
+        }
+    };
+    mapped.map_err(|e| mapping_error(&e))
 }
 
 fn mapping_error(err: &MappingError) -> ApiError {
@@ -202,10 +253,25 @@ fn mrn_condition(state: &FhirState, pairs: &[(String, String)]) -> Result<Option
         .map_err(|_| ApiError::bad_request("the identifier value is not a valid MRN"))
 }
 
-async fn current(state: &FhirState, id: Id<Client>) -> Result<Value, ApiError> {
-    find(state, "Patient", &id.to_string())
+async fn current(state: &FhirState, resource_type: &str, id: &str) -> Result<Value, ApiError> {
+    find(state, resource_type, id)
         .await?
         .ok_or_else(ApiError::internal)
+}
+
+/// Inserts or updates in one transaction. `expected`: the version an update must find (None:
+/// insert). Returns whether it created.
+async fn store(
+    state: &FhirState,
+    record: &Inbound,
+    expected: Option<i64>,
+) -> Result<(), StoreError> {
+    let mut tx = state.store.begin().await?;
+    match expected {
+        None => record.insert(&mut tx).await?,
+        Some(version) => record.update(&mut tx, version).await?,
+    }
+    tx.commit().await
 }
 
 pub(super) async fn create(
@@ -222,11 +288,16 @@ pub(super) async fn create(
     let body = self::body(body)?;
     let mut resource = parse_resource(&body, &resource_type)?;
     // The server assigns the id of a created resource (FHIR create ignores a client's id).
-    let id = Id::<Client>::generate();
-    resource["id"] = json!(id.to_string());
-    let client = inbound_client(&state, &resource)?;
+    let id = uuid::Uuid::now_v7().to_string();
+    resource["id"] = json!(id);
+    let record = inbound(&state, &resource_type, &resource)?;
     let condition = match headers.get("if-none-exist") {
         Some(value) => {
+            if resource_type != "Patient" {
+                return Err(ApiError::bad_request(
+                    "conditional create is supported for Patient (by MRN)",
+                ));
+            }
             let text = value
                 .to_str()
                 .map_err(|_| ApiError::bad_request("If-None-Exist is not text"))?;
@@ -240,25 +311,29 @@ pub(super) async fn create(
     if let Some(Some(mrn)) = &condition
         && let Some(existing) = state.store.client_by_mrn(mrn).await?
     {
+        let existing = existing.record.id.to_string();
         return Ok(respond(
             StatusCode::OK,
-            &current(&state, existing.record.id).await?,
+            &current(&state, &resource_type, &existing).await?,
             &headers,
             &params,
         ));
     }
-    match state.store.insert(&client).await {
-        Ok(_) => {
-            tracing::info!(resource_type = "Patient", %id, "created");
+    match store(&state, &record, None).await {
+        Ok(()) => {
+            tracing::info!(resource_type = resource_type.as_str(), %id, "created");
             Ok(respond(
                 StatusCode::CREATED,
-                &current(&state, id).await?,
+                &current(&state, &resource_type, &id).await?,
                 &headers,
                 &params,
             ))
         }
         // A concurrent create with the same identifier won: answer with its resource.
-        Err(StoreError::Duplicate { .. }) if condition.is_some() => {
+        Err(StoreError::Duplicate { .. })
+            if condition.is_some()
+                && let Inbound::Client(client) = &record =>
+        {
             let existing = state
                 .store
                 .client_by_mrn(&client.mrn)
@@ -266,7 +341,7 @@ pub(super) async fn create(
                 .ok_or_else(ApiError::internal)?;
             Ok(respond(
                 StatusCode::OK,
-                &current(&state, existing.record.id).await?,
+                &current(&state, &resource_type, &existing.record.id.to_string()).await?,
                 &headers,
                 &params,
             ))
@@ -293,21 +368,24 @@ pub(super) async fn update(
             "the body's id must be the id in the URL",
         ));
     }
-    let id: Id<Client> = id
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
-    let client = inbound_client(&state, &resource)?;
-    let stored = state
-        .store
-        .get::<Client>(id)
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::not_found(format!(
+            "{resource_type}/{id} is not known"
+        )));
+    }
+    let record = inbound(&state, &resource_type, &resource)?;
+    let mut tx = state.store.begin().await?;
+    let stored = record
+        .stored_version(&mut tx)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
-    let expected = if_match(&headers)?.unwrap_or(stored.meta.version);
-    state.store.update(&client, expected).await?;
-    tracing::info!(resource_type = "Patient", %id, "updated");
+    let expected = if_match(&headers)?.unwrap_or(stored);
+    record.update(&mut tx, expected).await?;
+    tx.commit().await?;
+    tracing::info!(resource_type = resource_type.as_str(), %id, "updated");
     Ok(respond(
         StatusCode::OK,
-        &current(&state, id).await?,
+        &current(&state, &resource_type, &id).await?,
         &headers,
         &params,
     ))
@@ -324,6 +402,11 @@ pub(super) async fn conditional_update(
     let params = query(params)?;
     check_accept(&headers, &params)?;
     writable(&resource_type)?;
+    if resource_type != "Patient" {
+        return Err(ApiError::bad_request(
+            "conditional update is supported for Patient (by MRN)",
+        ));
+    }
     check_content_type(&headers)?;
     let body = self::body(body)?;
     let mut resource = parse_resource(&body, &resource_type)?;
@@ -344,7 +427,7 @@ pub(super) async fn conditional_update(
                 Some(id) => id
                     .parse()
                     .map_err(|_| ApiError::bad_request("a new Patient's id must be a UUID"))?,
-                None => Id::generate(),
+                None => Id::<Client>::generate(),
             },
         };
         if let Some(body_id) = resource.get("id").and_then(Value::as_str)
@@ -355,38 +438,37 @@ pub(super) async fn conditional_update(
             ));
         }
         resource["id"] = json!(id.to_string());
-        let client = inbound_client(&state, &resource)?;
-        if client.mrn != mrn {
+        let record = inbound(&state, &resource_type, &resource)?;
+        if let Inbound::Client(client) = &record
+            && client.mrn != mrn
+        {
             return Err(ApiError::bad_request(
                 "the body's MRN differs from the identifier in the URL",
             ));
         }
-        match existing {
-            Some(found) => {
-                let expected = if_match(&headers)?.unwrap_or(found.meta.version);
-                state.store.update(&client, expected).await?;
+        let expected = match &existing {
+            Some(found) => Some(if_match(&headers)?.unwrap_or(found.meta.version)),
+            None => None,
+        };
+        match store(&state, &record, expected).await {
+            Ok(()) => {
+                let status = if expected.is_some() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                };
                 return Ok(respond(
-                    StatusCode::OK,
-                    &current(&state, id).await?,
+                    status,
+                    &current(&state, &resource_type, &id.to_string()).await?,
                     &headers,
                     &params,
                 ));
             }
-            None => match state.store.insert(&client).await {
-                Ok(_) => {
-                    return Ok(respond(
-                        StatusCode::CREATED,
-                        &current(&state, id).await?,
-                        &headers,
-                        &params,
-                    ));
-                }
-                Err(StoreError::Duplicate { .. }) => {
-                    resource.as_object_mut().map(|r| r.remove("id"));
-                    continue;
-                }
-                Err(err) => return Err(err.into()),
-            },
+            Err(StoreError::Duplicate { .. }) if expected.is_none() => {
+                resource.as_object_mut().map(|r| r.remove("id"));
+                continue;
+            }
+            Err(err) => return Err(err.into()),
         }
     }
     Err(ApiError::new(
