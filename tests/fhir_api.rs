@@ -428,7 +428,138 @@ async fn transactions_are_all_or_nothing(store: &Store) {
     assert_eq!(app.patient_count().await, before + 1);
 }
 
+async fn search_parameters_select_sort_and_include(store: &Store) {
+    let app = spawn_app(store).await;
+    let (_, patients) = app.get("Patient?_count=1").await;
+    let id = patients["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Tokens: every returned resource has the status asked for; together they are all.
+    let (_, all) = app
+        .get(&format!("Encounter?patient={id}&_count=1000"))
+        .await;
+    let all = all["entry"].as_array().unwrap().clone();
+    let statuses: HashSet<&str> = all
+        .iter()
+        .map(|e| e["resource"]["status"].as_str().unwrap())
+        .collect();
+    let mut total = 0;
+    for status in &statuses {
+        let (_, some) = app
+            .get(&format!(
+                "Encounter?patient={id}&status={status}&_count=1000"
+            ))
+            .await;
+        for entry in some["entry"].as_array().unwrap() {
+            assert_eq!(entry["resource"]["status"], *status);
+        }
+        total += some["entry"].as_array().unwrap().len();
+    }
+    assert_eq!(total, all.len());
+
+    // Dates with prefixes, and _sort by date both ways.
+    let (_, sorted) = app
+        .get(&format!("Encounter?patient={id}&_sort=date&_count=1000"))
+        .await;
+    let starts: Vec<String> = sorted["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["resource"]["period"]["start"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(starts.len(), all.len());
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+    let middle = &starts[starts.len() / 2][..10];
+    let (_, later) = app
+        .get(&format!(
+            "Encounter?patient={id}&date=ge{middle}&_count=1000"
+        ))
+        .await;
+    for entry in later["entry"].as_array().unwrap() {
+        assert!(entry["resource"]["period"]["start"].as_str().unwrap()[..10] >= *middle);
+    }
+    let (_, newest_first) = app
+        .get(&format!("Encounter?patient={id}&_sort=-date&_count=3"))
+        .await;
+    assert_eq!(
+        newest_first["entry"][0]["resource"]["period"]["start"],
+        starts.last().unwrap().as_str()
+    );
+    // Paging a sorted search visits every match once.
+    let mut url = format!("{}/Encounter?patient={id}&_sort=date&_count=4", app.base);
+    let mut visited = Vec::new();
+    loop {
+        let page: Value = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        visited.extend(page["entry"].as_array().unwrap().iter().map(|e| {
+            e["resource"]["period"]["start"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }));
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(visited, starts);
+
+    // _include the subject, _revinclude the plans, _elements, _summary=count with a token.
+    let (_, with_patient) = app
+        .get(&format!("CarePlan?patient={id}&_include=CarePlan:subject"))
+        .await;
+    let included: Vec<&Value> = with_patient["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .collect();
+    assert_eq!(included.len(), 1);
+    assert_eq!(included[0]["resource"]["id"], id.as_str());
+    let (_, with_plans) = app
+        .get(&format!("Patient?_id={id}&_revinclude=CarePlan:patient"))
+        .await;
+    let plans = with_plans["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "CarePlan")
+        .count();
+    assert!(plans >= 1);
+    let (_, slim) = app.get(&format!("Patient?_id={id}&_elements=gender")).await;
+    let slim = &slim["entry"][0]["resource"];
+    assert!(slim.get("gender").is_some() && slim.get("name").is_none());
+    assert_eq!(slim["meta"]["tag"][0]["code"], "SUBSETTED");
+    let (_, counted) = app
+        .get(&format!(
+            "Encounter?patient={id}&status={}&_summary=count",
+            statuses.iter().next().unwrap()
+        ))
+        .await;
+    assert!(counted["total"].as_u64().unwrap() >= 1);
+}
+
 on_both_backends!(
+    search_parameters_select_sort_and_include,
     transactions_are_all_or_nothing,
     reads_and_paged_searches,
     invalid_writes_write_nothing,

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::search;
+use super::{matching, search};
 use crate::assemble::RESOURCE_TYPES;
 
 /// Types whose instances can be created and updated through the API (inbound mapping exists and
@@ -19,7 +19,7 @@ pub fn statement(base: &str) -> Value {
                 interactions.push(json!({"code": "create"}));
                 interactions.push(json!({"code": "update"}));
             }
-            let params: Vec<Value> = search::supported(t)
+            let mut params: Vec<Value> = search::supported(t)
                 .iter()
                 .map(|p| {
                     let kind = match *p {
@@ -31,6 +31,20 @@ pub fn statement(base: &str) -> Value {
                     json!({ "name": p, "type": kind })
                 })
                 .collect();
+            params.extend(
+                matching::names(t)
+                    .into_iter()
+                    .map(|p| json!({ "name": p, "type": matching::kind_name(t, p) })),
+            );
+            // Any reference element can be followed; these are the ones clients ask for.
+            let mut includes: Vec<String> = ["patient", "subject"]
+                .iter()
+                .filter(|p| search::supported(t).contains(p))
+                .map(|p| format!("{t}:{p}"))
+                .collect();
+            if *t == "CarePlan" {
+                includes.push("CarePlan:goal".into());
+            }
             let mut resource = json!({
                 "type": t,
                 "interaction": interactions,
@@ -40,12 +54,20 @@ pub fn statement(base: &str) -> Value {
                 "conditionalRead": "not-supported",
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
+                "searchInclude": includes,
                 "operation": [{
                     "name": "validate",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
                 }]
             });
             if *t == "Patient" {
+                resource["searchRevInclude"] = json!(
+                    RESOURCE_TYPES
+                        .iter()
+                        .filter(|r| search::supported(r).contains(&"patient"))
+                        .map(|r| format!("{r}:patient"))
+                        .collect::<Vec<_>>()
+                );
                 resource["conditionalCreate"] = json!(true);
                 resource["conditionalUpdate"] = json!(true);
             }
