@@ -304,7 +304,7 @@ async fn malformed_requests_get_operation_outcomes(store: &Store) {
         ("Patient/not-a-uuid", 404),
         ("Patient?_id=nope", 400),
         ("Patient?_lastUpdated=yesterday", 400),
-        ("Patient?_count=0", 400),
+        ("Patient?_count=-1", 400),
         ("Patient?_cursor=xyz", 400),
         ("CarePlan?patient=Patient/xyz", 400),
         ("Spaceship", 404),

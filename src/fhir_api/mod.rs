@@ -44,21 +44,24 @@ pub struct FhirState {
     pub mapping: Arc<MappingConfig>,
 }
 
+/// The API's routes, under `/fhir` (with and without a trailing slash for the base itself:
+/// client libraries differ). Unknown paths answer 404 with an OperationOutcome.
 pub fn router(state: FhirState) -> Router {
     Router::new()
-        .route("/", axum::routing::post(transaction::bundle))
-        .route("/metadata", get(metadata))
+        .route("/fhir", axum::routing::post(transaction::bundle))
+        .route("/fhir/", axum::routing::post(transaction::bundle))
+        .route("/fhir/metadata", get(metadata))
         .route(
-            "/{resource_type}",
+            "/fhir/{resource_type}",
             get(search_get)
                 .post(write::create)
                 .put(write::conditional_update),
         )
         .route(
-            "/{resource_type}/{id}",
+            "/fhir/{resource_type}/{id}",
             get(read).put(write::update).post(operation),
         )
-        .route("/{resource_type}/{id}/_history/{version}", get(vread))
+        .route("/fhir/{resource_type}/{id}/_history/{version}", get(vread))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .fallback(|| async { ApiError::not_found("no such FHIR endpoint") })
         .with_state(state)
@@ -352,14 +355,12 @@ fn parse_search(
     };
     for (name, value) in params {
         match name.as_str() {
-            "_count" => {
-                request.count = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|c| *c >= 1)
-                    .ok_or_else(|| ApiError::bad_request("_count must be a whole number from 1"))?
-                    .min(MAX_COUNT);
-            }
+            // `_count=0` asks for the total only (as `_summary=count`).
+            "_count" => match value.parse::<u32>() {
+                Ok(0) => request.summary_count = true,
+                Ok(count) => request.count = count.min(MAX_COUNT),
+                Err(_) => return Err(ApiError::bad_request("_count must be a whole number")),
+            },
             "_cursor" => {
                 let id = value.rsplit('~').next().unwrap_or_default();
                 uuid::Uuid::parse_str(id).map_err(|_| {

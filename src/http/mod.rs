@@ -37,7 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
-        .nest("/fhir", fhir)
+        .merge(fhir)
 }
 
 /// The process is up (no dependencies checked: a load balancer should not restart us for a

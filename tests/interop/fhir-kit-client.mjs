@@ -1,0 +1,78 @@
+// Drives a running iop-gateway with fhir-kit-client (npm), a FHIR client this project did not
+// write: metadata, read, search and follow every page, create, conditional update, transaction.
+// Usage: node fhir-kit-client.mjs http://127.0.0.1:PORT/fhir   (exit 0 when every check holds)
+import { Client } from 'fhir-kit-client';
+import assert from 'node:assert/strict';
+
+const base = process.argv[2];
+const client = new Client({ baseUrl: base });
+const MRN = 'https://iop-gateway.org/fhir/clinic/mrn';
+
+const capability = await client.capabilityStatement();
+assert.equal(capability.fhirVersion, '4.0.1');
+
+// Search and follow every page.
+const total = (await client.search({ resourceType: 'Patient', searchParams: { _summary: 'count' } })).total;
+let bundle = await client.search({ resourceType: 'Patient', searchParams: { _count: 4 } });
+const ids = new Set();
+let pages = 0;
+while (bundle) {
+  pages += 1;
+  for (const entry of bundle.entry ?? []) {
+    assert.ok(!ids.has(entry.resource.id), 'no Patient twice');
+    ids.add(entry.resource.id);
+  }
+  bundle = await client.nextPage({ bundle });
+}
+assert.equal(ids.size, total);
+assert.ok(pages > 1);
+
+// Read, and the care plans of that patient.
+const [first] = ids;
+const patient = await client.read({ resourceType: 'Patient', id: first });
+assert.equal(patient.id, first);
+const plans = await client.search({ resourceType: 'CarePlan', searchParams: { patient: first } });
+for (const entry of plans.entry ?? []) {
+  assert.equal(entry.resource.subject.reference, `Patient/${first}`);
+}
+
+// Create a Patient, then update it conditionally by MRN.
+const fresh = structuredClone(patient);
+delete fresh.id;
+delete fresh.meta;
+fresh.identifier = [{ system: MRN, value: 'KIT0001' }];
+const created = await client.create({ resourceType: 'Patient', body: fresh });
+assert.ok(created.id && created.id !== first);
+const changed = { ...created, gender: created.gender === 'female' ? 'male' : 'female' };
+delete changed.meta;
+const updated = await client.update({
+  resourceType: 'Patient',
+  searchParams: { identifier: `${MRN}|KIT0001` },
+  body: changed,
+});
+assert.equal(updated.id, created.id);
+assert.equal(updated.gender, changed.gender);
+assert.equal(updated.meta.versionId, '2');
+
+// A transaction: a Patient and a RelatedPerson that refers to it by urn:uuid.
+const other = structuredClone(fresh);
+other.identifier = [{ system: MRN, value: 'KIT0002' }];
+const response = await client.transaction({
+  body: {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { fullUrl: 'urn:uuid:0d0c0000-0000-4000-8000-000000000001', resource: other, request: { method: 'POST', url: 'Patient' } },
+    ],
+  },
+});
+assert.equal(response.type, 'transaction-response');
+assert.equal(response.entry[0].response.status, '201 Created');
+
+// Errors come back as OperationOutcomes.
+await assert.rejects(client.read({ resourceType: 'Patient', id: '0195a0b2-0000-7000-8000-00000000dead' }), (err) => {
+  assert.equal(err.response.status, 404);
+  assert.equal(err.response.data.resourceType, 'OperationOutcome');
+  return true;
+});
+console.log(`fhir-kit-client: ok (${ids.size} patients over ${pages} pages)`);
