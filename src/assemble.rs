@@ -32,6 +32,25 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "Task",
 ];
 
+/// The clinic table behind a resource type (for its change history).
+pub fn table(resource_type: &str) -> Option<&'static str> {
+    Some(match resource_type {
+        "Organization" => Organization::TABLE,
+        "Practitioner" => Staff::TABLE,
+        "HealthcareService" => Program::TABLE,
+        "Group" => TherapyGroup::TABLE,
+        "Patient" => Client::TABLE,
+        "RelatedPerson" => SupportContact::TABLE,
+        "EpisodeOfCare" => Enrollment::TABLE,
+        "CarePlan" => TreatmentPlan::TABLE,
+        "Goal" => Goal::TABLE,
+        "Encounter" => Session::TABLE,
+        "Consent" => Consent::TABLE,
+        "ServiceRequest" | "Task" => Referral::TABLE,
+        _ => return None,
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AssembleError {
     #[error("unknown resource type `{0}`; the gateway serves {types}", types = RESOURCE_TYPES.join(", "))]

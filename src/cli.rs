@@ -265,12 +265,16 @@ async fn run_server(
         println!("stop with Ctrl-C");
     }
     tracing::info!(%address, "serving");
+    tracing::warn!(
+        "the FHIR API is open to every caller (no authentication configured yet): serve it on a trusted network only"
+    );
     http::serve(
         listener,
         AppState {
             store: store.clone(),
             validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
             mapping: Arc::new(mapping),
+            auth: Arc::new(http::auth::OpenAccess),
         },
         shutdown_signal(),
     )

@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use iop_gateway::http::auth::{AuthError, Authenticator, OpenAccess, Principal};
 use iop_gateway::http::{AppState, router};
 use iop_gateway::mapping::MappingConfig;
 use iop_gateway::seed::{self, SeedOptions};
@@ -23,6 +24,10 @@ struct App {
 }
 
 async fn spawn_app(store: &Store) -> App {
+    spawn_app_with(store, Arc::new(OpenAccess)).await
+}
+
+async fn spawn_app_with(store: &Store, auth: Arc<dyn Authenticator>) -> App {
     seed::seed(
         store,
         SeedOptions {
@@ -40,6 +45,7 @@ async fn spawn_app(store: &Store) -> App {
         store: store.clone(),
         validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
         mapping: Arc::new(MappingConfig::default()),
+        auth,
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state)).await.unwrap();
@@ -260,6 +266,33 @@ async fn concurrent_updates_at_one_version_have_one_winner(store: &Store) {
     );
     let (_, now) = app.get(&format!("Patient/{id}")).await;
     assert_eq!(now["meta"]["versionId"], "2");
+
+    // History lists both versions, newest first; only the current one still has its content.
+    let (status, history) = app.get(&format!("Patient/{id}/_history")).await;
+    assert_eq!(status, 200, "{history}");
+    let entries = history["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["response"]["etag"], "W/\"2\"");
+    assert_eq!(entries[0]["resource"]["meta"]["versionId"], "2");
+    assert_eq!(entries[1]["request"]["method"], "POST");
+    assert!(entries[1].get("resource").is_none());
+    let (status, older) = app.get(&format!("Patient/{id}/_history/1")).await;
+    assert_outcome(status, &older, 404);
+    let (_, type_history) = app.get("Patient/_history?_count=5").await;
+    assert_eq!(type_history["entry"].as_array().unwrap().len(), 5);
+    assert!(
+        type_history["link"][0]["url"]
+            .as_str()
+            .unwrap()
+            .contains("_cursor=")
+    );
+    let response = app
+        .client
+        .delete(format!("{}/Patient/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
 }
 
 async fn malformed_requests_get_operation_outcomes(store: &Store) {
@@ -558,7 +591,53 @@ async fn search_parameters_select_sort_and_include(store: &Store) {
     assert!(counted["total"].as_u64().unwrap() >= 1);
 }
 
+/// An authenticator that knows one token.
+struct OneToken;
+
+impl Authenticator for OneToken {
+    fn authenticate(&self, headers: &reqwest::header::HeaderMap) -> Result<Principal, AuthError> {
+        match headers.get("authorization").and_then(|h| h.to_str().ok()) {
+            Some("Bearer let-me-in") => Ok(Principal {
+                subject: "test-client".into(),
+                scopes: vec!["system/*.read".into()],
+            }),
+            Some(_) => Err(AuthError::Rejected),
+            None => Err(AuthError::Missing),
+        }
+    }
+}
+
+async fn every_request_but_metadata_passes_the_authenticator(store: &Store) {
+    let app = spawn_app_with(store, Arc::new(OneToken)).await;
+    assert_eq!(app.get("metadata").await.0, 200);
+    for path in [
+        "Patient",
+        "Patient/0195a0b2-0000-7000-8000-00000000dead",
+        "Patient/_history",
+    ] {
+        let response = app
+            .client
+            .get(format!("{}/{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{path}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["resourceType"], "OperationOutcome");
+    }
+    let response = app
+        .client
+        .get(format!("{}/Patient?_count=1", app.base))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
 on_both_backends!(
+    every_request_but_metadata_passes_the_authenticator,
     search_parameters_select_sort_and_include,
     transactions_are_all_or_nothing,
     reads_and_paged_searches,

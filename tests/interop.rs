@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use iop_gateway::http::auth::OpenAccess;
 use iop_gateway::http::{AppState, router};
 use iop_gateway::mapping::MappingConfig;
 use iop_gateway::seed::{self, SeedOptions};
@@ -82,6 +83,7 @@ async fn client_libraries_read_search_and_write(store: &Store) {
         store: store.clone(),
         validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
         mapping: Arc::new(MappingConfig::default()),
+        auth: Arc::new(OpenAccess),
     };
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     for (name, interpreter, script) in clients() {

@@ -14,7 +14,13 @@ pub fn statement(base: &str) -> Value {
     let resources: Vec<Value> = RESOURCE_TYPES
         .iter()
         .map(|t| {
-            let mut interactions = vec![json!({"code": "read"}), json!({"code": "search-type"})];
+            let mut interactions = vec![
+                json!({"code": "read"}),
+                json!({"code": "vread"}),
+                json!({"code": "search-type"}),
+                json!({"code": "history-instance"}),
+                json!({"code": "history-type"}),
+            ];
             if WRITABLE.contains(t) {
                 interactions.push(json!({"code": "create"}));
                 interactions.push(json!({"code": "update"}));

@@ -7,6 +7,7 @@
 
 mod capability;
 mod error;
+mod history;
 mod matching;
 mod search;
 mod transaction;
@@ -26,6 +27,7 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 
 use crate::assemble::{Assembler, RESOURCE_TYPES};
+use crate::http::auth::Authenticator;
 use crate::mapping::MappingConfig;
 use crate::store::Store;
 use crate::validation::Validator;
@@ -46,11 +48,10 @@ pub struct FhirState {
 
 /// The API's routes, under `/fhir` (with and without a trailing slash for the base itself:
 /// client libraries differ). Unknown paths answer 404 with an OperationOutcome.
-pub fn router(state: FhirState) -> Router {
-    Router::new()
+pub fn router(state: FhirState, auth: Arc<dyn Authenticator>) -> Router {
+    let protected = Router::new()
         .route("/fhir", axum::routing::post(transaction::bundle))
         .route("/fhir/", axum::routing::post(transaction::bundle))
-        .route("/fhir/metadata", get(metadata))
         .route(
             "/fhir/{resource_type}",
             get(search_get)
@@ -59,9 +60,25 @@ pub fn router(state: FhirState) -> Router {
         )
         .route(
             "/fhir/{resource_type}/{id}",
-            get(read).put(write::update).post(operation),
+            get(read)
+                .put(write::update)
+                .post(operation)
+                .delete(write::delete),
+        )
+        .route("/fhir/{resource_type}/_history", get(history::type_level))
+        .route(
+            "/fhir/{resource_type}/{id}/_history",
+            get(history::instance),
         )
         .route("/fhir/{resource_type}/{id}/_history/{version}", get(vread))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::http::auth::require,
+        ));
+    // The CapabilityStatement is public (clients read it to learn how to authenticate).
+    Router::new()
+        .route("/fhir/metadata", get(metadata))
+        .merge(protected)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .fallback(|| async { ApiError::not_found("no such FHIR endpoint") })
         .with_state(state)

@@ -478,6 +478,20 @@ pub(super) async fn conditional_update(
     ))
 }
 
+/// Deleting is not how the clinic retires records: a plan is completed, a consent revoked, a
+/// contact ended — each an update that keeps the history. So every delete is refused, saying so.
+pub(super) async fn delete(
+    Path((resource_type, _id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    Err(ApiError::not_supported(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{resource_type} records are not deleted: the clinic keeps them; end them with an update (a Consent's status, a plan's status, a contact's period)"
+        ),
+    ))
+}
+
 /// `$validate`: always 200 with an OperationOutcome (the verdict is its content).
 pub(super) fn validate_operation(
     state: &FhirState,

@@ -20,19 +20,26 @@ use crate::mapping::MappingConfig;
 use crate::store::Store;
 use crate::validation::Validator;
 
+pub mod auth;
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub validator: Arc<Validator>,
     pub mapping: Arc<MappingConfig>,
+    /// Who may use the FHIR API (`auth::OpenAccess` lets everyone in).
+    pub auth: Arc<dyn auth::Authenticator>,
 }
 
 pub fn router(state: AppState) -> Router {
-    let fhir = fhir_api::router(FhirState {
-        store: state.store.clone(),
-        validator: Arc::clone(&state.validator),
-        mapping: Arc::clone(&state.mapping),
-    });
+    let fhir = fhir_api::router(
+        FhirState {
+            store: state.store.clone(),
+            validator: Arc::clone(&state.validator),
+            mapping: Arc::clone(&state.mapping),
+        },
+        Arc::clone(&state.auth),
+    );
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

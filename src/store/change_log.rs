@@ -26,14 +26,48 @@ pub struct Change {
 impl Store {
     /// Changes with a sequence number above `after`, oldest first, at most `limit`.
     pub async fn changes_after(&self, after: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
-        let rows = sqlx::query(
+        self.changes_where(None, None, after, limit).await
+    }
+
+    /// Changes to one table (and, if given, one row), oldest first, after `after`, at most `limit`.
+    pub async fn changes_of(
+        &self,
+        table: &str,
+        row_id: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        self.changes_where(Some(table), row_id, after, limit).await
+    }
+
+    async fn changes_where(
+        &self,
+        table: Option<&str>,
+        row_id: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        let mut sql = String::from(
             "SELECT seq, table_name, row_id, operation, row_version, changed_at FROM change_log \
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE seq > $1",
+        );
+        if table.is_some() {
+            sql.push_str(" AND table_name = $3");
+        }
+        if row_id.is_some() {
+            sql.push_str(" AND row_id = $4");
+        }
+        sql.push_str(" ORDER BY seq LIMIT $2");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(i64::from(limit));
+        if let Some(table) = table {
+            query = query.bind(table.to_owned());
+        }
+        if let Some(row_id) = row_id {
+            query = query.bind(row_id.to_owned());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let corrupt = |column: &'static str, reason: String| StoreError::Corrupt {
