@@ -636,7 +636,68 @@ async fn every_request_but_metadata_passes_the_authenticator(store: &Store) {
     assert_eq!(response.status().as_u16(), 200);
 }
 
+async fn conditional_writes_by_record_identifier(store: &Store) {
+    let app = spawn_app(store).await;
+    let (_, patients) = app.get("Patient?_count=1").await;
+    let patient_id = patients["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut contact = fixture("RelatedPerson-support-contact.json");
+    contact.as_object_mut().unwrap().remove("meta");
+    contact["patient"] = json!({ "reference": format!("Patient/{patient_id}") });
+    let id = "0195a0b2-0000-7000-8000-0000000c0de1";
+    contact["id"] = json!(id);
+    let system = "https://iop-gateway.org/fhir/clinic/support-contact";
+    contact["identifier"] = json!([{ "use": "official", "system": system, "value": id }]);
+    let put = |body: Value| {
+        let client = app.client.clone();
+        let url = format!("{}/RelatedPerson?identifier={system}|{id}", app.base);
+        async move {
+            client
+                .put(url)
+                .header("content-type", "application/fhir+json")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(put(contact.clone()).await, 201);
+    assert_eq!(put(contact.clone()).await, 200);
+    let (_, found) = app
+        .get(&format!("RelatedPerson?identifier={system}|{id}"))
+        .await;
+    let entries = found["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["resource"]["meta"]["versionId"], "2");
+    // If-None-Exist on the same identifier: the existing one, nothing new.
+    let response = app
+        .client
+        .post(format!("{}/RelatedPerson", app.base))
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", format!("identifier={system}|{id}"))
+        .json(&contact)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let (_, all) = app
+        .get(&format!("RelatedPerson?patient={patient_id}&_count=1000"))
+        .await;
+    let same: Vec<&Value> = all["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["id"] == id)
+        .collect();
+    assert_eq!(same.len(), 1);
+}
+
 on_both_backends!(
+    conditional_writes_by_record_identifier,
     every_request_but_metadata_passes_the_authenticator,
     search_parameters_select_sort_and_include,
     transactions_are_all_or_nothing,

@@ -346,7 +346,6 @@ fn parse_search(
     params: &[(String, String)],
     strict: bool,
 ) -> Result<SearchRequest, ApiError> {
-    let mrn_system = state.mapping.system("mrn");
     let mut request = SearchRequest {
         filters: Vec::new(),
         predicates: Vec::new(),
@@ -405,7 +404,7 @@ fn parse_search(
                 .extend(value.split(',').map(|e| e.trim().to_owned())),
             "_format" | "_pretty" => {}
             _ if search::supported(resource_type).contains(&name.as_str()) => request.filters.push(
-                search::filter(resource_type, name, value, &mrn_system)
+                search::filter(resource_type, name, value, &state.mapping)
                     .map_err(|e| ApiError::bad_request(e.0))?,
             ),
             _ => match matching::predicate(resource_type, name, value) {
@@ -657,7 +656,7 @@ async fn search(
         known_type(source_type)?;
         for patient in &found {
             let id = patient["id"].as_str().unwrap_or_default();
-            let filter = search::filter(source_type, "patient", id, "")
+            let filter = search::filter(source_type, "patient", id, &state.mapping)
                 .map_err(|e| ApiError::bad_request(e.0))?;
             let page = assembler
                 .page(source_type, std::slice::from_ref(&filter), None, MAX_COUNT)

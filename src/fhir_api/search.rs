@@ -2,6 +2,7 @@
 //! reads is the FHIR facade's knowledge; the store only runs the filters.
 
 use crate::domain::Timestamp;
+use crate::mapping::MappingConfig;
 use crate::store::{Filter, SqlValue};
 
 /// The search parameters each type supports (beyond `_count`, `_cursor`, `_format`, ...).
@@ -9,8 +10,27 @@ pub fn supported(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
         "Patient" => &["_id", "_lastUpdated", "identifier"],
         "RelatedPerson" | "EpisodeOfCare" | "CarePlan" | "Goal" | "Encounter" | "Consent"
-        | "ServiceRequest" | "Task" => &["_id", "_lastUpdated", "patient", "subject"],
-        _ => &["_id", "_lastUpdated"],
+        | "ServiceRequest" | "Task" => &["_id", "_lastUpdated", "identifier", "patient", "subject"],
+        _ => &["_id", "_lastUpdated", "identifier"],
+    }
+}
+
+/// The `{identifier_base}/{kind}` identifier system that carries a type's record id.
+pub fn record_kind(resource_type: &str) -> &'static str {
+    match resource_type {
+        "Patient" => "client",
+        "RelatedPerson" => "support-contact",
+        "Consent" => "consent",
+        "Encounter" => "session",
+        "EpisodeOfCare" => "enrollment",
+        "CarePlan" => "treatment-plan",
+        "Goal" => "goal",
+        "ServiceRequest" => "referral",
+        "Task" => "referral-task",
+        "Practitioner" => "staff",
+        "Organization" => "organization",
+        "HealthcareService" => "program",
+        _ => "therapy-group",
     }
 }
 
@@ -23,7 +43,7 @@ pub fn filter(
     resource_type: &str,
     name: &str,
     value: &str,
-    mrn_system: &str,
+    cfg: &MappingConfig,
 ) -> Result<Filter, SearchError> {
     if !supported(resource_type).contains(&name) {
         return Err(SearchError(format!(
@@ -42,16 +62,33 @@ pub fn filter(
             })?;
             Ok(Filter::compare("updated_at", op, SqlValue::text(at)))
         }
-        "identifier" if resource_type == "Patient" => {
+        "identifier" => {
             let (system, code) = match value.split_once('|') {
                 Some((system, code)) => (Some(system), code),
                 None => (None, value),
             };
-            if system.is_some_and(|s| s != mrn_system) {
-                // Another system's identifier is never an MRN here: match nothing.
-                return Ok(Filter::equals("id", SqlValue::text("")));
+            let record_system = cfg.system(record_kind(resource_type));
+            let mrn_system = cfg.system("mrn");
+            // The record-id identifier every resource carries; for a Patient also the MRN.
+            let nothing = || Ok(Filter::equals("id", SqlValue::text("")));
+            match system {
+                Some(s) if s == record_system => match uuid::Uuid::parse_str(code) {
+                    Ok(id) => Ok(Filter::equals("id", SqlValue::text(id))),
+                    Err(_) => nothing(),
+                },
+                Some(s) if resource_type == "Patient" && *s == mrn_system => {
+                    Ok(Filter::equals("mrn", SqlValue::text(code)))
+                }
+                None if resource_type == "Patient" => {
+                    Ok(Filter::equals("mrn", SqlValue::text(code)))
+                }
+                None => match uuid::Uuid::parse_str(code) {
+                    Ok(id) => Ok(Filter::equals("id", SqlValue::text(id))),
+                    Err(_) => nothing(),
+                },
+                // Another system's identifier is never one of the clinic's: match nothing.
+                Some(_) => nothing(),
             }
-            Ok(Filter::equals("mrn", SqlValue::text(code)))
         }
         "patient" | "subject" => {
             let id = value.strip_prefix("Patient/").unwrap_or(value);
@@ -109,7 +146,10 @@ mod tests {
 
     #[test]
     fn parameters_become_filters() {
-        let mrn = "https://x/mrn";
+        let cfg = MappingConfig {
+            identifier_base: "https://x".into(),
+        };
+        let mrn = &cfg;
         assert!(filter("Patient", "_id", "not-a-uuid", mrn).is_err());
         assert!(filter("Patient", "_lastUpdated", "ge2026-01-01", mrn).is_err());
         assert_eq!(
@@ -121,6 +161,27 @@ mod tests {
         assert_eq!(
             filter("Patient", "identifier", "https://x/mrn|M1", mrn).unwrap(),
             Filter::equals("mrn", SqlValue::text("M1"))
+        );
+        let id = "0195a0b2-0000-7000-8000-000000000001";
+        assert_eq!(
+            filter(
+                "Consent",
+                "identifier",
+                &format!("https://x/consent|{id}"),
+                mrn
+            )
+            .unwrap(),
+            Filter::equals("id", SqlValue::text(id))
+        );
+        assert_eq!(
+            filter(
+                "Consent",
+                "identifier",
+                &format!("https://y/consent|{id}"),
+                mrn
+            )
+            .unwrap(),
+            Filter::equals("id", SqlValue::text(""))
         );
         let id = "0195a0b2-0000-7000-8000-000000000001";
         assert_eq!(

@@ -253,6 +253,81 @@ fn mrn_condition(state: &FhirState, pairs: &[(String, String)]) -> Result<Option
         .map_err(|_| ApiError::bad_request("the identifier value is not a valid MRN"))
 }
 
+/// `identifier={base}/{kind}|uuid`, the record-id identifier every resource carries → the id.
+fn record_condition(
+    state: &FhirState,
+    resource_type: &str,
+    pairs: &[(String, String)],
+) -> Result<String, ApiError> {
+    let system = state
+        .mapping
+        .system(super::search::record_kind(resource_type));
+    let value = pairs
+        .iter()
+        .find(|(k, _)| k == "identifier")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| {
+            ApiError::bad_request("a conditional write needs identifier=system|value")
+        })?;
+    match value.split_once('|') {
+        Some((s, id)) if s == system => {
+            uuid::Uuid::parse_str(id)
+                .map(|u| u.to_string())
+                .map_err(|_| {
+                    ApiError::bad_request("the identifier value must be a record id (a UUID)")
+                })
+        }
+        _ => Err(ApiError::bad_request(format!(
+            "conditional writes of {resource_type} match on the identifier system {system}"
+        ))),
+    }
+}
+
+/// Writes `resource` at `id`: an update if the record exists (at `If-Match` or its current
+/// version), else a create at that id. Used by conditional writes keyed by the record id.
+async fn put_at(
+    state: &FhirState,
+    resource_type: &str,
+    mut resource: Value,
+    id: &str,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<Response, ApiError> {
+    if resource
+        .get("id")
+        .and_then(Value::as_str)
+        .is_some_and(|b| b != id)
+    {
+        return Err(ApiError::bad_request(
+            "the body's id is not the id the identifier names",
+        ));
+    }
+    resource["id"] = json!(id);
+    let record = inbound(state, resource_type, &resource)?;
+    let mut tx = state.store.begin().await?;
+    let existing = record.stored_version(&mut tx).await?;
+    match existing {
+        Some(version) => {
+            record
+                .update(&mut tx, if_match(headers)?.unwrap_or(version))
+                .await?
+        }
+        None => record.insert(&mut tx).await?,
+    }
+    tx.commit().await?;
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(respond(
+        status,
+        &current(state, resource_type, id).await?,
+        headers,
+        params,
+    ))
+}
+
 async fn current(state: &FhirState, resource_type: &str, id: &str) -> Result<Value, ApiError> {
     find(state, resource_type, id)
         .await?
@@ -293,17 +368,32 @@ pub(super) async fn create(
     let record = inbound(&state, &resource_type, &resource)?;
     let condition = match headers.get("if-none-exist") {
         Some(value) => {
-            if resource_type != "Patient" {
-                return Err(ApiError::bad_request(
-                    "conditional create is supported for Patient (by MRN)",
-                ));
-            }
             let text = value
                 .to_str()
                 .map_err(|_| ApiError::bad_request("If-None-Exist is not text"))?;
             let text = text.trim_start_matches('?');
             let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text)
                 .map_err(|_| ApiError::bad_request("If-None-Exist is not a search query"))?;
+            if resource_type != "Patient" {
+                // Keyed by the record id: an existing record is returned, else it is created
+                // at that id (so a retried create never makes a second record).
+                let id = record_condition(&state, &resource_type, &pairs)?;
+                if let Some(existing) = find(&state, &resource_type, &id).await? {
+                    return Ok(respond(StatusCode::OK, &existing, &headers, &params));
+                }
+                resource.as_object_mut().map(|r| r.remove("id"));
+                return match put_at(&state, &resource_type, resource, &id, &headers, &params).await
+                {
+                    Err(e)
+                        if e.status == StatusCode::PRECONDITION_FAILED
+                            || e.status == StatusCode::CONFLICT =>
+                    {
+                        let existing = current(&state, &resource_type, &id).await?;
+                        Ok(respond(StatusCode::OK, &existing, &headers, &params))
+                    }
+                    other => other,
+                };
+            }
             Some(mrn_condition(&state, &pairs)?)
         }
         None => None,
@@ -402,11 +492,6 @@ pub(super) async fn conditional_update(
     let params = query(params)?;
     check_accept(&headers, &params)?;
     writable(&resource_type)?;
-    if resource_type != "Patient" {
-        return Err(ApiError::bad_request(
-            "conditional update is supported for Patient (by MRN)",
-        ));
-    }
     check_content_type(&headers)?;
     let body = self::body(body)?;
     let mut resource = parse_resource(&body, &resource_type)?;
@@ -415,6 +500,10 @@ pub(super) async fn conditional_update(
         .filter(|(k, _)| !matches!(k.as_str(), "_format" | "_pretty"))
         .cloned()
         .collect();
+    if resource_type != "Patient" {
+        let id = record_condition(&state, &resource_type, &conditions)?;
+        return put_at(&state, &resource_type, resource, &id, &headers, &params).await;
+    }
     let mrn = mrn_condition(&state, &conditions)?.ok_or_else(|| {
         ApiError::bad_request("conditional update matches on the clinic's MRN identifier system")
     })?;
