@@ -1,0 +1,396 @@
+//! Search: parameters parsed and checked, rows selected by store filters and resource-level
+//! predicates, paged by keyset cursors (or sorted), with `_include`/`_revinclude`, `_elements`
+//! and `_summary=count`, returned as a `searchset` Bundle.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::{
+    ApiError, DEFAULT_COUNT, FhirState, MAX_COUNT, assembler, base_url, check_accept, fhir_json,
+    find, known_type, matching, pretty, search,
+};
+use crate::assemble::RESOURCE_TYPES;
+
+/// Rows scanned at most per search request when resource-level parameters filter (a page may
+/// then hold fewer matches than `_count`, with a `next` link to go on).
+const SCAN_LIMIT: usize = 5_000;
+/// Matches sorted at most for `_sort` (beyond, the client is asked to narrow the search).
+const SORT_LIMIT: usize = 10_000;
+
+/// What a search request asks for, parsed and checked.
+struct SearchRequest {
+    filters: Vec<crate::store::Filter>,
+    predicates: Vec<matching::Predicate>,
+    count: u32,
+    cursor: Option<String>,
+    summary_count: bool,
+    sort: Option<(String, bool)>,
+    includes: Vec<(String, String)>,
+    revincludes: Vec<(String, String)>,
+    elements: Vec<String>,
+    ignored: Vec<String>,
+}
+
+fn parse_search(
+    state: &FhirState,
+    resource_type: &str,
+    params: &[(String, String)],
+    strict: bool,
+) -> Result<SearchRequest, ApiError> {
+    let mut request = SearchRequest {
+        filters: Vec::new(),
+        predicates: Vec::new(),
+        count: DEFAULT_COUNT,
+        cursor: None,
+        summary_count: false,
+        sort: None,
+        includes: Vec::new(),
+        revincludes: Vec::new(),
+        elements: Vec::new(),
+        ignored: Vec::new(),
+    };
+    let type_param = |value: &str, what: &str| -> Result<(String, String), ApiError> {
+        value
+            .split_once(':')
+            .map(|(t, p)| (t.to_owned(), p.to_owned()))
+            .filter(|(t, _)| RESOURCE_TYPES.contains(&t.as_str()))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{what} takes Type:parameter, like CarePlan:subject"
+                ))
+            })
+    };
+    for (name, value) in params {
+        match name.as_str() {
+            // `_count=0` asks for the total only (as `_summary=count`).
+            "_count" => match value.parse::<u32>() {
+                Ok(0) => request.summary_count = true,
+                Ok(count) => request.count = count.min(MAX_COUNT),
+                Err(_) => return Err(ApiError::bad_request("_count must be a whole number")),
+            },
+            "_cursor" => {
+                let id = value.rsplit('~').next().unwrap_or_default();
+                uuid::Uuid::parse_str(id).map_err(|_| {
+                    ApiError::bad_request("_cursor is not a paging cursor of this server")
+                })?;
+                request.cursor = Some(value.clone());
+            }
+            "_summary" if value == "count" => request.summary_count = true,
+            "_sort" => {
+                let (key, descending) = match value.strip_prefix('-') {
+                    Some(key) => (key, true),
+                    None => (value.as_str(), false),
+                };
+                if key != "_lastUpdated" && matching::kind_name(resource_type, key) != "date" {
+                    return Err(ApiError::bad_request(format!(
+                        "{resource_type} sorts by _lastUpdated or its date parameters"
+                    )));
+                }
+                request.sort = Some((key.to_owned(), descending));
+            }
+            "_include" => request.includes.push(type_param(value, "_include")?),
+            "_revinclude" => request.revincludes.push(type_param(value, "_revinclude")?),
+            "_elements" => request
+                .elements
+                .extend(value.split(',').map(|e| e.trim().to_owned())),
+            "_format" | "_pretty" => {}
+            _ if search::supported(resource_type).contains(&name.as_str()) => request.filters.push(
+                search::filter(resource_type, name, value, &state.mapping)
+                    .map_err(|e| ApiError::bad_request(e.0))?,
+            ),
+            _ => match matching::predicate(resource_type, name, value) {
+                Some(predicate) => request
+                    .predicates
+                    .push(predicate.map_err(ApiError::bad_request)?),
+                None if strict => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "not-supported",
+                        format!("{resource_type} does not support the search parameter {name}"),
+                    ));
+                }
+                None => request.ignored.push(name.clone()),
+            },
+        }
+    }
+    Ok(request)
+}
+
+/// The sort key of a resource for `_sort` (an ISO date or instant, which sort as text).
+fn sort_key(resource_type: &str, resource: &Value, key: &str) -> String {
+    if key == "_lastUpdated" {
+        return resource
+            .pointer("/meta/lastUpdated")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+    }
+    let path = match (resource_type, key) {
+        ("Patient", _) => "birthDate",
+        ("Goal", _) => "target.0.dueDate",
+        ("Consent", _) => "dateTime",
+        ("ServiceRequest" | "Task", _) => "authoredOn",
+        _ => "period.start",
+    };
+    let mut node = resource;
+    for step in path.split('.') {
+        node = match step.parse::<usize>() {
+            Ok(i) => node.get(i).unwrap_or(&Value::Null),
+            Err(_) => node.get(step).unwrap_or(&Value::Null),
+        };
+    }
+    node.as_str().unwrap_or_default().to_owned()
+}
+
+/// Keeps only the listed top-level elements (and what every resource needs), tagged SUBSETTED.
+fn subset(resource: &mut Value, elements: &[String]) {
+    if let Some(map) = resource.as_object_mut() {
+        map.retain(|k, _| {
+            matches!(k.as_str(), "resourceType" | "id" | "meta") || elements.iter().any(|e| e == k)
+        });
+    }
+    let tag = json!({ "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED" });
+    match resource["meta"]["tag"].as_array_mut() {
+        Some(tags) => tags.push(tag),
+        None => resource["meta"]["tag"] = json!([tag]),
+    }
+}
+
+/// The references a resource holds in the element a parameter names (`patient` also looks at
+/// `subject`, `for` and `beneficiary`).
+fn references_at(resource: &Value, parameter: &str) -> Vec<(String, String)> {
+    let own = [parameter];
+    let elements: &[&str] = match parameter {
+        "patient" => &["patient", "subject", "for", "beneficiary"],
+        "based-on" => &["basedOn"],
+        "part-of" => &["partOf"],
+        "episode-of-care" => &["episodeOfCare"],
+        _ => &own,
+    };
+    let mut out = Vec::new();
+    for element in elements {
+        let values = match resource.get(*element) {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(v) => vec![v],
+            None => Vec::new(),
+        };
+        for value in values {
+            if let Some((t, id)) = value
+                .get("reference")
+                .and_then(Value::as_str)
+                .and_then(|r| r.split_once('/'))
+                && RESOURCE_TYPES.contains(&t)
+            {
+                out.push((t.to_owned(), id.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+pub(super) async fn search(
+    state: &FhirState,
+    resource_type: &str,
+    headers: &HeaderMap,
+    params: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_accept(headers, &params)?;
+    known_type(resource_type)?;
+    let strict = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("handling=strict"));
+    let request = parse_search(state, resource_type, &params, strict)?;
+    let base = base_url(headers);
+    let assembler = assembler(state).await?;
+    let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset" });
+    if request.summary_count && request.predicates.is_empty() {
+        bundle["total"] = json!(assembler.count(resource_type, &request.filters).await?);
+        return Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)));
+    }
+    let matches = |r: &Value| {
+        r.get("resourceType").and_then(Value::as_str) == Some(resource_type)
+            && request.predicates.iter().all(|p| matching::matches(p, r))
+    };
+    // Rows in id order after the cursor, filtered, until the page is full or the scan limit.
+    let mut found: Vec<Value> = Vec::new();
+    let mut next_cursor: Option<String> = None;
+    if request.sort.is_none() && !request.summary_count {
+        let mut after = request.cursor.clone();
+        let mut scanned = 0;
+        loop {
+            let want = request.count as usize - found.len();
+            let page = assembler
+                .page(
+                    resource_type,
+                    &request.filters,
+                    after.as_deref(),
+                    want as u32,
+                )
+                .await?;
+            scanned += want;
+            found.extend(page.resources.into_iter().filter(|r| matches(r)));
+            after = page.last_row.clone();
+            if !page.full {
+                break;
+            }
+            if found.len() >= request.count as usize || scanned >= SCAN_LIMIT {
+                next_cursor = after;
+                break;
+            }
+        }
+    } else {
+        // Sorting and counting with resource-level parameters need every match.
+        let mut after: Option<String> = None;
+        loop {
+            let page = assembler
+                .page(resource_type, &request.filters, after.as_deref(), 500)
+                .await?;
+            found.extend(page.resources.into_iter().filter(|r| matches(r)));
+            if found.len() > SORT_LIMIT {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "too-costly",
+                    format!(
+                        "more than {SORT_LIMIT} matches to sort or count; narrow the search (for example by patient)"
+                    ),
+                ));
+            }
+            match (page.full, page.last_row) {
+                (true, Some(last)) => after = Some(last),
+                _ => break,
+            }
+        }
+        if request.summary_count {
+            bundle["total"] = json!(found.len());
+            return Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)));
+        }
+        let (key, descending) = request.sort.clone().unwrap_or_default();
+        let keyed = |r: &Value| {
+            format!(
+                "{}~{}",
+                sort_key(resource_type, r, &key),
+                r["id"].as_str().unwrap_or_default()
+            )
+        };
+        found.sort_by_key(|r| keyed(r));
+        if descending {
+            found.reverse();
+        }
+        if let Some(cursor) = &request.cursor {
+            found.retain(|r| {
+                if descending {
+                    keyed(r) < *cursor
+                } else {
+                    keyed(r) > *cursor
+                }
+            });
+        }
+        if found.len() > request.count as usize {
+            found.truncate(request.count as usize);
+            next_cursor = found.last().map(keyed);
+        }
+    }
+    let own: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "_cursor")
+        .cloned()
+        .collect();
+    let link = |cursor: Option<&str>| {
+        let mut pairs = own.clone();
+        if let Some(c) = cursor {
+            pairs.push(("_cursor".into(), c.to_owned()));
+        }
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        if query.is_empty() {
+            format!("{base}/{resource_type}")
+        } else {
+            format!("{base}/{resource_type}?{query}")
+        }
+    };
+    let mut links = vec![json!({ "relation": "self", "url": link(request.cursor.as_deref()) })];
+    if let Some(next) = &next_cursor {
+        links.push(json!({ "relation": "next", "url": link(Some(next)) }));
+    }
+    bundle["link"] = json!(links);
+    // _include and _revinclude: referenced and referring resources, each once.
+    let mut included: Vec<Value> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = found
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or_default(),
+                r["id"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    for (source_type, parameter) in &request.includes {
+        if source_type != resource_type {
+            continue;
+        }
+        for resource in &found {
+            for (t, id) in references_at(resource, parameter) {
+                if seen.insert(format!("{t}/{id}"))
+                    && let Some(target) = find(state, &t, &id).await?
+                {
+                    included.push(target);
+                }
+            }
+        }
+    }
+    for (source_type, parameter) in &request.revincludes {
+        if resource_type != "Patient" || !matches!(parameter.as_str(), "patient" | "subject") {
+            continue;
+        }
+        known_type(source_type)?;
+        for patient in &found {
+            let id = patient["id"].as_str().unwrap_or_default();
+            let filter = search::filter(source_type, "patient", id, &state.mapping)
+                .map_err(|e| ApiError::bad_request(e.0))?;
+            let page = assembler
+                .page(source_type, std::slice::from_ref(&filter), None, MAX_COUNT)
+                .await?;
+            for r in page.resources {
+                let key = format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap_or_default(),
+                    r["id"].as_str().unwrap_or_default()
+                );
+                if seen.insert(key) {
+                    included.push(r);
+                }
+            }
+        }
+    }
+    let entry = |mut r: Value, mode: &str| {
+        if !request.elements.is_empty() && mode == "match" {
+            subset(&mut r, &request.elements);
+        }
+        let full_url = format!(
+            "{base}/{}/{}",
+            r["resourceType"].as_str().unwrap_or_default(),
+            r["id"].as_str().unwrap_or_default()
+        );
+        json!({ "fullUrl": full_url, "resource": r, "search": { "mode": mode } })
+    };
+    let mut entries: Vec<Value> = found.into_iter().map(|r| entry(r, "match")).collect();
+    entries.extend(included.into_iter().map(|r| entry(r, "include")));
+    if !request.ignored.is_empty() {
+        entries.push(json!({
+            "resource": {
+                "resourceType": "OperationOutcome",
+                "issue": [{
+                    "severity": "warning",
+                    "code": "not-supported",
+                    "diagnostics": format!("search parameters ignored (not supported for {resource_type}): {}", request.ignored.join(", "))
+                }]
+            },
+            "search": { "mode": "outcome" }
+        }));
+    }
+    bundle["entry"] = json!(entries);
+    Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
+}
