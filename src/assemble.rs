@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::domain::*;
 use crate::mapping::{self, MappingConfig, Sensitivity};
-use crate::store::{Filter, Record, RowMeta, Store, StoreError, Stored};
+use crate::store::{Filter, Record, RowMeta, SqlValue, Store, StoreError, Stored};
 
 /// The resource types assembled here, in dependency order (what `export` writes, in order).
 pub const RESOURCE_TYPES: &[&str] = &[
@@ -73,55 +73,84 @@ pub struct Page {
     pub full: bool,
 }
 
-/// What every page needs: the clinic, the programs (a handful) and the mapping settings.
+/// Assembles resources for one request or export. The clinic and its programs are loaded on
+/// first need (a Patient read needs neither), once per assembler.
 pub struct Assembler<'a> {
     store: &'a Store,
     cfg: &'a MappingConfig,
     as_of: NaiveDate,
-    clinic_id: Id<Organization>,
-    programs: HashMap<Id<Program>, Program>,
+    clinic_id: tokio::sync::OnceCell<Id<Organization>>,
+    programs: tokio::sync::OnceCell<HashMap<Id<Program>, Program>>,
 }
 
 impl<'a> Assembler<'a> {
-    /// Loads the clinic and its programs.
-    pub async fn new(
-        store: &'a Store,
-        cfg: &'a MappingConfig,
-        as_of: NaiveDate,
-    ) -> Result<Self, AssembleError> {
-        let mut clinic_id = None;
-        let mut after: Option<String> = None;
-        loop {
-            let page = store
-                .page_where::<Organization>(&[], after.as_deref(), 500)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.record.id.to_string());
-            clinic_id = clinic_id.or(page
-                .iter()
-                .find(|o| o.record.kind == OrganizationKind::Clinic)
-                .map(|o| o.record.id));
-        }
-        let mut programs = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = store
-                .page_where::<Program>(&[], after.as_deref(), 500)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.record.id.to_string());
-            programs.extend(page.into_iter().map(|p| (p.record.id, p.record)));
-        }
-        Ok(Self {
+    pub fn new(store: &'a Store, cfg: &'a MappingConfig, as_of: NaiveDate) -> Self {
+        Self {
             store,
             cfg,
             as_of,
-            clinic_id: clinic_id.ok_or(AssembleError::NoClinic)?,
-            programs,
+            clinic_id: tokio::sync::OnceCell::new(),
+            programs: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The clinic organization (the first of kind `clinic`).
+    async fn clinic_id(&self) -> Result<Id<Organization>, AssembleError> {
+        self.clinic_id
+            .get_or_try_init(|| async {
+                let mut after: Option<String> = None;
+                loop {
+                    let page = self
+                        .store
+                        .page_where::<Organization>(&[], after.as_deref(), 500)
+                        .await?;
+                    if let Some(clinic) = page
+                        .iter()
+                        .find(|o| o.record.kind == OrganizationKind::Clinic)
+                    {
+                        return Ok(clinic.record.id);
+                    }
+                    match page.last() {
+                        Some(last) if page.len() == 500 => after = Some(last.record.id.to_string()),
+                        _ => return Err(AssembleError::NoClinic),
+                    }
+                }
+            })
+            .await
+            .copied()
+    }
+
+    /// Every program by id (a handful).
+    async fn programs(&self) -> Result<&HashMap<Id<Program>, Program>, StoreError> {
+        self.programs
+            .get_or_try_init(|| async {
+                let mut programs = HashMap::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let page = self
+                        .store
+                        .page_where::<Program>(&[], after.as_deref(), 500)
+                        .await?;
+                    let full = page.len() == 500;
+                    after = page.last().map(|last| last.record.id.to_string());
+                    programs.extend(page.into_iter().map(|p| (p.record.id, p.record)));
+                    if !full {
+                        return Ok(programs);
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn program(&self, id: Id<Program>) -> Result<&Program, StoreError> {
+        self.programs().await?.get(&id).ok_or(StoreError::NotFound {
+            table: Program::TABLE,
+            id: id.to_string(),
         })
     }
 
-    /// The sensitivity of each client in `clients`, from their enrollments' programs.
+    /// The sensitivity of each client in `clients`: Part 2 if any enrollment is in a Part 2
+    /// program (one query: only those enrollments are read).
     async fn sensitivities(
         &self,
         clients: impl IntoIterator<Item = Id<Client>>,
@@ -131,14 +160,23 @@ impl<'a> Assembler<'a> {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let enrollments = self.store.children_of_many::<Enrollment>(&clients).await?;
         let mut out: HashMap<_, _> = clients.iter().map(|c| (*c, Sensitivity::Normal)).collect();
-        for e in enrollments {
-            if self
-                .programs
-                .get(&e.record.program_id)
-                .is_some_and(|p| p.part2)
-            {
+        for chunk in clients.chunks(500) {
+            let part2_program = Filter::in_rows(
+                "program_id",
+                Program::TABLE,
+                "id",
+                Filter::equals("part2", SqlValue::bool(true)),
+            );
+            let of_clients = Filter::one_of(
+                "client_id",
+                chunk.iter().map(|c| SqlValue::id(*c)).collect(),
+            );
+            let enrollments = self
+                .store
+                .page_where::<Enrollment>(&[of_clients, part2_program], None, u32::MAX)
+                .await?;
+            for e in enrollments {
                 out.insert(e.record.client_id, Sensitivity::Part2);
             }
         }
@@ -172,9 +210,10 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<Program>(filters, after, limit, &mut metas)
                     .await?;
+                let clinic_id = self.clinic_id().await?;
                 out.extend(
                     rows.iter()
-                        .map(|p| mapping::program_to_fhir(self.cfg, p, self.clinic_id)),
+                        .map(|p| mapping::program_to_fhir(self.cfg, p, clinic_id)),
                 );
                 counted(&rows)
             }
@@ -228,14 +267,13 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<Enrollment>(filters, after, limit, &mut metas)
                     .await?;
+                let clinic_id = self.clinic_id().await?;
                 for e in &rows {
-                    let Some(program) = self.programs.get(&e.program_id) else {
-                        continue;
-                    };
+                    let program = self.program(e.program_id).await?;
                     let view = mapping::EpisodeView {
                         enrollment: e,
                         program,
-                        clinic_id: self.clinic_id,
+                        clinic_id,
                         sensitivity: Sensitivity::of_programs([program]),
                     };
                     out.push(mapping::episode_to_fhir(self.cfg, &view));
@@ -266,11 +304,12 @@ impl<'a> Assembler<'a> {
                     .rows::<Consent>(filters, after, limit, &mut metas)
                     .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
+                let clinic_id = self.clinic_id().await?;
                 out.extend(rows.iter().map(|c| {
                     mapping::consent_to_fhir(
                         self.cfg,
                         c,
-                        self.clinic_id,
+                        clinic_id,
                         sensitivity[&c.client_id],
                         self.as_of,
                     )
@@ -433,7 +472,7 @@ async fn write_care_plans(
     let relapse_by_plan = group(relapse_plans, |r| r.plan_id);
     for plan in plans {
         let enrollment = &enrollments[&plan.enrollment_id];
-        let sensitivity = Sensitivity::of_programs([&cx.programs[&enrollment.program_id]]);
+        let sensitivity = Sensitivity::of_programs([cx.program(enrollment.program_id).await?]);
         let view = mapping::PlanView {
             plan,
             client_id: enrollment.client_id,
@@ -506,7 +545,7 @@ async fn write_goals(
             .iter()
             .filter_map(|n| reviews.get(&n.review_id).map(|r| (n, r)))
             .collect();
-        let sensitivity = Sensitivity::of_programs([&cx.programs[&enrollment.program_id]]);
+        let sensitivity = Sensitivity::of_programs([cx.program(enrollment.program_id).await?]);
         out.push(mapping::goal_to_fhir(
             cx.cfg,
             goal,
@@ -543,7 +582,7 @@ async fn write_encounters(
             session,
             client_id: enrollment.client_id,
             participants: &contacts,
-            sensitivity: Sensitivity::of_programs([&cx.programs[&enrollment.program_id]]),
+            sensitivity: Sensitivity::of_programs([cx.program(enrollment.program_id).await?]),
         };
         out.push(mapping::session_to_fhir(cx.cfg, &view));
     }

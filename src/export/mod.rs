@@ -125,7 +125,7 @@ pub async fn export(
         path: options.out.clone(),
         source,
     })?;
-    let assembler = Assembler::new(store, &options.mapping, options.as_of).await?;
+    let assembler = Assembler::new(store, &options.mapping, options.as_of);
     let mut counts = Vec::new();
     for resource_type in &options.types {
         let mut file = NdjsonFile::create(&options.out, resource_type)?;

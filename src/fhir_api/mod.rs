@@ -181,13 +181,13 @@ fn version_headers(response: &mut Response, resource: &Value) {
     }
 }
 
-async fn assembler(state: &FhirState) -> Result<Assembler<'_>, ApiError> {
-    Ok(Assembler::new(
+/// An assembler for one request; "today" (for consent and contact status) is the request's day.
+fn assembler(state: &FhirState) -> Assembler<'_> {
+    Assembler::new(
         &state.store,
         &state.mapping,
         chrono::Utc::now().date_naive(),
     )
-    .await?)
 }
 
 async fn metadata(
@@ -209,7 +209,7 @@ async fn find(state: &FhirState, resource_type: &str, id: &str) -> Result<Option
         return Ok(None);
     };
     let id = uuid.to_string();
-    let assembler = assembler(state).await?;
+    let assembler = assembler(state);
     let by_id = [crate::store::Filter::equals(
         "id",
         crate::store::SqlValue::text(&id),

@@ -204,7 +204,7 @@ pub(super) async fn search(
         .any(|v| v.contains("handling=strict"));
     let request = parse_search(state, resource_type, &params, strict)?;
     let base = base_url(headers);
-    let assembler = assembler(state).await?;
+    let assembler = assembler(state);
     let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset" });
     if request.summary_count && request.predicates.is_empty() {
         bundle["total"] = json!(assembler.count(resource_type, &request.filters).await?);

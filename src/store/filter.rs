@@ -16,6 +16,8 @@ pub enum Condition {
     Equals(SqlValue),
     /// `column <op> value`, op one of `<`, `<=`, `>`, `>=` (timestamps and dates as fixed-width text)
     Compare(&'static str, SqlValue),
+    /// `column IN (value, ...)`
+    OneOf(Vec<SqlValue>),
     /// `column IN (SELECT select FROM table WHERE filter)`
     InRows {
         table: &'static str,
@@ -35,6 +37,12 @@ impl Filter {
         Self {
             column,
             condition: Condition::Compare(op, value),
+        }
+    }
+    pub fn one_of(column: &'static str, values: Vec<SqlValue>) -> Self {
+        Self {
+            column,
+            condition: Condition::OneOf(values),
         }
     }
     /// `column` holds the `select` column of `table` rows matching `filter`.
@@ -68,6 +76,16 @@ impl Filter {
                 };
                 binds.push(value.clone());
                 format!("{} {op} ${}", self.column, binds.len())
+            }
+            // An empty list matches nothing (`IN ()` is not SQL).
+            Condition::OneOf(values) if values.is_empty() => "1 = 0".to_owned(),
+            Condition::OneOf(values) => {
+                let mut placeholders = Vec::with_capacity(values.len());
+                for value in values {
+                    binds.push(value.clone());
+                    placeholders.push(format!("${}", binds.len()));
+                }
+                format!("{} IN ({})", self.column, placeholders.join(", "))
             }
             Condition::InRows {
                 table,
