@@ -433,24 +433,19 @@ async fn write_care_plans(
     out: &mut Vec<Value>,
 ) -> Result<(), StoreError> {
     let ids: Vec<_> = plans.iter().map(|p| p.id).collect();
-    let enrollments = enrollments_of(cx, plans.iter().map(|p| p.enrollment_id)).await?;
-    let goals = group(
-        records(cx.store.children_of_many::<Goal>(&ids).await?),
-        |g| g.plan_id,
-    );
-    let interventions = group(
-        records(cx.store.children_of_many::<Intervention>(&ids).await?),
-        |i| i.plan_id,
-    );
-    let reviews = group(
-        records(cx.store.children_of_many::<PlanReview>(&ids).await?),
-        |r| r.plan_id,
-    );
-    let relapse_plans = records(
-        cx.store
-            .children_of_many::<RelapsePreventionPlan>(&ids)
-            .await?,
-    );
+    // Independent lookups run at once: a plan's latency is the slowest query, not their sum.
+    let (enrollments, goals, interventions, reviews, relapse_plans, _) = tokio::try_join!(
+        enrollments_of(cx, plans.iter().map(|p| p.enrollment_id)),
+        cx.store.children_of_many::<Goal>(&ids),
+        cx.store.children_of_many::<Intervention>(&ids),
+        cx.store.children_of_many::<PlanReview>(&ids),
+        cx.store.children_of_many::<RelapsePreventionPlan>(&ids),
+        cx.programs(),
+    )?;
+    let goals = group(records(goals), |g| g.plan_id);
+    let interventions = group(records(interventions), |i| i.plan_id);
+    let reviews = group(records(reviews), |r| r.plan_id);
+    let relapse_plans = records(relapse_plans);
     let relapse_ids: Vec<_> = relapse_plans.iter().map(|r| r.id).collect();
     let items = group(
         records(

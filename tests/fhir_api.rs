@@ -158,7 +158,11 @@ async fn reads_and_paged_searches(store: &Store) {
         }
         labelled += usize::from(part2(&patient));
     }
-    assert!(labelled > 0 && labelled < seen.len(), "{labelled} of {}", seen.len());
+    assert!(
+        labelled > 0 && labelled < seen.len(),
+        "{labelled} of {}",
+        seen.len()
+    );
     let (_, plans) = app.get(&format!("CarePlan?patient={id}")).await;
     let plan_id = plans["entry"][0]["resource"]["id"].as_str().unwrap();
     assert_eq!(app.get(&format!("CarePlan/{plan_id}")).await.0, 200);

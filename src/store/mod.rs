@@ -388,6 +388,12 @@ impl Store {
         rows.iter().map(tx::read_stored).collect()
     }
 
+    /// Refreshes the query planner's statistics (after bulk loads).
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// How many records match every filter.
     pub async fn count_where<R: Record>(&self, filters: &[Filter]) -> Result<i64, StoreError> {
         let mut binds = Vec::new();
