@@ -63,11 +63,19 @@ pub enum AssembleError {
     Store(#[from] StoreError),
 }
 
+/// Where a page starts: after a row id (None: at the beginning), or just before one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyset<'k> {
+    After(Option<&'k str>),
+    Before(&'k str),
+}
+
 /// One page of resources: what the rows after the cursor became, and the cursor after them.
 #[derive(Debug, Default)]
 pub struct Page {
     pub resources: Vec<Value>,
-    /// The id of the last row read; None when the page was empty.
+    /// The ids of the first and last rows read (in id order); None when the page was empty.
+    pub first_row: Option<String>,
     pub last_row: Option<String>,
     /// Whether a full page of rows was read (so more may follow).
     pub full: bool,
@@ -190,15 +198,15 @@ impl<'a> Assembler<'a> {
         &self,
         resource_type: &str,
         filters: &[Filter],
-        after: Option<&str>,
+        keyset: Keyset<'_>,
         limit: u32,
     ) -> Result<Page, AssembleError> {
         let mut out = Vec::new();
         let mut metas: HashMap<String, RowMeta> = HashMap::new();
-        let (rows, last_row) = match resource_type {
+        let (rows, first_row, last_row) = match resource_type {
             "Organization" => {
                 let rows = self
-                    .rows::<Organization>(filters, after, limit, &mut metas)
+                    .rows::<Organization>(filters, keyset, limit, &mut metas)
                     .await?;
                 out.extend(
                     rows.iter()
@@ -208,7 +216,7 @@ impl<'a> Assembler<'a> {
             }
             "HealthcareService" => {
                 let rows = self
-                    .rows::<Program>(filters, after, limit, &mut metas)
+                    .rows::<Program>(filters, keyset, limit, &mut metas)
                     .await?;
                 let clinic_id = self.clinic_id().await?;
                 out.extend(
@@ -219,7 +227,7 @@ impl<'a> Assembler<'a> {
             }
             "Group" => {
                 let rows = self
-                    .rows::<TherapyGroup>(filters, after, limit, &mut metas)
+                    .rows::<TherapyGroup>(filters, keyset, limit, &mut metas)
                     .await?;
                 out.extend(
                     rows.iter()
@@ -229,7 +237,7 @@ impl<'a> Assembler<'a> {
             }
             "Practitioner" => {
                 let rows = self
-                    .rows::<Staff>(filters, after, limit, &mut metas)
+                    .rows::<Staff>(filters, keyset, limit, &mut metas)
                     .await?;
                 out.extend(
                     rows.iter()
@@ -239,7 +247,7 @@ impl<'a> Assembler<'a> {
             }
             "Patient" => {
                 let rows = self
-                    .rows::<Client>(filters, after, limit, &mut metas)
+                    .rows::<Client>(filters, keyset, limit, &mut metas)
                     .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.id)).await?;
                 out.extend(
@@ -250,7 +258,7 @@ impl<'a> Assembler<'a> {
             }
             "RelatedPerson" => {
                 let rows = self
-                    .rows::<SupportContact>(filters, after, limit, &mut metas)
+                    .rows::<SupportContact>(filters, keyset, limit, &mut metas)
                     .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
                 out.extend(rows.iter().map(|c| {
@@ -265,7 +273,7 @@ impl<'a> Assembler<'a> {
             }
             "EpisodeOfCare" => {
                 let rows = self
-                    .rows::<Enrollment>(filters, after, limit, &mut metas)
+                    .rows::<Enrollment>(filters, keyset, limit, &mut metas)
                     .await?;
                 let clinic_id = self.clinic_id().await?;
                 for e in &rows {
@@ -282,26 +290,28 @@ impl<'a> Assembler<'a> {
             }
             "CarePlan" => {
                 let rows = self
-                    .rows::<TreatmentPlan>(filters, after, limit, &mut metas)
+                    .rows::<TreatmentPlan>(filters, keyset, limit, &mut metas)
                     .await?;
                 write_care_plans(self, &rows, &mut out).await?;
                 counted(&rows)
             }
             "Goal" => {
-                let rows = self.rows::<Goal>(filters, after, limit, &mut metas).await?;
+                let rows = self
+                    .rows::<Goal>(filters, keyset, limit, &mut metas)
+                    .await?;
                 write_goals(self, &rows, &mut out).await?;
                 counted(&rows)
             }
             "Encounter" => {
                 let rows = self
-                    .rows::<Session>(filters, after, limit, &mut metas)
+                    .rows::<Session>(filters, keyset, limit, &mut metas)
                     .await?;
                 write_encounters(self, &rows, &mut out).await?;
                 counted(&rows)
             }
             "Consent" => {
                 let rows = self
-                    .rows::<Consent>(filters, after, limit, &mut metas)
+                    .rows::<Consent>(filters, keyset, limit, &mut metas)
                     .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
                 let clinic_id = self.clinic_id().await?;
@@ -319,7 +329,7 @@ impl<'a> Assembler<'a> {
             "ServiceRequest" | "Task" => {
                 let task = resource_type == "Task";
                 let rows = self
-                    .rows::<Referral>(filters, after, limit, &mut metas)
+                    .rows::<Referral>(filters, keyset, limit, &mut metas)
                     .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|r| r.client_id)).await?;
                 out.extend(rows.iter().map(|r| {
@@ -350,6 +360,7 @@ impl<'a> Assembler<'a> {
         }
         Ok(Page {
             resources: out,
+            first_row,
             last_row,
             full: rows == limit as usize,
         })
@@ -382,19 +393,30 @@ impl<'a> Assembler<'a> {
     async fn rows<R: Record>(
         &self,
         filters: &[Filter],
-        after: Option<&str>,
+        keyset: Keyset<'_>,
         limit: u32,
         metas: &mut HashMap<String, RowMeta>,
     ) -> Result<Vec<R>, StoreError> {
-        let stored = self.store.page_where::<R>(filters, after, limit).await?;
+        let stored = match keyset {
+            Keyset::After(after) => self.store.page_where::<R>(filters, after, limit).await?,
+            Keyset::Before(before) => {
+                self.store
+                    .page_where_before::<R>(filters, before, limit)
+                    .await?
+            }
+        };
         metas.extend(stored.iter().map(|s| (s.record.id().to_string(), s.meta)));
         Ok(records(stored))
     }
 }
 
-/// (number of rows, id of the last row)
-fn counted<R: Record>(rows: &[R]) -> (usize, Option<String>) {
-    (rows.len(), rows.last().map(|r| r.id().to_string()))
+/// (number of rows, id of the first row, id of the last row)
+fn counted<R: Record>(rows: &[R]) -> (usize, Option<String>, Option<String>) {
+    (
+        rows.len(),
+        rows.first().map(|r| r.id().to_string()),
+        rows.last().map(|r| r.id().to_string()),
+    )
 }
 
 fn group<K: std::hash::Hash + Eq, V>(

@@ -98,10 +98,27 @@ async fn reads_and_paged_searches(store: &Store) {
 
     // Follow every next link: each Patient exactly once, as many as the count says.
     let total = app.patient_count().await;
+    let link = |bundle: &Value, relation: &str| {
+        bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == relation)
+            .map(|l| l["url"].as_str().unwrap().to_owned())
+    };
+    let ids_of = |bundle: &Value| -> Vec<String> {
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
     let mut url = format!("{}/Patient?_count=5", app.base);
     let mut seen = HashSet::new();
+    let mut in_order = Vec::new();
     let mut pages = 0;
-    loop {
+    let last_page = loop {
         let bundle: Value = app
             .client
             .get(&url)
@@ -116,19 +133,32 @@ async fn reads_and_paged_searches(store: &Store) {
             assert!(seen.insert(entry["resource"]["id"].as_str().unwrap().to_owned()));
             assert!(entry["fullUrl"].as_str().unwrap().starts_with("http://"));
         }
-        let next = bundle["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().to_owned());
-        match next {
+        in_order.extend(ids_of(&bundle));
+        match link(&bundle, "next") {
             Some(next) => url = next,
-            None => break,
+            None => break bundle,
         }
-    }
+    };
     assert_eq!(seen.len() as i64, total);
     assert!(pages >= 3, "{pages} pages of 5 for {total} patients");
+    // And back again with the previous links: the same pages, in reverse.
+    let mut backwards = ids_of(&last_page);
+    let mut page = last_page;
+    while let Some(prev) = link(&page, "previous") {
+        page = app
+            .client
+            .get(&prev)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut ids = ids_of(&page);
+        ids.extend(backwards);
+        backwards = ids;
+    }
+    assert_eq!(backwards, in_order);
 
     // Read one, then its care plans, goals and encounters by patient.
     let id = seen.iter().next().unwrap().clone();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::assemble::{AssembleError, Assembler};
+use crate::assemble::{AssembleError, Assembler, Keyset};
 use crate::mapping::MappingConfig;
 use crate::store::{Store, StoreError};
 
@@ -132,7 +132,7 @@ pub async fn export(
         let mut after: Option<String> = None;
         loop {
             let page = assembler
-                .page(resource_type, &[], after.as_deref(), PAGE)
+                .page(resource_type, &[], Keyset::After(after.as_deref()), PAGE)
                 .await?;
             for resource in &page.resources {
                 file.write(resource)?;

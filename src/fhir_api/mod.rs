@@ -27,7 +27,7 @@ use serde_json::Value;
 
 pub use error::ApiError;
 
-use crate::assemble::{Assembler, RESOURCE_TYPES};
+use crate::assemble::{Assembler, Keyset, RESOURCE_TYPES};
 use crate::http::auth::Authenticator;
 use crate::mapping::MappingConfig;
 use crate::store::Store;
@@ -214,7 +214,9 @@ async fn find(state: &FhirState, resource_type: &str, id: &str) -> Result<Option
         "id",
         crate::store::SqlValue::text(&id),
     )];
-    let page = assembler.page(resource_type, &by_id, None, 1).await?;
+    let page = assembler
+        .page(resource_type, &by_id, Keyset::After(None), 1)
+        .await?;
     let found = page
         .resources
         .into_iter()
@@ -234,7 +236,9 @@ async fn find(state: &FhirState, resource_type: &str, id: &str) -> Result<Option
         "id",
         crate::store::SqlValue::text(relapse.record.plan_id),
     )];
-    let page = assembler.page("CarePlan", &by_plan, None, 1).await?;
+    let page = assembler
+        .page("CarePlan", &by_plan, Keyset::After(None), 1)
+        .await?;
     Ok(page
         .resources
         .into_iter()

@@ -10,7 +10,7 @@ use super::{
     ApiError, DEFAULT_COUNT, FhirState, MAX_COUNT, assembler, base_url, check_accept, fhir_json,
     find, known_type, matching, pretty, search,
 };
-use crate::assemble::RESOURCE_TYPES;
+use crate::assemble::{Keyset, RESOURCE_TYPES};
 
 /// Rows scanned at most per search request when resource-level parameters filter (a page may
 /// then hold fewer matches than `_count`, with a `next` link to go on).
@@ -24,6 +24,8 @@ struct SearchRequest {
     predicates: Vec<matching::Predicate>,
     count: u32,
     cursor: Option<String>,
+    /// `_before`: the page just before this row id (what a `previous` link asks for).
+    before: Option<String>,
     summary_count: bool,
     sort: Option<(String, bool)>,
     includes: Vec<(String, String)>,
@@ -43,6 +45,7 @@ fn parse_search(
         predicates: Vec::new(),
         count: DEFAULT_COUNT,
         cursor: None,
+        before: None,
         summary_count: false,
         sort: None,
         includes: Vec::new(),
@@ -75,6 +78,12 @@ fn parse_search(
                     ApiError::bad_request("_cursor is not a paging cursor of this server")
                 })?;
                 request.cursor = Some(value.clone());
+            }
+            "_before" => {
+                let id = uuid::Uuid::parse_str(value).map_err(|_| {
+                    ApiError::bad_request("_before is not a paging cursor of this server")
+                })?;
+                request.before = Some(id.to_string());
             }
             "_summary" if value == "count" => request.summary_count = true,
             "_sort" => {
@@ -214,39 +223,68 @@ pub(super) async fn search(
         r.get("resourceType").and_then(Value::as_str) == Some(resource_type)
             && request.predicates.iter().all(|p| matching::matches(p, r))
     };
-    // Rows in id order after the cursor, filtered, until the page is full or the scan limit.
+    // Rows in id order after (or, for a `prev` link, before) the cursor, filtered, until the page
+    // is full or the scan limit is reached.
     let mut found: Vec<Value> = Vec::new();
     let mut next_cursor: Option<String> = None;
+    let mut prev_cursor: Option<String> = None;
     if request.sort.is_none() && !request.summary_count {
-        let mut after = request.cursor.clone();
+        let backwards = request.before.is_some();
+        let mut at = request.before.clone().or(request.cursor.clone());
+        let mut first_row: Option<String> = None;
+        let mut last_row: Option<String> = None;
         let mut scanned = 0;
+        let mut more = false;
         loop {
             let want = request.count as usize - found.len();
+            let keyset = match (&at, backwards) {
+                (Some(before), true) => Keyset::Before(before),
+                (after, _) => Keyset::After(after.as_deref()),
+            };
             let page = assembler
-                .page(
-                    resource_type,
-                    &request.filters,
-                    after.as_deref(),
-                    want as u32,
-                )
+                .page(resource_type, &request.filters, keyset, want as u32)
                 .await?;
             scanned += want;
-            found.extend(page.resources.into_iter().filter(|r| matches(r)));
-            after = page.last_row.clone();
-            if !page.full {
+            let matched: Vec<Value> = page.resources.into_iter().filter(|r| matches(r)).collect();
+            if backwards {
+                found.splice(0..0, matched);
+                first_row = page.first_row.clone().or(first_row);
+                last_row = last_row.or(page.last_row.clone());
+                at = page.first_row.clone();
+            } else {
+                found.extend(matched);
+                first_row = first_row.or(page.first_row.clone());
+                last_row = page.last_row.clone().or(last_row);
+                at = page.last_row.clone();
+            }
+            if !page.full || at.is_none() {
                 break;
             }
             if found.len() >= request.count as usize || scanned >= SCAN_LIMIT {
-                next_cursor = after;
+                more = true;
                 break;
             }
+        }
+        // Forward: `next` when rows may follow, `prev` when this is not the first page.
+        // Backward: `next` after this page always, `prev` when rows may precede.
+        if backwards {
+            next_cursor = last_row.clone();
+            prev_cursor = more.then_some(first_row).flatten();
+        } else {
+            next_cursor = more.then_some(last_row).flatten();
+            prev_cursor = request.cursor.as_ref().and(first_row);
         }
     } else {
         // Sorting and counting with resource-level parameters need every match.
         let mut after: Option<String> = None;
         loop {
             let page = assembler
-                .page(resource_type, &request.filters, after.as_deref(), 500)
+                .page(
+                    resource_type,
+                    &request.filters,
+                    Keyset::After(after.as_deref()),
+                    500,
+                )
                 .await?;
             found.extend(page.resources.into_iter().filter(|r| matches(r)));
             if found.len() > SORT_LIMIT {
@@ -295,13 +333,13 @@ pub(super) async fn search(
     }
     let own: Vec<(String, String)> = params
         .iter()
-        .filter(|(k, _)| k != "_cursor")
+        .filter(|(k, _)| k != "_cursor" && k != "_before")
         .cloned()
         .collect();
-    let link = |cursor: Option<&str>| {
+    let link_to = |key: &str, cursor: Option<&str>| {
         let mut pairs = own.clone();
         if let Some(c) = cursor {
-            pairs.push(("_cursor".into(), c.to_owned()));
+            pairs.push((key.to_owned(), c.to_owned()));
         }
         let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
         if query.is_empty() {
@@ -310,9 +348,17 @@ pub(super) async fn search(
             format!("{base}/{resource_type}?{query}")
         }
     };
-    let mut links = vec![json!({ "relation": "self", "url": link(request.cursor.as_deref()) })];
+    let link = |cursor: Option<&str>| link_to("_cursor", cursor);
+    let own_link = match &request.before {
+        Some(before) => link_to("_before", Some(before)),
+        None => link(request.cursor.as_deref()),
+    };
+    let mut links = vec![json!({ "relation": "self", "url": own_link })];
     if let Some(next) = &next_cursor {
         links.push(json!({ "relation": "next", "url": link(Some(next)) }));
+    }
+    if let Some(prev) = &prev_cursor {
+        links.push(json!({ "relation": "previous", "url": link_to("_before", Some(prev)) }));
     }
     bundle["link"] = json!(links);
     // _include and _revinclude: referenced and referring resources, each once.
@@ -351,7 +397,12 @@ pub(super) async fn search(
             let filter = search::filter(source_type, "patient", id, &state.mapping)
                 .map_err(|e| ApiError::bad_request(e.0))?;
             let page = assembler
-                .page(source_type, std::slice::from_ref(&filter), None, MAX_COUNT)
+                .page(
+                    source_type,
+                    std::slice::from_ref(&filter),
+                    Keyset::After(None),
+                    MAX_COUNT,
+                )
                 .await?;
             for r in page.resources {
                 let key = format!(

@@ -394,6 +394,41 @@ impl Store {
         Ok(())
     }
 
+    /// Like `page_where`, but the `limit` rows just before `before` (keyset paging backwards, for
+    /// `prev` links); returned in id order.
+    pub async fn page_where_before<R: Record>(
+        &self,
+        filters: &[Filter],
+        before: &str,
+        limit: u32,
+    ) -> Result<Vec<Stored<R>>, StoreError> {
+        let mut binds = Vec::new();
+        let mut conditions: Vec<String> = filters.iter().map(|f| f.to_sql(&mut binds)).collect();
+        binds.push(SqlValue::text(before));
+        conditions.push(format!("id < ${}", binds.len()));
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY id DESC LIMIT {}",
+            tx::select_list::<R>(),
+            R::TABLE,
+            conditions.join(" AND "),
+            limit
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for value in binds {
+            query = match value {
+                SqlValue::Text(v) => query.bind(v),
+                SqlValue::Int(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut stored = rows
+            .iter()
+            .map(tx::read_stored)
+            .collect::<Result<Vec<_>, _>>()?;
+        stored.reverse();
+        Ok(stored)
+    }
+
     /// How many records match every filter.
     pub async fn count_where<R: Record>(&self, filters: &[Filter]) -> Result<i64, StoreError> {
         let mut binds = Vec::new();
