@@ -743,7 +743,88 @@ async fn conditional_writes_by_record_identifier(store: &Store) {
     assert_eq!(same.len(), 1);
 }
 
+/// Odd inputs anywhere in the API: never a 5xx, always an OperationOutcome or a Bundle.
+async fn odd_inputs_never_cause_server_errors(store: &Store) {
+    let app = spawn_app(store).await;
+    let gets = [
+        "Patient?_count=99999999999",
+        "Patient?_count=",
+        "Encounter?date=ge",
+        "Encounter?date=ge2026-13-45",
+        "Patient?_lastUpdated=gt2026-13-45T00:00:00Z",
+        "Patient?_sort=-",
+        "Patient?_sort=name",
+        "Patient?_include=Foo",
+        "CarePlan?_include=CarePlan:",
+        "CarePlan?_include=CarePlan:nothing",
+        "Patient?_revinclude=Spaceship:patient",
+        "Patient?identifier=|",
+        "Patient?identifier=",
+        "CarePlan?patient=",
+        "Patient?_elements=",
+        "Patient?name=%00",
+        "Patient?_cursor=~",
+        "Patient?_before=abc",
+        "CarePlan?status=,",
+        "Patient?_summary=data",
+        "Patient/%20",
+        "Patient/_history?_cursor=abc",
+        "Patient/_history?_count=abc",
+        "Patient/0195a0b2-0000-7000-8000-00000000dead/_history",
+        "Patient/0195a0b2-0000-7000-8000-00000000dead/_history/x",
+        "CarePlan/0195a0b2-0000-7000-8000-00000000dead",
+        "metadata?_format=xml",
+    ];
+    for path in gets {
+        let (status, body) = app.get(path).await;
+        assert!(status < 500, "{path}: {status} {body}");
+        let kind = body["resourceType"].as_str().unwrap_or_default();
+        assert!(
+            kind == "OperationOutcome" || kind == "Bundle",
+            "{path}: {body}"
+        );
+    }
+    let posts: [(&str, &str); 8] = [
+        (
+            "",
+            r#"{"resourceType":"Bundle","type":"transaction","entry":{}}"#,
+        ),
+        (
+            "",
+            r#"{"resourceType":"Bundle","type":"transaction","entry":[{}]}"#,
+        ),
+        ("", r#"{"resourceType":"Bundle","type":"history"}"#),
+        (
+            "",
+            r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/x"}}]}"#,
+        ),
+        ("", r#"[1,2,3]"#),
+        ("Patient", r#"{"resourceType":"Patient","id":7,"name":"x"}"#),
+        ("Patient", r#"null"#),
+        ("Patient/$validate", r#"{"resourceType":"Parameters"}"#),
+    ];
+    for (path, body) in posts {
+        let response = app
+            .client
+            .post(format!("{}/{path}", app.base))
+            .header("content-type", "application/fhir+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let shown: String = text.chars().take(300).collect();
+        assert!(
+            (400..500).contains(&status),
+            "POST {path} {body}: {status} {shown}"
+        );
+        assert!(text.contains("OperationOutcome"), "POST {path}: {text}");
+    }
+}
+
 on_both_backends!(
+    odd_inputs_never_cause_server_errors,
     conditional_writes_by_record_identifier,
     every_request_but_metadata_passes_the_authenticator,
     search_parameters_select_sort_and_include,

@@ -39,11 +39,11 @@ pub(super) async fn bundle(
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(ApiError::bad_request("POST /fhir takes a Bundle"));
     }
-    let entries = bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let entries = match bundle.get("entry") {
+        None => Vec::new(),
+        Some(Value::Array(entries)) => entries.clone(),
+        Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array")),
+    };
     match bundle.get("type").and_then(Value::as_str) {
         Some("transaction") => transaction(&state, &entries, &params).await,
         Some("batch") => batch(&state, &entries, &params).await,
