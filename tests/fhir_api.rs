@@ -823,7 +823,77 @@ async fn odd_inputs_never_cause_server_errors(store: &Store) {
     }
 }
 
+async fn encounters_are_written_with_their_participants(store: &Store) {
+    let app = spawn_app(store).await;
+    // A family session of a seeded client: change its attendance, keep its participants.
+    let (_, bundle) = app.get("Encounter?_count=200").await;
+    let family = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .find(|e| {
+            e["participant"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    p["individual"]["reference"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("RelatedPerson/"))
+                })
+            })
+        })
+        .expect("a seeded session with a support contact");
+    let id = family["id"].as_str().unwrap().to_owned();
+    let version = family["meta"]["versionId"].as_str().unwrap().to_owned();
+    let put = |body: Value, if_match: String| {
+        let client = app.client.clone();
+        let url = format!("{}/Encounter/{id}", app.base);
+        async move {
+            let response = client
+                .put(url)
+                .header("content-type", "application/fhir+json")
+                .header("if-match", if_match)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let mut changed = family.clone();
+    changed.as_object_mut().unwrap().remove("meta");
+    let (status, stored) = put(changed.clone(), format!("W/\"{version}\"")).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(
+        stored["participant"], family["participant"],
+        "participants survive an update"
+    );
+    assert_ne!(stored["meta"]["versionId"], family["meta"]["versionId"]);
+    let (status, outcome) = put(changed, format!("W/\"{version}\"")).await;
+    assert_outcome(status, &outcome, 412);
+
+    // A new session made from it: a new id, the same participants.
+    let mut new = family.clone();
+    let object = new.as_object_mut().unwrap();
+    object.remove("id");
+    object.remove("meta");
+    object.remove("identifier");
+    let response = app
+        .client
+        .post(format!("{}/Encounter", app.base))
+        .header("content-type", "application/fhir+json")
+        .json(&new)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let created: Value = response.json().await.unwrap();
+    assert_ne!(created["id"], family["id"]);
+    assert_eq!(created["participant"], family["participant"]);
+}
+
 on_both_backends!(
+    encounters_are_written_with_their_participants,
     odd_inputs_never_cause_server_errors,
     conditional_writes_by_record_identifier,
     every_request_but_metadata_passes_the_authenticator,

@@ -18,7 +18,7 @@ use super::{
     ApiError, FhirState, base_url, check_accept, fhir_json, find, known_type, pretty, query,
     version_headers,
 };
-use crate::domain::{Client, Consent, Id, Mrn, SupportContact};
+use crate::domain::{Client, Consent, Id, Mrn, Session, SessionParticipant, SupportContact};
 use crate::mapping::{self, MappingError, codes};
 use crate::store::{StoreError, Tx};
 use crate::validation::{Issue, Severity};
@@ -110,6 +110,8 @@ pub(super) enum Inbound {
     Client(Client),
     Contact(SupportContact),
     Consent(Consent),
+    /// A session and the support contacts who took part (its participant rows follow the list).
+    Session(Session, Vec<Id<SupportContact>>),
 }
 
 impl Inbound {
@@ -119,6 +121,7 @@ impl Inbound {
             Self::Client(r) => tx.get(r.id).await?.map(|s| s.meta.version),
             Self::Contact(r) => tx.get(r.id).await?.map(|s| s.meta.version),
             Self::Consent(r) => tx.get(r.id).await?.map(|s| s.meta.version),
+            Self::Session(r, _) => tx.get(r.id).await?.map(|s| s.meta.version),
         })
     }
 
@@ -127,6 +130,11 @@ impl Inbound {
             Self::Client(r) => tx.insert(r).await?,
             Self::Contact(r) => tx.insert(r).await?,
             Self::Consent(r) => tx.insert(r).await?,
+            Self::Session(session, contacts) => {
+                tx.insert(session).await?;
+                sync_participants(tx, session.id, contacts).await?;
+                return Ok(());
+            }
         };
         Ok(())
     }
@@ -136,9 +144,42 @@ impl Inbound {
             Self::Client(r) => tx.update(r, expected).await?,
             Self::Contact(r) => tx.update(r, expected).await?,
             Self::Consent(r) => tx.update(r, expected).await?,
+            Self::Session(session, contacts) => {
+                tx.update(session, expected).await?;
+                sync_participants(tx, session.id, contacts).await?;
+                return Ok(());
+            }
         };
         Ok(())
     }
+}
+
+/// Makes a session's participant rows the given contacts: removes the others, adds the new.
+async fn sync_participants(
+    tx: &mut Tx,
+    session: Id<Session>,
+    contacts: &[Id<SupportContact>],
+) -> Result<(), StoreError> {
+    let existing = tx.children::<SessionParticipant>(session).await?;
+    for row in &existing {
+        if !contacts.contains(&row.record.support_contact_id) {
+            tx.delete(row.record.id, row.meta.version).await?;
+        }
+    }
+    for contact in contacts {
+        if !existing
+            .iter()
+            .any(|r| r.record.support_contact_id == *contact)
+        {
+            tx.insert(&SessionParticipant {
+                id: Id::generate(),
+                session_id: session,
+                support_contact_id: *contact,
+            })
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Validates against the IOP profile, then maps to a clinic record: 422 with every issue if
@@ -158,6 +199,8 @@ pub(super) fn inbound(
         "Patient" => mapping::client_from_fhir(&state.mapping, resource).map(Inbound::Client),
         "RelatedPerson" => mapping::support_contact_from_fhir(resource).map(Inbound::Contact),
         "Consent" => mapping::consent_from_fhir(resource).map(Inbound::Consent),
+        "Encounter" => mapping::session_from_fhir(resource)
+            .map(|(session, contacts)| Inbound::Session(session, contacts)),
         other => {
             return Err(ApiError::not_supported(
                 StatusCode::METHOD_NOT_ALLOWED,
