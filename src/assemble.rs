@@ -158,7 +158,9 @@ impl<'a> Assembler<'a> {
     }
 
     /// The sensitivity of each client in `clients`: Part 2 if any enrollment is in a Part 2
-    /// program (one query: only those enrollments are read).
+    /// program (one query: only those enrollments are read). Every resource about a client
+    /// takes the client's sensitivity — even a plan in a non-Part 2 program reveals, next to the
+    /// client's labelled records, that they are in treatment.
     async fn sensitivities(
         &self,
         clients: impl IntoIterator<Item = Id<Client>>,
@@ -276,13 +278,14 @@ impl<'a> Assembler<'a> {
                     .rows::<Enrollment>(filters, keyset, limit, &mut metas)
                     .await?;
                 let clinic_id = self.clinic_id().await?;
+                let sensitivity = self.sensitivities(rows.iter().map(|e| e.client_id)).await?;
                 for e in &rows {
                     let program = self.program(e.program_id).await?;
                     let view = mapping::EpisodeView {
                         enrollment: e,
                         program,
                         clinic_id,
-                        sensitivity: Sensitivity::of_programs([program]),
+                        sensitivity: sensitivity[&e.client_id],
                     };
                     out.push(mapping::episode_to_fhir(self.cfg, &view));
                 }
@@ -456,13 +459,12 @@ async fn write_care_plans(
 ) -> Result<(), StoreError> {
     let ids: Vec<_> = plans.iter().map(|p| p.id).collect();
     // Independent lookups run at once: a plan's latency is the slowest query, not their sum.
-    let (enrollments, goals, interventions, reviews, relapse_plans, _) = tokio::try_join!(
+    let (enrollments, goals, interventions, reviews, relapse_plans) = tokio::try_join!(
         enrollments_of(cx, plans.iter().map(|p| p.enrollment_id)),
         cx.store.children_of_many::<Goal>(&ids),
         cx.store.children_of_many::<Intervention>(&ids),
         cx.store.children_of_many::<PlanReview>(&ids),
         cx.store.children_of_many::<RelapsePreventionPlan>(&ids),
-        cx.programs(),
     )?;
     let goals = group(records(goals), |g| g.plan_id);
     let interventions = group(records(interventions), |i| i.plan_id);
@@ -487,9 +489,12 @@ async fn write_care_plans(
         .map(|c| (c.id, c.name))
         .collect();
     let relapse_by_plan = group(relapse_plans, |r| r.plan_id);
+    let sensitivities = cx
+        .sensitivities(enrollments.values().map(|e| e.client_id))
+        .await?;
     for plan in plans {
         let enrollment = &enrollments[&plan.enrollment_id];
-        let sensitivity = Sensitivity::of_programs([cx.program(enrollment.program_id).await?]);
+        let sensitivity = sensitivities[&enrollment.client_id];
         let view = mapping::PlanView {
             plan,
             client_id: enrollment.client_id,
@@ -553,6 +558,9 @@ async fn write_goals(
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
+    let sensitivities = cx
+        .sensitivities(enrollments.values().map(|e| e.client_id))
+        .await?;
     for goal in goals {
         let enrollment = &enrollments[&plans[&goal.plan_id].enrollment_id];
         let progress: Vec<_> = notes
@@ -562,7 +570,7 @@ async fn write_goals(
             .iter()
             .filter_map(|n| reviews.get(&n.review_id).map(|r| (n, r)))
             .collect();
-        let sensitivity = Sensitivity::of_programs([cx.program(enrollment.program_id).await?]);
+        let sensitivity = sensitivities[&enrollment.client_id];
         out.push(mapping::goal_to_fhir(
             cx.cfg,
             goal,
@@ -589,6 +597,9 @@ async fn write_encounters(
         ),
         |p| p.session_id,
     );
+    let sensitivities = cx
+        .sensitivities(enrollments.values().map(|e| e.client_id))
+        .await?;
     for session in sessions {
         let enrollment = &enrollments[&session.enrollment_id];
         let contacts: Vec<_> = participants
@@ -599,7 +610,7 @@ async fn write_encounters(
             session,
             client_id: enrollment.client_id,
             participants: &contacts,
-            sensitivity: Sensitivity::of_programs([cx.program(enrollment.program_id).await?]),
+            sensitivity: sensitivities[&enrollment.client_id],
         };
         out.push(mapping::session_to_fhir(cx.cfg, &view));
     }
