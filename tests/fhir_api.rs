@@ -891,7 +891,51 @@ async fn encounters_are_written_with_their_participants(store: &Store) {
     assert_eq!(created["participant"], family["participant"]);
 }
 
+async fn enrollments_are_updated_through_episodes_of_care(store: &Store) {
+    let app = spawn_app(store).await;
+    let (_, bundle) = app.get("EpisodeOfCare?status=active&_count=1").await;
+    let episode = bundle["entry"][0]["resource"].clone();
+    let id = episode["id"].as_str().unwrap().to_owned();
+    // Put on hold, then read back: the change is stored, everything else as it was.
+    let mut held = episode.clone();
+    held.as_object_mut().unwrap().remove("meta");
+    held["status"] = json!("onhold");
+    let response = app
+        .client
+        .put(format!("{}/EpisodeOfCare/{id}", app.base))
+        .header("content-type", "application/fhir+json")
+        .json(&held)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let (_, stored) = app.get(&format!("EpisodeOfCare/{id}")).await;
+    assert_eq!(stored["status"], "onhold");
+    let strip = |mut r: Value| {
+        let object = r.as_object_mut().unwrap();
+        object.remove("meta");
+        object.remove("status");
+        r
+    };
+    assert_eq!(strip(stored), strip(episode));
+    // Finished without a discharge disposition: refused, nothing written.
+    let mut finished = held.clone();
+    finished["status"] = json!("finished");
+    let response = app
+        .client
+        .put(format!("{}/EpisodeOfCare/{id}", app.base))
+        .header("content-type", "application/fhir+json")
+        .json(&finished)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let (_, after) = app.get(&format!("EpisodeOfCare/{id}")).await;
+    assert_eq!(after["status"], "onhold");
+}
+
 on_both_backends!(
+    enrollments_are_updated_through_episodes_of_care,
     encounters_are_written_with_their_participants,
     odd_inputs_never_cause_server_errors,
     conditional_writes_by_record_identifier,

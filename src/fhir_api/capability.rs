@@ -8,7 +8,13 @@ use crate::assemble::RESOURCE_TYPES;
 
 /// Types whose instances can be created and updated through the API (inbound mapping exists and
 /// is wired); the rest are read-only.
-pub const WRITABLE: &[&str] = &["Patient", "RelatedPerson", "Consent", "Encounter"];
+pub const WRITABLE: &[&str] = &[
+    "Patient",
+    "RelatedPerson",
+    "Consent",
+    "Encounter",
+    "EpisodeOfCare",
+];
 
 pub fn statement(base: &str) -> Value {
     let resources: Vec<Value> = RESOURCE_TYPES

@@ -18,7 +18,9 @@ use super::{
     ApiError, FhirState, base_url, check_accept, fhir_json, find, known_type, pretty, query,
     version_headers,
 };
-use crate::domain::{Client, Consent, Id, Mrn, Session, SessionParticipant, SupportContact};
+use crate::domain::{
+    Client, Consent, Enrollment, Id, Mrn, Session, SessionParticipant, SupportContact,
+};
 use crate::mapping::{self, MappingError, codes};
 use crate::store::{StoreError, Tx};
 use crate::validation::{Issue, Severity};
@@ -112,6 +114,7 @@ pub(super) enum Inbound {
     Consent(Consent),
     /// A session and the support contacts who took part (its participant rows follow the list).
     Session(Session, Vec<Id<SupportContact>>),
+    Enrollment(Enrollment),
 }
 
 impl Inbound {
@@ -122,6 +125,7 @@ impl Inbound {
             Self::Contact(r) => tx.get(r.id).await?.map(|s| s.meta.version),
             Self::Consent(r) => tx.get(r.id).await?.map(|s| s.meta.version),
             Self::Session(r, _) => tx.get(r.id).await?.map(|s| s.meta.version),
+            Self::Enrollment(r) => tx.get(r.id).await?.map(|s| s.meta.version),
         })
     }
 
@@ -130,6 +134,7 @@ impl Inbound {
             Self::Client(r) => tx.insert(r).await?,
             Self::Contact(r) => tx.insert(r).await?,
             Self::Consent(r) => tx.insert(r).await?,
+            Self::Enrollment(r) => tx.insert(r).await?,
             Self::Session(session, contacts) => {
                 tx.insert(session).await?;
                 sync_participants(tx, session.id, contacts).await?;
@@ -144,6 +149,14 @@ impl Inbound {
             Self::Client(r) => tx.update(r, expected).await?,
             Self::Contact(r) => tx.update(r, expected).await?,
             Self::Consent(r) => tx.update(r, expected).await?,
+            // FHIR does not carry who referred the client: the stored value stays.
+            Self::Enrollment(r) => {
+                let mut r = r.clone();
+                if let Some(stored) = tx.get(r.id).await? {
+                    r.referral_source_id = stored.record.referral_source_id;
+                }
+                tx.update(&r, expected).await?
+            }
             Self::Session(session, contacts) => {
                 tx.update(session, expected).await?;
                 sync_participants(tx, session.id, contacts).await?;
@@ -199,6 +212,7 @@ pub(super) fn inbound(
         "Patient" => mapping::client_from_fhir(&state.mapping, resource).map(Inbound::Client),
         "RelatedPerson" => mapping::support_contact_from_fhir(resource).map(Inbound::Contact),
         "Consent" => mapping::consent_from_fhir(resource).map(Inbound::Consent),
+        "EpisodeOfCare" => mapping::enrollment_from_fhir(resource).map(Inbound::Enrollment),
         "Encounter" => mapping::session_from_fhir(resource)
             .map(|(session, contacts)| Inbound::Session(session, contacts)),
         other => {

@@ -261,3 +261,91 @@ pub fn episode_to_fhir(cfg: &MappingConfig, view: &EpisodeView<'_>) -> Value {
     }
     episode
 }
+
+/// An incoming EpisodeOfCare as an enrollment. `referral_source_id` is not carried in FHIR: a new
+/// enrollment has none, an update keeps the stored one (the caller's job).
+pub fn enrollment_from_fhir(episode: &Value) -> Result<Enrollment, MappingError> {
+    read::expect_type(episode, "EpisodeOfCare")?;
+    let program = extension_of(episode, "iop-program")
+        .and_then(|e| e.get("valueReference"))
+        .ok_or_else(|| missing("EpisodeOfCare.extension(iop-program)"))?;
+    let program_id = read::reference_id(
+        program,
+        "EpisodeOfCare.extension(iop-program).valueReference",
+        "HealthcareService",
+    )?;
+    let patient = episode
+        .get("patient")
+        .ok_or_else(|| missing("EpisodeOfCare.patient"))?;
+    let manager = episode
+        .get("careManager")
+        .ok_or_else(|| missing("EpisodeOfCare.careManager"))?;
+    let period = episode
+        .get("period")
+        .ok_or_else(|| missing("EpisodeOfCare.period"))?;
+    let admitted_on = read::date(
+        "EpisodeOfCare.period.start",
+        read::req_str(period, "start", "EpisodeOfCare.period")?,
+    )?;
+    let ended_on = opt_str(period, "end")
+        .map(|end| read::date("EpisodeOfCare.period.end", end))
+        .transpose()?;
+    let level_of_care = read::array(episode, "type")
+        .iter()
+        .find_map(|t| project_code::<LevelOfCare>(t, "EpisodeOfCare.type").ok())
+        .ok_or_else(|| {
+            missing(format!(
+                "EpisodeOfCare.type (system {})",
+                codes::code_system(LevelOfCare::SYSTEM_ID)
+            ))
+        })?;
+    let status = read::req_str(episode, "status", "EpisodeOfCare")?;
+    let state = match status {
+        "planned" => EnrollmentState::Planned,
+        "active" => EnrollmentState::Active,
+        "onhold" => EnrollmentState::OnHold,
+        "cancelled" => EnrollmentState::Cancelled,
+        "finished" => {
+            let disposition = extension_of(episode, "iop-discharge-disposition")
+                .and_then(|e| e.get("valueCodeableConcept"))
+                .ok_or_else(|| missing("EpisodeOfCare.extension(iop-discharge-disposition)"))?;
+            EnrollmentState::Discharged {
+                on: ended_on.ok_or_else(|| missing("EpisodeOfCare.period.end"))?,
+                disposition: project_code(
+                    disposition,
+                    "EpisodeOfCare.extension(iop-discharge-disposition).valueCodeableConcept",
+                )?,
+            }
+        }
+        other => {
+            return Err(MappingError::UnknownCode {
+                path: "EpisodeOfCare.status".into(),
+                code: other.into(),
+                expected: "planned, active, onhold, finished, cancelled".into(),
+            });
+        }
+    };
+    let referral_id = read::array(episode, "referralRequest")
+        .first()
+        .map(|r| read::reference_id(r, "EpisodeOfCare.referralRequest[0]", "ServiceRequest"))
+        .transpose()?;
+    let enrollment = Enrollment {
+        id: read::resource_id(episode, "EpisodeOfCare")?,
+        client_id: read::reference_id(patient, "EpisodeOfCare.patient", "Patient")?,
+        program_id,
+        referral_id,
+        referral_source_id: None,
+        admitted_on,
+        state,
+        level_of_care,
+        primary_clinician_id: read::reference_id(
+            manager,
+            "EpisodeOfCare.careManager",
+            "Practitioner",
+        )?,
+    };
+    enrollment
+        .check()
+        .map_err(|e| invalid("EpisodeOfCare", e))?;
+    Ok(enrollment)
+}

@@ -19,7 +19,8 @@ mod staff;
 
 pub use consent::{consent_from_fhir, consent_to_fhir};
 pub use encounter::{
-    EpisodeView, SessionView, episode_to_fhir, session_from_fhir, session_to_fhir,
+    EpisodeView, SessionView, enrollment_from_fhir, episode_to_fhir, session_from_fhir,
+    session_to_fhir,
 };
 pub use error::MappingError;
 pub use patient::{client_from_fhir, client_to_fhir};
