@@ -934,7 +934,51 @@ async fn enrollments_are_updated_through_episodes_of_care(store: &Store) {
     assert_eq!(after["status"], "onhold");
 }
 
+async fn goals_are_updated_not_created(store: &Store) {
+    let app = spawn_app(store).await;
+    let (_, bundle) = app.get("Goal?lifecycle-status=active&_count=1").await;
+    let goal = bundle["entry"][0]["resource"].clone();
+    let id = goal["id"].as_str().unwrap().to_owned();
+    let mut done = goal.clone();
+    done.as_object_mut().unwrap().remove("meta");
+    done["lifecycleStatus"] = json!("completed");
+    done["achievementStatus"] = json!({ "coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
+        "code": "achieved", "display": "Achieved" }] });
+    let send = |method: reqwest::Method, path: String, body: Value| {
+        let client = app.client.clone();
+        let url = format!("{}/{path}", app.base);
+        async move {
+            client
+                .request(method, url)
+                .header("content-type", "application/fhir+json")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        send(reqwest::Method::PUT, format!("Goal/{id}"), done.clone()).await,
+        200
+    );
+    let (_, stored) = app.get(&format!("Goal/{id}")).await;
+    assert_eq!(stored["lifecycleStatus"], "completed");
+    assert_eq!(stored["achievementStatus"]["coding"][0]["code"], "achieved");
+    assert_eq!(
+        stored["note"], goal["note"],
+        "progress notes stay the clinic's"
+    );
+    assert_eq!(stored["subject"], goal["subject"]);
+    let mut new = done;
+    new.as_object_mut().unwrap().remove("id");
+    assert_eq!(send(reqwest::Method::POST, "Goal".into(), new).await, 405);
+}
+
 on_both_backends!(
+    goals_are_updated_not_created,
     enrollments_are_updated_through_episodes_of_care,
     encounters_are_written_with_their_participants,
     odd_inputs_never_cause_server_errors,

@@ -14,6 +14,7 @@ pub const WRITABLE: &[&str] = &[
     "Consent",
     "Encounter",
     "EpisodeOfCare",
+    "Goal",
 ];
 
 pub fn statement(base: &str) -> Value {
@@ -28,7 +29,9 @@ pub fn statement(base: &str) -> Value {
                 json!({"code": "history-type"}),
             ];
             if WRITABLE.contains(t) {
-                interactions.push(json!({"code": "create"}));
+                if !super::write::CREATED_IN_THE_CLINIC.contains(t) {
+                    interactions.push(json!({"code": "create"}));
+                }
                 interactions.push(json!({"code": "update"}));
             }
             let mut params: Vec<Value> = search::supported(t)

@@ -102,6 +102,9 @@ fn plan(entry: &Value, index: usize) -> Result<(Planned, Option<String>), ApiErr
         })
         .transpose()?;
     let (id, put) = match (method, url_id) {
+        ("POST", None) if write::CREATED_IN_THE_CLINIC.contains(&resource_type.as_str()) => {
+            return Err(write::created_in_the_clinic(&resource_type));
+        }
         ("POST", None) => (uuid::Uuid::now_v7().to_string(), false),
         ("PUT", Some(id)) => {
             let id = uuid::Uuid::parse_str(id)

@@ -19,8 +19,9 @@ use super::{
     version_headers,
 };
 use crate::domain::{
-    Client, Consent, Enrollment, Id, Mrn, Session, SessionParticipant, SupportContact,
+    Client, Consent, Enrollment, Goal, Id, Mrn, Session, SessionParticipant, SupportContact,
 };
+use crate::mapping::GoalChanges;
 use crate::mapping::{self, MappingError, codes};
 use crate::store::{StoreError, Tx};
 use crate::validation::{Issue, Severity};
@@ -86,6 +87,18 @@ fn writable(resource_type: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Types that can be updated through the API but are created only with their plan, in the clinic.
+pub(super) const CREATED_IN_THE_CLINIC: &[&str] = &["Goal"];
+
+pub(super) fn created_in_the_clinic(resource_type: &str) -> ApiError {
+    ApiError::not_supported(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "a {resource_type} is created with its treatment plan in the clinic; update an existing one with PUT"
+        ),
+    )
+}
+
 /// The IOP profile a type is validated against on the way in.
 fn iop_profile(resource_type: &str) -> String {
     let id = match resource_type {
@@ -115,6 +128,8 @@ pub(super) enum Inbound {
     /// A session and the support contacts who took part (its participant rows follow the list).
     Session(Session, Vec<Id<SupportContact>>),
     Enrollment(Enrollment),
+    /// Changes to a stored goal (goals are created with their plan, in the clinic).
+    Goal(Id<Goal>, GoalChanges),
 }
 
 impl Inbound {
@@ -126,6 +141,7 @@ impl Inbound {
             Self::Consent(r) => tx.get(r.id).await?.map(|s| s.meta.version),
             Self::Session(r, _) => tx.get(r.id).await?.map(|s| s.meta.version),
             Self::Enrollment(r) => tx.get(r.id).await?.map(|s| s.meta.version),
+            Self::Goal(id, _) => tx.get(*id).await?.map(|s| s.meta.version),
         })
     }
 
@@ -135,6 +151,12 @@ impl Inbound {
             Self::Contact(r) => tx.insert(r).await?,
             Self::Consent(r) => tx.insert(r).await?,
             Self::Enrollment(r) => tx.insert(r).await?,
+            Self::Goal(id, _) => {
+                return Err(StoreError::NotFound {
+                    table: "plan_goals",
+                    id: id.to_string(),
+                });
+            }
             Self::Session(session, contacts) => {
                 tx.insert(session).await?;
                 sync_participants(tx, session.id, contacts).await?;
@@ -156,6 +178,13 @@ impl Inbound {
                     r.referral_source_id = stored.record.referral_source_id;
                 }
                 tx.update(&r, expected).await?
+            }
+            Self::Goal(id, changes) => {
+                let stored = tx.get(*id).await?.ok_or_else(|| StoreError::NotFound {
+                    table: "plan_goals",
+                    id: id.to_string(),
+                })?;
+                tx.update(&changes.apply(&stored.record), expected).await?
             }
             Self::Session(session, contacts) => {
                 tx.update(session, expected).await?;
@@ -213,6 +242,14 @@ pub(super) fn inbound(
         "RelatedPerson" => mapping::support_contact_from_fhir(resource).map(Inbound::Contact),
         "Consent" => mapping::consent_from_fhir(resource).map(Inbound::Consent),
         "EpisodeOfCare" => mapping::enrollment_from_fhir(resource).map(Inbound::Enrollment),
+        "Goal" => {
+            let id = resource
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| id.parse().ok())
+                .ok_or_else(|| ApiError::bad_request("a Goal update needs the goal's id"))?;
+            mapping::goal_changes_from_fhir(resource).map(|changes| Inbound::Goal(id, changes))
+        }
         "Encounter" => mapping::session_from_fhir(resource)
             .map(|(session, contacts)| Inbound::Session(session, contacts)),
         other => {
@@ -416,6 +453,9 @@ pub(super) async fn create(
     let params = query(params)?;
     check_accept(&headers, &params)?;
     writable(&resource_type)?;
+    if CREATED_IN_THE_CLINIC.contains(&resource_type.as_str()) {
+        return Err(created_in_the_clinic(&resource_type));
+    }
     check_content_type(&headers)?;
     let body = self::body(body)?;
     let mut resource = parse_resource(&body, &resource_type)?;

@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 
 use super::codes::{self, ProjectCode};
 use super::narrative::Narrative;
-use super::{MappingConfig, Sensitivity, date, meta, period, reference};
+use super::read;
+use super::{MappingConfig, MappingError, Sensitivity, date, meta, period, reference};
 use crate::domain::*;
 
 /// A treatment plan with what its CarePlan shows.
@@ -288,4 +289,92 @@ pub fn relapse_plan_to_fhir(cfg: &MappingConfig, view: &RelapsePlanView<'_>) -> 
         resource["activity"] = json!(activities);
     }
     resource
+}
+
+/// What an incoming Goal may change of a stored goal: its description, target date, lifecycle
+/// and achievement status. The plan it belongs to and its progress notes (written by the plan's
+/// reviews) are the clinic's and stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoalChanges {
+    pub description: NonEmptyText,
+    pub target_on: Option<chrono::NaiveDate>,
+    pub status: GoalStatus,
+    pub achievement: Option<GoalAchievement>,
+}
+
+impl GoalChanges {
+    pub fn apply(&self, stored: &Goal) -> Goal {
+        Goal {
+            description: self.description.clone(),
+            target_on: self.target_on,
+            status: self.status,
+            achievement: self.achievement,
+            ..stored.clone()
+        }
+    }
+}
+
+const GOAL_ACHIEVEMENT_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/goal-achievement";
+
+pub fn goal_changes_from_fhir(resource: &Value) -> Result<GoalChanges, MappingError> {
+    read::expect_type(resource, "Goal")?;
+    let lifecycle = read::req_str(resource, "lifecycleStatus", "Goal")?;
+    let status = [
+        GoalStatus::Proposed,
+        GoalStatus::Active,
+        GoalStatus::OnHold,
+        GoalStatus::Completed,
+        GoalStatus::Cancelled,
+    ]
+    .into_iter()
+    .find(|s| goal_status(*s) == lifecycle)
+    .ok_or_else(|| MappingError::UnknownCode {
+        path: "Goal.lifecycleStatus".into(),
+        code: lifecycle.into(),
+        expected: "proposed, active, on-hold, completed, cancelled".into(),
+    })?;
+    let description = resource
+        .pointer("/description/text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| read::missing("Goal.description.text"))?;
+    let target_on = read::array(resource, "target")
+        .first()
+        .and_then(|t| read::opt_str(t, "dueDate"))
+        .map(|d| read::date("Goal.target[0].dueDate", d))
+        .transpose()?;
+    let achievement = match resource.get("achievementStatus") {
+        None => None,
+        Some(concept) => {
+            let code = read::code_in(concept, GOAL_ACHIEVEMENT_SYSTEM).ok_or_else(|| {
+                read::missing(format!(
+                    "Goal.achievementStatus.coding (system {GOAL_ACHIEVEMENT_SYSTEM})"
+                ))
+            })?;
+            Some(
+                [
+                    GoalAchievement::InProgress,
+                    GoalAchievement::Improving,
+                    GoalAchievement::Worsening,
+                    GoalAchievement::NoChange,
+                    GoalAchievement::Achieved,
+                    GoalAchievement::NotAchieved,
+                ]
+                .into_iter()
+                .find(|a| achievement(*a).0 == code)
+                .ok_or_else(|| MappingError::UnknownCode {
+                    path: "Goal.achievementStatus".into(),
+                    code: code.into(),
+                    expected:
+                        "in-progress, improving, worsening, no-change, achieved, not-achieved"
+                            .into(),
+                })?,
+            )
+        }
+    };
+    Ok(GoalChanges {
+        description: read::domain("Goal.description.text", NonEmptyText::parse(description))?,
+        target_on,
+        status,
+        achievement,
+    })
 }
