@@ -934,7 +934,7 @@ async fn enrollments_are_updated_through_episodes_of_care(store: &Store) {
     assert_eq!(after["status"], "onhold");
 }
 
-async fn goals_are_updated_not_created(store: &Store) {
+async fn plans_and_goals_are_updated_not_created(store: &Store) {
     let app = spawn_app(store).await;
     let (_, bundle) = app.get("Goal?lifecycle-status=active&_count=1").await;
     let goal = bundle["entry"][0]["resource"].clone();
@@ -975,10 +975,74 @@ async fn goals_are_updated_not_created(store: &Store) {
     let mut new = done;
     new.as_object_mut().unwrap().remove("id");
     assert_eq!(send(reqwest::Method::POST, "Goal".into(), new).await, 405);
+
+    // A treatment plan: its status and period change; goals and activities stay the clinic's.
+    let (_, plans) = app.get("CarePlan?status=active&_count=10").await;
+    let plan = plans["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .find(|p| p.get("partOf").is_none())
+        .expect("an active treatment plan");
+    let plan_id = plan["id"].as_str().unwrap().to_owned();
+    let mut completed = plan.clone();
+    completed.as_object_mut().unwrap().remove("meta");
+    completed["status"] = json!("completed");
+    completed["period"]["end"] = json!("2026-11-20");
+    completed["activity"] = json!([]);
+    assert_eq!(
+        send(
+            reqwest::Method::PUT,
+            format!("CarePlan/{plan_id}"),
+            completed.clone()
+        )
+        .await,
+        200
+    );
+    let (_, stored) = app.get(&format!("CarePlan/{plan_id}")).await;
+    assert_eq!(stored["status"], "completed");
+    assert_eq!(stored["period"]["end"], "2026-11-20");
+    assert_eq!(stored["goal"], plan["goal"]);
+    assert_eq!(
+        stored["activity"].as_array().map(Vec::len),
+        plan["activity"].as_array().map(Vec::len),
+        "activities come from the clinic's interventions, not the request"
+    );
+    // Relapse prevention plans are read-only; new plans are made in the clinic.
+    let (_, family) = app
+        .get(&format!(
+            "CarePlan?patient={}",
+            plan["subject"]["reference"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("Patient/")
+        ))
+        .await;
+    if let Some(relapse) = family["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .find(|p| p.get("partOf").is_some())
+    {
+        let relapse_id = relapse["id"].as_str().unwrap().to_owned();
+        let mut body = relapse;
+        body.as_object_mut().unwrap().remove("meta");
+        assert_eq!(
+            send(reqwest::Method::PUT, format!("CarePlan/{relapse_id}"), body).await,
+            422
+        );
+    }
+    completed.as_object_mut().unwrap().remove("id");
+    assert_eq!(
+        send(reqwest::Method::POST, "CarePlan".into(), completed).await,
+        405
+    );
 }
 
 on_both_backends!(
-    goals_are_updated_not_created,
+    plans_and_goals_are_updated_not_created,
     enrollments_are_updated_through_episodes_of_care,
     encounters_are_written_with_their_participants,
     odd_inputs_never_cause_server_errors,

@@ -15,6 +15,7 @@ pub const WRITABLE: &[&str] = &[
     "Encounter",
     "EpisodeOfCare",
     "Goal",
+    "CarePlan",
 ];
 
 pub fn statement(base: &str) -> Value {

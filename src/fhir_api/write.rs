@@ -20,9 +20,11 @@ use super::{
 };
 use crate::domain::{
     Client, Consent, Enrollment, Goal, Id, Mrn, Session, SessionParticipant, SupportContact,
+    TreatmentPlan,
 };
-use crate::mapping::GoalChanges;
 use crate::mapping::{self, MappingError, codes};
+use crate::mapping::{GoalChanges, PlanChanges};
+use crate::store::Record;
 use crate::store::{StoreError, Tx};
 use crate::validation::{Issue, Severity};
 
@@ -88,7 +90,17 @@ fn writable(resource_type: &str) -> Result<(), ApiError> {
 }
 
 /// Types that can be updated through the API but are created only with their plan, in the clinic.
-pub(super) const CREATED_IN_THE_CLINIC: &[&str] = &["Goal"];
+pub(super) const CREATED_IN_THE_CLINIC: &[&str] = &["CarePlan", "Goal"];
+
+/// The id of a resource whose update changes a stored record (checked by the caller: the id is
+/// the URL's, a UUID). A missing or malformed id names no record, so the update finds nothing.
+fn resource_id<T>(resource: &Value) -> Id<T> {
+    resource
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| Id::from_uuid(uuid::Uuid::nil()))
+}
 
 pub(super) fn created_in_the_clinic(resource_type: &str) -> ApiError {
     ApiError::not_supported(
@@ -130,6 +142,8 @@ pub(super) enum Inbound {
     Enrollment(Enrollment),
     /// Changes to a stored goal (goals are created with their plan, in the clinic).
     Goal(Id<Goal>, GoalChanges),
+    /// Changes to a stored treatment plan (plans are created in the clinic).
+    Plan(Id<TreatmentPlan>, PlanChanges),
 }
 
 impl Inbound {
@@ -142,6 +156,7 @@ impl Inbound {
             Self::Session(r, _) => tx.get(r.id).await?.map(|s| s.meta.version),
             Self::Enrollment(r) => tx.get(r.id).await?.map(|s| s.meta.version),
             Self::Goal(id, _) => tx.get(*id).await?.map(|s| s.meta.version),
+            Self::Plan(id, _) => tx.get(*id).await?.map(|s| s.meta.version),
         })
     }
 
@@ -153,7 +168,13 @@ impl Inbound {
             Self::Enrollment(r) => tx.insert(r).await?,
             Self::Goal(id, _) => {
                 return Err(StoreError::NotFound {
-                    table: "plan_goals",
+                    table: Goal::TABLE,
+                    id: id.to_string(),
+                });
+            }
+            Self::Plan(id, _) => {
+                return Err(StoreError::NotFound {
+                    table: TreatmentPlan::TABLE,
                     id: id.to_string(),
                 });
             }
@@ -181,7 +202,14 @@ impl Inbound {
             }
             Self::Goal(id, changes) => {
                 let stored = tx.get(*id).await?.ok_or_else(|| StoreError::NotFound {
-                    table: "plan_goals",
+                    table: Goal::TABLE,
+                    id: id.to_string(),
+                })?;
+                tx.update(&changes.apply(&stored.record), expected).await?
+            }
+            Self::Plan(id, changes) => {
+                let stored = tx.get(*id).await?.ok_or_else(|| StoreError::NotFound {
+                    table: TreatmentPlan::TABLE,
                     id: id.to_string(),
                 })?;
                 tx.update(&changes.apply(&stored.record), expected).await?
@@ -242,14 +270,10 @@ pub(super) fn inbound(
         "RelatedPerson" => mapping::support_contact_from_fhir(resource).map(Inbound::Contact),
         "Consent" => mapping::consent_from_fhir(resource).map(Inbound::Consent),
         "EpisodeOfCare" => mapping::enrollment_from_fhir(resource).map(Inbound::Enrollment),
-        "Goal" => {
-            let id = resource
-                .get("id")
-                .and_then(Value::as_str)
-                .and_then(|id| id.parse().ok())
-                .ok_or_else(|| ApiError::bad_request("a Goal update needs the goal's id"))?;
-            mapping::goal_changes_from_fhir(resource).map(|changes| Inbound::Goal(id, changes))
-        }
+        "Goal" => mapping::goal_changes_from_fhir(resource)
+            .map(|changes| Inbound::Goal(resource_id(resource), changes)),
+        "CarePlan" => mapping::plan_changes_from_fhir(resource)
+            .map(|changes| Inbound::Plan(resource_id(resource), changes)),
         "Encounter" => mapping::session_from_fhir(resource)
             .map(|(session, contacts)| Inbound::Session(session, contacts)),
         other => {

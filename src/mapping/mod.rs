@@ -25,8 +25,8 @@ pub use encounter::{
 pub use error::MappingError;
 pub use patient::{client_from_fhir, client_to_fhir};
 pub use plan::{
-    GoalChanges, PlanView, RelapsePlanView, goal_changes_from_fhir, goal_to_fhir, plan_to_fhir,
-    relapse_plan_to_fhir,
+    GoalChanges, PlanChanges, PlanView, RelapsePlanView, goal_changes_from_fhir, goal_to_fhir,
+    plan_changes_from_fhir, plan_to_fhir, relapse_plan_to_fhir,
 };
 pub use referral::{ReferralView, referral_from_fhir, service_request_to_fhir, task_to_fhir};
 pub use related_person::{support_contact_from_fhir, support_contact_to_fhir};

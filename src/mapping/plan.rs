@@ -378,3 +378,84 @@ pub fn goal_changes_from_fhir(resource: &Value) -> Result<GoalChanges, MappingEr
         achievement,
     })
 }
+
+/// What an incoming treatment-plan CarePlan may change of a stored plan: its status, period,
+/// review interval and next review date. Goals, interventions, reviews and the narrative are the
+/// clinic's (they come from its own records) and stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanChanges {
+    pub status: PlanStatus,
+    pub period: DateRange,
+    pub review_interval_days: u16,
+    pub next_review_on: Option<chrono::NaiveDate>,
+}
+
+impl PlanChanges {
+    pub fn apply(&self, stored: &TreatmentPlan) -> TreatmentPlan {
+        TreatmentPlan {
+            status: self.status,
+            period: self.period,
+            review_interval_days: self.review_interval_days,
+            next_review_on: self.next_review_on,
+            ..stored.clone()
+        }
+    }
+}
+
+fn extension<'a>(resource: &'a Value, id: &str) -> Option<&'a Value> {
+    let url = codes::extension(id);
+    read::array(resource, "extension")
+        .iter()
+        .find(|e| read::opt_str(e, "url") == Some(url.as_str()))
+}
+
+pub fn plan_changes_from_fhir(resource: &Value) -> Result<PlanChanges, MappingError> {
+    read::expect_type(resource, "CarePlan")?;
+    if resource.get("partOf").is_some() {
+        return Err(read::invalid(
+            "CarePlan.partOf",
+            "a relapse prevention plan is kept with its treatment plan in the clinic; it is read-only here",
+        ));
+    }
+    let status_code = read::req_str(resource, "status", "CarePlan")?;
+    let status = [
+        PlanStatus::Draft,
+        PlanStatus::Active,
+        PlanStatus::Completed,
+        PlanStatus::Revoked,
+    ]
+    .into_iter()
+    .find(|s| plan_status(*s) == status_code)
+    .ok_or_else(|| MappingError::UnknownCode {
+        path: "CarePlan.status".into(),
+        code: status_code.into(),
+        expected: "draft, active, completed, revoked".into(),
+    })?;
+    let period = resource
+        .get("period")
+        .ok_or_else(|| read::missing("CarePlan.period"))?;
+    let start = read::date(
+        "CarePlan.period.start",
+        read::req_str(period, "start", "CarePlan.period")?,
+    )?;
+    let end = read::opt_str(period, "end")
+        .map(|e| read::date("CarePlan.period.end", e))
+        .transpose()?;
+    let interval = extension(resource, "iop-review-interval")
+        .and_then(|e| e.pointer("/valueDuration/value"))
+        .and_then(Value::as_u64)
+        .ok_or_else(|| {
+            read::missing("CarePlan.extension(iop-review-interval).valueDuration.value")
+        })?;
+    let next_review_on = extension(resource, "iop-next-review")
+        .and_then(|e| read::opt_str(e, "valueDate"))
+        .map(|d| read::date("CarePlan.extension(iop-next-review).valueDate", d))
+        .transpose()?;
+    Ok(PlanChanges {
+        status,
+        period: read::domain("CarePlan.period", DateRange::new(start, end))?,
+        review_interval_days: u16::try_from(interval)
+            .map_err(|_| read::invalid("CarePlan.extension(iop-review-interval)", "too long"))?,
+        next_review_on,
+    })
+}
