@@ -1041,7 +1041,60 @@ async fn plans_and_goals_are_updated_not_created(store: &Store) {
     );
 }
 
+async fn referral_tasks_carry_intake_decisions(store: &Store) {
+    let app = spawn_app(store).await;
+    // An accepted referral whose client was admitted: the Task is completed.
+    let (_, bundle) = app.get("Task?status=accepted&_count=1").await;
+    let Some(task) = bundle["entry"][0].get("resource").cloned() else {
+        panic!("the seeded data has an accepted referral: {bundle}");
+    };
+    let id = task["id"].as_str().unwrap().to_owned();
+    let mut completed = task.clone();
+    completed.as_object_mut().unwrap().remove("meta");
+    completed["status"] = json!("completed");
+    completed["lastModified"] = json!("2026-11-24T15:00:00Z");
+    let put = |body: Value| {
+        let client = app.client.clone();
+        let url = format!("{}/Task/{id}", app.base);
+        async move {
+            let response = client
+                .put(url)
+                .header("content-type", "application/fhir+json")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = put(completed.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, stored) = app.get(&format!("Task/{id}")).await;
+    assert_eq!(stored["status"], "completed");
+    // The ServiceRequest of the same referral follows.
+    let (_, request) = app.get(&format!("ServiceRequest/{id}")).await;
+    assert_eq!(request["status"], "completed");
+    // An unknown Task status is refused, nothing written.
+    let mut odd = completed.clone();
+    odd["status"] = json!("on-hold");
+    let (status, outcome) = put(odd).await;
+    assert_outcome(status, &outcome, 422);
+    let mut new = completed;
+    new.as_object_mut().unwrap().remove("id");
+    let response = app
+        .client
+        .post(format!("{}/Task", app.base))
+        .header("content-type", "application/fhir+json")
+        .json(&new)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+}
+
 on_both_backends!(
+    referral_tasks_carry_intake_decisions,
     plans_and_goals_are_updated_not_created,
     enrollments_are_updated_through_episodes_of_care,
     encounters_are_written_with_their_participants,

@@ -16,6 +16,7 @@ pub const WRITABLE: &[&str] = &[
     "EpisodeOfCare",
     "Goal",
     "CarePlan",
+    "Task",
 ];
 
 pub fn statement(base: &str) -> Value {

@@ -19,11 +19,11 @@ use super::{
     version_headers,
 };
 use crate::domain::{
-    Client, Consent, Enrollment, Goal, Id, Mrn, Session, SessionParticipant, SupportContact,
-    TreatmentPlan,
+    Client, Consent, Enrollment, Goal, Id, Mrn, Referral, Session, SessionParticipant,
+    SupportContact, TreatmentPlan,
 };
 use crate::mapping::{self, MappingError, codes};
-use crate::mapping::{GoalChanges, PlanChanges};
+use crate::mapping::{GoalChanges, PlanChanges, TaskChanges};
 use crate::store::Record;
 use crate::store::{StoreError, Tx};
 use crate::validation::{Issue, Severity};
@@ -90,7 +90,8 @@ fn writable(resource_type: &str) -> Result<(), ApiError> {
 }
 
 /// Types that can be updated through the API but are created only with their plan, in the clinic.
-pub(super) const CREATED_IN_THE_CLINIC: &[&str] = &["CarePlan", "Goal"];
+/// (A referral's Task is created with its ServiceRequest: by the referral exchange.)
+pub(super) const CREATED_IN_THE_CLINIC: &[&str] = &["CarePlan", "Goal", "Task"];
 
 /// The id of a resource whose update changes a stored record (checked by the caller: the id is
 /// the URL's, a UUID). A missing or malformed id names no record, so the update finds nothing.
@@ -103,12 +104,16 @@ fn resource_id<T>(resource: &Value) -> Id<T> {
 }
 
 pub(super) fn created_in_the_clinic(resource_type: &str) -> ApiError {
-    ApiError::not_supported(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!(
-            "a {resource_type} is created with its treatment plan in the clinic; update an existing one with PUT"
-        ),
-    )
+    let how = match resource_type {
+        "Task" => {
+            "a referral's Task is created with its ServiceRequest by the referral exchange; update an existing one (accept, decline, complete) with PUT"
+        }
+        "CarePlan" => "a treatment plan is created in the clinic; update an existing one with PUT",
+        _ => {
+            "a Goal is created with its treatment plan in the clinic; update an existing one with PUT"
+        }
+    };
+    ApiError::not_supported(StatusCode::METHOD_NOT_ALLOWED, how)
 }
 
 /// The IOP profile a type is validated against on the way in.
@@ -144,6 +149,8 @@ pub(super) enum Inbound {
     Goal(Id<Goal>, GoalChanges),
     /// Changes to a stored treatment plan (plans are created in the clinic).
     Plan(Id<TreatmentPlan>, PlanChanges),
+    /// A referral's Task: accepted, declined, completed... (the referral's status).
+    Task(Id<Referral>, TaskChanges),
 }
 
 impl Inbound {
@@ -157,6 +164,7 @@ impl Inbound {
             Self::Enrollment(r) => tx.get(r.id).await?.map(|s| s.meta.version),
             Self::Goal(id, _) => tx.get(*id).await?.map(|s| s.meta.version),
             Self::Plan(id, _) => tx.get(*id).await?.map(|s| s.meta.version),
+            Self::Task(id, _) => tx.get(*id).await?.map(|s| s.meta.version),
         })
     }
 
@@ -175,6 +183,12 @@ impl Inbound {
             Self::Plan(id, _) => {
                 return Err(StoreError::NotFound {
                     table: TreatmentPlan::TABLE,
+                    id: id.to_string(),
+                });
+            }
+            Self::Task(id, _) => {
+                return Err(StoreError::NotFound {
+                    table: Referral::TABLE,
                     id: id.to_string(),
                 });
             }
@@ -210,6 +224,13 @@ impl Inbound {
             Self::Plan(id, changes) => {
                 let stored = tx.get(*id).await?.ok_or_else(|| StoreError::NotFound {
                     table: TreatmentPlan::TABLE,
+                    id: id.to_string(),
+                })?;
+                tx.update(&changes.apply(&stored.record), expected).await?
+            }
+            Self::Task(id, changes) => {
+                let stored = tx.get(*id).await?.ok_or_else(|| StoreError::NotFound {
+                    table: Referral::TABLE,
                     id: id.to_string(),
                 })?;
                 tx.update(&changes.apply(&stored.record), expected).await?
@@ -274,6 +295,8 @@ pub(super) fn inbound(
             .map(|changes| Inbound::Goal(resource_id(resource), changes)),
         "CarePlan" => mapping::plan_changes_from_fhir(resource)
             .map(|changes| Inbound::Plan(resource_id(resource), changes)),
+        "Task" => mapping::task_changes_from_fhir(resource)
+            .map(|changes| Inbound::Task(resource_id(resource), changes)),
         "Encounter" => mapping::session_from_fhir(resource)
             .map(|(session, contacts)| Inbound::Session(session, contacts)),
         other => {

@@ -28,7 +28,10 @@ pub use plan::{
     GoalChanges, PlanChanges, PlanView, RelapsePlanView, goal_changes_from_fhir, goal_to_fhir,
     plan_changes_from_fhir, plan_to_fhir, relapse_plan_to_fhir,
 };
-pub use referral::{ReferralView, referral_from_fhir, service_request_to_fhir, task_to_fhir};
+pub use referral::{
+    ReferralView, TaskChanges, referral_from_fhir, service_request_to_fhir, task_changes_from_fhir,
+    task_to_fhir,
+};
 pub use related_person::{support_contact_from_fhir, support_contact_to_fhir};
 pub use staff::{
     organization_to_fhir, practitioner_to_fhir, program_to_fhir, therapy_group_to_fhir,

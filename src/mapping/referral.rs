@@ -108,14 +108,25 @@ pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
     task
 }
 
-/// A referral from its ServiceRequest and Task. The Task's status is the referral's status;
-/// the direction is inbound when `clinic_id` performs the request.
-pub fn referral_from_fhir(
-    request: &Value,
-    task: &Value,
-    clinic_id: Id<Organization>,
-) -> Result<Referral, MappingError> {
-    read::expect_type(request, "ServiceRequest")?;
+/// What a referral's Task says of it: its status and, once decided, the day it was decided.
+/// A Task update (accept, decline, complete) changes only these on the stored referral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskChanges {
+    pub status: ReferralStatus,
+    pub decided_on: Option<chrono::NaiveDate>,
+}
+
+impl TaskChanges {
+    pub fn apply(&self, stored: &Referral) -> Referral {
+        Referral {
+            status: self.status,
+            decided_on: self.decided_on,
+            ..stored.clone()
+        }
+    }
+}
+
+pub fn task_changes_from_fhir(task: &Value) -> Result<TaskChanges, MappingError> {
     read::expect_type(task, "Task")?;
     let status = match req_str(task, "status", "Task")? {
         "requested" | "draft" | "ready" => ReferralStatus::Requested,
@@ -134,6 +145,28 @@ pub fn referral_from_fhir(
             });
         }
     };
+    let pending = matches!(status, ReferralStatus::Requested | ReferralStatus::Received);
+    let decided_on = if pending {
+        None
+    } else {
+        let modified = req_str(task, "lastModified", "Task")?;
+        Some(read::date(
+            "Task.lastModified",
+            &modified.chars().take(10).collect::<String>(),
+        )?)
+    };
+    Ok(TaskChanges { status, decided_on })
+}
+
+/// A referral from its ServiceRequest and Task. The Task's status is the referral's status;
+/// the direction is inbound when `clinic_id` performs the request.
+pub fn referral_from_fhir(
+    request: &Value,
+    task: &Value,
+    clinic_id: Id<Organization>,
+) -> Result<Referral, MappingError> {
+    read::expect_type(request, "ServiceRequest")?;
+    let TaskChanges { status, decided_on } = task_changes_from_fhir(task)?;
     let category = read::array(request, "category")
         .first()
         .ok_or_else(|| missing("ServiceRequest.category"))?;
@@ -161,16 +194,6 @@ pub fn referral_from_fhir(
         .first()
         .and_then(|c| opt_str(c, "text"))
         .ok_or_else(|| missing("ServiceRequest.reasonCode[0].text"))?;
-    let pending = matches!(status, ReferralStatus::Requested | ReferralStatus::Received);
-    let decided_on = if pending {
-        None
-    } else {
-        let modified = req_str(task, "lastModified", "Task")?;
-        Some(read::date(
-            "Task.lastModified",
-            &modified.chars().take(10).collect::<String>(),
-        )?)
-    };
     let program_url = codes::extension("iop-program");
     let program_id = read::array(request, "extension")
         .iter()
