@@ -651,11 +651,19 @@ impl Authenticator for OneToken {
             None => Err(AuthError::Missing),
         }
     }
+    fn describe(&self) -> String {
+        "One bearer token.".into()
+    }
 }
 
 async fn every_request_but_metadata_passes_the_authenticator(store: &Store) {
     let app = spawn_app_with(store, Arc::new(OneToken)).await;
-    assert_eq!(app.get("metadata").await.0, 200);
+    let (status, metadata) = app.get("metadata").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metadata["rest"][0]["security"]["description"],
+        "One bearer token."
+    );
     for path in [
         "Patient",
         "Patient/0195a0b2-0000-7000-8000-00000000dead",

@@ -19,7 +19,7 @@ pub const WRITABLE: &[&str] = &[
     "Task",
 ];
 
-pub fn statement(base: &str) -> Value {
+pub fn statement(base: &str, security: &str) -> Value {
     let resources: Vec<Value> = RESOURCE_TYPES
         .iter()
         .map(|t| {
@@ -102,6 +102,7 @@ pub fn statement(base: &str) -> Value {
         "format": ["application/fhir+json", "application/json"],
         "rest": [{
             "mode": "server",
+            "security": { "description": security },
             "resource": resources
         }]
     })

@@ -45,6 +45,8 @@ pub struct FhirState {
     pub store: Store,
     pub validator: Arc<Validator>,
     pub mapping: Arc<MappingConfig>,
+    /// What the CapabilityStatement says of security (from the authenticator).
+    pub security: Arc<str>,
 }
 
 /// The API's routes, under `/fhir` (with and without a trailing slash for the base itself:
@@ -191,6 +193,7 @@ fn assembler(state: &FhirState) -> Assembler<'_> {
 }
 
 async fn metadata(
+    State(state): State<FhirState>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -198,7 +201,7 @@ async fn metadata(
     check_accept(&headers, &params)?;
     Ok(fhir_json(
         StatusCode::OK,
-        &capability::statement(&base_url(&headers)),
+        &capability::statement(&base_url(&headers), &state.security),
         pretty(&params),
     ))
 }

@@ -31,6 +31,8 @@ pub enum AuthError {
 
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError>;
+    /// What the CapabilityStatement says of security (`rest.security.description`).
+    fn describe(&self) -> String;
 }
 
 /// Everyone is let in with every scope. For demos and trusted networks only; `serve` says so in
@@ -43,6 +45,10 @@ impl Authenticator for OpenAccess {
             subject: "anonymous".into(),
             scopes: vec!["system/*.*".into()],
         })
+    }
+    fn describe(&self) -> String {
+        "No authentication is configured: every caller is let in. Serve on a trusted network only."
+            .into()
     }
 }
 

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
             store: state.store.clone(),
             validator: Arc::clone(&state.validator),
             mapping: Arc::clone(&state.mapping),
+            security: state.auth.describe().into(),
         },
         Arc::clone(&state.auth),
     );
