@@ -13,6 +13,7 @@ use iop_gateway::mapping::MappingConfig;
 use iop_gateway::seed::{self, SeedOptions};
 use iop_gateway::store::Store;
 use iop_gateway::validation::{Registry, Validator};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 const MRN_SYSTEM: &str = "https://iop-gateway.org/fhir/clinic/mrn";
@@ -64,6 +65,27 @@ impl App {
             .send()
             .await
             .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+    /// Sends `body` as FHIR JSON to `path` (under /fhir), with extra headers: the status and
+    /// the JSON answer (Null when there is none).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}/{path}", self.base))
+            .header("content-type", "application/fhir+json")
+            .json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -207,16 +229,7 @@ async fn invalid_writes_write_nothing(store: &Store) {
     let mut patient = new_patient(&app, "BAD0001").await;
     patient.as_object_mut().unwrap().remove("gender");
     patient["birthDate"] = json!("1990-13-45");
-    let response = app
-        .client
-        .post(format!("{}/Patient", app.base))
-        .header("content-type", "application/fhir+json")
-        .json(&patient)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let outcome: Value = response.json().await.unwrap();
+    let (status, outcome) = app.send(Method::POST, "Patient", &patient, &[]).await;
     assert_outcome(status, &outcome, 422);
     let locations: Vec<&str> = outcome["issue"]
         .as_array()
@@ -399,17 +412,9 @@ async fn validate_operation_reports_issues(store: &Store) {
     let app = spawn_app(store).await;
     let mut patient = new_patient(&app, "VAL0001").await;
     patient["gender"] = json!("robot");
-    let outcome: Value = app
-        .client
-        .post(format!("{}/Patient/$validate", app.base))
-        .header("content-type", "application/fhir+json")
-        .json(&patient)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, outcome) = app
+        .send(Method::POST, "Patient/$validate", &patient, &[])
+        .await;
     let errors: Vec<&Value> = outcome["issue"]
         .as_array()
         .unwrap()
@@ -452,23 +457,11 @@ fn patient_and_contact(patient: &Value, break_contact: bool) -> Value {
 async fn transactions_are_all_or_nothing(store: &Store) {
     let app = spawn_app(store).await;
     let before = app.patient_count().await;
-    let post = |bundle: Value| {
-        let client = app.client.clone();
-        let url = app.base.clone();
-        async move {
-            let response = client
-                .post(url)
-                .header("content-type", "application/fhir+json")
-                .json(&bundle)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
-    };
+    // The closures below hold the app by reference (their futures copy it).
+    let app = &app;
+    let post = |bundle: Value| async move { app.send(Method::POST, "", &bundle, &[]).await };
     // The contact breaks the profile: nothing is written, not even the Patient before it.
-    let patient = new_patient(&app, "TXN0001").await;
+    let patient = new_patient(app, "TXN0001").await;
     let (status, outcome) = post(patient_and_contact(&patient, true)).await;
     assert_outcome(status, &outcome, 422);
     assert!(outcome.to_string().contains("entry[1]"), "{outcome}");
@@ -492,7 +485,7 @@ async fn transactions_are_all_or_nothing(store: &Store) {
     assert_eq!(contacts["entry"].as_array().unwrap().len(), 1);
 
     // A batch: each entry on its own.
-    let mut batch = patient_and_contact(&new_patient(&app, "BAT0001").await, false);
+    let mut batch = patient_and_contact(&new_patient(app, "BAT0001").await, false);
     batch["type"] = json!("batch");
     batch["entry"][1]["resource"]["patient"] =
         json!({ "reference": format!("Patient/{patient_id}") });
@@ -704,20 +697,12 @@ async fn conditional_writes_by_record_identifier(store: &Store) {
     contact["id"] = json!(id);
     let system = "https://iop-gateway.org/fhir/clinic/support-contact";
     contact["identifier"] = json!([{ "use": "official", "system": system, "value": id }]);
+    // The closures below hold the app by reference (their futures copy it).
+    let app = &app;
+    let path = format!("RelatedPerson?identifier={system}|{id}");
     let put = |body: Value| {
-        let client = app.client.clone();
-        let url = format!("{}/RelatedPerson?identifier={system}|{id}", app.base);
-        async move {
-            client
-                .put(url)
-                .header("content-type", "application/fhir+json")
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+        let path = &path;
+        async move { app.send(Method::PUT, path, &body, &[]).await.0 }
     };
     assert_eq!(put(contact.clone()).await, 201);
     assert_eq!(put(contact.clone()).await, 200);
@@ -728,16 +713,16 @@ async fn conditional_writes_by_record_identifier(store: &Store) {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["resource"]["meta"]["versionId"], "2");
     // If-None-Exist on the same identifier: the existing one, nothing new.
-    let response = app
-        .client
-        .post(format!("{}/RelatedPerson", app.base))
-        .header("content-type", "application/fhir+json")
-        .header("if-none-exist", format!("identifier={system}|{id}"))
-        .json(&contact)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    let condition = format!("identifier={system}|{id}");
+    let (status, _) = app
+        .send(
+            Method::POST,
+            "RelatedPerson",
+            &contact,
+            &[("if-none-exist", &condition)],
+        )
+        .await;
+    assert_eq!(status, 200);
     let (_, all) = app
         .get(&format!("RelatedPerson?patient={patient_id}&_count=1000"))
         .await;
@@ -851,20 +836,14 @@ async fn encounters_are_written_with_their_participants(store: &Store) {
         .expect("a seeded session with a support contact");
     let id = family["id"].as_str().unwrap().to_owned();
     let version = family["meta"]["versionId"].as_str().unwrap().to_owned();
+    // The closures below hold the app by reference (their futures copy it).
+    let app = &app;
+    let path = format!("Encounter/{id}");
     let put = |body: Value, if_match: String| {
-        let client = app.client.clone();
-        let url = format!("{}/Encounter/{id}", app.base);
+        let path = &path;
         async move {
-            let response = client
-                .put(url)
-                .header("content-type", "application/fhir+json")
-                .header("if-match", if_match)
-                .json(&body)
-                .send()
+            app.send(Method::PUT, path, &body, &[("if-match", &if_match)])
                 .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
         }
     };
     let mut changed = family.clone();
@@ -885,16 +864,8 @@ async fn encounters_are_written_with_their_participants(store: &Store) {
     object.remove("id");
     object.remove("meta");
     object.remove("identifier");
-    let response = app
-        .client
-        .post(format!("{}/Encounter", app.base))
-        .header("content-type", "application/fhir+json")
-        .json(&new)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-    let created: Value = response.json().await.unwrap();
+    let (status, created) = app.send(Method::POST, "Encounter", &new, &[]).await;
+    assert_eq!(status, 201);
     assert_ne!(created["id"], family["id"]);
     assert_eq!(created["participant"], family["participant"]);
 }
@@ -908,15 +879,8 @@ async fn enrollments_are_updated_through_episodes_of_care(store: &Store) {
     let mut held = episode.clone();
     held.as_object_mut().unwrap().remove("meta");
     held["status"] = json!("onhold");
-    let response = app
-        .client
-        .put(format!("{}/EpisodeOfCare/{id}", app.base))
-        .header("content-type", "application/fhir+json")
-        .json(&held)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    let path = format!("EpisodeOfCare/{id}");
+    assert_eq!(app.send(Method::PUT, &path, &held, &[]).await.0, 200);
     let (_, stored) = app.get(&format!("EpisodeOfCare/{id}")).await;
     assert_eq!(stored["status"], "onhold");
     let strip = |mut r: Value| {
@@ -929,15 +893,7 @@ async fn enrollments_are_updated_through_episodes_of_care(store: &Store) {
     // Finished without a discharge disposition: refused, nothing written.
     let mut finished = held.clone();
     finished["status"] = json!("finished");
-    let response = app
-        .client
-        .put(format!("{}/EpisodeOfCare/{id}", app.base))
-        .header("content-type", "application/fhir+json")
-        .json(&finished)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 422);
+    assert_eq!(app.send(Method::PUT, &path, &finished, &[]).await.0, 422);
     let (_, after) = app.get(&format!("EpisodeOfCare/{id}")).await;
     assert_eq!(after["status"], "onhold");
 }
@@ -953,23 +909,13 @@ async fn plans_and_goals_are_updated_not_created(store: &Store) {
     done["achievementStatus"] = json!({ "coding": [{
         "system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
         "code": "achieved", "display": "Achieved" }] });
-    let send = |method: reqwest::Method, path: String, body: Value| {
-        let client = app.client.clone();
-        let url = format!("{}/{path}", app.base);
-        async move {
-            client
-                .request(method, url)
-                .header("content-type", "application/fhir+json")
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+    // The closures below hold the app by reference (their futures copy it).
+    let app = &app;
+    let send = |method: Method, path: String, body: Value| async move {
+        app.send(method, &path, &body, &[]).await.0
     };
     assert_eq!(
-        send(reqwest::Method::PUT, format!("Goal/{id}"), done.clone()).await,
+        send(Method::PUT, format!("Goal/{id}"), done.clone()).await,
         200
     );
     let (_, stored) = app.get(&format!("Goal/{id}")).await;
@@ -982,7 +928,7 @@ async fn plans_and_goals_are_updated_not_created(store: &Store) {
     assert_eq!(stored["subject"], goal["subject"]);
     let mut new = done;
     new.as_object_mut().unwrap().remove("id");
-    assert_eq!(send(reqwest::Method::POST, "Goal".into(), new).await, 405);
+    assert_eq!(send(Method::POST, "Goal".into(), new).await, 405);
 
     // A treatment plan: its status and period change; goals and activities stay the clinic's.
     let (_, plans) = app.get("CarePlan?status=active&_count=10").await;
@@ -1038,15 +984,12 @@ async fn plans_and_goals_are_updated_not_created(store: &Store) {
         let mut body = relapse;
         body.as_object_mut().unwrap().remove("meta");
         assert_eq!(
-            send(reqwest::Method::PUT, format!("CarePlan/{relapse_id}"), body).await,
+            send(Method::PUT, format!("CarePlan/{relapse_id}"), body).await,
             422
         );
     }
     completed.as_object_mut().unwrap().remove("id");
-    assert_eq!(
-        send(reqwest::Method::POST, "CarePlan".into(), completed).await,
-        405
-    );
+    assert_eq!(send(Method::POST, "CarePlan".into(), completed).await, 405);
 }
 
 async fn referral_tasks_carry_intake_decisions(store: &Store) {
@@ -1061,20 +1004,12 @@ async fn referral_tasks_carry_intake_decisions(store: &Store) {
     completed.as_object_mut().unwrap().remove("meta");
     completed["status"] = json!("completed");
     completed["lastModified"] = json!("2026-11-24T15:00:00Z");
+    // The closures below hold the app by reference (their futures copy it).
+    let app = &app;
+    let path = format!("Task/{id}");
     let put = |body: Value| {
-        let client = app.client.clone();
-        let url = format!("{}/Task/{id}", app.base);
-        async move {
-            let response = client
-                .put(url)
-                .header("content-type", "application/fhir+json")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
+        let path = &path;
+        async move { app.send(Method::PUT, path, &body, &[]).await }
     };
     let (status, body) = put(completed.clone()).await;
     assert_eq!(status, 200, "{body}");
@@ -1090,15 +1025,7 @@ async fn referral_tasks_carry_intake_decisions(store: &Store) {
     assert_outcome(status, &outcome, 422);
     let mut new = completed;
     new.as_object_mut().unwrap().remove("id");
-    let response = app
-        .client
-        .post(format!("{}/Task", app.base))
-        .header("content-type", "application/fhir+json")
-        .json(&new)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(app.send(Method::POST, "Task", &new, &[]).await.0, 405);
 }
 
 on_both_backends!(

@@ -79,6 +79,14 @@ impl From<crate::store::StoreError> for ApiError {
                 "invalid",
                 format!("the {table} record refers to a resource that does not exist"),
             ),
+            // The detail names a constraint or columns, never values.
+            E::Rejected { table, detail } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invariant",
+                format!(
+                    "the clinic database refused the {table} record as inconsistent ({detail})"
+                ),
+            ),
             E::Invalid { table, source } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",

@@ -25,7 +25,7 @@ use crate::domain::{
 use crate::mapping::{self, MappingError, codes};
 use crate::mapping::{GoalChanges, PlanChanges, TaskChanges};
 use crate::store::Record;
-use crate::store::{StoreError, Tx};
+use crate::store::{RowMeta, StoreError, Tx};
 use crate::validation::{Issue, Severity};
 
 /// The request body, or a 413/400 OperationOutcome.
@@ -174,24 +174,10 @@ impl Inbound {
             Self::Contact(r) => tx.insert(r).await?,
             Self::Consent(r) => tx.insert(r).await?,
             Self::Enrollment(r) => tx.insert(r).await?,
-            Self::Goal(id, _) => {
-                return Err(StoreError::NotFound {
-                    table: Goal::TABLE,
-                    id: id.to_string(),
-                });
-            }
-            Self::Plan(id, _) => {
-                return Err(StoreError::NotFound {
-                    table: TreatmentPlan::TABLE,
-                    id: id.to_string(),
-                });
-            }
-            Self::Task(id, _) => {
-                return Err(StoreError::NotFound {
-                    table: Referral::TABLE,
-                    id: id.to_string(),
-                });
-            }
+            // Changes need a stored record; these are never created here (see CREATED_IN_THE_CLINIC).
+            Self::Goal(id, _) => return Err(not_found(*id)),
+            Self::Plan(id, _) => return Err(not_found(*id)),
+            Self::Task(id, _) => return Err(not_found(*id)),
             Self::Session(session, contacts) => {
                 tx.insert(session).await?;
                 sync_participants(tx, session.id, contacts).await?;
@@ -215,25 +201,13 @@ impl Inbound {
                 tx.update(&r, expected).await?
             }
             Self::Goal(id, changes) => {
-                let stored = tx.get(*id).await?.ok_or_else(|| StoreError::NotFound {
-                    table: Goal::TABLE,
-                    id: id.to_string(),
-                })?;
-                tx.update(&changes.apply(&stored.record), expected).await?
+                update_stored(tx, *id, expected, |g| changes.apply(g)).await?
             }
             Self::Plan(id, changes) => {
-                let stored = tx.get(*id).await?.ok_or_else(|| StoreError::NotFound {
-                    table: TreatmentPlan::TABLE,
-                    id: id.to_string(),
-                })?;
-                tx.update(&changes.apply(&stored.record), expected).await?
+                update_stored(tx, *id, expected, |p| changes.apply(p)).await?
             }
             Self::Task(id, changes) => {
-                let stored = tx.get(*id).await?.ok_or_else(|| StoreError::NotFound {
-                    table: Referral::TABLE,
-                    id: id.to_string(),
-                })?;
-                tx.update(&changes.apply(&stored.record), expected).await?
+                update_stored(tx, *id, expected, |r| changes.apply(r)).await?
             }
             Self::Session(session, contacts) => {
                 tx.update(session, expected).await?;
@@ -243,6 +217,24 @@ impl Inbound {
         };
         Ok(())
     }
+}
+
+fn not_found<R: Record>(id: Id<R>) -> StoreError {
+    StoreError::NotFound {
+        table: R::TABLE,
+        id: id.to_string(),
+    }
+}
+
+/// Updates stored record `id` at version `expected` with what `change` makes of it.
+async fn update_stored<R: Record>(
+    tx: &mut Tx,
+    id: Id<R>,
+    expected: i64,
+    change: impl FnOnce(&R) -> R,
+) -> Result<RowMeta, StoreError> {
+    let stored = tx.get(id).await?.ok_or_else(|| not_found(id))?;
+    tx.update(&change(&stored.record), expected).await
 }
 
 /// Makes a session's participant rows the given contacts: removes the others, adds the new.
@@ -509,39 +501,43 @@ pub(super) async fn create(
     // The server assigns the id of a created resource (FHIR create ignores a client's id).
     let id = uuid::Uuid::now_v7().to_string();
     resource["id"] = json!(id);
-    let record = inbound(&state, &resource_type, &resource)?;
-    let condition = match headers.get("if-none-exist") {
+    let pairs = match headers.get("if-none-exist") {
         Some(value) => {
             let text = value
                 .to_str()
                 .map_err(|_| ApiError::bad_request("If-None-Exist is not text"))?;
-            let text = text.trim_start_matches('?');
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text)
-                .map_err(|_| ApiError::bad_request("If-None-Exist is not a search query"))?;
-            if resource_type != "Patient" {
-                // Keyed by the record id: an existing record is returned, else it is created
-                // at that id (so a retried create never makes a second record).
-                let id = record_condition(&state, &resource_type, &pairs)?;
-                if let Some(existing) = find(&state, &resource_type, &id).await? {
-                    return Ok(respond(StatusCode::OK, &existing, &headers, &params));
-                }
-                resource.as_object_mut().map(|r| r.remove("id"));
-                return match put_at(&state, &resource_type, resource, &id, &headers, &params).await
-                {
-                    Err(e)
-                        if e.status == StatusCode::PRECONDITION_FAILED
-                            || e.status == StatusCode::CONFLICT =>
-                    {
-                        let existing = current(&state, &resource_type, &id).await?;
-                        Ok(respond(StatusCode::OK, &existing, &headers, &params))
-                    }
-                    other => other,
-                };
-            }
-            Some(mrn_condition(&state, &pairs)?)
+            let pairs: Vec<(String, String)> =
+                serde_urlencoded::from_str(text.trim_start_matches('?'))
+                    .map_err(|_| ApiError::bad_request("If-None-Exist is not a search query"))?;
+            Some(pairs)
         }
         None => None,
     };
+    if let Some(pairs) = &pairs
+        && resource_type != "Patient"
+    {
+        // Keyed by the record id: an existing record is returned, else it is created at that id
+        // (so a retried create never makes a second record). `put_at` validates.
+        let id = record_condition(&state, &resource_type, pairs)?;
+        if let Some(existing) = find(&state, &resource_type, &id).await? {
+            return Ok(respond(StatusCode::OK, &existing, &headers, &params));
+        }
+        resource.as_object_mut().map(|r| r.remove("id"));
+        return match put_at(&state, &resource_type, resource, &id, &headers, &params).await {
+            Err(e)
+                if e.status == StatusCode::PRECONDITION_FAILED
+                    || e.status == StatusCode::CONFLICT =>
+            {
+                let existing = current(&state, &resource_type, &id).await?;
+                Ok(respond(StatusCode::OK, &existing, &headers, &params))
+            }
+            other => other,
+        };
+    }
+    let record = inbound(&state, &resource_type, &resource)?;
+    let condition = pairs
+        .map(|pairs| mrn_condition(&state, &pairs))
+        .transpose()?;
     if let Some(Some(mrn)) = &condition
         && let Some(existing) = state.store.client_by_mrn(mrn).await?
     {

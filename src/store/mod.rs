@@ -51,6 +51,22 @@ impl Backend {
 }
 
 /// The URL without its password, for messages and logs.
+/// `WHERE` over every filter and an optional keyset bound on `id` (`>` or `<`), with the values
+/// to bind in order; empty when there is no condition.
+fn where_clause(filters: &[Filter], bound: Option<(&str, &str)>) -> (String, Vec<SqlValue>) {
+    let mut binds = Vec::new();
+    let mut conditions: Vec<String> = filters.iter().map(|f| f.to_sql(&mut binds)).collect();
+    if let Some((op, id)) = bound {
+        binds.push(SqlValue::text(id));
+        conditions.push(format!("id {op} ${}", binds.len()));
+    }
+    if conditions.is_empty() {
+        (String::new(), binds)
+    } else {
+        (format!("WHERE {}", conditions.join(" AND ")), binds)
+    }
+}
+
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
@@ -360,22 +376,37 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Stored<R>>, StoreError> {
-        let mut binds = Vec::new();
-        let mut conditions: Vec<String> = filters.iter().map(|f| f.to_sql(&mut binds)).collect();
-        if let Some(after) = after {
-            binds.push(SqlValue::text(after));
-            conditions.push(format!("id > ${}", binds.len()));
-        }
+        let bound = after.map(|id| (">", id));
+        self.page_by_id::<R>(filters, bound, "", limit).await
+    }
+
+    /// Like `page_where`, but the `limit` rows just before `before` (keyset paging backwards, for
+    /// `previous` links); returned in id order.
+    pub async fn page_where_before<R: Record>(
+        &self,
+        filters: &[Filter],
+        before: &str,
+        limit: u32,
+    ) -> Result<Vec<Stored<R>>, StoreError> {
+        let mut stored = self
+            .page_by_id::<R>(filters, Some(("<", before)), " DESC", limit)
+            .await?;
+        stored.reverse();
+        Ok(stored)
+    }
+
+    async fn page_by_id<R: Record>(
+        &self,
+        filters: &[Filter],
+        bound: Option<(&'static str, &str)>,
+        direction: &'static str,
+        limit: u32,
+    ) -> Result<Vec<Stored<R>>, StoreError> {
+        let (condition, binds) = where_clause(filters, bound);
         let sql = format!(
-            "SELECT {} FROM {} {} ORDER BY id LIMIT {}",
+            "SELECT {} FROM {} {condition} ORDER BY id{direction} LIMIT {limit}",
             tx::select_list::<R>(),
             R::TABLE,
-            if conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conditions.join(" AND "))
-            },
-            limit
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for value in binds {
@@ -394,54 +425,10 @@ impl Store {
         Ok(())
     }
 
-    /// Like `page_where`, but the `limit` rows just before `before` (keyset paging backwards, for
-    /// `prev` links); returned in id order.
-    pub async fn page_where_before<R: Record>(
-        &self,
-        filters: &[Filter],
-        before: &str,
-        limit: u32,
-    ) -> Result<Vec<Stored<R>>, StoreError> {
-        let mut binds = Vec::new();
-        let mut conditions: Vec<String> = filters.iter().map(|f| f.to_sql(&mut binds)).collect();
-        binds.push(SqlValue::text(before));
-        conditions.push(format!("id < ${}", binds.len()));
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} ORDER BY id DESC LIMIT {}",
-            tx::select_list::<R>(),
-            R::TABLE,
-            conditions.join(" AND "),
-            limit
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for value in binds {
-            query = match value {
-                SqlValue::Text(v) => query.bind(v),
-                SqlValue::Int(v) => query.bind(v),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut stored = rows
-            .iter()
-            .map(tx::read_stored)
-            .collect::<Result<Vec<_>, _>>()?;
-        stored.reverse();
-        Ok(stored)
-    }
-
     /// How many records match every filter.
     pub async fn count_where<R: Record>(&self, filters: &[Filter]) -> Result<i64, StoreError> {
-        let mut binds = Vec::new();
-        let conditions: Vec<String> = filters.iter().map(|f| f.to_sql(&mut binds)).collect();
-        let sql = format!(
-            "SELECT COUNT(*) FROM {} {}",
-            R::TABLE,
-            if conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conditions.join(" AND "))
-            }
-        );
+        let (condition, binds) = where_clause(filters, None);
+        let sql = format!("SELECT COUNT(*) FROM {} {condition}", R::TABLE);
         let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
         for value in binds {
             query = match value {
