@@ -274,7 +274,7 @@ async fn run_server(
             store: store.clone(),
             validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
             mapping: Arc::new(mapping),
-            auth: Arc::new(http::auth::OpenAccess),
+            auth: Arc::new(crate::auth::OpenAccess),
         },
         shutdown_signal(),
     )

@@ -6,6 +6,7 @@
 #[macro_use]
 pub mod domain;
 pub mod assemble;
+pub mod auth;
 pub mod cli;
 mod cli_validate;
 pub mod config;

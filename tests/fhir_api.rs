@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use iop_gateway::http::auth::{AuthError, Authenticator, OpenAccess, Principal};
+use iop_gateway::auth::{AuthError, Authenticator, OpenAccess, Principal};
 use iop_gateway::http::{AppState, router};
 use iop_gateway::mapping::MappingConfig;
 use iop_gateway::seed::{self, SeedOptions};

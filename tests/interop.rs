@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use iop_gateway::http::auth::OpenAccess;
+use iop_gateway::auth::OpenAccess;
 use iop_gateway::http::{AppState, router};
 use iop_gateway::mapping::MappingConfig;
 use iop_gateway::seed::{self, SeedOptions};

@@ -28,12 +28,11 @@ use serde_json::Value;
 pub use error::ApiError;
 
 use crate::assemble::{Assembler, Keyset, RESOURCE_TYPES};
-use crate::http::auth::Authenticator;
 use crate::mapping::MappingConfig;
 use crate::store::Store;
 use crate::validation::Validator;
 
-pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+pub use crate::http::outcome::FHIR_JSON;
 
 /// Largest request body accepted (a transaction Bundle of a few hundred resources fits).
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -49,10 +48,11 @@ pub struct FhirState {
     pub security: Arc<str>,
 }
 
-/// The API's routes, under `/fhir` (with and without a trailing slash for the base itself:
-/// client libraries differ). Unknown paths answer 404 with an OperationOutcome.
-pub fn router(state: FhirState, auth: Arc<dyn Authenticator>) -> Router {
-    let protected = Router::new()
+/// The routes that need an authenticated caller (the HTTP edge puts the authenticator in front
+/// of them), under `/fhir` (with and without a trailing slash for the base itself: client
+/// libraries differ).
+pub fn protected_routes() -> Router<FhirState> {
+    Router::new()
         .route("/fhir", axum::routing::post(transaction::bundle))
         .route("/fhir/", axum::routing::post(transaction::bundle))
         .route(
@@ -74,11 +74,12 @@ pub fn router(state: FhirState, auth: Arc<dyn Authenticator>) -> Router {
             get(history::instance),
         )
         .route("/fhir/{resource_type}/{id}/_history/{version}", get(vread))
-        .route_layer(axum::middleware::from_fn_with_state(
-            auth,
-            crate::http::auth::require,
-        ));
-    // The CapabilityStatement is public (clients read it to learn how to authenticate).
+}
+
+/// The API: the public CapabilityStatement (clients read it to learn how to authenticate) and
+/// `protected` (the protected routes, guarded). Unknown paths answer 404 with an
+/// OperationOutcome.
+pub fn router(state: FhirState, protected: Router<FhirState>) -> Router {
     Router::new()
         .route("/fhir/metadata", get(metadata))
         .merge(protected)

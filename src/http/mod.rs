@@ -15,12 +15,14 @@ use tokio::net::TcpListener;
 
 use std::sync::Arc;
 
+use crate::auth::Authenticator;
 use crate::fhir_api::{self, FhirState};
 use crate::mapping::MappingConfig;
 use crate::store::Store;
 use crate::validation::Validator;
 
-pub mod auth;
+pub mod authenticate;
+pub mod outcome;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,10 +30,16 @@ pub struct AppState {
     pub validator: Arc<Validator>,
     pub mapping: Arc<MappingConfig>,
     /// Who may use the FHIR API (`auth::OpenAccess` lets everyone in).
-    pub auth: Arc<dyn auth::Authenticator>,
+    pub auth: Arc<dyn Authenticator>,
 }
 
+/// Every route of the server, hardened (`outcome::harden`): errors are OperationOutcomes and a
+/// panicking handler answers 500.
 pub fn router(state: AppState) -> Router {
+    let protected = fhir_api::protected_routes().route_layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&state.auth),
+        authenticate::require,
+    ));
     let fhir = fhir_api::router(
         FhirState {
             store: state.store.clone(),
@@ -39,13 +47,15 @@ pub fn router(state: AppState) -> Router {
             mapping: Arc::clone(&state.mapping),
             security: state.auth.describe().into(),
         },
-        Arc::clone(&state.auth),
+        protected,
     );
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-        .merge(fhir)
+    outcome::harden(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(state)
+            .merge(fhir),
+    )
 }
 
 /// The process is up (no dependencies checked: a load balancer should not restart us for a

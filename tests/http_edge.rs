@@ -1,0 +1,121 @@
+//! The HTTP edge answers every error with a FHIR OperationOutcome, whoever produced it: axum's
+//! routing (a wrong method, an unknown route), an extractor (an undecodable path), or a panic.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use iop_gateway::auth::OpenAccess;
+use iop_gateway::http::{AppState, outcome, router};
+use iop_gateway::mapping::MappingConfig;
+use iop_gateway::validation::{Registry, Validator};
+use reqwest::Method;
+use serde_json::Value;
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+/// Status, `Allow` header and the body as JSON (Null when it is not JSON).
+async fn call(method: Method, url: &str) -> (u16, Option<String>, Option<String>, Value) {
+    let response = reqwest::Client::new()
+        .request(method, url)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (allow, content_type) = (header("allow"), header("content-type"));
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, allow, content_type, body)
+}
+
+fn assert_outcome(answer: &(u16, Option<String>, Option<String>, Value), status: u16) {
+    let (got, _, content_type, body) = answer;
+    assert_eq!(*got, status, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(body["issue"][0]["severity"], "error", "{body}");
+    assert!(
+        content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("application/fhir+json")),
+        "{content_type:?}"
+    );
+}
+
+#[tokio::test]
+async fn routing_and_extractor_errors_are_operation_outcomes() {
+    let db = common::sqlite().await;
+    let state = AppState {
+        store: db.store.clone(),
+        validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        mapping: Arc::new(MappingConfig::default()),
+        auth: Arc::new(OpenAccess),
+    };
+    let base = serve(router(state)).await;
+    let id = uuid::Uuid::new_v4();
+
+    let wrong_methods = [
+        (Method::DELETE, format!("{base}/fhir/Patient"), "GET"),
+        (Method::PATCH, format!("{base}/fhir/Patient/{id}"), "PUT"),
+        (Method::POST, format!("{base}/fhir/metadata"), "GET"),
+        (Method::PUT, format!("{base}/fhir/Patient/_history"), "GET"),
+    ];
+    for (method, url, allowed) in wrong_methods {
+        let answer = call(method.clone(), &url).await;
+        assert_outcome(&answer, 405);
+        let allow = answer
+            .1
+            .clone()
+            .unwrap_or_else(|| panic!("{method} {url}: no Allow"));
+        assert!(allow.contains(allowed), "{method} {url}: Allow {allow}");
+        assert_eq!(answer.3["issue"][0]["code"], "not-supported");
+    }
+
+    // Percent-encoding that is not UTF-8 cannot become a path parameter.
+    let answer = call(Method::GET, &format!("{base}/fhir/Patient/%FF")).await;
+    assert_outcome(&answer, 400);
+    let answer = call(Method::GET, &format!("{base}/fhir/Patient/%FF/_history")).await;
+    assert_outcome(&answer, 400);
+
+    for path in ["/nowhere", "/fhir/Patient/a/b/c/d/e", "/fhirx"] {
+        let answer = call(Method::GET, &format!("{base}{path}")).await;
+        assert_outcome(&answer, 404);
+    }
+    // The health endpoints keep their own JSON.
+    let (status, _, _, body) = call(Method::GET, &format!("{base}/readyz")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+    db.cleanup().await;
+}
+
+async fn boom() -> &'static str {
+    panic!("a bug in a handler")
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+    let app = outcome::harden(
+        Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" })),
+    );
+    let base = serve(app).await;
+    for _ in 0..3 {
+        let answer = call(Method::GET, &format!("{base}/boom")).await;
+        assert_outcome(&answer, 500);
+        assert_eq!(answer.3["issue"][0]["code"], "exception");
+    }
+    let text = reqwest::get(format!("{base}/fine")).await.unwrap();
+    assert_eq!(text.status(), 200);
+    assert_eq!(text.text().await.unwrap(), "fine");
+}
