@@ -32,21 +32,22 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "Task",
 ];
 
-/// The clinic table behind a resource type (for its change history).
-pub fn table(resource_type: &str) -> Option<&'static str> {
+/// Every clinic table whose rows become resources of `resource_type` (a CarePlan is a treatment
+/// plan or a relapse prevention plan): where its history is.
+pub fn tables(resource_type: &str) -> Option<&'static [&'static str]> {
     Some(match resource_type {
-        "Organization" => Organization::TABLE,
-        "Practitioner" => Staff::TABLE,
-        "HealthcareService" => Program::TABLE,
-        "Group" => TherapyGroup::TABLE,
-        "Patient" => Client::TABLE,
-        "RelatedPerson" => SupportContact::TABLE,
-        "EpisodeOfCare" => Enrollment::TABLE,
-        "CarePlan" => TreatmentPlan::TABLE,
-        "Goal" => Goal::TABLE,
-        "Encounter" => Session::TABLE,
-        "Consent" => Consent::TABLE,
-        "ServiceRequest" | "Task" => Referral::TABLE,
+        "CarePlan" => &[TreatmentPlan::TABLE, RelapsePreventionPlan::TABLE],
+        "Organization" => &[Organization::TABLE],
+        "Practitioner" => &[Staff::TABLE],
+        "HealthcareService" => &[Program::TABLE],
+        "Group" => &[TherapyGroup::TABLE],
+        "Patient" => &[Client::TABLE],
+        "RelatedPerson" => &[SupportContact::TABLE],
+        "EpisodeOfCare" => &[Enrollment::TABLE],
+        "Goal" => &[Goal::TABLE],
+        "Encounter" => &[Session::TABLE],
+        "Consent" => &[Consent::TABLE],
+        "ServiceRequest" | "Task" => &[Referral::TABLE],
         _ => return None,
     })
 }
@@ -295,7 +296,7 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<TreatmentPlan>(filters, keyset, limit, &mut metas)
                     .await?;
-                write_care_plans(self, &rows, &mut out).await?;
+                write_care_plans(self, &rows, &mut out, &mut metas).await?;
                 counted(&rows)
             }
             "Goal" => {
@@ -384,7 +385,20 @@ impl<'a> Assembler<'a> {
             "Patient" => store.count_where::<Client>(filters).await?,
             "RelatedPerson" => store.count_where::<SupportContact>(filters).await?,
             "EpisodeOfCare" => store.count_where::<Enrollment>(filters).await?,
-            "CarePlan" => store.count_where::<TreatmentPlan>(filters).await?,
+            // A plan row gives its CarePlan and its relapse prevention CarePlan, if it has one:
+            // count both, as a search returns both. Each filter narrows the plans the relapse
+            // plans belong to (the memberships intersect).
+            "CarePlan" => {
+                let of_plans: Vec<Filter> = filters
+                    .iter()
+                    .map(|f| Filter::in_rows("plan_id", TreatmentPlan::TABLE, "id", f.clone()))
+                    .collect();
+                let (plans, relapse_plans) = tokio::try_join!(
+                    store.count_where::<TreatmentPlan>(filters),
+                    store.count_where::<RelapsePreventionPlan>(&of_plans),
+                )?;
+                plans + relapse_plans
+            }
             "Goal" => store.count_where::<Goal>(filters).await?,
             "Encounter" => store.count_where::<Session>(filters).await?,
             "Consent" => store.count_where::<Consent>(filters).await?,
@@ -452,10 +466,13 @@ async fn enrollments_of(
         .collect())
 }
 
+/// Treatment plans and their relapse prevention plans; a relapse plan's own row gives its
+/// version (`metas`), as a plan's row gives the plan's.
 async fn write_care_plans(
     cx: &Assembler<'_>,
     plans: &[TreatmentPlan],
     out: &mut Vec<Value>,
+    metas: &mut HashMap<String, RowMeta>,
 ) -> Result<(), StoreError> {
     let ids: Vec<_> = plans.iter().map(|p| p.id).collect();
     // Independent lookups run at once: a plan's latency is the slowest query, not their sum.
@@ -469,6 +486,11 @@ async fn write_care_plans(
     let goals = group(records(goals), |g| g.plan_id);
     let interventions = group(records(interventions), |i| i.plan_id);
     let reviews = group(records(reviews), |r| r.plan_id);
+    metas.extend(
+        relapse_plans
+            .iter()
+            .map(|s| (s.record.id.to_string(), s.meta)),
+    );
     let relapse_plans = records(relapse_plans);
     let relapse_ids: Vec<_> = relapse_plans.iter().map(|r| r.id).collect();
     let items = group(

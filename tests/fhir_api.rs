@@ -186,7 +186,9 @@ async fn reads_and_paged_searches(store: &Store) {
     let id = seen.iter().next().unwrap().clone();
     let (status, patient) = app.get(&format!("Patient/{id}")).await;
     assert_eq!(status, 200);
-    assert_eq!(patient["meta"]["versionId"], "1");
+    // Seeded Part 2 clients are at version 2: their labels came with their enrollment.
+    let version = patient["meta"]["versionId"].as_str().unwrap();
+    assert!(["1", "2"].contains(&version), "{version}");
     for kind in ["CarePlan", "Goal", "Encounter", "EpisodeOfCare", "Consent"] {
         let (status, bundle) = app.get(&format!("{kind}?patient=Patient/{id}")).await;
         assert_eq!(status, 200, "{bundle}");
@@ -339,12 +341,13 @@ async fn concurrent_updates_at_one_version_have_one_winner(store: &Store) {
     assert_outcome(status, &older, 404);
     let (_, type_history) = app.get("Patient/_history?_count=5").await;
     assert_eq!(type_history["entry"].as_array().unwrap().len(), 5);
-    assert!(
-        type_history["link"][0]["url"]
-            .as_str()
-            .unwrap()
-            .contains("_cursor=")
-    );
+    let next = type_history["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap();
+    assert!(next["url"].as_str().unwrap().contains("_before="), "{next}");
     let response = app
         .client
         .delete(format!("{}/Patient/{id}", app.base))
@@ -1028,7 +1031,235 @@ async fn referral_tasks_carry_intake_decisions(store: &Store) {
     assert_eq!(app.send(Method::POST, "Task", &new, &[]).await.0, 405);
 }
 
+/// History is newest first across pages, `total` is the true count, and the current version is
+/// always on the first page (however many changes came before).
+async fn history_is_newest_first_paged_and_complete(store: &Store) {
+    let app = spawn_app(store).await;
+    let patient = new_patient(&app, "HIST-1").await;
+    let (status, created) = app.send(Method::POST, "Patient", &patient, &[]).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    for phone in ["555-0101", "555-0102", "555-0103", "555-0104"] {
+        let mut changed = created.clone();
+        changed["telecom"] = json!([{ "system": "phone", "value": phone }]);
+        let (status, body) = app
+            .send(Method::PUT, &format!("Patient/{id}"), &changed, &[])
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut etags = Vec::new();
+    let mut url = format!("{}/Patient/{id}/_history?_count=2", app.base);
+    let mut pages = 0;
+    loop {
+        let page: Value = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["total"], 5, "{page}");
+        let entries = page["entry"].as_array().unwrap();
+        if pages == 0 {
+            assert_eq!(entries[0]["resource"]["meta"]["versionId"], "5", "{page}");
+        }
+        etags.extend(
+            entries
+                .iter()
+                .map(|e| e["response"]["etag"].as_str().unwrap().to_owned()),
+        );
+        pages += 1;
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(
+        etags,
+        ["W/\"5\"", "W/\"4\"", "W/\"3\"", "W/\"2\"", "W/\"1\""]
+    );
+    assert_eq!(pages, 3);
+
+    // Type history: every change once, newest first, as many as `total` says.
+    let mut url = format!("{}/Patient/_history?_count=7", app.base);
+    let mut seen = Vec::new();
+    let mut total = None;
+    loop {
+        let page: Value = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        total = total.or(page["total"].as_u64());
+        for e in page["entry"].as_array().unwrap() {
+            seen.push((
+                e["response"]["lastModified"].as_str().unwrap().to_owned(),
+                e["fullUrl"].as_str().unwrap().to_owned(),
+                e["response"]["etag"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(Some(seen.len() as u64), total);
+    assert!(seen.len() > 12, "12 seeded patients and 5 changes");
+    assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "newest first");
+    let distinct: HashSet<_> = seen.iter().map(|(_, url, etag)| (url, etag)).collect();
+    assert_eq!(distinct.len(), seen.len(), "no change twice");
+}
+
+/// A CarePlan's version follows what it shows (a review written in the clinic changes it), and
+/// relapse prevention CarePlans have versions, ETags, vread and history of their own.
+async fn care_plan_versions_follow_what_they_show(store: &Store) {
+    use iop_gateway::domain::{Id, NonEmptyText, PlanReview, TreatmentPlan};
+    let app = spawn_app(store).await;
+    let etag_of =
+        |response: &reqwest::Response| response.headers()["etag"].to_str().unwrap().to_owned();
+    let (_, bundle) = app.get("CarePlan?_count=200").await;
+    let plans = bundle["entry"].as_array().unwrap();
+    let plan = plans
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r.get("partOf").is_none())
+        .unwrap()
+        .clone();
+    let relapse = plans
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r.get("partOf").is_some())
+        .expect("the seeded plans have relapse prevention plans")
+        .clone();
+    let id = plan["id"].as_str().unwrap();
+    let read = app
+        .client
+        .get(format!("{}/CarePlan/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    let old_etag = etag_of(&read);
+
+    let plan_id: Id<TreatmentPlan> = Id::from_uuid(id.parse().unwrap());
+    let stored = store.get(plan_id).await.unwrap().unwrap();
+    store
+        .insert(&PlanReview {
+            id: Id::generate(),
+            plan_id,
+            reviewed_on: chrono::NaiveDate::from_ymd_opt(2031, 3, 3).unwrap(),
+            reviewer_id: stored.record.author_id,
+            summary: NonEmptyText::parse("weekly review").unwrap(),
+        })
+        .await
+        .unwrap();
+    let read = app
+        .client
+        .get(format!("{}/CarePlan/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    let new_etag = etag_of(&read);
+    assert_ne!(
+        old_etag, new_etag,
+        "a new review changes the CarePlan's version"
+    );
+    let mut update = plan.clone();
+    update.as_object_mut().unwrap().remove("meta");
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            &format!("CarePlan/{id}"),
+            &update,
+            &[("if-match", &old_etag)],
+        )
+        .await;
+    assert_outcome(status, &body, 412);
+
+    // The relapse plan: ETag, vread of its version, history with the current version.
+    let relapse_id = relapse["id"].as_str().unwrap();
+    let version = relapse["meta"]["versionId"]
+        .as_str()
+        .expect("a relapse plan has a versionId");
+    let read = app
+        .client
+        .get(format!("{}/CarePlan/{relapse_id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(etag_of(&read), format!("W/\"{version}\""));
+    let (status, vread) = app
+        .get(&format!("CarePlan/{relapse_id}/_history/{version}"))
+        .await;
+    assert_eq!(status, 200, "{vread}");
+    assert_eq!(vread["id"], relapse_id);
+    let (status, history) = app.get(&format!("CarePlan/{relapse_id}/_history")).await;
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(
+        history["entry"][0]["resource"]["id"], relapse_id,
+        "{history}"
+    );
+
+    // _summary=count counts what the search returns: treatment and relapse plans.
+    let mut walked = 0;
+    let mut url = format!("{}/CarePlan?_count=7", app.base);
+    loop {
+        let page: Value = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        walked += page["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "match")
+            .count();
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    let (_, counted) = app.get("CarePlan?_summary=count").await;
+    assert_eq!(counted["total"].as_u64(), Some(walked as u64));
+    let patient = plan["subject"]["reference"].as_str().unwrap();
+    let (_, of_patient) = app.get(&format!("CarePlan?patient={patient}")).await;
+    let (_, counted) = app
+        .get(&format!("CarePlan?patient={patient}&_summary=count"))
+        .await;
+    assert_eq!(
+        counted["total"].as_u64(),
+        Some(of_patient["entry"].as_array().unwrap().len() as u64)
+    );
+}
+
 on_both_backends!(
+    history_is_newest_first_paged_and_complete,
+    care_plan_versions_follow_what_they_show,
     referral_tasks_carry_intake_decisions,
     plans_and_goals_are_updated_not_created,
     enrollments_are_updated_through_episodes_of_care,

@@ -1,6 +1,8 @@
-//! Instance and type history from the clinic's change log. The clinic database keeps the current
-//! row, not old versions: every change is listed (method, version, time), and the entry of the
-//! current version carries the resource; older entries have no resource, and the Bundle says so.
+//! Instance and type history from the clinic's change log, newest first (as FHIR says), paged
+//! with `next` links (`_before`: the sequence number below which the next page starts), `total`
+//! the true number of changes. The clinic database keeps the current row, not old versions: every
+//! change is listed (method, version, time), and the entry of the current version carries the
+//! resource; older entries have no resource. The resources of a page are loaded in one batch.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -9,10 +11,11 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, FhirState, base_url, check_accept, fhir_json, find, known_type, pretty, query,
+    ApiError, FhirState, base_url, check_accept, fhir_json, find_many, known_type, pretty, query,
 };
 use crate::store::{Change, Operation};
 
+const DEFAULT_ENTRIES: u32 = 100;
 const MAX_ENTRIES: u32 = 1_000;
 
 pub(super) async fn instance(
@@ -24,20 +27,15 @@ pub(super) async fn instance(
     let params = query(params)?;
     check_accept(&headers, &params)?;
     known_type(&resource_type)?;
-    let table = crate::assemble::table(&resource_type).ok_or_else(ApiError::internal)?;
     let id = uuid::Uuid::parse_str(&id)
         .map_err(|_| ApiError::not_found(format!("{resource_type}/{id} is not known")))?
         .to_string();
-    let changes = state
-        .store
-        .changes_of(table, Some(&id), 0, MAX_ENTRIES)
-        .await?;
-    if changes.is_empty() {
+    let bundle = history(&state, &resource_type, Some(&id), &params, &headers).await?;
+    if bundle["total"] == 0 {
         return Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
         )));
     }
-    let bundle = bundle(&state, &resource_type, changes, &headers).await?;
     Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
 }
 
@@ -50,53 +48,87 @@ pub(super) async fn type_level(
     let params = query(params)?;
     check_accept(&headers, &params)?;
     known_type(&resource_type)?;
-    let table = crate::assemble::table(&resource_type).ok_or_else(ApiError::internal)?;
-    let count = params
-        .iter()
-        .find(|(k, _)| k == "_count")
-        .map(|(_, v)| v.parse::<u32>())
-        .transpose()
-        .map_err(|_| ApiError::bad_request("_count must be a whole number"))?
-        .unwrap_or(100)
-        .clamp(1, MAX_ENTRIES);
-    let after = params
-        .iter()
-        .find(|(k, _)| k == "_cursor")
-        .map(|(_, v)| v.parse::<i64>())
-        .transpose()
-        .map_err(|_| ApiError::bad_request("_cursor is not a history cursor of this server"))?
-        .unwrap_or(0);
-    let changes = state.store.changes_of(table, None, after, count).await?;
-    let next = (changes.len() == count as usize)
-        .then(|| changes.last().map(|c| c.seq))
-        .flatten();
-    let mut bundle = bundle(&state, &resource_type, changes, &headers).await?;
-    if let Some(next) = next {
-        bundle["link"] = json!([{
-            "relation": "next",
-            "url": format!("{}/{resource_type}/_history?_count={count}&_cursor={next}", base_url(&headers))
-        }]);
-    }
+    let bundle = history(&state, &resource_type, None, &params, &headers).await?;
     Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
 }
 
-/// Newest first, as FHIR history is.
-async fn bundle(
+/// One page of the history of a type, or of one resource (`id`).
+async fn history(
     state: &FhirState,
     resource_type: &str,
-    mut changes: Vec<Change>,
+    id: Option<&str>,
+    params: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<Value, ApiError> {
-    changes.reverse();
+    let tables = crate::assemble::tables(resource_type).ok_or_else(ApiError::internal)?;
+    let number = |name: &str, what: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.parse::<u32>().map(i64::from))
+            .transpose()
+            .map_err(|_| ApiError::bad_request(format!("{name} must be {what}")))
+    };
+    let count = number("_count", "a whole number")?.map_or(DEFAULT_ENTRIES, |c| {
+        c.clamp(1, i64::from(MAX_ENTRIES)) as u32
+    });
+    let before = params
+        .iter()
+        .find(|(k, _)| k == "_before")
+        .map(|(_, v)| v.parse::<i64>())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("_before is not a history cursor of this server"))?;
+    if let Some(unknown) = params
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .find(|k| !matches!(*k, "_count" | "_before" | "_format" | "_pretty"))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not-supported",
+            format!("history does not support the parameter {unknown}; it takes _count"),
+        ));
+    }
+    let (total, changes) = tokio::try_join!(
+        state.store.count_changes(tables, id),
+        state.store.changes_newest_first(tables, id, before, count),
+    )?;
+    let next = (changes.len() == count as usize)
+        .then(|| changes.last().map(|c| c.seq))
+        .flatten();
     let base = base_url(headers);
-    let mut current: std::collections::HashMap<String, Option<Value>> = Default::default();
+    let mut bundle = entries(state, resource_type, &changes, &base).await?;
+    bundle["total"] = json!(total);
+    let own = match id {
+        Some(id) => format!("{base}/{resource_type}/{id}/_history"),
+        None => format!("{base}/{resource_type}/_history"),
+    };
+    let mut links = vec![json!({ "relation": "self", "url": match before {
+        Some(b) => format!("{own}?_count={count}&_before={b}"),
+        None => format!("{own}?_count={count}"),
+    } })];
+    if let Some(next) = next {
+        links.push(
+            json!({ "relation": "next", "url": format!("{own}?_count={count}&_before={next}") }),
+        );
+    }
+    bundle["link"] = json!(links);
+    Ok(bundle)
+}
+
+/// The history Bundle of `changes` (already newest first); the resources they are current for,
+/// loaded in one batch.
+async fn entries(
+    state: &FhirState,
+    resource_type: &str,
+    changes: &[Change],
+    base: &str,
+) -> Result<Value, ApiError> {
+    let ids: Vec<String> = changes.iter().map(|c| c.row_id.clone()).collect();
+    let current = find_many(state, resource_type, &ids).await?;
     let mut entries = Vec::new();
-    for change in &changes {
-        if !current.contains_key(&change.row_id) {
-            let resource = find(state, resource_type, &change.row_id).await?;
-            current.insert(change.row_id.clone(), resource);
-        }
-        let resource = current[&change.row_id].as_ref().filter(|r| {
+    for change in changes {
+        let resource = current.get(&change.row_id).filter(|r| {
             r.pointer("/meta/versionId").and_then(Value::as_str)
                 == Some(change.row_version.to_string().as_str())
         });
@@ -126,7 +158,6 @@ async fn bundle(
     Ok(json!({
         "resourceType": "Bundle",
         "type": "history",
-        "total": entries.len(),
         "entry": entries,
     }))
 }

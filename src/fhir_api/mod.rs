@@ -209,44 +209,62 @@ async fn metadata(
 
 /// The current version of one resource, or None.
 async fn find(state: &FhirState, resource_type: &str, id: &str) -> Result<Option<Value>, ApiError> {
-    let Ok(uuid) = uuid::Uuid::parse_str(id) else {
-        return Ok(None);
-    };
-    let id = uuid.to_string();
+    let mut found = find_many(state, resource_type, &[id.to_owned()]).await?;
+    Ok(found.remove(id))
+}
+
+/// Ids asked for at most per `find_many` query (the store binds one value per id).
+const FIND_BATCH: usize = 500;
+
+/// The current version of each resource of `ids` that exists, by id: one assembler page per
+/// batch of ids (never one query per id). Ids that are not UUIDs exist nowhere.
+async fn find_many(
+    state: &FhirState,
+    resource_type: &str,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Value>, ApiError> {
+    use crate::store::{Filter, SqlValue};
+    let wanted: std::collections::HashSet<String> = ids
+        .iter()
+        .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+        .map(|u| u.to_string())
+        .collect();
+    let wanted: Vec<String> = wanted.into_iter().collect();
     let assembler = assembler(state);
-    let by_id = [crate::store::Filter::equals(
-        "id",
-        crate::store::SqlValue::text(&id),
-    )];
-    let page = assembler
-        .page(resource_type, &by_id, Keyset::After(None), 1)
-        .await?;
-    let found = page
-        .resources
-        .into_iter()
-        .find(|r| r.get("id").and_then(Value::as_str) == Some(id.as_str()));
-    if found.is_some() || resource_type != "CarePlan" {
-        return Ok(found);
+    let mut found = std::collections::HashMap::new();
+    for batch in wanted.chunks(FIND_BATCH) {
+        let mut rows: Vec<String> = batch.to_vec();
+        if resource_type == "CarePlan" {
+            // A relapse prevention plan is a CarePlan assembled with its treatment plan.
+            let relapse_ids: Vec<_> = batch
+                .iter()
+                .filter_map(|id| id.parse().ok())
+                .map(crate::domain::Id::<crate::domain::RelapsePreventionPlan>::from_uuid)
+                .collect();
+            let relapse = state.store.get_many(&relapse_ids).await?;
+            rows.extend(relapse.into_iter().map(|r| r.record.plan_id.to_string()));
+        }
+        let by_id = [Filter::one_of(
+            "id",
+            rows.iter().map(|id| SqlValue::text(id)).collect(),
+        )];
+        let page = assembler
+            .page(
+                resource_type,
+                &by_id,
+                Keyset::After(None),
+                rows.len() as u32,
+            )
+            .await?;
+        for resource in page.resources {
+            if let Some(id) = resource.get("id").and_then(Value::as_str)
+                && batch.iter().any(|w| w == id)
+            {
+                found.insert(id.to_owned(), resource);
+            }
+        }
     }
-    // A relapse prevention plan is a CarePlan assembled with its treatment plan.
-    let relapse = state
-        .store
-        .get::<crate::domain::RelapsePreventionPlan>(crate::domain::Id::from_uuid(uuid))
-        .await?;
-    let Some(relapse) = relapse else {
-        return Ok(None);
-    };
-    let by_plan = [crate::store::Filter::equals(
-        "id",
-        crate::store::SqlValue::text(relapse.record.plan_id),
-    )];
-    let page = assembler
-        .page("CarePlan", &by_plan, Keyset::After(None), 1)
-        .await?;
-    Ok(page
-        .resources
-        .into_iter()
-        .find(|r| r.get("id").and_then(Value::as_str) == Some(id.as_str())))
+    Ok(found)
 }
 
 async fn read(

@@ -47,25 +47,61 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Change>, StoreError> {
-        let mut sql = String::from(
+        let tables: Vec<&str> = table.into_iter().collect();
+        let at = Position::After(after);
+        self.select_changes(&tables, row_id, at, limit).await
+    }
+
+    /// Changes to the given tables (and, if given, one row), newest first: from the newest, or
+    /// below the sequence number `before`; at most `limit`. What history pages read.
+    pub async fn changes_newest_first(
+        &self,
+        tables: &[&str],
+        row_id: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        let at = Position::Before(before.unwrap_or(i64::MAX));
+        self.select_changes(tables, row_id, at, limit).await
+    }
+
+    /// How many changes the given tables (and, if given, one row) have had.
+    pub async fn count_changes(
+        &self,
+        tables: &[&str],
+        row_id: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let (condition, binds) = change_condition(tables, row_id, 1);
+        let sql = format!("SELECT COUNT(*) FROM change_log WHERE {condition}");
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        Ok(query.fetch_one(&self.pool).await?)
+    }
+
+    async fn select_changes(
+        &self,
+        tables: &[&str],
+        row_id: Option<&str>,
+        at: Position,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        let (condition, binds) = change_condition(tables, row_id, 3);
+        let (seq, order) = match at {
+            Position::After(_) => ("seq > $1", "seq"),
+            Position::Before(_) => ("seq < $1", "seq DESC"),
+        };
+        let sql = format!(
             "SELECT seq, table_name, row_id, operation, row_version, changed_at FROM change_log \
-             WHERE seq > $1",
+             WHERE {seq} AND {condition} ORDER BY {order} LIMIT $2"
         );
-        if table.is_some() {
-            sql.push_str(" AND table_name = $3");
-        }
-        if row_id.is_some() {
-            sql.push_str(" AND row_id = $4");
-        }
-        sql.push_str(" ORDER BY seq LIMIT $2");
+        let (Position::After(at) | Position::Before(at)) = at;
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(after)
+            .bind(at)
             .bind(i64::from(limit));
-        if let Some(table) = table {
-            query = query.bind(table.to_owned());
-        }
-        if let Some(row_id) = row_id {
-            query = query.bind(row_id.to_owned());
+        for value in binds {
+            query = query.bind(value);
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
@@ -98,4 +134,33 @@ impl Store {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// Where a page of changes starts (exclusive).
+#[derive(Clone, Copy)]
+enum Position {
+    After(i64),
+    Before(i64),
+}
+
+/// `table_name IN (...) AND row_id = ...` with placeholders numbered from `first`, and the values
+/// to bind in order (TRUE when nothing narrows).
+fn change_condition(tables: &[&str], row_id: Option<&str>, first: usize) -> (String, Vec<String>) {
+    let mut parts = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    if !tables.is_empty() {
+        let marks: Vec<String> = (0..tables.len())
+            .map(|i| format!("${}", first + i))
+            .collect();
+        parts.push(format!("table_name IN ({})", marks.join(", ")));
+        binds.extend(tables.iter().map(|t| (*t).to_owned()));
+    }
+    if let Some(row_id) = row_id {
+        parts.push(format!("row_id = ${}", first + binds.len()));
+        binds.push(row_id.to_owned());
+    }
+    if parts.is_empty() {
+        parts.push("1 = 1".to_owned());
+    }
+    (parts.join(" AND "), binds)
 }
