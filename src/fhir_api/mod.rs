@@ -246,7 +246,7 @@ async fn find_many(
         }
         let by_id = [Filter::one_of(
             "id",
-            rows.iter().map(|id| SqlValue::text(id)).collect(),
+            rows.iter().map(SqlValue::text).collect(),
         )];
         let page = assembler
             .page(
