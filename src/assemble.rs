@@ -362,12 +362,50 @@ impl<'a> Assembler<'a> {
                 resource["meta"]["lastUpdated"] = Value::String(meta.updated_at.to_string());
             }
         }
+        self.add_external_identifiers(resource_type, &mut out)
+            .await?;
         Ok(Page {
             resources: out,
             first_row,
             last_row,
             full: rows == limit as usize,
         })
+    }
+
+    /// The identifiers other systems gave these records (kept by the FHIR API's writes), back
+    /// on the resources they came in with. Types the API does not write have none; a referral's
+    /// identifiers came with its Task, so its ServiceRequest does not show them.
+    async fn add_external_identifiers(
+        &self,
+        resource_type: &str,
+        resources: &mut [Value],
+    ) -> Result<(), StoreError> {
+        let table = match resource_type {
+            "Patient" => Client::TABLE,
+            "RelatedPerson" => SupportContact::TABLE,
+            "Consent" => Consent::TABLE,
+            "Encounter" => Session::TABLE,
+            "EpisodeOfCare" => Enrollment::TABLE,
+            "CarePlan" => TreatmentPlan::TABLE,
+            "Goal" => Goal::TABLE,
+            "Task" => Referral::TABLE,
+            _ => return Ok(()),
+        };
+        let ids: Vec<String> = resources
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let mut known = self.store.identifiers_of_many(table, &ids).await?;
+        for resource in resources {
+            let id = resource
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Some(identifiers) = known.remove(id) {
+                mapping::add_external_identifiers(resource, &identifiers);
+            }
+        }
+        Ok(())
     }
 
     /// How many rows of the table behind `resource_type` match `filters`.

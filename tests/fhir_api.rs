@@ -1257,7 +1257,195 @@ async fn care_plan_versions_follow_what_they_show(store: &Store) {
     );
 }
 
+/// A stored resource of `resource_type` as an EHR would send it for a new record: no id, no
+/// meta, only the given identifier.
+async fn as_new(app: &App, resource_type: &str, identifier: Value) -> Value {
+    let (_, bundle) = app.get(&format!("{resource_type}?_count=1")).await;
+    let mut resource = bundle["entry"][0]["resource"].clone();
+    let object = resource.as_object_mut().unwrap();
+    object.remove("id");
+    object.remove("meta");
+    resource["identifier"] = json!([identifier]);
+    resource
+}
+
+/// Runs `n` copies of a write at once; their statuses and the ids they answered with.
+async fn race(
+    app: &App,
+    n: usize,
+    method: Method,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (Vec<u16>, HashSet<String>) {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (client, url, body) = (
+            app.client.clone(),
+            format!("{}/{path}", app.base),
+            body.clone(),
+        );
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let method = method.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut request = client
+                .request(method, url)
+                .header("content-type", "application/fhir+json")
+                .json(&body);
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body["id"].as_str().unwrap_or_default().to_owned())
+        }));
+    }
+    let mut statuses = Vec::new();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        let (status, id) = task.await.unwrap();
+        statuses.push(status);
+        ids.insert(id);
+    }
+    (statuses, ids)
+}
+
+async fn total(app: &App, resource_type: &str) -> i64 {
+    app.get(&format!("{resource_type}?_summary=count")).await.1["total"]
+        .as_i64()
+        .unwrap()
+}
+
+/// An EHR writes with its own identifiers and retries with them: conditional creates and updates
+/// match on any identifier a record came with (kept, and returned on reads), alone and inside
+/// transactions, and 50 racing writers make exactly one record.
+async fn conditional_writes_match_foreign_identifiers(store: &Store) {
+    let app = spawn_app(store).await;
+    let foreign = |value: &str| json!({ "system": "urn:ietf:rfc:3986", "value": value });
+
+    // 50 racing conditional updates with a foreign identifier: one RelatedPerson.
+    let value = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let contact = as_new(&app, "RelatedPerson", foreign(&value)).await;
+    let before = total(&app, "RelatedPerson").await;
+    let path = format!("RelatedPerson?identifier=urn:ietf:rfc:3986|{value}");
+    let (statuses, ids) = race(&app, 50, Method::PUT, &path, &contact, &[]).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 201),
+        "{statuses:?}"
+    );
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(total(&app, "RelatedPerson").await, before + 1);
+    let id = ids.into_iter().next().unwrap();
+    let (_, read) = app.get(&format!("RelatedPerson/{id}")).await;
+    assert!(
+        read["identifier"]
+            .as_array()
+            .unwrap()
+            .contains(&foreign(&value)),
+        "{read}"
+    );
+
+    // 50 racing conditional creates of a Consent: one Consent, the rest answer with it.
+    let value = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let consent = as_new(&app, "Consent", foreign(&value)).await;
+    let before = total(&app, "Consent").await;
+    let condition = format!("identifier=urn:ietf:rfc:3986|{value}");
+    let (statuses, ids) = race(
+        &app,
+        50,
+        Method::POST,
+        "Consent",
+        &consent,
+        &[("if-none-exist", &condition)],
+    )
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(total(&app, "Consent").await, before + 1);
+
+    // The same by the gateway's own record identifier: 50 racing creates, one RelatedPerson.
+    let record_id = uuid::Uuid::now_v7().to_string();
+    let system = "https://iop-gateway.org/fhir/clinic/support-contact";
+    let mut own = as_new(
+        &app,
+        "RelatedPerson",
+        json!({ "system": system, "value": record_id }),
+    )
+    .await;
+    own["name"] = json!([{ "family": "Racer", "given": ["Pat"] }]);
+    let before = total(&app, "RelatedPerson").await;
+    let condition = format!("identifier={system}|{record_id}");
+    let (statuses, ids) = race(
+        &app,
+        50,
+        Method::POST,
+        "RelatedPerson",
+        &own,
+        &[("if-none-exist", &condition)],
+    )
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(ids, HashSet::from([record_id.clone()]));
+    assert_eq!(total(&app, "RelatedPerson").await, before + 1);
+
+    // Inside a transaction: PUT Patient?identifier=<another system's MRN>, twice: one Patient.
+    let mut patient = new_patient(&app, "EHR-77").await;
+    patient["identifier"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "system": "urn:other:mrn", "value": "X-77" }));
+    let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": patient,
+        "request": { "method": "PUT", "url": "Patient?identifier=urn:other:mrn|X-77" }
+    }]});
+    let before = app.patient_count().await;
+    let (status, first) = app.send(Method::POST, "", &bundle, &[]).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first["entry"][0]["response"]["status"], "201 Created",
+        "{first}"
+    );
+    let (status, second) = app.send(Method::POST, "", &bundle, &[]).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        second["entry"][0]["response"]["status"], "200 OK",
+        "{second}"
+    );
+    assert_eq!(
+        first["entry"][0]["resource"]["id"],
+        second["entry"][0]["resource"]["id"]
+    );
+    assert_eq!(app.patient_count().await, before + 1);
+    // An identifier that already names another record is a conflict, not a second owner.
+    let mut other = new_patient(&app, "EHR-78").await;
+    other["identifier"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "system": "urn:other:mrn", "value": "X-77" }));
+    let (status, body) = app.send(Method::POST, "Patient", &other, &[]).await;
+    assert_outcome(status, &body, 409);
+    assert_eq!(app.patient_count().await, before + 1);
+}
+
 on_both_backends!(
+    conditional_writes_match_foreign_identifiers,
     history_is_newest_first_paged_and_complete,
     care_plan_versions_follow_what_they_show,
     referral_tasks_carry_intake_decisions,

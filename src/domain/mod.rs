@@ -35,7 +35,8 @@ pub use session::{
     Attendance, Modality, Session, SessionDelivery, SessionLength, SessionParticipant, SessionType,
 };
 pub use values::{
-    Address, DateRange, Email, Id, LanguageTag, Mrn, NonEmptyText, PersonName, Phone, Timestamp,
+    Address, DateRange, Email, ExternalIdentifier, Id, LanguageTag, Mrn, NonEmptyText, PersonName,
+    Phone, Timestamp,
 };
 
 /// Why a value was refused. Messages name the field and the rule, never the value itself: the value

@@ -433,3 +433,11 @@ mod tests {
         assert!("not-a-uuid".parse::<Id<Thing>>().is_err());
     }
 }
+
+/// An identifier another system gave a clinic record (a system URI and a value), kept so that
+/// system's later writes find the same record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExternalIdentifier {
+    pub system: String,
+    pub value: String,
+}

@@ -12,6 +12,7 @@ mod matching;
 mod search;
 mod searchset;
 mod transaction;
+mod upsert;
 mod write;
 
 use std::sync::Arc;

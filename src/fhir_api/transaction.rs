@@ -12,17 +12,23 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::capability::WRITABLE;
-use super::write::{self, Inbound};
+use super::upsert::{self, Done, Failure, Target};
+use super::write;
 use super::{ApiError, FhirState, check_accept, fhir_json, find, pretty, query};
+use crate::domain::ExternalIdentifier;
+use crate::store::Tx;
 
 /// One entry's planned write.
 struct Planned {
     resource_type: String,
+    target: Target,
+    /// The id references to this entry get before its record is found: final for POST and
+    /// PUT Type/id; for a conditional entry, the id of the record it would create.
     id: String,
     resource: Value,
-    /// PUT: update (or create at this id); POST: create.
-    put: bool,
     if_match: Option<i64>,
+    /// The identifier of a conditional update (a Patient's MRN must match it).
+    condition: Option<ExternalIdentifier>,
 }
 
 pub(super) async fn bundle(
@@ -73,9 +79,10 @@ fn plan(entry: &Value, index: usize) -> Result<(Planned, Option<String>), ApiErr
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let (url_type, url_id) = match url.split_once('/') {
+    let path = url.split('?').next().unwrap_or(url);
+    let (url_type, url_id) = match path.split_once('/') {
         Some((t, id)) => (t, Some(id)),
-        None => (url.split('?').next().unwrap_or(url), None),
+        None => (path, None),
     };
     if url_type != resource_type {
         return Err(fail(format!(
@@ -101,24 +108,54 @@ fn plan(entry: &Value, index: usize) -> Result<(Planned, Option<String>), ApiErr
                 .map_err(|_| fail("request.ifMatch must be an ETag such as W/\"3\"".into()))
         })
         .transpose()?;
-    let (id, put) = match (method, url_id) {
-        ("POST", None) if write::CREATED_IN_THE_CLINIC.contains(&resource_type.as_str()) => {
+    let new_id = || uuid::Uuid::now_v7().to_string();
+    let if_none_exist = entry
+        .pointer("/request/ifNoneExist")
+        .and_then(Value::as_str)
+        .map(|query| {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(query.trim_start_matches('?'))
+                .map_err(|_| fail("request.ifNoneExist is not a search query".into()))
+                .and_then(|pairs| upsert::condition(&pairs).map_err(|e| prefixed(index, e)))
+        })
+        .transpose()?;
+    let url_query = url.split_once('?').map(|(_, q)| q);
+    let (target, condition) = match (method, url_id, url_query) {
+        ("POST", None, _) if write::CREATED_IN_THE_CLINIC.contains(&resource_type.as_str()) => {
             return Err(write::created_in_the_clinic(&resource_type));
         }
-        ("POST", None) => (uuid::Uuid::now_v7().to_string(), false),
-        ("PUT", Some(id)) => {
+        ("POST", None, None) => match if_none_exist {
+            Some(condition) => (Target::IfNoneExist(condition, new_id()), None),
+            None => (Target::New(new_id()), None),
+        },
+        ("PUT", Some(id), None) => {
             let id = uuid::Uuid::parse_str(id)
                 .map_err(|_| fail("a PUT url names Type/id with a UUID id".into()))?;
-            (id.to_string(), true)
+            (Target::Id(id.to_string()), None)
         }
-        (method, _) => {
+        ("PUT", None, Some(query)) => {
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+                .map_err(|_| fail("request.url's query is not a search query".into()))?;
+            let condition = upsert::condition(&pairs).map_err(|e| prefixed(index, e))?;
+            (
+                Target::Matching(condition.clone(), new_id()),
+                Some(condition),
+            )
+        }
+        (method, _, _) => {
             return Err(ApiError::not_supported(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!(
-                    "entry[{index}]: {method} {url} is not supported in a Bundle (POST Type, PUT Type/id)"
+                    "entry[{index}]: {method} {url} is not supported in a Bundle (POST Type, PUT Type/id, PUT Type?identifier=system|value)"
                 ),
             ));
         }
+    };
+    let id = match &target {
+        Target::New(id)
+        | Target::Id(id)
+        | Target::Existing(id)
+        | Target::IfNoneExist(_, id)
+        | Target::Matching(_, id) => id.clone(),
     };
     let full_url = entry
         .get("fullUrl")
@@ -127,10 +164,11 @@ fn plan(entry: &Value, index: usize) -> Result<(Planned, Option<String>), ApiErr
     Ok((
         Planned {
             resource_type,
+            target,
             id,
             resource,
-            put,
             if_match,
+            condition,
         },
         full_url,
     ))
@@ -171,6 +209,16 @@ fn entry_failed(index: usize, mut error: ApiError) -> ApiError {
     error
 }
 
+/// An entry's error, said to be that entry's.
+fn prefixed(index: usize, mut error: ApiError) -> ApiError {
+    if let Some(issue) = error.outcome["issue"].get_mut(0)
+        && let Some(text) = issue["diagnostics"].as_str()
+    {
+        issue["diagnostics"] = json!(format!("entry[{index}]: {text}"));
+    }
+    error
+}
+
 async fn transaction(
     state: &FhirState,
     entries: &[Value],
@@ -185,69 +233,100 @@ async fn transaction(
         }
         planned.push(plan);
     }
-    let mut records: Vec<Inbound> = Vec::new();
+    // Validated before the transaction opens (the costly part), with references as they will
+    // be unless a conditional entry finds an existing record (then only their ids change).
     for (index, plan) in planned.iter_mut().enumerate() {
         resolve_references(&mut plan.resource, &targets);
-        plan.resource["id"] = json!(plan.id);
-        let record = write::inbound(state, &plan.resource_type, &plan.resource)
+        if !plan.target.is_conditional() {
+            plan.resource["id"] = json!(plan.id);
+        }
+        write::validated(state, &plan.resource_type, &plan.resource)
             .map_err(|e| entry_failed(index, e))?;
-        records.push(record);
     }
-    // One database transaction: any failure rolls every entry back (the Tx is dropped).
-    let mut tx = state.store.begin().await?;
-    let mut statuses = Vec::new();
-    for (index, (plan, record)) in planned.iter().zip(&records).enumerate() {
-        let stored = if plan.put {
-            record
-                .stored_version(&mut tx)
-                .await
-                .map_err(|e| entry_failed(index, e.into()))?
-        } else {
-            None
-        };
-        let result = match stored {
-            Some(version) => {
-                record
-                    .update(&mut tx, plan.if_match.unwrap_or(version))
-                    .await
-            }
-            None if plan.if_match.is_some() => {
-                return Err(entry_failed(
-                    index,
-                    ApiError::not_found(format!(
-                        "{}/{} does not exist, so ifMatch cannot hold",
-                        plan.resource_type, plan.id
-                    )),
+    // One database transaction: any failure rolls every entry back (the Tx is dropped); a race
+    // lost to another writer of the same identifier runs it again.
+    let if_match = planned.iter().any(|p| p.if_match.is_some());
+    for attempt in 1..=upsert::ATTEMPTS {
+        let mut tx = state.store.begin().await?;
+        match write_all(&mut tx, state, &planned).await {
+            Ok(done) => {
+                tx.commit().await?;
+                tracing::info!(entries = planned.len(), "transaction committed");
+                let mut response_entries = Vec::new();
+                for ((resource_type, id), done) in done {
+                    response_entries.push(response_entry(state, &resource_type, &id, done).await?);
+                }
+                return Ok(fhir_json(
+                    StatusCode::OK,
+                    &json!({ "resourceType": "Bundle", "type": "transaction-response", "entry": response_entries }),
+                    pretty(params),
                 ));
             }
-            None => record.insert(&mut tx).await,
-        };
-        result.map_err(|e| entry_failed(index, e.into()))?;
-        statuses.push(if stored.is_some() {
-            "200 OK"
-        } else {
-            "201 Created"
-        });
+            Err((_, failure)) if failure.is_race(if_match) && attempt < upsert::ATTEMPTS => {
+                continue;
+            }
+            Err((index, failure)) => return Err(entry_failed(index, failure.into())),
+        }
     }
-    tx.commit().await?;
-    tracing::info!(entries = planned.len(), "transaction committed");
-    let mut response_entries = Vec::new();
-    for (plan, status) in planned.iter().zip(statuses) {
-        response_entries.push(response_entry(state, plan, status).await?);
+    Err(ApiError::internal())
+}
+
+/// Finds every entry's record, points references at the records conditional entries found,
+/// then writes each entry: what each became, or the failing entry's index.
+async fn write_all(
+    tx: &mut Tx,
+    state: &FhirState,
+    planned: &[Planned],
+) -> Result<Vec<((String, String), Done)>, (usize, Failure)> {
+    let mut located = Vec::new();
+    let mut moved = HashMap::new();
+    for (index, plan) in planned.iter().enumerate() {
+        let found = upsert::locate(tx, state, &plan.resource_type, &plan.resource, &plan.target)
+            .await
+            .map_err(|f| (index, f))?;
+        if found.id != plan.id {
+            moved.insert(
+                format!("{}/{}", plan.resource_type, plan.id),
+                format!("{}/{}", plan.resource_type, found.id),
+            );
+        }
+        located.push(found);
     }
-    Ok(fhir_json(
-        StatusCode::OK,
-        &json!({ "resourceType": "Bundle", "type": "transaction-response", "entry": response_entries }),
-        pretty(params),
-    ))
+    let mut done = Vec::new();
+    for (index, (plan, found)) in planned.iter().zip(located).enumerate() {
+        if found.found {
+            done.push(((plan.resource_type.clone(), found.id), Done::Found));
+            continue;
+        }
+        let mut resource = plan.resource.clone();
+        resolve_references(&mut resource, &moved);
+        let result = upsert::write(
+            tx,
+            state,
+            &plan.resource_type,
+            &resource,
+            &found,
+            plan.if_match,
+            plan.condition.as_ref(),
+        )
+        .await
+        .map_err(|f| (index, f))?;
+        done.push(((plan.resource_type.clone(), found.id), result));
+    }
+    Ok(done)
 }
 
 async fn response_entry(
     state: &FhirState,
-    plan: &Planned,
-    status: &str,
+    resource_type: &str,
+    id: &str,
+    done: Done,
 ) -> Result<Value, ApiError> {
-    let resource = find(state, &plan.resource_type, &plan.id).await?;
+    let status = match done {
+        Done::Created => "201 Created",
+        Done::Updated | Done::Found => "200 OK",
+    };
+    let resource = find(state, resource_type, id).await?;
     let version = resource
         .as_ref()
         .and_then(|r| r.pointer("/meta/versionId"))
@@ -257,7 +336,7 @@ async fn response_entry(
     let mut entry = json!({
         "response": {
             "status": status,
-            "location": format!("{}/{}/_history/{version}", plan.resource_type, plan.id),
+            "location": format!("{resource_type}/{id}/_history/{version}"),
             "etag": format!("W/\"{version}\""),
         }
     });
@@ -277,29 +356,25 @@ async fn batch(
     for (index, entry) in entries.iter().enumerate() {
         let outcome = async {
             let (mut plan, _) = plan(entry, index)?;
-            plan.resource["id"] = json!(plan.id);
-            let record = write::inbound(state, &plan.resource_type, &plan.resource)?;
-            let mut tx = state.store.begin().await?;
-            let stored = if plan.put {
-                record.stored_version(&mut tx).await?
-            } else {
-                None
-            };
-            match stored {
-                Some(version) => {
-                    record
-                        .update(&mut tx, plan.if_match.unwrap_or(version))
-                        .await?
-                }
-                None => record.insert(&mut tx).await?,
+            if !plan.target.is_conditional() {
+                plan.resource["id"] = json!(plan.id);
             }
-            tx.commit().await?;
-            let status = if stored.is_some() {
-                "200 OK"
-            } else {
-                "201 Created"
-            };
-            response_entry(state, &plan, status).await
+            write::validated(state, &plan.resource_type, &plan.resource)?;
+            for attempt in 1..=upsert::ATTEMPTS {
+                let mut tx = state.store.begin().await?;
+                match write_all(&mut tx, state, std::slice::from_ref(&plan)).await {
+                    Ok(mut done) => {
+                        tx.commit().await?;
+                        let ((resource_type, id), done) = done.remove(0);
+                        return response_entry(state, &resource_type, &id, done).await;
+                    }
+                    Err((_, failure))
+                        if failure.is_race(plan.if_match.is_some())
+                            && attempt < upsert::ATTEMPTS => {}
+                    Err((_, failure)) => return Err(ApiError::from(failure)),
+                }
+            }
+            Err(ApiError::internal())
         }
         .await;
         response_entries.push(match outcome {

@@ -14,13 +14,14 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::capability::WRITABLE;
+use super::upsert::{self, Done, Failure, Target};
 use super::{
     ApiError, FhirState, base_url, check_accept, fhir_json, find, known_type, pretty, query,
     version_headers,
 };
 use crate::domain::{
-    Client, Consent, Enrollment, Goal, Id, Mrn, Referral, Session, SessionParticipant,
-    SupportContact, TreatmentPlan,
+    Client, Consent, Enrollment, Goal, Id, Referral, Session, SessionParticipant, SupportContact,
+    TreatmentPlan,
 };
 use crate::mapping::{self, MappingError, codes};
 use crate::mapping::{GoalChanges, PlanChanges, TaskChanges};
@@ -154,17 +155,18 @@ pub(super) enum Inbound {
 }
 
 impl Inbound {
-    /// The stored version of this record, or None if it does not exist yet.
+    /// The stored version of this record, or None if it does not exist yet; the row stays
+    /// locked for this transaction's write (`Tx::get_for_update`).
     pub(super) async fn stored_version(&self, tx: &mut Tx) -> Result<Option<i64>, StoreError> {
         Ok(match self {
-            Self::Client(r) => tx.get(r.id).await?.map(|s| s.meta.version),
-            Self::Contact(r) => tx.get(r.id).await?.map(|s| s.meta.version),
-            Self::Consent(r) => tx.get(r.id).await?.map(|s| s.meta.version),
-            Self::Session(r, _) => tx.get(r.id).await?.map(|s| s.meta.version),
-            Self::Enrollment(r) => tx.get(r.id).await?.map(|s| s.meta.version),
-            Self::Goal(id, _) => tx.get(*id).await?.map(|s| s.meta.version),
-            Self::Plan(id, _) => tx.get(*id).await?.map(|s| s.meta.version),
-            Self::Task(id, _) => tx.get(*id).await?.map(|s| s.meta.version),
+            Self::Client(r) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
+            Self::Contact(r) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
+            Self::Consent(r) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
+            Self::Session(r, _) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
+            Self::Enrollment(r) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
+            Self::Goal(id, _) => tx.get_for_update(*id).await?.map(|s| s.meta.version),
+            Self::Plan(id, _) => tx.get_for_update(*id).await?.map(|s| s.meta.version),
+            Self::Task(id, _) => tx.get_for_update(*id).await?.map(|s| s.meta.version),
         })
     }
 
@@ -265,19 +267,28 @@ async fn sync_participants(
     Ok(())
 }
 
-/// Validates against the IOP profile, then maps to a clinic record: 422 with every issue if
-/// either refuses.
-pub(super) fn inbound(
+/// Validates an incoming resource against its IOP profile: 422 with every issue if it fails.
+/// The costly step of a write, done before any transaction opens.
+pub(super) fn validated(
     state: &FhirState,
     resource_type: &str,
     resource: &Value,
-) -> Result<Inbound, ApiError> {
+) -> Result<(), ApiError> {
     let issues = state
         .validator
         .validate(resource, &[iop_profile(resource_type)]);
     if issues.iter().any(Issue::is_error) {
         return Err(ApiError::unprocessable(&issues));
     }
+    Ok(())
+}
+
+/// Maps a validated incoming resource to the clinic record it becomes (422 if it cannot be).
+pub(super) fn mapped(
+    state: &FhirState,
+    resource_type: &str,
+    resource: &Value,
+) -> Result<Inbound, ApiError> {
     let mapped = match resource_type {
         "Patient" => mapping::client_from_fhir(&state.mapping, resource).map(Inbound::Client),
         "RelatedPerson" => mapping::support_contact_from_fhir(resource).map(Inbound::Contact),
@@ -364,122 +375,72 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .ok_or_else(|| ApiError::bad_request("If-Match must be an ETag such as W/\"3\""))
 }
 
-/// `identifier=system|value` (from If-None-Exist or a conditional update's query) → the MRN, or
-/// None when the system is not the clinic's MRN system (such an identifier matches nothing).
-fn mrn_condition(state: &FhirState, pairs: &[(String, String)]) -> Result<Option<Mrn>, ApiError> {
-    let Some((_, value)) = pairs.iter().find(|(k, _)| k == "identifier") else {
-        return Err(ApiError::bad_request(
-            "a conditional write needs identifier=system|value",
-        ));
-    };
-    if let Some((name, _)) = pairs.iter().find(|(k, _)| k != "identifier") {
-        return Err(ApiError::bad_request(format!(
-            "conditional writes support only identifier, not {name}"
-        )));
-    }
-    let (system, code) = value.split_once('|').unwrap_or(("", value));
-    if !system.is_empty() && system != state.mapping.system("mrn") {
-        return Ok(None);
-    }
-    Mrn::parse(code)
-        .map(Some)
-        .map_err(|_| ApiError::bad_request("the identifier value is not a valid MRN"))
-}
-
-/// `identifier={base}/{kind}|uuid`, the record-id identifier every resource carries → the id.
-fn record_condition(
-    state: &FhirState,
-    resource_type: &str,
-    pairs: &[(String, String)],
-) -> Result<String, ApiError> {
-    let system = state
-        .mapping
-        .system(super::search::record_kind(resource_type));
-    let value = pairs
-        .iter()
-        .find(|(k, _)| k == "identifier")
-        .map(|(_, v)| v.as_str())
-        .ok_or_else(|| {
-            ApiError::bad_request("a conditional write needs identifier=system|value")
-        })?;
-    match value.split_once('|') {
-        Some((s, id)) if s == system => {
-            uuid::Uuid::parse_str(id)
-                .map(|u| u.to_string())
-                .map_err(|_| {
-                    ApiError::bad_request("the identifier value must be a record id (a UUID)")
-                })
-        }
-        _ => Err(ApiError::bad_request(format!(
-            "conditional writes of {resource_type} match on the identifier system {system}"
-        ))),
-    }
-}
-
-/// Writes `resource` at `id`: an update if the record exists (at `If-Match` or its current
-/// version), else a create at that id. Used by conditional writes keyed by the record id.
-async fn put_at(
-    state: &FhirState,
-    resource_type: &str,
-    mut resource: Value,
-    id: &str,
-    headers: &HeaderMap,
-    params: &[(String, String)],
-) -> Result<Response, ApiError> {
-    if resource
-        .get("id")
-        .and_then(Value::as_str)
-        .is_some_and(|b| b != id)
-    {
-        return Err(ApiError::bad_request(
-            "the body's id is not the id the identifier names",
-        ));
-    }
-    resource["id"] = json!(id);
-    let record = inbound(state, resource_type, &resource)?;
-    let mut tx = state.store.begin().await?;
-    let existing = record.stored_version(&mut tx).await?;
-    match existing {
-        Some(version) => {
-            record
-                .update(&mut tx, if_match(headers)?.unwrap_or(version))
-                .await?
-        }
-        None => record.insert(&mut tx).await?,
-    }
-    tx.commit().await?;
-    let status = if existing.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(respond(
-        status,
-        &current(state, resource_type, id).await?,
-        headers,
-        params,
-    ))
-}
-
 async fn current(state: &FhirState, resource_type: &str, id: &str) -> Result<Value, ApiError> {
     find(state, resource_type, id)
         .await?
         .ok_or_else(ApiError::internal)
 }
 
-/// Inserts or updates in one transaction. `expected`: the version an update must find (None:
-/// insert). Returns whether it created.
-async fn store(
+/// Validates `resource`, then writes it in one transaction, found as `target` says; runs the
+/// transaction again when a racing writer took its identifier first (the retry finds it).
+async fn run(
     state: &FhirState,
-    record: &Inbound,
-    expected: Option<i64>,
-) -> Result<(), StoreError> {
-    let mut tx = state.store.begin().await?;
-    match expected {
-        None => record.insert(&mut tx).await?,
-        Some(version) => record.update(&mut tx, version).await?,
+    resource_type: &str,
+    resource: Value,
+    target: Target,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<Response, ApiError> {
+    validated(state, resource_type, &resource)?;
+    let if_match = if_match(headers)?;
+    let condition = match &target {
+        Target::Matching(identifier, _) => Some(identifier.clone()),
+        _ => None,
+    };
+    for attempt in 1..=upsert::ATTEMPTS {
+        let mut tx = state.store.begin().await?;
+        let outcome = async {
+            let located = upsert::locate(&mut tx, state, resource_type, &resource, &target).await?;
+            if located.found {
+                return Ok((located.id, Done::Found));
+            }
+            let done = upsert::write(
+                &mut tx,
+                state,
+                resource_type,
+                &resource,
+                &located,
+                if_match,
+                condition.as_ref(),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, Failure>((located.id, done))
+        }
+        .await;
+        match outcome {
+            Ok((id, done)) => {
+                let status = match done {
+                    Done::Created => StatusCode::CREATED,
+                    Done::Updated | Done::Found => StatusCode::OK,
+                };
+                if done != Done::Found {
+                    tracing::info!(resource_type, %id, ?done, "written");
+                }
+                return Ok(respond(
+                    status,
+                    &current(state, resource_type, &id).await?,
+                    headers,
+                    params,
+                ));
+            }
+            Err(failure) if failure.is_race(if_match.is_some()) && attempt < upsert::ATTEMPTS => {
+                continue;
+            }
+            Err(failure) => return Err(failure.into()),
+        }
     }
-    tx.commit().await
+    Err(ApiError::internal())
 }
 
 pub(super) async fn create(
@@ -501,7 +462,7 @@ pub(super) async fn create(
     // The server assigns the id of a created resource (FHIR create ignores a client's id).
     let id = uuid::Uuid::now_v7().to_string();
     resource["id"] = json!(id);
-    let pairs = match headers.get("if-none-exist") {
+    let target = match headers.get("if-none-exist") {
         Some(value) => {
             let text = value
                 .to_str()
@@ -509,75 +470,11 @@ pub(super) async fn create(
             let pairs: Vec<(String, String)> =
                 serde_urlencoded::from_str(text.trim_start_matches('?'))
                     .map_err(|_| ApiError::bad_request("If-None-Exist is not a search query"))?;
-            Some(pairs)
+            Target::IfNoneExist(upsert::condition(&pairs)?, id)
         }
-        None => None,
+        None => Target::New(id),
     };
-    if let Some(pairs) = &pairs
-        && resource_type != "Patient"
-    {
-        // Keyed by the record id: an existing record is returned, else it is created at that id
-        // (so a retried create never makes a second record). `put_at` validates.
-        let id = record_condition(&state, &resource_type, pairs)?;
-        if let Some(existing) = find(&state, &resource_type, &id).await? {
-            return Ok(respond(StatusCode::OK, &existing, &headers, &params));
-        }
-        resource.as_object_mut().map(|r| r.remove("id"));
-        return match put_at(&state, &resource_type, resource, &id, &headers, &params).await {
-            Err(e)
-                if e.status == StatusCode::PRECONDITION_FAILED
-                    || e.status == StatusCode::CONFLICT =>
-            {
-                let existing = current(&state, &resource_type, &id).await?;
-                Ok(respond(StatusCode::OK, &existing, &headers, &params))
-            }
-            other => other,
-        };
-    }
-    let record = inbound(&state, &resource_type, &resource)?;
-    let condition = pairs
-        .map(|pairs| mrn_condition(&state, &pairs))
-        .transpose()?;
-    if let Some(Some(mrn)) = &condition
-        && let Some(existing) = state.store.client_by_mrn(mrn).await?
-    {
-        let existing = existing.record.id.to_string();
-        return Ok(respond(
-            StatusCode::OK,
-            &current(&state, &resource_type, &existing).await?,
-            &headers,
-            &params,
-        ));
-    }
-    match store(&state, &record, None).await {
-        Ok(()) => {
-            tracing::info!(resource_type = resource_type.as_str(), %id, "created");
-            Ok(respond(
-                StatusCode::CREATED,
-                &current(&state, &resource_type, &id).await?,
-                &headers,
-                &params,
-            ))
-        }
-        // A concurrent create with the same identifier won: answer with its resource.
-        Err(StoreError::Duplicate { .. })
-            if condition.is_some()
-                && let Inbound::Client(client) = &record =>
-        {
-            let existing = state
-                .store
-                .client_by_mrn(&client.mrn)
-                .await?
-                .ok_or_else(ApiError::internal)?;
-            Ok(respond(
-                StatusCode::OK,
-                &current(&state, &resource_type, &existing.record.id.to_string()).await?,
-                &headers,
-                &params,
-            ))
-        }
-        Err(err) => Err(err.into()),
-    }
+    run(&state, &resource_type, resource, target, &headers, &params).await
 }
 
 pub(super) async fn update(
@@ -603,25 +500,19 @@ pub(super) async fn update(
             "{resource_type}/{id} is not known"
         )));
     }
-    let record = inbound(&state, &resource_type, &resource)?;
-    let mut tx = state.store.begin().await?;
-    let stored = record
-        .stored_version(&mut tx)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
-    let expected = if_match(&headers)?.unwrap_or(stored);
-    record.update(&mut tx, expected).await?;
-    tx.commit().await?;
-    tracing::info!(resource_type = resource_type.as_str(), %id, "updated");
-    Ok(respond(
-        StatusCode::OK,
-        &current(&state, &resource_type, &id).await?,
+    run(
+        &state,
+        &resource_type,
+        resource,
+        Target::Existing(id),
         &headers,
         &params,
-    ))
+    )
+    .await
 }
 
-/// `PUT /fhir/Patient?identifier=system|value`: updates the one match, or creates.
+/// `PUT /fhir/Type?identifier=system|value`: updates the record the identifier names (the
+/// clinic's record id, the MRN, or an identifier another system gave it), or creates it.
 pub(super) async fn conditional_update(
     State(state): State<FhirState>,
     Path(resource_type): Path<String>,
@@ -634,77 +525,17 @@ pub(super) async fn conditional_update(
     writable(&resource_type)?;
     check_content_type(&headers)?;
     let body = self::body(body)?;
-    let mut resource = parse_resource(&body, &resource_type)?;
+    let resource = parse_resource(&body, &resource_type)?;
     let conditions: Vec<(String, String)> = params
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "_format" | "_pretty"))
         .cloned()
         .collect();
-    if resource_type != "Patient" {
-        let id = record_condition(&state, &resource_type, &conditions)?;
-        return put_at(&state, &resource_type, resource, &id, &headers, &params).await;
-    }
-    let mrn = mrn_condition(&state, &conditions)?.ok_or_else(|| {
-        ApiError::bad_request("conditional update matches on the clinic's MRN identifier system")
-    })?;
-    // Two attempts: a create that loses a race to a concurrent create becomes an update.
-    for _ in 0..2 {
-        let existing = state.store.client_by_mrn(&mrn).await?;
-        let id = match &existing {
-            Some(found) => found.record.id,
-            None => match resource.get("id").and_then(Value::as_str) {
-                Some(id) => id
-                    .parse()
-                    .map_err(|_| ApiError::bad_request("a new Patient's id must be a UUID"))?,
-                None => Id::<Client>::generate(),
-            },
-        };
-        if let Some(body_id) = resource.get("id").and_then(Value::as_str)
-            && body_id != id.to_string()
-        {
-            return Err(ApiError::bad_request(
-                "the body's id is not the id of the Patient with this identifier",
-            ));
-        }
-        resource["id"] = json!(id.to_string());
-        let record = inbound(&state, &resource_type, &resource)?;
-        if let Inbound::Client(client) = &record
-            && client.mrn != mrn
-        {
-            return Err(ApiError::bad_request(
-                "the body's MRN differs from the identifier in the URL",
-            ));
-        }
-        let expected = match &existing {
-            Some(found) => Some(if_match(&headers)?.unwrap_or(found.meta.version)),
-            None => None,
-        };
-        match store(&state, &record, expected).await {
-            Ok(()) => {
-                let status = if expected.is_some() {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CREATED
-                };
-                return Ok(respond(
-                    status,
-                    &current(&state, &resource_type, &id.to_string()).await?,
-                    &headers,
-                    &params,
-                ));
-            }
-            Err(StoreError::Duplicate { .. }) if expected.is_none() => {
-                resource.as_object_mut().map(|r| r.remove("id"));
-                continue;
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "conflict",
-        "the Patient changed concurrently; retry",
-    ))
+    let target = Target::Matching(
+        upsert::condition(&conditions)?,
+        uuid::Uuid::now_v7().to_string(),
+    );
+    run(&state, &resource_type, resource, target, &headers, &params).await
 }
 
 /// Deleting is not how the clinic retires records: a plan is completed, a consent revoked, a

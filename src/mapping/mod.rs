@@ -9,6 +9,7 @@ pub mod codes;
 mod consent;
 mod encounter;
 mod error;
+mod identifiers;
 mod narrative;
 mod patient;
 mod plan;
@@ -23,6 +24,7 @@ pub use encounter::{
     session_to_fhir,
 };
 pub use error::MappingError;
+pub use identifiers::{add_external_identifiers, external_identifiers};
 pub use patient::{client_from_fhir, client_to_fhir};
 pub use plan::{
     GoalChanges, PlanChanges, PlanView, RelapsePlanView, goal_changes_from_fhir, goal_to_fhir,

@@ -8,6 +8,7 @@
 mod change_log;
 mod error;
 mod filter;
+mod identifiers;
 mod record;
 mod seed_run;
 mod tables;

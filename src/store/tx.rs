@@ -232,10 +232,45 @@ impl Tx {
         }
     }
 
+    /// The id of the client with this MRN, inside this transaction.
+    pub async fn client_id_by_mrn(
+        &mut self,
+        mrn: &crate::domain::Mrn,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id FROM clients WHERE mrn = $1")
+            .bind(mrn.as_str().to_owned())
+            .fetch_optional(&mut *self.inner)
+            .await?)
+    }
+
     /// Reads a record inside this transaction (sees its own uncommitted writes).
     pub async fn get<R: Record>(&mut self, id: Id<R>) -> Result<Option<Stored<R>>, StoreError> {
         let sql = format!(
             "SELECT {} FROM {} WHERE id = $1",
+            select_list::<R>(),
+            R::TABLE
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.as_ref().map(read_stored).transpose()
+    }
+
+    /// Reads a record to write it: on PostgreSQL the row is locked until this transaction ends
+    /// (`FOR UPDATE`), so writers of one record queue and each reads the version the previous
+    /// one left, instead of all reading one version and all but one failing. SQLite write
+    /// transactions are serial already (`BEGIN IMMEDIATE`).
+    pub async fn get_for_update<R: Record>(
+        &mut self,
+        id: Id<R>,
+    ) -> Result<Option<Stored<R>>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT {} FROM {} WHERE id = $1{lock}",
             select_list::<R>(),
             R::TABLE
         );
