@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use include_dir::{Dir, include_dir};
 use serde_json::Value as Json;
 
+use super::iop::IopProfiles;
+
 static R4: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/fhir-profiles/r4");
 static IOP: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/fhir-profiles/iop");
 
@@ -37,6 +39,8 @@ pub struct Registry {
     /// Base (core) StructureDefinitions by type name: `Patient`, `Reference`, `string`.
     types: HashMap<String, Arc<Json>>,
     expansions: Mutex<HashMap<String, Arc<Expansion>>>,
+    /// The IOP profile of each resource type, from the built-in IOP definitions.
+    iop: IopProfiles,
 }
 
 fn canonical(url: &str) -> &str {
@@ -54,7 +58,17 @@ impl Registry {
                 }
             }
         }
+        let iop: Vec<Json> = IOP
+            .files()
+            .filter_map(|f| serde_json::from_slice(f.contents()).ok())
+            .collect();
+        registry.iop = IopProfiles::derive(&iop);
         registry
+    }
+
+    /// The IOP profile of each resource type (see `iop.rs`): empty unless built with `builtin`.
+    pub fn iop_profiles(&self) -> &IopProfiles {
+        &self.iop
     }
 
     /// Adds one resource; Bundles add their entries.
