@@ -129,7 +129,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::builtin();
     for package in packages {
-        if let Err(err) = registry.load(package) {
+        if let Err(err) = crate::fhir_packages::load(&mut registry, package) {
             eprintln!("error: {err}");
             return Ok(ExitCode::from(2));
         }

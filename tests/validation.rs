@@ -222,7 +222,7 @@ async fn a_seeded_export_is_valid_against_iop_and_us_core() {
         return;
     };
     let mut registry = Registry::builtin();
-    let loaded = registry.load(&package).unwrap();
+    let loaded = iop_gateway::fhir_packages::load(&mut registry, &package).unwrap();
     assert!(loaded > 50, "US Core package: {loaded} resources");
     let validator = Validator::new(Arc::new(registry));
     let required = common::us_core_profiles();
@@ -273,7 +273,7 @@ fn us_core_profiles_apply_when_required() {
         return;
     };
     let mut registry = Registry::builtin();
-    registry.load(&package).unwrap();
+    iop_gateway::fhir_packages::load(&mut registry, &package).unwrap();
     let validator = Validator::new(Arc::new(registry));
     // A plain R4 Patient without identifier: fine for R4, invalid for US Core Patient.
     let patient = json!({ "resourceType": "Patient", "id": "p1", "gender": "female", "name": [{ "family": "Moreno" }] });
@@ -307,7 +307,7 @@ fn npi_check_digits_are_checked_unlike_the_stand_in() {
         return;
     };
     let mut registry = Registry::builtin();
-    registry.load(&package).unwrap();
+    iop_gateway::fhir_packages::load(&mut registry, &package).unwrap();
     let validator = Validator::new(Arc::new(registry));
     let mut practitioner = fixture("Practitioner-clinician.json");
     practitioner["identifier"][0] =

@@ -21,8 +21,11 @@ pub struct StructuralSchema {
     mapping: serde_json::Map<String, Json>,
     /// One compiled validator per resource type, built on first use: a single root schema that
     /// dispatches with 146 `if`/`then` pairs costs more than the walk itself.
-    validators: RwLock<HashMap<String, Result<Option<Arc<jsonschema::Validator>>, String>>>,
+    validators: RwLock<HashMap<String, Compiled>>,
 }
+
+/// A type's compiled schema (None: the schema does not define the type), or why it does not compile.
+type Compiled = Result<Option<Arc<jsonschema::Validator>>, String>;
 
 impl StructuralSchema {
     pub fn load() -> Result<Self, String> {
@@ -67,7 +70,7 @@ impl StructuralSchema {
 
     /// The type's compiled schema (None for a type the schema does not define), or why it
     /// does not compile.
-    fn validator(&self, resource_type: &str) -> Result<Option<Arc<jsonschema::Validator>>, String> {
+    fn validator(&self, resource_type: &str) -> Compiled {
         if let Some(found) = self
             .validators
             .read()

@@ -1027,7 +1027,21 @@ impl Run<'_, '_, '_> {
                         .is_some_and(|m| m.keys().any(|k| k.starts_with("value")));
                     has_extension != has_value
                 }
-                Check::Unparsed | Check::CoveredByWalk => continue,
+                Check::CoveredByWalk => continue,
+                Check::Unparsed => {
+                    if constraint.error && self.unavailable.insert(constraint.key.clone()) {
+                        self.issue(
+                            Severity::Information,
+                            "informational",
+                            location,
+                            format!(
+                                "invariant {} not checked: its expression is missing or not understood",
+                                constraint.key
+                            ),
+                        );
+                    }
+                    continue;
+                }
                 Check::NarrativeText => value.as_str().is_none_or(primitive::narrative_has_text),
                 Check::FhirPath(_)
                     if constraint
@@ -1387,6 +1401,26 @@ mod tests {
         let found = errors(&validator.validate(&patient, &["urn:test:differential-only".into()]));
         assert!(
             found.iter().any(|e| e.contains("has no snapshot")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_invariant_that_does_not_parse_is_reported_as_not_checked() {
+        let mut registry = Registry::builtin();
+        registry.add(json!({
+            "resourceType": "StructureDefinition", "url": "urn:test:odd-invariant",
+            "type": "Patient", "kind": "resource", "derivation": "constraint",
+            "snapshot": { "element": [{ "id": "Patient", "path": "Patient", "min": 0, "max": "*",
+                "constraint": [{ "key": "odd-1", "severity": "error", "human": "odd",
+                    "expression": "name.where(" }] }] }
+        }));
+        let validator = Validator::new(Arc::new(registry));
+        let patient = json!({ "resourceType": "Patient", "id": "p" });
+        let found = validator.validate(&patient, &["urn:test:odd-invariant".into()]);
+        assert!(
+            found.iter().any(|i| i.severity == Severity::Information
+                && i.message.starts_with("invariant odd-1 not checked")),
             "{found:?}"
         );
     }
