@@ -467,6 +467,27 @@ async fn validate_operation_reports_issues(store: &Store) {
                     .contains("nope is not loaded")),
         "{outcome}"
     );
+    // So is one that constrains another type.
+    let (_, outcome) = app
+        .send(
+            Method::POST,
+            "Patient/$validate?profile=https://iop-gateway.org/fhir/StructureDefinition/iop-careplan",
+            &patient,
+            &[],
+        )
+        .await;
+    assert!(
+        outcome["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["severity"] == "error"
+                && i["details"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("constrains CarePlan, not Patient")),
+        "{outcome}"
+    );
     // The CapabilityStatement names the profile that writes and $validate apply, per type.
     let (_, metadata) = app.get("metadata").await;
     for resource in metadata["rest"][0]["resource"].as_array().unwrap() {

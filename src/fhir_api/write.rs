@@ -746,7 +746,24 @@ pub(super) fn validate_operation(
     if resource.get("id").is_none() {
         resource["id"] = json!("validate");
     }
-    let issues = state.validator.validate(&resource, &required);
+    let mut issues = state.validator.validate(&resource, &required);
+    // The walk applies a profile to resources of its type only: one asked for here that
+    // constrains another type is an error, not a silent pass.
+    for (_, url) in params.iter().filter(|(k, _)| k == "profile") {
+        let registry = state.validator.registry();
+        let constrains = registry
+            .structure_definition(url)
+            .and_then(|sd| sd.get("type"))
+            .and_then(Value::as_str);
+        if let Some(other) = constrains.filter(|t| *t != resource_type) {
+            issues.push(Issue {
+                severity: Severity::Error,
+                code: "not-supported",
+                message: format!("profile {url} constrains {other}, not {resource_type}"),
+                expression: resource_type.to_owned(),
+            });
+        }
+    }
     let mut outcome = crate::validation::operation_outcome(&issues);
     if issues.is_empty() {
         outcome["issue"] = json!([{ "severity": "information", "code": "informational", "diagnostics": "no issues" }]);

@@ -115,7 +115,8 @@ impl Validator {
     }
 
     /// Validates `resource` against its base definition, every loaded profile in `meta.profile`,
-    /// and each of `required` whose type matches.
+    /// and each of `required` whose type matches (one that is not loaded is an error; the caller
+    /// picks them, e.g. the type's IOP profile from `Registry::iop_profiles`).
     pub fn validate(&self, resource: &Json, required: &[String]) -> Vec<Issue> {
         // A Bundle's entries refer to each other: index them once for the whole walk.
         let own_index = (resource.get("resourceType").and_then(Json::as_str) == Some("Bundle"))
