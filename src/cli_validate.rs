@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::validation::{BundleIndex, Issue, Registry, Validator, operation_outcome};
+use crate::validation::{BundleIndex, Issue, Registry, Severity, Validator, operation_outcome};
 
 /// A resource to check, with the Bundle it came from (its references to other entries resolve).
 type Input = (Value, Option<Arc<BundleIndex>>);
@@ -62,6 +62,65 @@ fn read(path: &PathBuf) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
+/// The verdict on an input the validator failed on: fatal, never a pass.
+fn not_checked((resource, _): &Input) -> Vec<Issue> {
+    let resource_type = resource.get("resourceType").and_then(Value::as_str);
+    vec![Issue {
+        severity: Severity::Fatal,
+        code: "exception",
+        message:
+            "the validator failed on this resource (a defect in the gateway): it was not checked"
+                .into(),
+        expression: resource_type.unwrap_or_default().to_owned(),
+    }]
+}
+
+/// `check` on every input, on `workers` threads: one verdict per input, at its index. A check
+/// that panics gives its own input a fatal verdict (and says so on stderr); the others keep theirs.
+fn verdicts<F>(inputs: &[Input], workers: usize, check: F) -> Vec<Vec<Issue>>
+where
+    F: Fn(&Input) -> Vec<Issue> + Sync,
+{
+    let chunk = inputs.len().div_ceil(workers.max(1)).max(1);
+    let check_one = |index: usize, input: &Input| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(input))).unwrap_or_else(
+            |_| {
+                eprintln!(
+                    "error: the validator failed on resource {} of the input",
+                    index + 1
+                );
+                not_checked(input)
+            },
+        )
+    };
+    // Until a worker hands back its verdict, an input counts as not checked.
+    let mut verdicts: Vec<Vec<Issue>> = inputs.iter().map(not_checked).collect();
+    std::thread::scope(|scope| {
+        let check_one = &check_one;
+        let handles: Vec<_> = inputs
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, input)| check_one(n * chunk + i, input))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // Chunks are contiguous and each worker returns one verdict per input of its chunk, in
+        // order, so verdict `n * chunk + i` is that input's.
+        for (n, handle) in handles.into_iter().enumerate() {
+            let Ok(found) = handle.join() else { continue };
+            for (i, verdict) in found.into_iter().enumerate() {
+                verdicts[n * chunk + i] = verdict;
+            }
+        }
+    });
+    verdicts
+}
+
 pub fn run(
     profiles: &[String],
     packages: &[PathBuf],
@@ -70,7 +129,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::builtin();
     for package in packages {
-        if let Err(err) = registry.load(package) {
+        if let Err(err) = crate::fhir_packages::load(&mut registry, package) {
             eprintln!("error: {err}");
             return Ok(ExitCode::from(2));
         }
@@ -91,32 +150,23 @@ pub fn run(
             }
         }
     }
-    let validator = Arc::new(Validator::new(Arc::new(registry)));
-    // Validate on every core; print in input order.
+    let validator = Validator::new(Arc::new(registry));
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1)
-        .max(1);
-    let chunk = all.len().div_ceil(workers).max(1);
-    let verdicts: Vec<Vec<Issue>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = all
-            .chunks(chunk)
-            .map(|part| {
-                let validator = Arc::clone(&validator);
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(resource, bundle)| match bundle {
-                            Some(bundle) => validator.validate_entry(resource, bundle, profiles),
-                            None => validator.validate(resource, profiles),
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        .unwrap_or(1);
+    let verdicts = verdicts(&all, workers, |(resource, bundle)| {
+        // Each resource gets the IOP profile of its type (or the one of its type it names)
+        // besides every `--profile`.
+        let mut required = profiles.to_vec();
+        if let Some(iop) = validator.registry().iop_profiles().of_resource(resource)
+            && !required.iter().any(|p| p == iop)
+        {
+            required.push(iop.to_owned());
+        }
+        match bundle {
+            Some(bundle) => validator.validate_entry(resource, bundle, &required),
+            None => validator.validate(resource, &required),
+        }
     });
     let (mut passed, mut failed) = (0, 0);
     let stdout = std::io::stdout();
@@ -159,4 +209,45 @@ pub fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_panicking_check_fails_its_own_resource_only() {
+        let inputs: Vec<Input> = (0..10)
+            .map(|i| {
+                (
+                    json!({ "resourceType": "Patient", "id": i.to_string() }),
+                    None,
+                )
+            })
+            .collect();
+        // The verdict names the resource it was made for; resource 4 makes the check panic.
+        let check = |(resource, _): &Input| {
+            let id = resource["id"].as_str().unwrap().to_owned();
+            assert_ne!(id, "4", "a defect provoked by the test");
+            vec![Issue {
+                severity: Severity::Information,
+                code: "informational",
+                message: id,
+                expression: "Patient".into(),
+            }]
+        };
+        for workers in [1, 3, 4, 16] {
+            let found = verdicts(&inputs, workers, check);
+            assert_eq!(found.len(), inputs.len());
+            for (i, verdict) in found.iter().enumerate() {
+                if i == 4 {
+                    assert!(verdict[0].is_error() && verdict[0].code == "exception");
+                } else {
+                    assert_eq!(verdict.len(), 1);
+                    assert_eq!(verdict[0].message, i.to_string(), "{workers} workers");
+                }
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@ mod cli_validate;
 pub mod config;
 pub mod export;
 pub mod fhir_api;
+pub mod fhir_packages;
 pub mod fhirpath;
 pub mod http;
 pub mod mapping;

@@ -286,6 +286,45 @@ async fn seed_works_on_postgres_from_the_command_line() {
     common::drop_postgres_database(&name).await;
 }
 
+/// `validate` applies the IOP profile of each resource's type, whether or not its `meta.profile`
+/// names it: a RelatedPerson that base R4 accepts is invalid for lack of what IOP requires.
+#[test]
+fn validate_applies_the_iop_profile_of_each_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = |name: &str| -> serde_json::Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/fhir")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let mut good = fixture("RelatedPerson-support-contact.json");
+    good.as_object_mut().unwrap().remove("meta");
+    good["id"] = serde_json::json!("good");
+    let bare = serde_json::json!({
+        "resourceType": "RelatedPerson", "id": "bare", "patient": { "reference": "Patient/x" }
+    });
+    let relapse = fixture("CarePlan-relapse-prevention-plan.json");
+    let lines = [good.to_string(), bare.to_string(), relapse.to_string()];
+    let file = dir.path().join("in.ndjson");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let output = gateway(dir.path())
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ok RelatedPerson/good"), "{stdout}");
+    assert!(stdout.contains("invalid RelatedPerson/bare"), "{stdout}");
+    assert!(stdout.contains("at RelatedPerson.name"), "{stdout}");
+    // The relapse prevention plan is checked against its own profile, not the treatment plan's.
+    assert!(
+        stdout.contains(&format!("ok CarePlan/{}", relapse["id"].as_str().unwrap())),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("2 passed, 1 failed\n"), "{stdout}");
+}
+
 trait ArgOwned {
     fn arg_owned(self, arg: &str) -> Self;
 }

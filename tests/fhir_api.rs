@@ -426,6 +426,84 @@ async fn validate_operation_reports_issues(store: &Store) {
         .collect();
     assert_eq!(errors.len(), 1, "{outcome}");
     assert_eq!(errors[0]["expression"][0], "Patient.gender");
+
+    // Valid R4, but the IOP RelatedPerson needs a name, a relationship and an identifier (its
+    // misspelt profile id once made this pass with a warning).
+    let contact =
+        json!({ "resourceType": "RelatedPerson", "patient": { "reference": "Patient/x" } });
+    let (status, outcome) = app
+        .send(Method::POST, "RelatedPerson/$validate", &contact, &[])
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    let refused: Vec<&str> = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["severity"] == "error")
+        .filter_map(|i| i["expression"][0].as_str())
+        .collect();
+    for element in [
+        "RelatedPerson.name",
+        "RelatedPerson.relationship",
+        "RelatedPerson.identifier",
+    ] {
+        assert!(refused.contains(&element), "{element}: {outcome}");
+    }
+    // A profile asked for that is not loaded is an error, not a warning.
+    let (_, outcome) = app
+        .send(
+            Method::POST,
+            "Patient/$validate?profile=http://example.org/StructureDefinition/nope",
+            &patient,
+            &[],
+        )
+        .await;
+    assert!(
+        outcome["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["severity"] == "error"
+                && i["details"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("nope is not loaded")),
+        "{outcome}"
+    );
+    // So is one that constrains another type.
+    let (_, outcome) = app
+        .send(
+            Method::POST,
+            "Patient/$validate?profile=https://iop-gateway.org/fhir/StructureDefinition/iop-careplan",
+            &patient,
+            &[],
+        )
+        .await;
+    assert!(
+        outcome["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["severity"] == "error"
+                && i["details"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("constrains CarePlan, not Patient")),
+        "{outcome}"
+    );
+    // The CapabilityStatement names the profile that writes and $validate apply, per type.
+    let (_, metadata) = app.get("metadata").await;
+    for resource in metadata["rest"][0]["resource"].as_array().unwrap() {
+        let profile = resource["supportedProfile"][0].as_str().unwrap_or_default();
+        let id = profile.rsplit('/').next().unwrap_or_default();
+        assert!(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("fhir-profiles/iop/StructureDefinition-{id}.json"))
+                .exists(),
+            "{}: {profile}",
+            resource["type"]
+        );
+    }
 }
 
 fn fixture(name: &str) -> Value {

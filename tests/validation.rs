@@ -222,7 +222,7 @@ async fn a_seeded_export_is_valid_against_iop_and_us_core() {
         return;
     };
     let mut registry = Registry::builtin();
-    let loaded = registry.load(&package).unwrap();
+    let loaded = iop_gateway::fhir_packages::load(&mut registry, &package).unwrap();
     assert!(loaded > 50, "US Core package: {loaded} resources");
     let validator = Validator::new(Arc::new(registry));
     let required = common::us_core_profiles();
@@ -273,7 +273,7 @@ fn us_core_profiles_apply_when_required() {
         return;
     };
     let mut registry = Registry::builtin();
-    registry.load(&package).unwrap();
+    iop_gateway::fhir_packages::load(&mut registry, &package).unwrap();
     let validator = Validator::new(Arc::new(registry));
     // A plain R4 Patient without identifier: fine for R4, invalid for US Core Patient.
     let patient = json!({ "resourceType": "Patient", "id": "p1", "gender": "female", "name": [{ "family": "Moreno" }] });
@@ -307,7 +307,7 @@ fn npi_check_digits_are_checked_unlike_the_stand_in() {
         return;
     };
     let mut registry = Registry::builtin();
-    registry.load(&package).unwrap();
+    iop_gateway::fhir_packages::load(&mut registry, &package).unwrap();
     let validator = Validator::new(Arc::new(registry));
     let mut practitioner = fixture("Practitioner-clinician.json");
     practitioner["identifier"][0] =
@@ -355,4 +355,100 @@ fn other_resource_types_are_checked_by_the_schema_or_refused() {
     );
     let nonsense = json!({ "resourceType": "Spaceship", "id": "s1" });
     assert!(!errors(&validator.validate(&nonsense, &[])).is_empty());
+}
+
+/// The one table of IOP profiles covers every type the API serves, and the profile it names is
+/// really applied: for each type, a resource that base R4 accepts but that breaks a rule only
+/// the IOP profile has (the fixture without `meta`, so nothing but the table applies it) is
+/// refused with the table's profile, and the intact one is accepted with it.
+#[test]
+fn every_api_type_is_checked_against_its_iop_profile() {
+    let validator = validator();
+    let table = validator.registry().iop_profiles();
+    type Break = fn(&mut Value);
+    let cases: [(&str, &str, Break); 13] = [
+        ("Patient", "Patient-client.json", |r| drop(r, "birthDate")),
+        ("CarePlan", "CarePlan-treatment-plan.json", |r| {
+            drop(r, "period")
+        }),
+        (
+            "Goal",
+            "Goal-goal.json",
+            |r| r["target"][0] = json!({ "dueDuration": { "value": 4, "system": "http://unitsofmeasure.org", "code": "wk" } }),
+        ),
+        ("Encounter", "Encounter-group-session.json", |r| {
+            drop(r, "length")
+        }),
+        ("EpisodeOfCare", "EpisodeOfCare-enrollment.json", |r| {
+            drop(r, "careManager")
+        }),
+        ("RelatedPerson", "RelatedPerson-support-contact.json", |r| {
+            drop(r, "name")
+        }),
+        ("Consent", "Consent-release-of-information.json", |r| {
+            drop(r, "dateTime")
+        }),
+        ("Practitioner", "Practitioner-clinician.json", |r| {
+            drop(r, "name")
+        }),
+        ("Organization", "Organization-clinic.json", |r| {
+            drop(r, "type")
+        }),
+        ("HealthcareService", "HealthcareService-program.json", |r| {
+            drop(r, "providedBy")
+        }),
+        ("Group", "Group-therapy-group.json", |r| drop(r, "code")),
+        (
+            "ServiceRequest",
+            "ServiceRequest-inbound-referral.json",
+            |r| drop(r, "authoredOn"),
+        ),
+        ("Task", "Task-inbound-referral.json", |r| drop(r, "owner")),
+    ];
+    fn drop(r: &mut Value, key: &str) {
+        assert!(r.as_object_mut().unwrap().remove(key).is_some(), "{key}");
+    }
+    let api_types: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    for t in iop_gateway::assemble::RESOURCE_TYPES {
+        assert!(api_types.contains(t), "{t} has a case here");
+    }
+    for (resource_type, name, break_it) in cases {
+        let profile = table
+            .of_type(resource_type)
+            .unwrap_or_else(|| panic!("{resource_type} has an IOP profile"));
+        let mut fixture = fixture(name);
+        assert_eq!(
+            fixture["meta"]["profile"][0], profile,
+            "{resource_type}: the table names the profile the mapping emits"
+        );
+        fixture.as_object_mut().unwrap().remove("meta");
+        let required = [profile.to_owned()];
+        assert_eq!(
+            errors(&validator.validate(&fixture, &required)),
+            Vec::<String>::new(),
+            "{resource_type}: the intact fixture passes its profile"
+        );
+        let mut broken = fixture.clone();
+        break_it(&mut broken);
+        assert_eq!(
+            errors(&validator.validate(&broken, &[])),
+            Vec::<String>::new(),
+            "{resource_type}: the broken one is still valid R4"
+        );
+        assert!(
+            !errors(&validator.validate(&broken, &required)).is_empty(),
+            "{resource_type}: {profile} refuses the broken one"
+        );
+    }
+    // The relapse prevention plan is a CarePlan too: it applies when the resource names it.
+    let relapse = fixture("CarePlan-relapse-prevention-plan.json");
+    assert_eq!(
+        table.of_resource(&relapse),
+        relapse["meta"]["profile"][0].as_str()
+    );
+    assert_eq!(
+        table.all_of_type("CarePlan")[0],
+        table.of_type("CarePlan").unwrap()
+    );
+    assert_eq!(table.all_of_type("CarePlan").len(), 2);
 }

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::{matching, search};
 use crate::assemble::RESOURCE_TYPES;
+use crate::validation::IopProfiles;
 
 /// Types whose instances can be created and updated through the API (inbound mapping exists and
 /// is wired); the rest are read-only.
@@ -19,7 +20,8 @@ pub const WRITABLE: &[&str] = &[
     "Task",
 ];
 
-pub fn statement(base: &str, security: &str) -> Value {
+/// `profiles`: the validator's table of IOP profiles, the ones writes and `$validate` apply.
+pub fn statement(base: &str, security: &str, profiles: &IopProfiles) -> Value {
     let resources: Vec<Value> = RESOURCE_TYPES
         .iter()
         .map(|t| {
@@ -72,6 +74,7 @@ pub fn statement(base: &str, security: &str) -> Value {
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
                 "searchInclude": includes,
+                "supportedProfile": profiles.all_of_type(t),
                 "operation": [{
                     "name": "validate",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"

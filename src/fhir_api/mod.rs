@@ -203,7 +203,11 @@ async fn metadata(
     check_accept(&headers, &params)?;
     Ok(fhir_json(
         StatusCode::OK,
-        &capability::statement(&base_url(&headers), &state.security),
+        &capability::statement(
+            &base_url(&headers),
+            &state.security,
+            state.validator.registry().iop_profiles(),
+        ),
         pretty(&params),
     ))
 }

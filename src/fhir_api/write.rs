@@ -23,7 +23,7 @@ use crate::domain::{
     Client, Consent, Enrollment, Goal, Id, Referral, Session, SessionParticipant, SupportContact,
     TreatmentPlan,
 };
-use crate::mapping::{self, MappingError, codes};
+use crate::mapping::{self, MappingError};
 use crate::mapping::{GoalChanges, PlanChanges, TaskChanges};
 use crate::store::Record;
 use crate::store::{RowMeta, StoreError, Tx};
@@ -117,25 +117,18 @@ pub(super) fn created_in_the_clinic(resource_type: &str) -> ApiError {
     ApiError::not_supported(StatusCode::METHOD_NOT_ALLOWED, how)
 }
 
-/// The IOP profile a type is validated against on the way in.
-fn iop_profile(resource_type: &str) -> String {
-    let id = match resource_type {
-        "Patient" => "iop-patient",
-        "CarePlan" => "iop-careplan",
-        "Goal" => "iop-goal",
-        "Encounter" => "iop-encounter",
-        "EpisodeOfCare" => "iop-episode-of-care",
-        "RelatedPerson" => "iop-related-person",
-        "Consent" => "iop-consent",
-        "Practitioner" => "iop-practitioner",
-        "Organization" => "iop-organization",
-        "ServiceRequest" => "iop-referral-request",
-        "Task" => "iop-referral-task",
-        "HealthcareService" => "iop-program-service",
-        "Group" => "iop-group",
-        _ => "",
-    };
-    codes::profile(id)
+/// The IOP profile a type is validated against on the way in: the validator registry's table
+/// (`validation::IopProfiles`). Every API type has one (a test keeps it so); were one missing,
+/// the write fails rather than pass unchecked.
+fn iop_profile(state: &FhirState, resource_type: &str) -> Result<String, ApiError> {
+    let table = state.validator.registry().iop_profiles();
+    table
+        .of_type(resource_type)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            tracing::error!(resource_type, "no IOP profile for this type");
+            ApiError::internal()
+        })
 }
 
 /// A validated, mapped incoming resource: the clinic record it becomes.
@@ -276,7 +269,7 @@ pub(super) fn validated(
 ) -> Result<(), ApiError> {
     let issues = state
         .validator
-        .validate(resource, &[iop_profile(resource_type)]);
+        .validate(resource, &[iop_profile(state, resource_type)?]);
     if issues.iter().any(Issue::is_error) {
         return Err(ApiError::unprocessable(&issues));
     }
@@ -569,7 +562,12 @@ pub(super) fn validate_operation(
             "$validate on {resource_type} needs a {resource_type}"
         )));
     }
-    let mut required = vec![iop_profile(resource_type)];
+    // The IOP profile of its type, or the one of its type it names (a relapse prevention plan).
+    let table = state.validator.registry().iop_profiles();
+    let mut required: Vec<String> = match table.of_resource(&resource) {
+        Some(profile) => vec![profile.to_owned()],
+        None => vec![iop_profile(state, resource_type)?],
+    };
     required.extend(
         params
             .iter()
@@ -579,7 +577,24 @@ pub(super) fn validate_operation(
     if resource.get("id").is_none() {
         resource["id"] = json!("validate");
     }
-    let issues = state.validator.validate(&resource, &required);
+    let mut issues = state.validator.validate(&resource, &required);
+    // The walk applies a profile to resources of its type only: one asked for here that
+    // constrains another type is an error, not a silent pass.
+    for (_, url) in params.iter().filter(|(k, _)| k == "profile") {
+        let registry = state.validator.registry();
+        let constrains = registry
+            .structure_definition(url)
+            .and_then(|sd| sd.get("type"))
+            .and_then(Value::as_str);
+        if let Some(other) = constrains.filter(|t| *t != resource_type) {
+            issues.push(Issue {
+                severity: Severity::Error,
+                code: "not-supported",
+                message: format!("profile {url} constrains {other}, not {resource_type}"),
+                expression: resource_type.to_owned(),
+            });
+        }
+    }
     let mut outcome = crate::validation::operation_outcome(&issues);
     if issues.is_empty() {
         outcome["issue"] = json!([{ "severity": "information", "code": "informational", "diagnostics": "no issues" }]);

@@ -617,18 +617,15 @@ fn arithmetic<'a>(op: &str, a: Item<'a>, b: Item<'a>) -> Result<Value<'a>, FhirP
                 None => return Ok(vec![]),
             }
         }
-        ("div", Integer(x), Integer(y)) => {
-            if y == 0 {
-                return Ok(vec![]);
-            }
-            Integer(x / y)
-        }
-        ("mod", Integer(x), Integer(y)) => {
-            if y == 0 {
-                return Ok(vec![]);
-            }
-            Integer(x % y)
-        }
+        // Empty for a zero divisor and for the one overflowing case (the smallest integer by -1).
+        ("div", Integer(x), Integer(y)) => match x.checked_div(y) {
+            Some(r) => Integer(r),
+            None => return Ok(vec![]),
+        },
+        ("mod", Integer(x), Integer(y)) => match x.checked_rem(y) {
+            Some(r) => Integer(r),
+            None => return Ok(vec![]),
+        },
         (op, Date(t) | DateTime(t), Quantity(v, u)) if op == "+" || op == "-" => {
             let sign = if op == "-" { -1.0 } else { 1.0 };
             let date_only = t.is_date_only();

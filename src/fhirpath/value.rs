@@ -142,6 +142,11 @@ fn split_zone(text: &str) -> Option<(&str, Option<i64>)> {
         let (clock, zone) = text.split_at(at);
         let sign = if zone.starts_with('-') { -1 } else { 1 };
         let (h, m) = zone[1..].split_once(':')?;
+        // Two digits each (as FHIR writes them): a longer run could overflow the minutes.
+        let two_digits = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit());
+        if !two_digits(h) || !two_digits(m) {
+            return None;
+        }
         return Some((
             clock,
             Some(sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)),

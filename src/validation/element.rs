@@ -30,7 +30,7 @@ pub enum Check {
     /// txt-2 `htmlChecks()`: the narrative has some text.
     NarrativeText,
     FhirPath(Arc<Expr>),
-    /// The expression did not parse; reported as not checked.
+    /// The expression is missing or did not parse; reported as not checked (information).
     Unparsed,
 }
 

@@ -10,6 +10,7 @@
 
 mod bundle;
 mod element;
+mod iop;
 mod outcome;
 mod primitive;
 mod registry;
@@ -17,6 +18,7 @@ mod schema;
 mod walk;
 
 pub use bundle::BundleIndex;
+pub use iop::IopProfiles;
 pub use outcome::{Issue, Severity, operation_outcome};
 pub use registry::{Expansion, Registry, RegistryError};
 pub use walk::Validator;

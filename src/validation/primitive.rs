@@ -91,9 +91,14 @@ pub fn check(type_code: &str, value: &Value) -> Option<String> {
     }
 }
 
+/// The value of a run of ASCII digits, saturating: a run of any length is a number (decimal
+/// seconds may have many digits), and only short fields are compared with a range.
 fn number(digits: &[u8]) -> Option<u32> {
-    (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
-        .then(|| digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+    (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then(|| {
+        digits.iter().fold(0u32, |n, d| {
+            n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+        })
+    })
 }
 
 fn in_range(digits: &[u8], range: std::ops::RangeInclusive<u32>) -> bool {
@@ -201,6 +206,22 @@ fn safe_xhtml(div: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn long_digit_runs_neither_overflow_nor_pass_out_of_range() {
+        // 11 fractional-second digits overflowed a u32 (a panic in debug builds).
+        assert!(check("dateTime", &json!("2026-11-25T10:00:00.12345678901Z")).is_none());
+        assert!(
+            check(
+                "instant",
+                &json!("2026-11-25T10:00:00.99999999999999999999+01:00")
+            )
+            .is_none()
+        );
+        assert!(check("time", &json!("10:00:00.12345678901")).is_none());
+        assert_eq!(number(b"99999999999"), Some(u32::MAX));
+        assert!(!in_range(b"4294967297", 0..=59));
+    }
 
     #[test]
     fn formats() {

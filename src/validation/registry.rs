@@ -1,24 +1,27 @@
 //! Conformance resources by canonical URL: StructureDefinitions, ValueSets, CodeSystems.
 //!
 //! Loaded once and shared (`Arc`) by every validation: the built-in set (the vendored R4 subset and
-//! the IOP profiles, compiled into the binary), plus FHIR packages (`.tgz` or folder), single JSON
-//! files and Bundles given at run time.
+//! the IOP profiles, compiled into the binary), plus FHIR packages, JSON resources and Bundles
+//! handed over as bytes at run time (`fhir_packages` reads them from disk: no I/O here).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use include_dir::{Dir, include_dir};
 use serde_json::Value as Json;
+
+use super::iop::IopProfiles;
 
 static R4: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/fhir-profiles/r4");
 static IOP: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/fhir-profiles/iop");
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cannot read {path}: {message}")]
-    Read { path: String, message: String },
+    #[error("not a FHIR package (.tgz): {0}")]
+    Package(String),
+    #[error("not JSON: {0}")]
+    NotJson(String),
 }
 
 /// The codes a ValueSet holds, or why it cannot be expanded offline.
@@ -37,6 +40,8 @@ pub struct Registry {
     /// Base (core) StructureDefinitions by type name: `Patient`, `Reference`, `string`.
     types: HashMap<String, Arc<Json>>,
     expansions: Mutex<HashMap<String, Arc<Expansion>>>,
+    /// The IOP profile of each resource type, from the built-in IOP definitions.
+    iop: IopProfiles,
 }
 
 fn canonical(url: &str) -> &str {
@@ -54,7 +59,17 @@ impl Registry {
                 }
             }
         }
+        let iop: Vec<Json> = IOP
+            .files()
+            .filter_map(|f| serde_json::from_slice(f.contents()).ok())
+            .collect();
+        registry.iop = IopProfiles::derive(&iop);
         registry
+    }
+
+    /// The IOP profile of each resource type (see `iop.rs`): empty unless built with `builtin`.
+    pub fn iop_profiles(&self) -> &IopProfiles {
+        &self.iop
     }
 
     /// Adds one resource; Bundles add their entries.
@@ -106,63 +121,38 @@ impl Registry {
         }
     }
 
-    /// Loads a FHIR package (`.tgz`, or a folder such as `~/.fhir/packages/x#1/package`), a JSON
-    /// file (a resource or a Bundle), or a folder of JSON files.
-    pub fn load(&mut self, path: &Path) -> Result<usize, RegistryError> {
-        let error = |message: String| RegistryError::Read {
-            path: path.display().to_string(),
-            message,
-        };
+    /// Adds the conformance resources of a FHIR package, given as its `.tgz` bytes (the caller
+    /// reads the file: see `fhir_packages`). Examples and `other/` are skipped.
+    pub fn add_package(&mut self, tgz: &[u8]) -> Result<usize, RegistryError> {
+        let error = |e: std::io::Error| RegistryError::Package(e.to_string());
         let before = self.len();
-        if path.is_dir() {
-            let dir = if path.join("package").is_dir() {
-                path.join("package")
-            } else {
-                path.to_owned()
-            };
-            for entry in std::fs::read_dir(&dir).map_err(|e| error(e.to_string()))? {
-                let file = entry.map_err(|e| error(e.to_string()))?.path();
-                if file.extension().is_none_or(|e| e != "json") || file.ends_with("package.json") {
-                    continue;
-                }
-                let bytes = std::fs::read(&file).map_err(|e| error(e.to_string()))?;
-                if let Ok(resource) = serde_json::from_slice::<Json>(&bytes) {
-                    self.add(resource);
-                }
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
+        for entry in archive.entries().map_err(error)? {
+            let mut entry = entry.map_err(error)?;
+            let name = entry.path().map_err(error)?.to_string_lossy().into_owned();
+            if !name.ends_with(".json")
+                || name.ends_with("package.json")
+                || name.contains("/other/")
+                || name.contains("/example/")
+            {
+                continue;
             }
-        } else if path.to_string_lossy().ends_with(".tgz")
-            || path.to_string_lossy().ends_with(".tar.gz")
-        {
-            let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
-            let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-            for entry in archive.entries().map_err(|e| error(e.to_string()))? {
-                let mut entry = entry.map_err(|e| error(e.to_string()))?;
-                let name = entry
-                    .path()
-                    .map_err(|e| error(e.to_string()))?
-                    .to_string_lossy()
-                    .into_owned();
-                if !name.ends_with(".json")
-                    || name.ends_with("package.json")
-                    || name.contains("/other/")
-                    || name.contains("/example/")
-                {
-                    continue;
-                }
-                let mut bytes = Vec::new();
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| error(e.to_string()))?;
-                if let Ok(resource) = serde_json::from_slice::<Json>(&bytes) {
-                    self.add(resource);
-                }
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(error)?;
+            if let Ok(resource) = serde_json::from_slice::<Json>(&bytes) {
+                self.add(resource);
             }
-        } else {
-            let bytes = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-            let resource = serde_json::from_slice::<Json>(&bytes)
-                .map_err(|e| error(format!("not JSON: {e}")))?;
-            self.add(resource);
         }
+        self.expansions.lock().map(|mut e| e.clear()).ok();
+        Ok(self.len() - before)
+    }
+
+    /// Adds one JSON document (a resource or a Bundle of them), given as bytes.
+    pub fn add_json(&mut self, bytes: &[u8]) -> Result<usize, RegistryError> {
+        let before = self.len();
+        let resource = serde_json::from_slice::<Json>(bytes)
+            .map_err(|e| RegistryError::NotJson(e.to_string()))?;
+        self.add(resource);
         self.expansions.lock().map(|mut e| e.clear()).ok();
         Ok(self.len() - before)
     }

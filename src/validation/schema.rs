@@ -21,12 +21,19 @@ pub struct StructuralSchema {
     mapping: serde_json::Map<String, Json>,
     /// One compiled validator per resource type, built on first use: a single root schema that
     /// dispatches with 146 `if`/`then` pairs costs more than the walk itself.
-    validators: RwLock<HashMap<String, Option<Arc<jsonschema::Validator>>>>,
+    validators: RwLock<HashMap<String, Compiled>>,
 }
+
+/// A type's compiled schema (None: the schema does not define the type), or why it does not compile.
+type Compiled = Result<Option<Arc<jsonschema::Validator>>, String>;
 
 impl StructuralSchema {
     pub fn load() -> Result<Self, String> {
-        let published: Json = serde_json::from_str(SCHEMA).map_err(|e| e.to_string())?;
+        Self::from_text(SCHEMA)
+    }
+
+    fn from_text(text: &str) -> Result<Self, String> {
+        let published: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let mut definitions = published.get("definitions").cloned().unwrap_or_default();
         let mut missing = Vec::new();
         collect_missing_refs(&definitions, &definitions, &mut missing);
@@ -61,7 +68,9 @@ impl StructuralSchema {
             .map_err(|e| e.to_string())
     }
 
-    fn validator(&self, resource_type: &str) -> Option<Arc<jsonschema::Validator>> {
+    /// The type's compiled schema (None for a type the schema does not define), or why it
+    /// does not compile.
+    fn validator(&self, resource_type: &str) -> Compiled {
         if let Some(found) = self
             .validators
             .read()
@@ -70,7 +79,10 @@ impl StructuralSchema {
         {
             return found;
         }
-        let compiled = self.compile(resource_type).ok().flatten().map(Arc::new);
+        let compiled = self
+            .compile(resource_type)
+            .map(|v| v.map(Arc::new))
+            .map_err(|e| format!("the {resource_type} schema does not compile ({e})"));
         if let Ok(mut validators) = self.validators.write() {
             validators.insert(resource_type.to_owned(), compiled.clone());
         }
@@ -96,19 +108,20 @@ impl StructuralSchema {
     }
 
     /// The schema violations: (FHIRPath-style location, schema keyword). Values are not quoted.
-    /// Resources without a known `resourceType` are left to the walk, which reports them.
-    pub fn check(&self, resource: &Json) -> Vec<(String, String)> {
+    /// Resources without a known `resourceType` are left to the walk, which reports them. An
+    /// error when the type's schema does not compile (the check did not run).
+    pub fn check(&self, resource: &Json) -> Result<Vec<(String, String)>, String> {
         let Some(root) = resource.get("resourceType").and_then(Json::as_str) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        let Some(validator) = self.validator(root) else {
-            return Vec::new();
+        let Some(validator) = self.validator(root)? else {
+            return Ok(Vec::new());
         };
         if validator.is_valid(resource) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let root = root.to_owned();
-        validator
+        Ok(validator
             .iter_errors(resource)
             .map(|error| {
                 let mut location = root.clone();
@@ -127,7 +140,7 @@ impl StructuralSchema {
                 }
                 (location, error.kind().keyword().to_owned())
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -184,9 +197,14 @@ mod tests {
             );
         }
         let good = json!({ "resourceType": "Patient", "id": "p1", "gender": "female" });
-        assert!(schema.check(&good).is_empty());
+        assert!(schema.check(&good).unwrap().is_empty());
         let bad = json!({ "resourceType": "Patient", "gender": 3, "name": [{ "given": "Alex" }] });
-        let locations: Vec<String> = schema.check(&bad).into_iter().map(|(l, _)| l).collect();
+        let locations: Vec<String> = schema
+            .check(&bad)
+            .unwrap()
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
         assert!(
             locations.contains(&"Patient.gender".to_owned()),
             "{locations:?}"
@@ -195,5 +213,19 @@ mod tests {
             locations.contains(&"Patient.name[0].given".to_owned()),
             "{locations:?}"
         );
+    }
+
+    #[test]
+    fn a_schema_that_does_not_compile_says_so() {
+        // A resource type whose definition is not a schema (`type` must be a string or a list).
+        let broken = r##"{ "discriminator": { "mapping": { "Patient": "#/definitions/Patient" } },
+            "definitions": { "Patient": { "type": 5 } } }"##;
+        let schema = StructuralSchema::from_text(broken).expect("the JSON reads");
+        let patient = json!({ "resourceType": "Patient" });
+        let err = schema.check(&patient).expect_err("no silent pass");
+        assert!(err.contains("Patient schema does not compile"), "{err}");
+        // Cached as the same failure, not as "nothing to check".
+        assert!(schema.check(&patient).is_err());
+        assert!(StructuralSchema::from_text("not JSON").is_err());
     }
 }

@@ -16,8 +16,8 @@ use crate::fhirpath::{self, Environment, Item};
 /// Validates resources against loaded definitions. Compiles each StructureDefinition once.
 pub struct Validator {
     registry: Arc<Registry>,
-    /// The R4 JSON Schema, compiled on first use (None if it failed to compile: then skipped).
-    schema: std::sync::OnceLock<Option<super::schema::StructuralSchema>>,
+    /// The R4 JSON Schema, loaded on first use (or why it could not be: then every verdict says so).
+    schema: std::sync::OnceLock<Result<super::schema::StructuralSchema, String>>,
     /// Compiled definitions by the address of the registry's `Arc<Json>` (the registry owns them
     /// for the validator's whole life, so the address is a stable key and needs no hashing of URLs).
     compiled: Mutex<HashMap<usize, Arc<Compiled>>>,
@@ -85,6 +85,8 @@ struct Run<'v, 'r, 'b> {
     /// FHIRPath invariants already evaluated, by (node address, invariant identity): the base
     /// definition and each profile repeat most invariants on the same nodes.
     evaluated: HashSet<(usize, u64)>,
+    /// Whether the walk already reported reaching `MAX_DEPTH`.
+    too_deep: bool,
 }
 
 impl Validator {
@@ -113,7 +115,8 @@ impl Validator {
     }
 
     /// Validates `resource` against its base definition, every loaded profile in `meta.profile`,
-    /// and each of `required` whose type matches.
+    /// and each of `required` whose type matches (one that is not loaded is an error; the caller
+    /// picks them, e.g. the type's IOP profile from `Registry::iop_profiles`).
     pub fn validate(&self, resource: &Json, required: &[String]) -> Vec<Issue> {
         // A Bundle's entries refer to each other: index them once for the whole walk.
         let own_index = (resource.get("resourceType").and_then(Json::as_str) == Some("Bundle"))
@@ -145,6 +148,7 @@ impl Validator {
             issues: Vec::new(),
             unavailable: HashSet::new(),
             evaluated: HashSet::new(),
+            too_deep: false,
         };
         let resource_type = resource
             .get("resourceType")
@@ -153,24 +157,36 @@ impl Validator {
         run.resource(resource, required, 0, &Loc::root(resource_type));
         // The JSON Schema is a safety net: its findings count where the walk found nothing at or
         // below the same place (the walk's locations and messages are more precise).
-        let schema = self
+        let checked = match self
             .schema
-            .get_or_init(|| super::schema::StructuralSchema::load().ok());
-        if let Some(schema) = schema {
-            for (location, keyword) in schema.check(resource) {
-                let covered = run.issues.iter().any(|i| {
-                    i.is_error()
-                        && (i.expression == location
-                            || i.expression.starts_with(&format!("{location}."))
-                            || i.expression.starts_with(&format!("{location}[")))
-                });
-                if !covered {
-                    run.issue(
-                        Severity::Error,
-                        "structure",
-                        &location,
-                        format!("does not match the FHIR R4 JSON Schema ({keyword})"),
-                    );
+            .get_or_init(super::schema::StructuralSchema::load)
+        {
+            Ok(schema) => schema.check(resource),
+            Err(err) => Err(err.clone()),
+        };
+        match checked {
+            Err(err) => run.issue(
+                Severity::Error,
+                "exception",
+                resource_type,
+                format!("the R4 JSON Schema check could not run: {err}"),
+            ),
+            Ok(found) => {
+                for (location, keyword) in found {
+                    let covered = run.issues.iter().any(|i| {
+                        i.is_error()
+                            && (i.expression == location
+                                || i.expression.starts_with(&format!("{location}."))
+                                || i.expression.starts_with(&format!("{location}[")))
+                    });
+                    if !covered {
+                        run.issue(
+                            Severity::Error,
+                            "structure",
+                            &location,
+                            format!("does not match the FHIR R4 JSON Schema ({keyword})"),
+                        );
+                    }
                 }
             }
         }
@@ -208,6 +224,7 @@ impl Run<'_, '_, '_> {
             issues: Vec::new(),
             unavailable: std::mem::take(&mut self.unavailable),
             evaluated: HashSet::new(),
+            too_deep: false,
         };
         sub.resource(resource, &[], depth, location);
         self.unavailable = sub.unavailable;
@@ -258,6 +275,8 @@ impl Run<'_, '_, '_> {
         for url in &declared {
             match registry.structure_definition(url) {
                 Some(sd) => definitions.push(Arc::clone(sd)),
+                // A required profile that is not loaded is reported (as an error) below.
+                None if required.contains(url) => {}
                 None => self.issue(
                     Severity::Warning,
                     "not-supported",
@@ -269,17 +288,40 @@ impl Run<'_, '_, '_> {
             }
         }
         for url in required {
-            if let Some(sd) = registry.structure_definition(url)
-                && sd.get("type").and_then(Json::as_str) == Some(resource_type)
-                && !declared.contains(url)
-            {
-                definitions.push(Arc::clone(sd));
+            match registry.structure_definition(url) {
+                Some(sd)
+                    if sd.get("type").and_then(Json::as_str) == Some(resource_type)
+                        && !declared.contains(url) =>
+                {
+                    definitions.push(Arc::clone(sd));
+                }
+                // Required profiles of other types apply to other resources (`validate --profile`).
+                Some(_) => {}
+                None => self.issue(
+                    Severity::Error,
+                    "not-supported",
+                    location,
+                    format!(
+                        "the required profile {url} is not loaded, so the resource could not be checked against it"
+                    ),
+                ),
             }
         }
         for definition in definitions {
             let compiled = self.validator.compiled(&definition);
-            if let Some(root) = compiled.root() {
-                self.element(&compiled, root, resource, &location, None, depth);
+            match compiled.root() {
+                Some(root) => self.element(&compiled, root, resource, &location, None, depth),
+                None => {
+                    let url = definition.get("url").and_then(Json::as_str).unwrap_or("?");
+                    self.issue(
+                        Severity::Error,
+                        "not-supported",
+                        location,
+                        format!(
+                            "the definition {url} has no snapshot, so the resource could not be checked against it"
+                        ),
+                    );
+                }
             }
         }
     }
@@ -295,6 +337,16 @@ impl Run<'_, '_, '_> {
         depth: usize,
     ) {
         if depth > MAX_DEPTH {
+            // Not checked below here: say so (once per resource), never pass it silently.
+            if !self.too_deep {
+                self.too_deep = true;
+                self.issue(
+                    Severity::Error,
+                    "too-costly",
+                    location,
+                    format!("nested too deeply: not checked below {MAX_DEPTH} levels"),
+                );
+            }
             return;
         }
         let type_code: Option<&str> =
@@ -829,6 +881,7 @@ impl Run<'_, '_, '_> {
             issues: Vec::new(),
             unavailable: HashSet::new(),
             evaluated: HashSet::new(),
+            too_deep: false,
         };
         let name = root.id.clone();
         sub.element(&compiled, root, node, &Loc::root(&name), None, depth + 1);
@@ -975,7 +1028,21 @@ impl Run<'_, '_, '_> {
                         .is_some_and(|m| m.keys().any(|k| k.starts_with("value")));
                     has_extension != has_value
                 }
-                Check::Unparsed | Check::CoveredByWalk => continue,
+                Check::CoveredByWalk => continue,
+                Check::Unparsed => {
+                    if constraint.error && self.unavailable.insert(constraint.key.clone()) {
+                        self.issue(
+                            Severity::Information,
+                            "informational",
+                            location,
+                            format!(
+                                "invariant {} not checked: its expression is missing or not understood",
+                                constraint.key
+                            ),
+                        );
+                    }
+                    continue;
+                }
                 Check::NarrativeText => value.as_str().is_none_or(primitive::narrative_has_text),
                 Check::FhirPath(_)
                     if constraint
@@ -1291,5 +1358,106 @@ impl std::fmt::Display for Loc<'_> {
             Segment::Name(name) => f.write_str(name),
             Segment::Item(name, i) => write!(f, ".{name}[{i}]"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn validator() -> Validator {
+        Validator::new(Arc::new(Registry::builtin()))
+    }
+
+    fn errors(issues: &[Issue]) -> Vec<String> {
+        issues
+            .iter()
+            .filter(|i| i.is_error())
+            .map(|i| format!("{} {}: {}", i.code, i.expression, i.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_required_profile_that_is_not_loaded_is_an_error() {
+        let patient = json!({ "resourceType": "Patient", "id": "p" });
+        let validator = validator();
+        assert!(errors(&validator.validate(&patient, &[])).is_empty());
+        let missing = "https://iop-gateway.org/fhir/StructureDefinition/iop-no-such".to_owned();
+        let found = errors(&validator.validate(&patient, &[missing]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("iop-no-such is not loaded"), "{found:?}");
+    }
+
+    #[test]
+    fn a_required_profile_without_snapshot_is_an_error() {
+        let mut registry = Registry::builtin();
+        registry.add(json!({
+            "resourceType": "StructureDefinition", "url": "urn:test:differential-only",
+            "type": "Patient", "kind": "resource", "derivation": "constraint",
+            "differential": { "element": [{ "id": "Patient.gender", "path": "Patient.gender", "min": 1 }] }
+        }));
+        let validator = Validator::new(Arc::new(registry));
+        let patient = json!({ "resourceType": "Patient", "id": "p" });
+        let found = errors(&validator.validate(&patient, &["urn:test:differential-only".into()]));
+        assert!(
+            found.iter().any(|e| e.contains("has no snapshot")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_invariant_that_does_not_parse_is_reported_as_not_checked() {
+        let mut registry = Registry::builtin();
+        registry.add(json!({
+            "resourceType": "StructureDefinition", "url": "urn:test:odd-invariant",
+            "type": "Patient", "kind": "resource", "derivation": "constraint",
+            "snapshot": { "element": [{ "id": "Patient", "path": "Patient", "min": 0, "max": "*",
+                "constraint": [{ "key": "odd-1", "severity": "error", "human": "odd",
+                    "expression": "name.where(" }] }] }
+        }));
+        let validator = Validator::new(Arc::new(registry));
+        let patient = json!({ "resourceType": "Patient", "id": "p" });
+        let found = validator.validate(&patient, &["urn:test:odd-invariant".into()]);
+        assert!(
+            found.iter().any(|i| i.severity == Severity::Information
+                && i.message.starts_with("invariant odd-1 not checked")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn reaching_the_depth_limit_is_reported() {
+        // Consent.provision nests Consent.provision: 40 levels are more than the walk follows.
+        let mut provision = json!({ "type": "permit" });
+        for _ in 0..40 {
+            provision = json!({ "type": "permit", "provision": [provision] });
+        }
+        let consent = json!({
+            "resourceType": "Consent", "id": "c", "status": "active",
+            "scope": { "text": "privacy" }, "category": [{ "text": "consent" }],
+            "policyRule": { "text": "opt in" }, "provision": provision
+        });
+        let found = validator().validate(&consent, &[]);
+        let deep: Vec<&Issue> = found.iter().filter(|i| i.code == "too-costly").collect();
+        assert_eq!(deep.len(), 1, "{found:?}");
+        assert!(deep[0].is_error());
+        // A shallow one is not affected.
+        let mut shallow = consent.clone();
+        shallow["provision"] = json!({ "type": "permit", "provision": [{ "type": "deny" }] });
+        assert!(errors(&validator().validate(&shallow, &[])).is_empty());
+    }
+
+    #[test]
+    fn a_schema_that_cannot_load_is_reported_on_every_verdict() {
+        let validator = validator();
+        assert!(validator.schema.set(Err("test: unreadable".into())).is_ok());
+        let patient = json!({ "resourceType": "Patient", "id": "p" });
+        let found = errors(&validator.validate(&patient, &[]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("R4 JSON Schema check could not run: test: unreadable"),
+            "{found:?}"
+        );
     }
 }
