@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::config::{self, FileConfig};
 use crate::export::{self, ExportOptions};
+use crate::fhir_api;
 use crate::http::{self, AppState};
 use crate::mapping::MappingConfig;
 use crate::seed::{self, SeedOptions, SeedOutcome};
@@ -27,7 +28,7 @@ use crate::validation::{Registry, Validator};
 )]
 #[command(
     after_help = "Settings: flags beat environment variables, which beat iop-gateway.toml \
-    (keys: database_url, listen, identifier_base), which beats the defaults."
+    (keys: database_url, listen, public_url, public_url_from_request, identifier_base), which beats the defaults."
 )]
 pub struct Cli {
     /// Clinic database: sqlite://FILE (created if missing) or postgres://USER@HOST:PORT/DB
@@ -59,12 +60,9 @@ enum Command {
         #[arg(long, value_name = "DATE")]
         as_of: Option<NaiveDate>,
     },
-    /// Serve the FHIR R4 API at /fhir (read, search, Patient writes, $validate) and /healthz, /readyz
-    Serve {
-        /// Address to listen on (port 0 picks a free port) [env: IOP_LISTEN] [default: 127.0.0.1:8080]
-        #[arg(long, env = "IOP_LISTEN", value_name = "ADDR")]
-        listen: Option<String>,
-    },
+    /// Serve the FHIR R4 API at /fhir (read, search, history, validated writes, transactions,
+    /// $validate) and /healthz, /readyz
+    Serve(ServeArgs),
     /// Write the clinic database as FHIR R4 NDJSON, one file per resource type (DIR/CarePlan.ndjson, ...)
     Export {
         /// Directory to write into (created if missing)
@@ -93,8 +91,24 @@ enum Command {
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
     },
-    /// Try it: seed 50 clients into the database if it is empty, then serve on 127.0.0.1:8080
-    Demo,
+    /// Try it: seed 50 clients into the database if it is empty, then serve (on 127.0.0.1:8080
+    /// unless --listen says otherwise)
+    Demo(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080]
+    #[arg(long, env = "IOP_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// The gateway's address as clients reach it (https://fhir.clinic.example): links, fullUrls
+    /// and Location headers are built on it [default: http://<listen address>]
+    #[arg(long, env = "IOP_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// Build links from each request's Host and X-Forwarded-Proto headers instead (only behind a
+    /// proxy that sets them: a client could otherwise choose the links it gets)
+    #[arg(long, env = "IOP_PUBLIC_URL_FROM_REQUEST")]
+    public_url_from_request: bool,
 }
 
 /// Runs the command; the exit code is 0, or what the command reports (validate: 1 when a resource
@@ -138,10 +152,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             store.close().await;
             result?;
         }
-        Command::Serve { listen } => {
-            let listen = config::resolve(listen, file.listen.as_ref(), config::DEFAULT_LISTEN);
+        Command::Serve(args) => {
             let store = open_store(&database_url, Workload::Online).await?;
-            run_server(store, &listen, mapping_config(&file), false).await?;
+            run_server(store, &args, &file, false).await?;
         }
         Command::Export { out, types, as_of } => {
             let types = export::parse_types(&types)?;
@@ -167,7 +180,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 started.elapsed().as_secs_f64()
             );
         }
-        Command::Demo => {
+        Command::Demo(args) => {
             let store = open_store(&database_url, Workload::Online).await?;
             if store.seed_run().await?.is_none()
                 && store.count::<crate::domain::Client>().await? == 0
@@ -182,11 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 )
                 .await?;
             }
-            let listen = file
-                .listen
-                .clone()
-                .unwrap_or_else(|| config::DEFAULT_LISTEN.to_owned());
-            run_server(store, &listen, mapping_config(&file), true).await?;
+            run_server(store, &args, &file, true).await?;
         }
         Command::Validate { .. } => unreachable!("handled above"),
     }
@@ -237,16 +246,35 @@ fn mapping_config(file: &FileConfig) -> MappingConfig {
 
 async fn run_server(
     store: Store,
-    listen: &str,
-    mapping: MappingConfig,
+    args: &ServeArgs,
+    file: &FileConfig,
     demo: bool,
 ) -> anyhow::Result<()> {
+    let listen = config::resolve(
+        args.listen.clone(),
+        file.listen.as_ref(),
+        config::DEFAULT_LISTEN,
+    );
+    let listen = listen.as_str();
+    let mapping = mapping_config(file);
     let listener = TcpListener::bind(listen).await.with_context(|| {
         format!(
             "cannot listen on {listen} (is another process using it? choose another with --listen)"
         )
     })?;
     let address = listener.local_addr()?;
+    let public_url = if args.public_url_from_request || file.public_url_from_request == Some(true) {
+        fhir_api::PublicUrl::FromRequest
+    } else {
+        let url = config::resolve(
+            args.public_url.clone(),
+            file.public_url.as_ref(),
+            &format!("http://{address}"),
+        );
+        fhir_api::PublicUrl::fixed(&url).with_context(|| {
+            format!("public_url must be an http:// or https:// URL without query (got {url})")
+        })?
+    };
     println!("listening on http://{address}");
     if demo {
         println!("try:");
@@ -275,6 +303,7 @@ async fn run_server(
             validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
             mapping: Arc::new(mapping),
             auth: Arc::new(crate::auth::OpenAccess),
+            public_url,
         },
         shutdown_signal(),
     )

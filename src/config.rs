@@ -17,6 +17,10 @@ pub const DEFAULT_CONFIG_FILE: &str = "iop-gateway.toml";
 pub struct FileConfig {
     pub database_url: Option<String>,
     pub listen: Option<String>,
+    /// The gateway's address as clients reach it; links are built on it.
+    pub public_url: Option<String>,
+    /// Build links from the request's Host header instead (behind a trusted proxy only).
+    pub public_url_from_request: Option<bool>,
     /// Base of the clinic's FHIR identifier systems (see `MappingConfig::identifier_base`).
     pub identifier_base: Option<String>,
 }
@@ -83,6 +87,8 @@ mod tests {
                 database_url: Some("sqlite://x.db".into()),
                 listen: Some("0.0.0.0:9000".into()),
                 identifier_base: None,
+                public_url: None,
+                public_url_from_request: None,
             }
         );
         let err = FileConfig::parse("databse_url = \"x\"").unwrap_err();

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use iop_gateway::auth::{AuthError, Authenticator, OpenAccess, Principal};
+use iop_gateway::fhir_api::PublicUrl;
 use iop_gateway::http::{AppState, router};
 use iop_gateway::mapping::MappingConfig;
 use iop_gateway::seed::{self, SeedOptions};
@@ -47,6 +48,7 @@ async fn spawn_app_with(store: &Store, auth: Arc<dyn Authenticator>) -> App {
         validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
         mapping: Arc::new(MappingConfig::default()),
         auth,
+        public_url: PublicUrl::fixed(&format!("http://{address}")).unwrap(),
     };
     tokio::spawn(async move {
         axum::serve(listener, router(state)).await.unwrap();
@@ -1522,7 +1524,227 @@ async fn conditional_writes_match_foreign_identifiers(store: &Store) {
     assert_eq!(app.patient_count().await, before + 1);
 }
 
+/// A value for search parameter `name` that the sample resource carries, when one is easy to
+/// read off it (then the search must find the sample).
+fn value_of(sample: &Value, name: &str, kind: &str) -> Option<String> {
+    let first_code = |v: &Value| -> Option<String> {
+        let v = if v.is_array() { &v[0] } else { v };
+        v["coding"][0]["code"]
+            .as_str()
+            .or(v["code"].as_str())
+            .map(str::to_owned)
+    };
+    match (name, kind) {
+        ("_id", _) => sample["id"].as_str().map(str::to_owned),
+        ("identifier", _) => Some(format!(
+            "{}|{}",
+            sample["identifier"][0]["system"].as_str()?,
+            sample["identifier"][0]["value"].as_str()?
+        )),
+        ("patient" | "subject", _) => ["subject", "patient", "for", "beneficiary"]
+            .iter()
+            .find_map(|k| sample[k]["reference"].as_str())
+            .map(str::to_owned),
+        ("status" | "intent" | "gender", _) => sample[name].as_str().map(str::to_owned),
+        ("lifecycle-status", _) => sample["lifecycleStatus"].as_str().map(str::to_owned),
+        ("category" | "class" | "type" | "relationship", _) => first_code(&sample[name]),
+        ("family", _) => sample["name"][0]["family"].as_str().map(str::to_owned),
+        ("given", _) => sample["name"][0]["given"][0].as_str().map(str::to_owned),
+        ("name", _) => sample["name"][0]["family"].as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// A well-formed value of a parameter's type (the search must accept it).
+fn any_value(kind: &str, name: &str) -> String {
+    match (kind, name) {
+        (_, "_id") => uuid::Uuid::new_v4().to_string(),
+        ("date", _) => "ge2000-01-01".into(),
+        ("reference", _) => format!("Patient/{}", uuid::Uuid::new_v4()),
+        ("string", _) => "a".into(),
+        _ => "urn:example|x".into(),
+    }
+}
+
+/// The CapabilityStatement cannot drift from the server: every interaction, conditional write,
+/// search parameter, include and operation it declares for each type is exercised and works.
+async fn every_declared_capability_works(store: &Store) {
+    let app = spawn_app(store).await;
+    let (_, capability) = app.get("metadata").await;
+    let get_strict = |path: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .get(format!("{}/{path}", app.base))
+                .header("prefer", "handling=strict")
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let mut exercised = 0;
+    for declared in capability["rest"][0]["resource"].as_array().unwrap() {
+        let t = declared["type"].as_str().unwrap();
+        let (status, bundle) = app.get(&format!("{t}?_count=1")).await;
+        assert_eq!(status, 200, "{t}: {bundle}");
+        let sample = bundle["entry"][0]["resource"].clone();
+        assert_eq!(
+            sample["resourceType"], t,
+            "{t}: the seeded database has one"
+        );
+        let id = sample["id"].as_str().unwrap().to_owned();
+        let version = sample["meta"]["versionId"].as_str().unwrap().to_owned();
+        let own_identifier = sample["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| {
+                i["system"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/{}", id_kind(t)))
+                    && i["value"] == id.as_str()
+            })
+            .unwrap_or_else(|| panic!("{t} carries its record identifier"))
+            .clone();
+        let condition = format!("{}|{id}", own_identifier["system"].as_str().unwrap());
+        let mut body = sample.clone();
+        body.as_object_mut().unwrap().remove("meta");
+        for interaction in declared["interaction"].as_array().unwrap() {
+            let code = interaction["code"].as_str().unwrap();
+            let (status, answer) = match code {
+                "read" => app.get(&format!("{t}/{id}")).await,
+                "vread" => app.get(&format!("{t}/{id}/_history/{version}")).await,
+                "search-type" => app.get(t).await,
+                "history-instance" => app.get(&format!("{t}/{id}/_history")).await,
+                "history-type" => app.get(&format!("{t}/_history")).await,
+                "update" => {
+                    app.send(Method::PUT, &format!("{t}/{id}"), &body, &[])
+                        .await
+                }
+                "create" => {
+                    let mut new = body.clone();
+                    new.as_object_mut().unwrap().remove("id");
+                    if t == "Patient" {
+                        new = new_patient(&app, "CAP-1").await;
+                    } else {
+                        // As an EHR sends it: its own identifier, not the clinic's.
+                        new["identifier"] = json!([{ "system": "urn:example:ehr", "value": uuid::Uuid::new_v4().to_string() }]);
+                    }
+                    app.send(Method::POST, t, &new, &[]).await
+                }
+                other => panic!("{t}: the test does not know interaction {other}"),
+            };
+            let expected = if code == "create" { 201 } else { 200 };
+            assert_eq!(status, expected, "{t} {code}: {answer}");
+            exercised += 1;
+        }
+        if declared["conditionalCreate"] == true {
+            let header = format!("identifier={condition}");
+            let (status, answer) = app
+                .send(Method::POST, t, &body, &[("if-none-exist", &header)])
+                .await;
+            assert_eq!(status, 200, "{t} conditional create: {answer}");
+            assert_eq!(answer["id"], id.as_str());
+            exercised += 1;
+        }
+        if declared["conditionalUpdate"] == true {
+            let (status, answer) = app
+                .send(
+                    Method::PUT,
+                    &format!("{t}?identifier={condition}"),
+                    &body,
+                    &[],
+                )
+                .await;
+            assert_eq!(status, 200, "{t} conditional update: {answer}");
+            assert_eq!(answer["id"], id.as_str());
+            exercised += 1;
+        }
+        let (_, sample) = app.get(&format!("{t}/{id}")).await;
+        for param in declared["searchParam"].as_array().unwrap() {
+            let (name, kind) = (
+                param["name"].as_str().unwrap(),
+                param["type"].as_str().unwrap(),
+            );
+            let value = any_value(kind, name);
+            let query = serde_urlencoded::to_string([(name, value.as_str())]).unwrap();
+            let (status, answer) = get_strict(format!("{t}?{query}")).await;
+            assert_eq!(status, 200, "{t}?{name}: {answer}");
+            if let Some(value) = value_of(&sample, name, kind) {
+                let query =
+                    serde_urlencoded::to_string([(name, value.as_str()), ("_count", "1000")])
+                        .unwrap();
+                let (status, answer) = get_strict(format!("{t}?{query}")).await;
+                assert_eq!(status, 200, "{t}?{query}: {answer}");
+                let found = answer["entry"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["resource"]["id"] == id.as_str());
+                assert!(
+                    found,
+                    "{t}?{query} does not find the resource it was read off"
+                );
+            }
+            exercised += 1;
+        }
+        for include in declared["searchInclude"].as_array().unwrap() {
+            let (status, answer) =
+                get_strict(format!("{t}?_include={}", include.as_str().unwrap())).await;
+            assert_eq!(status, 200, "{t} _include {include}: {answer}");
+            exercised += 1;
+        }
+        for include in declared["searchRevInclude"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let (status, answer) = get_strict(format!(
+                "{t}?_id={id}&_revinclude={}",
+                include.as_str().unwrap()
+            ))
+            .await;
+            assert_eq!(status, 200, "{t} _revinclude {include}: {answer}");
+            exercised += 1;
+        }
+        for operation in declared["operation"].as_array().unwrap() {
+            assert_eq!(operation["name"], "validate");
+            let (status, answer) = app
+                .send(Method::POST, &format!("{t}/$validate"), &sample, &[])
+                .await;
+            assert_eq!(status, 200, "{t} $validate: {answer}");
+            assert_eq!(answer["resourceType"], "OperationOutcome");
+            exercised += 1;
+        }
+    }
+    assert!(exercised > 150, "{exercised} capabilities exercised");
+}
+
+/// The kind in a type's record identifier system (`{base}/{kind}`).
+fn id_kind(resource_type: &str) -> &'static str {
+    match resource_type {
+        "Patient" => "client",
+        "RelatedPerson" => "support-contact",
+        "Consent" => "consent",
+        "Encounter" => "session",
+        "EpisodeOfCare" => "enrollment",
+        "CarePlan" => "treatment-plan",
+        "Goal" => "goal",
+        "ServiceRequest" => "referral",
+        "Task" => "referral-task",
+        "Practitioner" => "staff",
+        "Organization" => "organization",
+        "HealthcareService" => "program",
+        _ => "therapy-group",
+    }
+}
+
 on_both_backends!(
+    every_declared_capability_works,
     conditional_writes_match_foreign_identifiers,
     history_is_newest_first_paged_and_complete,
     care_plan_versions_follow_what_they_show,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use iop_gateway::auth::OpenAccess;
+use iop_gateway::fhir_api::PublicUrl;
 use iop_gateway::http::{AppState, outcome, router};
 use iop_gateway::mapping::MappingConfig;
 use iop_gateway::validation::{Registry, Validator};
@@ -53,16 +54,56 @@ fn assert_outcome(answer: &(u16, Option<String>, Option<String>, Value), status:
     );
 }
 
-#[tokio::test]
-async fn routing_and_extractor_errors_are_operation_outcomes() {
-    let db = common::sqlite().await;
-    let state = AppState {
-        store: db.store.clone(),
+fn state(store: &iop_gateway::store::Store, public_url: PublicUrl) -> AppState {
+    AppState {
+        store: store.clone(),
         validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
         mapping: Arc::new(MappingConfig::default()),
         auth: Arc::new(OpenAccess),
+        public_url,
+    }
+}
+
+/// Links are built on the configured public URL, whatever Host a request names; only when the
+/// operator opts in do they follow the request.
+#[tokio::test]
+async fn links_use_the_configured_public_url_not_the_host_header() {
+    let db = common::sqlite().await;
+    let fixed = serve(router(state(
+        &db.store,
+        PublicUrl::fixed("https://fhir.clinic.example/").unwrap(),
+    )))
+    .await;
+    let from_request = serve(router(state(&db.store, PublicUrl::FromRequest))).await;
+    let self_link = |base: String| async move {
+        let bundle: Value = reqwest::Client::new()
+            .get(format!("{base}/fhir/Patient"))
+            .header("host", "attacker.example")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        bundle["link"][0]["url"].as_str().unwrap().to_owned()
     };
-    let base = serve(router(state)).await;
+    assert_eq!(
+        self_link(fixed).await,
+        "https://fhir.clinic.example/fhir/Patient"
+    );
+    assert_eq!(
+        self_link(from_request).await,
+        "http://attacker.example/fhir/Patient"
+    );
+    assert!(PublicUrl::fixed("ftp://x").is_none());
+    assert!(PublicUrl::fixed("https://x/?a=b").is_none());
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn routing_and_extractor_errors_are_operation_outcomes() {
+    let db = common::sqlite().await;
+    let base = serve(router(state(&db.store, PublicUrl::FromRequest))).await;
     let id = uuid::Uuid::new_v4();
 
     let wrong_methods = [

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use iop_gateway::auth::OpenAccess;
+use iop_gateway::fhir_api::PublicUrl;
 use iop_gateway::http::{AppState, router};
 use iop_gateway::mapping::MappingConfig;
 use iop_gateway::seed::{self, SeedOptions};
@@ -84,6 +85,7 @@ async fn client_libraries_read_search_and_write(store: &Store) {
         validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
         mapping: Arc::new(MappingConfig::default()),
         auth: Arc::new(OpenAccess),
+        public_url: PublicUrl::fixed(base.trim_end_matches("/fhir")).unwrap(),
     };
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     for (name, interpreter, script) in clients() {

@@ -88,7 +88,12 @@ pub fn statement(base: &str, security: &str, profiles: &IopProfiles) -> Value {
                         .map(|r| format!("{r}:patient"))
                         .collect::<Vec<_>>()
                 );
-                resource["conditionalCreate"] = json!(true);
+            }
+            // Conditional writes match `identifier=system|value`: the clinic's record id, the
+            // MRN (Patient), or any identifier a record came with (`upsert`).
+            if WRITABLE.contains(t) {
+                let creates = !super::write::CREATED_IN_THE_CLINIC.contains(t);
+                resource["conditionalCreate"] = json!(creates);
                 resource["conditionalUpdate"] = json!(true);
             }
             resource
@@ -106,6 +111,13 @@ pub fn statement(base: &str, security: &str, profiles: &IopProfiles) -> Value {
         "rest": [{
             "mode": "server",
             "security": { "description": security },
+            "documentation": format!(
+                "Transaction and batch Bundles take at most {} entries. A search page holds at most {} matches (_count) and {} resources added by _include/_revinclude (a warning entry says when it was cut). Sorting or counting with resource-level parameters reads at most {} records (400 too-costly beyond). Conditional create and update match identifier=system|value: the clinic's record id, the MRN (Patient), or any identifier a record came with.",
+                super::transaction::MAX_BUNDLE_ENTRIES,
+                super::MAX_COUNT,
+                super::searchset::MAX_INCLUDED,
+                super::searchset::SORT_SCAN_LIMIT
+            ),
             "resource": resources
         }]
     })

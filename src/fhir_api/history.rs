@@ -96,7 +96,7 @@ async fn history(
     let next = (changes.len() == count as usize)
         .then(|| changes.last().map(|c| c.seq))
         .flatten();
-    let base = base_url(headers);
+    let base = base_url(state, headers);
     let mut bundle = entries(state, resource_type, &changes, &base).await?;
     bundle["total"] = json!(total);
     let own = match id {

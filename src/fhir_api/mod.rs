@@ -47,6 +47,29 @@ pub struct FhirState {
     pub mapping: Arc<MappingConfig>,
     /// What the CapabilityStatement says of security (from the authenticator).
     pub security: Arc<str>,
+    pub public_url: Arc<PublicUrl>,
+}
+
+/// The base of every link, `fullUrl` and `Location` the API writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicUrl {
+    /// The configured address (`https://fhir.clinic.example`; `/fhir` is appended).
+    Fixed(String),
+    /// The request's `Host` and `X-Forwarded-Proto`: only behind a proxy that sets them, since a
+    /// client could otherwise choose the links it is given.
+    FromRequest,
+}
+
+impl PublicUrl {
+    /// A fixed public URL, checked: http or https, no query or fragment.
+    pub fn fixed(url: &str) -> Option<Self> {
+        let url = url.trim_end_matches('/');
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))?;
+        let ok = !rest.is_empty() && !rest.contains(['?', '#', ' ']);
+        ok.then(|| Self::Fixed(url.to_owned()))
+    }
 }
 
 /// The routes that need an authenticated caller (the HTTP edge puts the authenticator in front
@@ -89,8 +112,16 @@ pub fn router(state: FhirState, protected: Router<FhirState>) -> Router {
         .with_state(state)
 }
 
-/// `http://host/fhir` as the client addressed us (for absolute links and fullUrls).
-fn base_url(headers: &HeaderMap) -> String {
+/// `{public_url}/fhir`: the base of absolute links and fullUrls.
+fn base_url(state: &FhirState, headers: &HeaderMap) -> String {
+    match state.public_url.as_ref() {
+        PublicUrl::Fixed(url) => format!("{url}/fhir"),
+        PublicUrl::FromRequest => request_base_url(headers),
+    }
+}
+
+/// `http://host/fhir` as the client addressed us.
+fn request_base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -204,12 +235,23 @@ async fn metadata(
     Ok(fhir_json(
         StatusCode::OK,
         &capability::statement(
-            &base_url(&headers),
+            &base_url(&state, &headers),
             &state.security,
             state.validator.registry().iop_profiles(),
         ),
         pretty(&params),
     ))
+}
+
+/// Runs CPU-bound work (validation of a body or a Bundle) on tokio's blocking pool, so that one
+/// big request does not stall the async workers that serve every other request.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|err| {
+        tracing::error!(panicked = err.is_panic(), "a blocking task failed");
+        ApiError::internal()
+    })
 }
 
 /// The current version of one resource, or None.
@@ -342,7 +384,13 @@ async fn operation(
             params.extend(form);
             searchset::search(&state, &resource_type, &headers, params).await
         }
-        "$validate" => write::validate_operation(&state, &resource_type, &headers, &params, &body),
+        // Validation is CPU-bound: off the async workers, so a large body stalls no one else.
+        "$validate" => {
+            off_thread(move || {
+                write::validate_operation(&state, &resource_type, &headers, &params, &body)
+            })
+            .await?
+        }
         _ => Err(ApiError::not_supported(
             StatusCode::METHOD_NOT_ALLOWED,
             format!(

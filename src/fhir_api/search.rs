@@ -54,13 +54,32 @@ pub fn filter(
         "_id" => Ok(Filter::equals("id", SqlValue::text(uuid(name, value)?))),
         "_lastUpdated" => {
             let (op, rest) = prefix(value);
-            let at: Timestamp = rest.parse().map_err(|_| {
+            if let Ok(at) = rest.parse::<Timestamp>() {
+                return Ok(Filter::compare("updated_at", op, SqlValue::text(at)));
+            }
+            // A date (2026, 2026-11, 2026-11-05) means the whole period: instants are
+            // fixed-width text, so a day's bound is its date text.
+            let (start, end) = period(rest).ok_or_else(|| {
                 SearchError(
-                    "_lastUpdated needs an instant with a time zone, like ge2026-01-01T00:00:00Z"
+                    "_lastUpdated needs a date or an instant with a time zone, like ge2026-01-01 or ge2026-01-01T00:00:00Z"
                         .into(),
                 )
             })?;
-            Ok(Filter::compare("updated_at", op, SqlValue::text(at)))
+            let at = |op, day: chrono::NaiveDate| {
+                Filter::compare("updated_at", op, SqlValue::text(day.format("%Y-%m-%d")))
+            };
+            Ok(match op {
+                ">=" => at(">=", start),
+                ">" => at(">=", end),
+                "<" => at("<", start),
+                "<=" => at("<", end),
+                _ => {
+                    let table = crate::assemble::tables(resource_type)
+                        .and_then(|t| t.first().copied())
+                        .unwrap_or_default();
+                    Filter::in_rows_all("id", table, "id", vec![at(">=", start), at("<", end)])
+                }
+            })
         }
         "identifier" => {
             let (system, code) = match value.split_once('|') {
@@ -79,6 +98,18 @@ pub fn filter(
                 Some(s) if resource_type == "Patient" && *s == mrn_system => {
                     Ok(Filter::equals("mrn", SqlValue::text(code)))
                 }
+                // Organizations and practitioners are known by their NPI.
+                Some(s)
+                    if s == crate::mapping::codes::NPI
+                        && matches!(resource_type, "Organization" | "Practitioner") =>
+                {
+                    Ok(Filter::equals("npi", SqlValue::text(code)))
+                }
+                Some(s)
+                    if resource_type == "HealthcareService" && *s == cfg.system("program-code") =>
+                {
+                    Ok(Filter::equals("code", SqlValue::text(code)))
+                }
                 None if resource_type == "Patient" => {
                     Ok(Filter::equals("mrn", SqlValue::text(code)))
                 }
@@ -86,8 +117,22 @@ pub fn filter(
                     Ok(id) => Ok(Filter::equals("id", SqlValue::text(id))),
                     Err(_) => nothing(),
                 },
-                // Another system's identifier is never one of the clinic's: match nothing.
-                Some(_) => nothing(),
+                // Another system's identifier: the records that came in with it.
+                Some(s) => {
+                    let table = crate::assemble::tables(resource_type)
+                        .and_then(|t| t.first().copied())
+                        .unwrap_or_default();
+                    Ok(Filter::in_rows_all(
+                        "id",
+                        "record_identifiers",
+                        "record_id",
+                        vec![
+                            Filter::equals("table_name", SqlValue::text(table)),
+                            Filter::equals("system", SqlValue::text(s)),
+                            Filter::equals("value", SqlValue::text(code)),
+                        ],
+                    ))
+                }
             }
         }
         "patient" | "subject" => {
@@ -101,20 +146,25 @@ pub fn filter(
     }
 }
 
+/// The rows of `resource_type` that belong to any of `clients` (ids): one query for a page's
+/// `_revinclude`.
+pub fn of_clients(resource_type: &str, clients: &[String]) -> Filter {
+    let clients = Filter::one_of("client_id", clients.iter().map(SqlValue::text).collect());
+    by_client_filter(resource_type, clients)
+}
+
 /// The rows of `resource_type` that belong to a client.
 fn by_client(resource_type: &str, client: SqlValue) -> Filter {
-    let enrollments = || {
-        Filter::in_rows(
-            "enrollment_id",
-            "enrollments",
-            "id",
-            Filter::equals("client_id", client.clone()),
-        )
-    };
+    by_client_filter(resource_type, Filter::equals("client_id", client))
+}
+
+/// The rows of `resource_type` whose client matches `clients` (a filter on `client_id`).
+fn by_client_filter(resource_type: &str, clients: Filter) -> Filter {
+    let enrollments = || Filter::in_rows("enrollment_id", "enrollments", "id", clients.clone());
     match resource_type {
         "CarePlan" | "Encounter" => enrollments(),
         "Goal" => Filter::in_rows("plan_id", "treatment_plans", "id", enrollments()),
-        _ => Filter::equals("client_id", client),
+        _ => clients,
     }
 }
 
@@ -122,6 +172,33 @@ fn uuid(name: &str, value: &str) -> Result<String, SearchError> {
     uuid::Uuid::parse_str(value)
         .map(|u| u.to_string())
         .map_err(|_| SearchError(format!("{name} must be a resource id (a UUID)")))
+}
+
+/// The days a FHIR date covers: [start, end).
+fn period(value: &str) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+    use chrono::{Months, NaiveDate};
+    let parts: Vec<&str> = value.split('-').collect();
+    let number = |s: &str, len: usize| {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    match parts.as_slice() {
+        [y] => {
+            let start = NaiveDate::from_ymd_opt(number(y, 4)? as i32, 1, 1)?;
+            Some((start, start.checked_add_months(Months::new(12))?))
+        }
+        [y, m] => {
+            let start = NaiveDate::from_ymd_opt(number(y, 4)? as i32, number(m, 2)?, 1)?;
+            Some((start, start.checked_add_months(Months::new(1))?))
+        }
+        [y, m, d] => {
+            let start =
+                NaiveDate::from_ymd_opt(number(y, 4)? as i32, number(m, 2)?, number(d, 2)?)?;
+            Some((start, start.succ_opt()?))
+        }
+        _ => None,
+    }
 }
 
 /// FHIR date prefixes: `ge2026-01-01...` → (">=", "2026-01-01...").

@@ -4,11 +4,13 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use std::collections::HashSet;
+
 use serde_json::{Value, json};
 
 use super::{
     ApiError, DEFAULT_COUNT, FhirState, MAX_COUNT, assembler, base_url, check_accept, fhir_json,
-    find, known_type, matching, pretty, search,
+    find_many, known_type, matching, pretty, search,
 };
 use crate::assemble::{Keyset, RESOURCE_TYPES};
 
@@ -17,6 +19,12 @@ use crate::assemble::{Keyset, RESOURCE_TYPES};
 const SCAN_LIMIT: usize = 5_000;
 /// Matches sorted at most for `_sort` (beyond, the client is asked to narrow the search).
 const SORT_LIMIT: usize = 10_000;
+/// Rows read at most to sort or count with resource-level parameters: past it the search is
+/// refused as too costly (400) rather than scan a whole table.
+pub(super) const SORT_SCAN_LIMIT: usize = 20_000;
+/// Resources `_include` and `_revinclude` add to one page at most; past it the page says it
+/// was cut (a warning entry) and the client pages smaller.
+pub(super) const MAX_INCLUDED: usize = 1_000;
 
 /// What a search request asks for, parsed and checked.
 struct SearchRequest {
@@ -126,6 +134,15 @@ fn parse_search(
     Ok(request)
 }
 
+/// `Type/id` of a resource.
+fn key_of(resource: &Value) -> String {
+    format!(
+        "{}/{}",
+        resource["resourceType"].as_str().unwrap_or_default(),
+        resource["id"].as_str().unwrap_or_default()
+    )
+}
+
 /// The sort key of a resource for `_sort` (an ISO date or instant, which sort as text).
 fn sort_key(resource_type: &str, resource: &Value, key: &str) -> String {
     if key == "_lastUpdated" {
@@ -212,7 +229,7 @@ pub(super) async fn search(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("handling=strict"));
     let request = parse_search(state, resource_type, &params, strict)?;
-    let base = base_url(headers);
+    let base = base_url(state, headers);
     let assembler = assembler(state);
     let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset" });
     if request.summary_count && request.predicates.is_empty() {
@@ -275,9 +292,24 @@ pub(super) async fn search(
             prev_cursor = request.cursor.as_ref().and(first_row);
         }
     } else {
-        // Sorting and counting with resource-level parameters need every match.
+        // Sorting and counting with resource-level parameters need every match: bounded by the
+        // rows read and the matches kept.
         let mut after: Option<String> = None;
+        let mut scanned = 0;
+        let too_costly = |what: String| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "too-costly",
+                format!("{what}; narrow the search (for example by patient)"),
+            )
+        };
         loop {
+            if scanned >= SORT_SCAN_LIMIT {
+                return Err(too_costly(format!(
+                    "sorting or counting here reads more than {SORT_SCAN_LIMIT} records"
+                )));
+            }
+            scanned += 500;
             let page = assembler
                 .page(
                     resource_type,
@@ -288,13 +320,9 @@ pub(super) async fn search(
                 .await?;
             found.extend(page.resources.into_iter().filter(|r| matches(r)));
             if found.len() > SORT_LIMIT {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "too-costly",
-                    format!(
-                        "more than {SORT_LIMIT} matches to sort or count; narrow the search (for example by patient)"
-                    ),
-                ));
+                return Err(too_costly(format!(
+                    "more than {SORT_LIMIT} matches to sort or count"
+                )));
             }
             match (page.full, page.last_row) {
                 (true, Some(last)) => after = Some(last),
@@ -361,58 +389,73 @@ pub(super) async fn search(
         links.push(json!({ "relation": "previous", "url": link_to("_before", Some(prev)) }));
     }
     bundle["link"] = json!(links);
-    // _include and _revinclude: referenced and referring resources, each once.
-    let mut included: Vec<Value> = Vec::new();
-    let mut seen: std::collections::HashSet<String> = found
-        .iter()
-        .map(|r| {
-            format!(
-                "{}/{}",
-                r["resourceType"].as_str().unwrap_or_default(),
-                r["id"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
+    // _include and _revinclude: referenced and referring resources, each once, loaded in one
+    // batch per type, at most MAX_INCLUDED.
+    let mut seen: HashSet<String> = found.iter().map(key_of).collect();
+    let mut wanted: Vec<(String, String)> = Vec::new();
     for (source_type, parameter) in &request.includes {
         if source_type != resource_type {
             continue;
         }
         for resource in &found {
             for (t, id) in references_at(resource, parameter) {
-                if seen.insert(format!("{t}/{id}"))
-                    && let Some(target) = find(state, &t, &id).await?
-                {
-                    included.push(target);
+                if seen.insert(format!("{t}/{id}")) {
+                    wanted.push((t, id));
                 }
             }
         }
     }
+    let mut truncated = wanted.len() > MAX_INCLUDED;
+    wanted.truncate(MAX_INCLUDED);
+    let mut included: Vec<Value> = Vec::new();
+    let mut by_type: Vec<(String, Vec<String>)> = Vec::new();
+    for (t, id) in wanted {
+        match by_type.iter_mut().find(|(bt, _)| *bt == t) {
+            Some((_, ids)) => ids.push(id),
+            None => by_type.push((t, vec![id])),
+        }
+    }
+    for (t, ids) in &by_type {
+        let mut loaded = find_many(state, t, ids).await?;
+        included.extend(ids.iter().filter_map(|id| loaded.remove(id)));
+    }
+    let patients: Vec<String> = if resource_type == "Patient" {
+        found
+            .iter()
+            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for (source_type, parameter) in &request.revincludes {
-        if resource_type != "Patient" || !matches!(parameter.as_str(), "patient" | "subject") {
+        if patients.is_empty() || !matches!(parameter.as_str(), "patient" | "subject") {
             continue;
         }
         known_type(source_type)?;
-        for patient in &found {
-            let id = patient["id"].as_str().unwrap_or_default();
-            let filter = search::filter(source_type, "patient", id, &state.mapping)
-                .map_err(|e| ApiError::bad_request(e.0))?;
-            let page = assembler
-                .page(
-                    source_type,
-                    std::slice::from_ref(&filter),
-                    Keyset::After(None),
-                    MAX_COUNT,
-                )
-                .await?;
-            for r in page.resources {
-                let key = format!(
-                    "{}/{}",
-                    r["resourceType"].as_str().unwrap_or_default(),
-                    r["id"].as_str().unwrap_or_default()
-                );
-                if seen.insert(key) {
-                    included.push(r);
+        if !search::supported(source_type).contains(&"patient") {
+            continue;
+        }
+        let room = MAX_INCLUDED.saturating_sub(included.len());
+        if room == 0 {
+            truncated = true;
+            break;
+        }
+        let filter = search::of_clients(source_type, &patients);
+        let page = assembler
+            .page(
+                source_type,
+                std::slice::from_ref(&filter),
+                Keyset::After(None),
+                room as u32 + 1,
+            )
+            .await?;
+        for r in page.resources {
+            if seen.insert(key_of(&r)) {
+                if included.len() >= MAX_INCLUDED {
+                    truncated = true;
+                    break;
                 }
+                included.push(r);
             }
         }
     }
@@ -429,6 +472,19 @@ pub(super) async fn search(
     };
     let mut entries: Vec<Value> = found.into_iter().map(|r| entry(r, "match")).collect();
     entries.extend(included.into_iter().map(|r| entry(r, "include")));
+    if truncated {
+        entries.push(json!({
+            "resource": {
+                "resourceType": "OperationOutcome",
+                "issue": [{
+                    "severity": "warning",
+                    "code": "too-costly",
+                    "diagnostics": format!("_include/_revinclude added the first {MAX_INCLUDED} resources only; ask for smaller pages (_count) to get the rest")
+                }]
+            },
+            "search": { "mode": "outcome" }
+        }));
+    }
     if !request.ignored.is_empty() {
         entries.push(json!({
             "resource": {

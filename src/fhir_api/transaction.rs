@@ -18,6 +18,10 @@ use super::{ApiError, FhirState, check_accept, fhir_json, find, pretty, query};
 use crate::domain::ExternalIdentifier;
 use crate::store::Tx;
 
+/// Entries of one transaction or batch Bundle at most (stated in the CapabilityStatement): a
+/// transaction holds its database transaction open while it writes them.
+pub(super) const MAX_BUNDLE_ENTRIES: usize = 500;
+
 /// One entry's planned write.
 struct Planned {
     resource_type: String,
@@ -50,6 +54,16 @@ pub(super) async fn bundle(
         Some(Value::Array(entries)) => entries.clone(),
         Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array")),
     };
+    if entries.len() > MAX_BUNDLE_ENTRIES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-costly",
+            format!(
+                "a Bundle takes at most {MAX_BUNDLE_ENTRIES} entries; this one has {}: split it",
+                entries.len()
+            ),
+        ));
+    }
     match bundle.get("type").and_then(Value::as_str) {
         Some("transaction") => transaction(&state, &entries, &params).await,
         Some("batch") => batch(&state, &entries, &params).await,
@@ -240,7 +254,8 @@ async fn transaction(
         if !plan.target.is_conditional() {
             plan.resource["id"] = json!(plan.id);
         }
-        write::validated(state, &plan.resource_type, &plan.resource)
+        write::validated_off_thread(state, &plan.resource_type, &plan.resource)
+            .await
             .map_err(|e| entry_failed(index, e))?;
     }
     // One database transaction: any failure rolls every entry back (the Tx is dropped); a race
@@ -359,7 +374,7 @@ async fn batch(
             if !plan.target.is_conditional() {
                 plan.resource["id"] = json!(plan.id);
             }
-            write::validated(state, &plan.resource_type, &plan.resource)?;
+            write::validated_off_thread(state, &plan.resource_type, &plan.resource).await?;
             for attempt in 1..=upsert::ATTEMPTS {
                 let mut tx = state.store.begin().await?;
                 match write_all(&mut tx, state, std::slice::from_ref(&plan)).await {

@@ -276,6 +276,17 @@ pub(super) fn validated(
     Ok(())
 }
 
+/// `validated`, on the blocking pool (see `off_thread`).
+pub(super) async fn validated_off_thread(
+    state: &FhirState,
+    resource_type: &str,
+    resource: &Value,
+) -> Result<(), ApiError> {
+    let (state, resource_type, resource) =
+        (state.clone(), resource_type.to_owned(), resource.clone());
+    super::off_thread(move || validated(&state, &resource_type, &resource)).await?
+}
+
 /// Maps a validated incoming resource to the clinic record it becomes (422 if it cannot be).
 pub(super) fn mapped(
     state: &FhirState,
@@ -316,6 +327,7 @@ fn mapping_error(err: &MappingError) -> ApiError {
 
 /// `Prefer: return=minimal | representation | OperationOutcome` (representation by default).
 fn respond(
+    state: &FhirState,
     status: StatusCode,
     resource: &Value,
     headers: &HeaderMap,
@@ -342,7 +354,7 @@ fn respond(
         fhir_json(status, resource, pretty(params))
     };
     version_headers(&mut response, resource);
-    let base = base_url(headers);
+    let base = base_url(state, headers);
     if let (Some(t), Some(id), Some(v)) = (
         resource.get("resourceType").and_then(Value::as_str),
         resource.get("id").and_then(Value::as_str),
@@ -384,7 +396,7 @@ async fn run(
     headers: &HeaderMap,
     params: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    validated(state, resource_type, &resource)?;
+    validated_off_thread(state, resource_type, &resource).await?;
     let if_match = if_match(headers)?;
     let condition = match &target {
         Target::Matching(identifier, _) => Some(identifier.clone()),
@@ -421,6 +433,7 @@ async fn run(
                     tracing::info!(resource_type, %id, ?done, "written");
                 }
                 return Ok(respond(
+                    state,
                     status,
                     &current(state, resource_type, &id).await?,
                     headers,

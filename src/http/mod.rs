@@ -31,6 +31,8 @@ pub struct AppState {
     pub mapping: Arc<MappingConfig>,
     /// Who may use the FHIR API (`auth::OpenAccess` lets everyone in).
     pub auth: Arc<dyn Authenticator>,
+    /// Where links and fullUrls point (`public_url`).
+    pub public_url: fhir_api::PublicUrl,
 }
 
 /// Every route of the server, hardened (`outcome::harden`): errors are OperationOutcomes and a
@@ -46,6 +48,7 @@ pub fn router(state: AppState) -> Router {
             validator: Arc::clone(&state.validator),
             mapping: Arc::clone(&state.mapping),
             security: state.auth.describe().into(),
+            public_url: Arc::new(state.public_url.clone()),
         },
         protected,
     );

@@ -18,11 +18,11 @@ pub enum Condition {
     Compare(&'static str, SqlValue),
     /// `column IN (value, ...)`
     OneOf(Vec<SqlValue>),
-    /// `column IN (SELECT select FROM table WHERE filter)`
+    /// `column IN (SELECT select FROM table WHERE filter AND ...)`
     InRows {
         table: &'static str,
         select: &'static str,
-        filter: Box<Filter>,
+        filters: Vec<Filter>,
     },
 }
 
@@ -52,12 +52,21 @@ impl Filter {
         select: &'static str,
         filter: Filter,
     ) -> Self {
+        Self::in_rows_all(column, table, select, vec![filter])
+    }
+    /// `column` holds the `select` column of `table` rows matching every one of `filters`.
+    pub fn in_rows_all(
+        column: &'static str,
+        table: &'static str,
+        select: &'static str,
+        filters: Vec<Filter>,
+    ) -> Self {
         Self {
             column,
             condition: Condition::InRows {
                 table,
                 select,
-                filter: Box::new(filter),
+                filters,
             },
         }
     }
@@ -90,12 +99,19 @@ impl Filter {
             Condition::InRows {
                 table,
                 select,
-                filter,
-            } => format!(
-                "{} IN (SELECT {select} FROM {table} WHERE {})",
-                self.column,
-                filter.to_sql(binds)
-            ),
+                filters,
+            } => {
+                let conditions: Vec<String> = filters.iter().map(|f| f.to_sql(binds)).collect();
+                let conditions = if conditions.is_empty() {
+                    "1 = 1".to_owned()
+                } else {
+                    conditions.join(" AND ")
+                };
+                format!(
+                    "{} IN (SELECT {select} FROM {table} WHERE {conditions})",
+                    self.column
+                )
+            }
         }
     }
 }
