@@ -440,7 +440,8 @@ fn patient_and_contact(patient: &Value, break_contact: bool) -> Value {
     object.remove("meta");
     contact["patient"] = json!({ "reference": "urn:uuid:6a1f0000-0000-4000-8000-000000000001" });
     if break_contact {
-        contact.as_object_mut().unwrap().remove("relationship");
+        // A support contact needs a name (the inbound profile); a relationship is defaulted.
+        contact.as_object_mut().unwrap().remove("name");
     }
     json!({
         "resourceType": "Bundle",

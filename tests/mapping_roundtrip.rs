@@ -172,14 +172,14 @@ proptest! {
     #[test]
     fn related_persons_round_trip(contact in support_contact()) {
         let fhir = support_contact_to_fhir(&MappingConfig::default(), &contact, Sensitivity::Part2, as_of());
-        prop_assert_eq!(support_contact_from_fhir(&fhir).unwrap(), contact);
+        prop_assert_eq!(support_contact_from_fhir(&fhir, as_of()).unwrap(), contact);
     }
 
     #[test]
     fn consents_round_trip(consent in consent().prop_filter("a valid consent", |c| c.check().is_ok())) {
         let clinic = Id::from_uuid(uuid::Uuid::from_u128(CLINIC));
         let fhir = consent_to_fhir(&MappingConfig::default(), &consent, clinic, Sensitivity::Normal, as_of());
-        prop_assert_eq!(consent_from_fhir(&fhir).unwrap(), consent);
+        prop_assert_eq!(consent_from_fhir(&fhir, as_of()).unwrap(), consent);
     }
 
     #[test]
@@ -285,10 +285,19 @@ fn encounters_outside_the_clinic_vocabulary_are_refused() {
         "Encounter.episodeOfCare[0].reference"
     );
 
-    let mut no_attendance = good;
+    // Without the attendance extension, `status` says what happened; a status the clinic has no
+    // attendance for is refused.
+    let mut no_attendance = good.clone();
     no_attendance["extension"] = serde_json::json!([]);
+    no_attendance["status"] = "entered-in-error".into();
+    assert_eq!(
+        session_from_fhir(&no_attendance).unwrap_err().path(),
+        "Encounter.status"
+    );
+    let mut bad_attendance = good;
+    bad_attendance["extension"][0]["valueCode"] = "asleep".into();
     assert!(
-        session_from_fhir(&no_attendance)
+        session_from_fhir(&bad_attendance)
             .unwrap_err()
             .path()
             .starts_with("Encounter.extension")
