@@ -1,7 +1,7 @@
 //! create, update, conditional create (`If-None-Exist`), conditional update
 //! (`PUT /fhir/Patient?identifier=system|value`) and `$validate`.
 //!
-//! Order on every write: parse, check the type, validate against the IOP profile, map to a clinic
+//! Order on every write: parse, check the type, validate against the inbound profile, map to a clinic
 //! record, store in one transaction at the expected version. Nothing is written unless every step
 //! passes. Two writers racing on the same identifier or version are settled by the database's
 //! unique index and version check, never by a read-then-write in this process.
