@@ -101,7 +101,8 @@ async fn us_core_examples_are_accepted_and_read_back(store: &Store) {
     // Patient: its MRN is the EHR's (typed MR, the EHR's system); the current name and address
     // are the ones without an end, the old ones are not.
     let patient = create(&app, examples["Patient-example"].clone()).await;
-    let patient_ref = json!({ "reference": format!("Patient/{}", patient["id"].as_str().unwrap()) });
+    let patient_ref =
+        json!({ "reference": format!("Patient/{}", patient["id"].as_str().unwrap()) });
     assert_eq!(patient["identifier"][0]["value"], "1032702", "{patient}");
     assert_eq!(patient["name"][0]["family"], "Baxter");
     assert_eq!(patient["name"][0]["given"][0], "Amy");
@@ -117,9 +118,7 @@ async fn us_core_examples_are_accepted_and_read_back(store: &Store) {
     assert_eq!(codes(&relationships[0]), ["EXT"], "{niece}");
     assert_eq!(relationships[0]["text"], "niece");
     assert!(
-        relationships
-            .iter()
-            .any(|r| codes(r) == ["support-person"]),
+        relationships.iter().any(|r| codes(r) == ["support-person"]),
         "no role means support person: {niece}"
     );
     assert_eq!(niece["period"]["start"], today().as_str());
@@ -147,7 +146,8 @@ async fn us_core_examples_are_accepted_and_read_back(store: &Store) {
     // enrollment and the clinician, so those two references are added.
     let mut visit = examples["Encounter-example-1"].clone();
     visit["subject"] = client_ref.clone();
-    visit["episodeOfCare"] = json!([{ "reference": format!("EpisodeOfCare/{}", episode["id"].as_str().unwrap()) }]);
+    visit["episodeOfCare"] =
+        json!([{ "reference": format!("EpisodeOfCare/{}", episode["id"].as_str().unwrap()) }]);
     visit["participant"] = json!([{ "individual": clinician_ref }]);
     let visit = create(&app, visit).await;
     assert_eq!(visit["status"], "finished", "{visit}");
@@ -185,7 +185,14 @@ async fn us_core_examples_are_accepted_and_read_back(store: &Store) {
     assert_eq!(consent["dateTime"], "2026-10-01");
     assert_eq!(consent["provision"]["period"]["start"], "2026-10-01");
     assert_eq!(consent["provision"]["purpose"][0]["code"], "TREAT");
-    assert!(consent["category"].as_array().unwrap().iter().any(|c| codes(c) == ["release-of-information"]), "{consent}");
+    assert!(
+        consent["category"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| codes(c) == ["release-of-information"]),
+        "{consent}"
+    );
 
     // EpisodeOfCare (no US Core example): a second enrollment of the same client, sent back
     // as the EHR read the first, without identifiers or discharge details.
@@ -203,7 +210,10 @@ async fn us_core_examples_are_accepted_and_read_back(store: &Store) {
     // CarePlan (update only): US Core's colonoscopy plan at a stored treatment plan: the status
     // changes, what US Core does not carry (period, review interval, goals) stays as stored.
     let plans = app
-        .search(&format!("CarePlan?patient={}&_count=100", id_of(&client_ref)))
+        .search(&format!(
+            "CarePlan?patient={}&_count=100",
+            id_of(&client_ref)
+        ))
         .await;
     let stored_plan = plans
         .iter()
@@ -211,7 +221,11 @@ async fn us_core_examples_are_accepted_and_read_back(store: &Store) {
         .expect("a treatment plan");
     let mut plan = examples["CarePlan-colonoscopy"].clone();
     plan["subject"] = client_ref.clone();
-    plan["status"] = json!(if stored_plan["status"] == "active" { "completed" } else { "active" });
+    plan["status"] = json!(if stored_plan["status"] == "active" {
+        "completed"
+    } else {
+        "active"
+    });
     let plan_id = stored_plan["id"].as_str().unwrap();
     let updated_plan = update(&app, plan.clone(), plan_id).await;
     assert_eq!(updated_plan["status"], plan["status"], "{updated_plan}");
@@ -233,10 +247,7 @@ async fn us_core_examples_are_accepted_and_read_back(store: &Store) {
 
     // Task (update only, no US Core example): an EHR completes a referral's Task, without
     // lastModified: the decision is dated the day it was recorded.
-    let stored_task = app
-        .search("Task?status=accepted&_count=1")
-        .await
-        .remove(0);
+    let stored_task = app.search("Task?status=accepted&_count=1").await.remove(0);
     let task_id = stored_task["id"].as_str().unwrap();
     let task = update(
         &app,
@@ -286,12 +297,18 @@ async fn what_the_inbound_profiles_require_is_refused(store: &Store) {
             .unwrap()
             .iter()
             .any(|i| i["expression"][0] == "Patient.birthDate"
-                && i["details"]["text"].as_str().unwrap_or_default().contains("at least 1")),
+                && i["details"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("at least 1")),
         "{outcome}"
     );
     // Refused, nothing written.
     assert_eq!(app.get("Patient?_summary=count").await.1["total"], 12);
-    assert_eq!(app.get("RelatedPerson?_summary=count").await.1["total"], contacts);
+    assert_eq!(
+        app.get("RelatedPerson?_summary=count").await.1["total"],
+        contacts
+    );
 }
 
 on_both_backends!(

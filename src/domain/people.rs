@@ -120,9 +120,7 @@ impl Relationship {
             | Self::Parent
             | Self::Sibling
             | Self::Grandparent
-            | Self::ExtendedFamily => {
-                FamilyKind::Origin
-            }
+            | Self::ExtendedFamily => FamilyKind::Origin,
             _ => FamilyKind::Chosen,
         }
     }

@@ -141,9 +141,12 @@ fn iop_profile(resource_type: &str) -> String {
 /// plus only what the clinic record cannot do without (`fhir-profiles/fsh/input/fsh/inbound.fsh`).
 /// The IOP profiles constrain what the gateway emits, not what an EHR must send.
 fn inbound_profile(resource_type: &str) -> Option<String> {
-    WRITABLE
-        .contains(&resource_type)
-        .then(|| codes::profile(&format!("iop-inbound-{}", resource_type.to_ascii_lowercase())))
+    WRITABLE.contains(&resource_type).then(|| {
+        codes::profile(&format!(
+            "iop-inbound-{}",
+            resource_type.to_ascii_lowercase()
+        ))
+    })
 }
 
 /// A validated, mapped incoming resource: the clinic record it becomes.

@@ -222,10 +222,10 @@ pub fn relationship_class(code: &str) -> Option<Relationship> {
         | "DAUC" | "DAU" | "STPDAU" | "NCHILD" | "SONC" | "SON" | "STPSON" | "STPCHLD" => Child,
         "INLAW" | "CHLDINLAW" | "DAUINLAW" | "SONINLAW" | "PRNINLAW" | "FTHINLAW" | "MTHINLAW"
         | "SIBINLAW" | "BROINLAW" | "SISINLAW" => InLaw,
-        "FAMMEMB" | "EXT" | "AUNT" | "MAUNT" | "PAUNT" | "UNCLE" | "MUNCLE" | "PUNCLE" | "COUSN"
-        | "MCOUSN" | "PCOUSN" | "NIENEPH" | "NEPHEW" | "NIECE" | "GRNDCHILD" | "GRNDDAU"
-        | "GRNDSON" | "GGRPRN" | "GGRFTH" | "MGGRFTH" | "PGGRFTH" | "GGRMTH" | "MGGRMTH"
-        | "PGGRMTH" | "MGGRPRN" | "PGGRPRN" => ExtendedFamily,
+        "FAMMEMB" | "EXT" | "AUNT" | "MAUNT" | "PAUNT" | "UNCLE" | "MUNCLE" | "PUNCLE"
+        | "COUSN" | "MCOUSN" | "PCOUSN" | "NIENEPH" | "NEPHEW" | "NIECE" | "GRNDCHILD"
+        | "GRNDDAU" | "GRNDSON" | "GGRPRN" | "GGRFTH" | "MGGRFTH" | "PGGRFTH" | "GGRMTH"
+        | "MGGRMTH" | "PGGRMTH" | "MGGRPRN" | "PGGRPRN" => ExtendedFamily,
         "FRND" | "NBOR" | "ROOM" => Friend,
         _ => return None,
     })

@@ -96,7 +96,10 @@ pub fn consent_to_fhir(
 /// so, else a release of information; no purpose is treatment (family participation for that
 /// kind); no `dateTime` is `recorded_on`; no provision period runs from the signing date, open.
 /// An `inactive` consent that has not expired is revoked on `recorded_on`.
-pub fn consent_from_fhir(resource: &Value, recorded_on: NaiveDate) -> Result<Consent, MappingError> {
+pub fn consent_from_fhir(
+    resource: &Value,
+    recorded_on: NaiveDate,
+) -> Result<Consent, MappingError> {
     read::expect_type(resource, "Consent")?;
     let status = req_str(resource, "status", "Consent")?;
     if !matches!(status, "active" | "inactive") {
@@ -106,19 +109,20 @@ pub fn consent_from_fhir(resource: &Value, recorded_on: NaiveDate) -> Result<Con
         ));
     }
     let kind_system = codes::code_system(ConsentKind::SYSTEM_ID);
-    let kind = match read::array(resource, "category")
-        .iter()
-        .find_map(|c| read::code_in(c, &kind_system))
-    {
-        Some(kind) => Some(ConsentKind::from_fhir_code(kind).ok_or_else(|| {
-            MappingError::UnknownCode {
-                path: "Consent.category".into(),
-                code: kind.into(),
-                expected: ConsentKind::expected(),
-            }
-        })?),
-        None => None,
-    };
+    let kind =
+        match read::array(resource, "category")
+            .iter()
+            .find_map(|c| read::code_in(c, &kind_system))
+        {
+            Some(kind) => Some(ConsentKind::from_fhir_code(kind).ok_or_else(|| {
+                MappingError::UnknownCode {
+                    path: "Consent.category".into(),
+                    code: kind.into(),
+                    expected: ConsentKind::expected(),
+                }
+            })?),
+            None => None,
+        };
     let provision = resource
         .get("provision")
         .ok_or_else(|| missing("Consent.provision"))?;

@@ -121,10 +121,12 @@ pub fn session_from_fhir(
     encounter: &Value,
 ) -> Result<(Session, Vec<Id<SupportContact>>), MappingError> {
     read::expect_type(encounter, "Encounter")?;
-    let attendance = match extension_of(encounter, "iop-attendance").map(|e| opt_str(e, "valueCode"))
+    let attendance = match extension_of(encounter, "iop-attendance")
+        .map(|e| opt_str(e, "valueCode"))
     {
         Some(code) => {
-            let code = code.ok_or_else(|| missing("Encounter.extension(iop-attendance).valueCode"))?;
+            let code =
+                code.ok_or_else(|| missing("Encounter.extension(iop-attendance).valueCode"))?;
             Attendance::from_fhir_code(code).ok_or_else(|| MappingError::UnknownCode {
                 path: "Encounter.extension(iop-attendance).valueCode".into(),
                 code: code.into(),
@@ -140,8 +142,9 @@ pub fn session_from_fhir(
                 return Err(MappingError::UnknownCode {
                     path: "Encounter.status".into(),
                     code: other.into(),
-                    expected: "planned, arrived, triaged, in-progress, onleave, finished, cancelled"
-                        .into(),
+                    expected:
+                        "planned, arrived, triaged, in-progress, onleave, finished, cancelled"
+                            .into(),
                 });
             }
         },
@@ -160,18 +163,23 @@ pub fn session_from_fhir(
     };
     let group = extension_of(encounter, "iop-therapy-group");
     let types = read::array(encounter, "type");
-    let session_type = match types.iter().position(|t| has_project_code::<SessionType>(t)) {
+    let session_type = match types
+        .iter()
+        .position(|t| has_project_code::<SessionType>(t))
+    {
         Some(i) => project_code::<SessionType>(&types[i], &format!("Encounter.type[{i}]"))?,
         // Another system's visit type (CPT, SNOMED CT): the SNOMED CT therapy codes the gateway
         // emits, else a group session when it names its group, else an individual session.
         None => types
             .iter()
             .find_map(|t| {
-                <SessionType as ProjectCode>::ALL.iter().copied().find(|st| {
-                    session_snomed(*st).is_some_and(|(code, _)| {
-                        read::code_in(t, codes::SNOMED) == Some(code)
+                <SessionType as ProjectCode>::ALL
+                    .iter()
+                    .copied()
+                    .find(|st| {
+                        session_snomed(*st)
+                            .is_some_and(|(code, _)| read::code_in(t, codes::SNOMED) == Some(code))
                     })
-                })
             })
             .unwrap_or(if group.is_some() {
                 SessionType::Group

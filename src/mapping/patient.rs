@@ -86,7 +86,8 @@ pub(super) fn read_telecom(
 /// The current one of a list of names or addresses (EHRs keep old ones, marked `use: old` or
 /// with an ended period), else the first; with its index.
 fn current(items: &[Value]) -> Option<(usize, &Value)> {
-    let is_current = |v: &Value| opt_str(v, "use") != Some("old") && v.pointer("/period/end").is_none();
+    let is_current =
+        |v: &Value| opt_str(v, "use") != Some("old") && v.pointer("/period/end").is_none();
     items
         .iter()
         .enumerate()
@@ -117,9 +118,7 @@ pub fn client_from_fhir(cfg: &MappingConfig, patient: &Value) -> Result<Client, 
         .find(|(_, i)| opt_str(i, "system") == Some(mrn_system.as_str()))
         .or_else(|| {
             identifiers.iter().enumerate().find(|(_, i)| {
-                i.get("type")
-                    .and_then(|t| read::code_in(t, codes::V2_0203))
-                    == Some("MR")
+                i.get("type").and_then(|t| read::code_in(t, codes::V2_0203)) == Some("MR")
             })
         })
         .ok_or_else(|| {

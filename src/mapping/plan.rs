@@ -338,9 +338,12 @@ pub fn goal_changes_from_fhir(resource: &Value) -> Result<GoalChanges, MappingEr
         .pointer("/description/text")
         .and_then(Value::as_str)
         .or_else(|| {
-            read::array(resource.get("description").unwrap_or(&Value::Null), "coding")
-                .iter()
-                .find_map(|c| read::opt_str(c, "display").or_else(|| read::opt_str(c, "code")))
+            read::array(
+                resource.get("description").unwrap_or(&Value::Null),
+                "coding",
+            )
+            .iter()
+            .find_map(|c| read::opt_str(c, "display").or_else(|| read::opt_str(c, "code")))
         })
         .ok_or_else(|| read::missing("Goal.description.text"))?;
     let target_on = read::array(resource, "target")
@@ -403,7 +406,9 @@ impl PlanChanges {
         TreatmentPlan {
             status: self.status,
             period: self.period.unwrap_or(stored.period),
-            review_interval_days: self.review_interval_days.unwrap_or(stored.review_interval_days),
+            review_interval_days: self
+                .review_interval_days
+                .unwrap_or(stored.review_interval_days),
             next_review_on: self.next_review_on.unwrap_or(stored.next_review_on),
             ..stored.clone()
         }

@@ -120,8 +120,8 @@ pub fn support_contact_from_fhir(
             });
         }
     }
-    let (relationship, text) = relationship
-        .unwrap_or((Relationship::Other, Some(uncoded.unwrap_or("not stated"))));
+    let (relationship, text) =
+        relationship.unwrap_or((Relationship::Other, Some(uncoded.unwrap_or("not stated"))));
     let relationship_text = text
         .map(|t| domain("RelatedPerson.relationship.text", NonEmptyText::parse(t)))
         .transpose()?;

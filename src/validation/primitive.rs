@@ -299,9 +299,11 @@ mod tests {
         // US Core's own examples: a title whose text has words starting with "on" is fine.
         let titled = r#"<div xmlns="http://www.w3.org/1999/xhtml"><td title="based on one ombCategory">x</td></div>"#;
         assert!(check("xhtml", &json!(titled)).is_none());
-        let unquoted = r#"<div xmlns="http://www.w3.org/1999/xhtml"><p class=x onmouseover=y>a</p></div>"#;
+        let unquoted =
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><p class=x onmouseover=y>a</p></div>"#;
         assert!(check("xhtml", &json!(unquoted)).is_some());
-        let after_quote = r#"<div xmlns="http://www.w3.org/1999/xhtml"><p title='a b' onload="y">a</p></div>"#;
+        let after_quote =
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><p title='a b' onload="y">a</p></div>"#;
         assert!(check("xhtml", &json!(after_quote)).is_some());
     }
 }
