@@ -977,6 +977,7 @@ async fn enrollments_are_updated_through_episodes_of_care(store: &Store) {
         object.remove("status");
         r
     };
+    assert_eq!(strip(stored.clone()), strip(episode));
     // Finished without a discharge disposition: refused, nothing written. Sent back as read,
     // its `meta.profile` names the IOP profile, whose rule iop-eoc-1 refuses it; without `meta`
     // the inbound mapping does (a discharge needs its disposition).

@@ -315,3 +315,29 @@ on_both_backends!(
     us_core_examples_are_accepted_and_read_back,
     what_the_inbound_profiles_require_is_refused
 );
+
+/// Every writable type has its inbound profile built in, for the type it is named after (the
+/// write path names them by convention, `iop-inbound-{type}`).
+#[test]
+fn every_writable_type_has_its_inbound_profile() {
+    let registry = iop_gateway::validation::Registry::builtin();
+    for kind in [
+        "Patient",
+        "RelatedPerson",
+        "Consent",
+        "Encounter",
+        "EpisodeOfCare",
+        "CarePlan",
+        "Goal",
+        "Task",
+    ] {
+        let url = format!(
+            "https://iop-gateway.org/fhir/StructureDefinition/iop-inbound-{}",
+            kind.to_ascii_lowercase()
+        );
+        let profile = registry
+            .structure_definition(&url)
+            .unwrap_or_else(|| panic!("{url} is not built in"));
+        assert_eq!(profile["type"], kind);
+    }
+}

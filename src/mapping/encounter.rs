@@ -163,10 +163,7 @@ pub fn session_from_fhir(
     };
     let group = extension_of(encounter, "iop-therapy-group");
     let types = read::array(encounter, "type");
-    let session_type = match types
-        .iter()
-        .position(|t| has_project_code::<SessionType>(t))
-    {
+    let session_type = match types.iter().position(has_project_code::<SessionType>) {
         Some(i) => project_code::<SessionType>(&types[i], &format!("Encounter.type[{i}]"))?,
         // Another system's visit type (CPT, SNOMED CT): the SNOMED CT therapy codes the gateway
         // emits, else a group session when it names its group, else an individual session.
