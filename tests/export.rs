@@ -101,16 +101,51 @@ async fn every_record_is_exported_once(store: &Store) {
         .collect();
     assert!(leftovers.is_empty(), "no partial files remain");
 
-    // Part 2 labels exactly on the records of Part 2 clients.
-    let patients = lines(&dir.path().join("Patient.ndjson"));
-    let labelled = patients
-        .iter()
-        .filter(|p| p["meta"]["security"].is_array())
-        .count();
+    // Part 2 labels exactly on the records of Part 2 clients (any enrollment in a Part 2
+    // program), on every type; none on the clinic's own (staff, programs, groups).
+    let part2_programs: HashSet<String> = store
+        .page::<Program>(None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.record.part2)
+        .map(|p| p.record.id.to_string())
+        .collect();
+    let mut part2_clients = HashSet::new();
+    let mut after = None;
+    loop {
+        let page = store.page::<Enrollment>(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.record.id);
+        for e in &page {
+            if part2_programs.contains(&e.record.program_id.to_string()) {
+                part2_clients.insert(format!("Patient/{}", e.record.client_id));
+            }
+        }
+    }
+    let part2_label = |r: &Value| r["meta"]["security"].to_string().contains("42CFRPart2");
+    let mut labelled = 0;
+    for resource_type in RESOURCE_TYPES {
+        for r in lines(&dir.path().join(format!("{resource_type}.ndjson"))) {
+            let client = if *resource_type == "Patient" {
+                Some(format!("Patient/{}", r["id"].as_str().unwrap()))
+            } else {
+                ["subject", "patient", "for"]
+                    .iter()
+                    .find_map(|k| r[*k]["reference"].as_str())
+                    .filter(|c| c.starts_with("Patient/"))
+                    .map(str::to_owned)
+            };
+            let expected = client.is_some_and(|c| part2_clients.contains(&c));
+            assert_eq!(part2_label(&r), expected, "{resource_type}/{}", r["id"]);
+            labelled += usize::from(expected);
+        }
+    }
+    let patients = lines(&dir.path().join("Patient.ndjson")).len();
     assert!(
-        labelled > 0 && labelled < patients.len(),
-        "{labelled} of {} patients labelled",
-        patients.len()
+        !part2_clients.is_empty() && part2_clients.len() < patients && labelled > patients,
+        "{} of {patients} clients under Part 2, {labelled} records labelled",
+        part2_clients.len()
     );
 }
 

@@ -122,6 +122,7 @@ async fn reads_and_paged_searches(store: &Store) {
 
     // Follow every next link: each Patient exactly once, as many as the count says.
     let total = app.patient_count().await;
+    assert_eq!(total, 12, "the seeded clients");
     let link = |bundle: &Value, relation: &str| {
         bundle["link"]
             .as_array()
@@ -194,7 +195,9 @@ async fn reads_and_paged_searches(store: &Store) {
     for kind in ["CarePlan", "Goal", "Encounter", "EpisodeOfCare", "Consent"] {
         let (status, bundle) = app.get(&format!("{kind}?patient=Patient/{id}")).await;
         assert_eq!(status, 200, "{bundle}");
-        for entry in bundle["entry"].as_array().unwrap() {
+        let entries = bundle["entry"].as_array().unwrap();
+        assert!(kind == "Consent" || !entries.is_empty(), "{kind} of {id}");
+        for entry in entries {
             let subject = entry["resource"]["subject"]["reference"]
                 .as_str()
                 .or(entry["resource"]["patient"]["reference"].as_str())
@@ -208,7 +211,9 @@ async fn reads_and_paged_searches(store: &Store) {
     for patient_id in &seen {
         let (_, patient) = app.get(&format!("Patient/{patient_id}")).await;
         let (_, plans) = app.get(&format!("CarePlan?patient={patient_id}")).await;
-        for plan in plans["entry"].as_array().unwrap() {
+        let plans = plans["entry"].as_array().unwrap();
+        assert!(!plans.is_empty(), "{patient_id} has a plan");
+        for plan in plans {
             assert_eq!(part2(&plan["resource"]), part2(&patient), "{patient_id}");
         }
         labelled += usize::from(part2(&patient));
@@ -523,7 +528,8 @@ fn patient_and_contact(patient: &Value, break_contact: bool) -> Value {
     object.remove("meta");
     contact["patient"] = json!({ "reference": "urn:uuid:6a1f0000-0000-4000-8000-000000000001" });
     if break_contact {
-        contact.as_object_mut().unwrap().remove("relationship");
+        // A support contact needs a name (the inbound profile); a relationship is defaulted.
+        contact.as_object_mut().unwrap().remove("name");
     }
     json!({
         "resourceType": "Bundle",
@@ -596,6 +602,7 @@ async fn search_parameters_select_sort_and_include(store: &Store) {
         .get(&format!("Encounter?patient={id}&_count=1000"))
         .await;
     let all = all["entry"].as_array().unwrap().clone();
+    assert!(all.len() > 1, "a seeded client has sessions");
     let statuses: HashSet<&str> = all
         .iter()
         .map(|e| e["resource"]["status"].as_str().unwrap())
@@ -607,10 +614,12 @@ async fn search_parameters_select_sort_and_include(store: &Store) {
                 "Encounter?patient={id}&status={status}&_count=1000"
             ))
             .await;
-        for entry in some["entry"].as_array().unwrap() {
+        let some = some["entry"].as_array().unwrap();
+        assert!(!some.is_empty(), "{status}");
+        for entry in some {
             assert_eq!(entry["resource"]["status"], *status);
         }
-        total += some["entry"].as_array().unwrap().len();
+        total += some.len();
     }
     assert_eq!(total, all.len());
 
@@ -637,7 +646,14 @@ async fn search_parameters_select_sort_and_include(store: &Store) {
             "Encounter?patient={id}&date=ge{middle}&_count=1000"
         ))
         .await;
-    for entry in later["entry"].as_array().unwrap() {
+    let later = later["entry"].as_array().unwrap();
+    assert!(
+        later.len() >= all.len() / 2,
+        "{} of {}",
+        later.len(),
+        all.len()
+    );
+    for entry in later {
         assert!(entry["resource"]["period"]["start"].as_str().unwrap()[..10] >= *middle);
     }
     let (_, newest_first) = app
@@ -699,18 +715,25 @@ async fn search_parameters_select_sort_and_include(store: &Store) {
         .iter()
         .filter(|e| e["resource"]["resourceType"] == "CarePlan")
         .count();
-    assert!(plans >= 1);
+    let (_, own_plans) = app.get(&format!("CarePlan?patient={id}&_count=1000")).await;
+    let own_plans = own_plans["entry"].as_array().unwrap().len();
+    assert!(own_plans > 0);
+    assert_eq!(plans, own_plans);
     let (_, slim) = app.get(&format!("Patient?_id={id}&_elements=gender")).await;
     let slim = &slim["entry"][0]["resource"];
     assert!(slim.get("gender").is_some() && slim.get("name").is_none());
     assert_eq!(slim["meta"]["tag"][0]["code"], "SUBSETTED");
+    let status = statuses.iter().next().unwrap();
     let (_, counted) = app
         .get(&format!(
-            "Encounter?patient={id}&status={}&_summary=count",
-            statuses.iter().next().unwrap()
+            "Encounter?patient={id}&status={status}&_summary=count"
         ))
         .await;
-    assert!(counted["total"].as_u64().unwrap() >= 1);
+    let expected = all
+        .iter()
+        .filter(|e| e["resource"]["status"] == *status)
+        .count();
+    assert_eq!(counted["total"].as_u64().unwrap(), expected as u64);
 }
 
 /// An authenticator that knows one token.
@@ -899,6 +922,7 @@ async fn odd_inputs_never_cause_server_errors(store: &Store) {
 }
 
 async fn encounters_are_written_with_their_participants(store: &Store) {
+    use iop_gateway::domain::{Id, Session, SessionParticipant};
     let app = spawn_app(store).await;
     // A family session of a seeded client: change its attendance, keep its participants.
     let (_, bundle) = app.get("Encounter?_count=200").await;
@@ -929,17 +953,81 @@ async fn encounters_are_written_with_their_participants(store: &Store) {
                 .await
         }
     };
+    // The participant rows of the session, as the clinic database holds them.
+    let session_id: Id<Session> = id.parse().unwrap();
+    let rows = || async move {
+        let mut contacts: Vec<String> = store
+            .children::<SessionParticipant>(session_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| format!("RelatedPerson/{}", p.record.support_contact_id))
+            .collect();
+        contacts.sort();
+        contacts
+    };
+    let related = |encounter: &Value| {
+        let mut refs: Vec<String> = encounter["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["individual"]["reference"].as_str())
+            .filter(|r| r.starts_with("RelatedPerson/"))
+            .map(str::to_owned)
+            .collect();
+        refs.sort();
+        refs
+    };
+    let contacts = related(&family);
+    assert_eq!(rows().await, contacts);
+    let attendance = |encounter: &Value| {
+        encounter["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["url"].as_str().unwrap().ends_with("/iop-attendance"))
+            .map(|e| e["valueCode"].clone())
+            .unwrap()
+    };
+    // A real change: the client came late (or, if they did, was a no-show).
     let mut changed = family.clone();
     changed.as_object_mut().unwrap().remove("meta");
+    let (came, status) = if attendance(&family) == "late" {
+        ("no-show", "cancelled")
+    } else {
+        ("late", "finished")
+    };
+    for e in changed["extension"].as_array_mut().unwrap() {
+        if e["url"].as_str().unwrap().ends_with("/iop-attendance") {
+            e["valueCode"] = json!(came);
+        }
+    }
+    changed["status"] = json!(status);
     let (status, stored) = put(changed.clone(), format!("W/\"{version}\"")).await;
     assert_eq!(status, 200, "{stored}");
-    assert_eq!(
-        stored["participant"], family["participant"],
-        "participants survive an update"
-    );
+    assert_eq!(attendance(&stored), came);
+    assert_eq!(related(&stored), contacts, "participants survive an update");
+    assert_eq!(rows().await, contacts, "participant rows survive an update");
     assert_ne!(stored["meta"]["versionId"], family["meta"]["versionId"]);
-    let (status, outcome) = put(changed, format!("W/\"{version}\"")).await;
+    let (status, outcome) = put(changed.clone(), format!("W/\"{version}\"")).await;
     assert_outcome(status, &outcome, 412);
+    // Without its support contacts: their participant rows go.
+    let mut without = changed;
+    without["participant"] = json!(
+        family["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["individual"]["reference"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("Practitioner/")))
+            .collect::<Vec<_>>()
+    );
+    let version = stored["meta"]["versionId"].as_str().unwrap().to_owned();
+    let (status, stored) = put(without, format!("W/\"{version}\"")).await;
+    assert_eq!(status, 200, "{stored}");
+    assert!(related(&stored).is_empty(), "{stored}");
+    assert!(rows().await.is_empty());
 
     // A new session made from it: a new id, the same participants.
     let mut new = family.clone();
@@ -972,13 +1060,25 @@ async fn enrollments_are_updated_through_episodes_of_care(store: &Store) {
         object.remove("status");
         r
     };
-    assert_eq!(strip(stored), strip(episode));
-    // Finished without a discharge disposition: refused, nothing written.
-    let mut finished = held.clone();
+    assert_eq!(strip(stored.clone()), strip(episode));
+    // Finished without a discharge disposition: refused, nothing written. Sent back as read,
+    // its `meta.profile` names the IOP profile, whose rule iop-eoc-1 refuses it; without `meta`
+    // the inbound mapping does (a discharge needs its disposition).
+    let mut finished = stored.clone();
     finished["status"] = json!("finished");
-    assert_eq!(app.send(Method::PUT, &path, &finished, &[]).await.0, 422);
+    let (status, outcome) = app.send(Method::PUT, &path, &finished, &[]).await;
+    assert_outcome(status, &outcome, 422);
+    assert!(outcome.to_string().contains("iop-eoc-1"), "{outcome}");
+    finished.as_object_mut().unwrap().remove("meta");
+    let (status, outcome) = app.send(Method::PUT, &path, &finished, &[]).await;
+    assert_outcome(status, &outcome, 422);
+    assert_eq!(
+        outcome["issue"][0]["expression"][0], "EpisodeOfCare.extension(iop-discharge-disposition)",
+        "{outcome}"
+    );
     let (_, after) = app.get(&format!("EpisodeOfCare/{id}")).await;
     assert_eq!(after["status"], "onhold");
+    assert_eq!(after["meta"]["versionId"], stored["meta"]["versionId"]);
 }
 
 async fn plans_and_goals_are_updated_not_created(store: &Store) {
@@ -1056,21 +1156,28 @@ async fn plans_and_goals_are_updated_not_created(store: &Store) {
                 .trim_start_matches("Patient/")
         ))
         .await;
-    if let Some(relapse) = family["entry"]
+    let relapse = family["entry"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["resource"].clone())
         .find(|p| p.get("partOf").is_some())
-    {
-        let relapse_id = relapse["id"].as_str().unwrap().to_owned();
-        let mut body = relapse;
-        body.as_object_mut().unwrap().remove("meta");
-        assert_eq!(
-            send(Method::PUT, format!("CarePlan/{relapse_id}"), body).await,
-            422
-        );
-    }
+        .expect("every seeded treatment plan has a relapse prevention plan");
+    // Sent back as read (valid against its profile): refused because it is a relapse plan.
+    let relapse_id = relapse["id"].as_str().unwrap().to_owned();
+    let (status, outcome) = app
+        .send(
+            Method::PUT,
+            &format!("CarePlan/{relapse_id}"),
+            &relapse,
+            &[],
+        )
+        .await;
+    assert_outcome(status, &outcome, 422);
+    assert_eq!(
+        outcome["issue"][0]["expression"][0], "CarePlan.partOf",
+        "{outcome}"
+    );
     completed.as_object_mut().unwrap().remove("id");
     assert_eq!(send(Method::POST, "CarePlan".into(), completed).await, 405);
 }
@@ -1101,11 +1208,36 @@ async fn referral_tasks_carry_intake_decisions(store: &Store) {
     // The ServiceRequest of the same referral follows.
     let (_, request) = app.get(&format!("ServiceRequest/{id}")).await;
     assert_eq!(request["status"], "completed");
-    // An unknown Task status is refused, nothing written.
-    let mut odd = completed.clone();
+    // A Task status that is no referral state is refused, nothing written: by the IOP profile
+    // when the Task names it (as read), else by the mapping.
+    let mut odd = stored.clone();
     odd["status"] = json!("on-hold");
+    let (status, outcome) = put(odd.clone()).await;
+    assert_outcome(status, &outcome, 422);
+    let issue = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["severity"] == "error")
+        .unwrap();
+    assert_eq!(issue["expression"][0], "Task.status", "{outcome}");
+    assert!(
+        issue["details"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("iop-referral-task-status"),
+        "the profile's value set: {outcome}"
+    );
+    odd.as_object_mut().unwrap().remove("meta");
     let (status, outcome) = put(odd).await;
     assert_outcome(status, &outcome, 422);
+    assert_eq!(
+        outcome["issue"][0]["expression"][0], "Task.status",
+        "{outcome}"
+    );
+    let (_, after) = app.get(&format!("Task/{id}")).await;
+    assert_eq!(after["status"], "completed");
+    assert_eq!(after["meta"]["versionId"], stored["meta"]["versionId"]);
     let mut new = completed;
     new.as_object_mut().unwrap().remove("id");
     assert_eq!(app.send(Method::POST, "Task", &new, &[]).await.0, 405);

@@ -285,19 +285,19 @@ fn incoming_resources_read_back_to_the_same_records() {
         g.client
     );
     assert_eq!(
-        support_contact_from_fhir(&all["RelatedPerson-support-contact"]).unwrap(),
+        support_contact_from_fhir(&all["RelatedPerson-support-contact"], day(AS_OF)).unwrap(),
         g.contact
     );
     assert_eq!(
-        consent_from_fhir(&all["Consent-family-participation"]).unwrap(),
+        consent_from_fhir(&all["Consent-family-participation"], day(AS_OF)).unwrap(),
         g.consents[0]
     );
     assert_eq!(
-        consent_from_fhir(&all["Consent-part2-disclosure-revoked"]).unwrap(),
+        consent_from_fhir(&all["Consent-part2-disclosure-revoked"], day(AS_OF)).unwrap(),
         g.consents[1]
     );
     assert_eq!(
-        consent_from_fhir(&all["Consent-release-of-information"])
+        consent_from_fhir(&all["Consent-release-of-information"], day(AS_OF))
             .unwrap()
             .scope,
         InformationScope::AllExceptSubstanceUse

@@ -1,5 +1,8 @@
 //! Clinic -> FHIR -> clinic keeps every mapped field, for generated records of every kind that
-//! comes in from outside (Patient, RelatedPerson, Consent, Encounter, referral ServiceRequest+Task).
+//! comes in from outside (Patient, RelatedPerson, Consent, Encounter, EpisodeOfCare, referral
+//! ServiceRequest+Task) and for the changes an update carries (Goal, CarePlan, Task).
+
+mod common;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use iop_gateway::domain::*;
@@ -137,6 +140,60 @@ prop_compose! {
 
 const CLINIC: u128 = 7;
 
+fn enrollment_state() -> impl Strategy<Value = EnrollmentState> {
+    prop_oneof![
+        Just(EnrollmentState::Planned),
+        Just(EnrollmentState::Active),
+        Just(EnrollmentState::OnHold),
+        Just(EnrollmentState::Cancelled),
+        (0_i64..400, code::<DischargeDisposition>()).prop_map(|(days, disposition)| {
+            EnrollmentState::Discharged {
+                // Made relative to the admission below.
+                on: NaiveDate::from_ymd_opt(1930, 1, 1).unwrap() + Duration::days(days),
+                disposition,
+            }
+        }),
+    ]
+}
+
+prop_compose! {
+    /// An enrollment in the test graph's program (the EpisodeOfCare names its program).
+    fn enrollment()(
+        id in id(), client_id in id(), referral_id in proptest::option::of(id()), admitted_on in date(),
+        state in enrollment_state(), level_of_care in code::<LevelOfCare>(), primary_clinician_id in id(),
+    ) -> Enrollment {
+        let state = match state {
+            EnrollmentState::Discharged { on, disposition } => EnrollmentState::Discharged {
+                on: admitted_on + (on - NaiveDate::from_ymd_opt(1930, 1, 1).unwrap()),
+                disposition,
+            },
+            other => other,
+        };
+        Enrollment {
+            id, client_id, program_id: common::graph::graph("IOP0000042").program.id, referral_id,
+            referral_source_id: None, admitted_on, state, level_of_care, primary_clinician_id,
+        }
+    }
+}
+
+prop_compose! {
+    fn goal()(
+        id in id(), plan_id in id(), description in text(), target_on in proptest::option::of(date()),
+        status in code::<GoalStatus>(), achievement in proptest::option::of(code::<GoalAchievement>()),
+    ) -> Goal {
+        Goal { id, plan_id, description, target_on, status, achievement }
+    }
+}
+
+prop_compose! {
+    fn plan()(
+        id in id(), enrollment_id in id(), status in code::<PlanStatus>(), period in period(), author_id in id(),
+        review_interval_days in 1_u16..=90, next_review_on in proptest::option::of(date()),
+    ) -> TreatmentPlan {
+        TreatmentPlan { id, enrollment_id, status, period, author_id, review_interval_days, next_review_on }
+    }
+}
+
 prop_compose! {
     fn referral()(
         id in id(), client_id in id(), inbound in any::<bool>(), kind in code::<ReferralKind>(), status in code::<ReferralStatus>(),
@@ -172,14 +229,14 @@ proptest! {
     #[test]
     fn related_persons_round_trip(contact in support_contact()) {
         let fhir = support_contact_to_fhir(&MappingConfig::default(), &contact, Sensitivity::Part2, as_of());
-        prop_assert_eq!(support_contact_from_fhir(&fhir).unwrap(), contact);
+        prop_assert_eq!(support_contact_from_fhir(&fhir, as_of()).unwrap(), contact);
     }
 
     #[test]
     fn consents_round_trip(consent in consent().prop_filter("a valid consent", |c| c.check().is_ok())) {
         let clinic = Id::from_uuid(uuid::Uuid::from_u128(CLINIC));
         let fhir = consent_to_fhir(&MappingConfig::default(), &consent, clinic, Sensitivity::Normal, as_of());
-        prop_assert_eq!(consent_from_fhir(&fhir).unwrap(), consent);
+        prop_assert_eq!(consent_from_fhir(&fhir, as_of()).unwrap(), consent);
     }
 
     #[test]
@@ -189,6 +246,44 @@ proptest! {
         let (back, back_participants) = session_from_fhir(&fhir).unwrap();
         prop_assert_eq!(back, session);
         prop_assert_eq!(back_participants, participants);
+    }
+
+    #[test]
+    fn episodes_round_trip(enrollment in enrollment()) {
+        let program = common::graph::graph("IOP0000042").program;
+        let view = EpisodeView {
+            enrollment: &enrollment, program: &program,
+            clinic_id: Id::from_uuid(uuid::Uuid::from_u128(CLINIC)), sensitivity: Sensitivity::Part2,
+        };
+        let fhir = episode_to_fhir(&MappingConfig::default(), &view);
+        prop_assert_eq!(enrollment_from_fhir(&fhir).unwrap(), enrollment);
+    }
+
+    /// A goal's changes, applied to any stored goal of that id, give the goal back.
+    #[test]
+    fn goal_changes_round_trip(goal in goal(), stored in goal()) {
+        let fhir = goal_to_fhir(&MappingConfig::default(), &goal, Id::from_uuid(uuid::Uuid::from_u128(1)), &[], Sensitivity::Normal);
+        let stored = Goal { id: goal.id, plan_id: goal.plan_id, ..stored };
+        prop_assert_eq!(goal_changes_from_fhir(&fhir).unwrap().apply(&stored), goal);
+    }
+
+    #[test]
+    fn plan_changes_round_trip(plan in plan(), stored in plan()) {
+        let view = PlanView {
+            plan: &plan, client_id: Id::from_uuid(uuid::Uuid::from_u128(1)), goals: &[], interventions: &[],
+            reviews: &[], sensitivity: Sensitivity::Normal,
+        };
+        let fhir = plan_to_fhir(&MappingConfig::default(), &view);
+        let stored = TreatmentPlan { id: plan.id, enrollment_id: plan.enrollment_id, author_id: plan.author_id, ..stored };
+        prop_assert_eq!(plan_changes_from_fhir(&fhir).unwrap().apply(&stored), plan);
+    }
+
+    #[test]
+    fn task_changes_round_trip(referral in referral().prop_filter("a valid referral", |r| r.check().is_ok())) {
+        let view = ReferralView { referral: &referral, sensitivity: Sensitivity::Normal };
+        let task = task_to_fhir(&MappingConfig::default(), &view);
+        let stored = Referral { status: ReferralStatus::Requested, decided_on: None, ..referral.clone() };
+        prop_assert_eq!(task_changes_from_fhir(&task, as_of()).unwrap().apply(&stored), referral);
     }
 
     #[test]
@@ -285,12 +380,76 @@ fn encounters_outside_the_clinic_vocabulary_are_refused() {
         "Encounter.episodeOfCare[0].reference"
     );
 
-    let mut no_attendance = good;
+    // Without the attendance extension, `status` says what happened; a status the clinic has no
+    // attendance for is refused.
+    let mut no_attendance = good.clone();
     no_attendance["extension"] = serde_json::json!([]);
+    no_attendance["status"] = "entered-in-error".into();
+    assert_eq!(
+        session_from_fhir(&no_attendance).unwrap_err().path(),
+        "Encounter.status"
+    );
+    let mut bad_attendance = good;
+    bad_attendance["extension"][0]["valueCode"] = "asleep".into();
     assert!(
-        session_from_fhir(&no_attendance)
+        session_from_fhir(&bad_attendance)
             .unwrap_err()
             .path()
             .starts_with("Encounter.extension")
+    );
+}
+
+/// A US Core CarePlan (no period, no IOP extensions) changes the status and keeps the rest.
+#[test]
+fn plan_changes_without_iop_extensions_keep_what_is_stored() {
+    let (stored, other) = {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        (
+            plan().new_tree(&mut runner).unwrap().current(),
+            plan().new_tree(&mut runner).unwrap().current(),
+        )
+    };
+    let status = if stored.status == PlanStatus::Active {
+        "completed"
+    } else {
+        "active"
+    };
+    let us_core =
+        serde_json::json!({ "resourceType": "CarePlan", "status": status, "intent": "plan" });
+    let changed = plan_changes_from_fhir(&us_core).unwrap().apply(&stored);
+    assert_ne!(changed.status, stored.status);
+    assert_eq!(
+        TreatmentPlan {
+            status: stored.status,
+            ..changed
+        },
+        stored
+    );
+    // A sender that speaks the extensions and leaves out the next review: none any more.
+    let view = PlanView {
+        plan: &other,
+        client_id: Id::from_uuid(uuid::Uuid::from_u128(1)),
+        goals: &[],
+        interventions: &[],
+        reviews: &[],
+        sensitivity: Sensitivity::Normal,
+    };
+    let mut iop = plan_to_fhir(&MappingConfig::default(), &view);
+    iop["extension"] = serde_json::json!([iop["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"].as_str().unwrap().ends_with("iop-review-interval"))
+        .unwrap()]);
+    let stored = TreatmentPlan {
+        next_review_on: Some(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()),
+        ..stored
+    };
+    assert_eq!(
+        plan_changes_from_fhir(&iop)
+            .unwrap()
+            .apply(&stored)
+            .next_review_on,
+        None
     );
 }

@@ -81,19 +81,21 @@ async fn seeding_twice_adds_nothing(store: &Store) {
 }
 
 async fn seed_refuses_a_database_with_clinic_data(store: &Store) {
-    seed(store, options(10), |_, _| {}).await.unwrap();
-    // Same data, but as if someone else had written it: forget the seed run.
-    let other = common::sqlite().await;
-    let mut clients = records::<Client>(store).await;
-    let mut tx = other.store.begin().await.unwrap();
+    // Clients written by someone else (made by a seed elsewhere, so no seed run is recorded
+    // here), into the backend under test: seeding it is refused, and adds nothing.
+    let elsewhere = common::sqlite().await;
+    seed(&elsewhere.store, options(10), |_, _| {})
+        .await
+        .unwrap();
+    let mut clients = records::<Client>(&elsewhere.store).await;
+    elsewhere.cleanup().await;
     clients.truncate(3);
+    let mut tx = store.begin().await.unwrap();
     tx.insert_many(&clients).await.unwrap();
     tx.commit().await.unwrap();
-    let err = seed(&other.store, options(10), |_, _| {})
-        .await
-        .unwrap_err();
+    let err = seed(store, options(10), |_, _| {}).await.unwrap_err();
     assert!(matches!(err, SeedError::NotEmpty(3)), "{err:?}");
-    other.cleanup().await;
+    assert_eq!(store.count::<Client>().await.unwrap(), 3);
 }
 
 async fn client_count_is_bounded(store: &Store) {

@@ -98,6 +98,8 @@ code_enum! {
         Child => "child",
         InLaw => "in_law",
         Friend => "friend",
+        /// Aunts, uncles, cousins, nieces, nephews, grandchildren, great-grandparents (v3 `EXT`).
+        ExtendedFamily => "extended_family",
         /// No code fits; `relationship_text` says what the client called it.
         Other => "other",
     }
@@ -113,9 +115,12 @@ pub enum FamilyKind {
 impl Relationship {
     pub fn family_kind(self) -> FamilyKind {
         match self {
-            Self::Mother | Self::Father | Self::Parent | Self::Sibling | Self::Grandparent => {
-                FamilyKind::Origin
-            }
+            Self::Mother
+            | Self::Father
+            | Self::Parent
+            | Self::Sibling
+            | Self::Grandparent
+            | Self::ExtendedFamily => FamilyKind::Origin,
             _ => FamilyKind::Chosen,
         }
     }

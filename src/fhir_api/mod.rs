@@ -1,5 +1,5 @@
 //! The FHIR R4 REST API (mounted at `/fhir`): a facade over the clinic database. Reads are
-//! assembled live from clinic rows (`assemble`), writes are validated against the IOP profiles,
+//! assembled live from clinic rows (`assemble`), writes are validated against the inbound profiles,
 //! mapped into clinic records and stored with optimistic concurrency.
 //!
 //! An edge: HTTP in and out. Which rows a search selects is `search.rs`; what a resource says

@@ -1,7 +1,7 @@
 //! create, update, conditional create (`If-None-Exist`), conditional update
 //! (`PUT /fhir/Patient?identifier=system|value`) and `$validate`.
 //!
-//! Order on every write: parse, check the type, validate against the IOP profile, map to a clinic
+//! Order on every write: parse, check the type, validate against the inbound profile, map to a clinic
 //! record, store in one transaction at the expected version. Nothing is written unless every step
 //! passes. Two writers racing on the same identifier or version are settled by the database's
 //! unique index and version check, never by a read-then-write in this process.
@@ -20,10 +20,10 @@ use super::{
     version_headers,
 };
 use crate::domain::{
-    Client, Consent, Enrollment, Goal, Id, Referral, Session, SessionParticipant, SupportContact,
-    TreatmentPlan,
+    Client, Consent, DateRange, Enrollment, Goal, Id, Referral, Session, SessionParticipant,
+    SupportContact, TreatmentPlan,
 };
-use crate::mapping::{self, MappingError};
+use crate::mapping::{self, MappingError, codes};
 use crate::mapping::{GoalChanges, PlanChanges, TaskChanges};
 use crate::store::Record;
 use crate::store::{RowMeta, StoreError, Tx};
@@ -131,10 +131,24 @@ fn iop_profile(state: &FhirState, resource_type: &str) -> Result<String, ApiErro
         })
 }
 
+/// The inbound profile a written resource is validated against: US Core (or the base resource)
+/// plus only what the clinic record cannot do without (`fhir-profiles/fsh/input/fsh/inbound.fsh`).
+/// The IOP profiles constrain what the gateway emits, not what an EHR must send.
+fn inbound_profile(resource_type: &str) -> Option<String> {
+    WRITABLE.contains(&resource_type).then(|| {
+        codes::profile(&format!(
+            "iop-inbound-{}",
+            resource_type.to_ascii_lowercase()
+        ))
+    })
+}
+
 /// A validated, mapped incoming resource: the clinic record it becomes.
 pub(super) enum Inbound {
     Client(Client),
-    Contact(SupportContact),
+    /// A support contact, and whether the resource gave its start (else an update keeps the
+    /// stored one: "since the day it was recorded" holds for a new contact only).
+    Contact(SupportContact, bool),
     Consent(Consent),
     /// A session and the support contacts who took part (its participant rows follow the list).
     Session(Session, Vec<Id<SupportContact>>),
@@ -153,7 +167,7 @@ impl Inbound {
     pub(super) async fn stored_version(&self, tx: &mut Tx) -> Result<Option<i64>, StoreError> {
         Ok(match self {
             Self::Client(r) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
-            Self::Contact(r) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
+            Self::Contact(r, _) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
             Self::Consent(r) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
             Self::Session(r, _) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
             Self::Enrollment(r) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
@@ -166,7 +180,7 @@ impl Inbound {
     pub(super) async fn insert(&self, tx: &mut Tx) -> Result<(), StoreError> {
         match self {
             Self::Client(r) => tx.insert(r).await?,
-            Self::Contact(r) => tx.insert(r).await?,
+            Self::Contact(r, _) => tx.insert(r).await?,
             Self::Consent(r) => tx.insert(r).await?,
             Self::Enrollment(r) => tx.insert(r).await?,
             // Changes need a stored record; these are never created here (see CREATED_IN_THE_CLINIC).
@@ -185,7 +199,16 @@ impl Inbound {
     pub(super) async fn update(&self, tx: &mut Tx, expected: i64) -> Result<(), StoreError> {
         match self {
             Self::Client(r) => tx.update(r, expected).await?,
-            Self::Contact(r) => tx.update(r, expected).await?,
+            Self::Contact(r, start_given) => {
+                let mut r = r.clone();
+                if !start_given && let Some(stored) = tx.get(r.id).await? {
+                    let start = stored.record.active.start();
+                    if let Ok(active) = DateRange::new(start, r.active.end()) {
+                        r.active = active;
+                    }
+                }
+                tx.update(&r, expected).await?
+            }
             Self::Consent(r) => tx.update(r, expected).await?,
             // FHIR does not carry who referred the client: the stored value stays.
             Self::Enrollment(r) => {
@@ -260,7 +283,8 @@ async fn sync_participants(
     Ok(())
 }
 
-/// Validates an incoming resource against its IOP profile: 422 with every issue if it fails.
+/// Validates an incoming resource against its inbound profile (what the clinic record needs;
+/// the mapping defaults the rest): 422 with every issue if it fails.
 /// The costly step of a write, done before any transaction opens.
 pub(super) fn validated(
     state: &FhirState,
@@ -269,11 +293,21 @@ pub(super) fn validated(
 ) -> Result<(), ApiError> {
     let issues = state
         .validator
-        .validate(resource, &[iop_profile(state, resource_type)?]);
+        .validate(resource, &[inbound_profile_of(resource_type)?]);
     if issues.iter().any(Issue::is_error) {
         return Err(ApiError::unprocessable(&issues));
     }
     Ok(())
+}
+
+/// The inbound profile of a writable type; a read-only type is refused with 405.
+fn inbound_profile_of(resource_type: &str) -> Result<String, ApiError> {
+    inbound_profile(resource_type).ok_or_else(|| {
+        ApiError::not_supported(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{resource_type} is read-only through this API"),
+        )
+    })
 }
 
 /// `validated`, on the blocking pool (see `off_thread`).
@@ -293,16 +327,20 @@ pub(super) fn mapped(
     resource_type: &str,
     resource: &Value,
 ) -> Result<Inbound, ApiError> {
+    let today = chrono::Utc::now().date_naive();
     let mapped = match resource_type {
         "Patient" => mapping::client_from_fhir(&state.mapping, resource).map(Inbound::Client),
-        "RelatedPerson" => mapping::support_contact_from_fhir(resource).map(Inbound::Contact),
-        "Consent" => mapping::consent_from_fhir(resource).map(Inbound::Consent),
+        "RelatedPerson" => mapping::support_contact_from_fhir(resource, today).map(|contact| {
+            let start_given = resource.pointer("/period/start").is_some();
+            Inbound::Contact(contact, start_given)
+        }),
+        "Consent" => mapping::consent_from_fhir(resource, today).map(Inbound::Consent),
         "EpisodeOfCare" => mapping::enrollment_from_fhir(resource).map(Inbound::Enrollment),
         "Goal" => mapping::goal_changes_from_fhir(resource)
             .map(|changes| Inbound::Goal(resource_id(resource), changes)),
         "CarePlan" => mapping::plan_changes_from_fhir(resource)
             .map(|changes| Inbound::Plan(resource_id(resource), changes)),
-        "Task" => mapping::task_changes_from_fhir(resource)
+        "Task" => mapping::task_changes_from_fhir(resource, today)
             .map(|changes| Inbound::Task(resource_id(resource), changes)),
         "Encounter" => mapping::session_from_fhir(resource)
             .map(|(session, contacts)| Inbound::Session(session, contacts)),

@@ -196,7 +196,38 @@ pub fn relationship_role_code(r: Relationship) -> Option<(&'static str, &'static
         Relationship::Child => ("CHILD", "child"),
         Relationship::InLaw => ("INLAW", "inlaw"),
         Relationship::Friend => ("FRND", "unrelated friend"),
+        Relationship::ExtendedFamily => ("EXT", "extended family member"),
         Relationship::Other => return None,
+    })
+}
+
+/// The clinic's class of a v3 PersonalRelationshipRoleType code: the nearest ancestor in the
+/// RoleCode hierarchy the clinic has a class for (BRO -> sibling, NIECE -> extended family,
+/// ROOM -> friend). None: the code is not a personal relationship (or is `ONESELF`).
+pub fn relationship_class(code: &str) -> Option<Relationship> {
+    use Relationship::*;
+    Some(match code {
+        "MTH" | "ADOPTM" | "GESTM" | "MTHFOST" | "NMTH" | "NMTHF" | "STPMTH" => Mother,
+        "FTH" | "ADOPTF" | "FTHFOST" | "NFTH" | "NFTHF" | "STPFTH" => Father,
+        "PRN" | "ADOPTP" | "NPRN" | "PRNFOST" | "STPPRN" => Parent,
+        "SIB" | "BRO" | "HBRO" | "NBRO" | "STPBRO" | "TWINBRO" | "FTWINBRO" | "ITWINBRO"
+        | "SIS" | "HSIS" | "NSIS" | "STPSIS" | "TWINSIS" | "FTWINSIS" | "ITWINSIS" | "HSIB"
+        | "NSIB" | "STPSIB" | "TWIN" | "FTWIN" | "ITWIN" => Sibling,
+        "GRPRN" | "GRFTH" | "MGRFTH" | "PGRFTH" | "GRMTH" | "MGRMTH" | "PGRMTH" | "MGRPRN"
+        | "PGRPRN" => Grandparent,
+        "SPS" | "HUSB" | "WIFE" => Spouse,
+        "DOMPART" => DomesticPartner,
+        "SIGOTHR" | "FMRSPS" => SignificantOther,
+        "CHILD" | "CHLDADOPT" | "DAUADOPT" | "SONADOPT" | "CHLDFOST" | "DAUFOST" | "SONFOST"
+        | "DAUC" | "DAU" | "STPDAU" | "NCHILD" | "SONC" | "SON" | "STPSON" | "STPCHLD" => Child,
+        "INLAW" | "CHLDINLAW" | "DAUINLAW" | "SONINLAW" | "PRNINLAW" | "FTHINLAW" | "MTHINLAW"
+        | "SIBINLAW" | "BROINLAW" | "SISINLAW" => InLaw,
+        "FAMMEMB" | "EXT" | "AUNT" | "MAUNT" | "PAUNT" | "UNCLE" | "MUNCLE" | "PUNCLE"
+        | "COUSN" | "MCOUSN" | "PCOUSN" | "NIENEPH" | "NEPHEW" | "NIECE" | "GRNDCHILD"
+        | "GRNDDAU" | "GRNDSON" | "GGRPRN" | "GGRFTH" | "MGGRFTH" | "PGGRFTH" | "GGRMTH"
+        | "MGGRMTH" | "PGGRMTH" | "MGGRPRN" | "PGGRPRN" => ExtendedFamily,
+        "FRND" | "NBOR" | "ROOM" => Friend,
+        _ => return None,
     })
 }
 

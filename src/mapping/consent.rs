@@ -90,21 +90,48 @@ pub fn consent_to_fhir(
     resource
 }
 
-pub fn consent_from_fhir(resource: &Value) -> Result<Consent, MappingError> {
+/// An incoming Consent. Defaults where an EHR sends less than the IOP profile (see
+/// fhir-profiles/README.md): the kind from `iop-consent-kind`, else a Part 2 disclosure when
+/// `policyRule` or `category` says 42CFRPart2, else family participation when the purpose says
+/// so, else a release of information; no purpose is treatment (family participation for that
+/// kind); no `dateTime` is `recorded_on`; no provision period runs from the signing date, open.
+/// An `inactive` consent that has not expired is revoked on `recorded_on`.
+pub fn consent_from_fhir(
+    resource: &Value,
+    recorded_on: NaiveDate,
+) -> Result<Consent, MappingError> {
     read::expect_type(resource, "Consent")?;
+    let status = req_str(resource, "status", "Consent")?;
+    if !matches!(status, "active" | "inactive") {
+        return Err(read::invalid(
+            "Consent.status",
+            "the clinic records consents in force (active) or ended (inactive)",
+        ));
+    }
     let kind_system = codes::code_system(ConsentKind::SYSTEM_ID);
-    let kind = read::array(resource, "category")
-        .iter()
-        .find_map(|c| read::code_in(c, &kind_system))
-        .ok_or_else(|| missing(format!("Consent.category (system {kind_system})")))?;
-    let kind = ConsentKind::from_fhir_code(kind).ok_or_else(|| MappingError::UnknownCode {
-        path: "Consent.category".into(),
-        code: kind.into(),
-        expected: ConsentKind::expected(),
-    })?;
+    let kind =
+        match read::array(resource, "category")
+            .iter()
+            .find_map(|c| read::code_in(c, &kind_system))
+        {
+            Some(kind) => Some(ConsentKind::from_fhir_code(kind).ok_or_else(|| {
+                MappingError::UnknownCode {
+                    path: "Consent.category".into(),
+                    code: kind.into(),
+                    expected: ConsentKind::expected(),
+                }
+            })?),
+            None => None,
+        };
     let provision = resource
         .get("provision")
         .ok_or_else(|| missing("Consent.provision"))?;
+    if opt_str(provision, "type").is_some_and(|t| t != "permit") {
+        return Err(read::invalid(
+            "Consent.provision.type",
+            "the clinic records what a consent permits (permit)",
+        ));
+    }
     let actor = read::array(provision, "actor")
         .first()
         .ok_or_else(|| missing("Consent.provision.actor"))?;
@@ -132,20 +159,41 @@ pub fn consent_from_fhir(resource: &Value) -> Result<Consent, MappingError> {
             ));
         }
     };
-    let purpose = read::array(provision, "purpose")
-        .first()
-        .ok_or_else(|| missing("Consent.provision.purpose"))?;
-    let (system, code) = (
-        req_str(purpose, "system", "Consent.provision.purpose[0]")?,
-        req_str(purpose, "code", "Consent.provision.purpose[0]")?,
-    );
-    let purpose =
-        codes::purpose_from_coding(system, code).ok_or_else(|| MappingError::UnknownCode {
-            path: "Consent.provision.purpose[0]".into(),
-            code: code.into(),
-            expected: "TREAT, HPAYMT, HOPERAT, CAREMGT (v3 ActReason) or family-participation"
-                .into(),
-        })?;
+    let part2 = resource
+        .get("policyRule")
+        .into_iter()
+        .chain(read::array(resource, "category"))
+        .any(|c| read::code_in(c, codes::ACT_CODE) == Some("42CFRPart2"));
+    let purpose = match read::array(provision, "purpose").first() {
+        Some(purpose) => {
+            let (system, code) = (
+                req_str(purpose, "system", "Consent.provision.purpose[0]")?,
+                req_str(purpose, "code", "Consent.provision.purpose[0]")?,
+            );
+            Some(codes::purpose_from_coding(system, code).ok_or_else(|| {
+                MappingError::UnknownCode {
+                    path: "Consent.provision.purpose[0]".into(),
+                    code: code.into(),
+                    expected:
+                        "TREAT, HPAYMT, HOPERAT, CAREMGT (v3 ActReason) or family-participation"
+                            .into(),
+                }
+            })?)
+        }
+        None => None,
+    };
+    let kind = kind.unwrap_or(if part2 {
+        ConsentKind::Part2Disclosure
+    } else if purpose == Some(ConsentPurpose::FamilyParticipation) {
+        ConsentKind::FamilyParticipation
+    } else {
+        ConsentKind::ReleaseOfInformation
+    });
+    let purpose = purpose.unwrap_or(if kind == ConsentKind::FamilyParticipation {
+        ConsentPurpose::FamilyParticipation
+    } else {
+        ConsentPurpose::Treatment
+    });
     let scope = if !read::array(provision, "provision").is_empty() {
         InformationScope::AllExceptSubstanceUse
     } else if read::array(provision, "code").is_empty() {
@@ -168,14 +216,21 @@ pub fn consent_from_fhir(resource: &Value) -> Result<Consent, MappingError> {
             .collect::<Result<Vec<_>, _>>()?;
         domain("Consent.provision.code", InformationScope::categories(list))?
     };
-    let period = provision
-        .get("period")
-        .ok_or_else(|| missing("Consent.provision.period"))?;
-    let start = read::date(
-        "Consent.provision.period.start",
-        req_str(period, "start", "Consent.provision.period")?,
-    )?;
-    let end = opt_str(period, "end")
+    let signed_on = match opt_str(resource, "dateTime") {
+        Some(signed) => read::date(
+            "Consent.dateTime",
+            &signed.chars().take(10).collect::<String>(),
+        )?,
+        None => recorded_on,
+    };
+    let period = provision.get("period");
+    let start = period
+        .and_then(|p| opt_str(p, "start"))
+        .map(|s| read::date("Consent.provision.period.start", s))
+        .transpose()?
+        .unwrap_or(signed_on);
+    let end = period
+        .and_then(|p| opt_str(p, "end"))
         .map(|e| read::date("Consent.provision.period.end", e))
         .transpose()?;
     let revoked_url = codes::extension("iop-consent-revoked");
@@ -189,6 +244,12 @@ pub fn consent_from_fhir(resource: &Value) -> Result<Consent, MappingError> {
             )
         })
         .transpose()?;
+    // Ended without a revocation date and not by its period: revoked when the clinic learns it.
+    let expired = end.is_some_and(|end| end < recorded_on);
+    let revoked_on = match revoked_on {
+        None if status == "inactive" && !expired => Some(recorded_on.max(signed_on)),
+        other => other,
+    };
     let consent = Consent {
         id: read::resource_id(resource, "Consent")?,
         client_id: read::reference_id(
@@ -203,13 +264,7 @@ pub fn consent_from_fhir(resource: &Value) -> Result<Consent, MappingError> {
         recipient,
         purpose,
         valid: domain("Consent.provision.period", DateRange::new(start, end))?,
-        signed_on: read::date(
-            "Consent.dateTime",
-            &req_str(resource, "dateTime", "Consent")?
-                .chars()
-                .take(10)
-                .collect::<String>(),
-        )?,
+        signed_on,
         revoked_on,
     };
     consent.check().map_err(|e| read::invalid("Consent", e))?;

@@ -28,15 +28,19 @@ fn encounter_status(a: Attendance) -> &'static str {
     }
 }
 
-fn session_type_concept(t: SessionType) -> Value {
-    let mut codings = vec![t.coding()];
-    let snomed = match t {
+/// The SNOMED CT therapy code of a session type, where it has one.
+fn session_snomed(t: SessionType) -> Option<(&'static str, &'static str)> {
+    match t {
         SessionType::Individual => codes::modality_snomed(Modality::IndividualTherapy),
         SessionType::Group => codes::modality_snomed(Modality::GroupTherapy),
         SessionType::Family => codes::modality_snomed(Modality::FamilyTherapy),
         _ => None,
-    };
-    if let Some((code, display)) = snomed {
+    }
+}
+
+fn session_type_concept(t: SessionType) -> Value {
+    let mut codings = vec![t.coding()];
+    if let Some((code, display)) = session_snomed(t) {
         codings.push(codes::coding(codes::SNOMED, code, display));
     }
     json!({ "coding": codings, "text": t.code_display().1 })
@@ -108,20 +112,43 @@ fn project_code<C: ProjectCode>(concept: &Value, path: &str) -> Result<C, Mappin
     })
 }
 
+fn has_project_code<C: ProjectCode>(concept: &Value) -> bool {
+    read::code_in(concept, &codes::code_system(C::SYSTEM_ID)).is_some()
+}
+
 /// An incoming Encounter as a session and the support contacts who took part.
 pub fn session_from_fhir(
     encounter: &Value,
 ) -> Result<(Session, Vec<Id<SupportContact>>), MappingError> {
     read::expect_type(encounter, "Encounter")?;
-    let attendance = extension_of(encounter, "iop-attendance")
-        .and_then(|e| opt_str(e, "valueCode"))
-        .ok_or_else(|| missing("Encounter.extension(iop-attendance)"))?;
-    let attendance =
-        Attendance::from_fhir_code(attendance).ok_or_else(|| MappingError::UnknownCode {
-            path: "Encounter.extension(iop-attendance).valueCode".into(),
-            code: attendance.into(),
-            expected: Attendance::expected(),
-        })?;
+    let attendance = match extension_of(encounter, "iop-attendance")
+        .map(|e| opt_str(e, "valueCode"))
+    {
+        Some(code) => {
+            let code =
+                code.ok_or_else(|| missing("Encounter.extension(iop-attendance).valueCode"))?;
+            Attendance::from_fhir_code(code).ok_or_else(|| MappingError::UnknownCode {
+                path: "Encounter.extension(iop-attendance).valueCode".into(),
+                code: code.into(),
+                expected: Attendance::expected(),
+            })?
+        }
+        // An EHR says what happened with `status` alone.
+        None => match req_str(encounter, "status", "Encounter")? {
+            "finished" => Attendance::Attended,
+            "cancelled" => Attendance::Cancelled,
+            "planned" | "arrived" | "triaged" | "in-progress" | "onleave" => Attendance::Scheduled,
+            other => {
+                return Err(MappingError::UnknownCode {
+                    path: "Encounter.status".into(),
+                    code: other.into(),
+                    expected:
+                        "planned, arrived, triaged, in-progress, onleave, finished, cancelled"
+                            .into(),
+                });
+            }
+        },
+    };
     let delivery = match encounter.get("class").and_then(|c| opt_str(c, "code")) {
         Some("AMB") => SessionDelivery::InPerson,
         Some("VR") => SessionDelivery::Virtual,
@@ -134,14 +161,33 @@ pub fn session_from_fhir(
         }
         None => return Err(missing("Encounter.class")),
     };
-    let session_type = project_code::<SessionType>(
-        read::array(encounter, "type")
-            .first()
-            .ok_or_else(|| missing("Encounter.type"))?,
-        "Encounter.type[0]",
-    )?;
+    let group = extension_of(encounter, "iop-therapy-group");
+    let types = read::array(encounter, "type");
+    let session_type = match types.iter().position(has_project_code::<SessionType>) {
+        Some(i) => project_code::<SessionType>(&types[i], &format!("Encounter.type[{i}]"))?,
+        // Another system's visit type (CPT, SNOMED CT): the SNOMED CT therapy codes the gateway
+        // emits, else a group session when it names its group, else an individual session.
+        None => types
+            .iter()
+            .find_map(|t| {
+                <SessionType as ProjectCode>::ALL
+                    .iter()
+                    .copied()
+                    .find(|st| {
+                        session_snomed(*st)
+                            .is_some_and(|(code, _)| read::code_in(t, codes::SNOMED) == Some(code))
+                    })
+            })
+            .unwrap_or(if group.is_some() {
+                SessionType::Group
+            } else {
+                SessionType::Individual
+            }),
+    };
+    // A service type of another system says nothing the clinic records.
     let modality = encounter
         .get("serviceType")
+        .filter(|c| has_project_code::<Modality>(c))
         .map(|c| project_code::<Modality>(c, "Encounter.serviceType"))
         .transpose()?;
     let period = encounter
@@ -188,7 +234,7 @@ pub fn session_from_fhir(
             _ => {}
         }
     }
-    let group_id = extension_of(encounter, "iop-therapy-group")
+    let group_id = group
         .map(|e| {
             let path = "Encounter.extension(iop-therapy-group).valueReference";
             read::reference_id(

@@ -83,26 +83,49 @@ pub(super) fn read_telecom(
     Ok((phone, email))
 }
 
+/// The current one of a list of names or addresses (EHRs keep old ones, marked `use: old` or
+/// with an ended period), else the first; with its index.
+fn current(items: &[Value]) -> Option<(usize, &Value)> {
+    let is_current =
+        |v: &Value| opt_str(v, "use") != Some("old") && v.pointer("/period/end").is_none();
+    items
+        .iter()
+        .enumerate()
+        .find(|(_, v)| is_current(v))
+        .or_else(|| items.iter().enumerate().next())
+}
+
 pub(super) fn read_name(resource: &Value, path: &str) -> Result<PersonName, MappingError> {
-    let name = read::array(resource, "name")
-        .first()
-        .ok_or_else(|| missing(format!("{path}.name")))?;
-    let family = req_str(name, "family", &format!("{path}.name[0]"))?;
+    let (n, name) =
+        current(read::array(resource, "name")).ok_or_else(|| missing(format!("{path}.name")))?;
+    let at = format!("{path}.name[{n}]");
+    let family = req_str(name, "family", &at)?;
     let given = read::array(name, "given")
         .first()
         .and_then(Value::as_str)
-        .ok_or_else(|| missing(format!("{path}.name[0].given")))?;
-    domain(&format!("{path}.name[0]"), PersonName::parse(given, family))
+        .ok_or_else(|| missing(format!("{at}.given")))?;
+    domain(&at, PersonName::parse(given, family))
 }
 
 pub fn client_from_fhir(cfg: &MappingConfig, patient: &Value) -> Result<Client, MappingError> {
     read::expect_type(patient, "Patient")?;
     let mrn_system = cfg.system("mrn");
-    let mrn = read::array(patient, "identifier")
+    let identifiers = read::array(patient, "identifier");
+    // The clinic's MRN, else the sender's MRN (an identifier typed v2-0203 MR), as EHRs send it.
+    let mrn = identifiers
         .iter()
         .enumerate()
         .find(|(_, i)| opt_str(i, "system") == Some(mrn_system.as_str()))
-        .ok_or_else(|| missing(format!("Patient.identifier (system {mrn_system})")))
+        .or_else(|| {
+            identifiers.iter().enumerate().find(|(_, i)| {
+                i.get("type").and_then(|t| read::code_in(t, codes::V2_0203)) == Some("MR")
+            })
+        })
+        .ok_or_else(|| {
+            missing(format!(
+                "Patient.identifier (system {mrn_system}, or typed MR)"
+            ))
+        })
         .and_then(|(n, i)| {
             domain(
                 &format!("Patient.identifier[{n}].value"),
@@ -118,8 +141,8 @@ pub fn client_from_fhir(cfg: &MappingConfig, patient: &Value) -> Result<Client, 
             expected: "male, female, other, unknown".into(),
         })?;
     let (phone, email) = read_telecom(patient, "Patient")?;
-    let address = match read::array(patient, "address").first() {
-        Some(a) => Some(read_address(a, "Patient.address[0]")?),
+    let address = match current(read::array(patient, "address")) {
+        Some((n, a)) => Some(read_address(a, &format!("Patient.address[{n}]"))?),
         None => None,
     };
     let language = read::array(patient, "communication")

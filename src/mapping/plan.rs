@@ -333,9 +333,18 @@ pub fn goal_changes_from_fhir(resource: &Value) -> Result<GoalChanges, MappingEr
         code: lifecycle.into(),
         expected: "proposed, active, on-hold, completed, cancelled".into(),
     })?;
+    // US Core allows a coded description; its display (or code) is the clinic's text then.
     let description = resource
         .pointer("/description/text")
         .and_then(Value::as_str)
+        .or_else(|| {
+            read::array(
+                resource.get("description").unwrap_or(&Value::Null),
+                "coding",
+            )
+            .iter()
+            .find_map(|c| read::opt_str(c, "display").or_else(|| read::opt_str(c, "code")))
+        })
         .ok_or_else(|| read::missing("Goal.description.text"))?;
     let target_on = read::array(resource, "target")
         .first()
@@ -381,22 +390,26 @@ pub fn goal_changes_from_fhir(resource: &Value) -> Result<GoalChanges, MappingEr
 
 /// What an incoming treatment-plan CarePlan may change of a stored plan: its status, period,
 /// review interval and next review date. Goals, interventions, reviews and the narrative are the
-/// clinic's (they come from its own records) and stay as they are.
+/// clinic's (they come from its own records) and stay as they are. `None` keeps what is stored:
+/// an EHR's US Core CarePlan need not carry a period, and knows nothing of the IOP extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanChanges {
     pub status: PlanStatus,
-    pub period: DateRange,
-    pub review_interval_days: u16,
-    pub next_review_on: Option<chrono::NaiveDate>,
+    pub period: Option<DateRange>,
+    pub review_interval_days: Option<u16>,
+    /// `Some(None)`: no next review any more; `None`: as stored.
+    pub next_review_on: Option<Option<chrono::NaiveDate>>,
 }
 
 impl PlanChanges {
     pub fn apply(&self, stored: &TreatmentPlan) -> TreatmentPlan {
         TreatmentPlan {
             status: self.status,
-            period: self.period,
-            review_interval_days: self.review_interval_days,
-            next_review_on: self.next_review_on,
+            period: self.period.unwrap_or(stored.period),
+            review_interval_days: self
+                .review_interval_days
+                .unwrap_or(stored.review_interval_days),
+            next_review_on: self.next_review_on.unwrap_or(stored.next_review_on),
             ..stored.clone()
         }
     }
@@ -433,29 +446,45 @@ pub fn plan_changes_from_fhir(resource: &Value) -> Result<PlanChanges, MappingEr
     })?;
     let period = resource
         .get("period")
-        .ok_or_else(|| read::missing("CarePlan.period"))?;
-    let start = read::date(
-        "CarePlan.period.start",
-        read::req_str(period, "start", "CarePlan.period")?,
-    )?;
-    let end = read::opt_str(period, "end")
-        .map(|e| read::date("CarePlan.period.end", e))
+        .map(|period| {
+            let start = read::date(
+                "CarePlan.period.start",
+                read::req_str(period, "start", "CarePlan.period")?,
+            )?;
+            let end = read::opt_str(period, "end")
+                .map(|e| read::date("CarePlan.period.end", e))
+                .transpose()?;
+            read::domain("CarePlan.period", DateRange::new(start, end))
+        })
         .transpose()?;
-    let interval = extension(resource, "iop-review-interval")
-        .and_then(|e| e.pointer("/valueDuration/value"))
-        .and_then(Value::as_u64)
-        .ok_or_else(|| {
-            read::missing("CarePlan.extension(iop-review-interval).valueDuration.value")
-        })?;
-    let next_review_on = extension(resource, "iop-next-review")
-        .and_then(|e| read::opt_str(e, "valueDate"))
-        .map(|d| read::date("CarePlan.extension(iop-next-review).valueDate", d))
+    let interval_ext = extension(resource, "iop-review-interval");
+    let next_ext = extension(resource, "iop-next-review");
+    let review_interval_days = interval_ext
+        .map(|e| {
+            let days = e
+                .pointer("/valueDuration/value")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| {
+                    read::missing("CarePlan.extension(iop-review-interval).valueDuration.value")
+                })?;
+            u16::try_from(days)
+                .map_err(|_| read::invalid("CarePlan.extension(iop-review-interval)", "too long"))
+        })
         .transpose()?;
+    let next_review = next_ext
+        .map(|e| {
+            read::date(
+                "CarePlan.extension(iop-next-review).valueDate",
+                read::opt_str(e, "valueDate").unwrap_or_default(),
+            )
+        })
+        .transpose()?;
+    // A sender that speaks the IOP extensions says "no next review" by leaving that one out.
+    let next_review_on = (interval_ext.is_some() || next_ext.is_some()).then_some(next_review);
     Ok(PlanChanges {
         status,
-        period: read::domain("CarePlan.period", DateRange::new(start, end))?,
-        review_interval_days: u16::try_from(interval)
-            .map_err(|_| read::invalid("CarePlan.extension(iop-review-interval)", "too long"))?,
+        period,
+        review_interval_days,
         next_review_on,
     })
 }

@@ -126,7 +126,20 @@ impl TaskChanges {
     }
 }
 
-pub fn task_changes_from_fhir(task: &Value) -> Result<TaskChanges, MappingError> {
+/// An incoming referral Task's decision. Without `lastModified`, a decision is dated
+/// `recorded_on` (the day the clinic learns it).
+pub fn task_changes_from_fhir(
+    task: &Value,
+    recorded_on: chrono::NaiveDate,
+) -> Result<TaskChanges, MappingError> {
+    task_changes(task, Some(recorded_on))
+}
+
+/// `recorded_on` None: a decision must carry its `lastModified` (a whole referral's Task).
+fn task_changes(
+    task: &Value,
+    recorded_on: Option<chrono::NaiveDate>,
+) -> Result<TaskChanges, MappingError> {
     read::expect_type(task, "Task")?;
     let status = match req_str(task, "status", "Task")? {
         "requested" | "draft" | "ready" => ReferralStatus::Requested,
@@ -149,11 +162,13 @@ pub fn task_changes_from_fhir(task: &Value) -> Result<TaskChanges, MappingError>
     let decided_on = if pending {
         None
     } else {
-        let modified = req_str(task, "lastModified", "Task")?;
-        Some(read::date(
-            "Task.lastModified",
-            &modified.chars().take(10).collect::<String>(),
-        )?)
+        Some(match read::opt_str(task, "lastModified") {
+            Some(modified) => read::date(
+                "Task.lastModified",
+                &modified.chars().take(10).collect::<String>(),
+            )?,
+            None => recorded_on.ok_or_else(|| missing("Task.lastModified"))?,
+        })
     };
     Ok(TaskChanges { status, decided_on })
 }
@@ -166,7 +181,7 @@ pub fn referral_from_fhir(
     clinic_id: Id<Organization>,
 ) -> Result<Referral, MappingError> {
     read::expect_type(request, "ServiceRequest")?;
-    let TaskChanges { status, decided_on } = task_changes_from_fhir(task)?;
+    let TaskChanges { status, decided_on } = task_changes(task, None)?;
     let category = read::array(request, "category")
         .first()
         .ok_or_else(|| missing("ServiceRequest.category"))?;

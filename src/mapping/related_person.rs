@@ -68,24 +68,35 @@ pub fn support_contact_to_fhir(
     person
 }
 
-pub fn support_contact_from_fhir(person: &Value) -> Result<SupportContact, MappingError> {
+/// An incoming RelatedPerson as a support contact. What an EHR rarely sends is defaulted (see
+/// fhir-profiles/README.md): any v3 PersonalRelationshipRoleType code is read as its class (the
+/// code's display kept as the relationship text where the class is broader), no relationship is
+/// "other, not stated", no role is "support person", and no `period.start` is `recorded_on`.
+pub fn support_contact_from_fhir(
+    person: &Value,
+    recorded_on: NaiveDate,
+) -> Result<SupportContact, MappingError> {
     read::expect_type(person, "RelatedPerson")?;
     let role_system = codes::code_system("iop-support-role");
     let mut relationship = None;
+    let mut uncoded = None;
     let (mut family_therapy, mut emergency, mut support) = (false, false, false);
     for (i, concept) in read::array(person, "relationship").iter().enumerate() {
         let path = format!("RelatedPerson.relationship[{i}]");
         if let Some(code) = read::code_in(concept, codes::ROLE_CODE) {
-            let known = codes::relationship_from_role_code(code).ok_or_else(|| {
-                MappingError::UnknownCode {
+            let class =
+                codes::relationship_class(code).ok_or_else(|| MappingError::UnknownCode {
                     path: path.clone(),
                     code: code.into(),
-                    expected:
-                        "MTH, FTH, PRN, SIB, GRPRN, SPS, DOMPART, SIGOTHR, CHILD, INLAW, FRND"
-                            .into(),
-                }
-            })?;
-            relationship = Some((known, opt_str(concept, "text")));
+                    expected: "a v3 PersonalRelationshipRoleType code (MTH, BRO, AUNT, FRND, ...)"
+                        .into(),
+                })?;
+            // A code finer than its class (BRO for sibling) survives as the text.
+            let text = opt_str(concept, "text").or_else(|| {
+                (codes::relationship_from_role_code(code) != Some(class))
+                    .then(|| coding_display(concept, codes::ROLE_CODE).unwrap_or(code))
+            });
+            relationship.get_or_insert((class, text));
         } else if read::code_in(concept, codes::V2_0131) == Some("C") {
             emergency = true;
         } else if let Some(code) = read::code_in(concept, &role_system) {
@@ -100,23 +111,33 @@ pub fn support_contact_from_fhir(person: &Value) -> Result<SupportContact, Mappi
                     });
                 }
             }
-        } else if read::array(concept, "coding").is_empty() && relationship.is_none() {
-            relationship = Some((Relationship::Other, opt_str(concept, "text")));
+        } else if uncoded.is_none() {
+            // Text alone, or a code of another system: kept as what the client called it.
+            uncoded = opt_str(concept, "text").or_else(|| {
+                read::array(concept, "coding")
+                    .iter()
+                    .find_map(|c| opt_str(c, "display"))
+            });
         }
     }
-    let (relationship, text) = relationship
-        .ok_or_else(|| missing("RelatedPerson.relationship (a v3 RoleCode or text)"))?;
+    let (relationship, text) =
+        relationship.unwrap_or((Relationship::Other, Some(uncoded.unwrap_or("not stated"))));
     let relationship_text = text
         .map(|t| domain("RelatedPerson.relationship.text", NonEmptyText::parse(t)))
         .transpose()?;
+    if !(family_therapy || emergency || support) {
+        support = true;
+    }
     let period = person.get("period");
-    let start = period
-        .and_then(|p| opt_str(p, "start"))
-        .ok_or_else(|| missing("RelatedPerson.period.start"))?;
     let end = period
         .and_then(|p| opt_str(p, "end"))
         .map(|e| read::date("RelatedPerson.period.end", e))
         .transpose()?;
+    let start = match period.and_then(|p| opt_str(p, "start")) {
+        Some(start) => read::date("RelatedPerson.period.start", start)?,
+        // A contact recorded after it ended starts when it ended.
+        None => end.map_or(recorded_on, |end| end.min(recorded_on)),
+    };
     let (phone, email) = read_telecom(person, "RelatedPerson")?;
     let contact = SupportContact {
         id: read::resource_id(person, "RelatedPerson")?,
@@ -136,13 +157,17 @@ pub fn support_contact_from_fhir(person: &Value) -> Result<SupportContact, Mappi
         )?,
         phone,
         email,
-        active: domain(
-            "RelatedPerson.period",
-            DateRange::new(read::date("RelatedPerson.period.start", start)?, end),
-        )?,
+        active: domain("RelatedPerson.period", DateRange::new(start, end))?,
     };
     contact
         .check()
         .map_err(|e| invalid("RelatedPerson.relationship", e))?;
     Ok(contact)
+}
+
+fn coding_display<'a>(concept: &'a Value, system: &str) -> Option<&'a str> {
+    read::array(concept, "coding")
+        .iter()
+        .find(|c| opt_str(c, "system") == Some(system))
+        .and_then(|c| opt_str(c, "display"))
 }

@@ -3,6 +3,7 @@
 //! unreachable, unless `CI=true`, where they must run.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod graph;
 
 use std::io::Write;
