@@ -663,7 +663,11 @@ fn math<'a>(
         }
     };
     Ok(match name {
-        "abs" if integer => one(Item::Integer((x as i64).abs())),
+        "abs" if integer => (x as i64)
+            .checked_abs()
+            .map(Item::Integer)
+            .into_iter()
+            .collect(),
         "abs" => decimal(x.abs()),
         "ceiling" => one(Item::Integer(x.ceil() as i64)),
         "floor" => one(Item::Integer(x.floor() as i64)),
@@ -914,30 +918,33 @@ pub(super) fn add_duration(
     )
     .ok_or_else(|| error("invalid time"))?;
     let at = date.and_time(time);
+    // Checked all the way: a quantity can be any size, and past chrono's range is no date.
+    let by = |delta: Option<Duration>| delta.and_then(|d| at.checked_add_signed(d));
     let shifted = match unit {
-        "year" | "years" | "a" => at
-            .with_year(at.year() + whole as i32)
-            .or_else(|| (at - Duration::days(1)).with_year(at.year() + whole as i32)),
-        "month" | "months" | "mo" => {
-            let months = i64::from(at.year()) * 12 + i64::from(at.month0()) + whole;
-            let (ny, nm) = (
-                months.div_euclid(12) as i32,
-                months.rem_euclid(12) as u32 + 1,
-            );
-            let mut day = at.day();
-            loop {
-                if let Some(nd) = NaiveDate::from_ymd_opt(ny, nm, day) {
-                    break Some(nd.and_time(at.time()));
-                }
-                day -= 1;
-            }
-        }
-        "week" | "weeks" | "wk" => Some(at + Duration::weeks(whole)),
-        "day" | "days" | "d" => Some(at + Duration::days(whole)),
-        "hour" | "hours" | "h" => Some(at + Duration::hours(whole)),
-        "minute" | "minutes" | "min" => Some(at + Duration::minutes(whole)),
-        "second" | "seconds" | "s" => Some(at + Duration::milliseconds((amount * 1000.0) as i64)),
-        "millisecond" | "milliseconds" | "ms" => Some(at + Duration::milliseconds(whole)),
+        "year" | "years" | "a" => i32::try_from(whole)
+            .ok()
+            .and_then(|n| at.year().checked_add(n))
+            .and_then(|year| {
+                at.with_year(year)
+                    .or_else(|| (at - Duration::days(1)).with_year(year))
+            }),
+        "month" | "months" | "mo" => (i64::from(at.year()) * 12 + i64::from(at.month0()))
+            .checked_add(whole)
+            .and_then(|months| {
+                let year = i32::try_from(months.div_euclid(12)).ok()?;
+                let month = months.rem_euclid(12) as u32 + 1;
+                // The same day of the month, or its last day when the month is shorter.
+                (1..=at.day())
+                    .rev()
+                    .find_map(|day| NaiveDate::from_ymd_opt(year, month, day))
+                    .map(|d| d.and_time(at.time()))
+            }),
+        "week" | "weeks" | "wk" => by(Duration::try_weeks(whole)),
+        "day" | "days" | "d" => by(Duration::try_days(whole)),
+        "hour" | "hours" | "h" => by(Duration::try_hours(whole)),
+        "minute" | "minutes" | "min" => by(Duration::try_minutes(whole)),
+        "second" | "seconds" | "s" => by(Duration::try_milliseconds((amount * 1000.0) as i64)),
+        "millisecond" | "milliseconds" | "ms" => by(Duration::try_milliseconds(whole)),
         _ => return Err(error("cannot add a quantity with that unit to a date")),
     }
     .ok_or_else(|| error("date out of range"))?;
