@@ -3,6 +3,9 @@
 //! runs of `benches/fuzz/run.sh`). Errors are the expected outcome of most inputs; only a panic
 //! (or an abort) is a finding.
 
+// Each libFuzzer target uses one of these functions.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
