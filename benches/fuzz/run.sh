@@ -64,14 +64,24 @@ for q in 'Patient?gender=female&birthdate=ge1960-01&_count=10' \
 done
 
 (cd fuzz && nice -n 15 cargo fuzz build -s none -a)
+BIN=fuzz/target/x86_64-unknown-linux-gnu/release
 for t in "${TARGETS[@]}"; do
     log="fuzz/$t.log"
-    # -timeout: an input running 30 s counts as a hang (a finding, and the run stops).
+    mkdir -p "fuzz/artifacts/$t"
+    before=$(ls "fuzz/artifacts/$t" | wc -l)
+    # -fork=1 -ignore_crashes=1: a crash is recorded (fuzz/artifacts/TARGET/) and the run goes
+    # on, so one known bug does not end it; -timeout: an input running 30 s counts as a hang.
     (cd fuzz && nice -n 15 cargo fuzz run -s none -a "$t" "corpus/$t" -- \
         -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2048 -max_len=65536 \
-        -print_final_stats=1) >"$log" 2>&1 && status=ok || status="FAILED (see $log)"
-    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')
-    cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 || true)
+        -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1) >"$log" 2>&1 || true
+    last=$(grep -E '^#[0-9]+: cov:' "$log" | tail -1)
+    runs=$(echo "$last" | grep -oE '^#[0-9]+' | tr -d '#')
+    cov=$(echo "$last" | grep -oE 'cov: [0-9]+')
+    crashes=$(echo "$last" | grep -oE 'oom/timeout/crash: [0-9/]+')
     corpus=$(ls "fuzz/corpus/$t" | wc -l)
-    echo "fuzz $t: $runs inputs in $SECONDS_PER_TARGET s, $cov, corpus $corpus, $status"
+    echo "fuzz $t: ${runs:-?} inputs in $SECONDS_PER_TARGET s, ${cov:-cov ?}, corpus $corpus, ${crashes:-no stats} (log $log)"
+    # Where each new crashing input panics (its first panic line), counted.
+    ls -t "fuzz/artifacts/$t" | head -n $(($(ls "fuzz/artifacts/$t" | wc -l) - before)) | while read -r a; do
+        "$BIN/$t" "fuzz/artifacts/$t/$a" 2>&1 | grep -m1 -E 'panicked at|overflow|ERROR' || echo "$a: no panic on re-run"
+    done | sed -E 's/thread .* panicked at/panicked at/' | sort | uniq -c
 done
