@@ -27,6 +27,10 @@ use axum::routing::get;
 use serde_json::Value;
 
 pub use error::ApiError;
+#[doc(hidden)]
+pub use searchset::search_in;
+#[doc(hidden)]
+pub use write::read_body;
 
 use crate::assemble::{Assembler, Keyset, RESOURCE_TYPES};
 use crate::mapping::MappingConfig;

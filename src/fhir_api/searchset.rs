@@ -13,6 +13,7 @@ use super::{
     find_many, known_type, matching, pretty, search,
 };
 use crate::assemble::{Keyset, RESOURCE_TYPES};
+use crate::mapping::MappingConfig;
 
 /// Rows scanned at most per search request when resource-level parameters filter (a page may
 /// then hold fewer matches than `_count`, with a `next` link to go on).
@@ -43,7 +44,7 @@ struct SearchRequest {
 }
 
 fn parse_search(
-    state: &FhirState,
+    cfg: &MappingConfig,
     resource_type: &str,
     params: &[(String, String)],
     strict: bool,
@@ -113,7 +114,7 @@ fn parse_search(
                 .extend(value.split(',').map(|e| e.trim().to_owned())),
             "_format" | "_pretty" => {}
             _ if search::supported(resource_type).contains(&name.as_str()) => request.filters.push(
-                search::filter(resource_type, name, value, &state.mapping)
+                search::filter(resource_type, name, value, cfg)
                     .map_err(|e| ApiError::bad_request(e.0))?,
             ),
             _ => match matching::predicate(resource_type, name, value) {
@@ -141,6 +142,45 @@ fn key_of(resource: &Value) -> String {
         resource["resourceType"].as_str().unwrap_or_default(),
         resource["id"].as_str().unwrap_or_default()
     )
+}
+
+/// A search query string for `resource_type` parsed as a request would be, then the part of the
+/// search that needs no database (resource-level predicates, `_sort` keys, `_elements`, the
+/// references `_include` follows) run over `resources`: the matches, sorted and subsetted.
+/// The entry point of the search fuzz target (`tests/fuzz.rs`); no I/O.
+#[doc(hidden)]
+pub fn search_in(
+    cfg: &MappingConfig,
+    resource_type: &str,
+    query: &str,
+    strict: bool,
+    resources: &[Value],
+) -> Result<Vec<Value>, ApiError> {
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|_| ApiError::bad_request("the query string is not form-encoded"))?;
+    known_type(resource_type)?;
+    let request = parse_search(cfg, resource_type, &params, strict)?;
+    let mut found: Vec<Value> = resources
+        .iter()
+        .filter(|r| request.predicates.iter().all(|p| matching::matches(p, r)))
+        .cloned()
+        .collect();
+    if let Some((key, descending)) = &request.sort {
+        found.sort_by_key(|r| sort_key(resource_type, r, key));
+        if *descending {
+            found.reverse();
+        }
+    }
+    found.truncate(request.count as usize);
+    for resource in &mut found {
+        for (_, parameter) in &request.includes {
+            references_at(resource, parameter);
+        }
+        if !request.elements.is_empty() {
+            subset(resource, &request.elements);
+        }
+    }
+    Ok(found)
 }
 
 /// The sort key of a resource for `_sort` (an ISO date or instant, which sort as text).
@@ -228,7 +268,7 @@ pub(super) async fn search(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("handling=strict"));
-    let request = parse_search(state, resource_type, &params, strict)?;
+    let request = parse_search(&state.mapping, resource_type, &params, strict)?;
     let base = base_url(state, headers);
     let assembler = assembler(state);
     let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset" });

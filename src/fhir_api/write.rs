@@ -23,11 +23,11 @@ use crate::domain::{
     Client, Consent, DateRange, Enrollment, Goal, Id, Referral, Session, SessionParticipant,
     SupportContact, TreatmentPlan,
 };
-use crate::mapping::{self, MappingError, codes};
+use crate::mapping::{self, MappingConfig, MappingError, codes};
 use crate::mapping::{GoalChanges, PlanChanges, TaskChanges};
 use crate::store::Record;
 use crate::store::{RowMeta, StoreError, Tx};
-use crate::validation::{Issue, Severity};
+use crate::validation::{Issue, Severity, Validator};
 
 /// The request body, or a 413/400 OperationOutcome.
 pub(super) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -327,9 +327,42 @@ pub(super) fn mapped(
     resource_type: &str,
     resource: &Value,
 ) -> Result<Inbound, ApiError> {
+    map_inbound(&state.mapping, resource_type, resource)
+}
+
+/// The body of a write to `resource_type` read as a handler reads it (a resource; for
+/// `$validate` also a Parameters holding one), validated against the inbound profile when a
+/// validator is given, and mapped to the clinic record it would become — without the database.
+/// The entry point of the JSON reader and validator fuzz targets (`tests/fuzz.rs`).
+#[doc(hidden)]
+pub fn read_body(
+    cfg: &MappingConfig,
+    validator: Option<&Validator>,
+    resource_type: &str,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    // `$validate`'s reader; its verdict does not decide what follows.
+    let _ = parse_resource_or_parameters(body);
+    let resource = parse_resource(body, resource_type)?;
+    if let Some(validator) = validator {
+        let issues = validator.validate(&resource, &[inbound_profile_of(resource_type)?]);
+        if issues.iter().any(Issue::is_error) {
+            return Err(ApiError::unprocessable(&issues));
+        }
+    }
+    map_inbound(cfg, resource_type, &resource).map(|_| ())
+}
+
+/// A resource (checked by the caller) mapped to the clinic record it becomes; what an EHR leaves
+/// out is defaulted, dated today.
+fn map_inbound(
+    cfg: &MappingConfig,
+    resource_type: &str,
+    resource: &Value,
+) -> Result<Inbound, ApiError> {
     let today = chrono::Utc::now().date_naive();
     let mapped = match resource_type {
-        "Patient" => mapping::client_from_fhir(&state.mapping, resource).map(Inbound::Client),
+        "Patient" => mapping::client_from_fhir(cfg, resource).map(Inbound::Client),
         "RelatedPerson" => mapping::support_contact_from_fhir(resource, today).map(|contact| {
             let start_given = resource.pointer("/period/start").is_some();
             Inbound::Contact(contact, start_given)

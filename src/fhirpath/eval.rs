@@ -229,7 +229,10 @@ pub(super) fn eval<'a>(
             match (op, single(&value)?.map(|i| i.primitive())) {
                 (_, None) => Ok(vec![]),
                 (&"+", Some(item)) => Ok(vec![item]),
-                (_, Some(Item::Integer(i))) => Ok(vec![Item::Integer(-i)]),
+                // -(-2^63) is no Integer: empty, as for the other overflows.
+                (_, Some(Item::Integer(i))) => {
+                    Ok(i.checked_neg().map(Item::Integer).into_iter().collect())
+                }
                 (_, Some(Item::Decimal(d))) => Ok(vec![Item::Decimal(-d)]),
                 (_, Some(Item::Quantity(v, u))) => Ok(vec![Item::Quantity(-v, u)]),
                 _ => Err(error("unary minus needs a number")),
@@ -671,4 +674,54 @@ fn arithmetic<'a>(op: &str, a: Item<'a>, b: Item<'a>) -> Result<Value<'a>, FhirP
         }
         (op, _, _) => return Err(error(format!("`{op}` is not defined for these operands"))),
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fhirpath::{Environment, evaluate, parse, render};
+
+    fn eval(text: &str) -> Vec<String> {
+        let resource = serde_json::json!({ "resourceType": "Patient" });
+        let result = evaluate(&parse(text).unwrap(), &Environment::new(&resource)).unwrap();
+        result.iter().map(|i| render(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn integer_overflow_is_empty_not_a_panic() {
+        let min = "(-9223372036854775807 - 1)";
+        assert_eq!(eval(&format!("{min} div -1")), Vec::<String>::new());
+        assert_eq!(eval(&format!("{min} mod -1")), Vec::<String>::new());
+        assert_eq!(eval(&format!("-{min}")), Vec::<String>::new());
+        assert_eq!(eval(&format!("{min}.abs()")), Vec::<String>::new());
+        assert_eq!(eval("-7 div 2"), ["-3"]);
+        assert_eq!(eval("-7 mod 2"), ["-1"]);
+        assert_eq!(eval("-(-7)"), ["7"]);
+    }
+
+    #[test]
+    fn date_arithmetic_past_any_calendar_is_an_error_not_a_panic() {
+        let resource = serde_json::json!({});
+        let env = Environment::new(&resource);
+        for unit in [
+            "years",
+            "months",
+            "weeks",
+            "days",
+            "hours",
+            "minutes",
+            "seconds",
+            "milliseconds",
+        ] {
+            for change in [
+                "+ 9223372036854775807",
+                "- 9223372036854775807",
+                "+ 99999999999999999999.0",
+            ] {
+                let text = format!("@2026-01-31T10:00:00 {change} {unit}");
+                assert!(evaluate(&parse(&text).unwrap(), &env).is_err(), "{text}");
+            }
+        }
+        assert_eq!(eval("@2026-01-31 + 1 month"), ["2026-02-28"]);
+        assert_eq!(eval("@2024-02-29 + 1 year"), ["2025-02-28"]);
+    }
 }

@@ -37,6 +37,28 @@ pub enum Expr {
 struct Parser {
     tokens: Vec<(Token, usize)>,
     at: usize,
+    /// How deep the parse recursion is (parentheses and signs nest without making nodes).
+    nesting: usize,
+}
+
+/// The deepest syntax tree (and parse recursion) accepted. Parsing, evaluating and dropping an
+/// expression recurse over its tree, and invariants come from packages loaded at run time: a
+/// deeply nested one must be a syntax error, not a stack overflow. Real invariants nest < 20.
+const MAX_DEPTH: usize = 100;
+
+/// How deep an expression's tree is (bounded: every node was checked as it was built).
+fn depth(expr: &Expr) -> usize {
+    1 + match expr {
+        Expr::Literal(_) | Expr::Identifier(_) | Expr::External(_) | Expr::Special(_) => 0,
+        Expr::Member(t, _) | Expr::Unary(_, t) | Expr::Type(_, t, _) => depth(t),
+        Expr::Function(t, _, args) => t
+            .iter()
+            .map(|t| depth(t))
+            .chain(args.iter().map(depth))
+            .max()
+            .unwrap_or(0),
+        Expr::Index(a, b) | Expr::Binary(_, a, b) => depth(a).max(depth(b)),
+    }
 }
 
 /// Binary operators by binding power (higher binds tighter).
@@ -109,7 +131,32 @@ impl Parser {
         }
     }
 
+    /// `expr`, unless its tree is deeper than `MAX_DEPTH`.
+    fn bounded(&self, expr: Expr) -> Result<Expr, FhirPathError> {
+        if depth(&expr) > MAX_DEPTH {
+            Err(self.error("the expression is nested too deeply"))
+        } else {
+            Ok(expr)
+        }
+    }
+
+    /// Counts one level of parse recursion; an error past `MAX_DEPTH`.
+    fn descend(&mut self) -> Result<(), FhirPathError> {
+        self.nesting += 1;
+        if self.nesting > MAX_DEPTH {
+            return Err(self.error("the expression is nested too deeply"));
+        }
+        Ok(())
+    }
+
     fn expression(&mut self, min_power: u8) -> Result<Expr, FhirPathError> {
+        self.descend()?;
+        let expr = self.binary_expression(min_power);
+        self.nesting -= 1;
+        expr
+    }
+
+    fn binary_expression(&mut self, min_power: u8) -> Result<Expr, FhirPathError> {
         let mut left = self.unary()?;
         while let Some((op, power)) = binary(self.peek()) {
             if power < min_power {
@@ -117,11 +164,12 @@ impl Parser {
             }
             self.next();
             if op == "is" || op == "as" {
-                left = Expr::Type(op, Box::new(left), self.type_name()?);
+                let name = self.type_name()?;
+                left = self.bounded(Expr::Type(op, Box::new(left), name))?;
                 continue;
             }
             let right = self.expression(power + 1)?;
-            left = Expr::Binary(op, Box::new(left), Box::new(right));
+            left = self.bounded(Expr::Binary(op, Box::new(left), Box::new(right)))?;
         }
         Ok(left)
     }
@@ -148,8 +196,10 @@ impl Parser {
             Token::Symbol(s @ ("+" | "-")) => {
                 let op = *s;
                 self.next();
+                self.descend()?;
                 let operand = self.unary()?;
-                Ok(match (op, operand) {
+                self.nesting -= 1;
+                self.bounded(match (op, operand) {
                     ("-", Expr::Literal(Literal::Integer(n))) => {
                         Expr::Literal(Literal::Integer(-n))
                     }
@@ -175,16 +225,16 @@ impl Parser {
                     let name = self.identifier()?;
                     if self.peek() == &Token::Symbol("(") {
                         let args = self.arguments()?;
-                        expr = Expr::Function(Some(Box::new(expr)), name, args);
+                        expr = self.bounded(Expr::Function(Some(Box::new(expr)), name, args))?;
                     } else {
-                        expr = Expr::Member(Box::new(expr), name);
+                        expr = self.bounded(Expr::Member(Box::new(expr), name))?;
                     }
                 }
                 Token::Symbol("[") => {
                     self.next();
                     let index = self.expression(0)?;
                     self.expect("]")?;
-                    expr = Expr::Index(Box::new(expr), Box::new(index));
+                    expr = self.bounded(Expr::Index(Box::new(expr), Box::new(index)))?;
                 }
                 _ => return Ok(expr),
             }
@@ -259,7 +309,7 @@ impl Parser {
             Token::Identifier(name) | Token::Delimited(name) => {
                 if self.peek() == &Token::Symbol("(") {
                     let args = self.arguments()?;
-                    Ok(Expr::Function(None, name, args))
+                    self.bounded(Expr::Function(None, name, args))
                 } else {
                     Ok(Expr::Identifier(name))
                 }
@@ -280,6 +330,7 @@ pub fn parse(text: &str) -> Result<Expr, FhirPathError> {
     let mut parser = Parser {
         tokens: lex(text)?.tokens,
         at: 0,
+        nesting: 0,
     };
     let expr = parser.expression(0)?;
     if parser.peek() != &Token::End {
@@ -301,6 +352,29 @@ mod tests {
         assert!(parse("2 + 3 * 4").is_ok());
         assert!(parse("1 +").is_err());
         assert!(parse("name..given").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_a_syntax_error_not_a_stack_overflow() {
+        // Found by probing after tests/fuzz.rs: 1,000 nested parentheses overflowed the stack
+        // of a test thread (an abort, which no catch_unwind survives).
+        let n = 50_000;
+        let deep = [
+            format!("{}1{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}1", "- ".repeat(n)),
+            format!("{}a", "a.".repeat(n)),
+            format!("a{}", "[0]".repeat(n)),
+            format!("1{}", " + 1".repeat(n)),
+            format!("{}1{}", "f(".repeat(n), ")".repeat(n)),
+            format!("1{}", " is Integer".repeat(n)),
+        ];
+        for text in &deep {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains("nested too deeply"), "{}: {err}", &text[..12]);
+        }
+        let ok = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+        assert!(parse(&ok).is_ok());
+        assert!(parse(&format!("{}a", "a.".repeat(60))).is_ok());
         assert!(matches!(
             parse("4 'mg'").unwrap(),
             Expr::Literal(Literal::Quantity(_, _))

@@ -141,6 +141,8 @@ fn split_zone(text: &str) -> Option<(&str, Option<i64>)> {
     if let Some(at) = text.rfind(['+', '-']) {
         let (clock, zone) = text.split_at(at);
         let sign = if zone.starts_with('-') { -1 } else { 1 };
+        // `+hh:mm`, two digits each (as the grammar says): any other length is no offset, and
+        // cannot overflow.
         let (h, m) = zone[1..].split_once(':')?;
         // Two digits each (as FHIR writes them): a longer run could overflow the minutes.
         let two_digits = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit());
@@ -161,6 +163,10 @@ fn parse_clock(text: &str) -> Option<Vec<i64>> {
     }
     let mut parts = Vec::new();
     for (i, piece) in text.split(':').enumerate() {
+        // hour, minute, second: a fourth component is no time (and no eighth date part).
+        if i > 2 {
+            return None;
+        }
         if i < 2 {
             if piece.len() != 2 || !piece.chars().all(|c| c.is_ascii_digit()) {
                 return None;
@@ -324,5 +330,28 @@ pub fn to_base(value: f64, unit: &str) -> (f64, String) {
     match factor(unit) {
         Some((f, base)) => (value * f, base.to_owned()),
         None => (value, unit.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_times_and_offsets_are_no_values() {
+        // Found by tests/fuzz.rs: a fourth clock component made an eighth date-time part, which
+        // date arithmetic sliced out of a 7-part array; a long offset overflowed hours * 60.
+        assert_eq!(
+            Temporal::parse_date_time("1973-12-25T00:00:00.00010:00"),
+            None
+        );
+        assert_eq!(Temporal::parse_time("10:00:00:00"), None);
+        assert_eq!(
+            Temporal::parse_date_time("1973-12-25T00:00:00.000+1234567890987654321:00"),
+            None
+        );
+        assert_eq!(Temporal::parse_date_time("1973-12-25T00:00+1:00"), None);
+        let t = Temporal::parse_date_time("1973-12-25T00:00:00.000+10:30").unwrap();
+        assert_eq!((t.parts.len(), t.offset), (7, Some(630)));
     }
 }
