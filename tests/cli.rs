@@ -265,7 +265,15 @@ async fn demo_seeds_fifty_clients_once_and_serves() {
     assert_eq!(health.status(), 200);
     drop(server);
 
-    let (server, printed) = start(gateway(dir.path()).arg_owned("demo"));
+    // IOP_LISTEN beats the config file for demo as for serve (the file's address is unusable).
+    std::fs::write(
+        dir.path().join("iop-gateway.toml"),
+        "listen = \"not-an-address\"\n",
+    )
+    .unwrap();
+    let mut command = gateway(dir.path());
+    command.env("IOP_LISTEN", "127.0.0.1:0");
+    let (server, printed) = start(command.arg_owned("demo"));
     assert!(
         !printed.iter().any(|l| l.starts_with("seeded")),
         "the second demo reuses the database: {printed:?}"

@@ -1875,7 +1875,101 @@ fn id_kind(resource_type: &str) -> &'static str {
     }
 }
 
+/// Every request's work has a bound: a Bundle's entries, and what includes add to a page (cut
+/// with a warning entry, never an unbounded page).
+async fn work_per_request_is_bounded(store: &Store) {
+    let app = spawn_app(store).await;
+    let patient = new_patient(&app, "BOUND-1").await;
+    let entry = json!({ "resource": patient, "request": { "method": "POST", "url": "Patient" } });
+    let bundle = json!({ "resourceType": "Bundle", "type": "batch", "entry": vec![entry; 501] });
+    let before = app.patient_count().await;
+    let (status, body) = app.send(Method::POST, "", &bundle, &[]).await;
+    assert_outcome(status, &body, 413);
+    assert_eq!(body["issue"][0]["code"], "too-costly");
+    assert_eq!(app.patient_count().await, before, "nothing written");
+    let (_, capability) = app.get("metadata").await;
+    let documentation = capability["rest"][0]["documentation"].as_str().unwrap();
+    assert!(
+        documentation.contains("at most 500 entries"),
+        "{documentation}"
+    );
+
+    // Every revinclude of every patient: more than the 1,000 a page may add (the seeded clinic
+    // has about 440 resources about patients; 700 more support contacts, written in the clinic).
+    let contact = store
+        .page_where::<iop_gateway::domain::SupportContact>(&[], None, 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .record;
+    let more: Vec<_> = (0..700)
+        .map(|_| {
+            let mut c = contact.clone();
+            c.id = iop_gateway::domain::Id::generate();
+            c
+        })
+        .collect();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_many(&more).await.unwrap();
+    tx.commit().await.unwrap();
+    let types = [
+        "Encounter",
+        "Goal",
+        "CarePlan",
+        "RelatedPerson",
+        "Consent",
+        "EpisodeOfCare",
+    ];
+    let mut referring = 0;
+    for t in types {
+        referring += total(&app, t).await;
+    }
+    assert!(
+        referring > 1_000,
+        "the seeded clinic has {referring} resources about patients"
+    );
+    let query: String = types
+        .iter()
+        .map(|t| format!("&_revinclude={t}:patient"))
+        .collect();
+    let (status, page) = app.get(&format!("Patient?_count=1000{query}")).await;
+    assert_eq!(status, 200, "{page}");
+    let entries = page["entry"].as_array().unwrap();
+    let included = entries
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .count();
+    assert_eq!(included, 1_000);
+    let warning = entries
+        .iter()
+        .find(|e| e["search"]["mode"] == "outcome")
+        .expect("a warning says the includes were cut");
+    assert_eq!(warning["resource"]["issue"][0]["code"], "too-costly");
+    // A page small enough gets every include and no warning.
+    let (_, patients) = app.get("Patient?_count=1").await;
+    let id = patients["entry"][0]["resource"]["id"].as_str().unwrap();
+    let (_, small) = app
+        .get(&format!("Patient?_id={id}&_revinclude=Encounter:patient"))
+        .await;
+    let encounters = app
+        .get(&format!("Encounter?patient={id}&_summary=count"))
+        .await
+        .1["total"]
+        .as_u64()
+        .unwrap();
+    let small = small["entry"].as_array().unwrap();
+    assert_eq!(
+        small
+            .iter()
+            .filter(|e| e["search"]["mode"] == "include")
+            .count() as u64,
+        encounters
+    );
+    assert!(small.iter().all(|e| e["search"]["mode"] != "outcome"));
+}
+
 on_both_backends!(
+    work_per_request_is_bounded,
     every_declared_capability_works,
     conditional_writes_match_foreign_identifiers,
     history_is_newest_first_paged_and_complete,

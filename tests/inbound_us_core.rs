@@ -316,8 +316,8 @@ on_both_backends!(
     what_the_inbound_profiles_require_is_refused
 );
 
-/// Every writable type has its inbound profile built in, for the type it is named after (the
-/// write path names them by convention, `iop-inbound-{type}`).
+/// Every writable type has its inbound profile built in, for the type it is named after, and the
+/// profile table the write path reads lists it as that type's inbound profile.
 #[test]
 fn every_writable_type_has_its_inbound_profile() {
     let registry = iop_gateway::validation::Registry::builtin();
@@ -339,5 +339,9 @@ fn every_writable_type_has_its_inbound_profile() {
             .structure_definition(&url)
             .unwrap_or_else(|| panic!("{url} is not built in"));
         assert_eq!(profile["type"], kind);
+        // The write path takes it from the profile table, apart from the emitted profiles.
+        let table = registry.iop_profiles();
+        assert_eq!(table.inbound_of_type(kind), Some(url.as_str()));
+        assert!(!table.all_of_type(kind).contains(&url), "{kind}");
     }
 }

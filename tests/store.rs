@@ -4,7 +4,7 @@ mod common;
 
 use common::graph::{Graph, day, graph};
 use iop_gateway::domain::*;
-use iop_gateway::store::{Operation, Store, StoreError};
+use iop_gateway::store::{Operation, Record, Store, StoreError};
 
 async fn insert_graph(store: &Store, g: &Graph) {
     let mut tx = store.begin().await.unwrap();
@@ -30,6 +30,19 @@ async fn insert_graph(store: &Store, g: &Graph) {
     tx.commit().await.unwrap();
 }
 
+/// The version of a row's last change-log entry.
+async fn logged_version<R: Record>(store: &Store, id: Id<R>) -> i64 {
+    let changes = store
+        .changes_of(R::TABLE, Some(&id.to_string()), 0, 1000)
+        .await
+        .unwrap();
+    changes.last().expect("logged").row_version
+}
+
+async fn current_version<R: Record>(store: &Store, id: Id<R>) -> i64 {
+    store.get(id).await.unwrap().unwrap().meta.version
+}
+
 async fn every_record_round_trips(store: &Store) {
     let g = graph("MRN-1");
     insert_graph(store, &g).await;
@@ -37,7 +50,8 @@ async fn every_record_round_trips(store: &Store) {
         ($value:expr) => {{
             let stored = store.get($value.id).await.unwrap().expect("stored");
             assert_eq!(stored.record, $value);
-            assert_eq!(stored.meta.version, 1);
+            // 1, or more where rows shown beside it bumped it (migration 0002): as logged.
+            assert_eq!(stored.meta.version, logged_version(store, $value.id).await);
         }};
     }
     same!(g.clinic);
@@ -148,22 +162,19 @@ async fn updates_use_optimistic_concurrency(store: &Store) {
     insert_graph(store, &g).await;
     let mut moved = g.client.clone();
     moved.address = Some(Address::parse("77 Pine Rd", "Decatur", "IL", "62521").unwrap());
-    let meta = store.update(&moved, 1).await.unwrap();
-    assert_eq!(meta.version, 2);
+    let v = current_version(store, g.client.id).await;
+    let meta = store.update(&moved, v).await.unwrap();
+    assert_eq!(meta.version, v + 1);
     let stored = store.get(g.client.id).await.unwrap().unwrap();
     assert_eq!(stored.record, moved);
-    assert_eq!(stored.meta.version, 2);
+    assert_eq!(stored.meta.version, v + 1);
     assert!(stored.meta.updated_at >= stored.meta.created_at);
 
-    let err = store.update(&g.client, 1).await.unwrap_err();
+    let err = store.update(&g.client, v).await.unwrap_err();
     assert!(
         matches!(
             err,
-            StoreError::VersionConflict {
-                expected: 1,
-                actual: 2,
-                ..
-            }
+            StoreError::VersionConflict { expected, actual, .. } if expected == v && actual == v + 1
         ),
         "{err:?}"
     );
@@ -191,6 +202,7 @@ async fn updates_use_optimistic_concurrency(store: &Store) {
 async fn concurrent_updates_of_one_version_have_one_winner(store: &Store) {
     let g = graph("MRN-6");
     insert_graph(store, &g).await;
+    let v = current_version(store, g.sessions[0].id).await;
     let mut tasks = Vec::new();
     for i in 0..10 {
         let store = store.clone();
@@ -200,16 +212,16 @@ async fn concurrent_updates_of_one_version_have_one_winner(store: &Store) {
         } else {
             Attendance::Late
         };
-        tasks.push(tokio::spawn(async move { store.update(&session, 1).await }));
+        tasks.push(tokio::spawn(async move { store.update(&session, v).await }));
     }
     let mut won = 0;
     for task in tasks {
         match task.await.unwrap() {
             Ok(meta) => {
                 won += 1;
-                assert_eq!(meta.version, 2);
+                assert_eq!(meta.version, v + 1);
             }
-            Err(StoreError::VersionConflict { actual: 2, .. }) => {}
+            Err(StoreError::VersionConflict { actual, .. }) if actual == v + 1 => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -222,7 +234,7 @@ async fn concurrent_updates_of_one_version_have_one_winner(store: &Store) {
             .unwrap()
             .meta
             .version,
-        2
+        v + 1
     );
 }
 
@@ -230,29 +242,44 @@ async fn every_change_is_logged_in_the_same_transaction(store: &Store) {
     let g = graph("MRN-7");
     insert_graph(store, &g).await;
     let inserted = store.change_count().await.unwrap();
-    assert_eq!(inserted, 22, "one entry per inserted row");
+    let all = store.changes_after(0, 1000).await.unwrap();
+    let inserts = all
+        .iter()
+        .filter(|c| c.operation == Operation::Insert)
+        .count();
+    assert_eq!(inserts, 22, "one entry per inserted row");
+    // The rest are the bumps of rows that others show (migration 0002), each logged.
+    assert!(all.iter().all(|c| c.operation != Operation::Delete));
 
     let mut revoked = g.consents[0].clone();
     revoked.revoked_on = Some(day("2026-10-15"));
-    store.update(&revoked, 1).await.unwrap();
+    let consent_version = current_version(store, g.consents[0].id).await;
+    store.update(&revoked, consent_version).await.unwrap();
     store.delete(g.participant.id, 1).await.unwrap();
 
+    // The consent's update, the participant's delete, and its session's bump.
     let changes = store.changes_after(inserted, 100).await.unwrap();
-    assert_eq!(changes.len(), 2);
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    // The session's bump is logged before the participant's delete (the bump trigger runs
+    // first on both backends); both are in the one transaction.
+    assert_eq!(
+        (changes[1].table.as_str(), changes[1].operation),
+        ("sessions", Operation::Update)
+    );
     assert_eq!(
         (
             changes[0].table.as_str(),
             changes[0].operation,
             changes[0].row_version
         ),
-        ("consents", Operation::Update, 2)
+        ("consents", Operation::Update, consent_version + 1)
     );
     assert_eq!(changes[0].row_id, g.consents[0].id.to_string());
     assert_eq!(
-        (changes[1].table.as_str(), changes[1].operation),
+        (changes[2].table.as_str(), changes[2].operation),
         ("session_participants", Operation::Delete)
     );
-    assert!(changes[0].seq < changes[1].seq);
+    assert!(changes[0].seq < changes[1].seq && changes[1].seq < changes[2].seq);
 
     // A transaction that fails half way leaves neither rows nor log entries.
     let mut tx = store.begin().await.unwrap();
@@ -263,7 +290,7 @@ async fn every_change_is_logged_in_the_same_transaction(store: &Store) {
     assert!(err.is_conflict());
     drop(tx);
     assert!(store.get(fresh.client.id).await.unwrap().is_none());
-    assert_eq!(store.change_count().await.unwrap(), inserted + 2);
+    assert_eq!(store.change_count().await.unwrap(), inserted + 3);
 }
 
 async fn pages_walk_every_row_once(store: &Store) {

@@ -122,13 +122,13 @@ $$;
 CREATE TRIGGER programs_bump_enrollments AFTER UPDATE OF name, code ON programs FOR EACH ROW
     WHEN (OLD.name IS DISTINCT FROM NEW.name OR OLD.code IS DISTINCT FROM NEW.code) EXECUTE FUNCTION iop_programs_bump_enrollments();
 -- Bumps every resource about a client (their labels may have changed).
-CREATE FUNCTION iop_relabel(client TEXT, at TEXT) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION iop_relabel(client TEXT, at TEXT, skip_enrollment TEXT) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE clients SET version = version + 1, updated_at = GREATEST(updated_at, at) WHERE id = client;
     UPDATE support_contacts SET version = version + 1, updated_at = GREATEST(updated_at, at) WHERE client_id = client;
     UPDATE consents SET version = version + 1, updated_at = GREATEST(updated_at, at) WHERE client_id = client;
     UPDATE referrals SET version = version + 1, updated_at = GREATEST(updated_at, at) WHERE client_id = client;
-    UPDATE enrollments SET version = version + 1, updated_at = GREATEST(updated_at, at) WHERE client_id = client;
+    UPDATE enrollments SET version = version + 1, updated_at = GREATEST(updated_at, at) WHERE client_id = client AND id IS DISTINCT FROM skip_enrollment;
     UPDATE sessions SET version = version + 1, updated_at = GREATEST(updated_at, at) WHERE enrollment_id IN (SELECT id FROM enrollments WHERE client_id = client);
     UPDATE treatment_plans SET version = version + 1, updated_at = GREATEST(updated_at, at) WHERE enrollment_id IN (SELECT id FROM enrollments WHERE client_id = client);
     UPDATE relapse_prevention_plans SET version = version + 1, updated_at = GREATEST(updated_at, at) WHERE plan_id IN (SELECT id FROM treatment_plans WHERE enrollment_id IN (SELECT id FROM enrollments WHERE client_id = client));
@@ -136,10 +136,11 @@ BEGIN
 END
 $$;
 -- The clients whose labels may have changed; the trigger below bumps their resources and empties it.
-CREATE TABLE label_changes (client_id TEXT NOT NULL, at TEXT NOT NULL);
+-- skip_enrollment: the enrollment whose own change this is (its own write gives it its version).
+CREATE TABLE label_changes (client_id TEXT NOT NULL, at TEXT NOT NULL, skip_enrollment TEXT);
 CREATE FUNCTION iop_label_changes_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM iop_relabel(NEW.client_id, NEW.at);
+    PERFORM iop_relabel(NEW.client_id, NEW.at, NEW.skip_enrollment);
     DELETE FROM label_changes WHERE client_id = NEW.client_id;
     RETURN NEW;
 END
@@ -149,15 +150,15 @@ CREATE FUNCTION iop_enrollments_labels() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         IF (SELECT part2 FROM programs WHERE id = OLD.program_id) = 1 AND NOT EXISTS (SELECT 1 FROM enrollments e JOIN programs p ON p.id = e.program_id WHERE e.client_id = OLD.client_id AND e.id <> OLD.id AND p.part2 = 1) THEN
-            INSERT INTO label_changes VALUES (OLD.client_id, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
+            INSERT INTO label_changes VALUES (OLD.client_id, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), OLD.id);
         END IF;
         RETURN OLD;
     END IF;
     IF TG_OP = 'INSERT' AND (SELECT part2 FROM programs WHERE id = NEW.program_id) = 1 AND NOT EXISTS (SELECT 1 FROM enrollments e JOIN programs p ON p.id = e.program_id WHERE e.client_id = NEW.client_id AND e.id <> NEW.id AND p.part2 = 1) THEN
-        INSERT INTO label_changes VALUES (NEW.client_id, NEW.updated_at);
+        INSERT INTO label_changes VALUES (NEW.client_id, NEW.updated_at, NEW.id);
     END IF;
     IF TG_OP = 'UPDATE' AND (SELECT part2 FROM programs WHERE id = OLD.program_id) IS DISTINCT FROM (SELECT part2 FROM programs WHERE id = NEW.program_id) THEN
-        INSERT INTO label_changes VALUES (NEW.client_id, NEW.updated_at);
+        INSERT INTO label_changes VALUES (NEW.client_id, NEW.updated_at, NEW.id);
     END IF;
     RETURN NEW;
 END
@@ -165,7 +166,7 @@ $$;
 CREATE TRIGGER enrollments_labels AFTER INSERT OR DELETE OR UPDATE OF program_id ON enrollments FOR EACH ROW EXECUTE FUNCTION iop_enrollments_labels();
 CREATE FUNCTION iop_programs_labels() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO label_changes SELECT DISTINCT client_id, NEW.updated_at FROM enrollments WHERE program_id = NEW.id;
+    INSERT INTO label_changes SELECT DISTINCT client_id, NEW.updated_at, NULL FROM enrollments WHERE program_id = NEW.id;
     RETURN NEW;
 END
 $$;

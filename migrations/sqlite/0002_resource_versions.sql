@@ -76,13 +76,14 @@ WHEN OLD.name IS NOT NEW.name OR OLD.code IS NOT NEW.code BEGIN
     UPDATE enrollments SET version = version + 1, updated_at = max(updated_at, NEW.updated_at) WHERE program_id = NEW.id;
 END;
 -- The clients whose labels may have changed; the trigger below bumps their resources and empties it.
-CREATE TABLE label_changes (client_id TEXT NOT NULL, at TEXT NOT NULL);
+-- skip_enrollment: the enrollment whose own change this is (its own write gives it its version).
+CREATE TABLE label_changes (client_id TEXT NOT NULL, at TEXT NOT NULL, skip_enrollment TEXT);
 CREATE TRIGGER label_changes_apply AFTER INSERT ON label_changes BEGIN
     UPDATE clients SET version = version + 1, updated_at = max(updated_at, NEW.at) WHERE id = NEW.client_id;
     UPDATE support_contacts SET version = version + 1, updated_at = max(updated_at, NEW.at) WHERE client_id = NEW.client_id;
     UPDATE consents SET version = version + 1, updated_at = max(updated_at, NEW.at) WHERE client_id = NEW.client_id;
     UPDATE referrals SET version = version + 1, updated_at = max(updated_at, NEW.at) WHERE client_id = NEW.client_id;
-    UPDATE enrollments SET version = version + 1, updated_at = max(updated_at, NEW.at) WHERE client_id = NEW.client_id;
+    UPDATE enrollments SET version = version + 1, updated_at = max(updated_at, NEW.at) WHERE client_id = NEW.client_id AND id IS NOT NEW.skip_enrollment;
     UPDATE sessions SET version = version + 1, updated_at = max(updated_at, NEW.at) WHERE enrollment_id IN (SELECT id FROM enrollments WHERE client_id = NEW.client_id);
     UPDATE treatment_plans SET version = version + 1, updated_at = max(updated_at, NEW.at) WHERE enrollment_id IN (SELECT id FROM enrollments WHERE client_id = NEW.client_id);
     UPDATE relapse_prevention_plans SET version = version + 1, updated_at = max(updated_at, NEW.at) WHERE plan_id IN (SELECT id FROM treatment_plans WHERE enrollment_id IN (SELECT id FROM enrollments WHERE client_id = NEW.client_id));
@@ -91,19 +92,19 @@ CREATE TRIGGER label_changes_apply AFTER INSERT ON label_changes BEGIN
 END;
 CREATE TRIGGER enrollments_labels_insert AFTER INSERT ON enrollments
 WHEN (SELECT part2 FROM programs WHERE id = NEW.program_id) = 1 AND NOT EXISTS (SELECT 1 FROM enrollments e JOIN programs p ON p.id = e.program_id WHERE e.client_id = NEW.client_id AND e.id <> NEW.id AND p.part2 = 1) BEGIN
-    INSERT INTO label_changes VALUES (NEW.client_id, NEW.updated_at);
+    INSERT INTO label_changes VALUES (NEW.client_id, NEW.updated_at, NEW.id);
 END;
 CREATE TRIGGER enrollments_labels_delete AFTER DELETE ON enrollments
 WHEN (SELECT part2 FROM programs WHERE id = OLD.program_id) = 1 AND NOT EXISTS (SELECT 1 FROM enrollments e JOIN programs p ON p.id = e.program_id WHERE e.client_id = OLD.client_id AND e.id <> OLD.id AND p.part2 = 1) BEGIN
-    INSERT INTO label_changes VALUES (OLD.client_id, strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z');
+    INSERT INTO label_changes VALUES (OLD.client_id, strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z', OLD.id);
 END;
 CREATE TRIGGER enrollments_labels_update AFTER UPDATE OF program_id ON enrollments
 WHEN (SELECT part2 FROM programs WHERE id = OLD.program_id) IS NOT (SELECT part2 FROM programs WHERE id = NEW.program_id) BEGIN
-    INSERT INTO label_changes VALUES (NEW.client_id, NEW.updated_at);
+    INSERT INTO label_changes VALUES (NEW.client_id, NEW.updated_at, NEW.id);
 END;
 CREATE TRIGGER programs_labels AFTER UPDATE OF part2 ON programs
 WHEN OLD.part2 IS NOT NEW.part2 BEGIN
-    INSERT INTO label_changes SELECT DISTINCT client_id, NEW.updated_at FROM enrollments WHERE program_id = NEW.id;
+    INSERT INTO label_changes SELECT DISTINCT client_id, NEW.updated_at, NULL FROM enrollments WHERE program_id = NEW.id;
 END;
 -- History reads the log by table and by row, newest first.
 CREATE INDEX change_log_row_idx ON change_log (table_name, row_id, seq);

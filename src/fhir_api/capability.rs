@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{matching, search};
+use super::{filters, matching};
 use crate::assemble::RESOURCE_TYPES;
 use crate::validation::IopProfiles;
 
@@ -38,7 +38,7 @@ pub fn statement(base: &str, security: &str, profiles: &IopProfiles) -> Value {
                 }
                 interactions.push(json!({"code": "update"}));
             }
-            let mut params: Vec<Value> = search::supported(t)
+            let mut params: Vec<Value> = filters::supported(t)
                 .iter()
                 .map(|p| {
                     let kind = match *p {
@@ -58,7 +58,7 @@ pub fn statement(base: &str, security: &str, profiles: &IopProfiles) -> Value {
             // Any reference element can be followed; these are the ones clients ask for.
             let mut includes: Vec<String> = ["patient", "subject"]
                 .iter()
-                .filter(|p| search::supported(t).contains(p))
+                .filter(|p| filters::supported(t).contains(p))
                 .map(|p| format!("{t}:{p}"))
                 .collect();
             if *t == "CarePlan" {
@@ -84,7 +84,7 @@ pub fn statement(base: &str, security: &str, profiles: &IopProfiles) -> Value {
                 resource["searchRevInclude"] = json!(
                     RESOURCE_TYPES
                         .iter()
-                        .filter(|r| search::supported(r).contains(&"patient"))
+                        .filter(|r| filters::supported(r).contains(&"patient"))
                         .map(|r| format!("{r}:patient"))
                         .collect::<Vec<_>>()
                 );

@@ -7,9 +7,9 @@
 
 mod capability;
 mod error;
+mod filters;
 mod history;
 mod matching;
-mod search;
 mod searchset;
 mod transaction;
 mod upsert;
@@ -37,7 +37,7 @@ use crate::mapping::MappingConfig;
 use crate::store::Store;
 use crate::validation::Validator;
 
-pub use crate::http::outcome::FHIR_JSON;
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// Largest request body accepted (a transaction Bundle of a few hundred resources fits).
 const MAX_BODY: usize = 4 * 1024 * 1024;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     ApiError, DEFAULT_COUNT, FhirState, MAX_COUNT, assembler, base_url, check_accept, fhir_json,
-    find_many, known_type, matching, pretty, search,
+    filters, find_many, known_type, matching, pretty,
 };
 use crate::assemble::{Keyset, RESOURCE_TYPES};
 use crate::mapping::MappingConfig;
@@ -113,10 +113,12 @@ fn parse_search(
                 .elements
                 .extend(value.split(',').map(|e| e.trim().to_owned())),
             "_format" | "_pretty" => {}
-            _ if search::supported(resource_type).contains(&name.as_str()) => request.filters.push(
-                search::filter(resource_type, name, value, cfg)
-                    .map_err(|e| ApiError::bad_request(e.0))?,
-            ),
+            _ if filters::supported(resource_type).contains(&name.as_str()) => {
+                request.filters.push(
+                    filters::filter(resource_type, name, value, cfg)
+                        .map_err(|e| ApiError::bad_request(e.0))?,
+                )
+            }
             _ => match matching::predicate(resource_type, name, value) {
                 Some(predicate) => request
                     .predicates
@@ -472,7 +474,7 @@ pub(super) async fn search(
             continue;
         }
         known_type(source_type)?;
-        if !search::supported(source_type).contains(&"patient") {
+        if !filters::supported(source_type).contains(&"patient") {
             continue;
         }
         let room = MAX_INCLUDED.saturating_sub(included.len());
@@ -480,7 +482,7 @@ pub(super) async fn search(
             truncated = true;
             break;
         }
-        let filter = search::of_clients(source_type, &patients);
+        let filter = filters::of_clients(source_type, &patients);
         let page = assembler
             .page(
                 source_type,

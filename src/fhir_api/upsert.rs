@@ -136,7 +136,7 @@ async fn resolve(
 ) -> Result<(Option<String>, Option<String>), Failure> {
     let record_system = state
         .mapping
-        .system(super::search::record_kind(resource_type));
+        .system(super::filters::record_kind(resource_type));
     if identifier.system == record_system {
         let id = uuid::Uuid::parse_str(&identifier.value)
             .map_err(|_| {

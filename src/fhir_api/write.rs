@@ -23,7 +23,7 @@ use crate::domain::{
     Client, Consent, DateRange, Enrollment, Goal, Id, Referral, Session, SessionParticipant,
     SupportContact, TreatmentPlan,
 };
-use crate::mapping::{self, MappingConfig, MappingError, codes};
+use crate::mapping::{self, MappingConfig, MappingError};
 use crate::mapping::{GoalChanges, PlanChanges, TaskChanges};
 use crate::store::Record;
 use crate::store::{RowMeta, StoreError, Tx};
@@ -94,14 +94,14 @@ fn writable(resource_type: &str) -> Result<(), ApiError> {
 /// (A referral's Task is created with its ServiceRequest: by the referral exchange.)
 pub(super) const CREATED_IN_THE_CLINIC: &[&str] = &["CarePlan", "Goal", "Task"];
 
-/// The id of a resource whose update changes a stored record (checked by the caller: the id is
-/// the URL's, a UUID). A missing or malformed id names no record, so the update finds nothing.
-fn resource_id<T>(resource: &Value) -> Id<T> {
+/// The id of a resource whose update changes a stored record: a record id (a UUID), else 400
+/// (never a stand-in id that could name some record).
+fn resource_id<T>(resource: &Value) -> Result<Id<T>, ApiError> {
     resource
         .get("id")
         .and_then(Value::as_str)
         .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| Id::from_uuid(uuid::Uuid::nil()))
+        .ok_or_else(|| ApiError::bad_request("the resource's id must be a record id (a UUID)"))
 }
 
 pub(super) fn created_in_the_clinic(resource_type: &str) -> ApiError {
@@ -134,13 +134,12 @@ fn iop_profile(state: &FhirState, resource_type: &str) -> Result<String, ApiErro
 /// The inbound profile a written resource is validated against: US Core (or the base resource)
 /// plus only what the clinic record cannot do without (`fhir-profiles/fsh/input/fsh/inbound.fsh`).
 /// The IOP profiles constrain what the gateway emits, not what an EHR must send.
-fn inbound_profile(resource_type: &str) -> Option<String> {
-    WRITABLE.contains(&resource_type).then(|| {
-        codes::profile(&format!(
-            "iop-inbound-{}",
-            resource_type.to_ascii_lowercase()
-        ))
-    })
+fn inbound_profile(state: &FhirState, resource_type: &str) -> Option<String> {
+    if !WRITABLE.contains(&resource_type) {
+        return None;
+    }
+    let table = state.validator.registry().iop_profiles();
+    table.inbound_of_type(resource_type).map(str::to_owned)
 }
 
 /// A validated, mapped incoming resource: the clinic record it becomes.
@@ -293,7 +292,7 @@ pub(super) fn validated(
 ) -> Result<(), ApiError> {
     let issues = state
         .validator
-        .validate(resource, &[inbound_profile_of(resource_type)?]);
+        .validate(resource, &[inbound_profile_of(state, resource_type)?]);
     if issues.iter().any(Issue::is_error) {
         return Err(ApiError::unprocessable(&issues));
     }
@@ -301,8 +300,8 @@ pub(super) fn validated(
 }
 
 /// The inbound profile of a writable type; a read-only type is refused with 405.
-fn inbound_profile_of(resource_type: &str) -> Result<String, ApiError> {
-    inbound_profile(resource_type).ok_or_else(|| {
+fn inbound_profile_of(state: &FhirState, resource_type: &str) -> Result<String, ApiError> {
+    inbound_profile(state, resource_type).ok_or_else(|| {
         ApiError::not_supported(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{resource_type} is read-only through this API"),
@@ -345,7 +344,12 @@ pub fn read_body(
     let _ = parse_resource_or_parameters(body);
     let resource = parse_resource(body, resource_type)?;
     if let Some(validator) = validator {
-        let issues = validator.validate(&resource, &[inbound_profile_of(resource_type)?]);
+        let profile = validator
+            .registry()
+            .iop_profiles()
+            .inbound_of_type(resource_type)
+            .ok_or_else(|| ApiError::bad_request("not a writable type"))?;
+        let issues = validator.validate(&resource, &[profile.to_owned()]);
         if issues.iter().any(Issue::is_error) {
             return Err(ApiError::unprocessable(&issues));
         }
@@ -369,12 +373,19 @@ fn map_inbound(
         }),
         "Consent" => mapping::consent_from_fhir(resource, today).map(Inbound::Consent),
         "EpisodeOfCare" => mapping::enrollment_from_fhir(resource).map(Inbound::Enrollment),
-        "Goal" => mapping::goal_changes_from_fhir(resource)
-            .map(|changes| Inbound::Goal(resource_id(resource), changes)),
-        "CarePlan" => mapping::plan_changes_from_fhir(resource)
-            .map(|changes| Inbound::Plan(resource_id(resource), changes)),
-        "Task" => mapping::task_changes_from_fhir(resource, today)
-            .map(|changes| Inbound::Task(resource_id(resource), changes)),
+        "Goal" => {
+            let id = resource_id(resource)?;
+            mapping::goal_changes_from_fhir(resource).map(|changes| Inbound::Goal(id, changes))
+        }
+        "CarePlan" => {
+            let id = resource_id(resource)?;
+            mapping::plan_changes_from_fhir(resource).map(|changes| Inbound::Plan(id, changes))
+        }
+        "Task" => {
+            let id = resource_id(resource)?;
+            mapping::task_changes_from_fhir(resource, today)
+                .map(|changes| Inbound::Task(id, changes))
+        }
         "Encounter" => mapping::session_from_fhir(resource)
             .map(|(session, contacts)| Inbound::Session(session, contacts)),
         other => {
@@ -708,4 +719,21 @@ fn parse_resource_or_parameters(body: &[u8]) -> Result<Value, ApiError> {
             .ok_or_else(|| ApiError::bad_request("Parameters without a resource parameter"));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_id_names_no_record() {
+        let bad: Result<Id<Goal>, _> = resource_id(&json!({ "id": "not-a-uuid" }));
+        assert_eq!(bad.unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert!(resource_id::<Goal>(&json!({})).is_err());
+        let id = uuid::Uuid::now_v7();
+        assert_eq!(
+            resource_id::<Goal>(&json!({ "id": id.to_string() })).unwrap(),
+            Id::from_uuid(id)
+        );
+    }
 }

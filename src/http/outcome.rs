@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+use crate::fhir_api::FHIR_JSON;
 
 /// An OperationOutcome with one error issue (`code` from the FHIR issue-type value set).
 pub fn response(status: StatusCode, code: &str, diagnostics: &str) -> Response {

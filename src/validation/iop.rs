@@ -16,15 +16,22 @@ use serde_json::Value as Json;
 
 #[derive(Debug, Default)]
 pub struct IopProfiles {
-    /// Profile URLs by resource type, the type's profile first.
+    /// Profile URLs by resource type, the type's profile first: what the gateway emits.
     by_type: BTreeMap<String, Vec<String>>,
+    /// The inbound profile of each writable type (`iop-inbound-*`): what a write must carry,
+    /// lighter than what the gateway emits (fhir-profiles/README.md).
+    inbound: BTreeMap<String, String>,
 }
+
+/// Inbound profiles are named so (`StructureDefinition.id`).
+const INBOUND_PREFIX: &str = "iop-inbound-";
 
 impl IopProfiles {
     /// The table from the IOP StructureDefinitions (anything else given is ignored).
     pub fn derive<'a>(definitions: impl IntoIterator<Item = &'a Json>) -> Self {
         let mut by_url: HashMap<&str, &Json> = HashMap::new();
         let mut candidates: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut inbound = BTreeMap::new();
         for sd in definitions {
             let text = |key: &str| sd.get(key).and_then(Json::as_str);
             let Some(url) = text("url") else { continue };
@@ -34,7 +41,11 @@ impl IopProfiles {
                 && text("derivation") == Some("constraint")
                 && let Some(t) = text("type")
             {
-                candidates.entry(t).or_default().push(url);
+                if text("id").is_some_and(|id| id.starts_with(INBOUND_PREFIX)) {
+                    inbound.insert(t.to_owned(), url.to_owned());
+                } else {
+                    candidates.entry(t).or_default().push(url);
+                }
             }
         }
         let mut by_type = BTreeMap::new();
@@ -53,7 +64,12 @@ impl IopProfiles {
             );
             by_type.insert(resource_type.to_owned(), ordered);
         }
-        Self { by_type }
+        Self { by_type, inbound }
+    }
+
+    /// The inbound profile of `resource_type`: what a write of it must carry.
+    pub fn inbound_of_type(&self, resource_type: &str) -> Option<&str> {
+        self.inbound.get(resource_type).map(String::as_str)
     }
 
     /// The IOP profile of `resource_type`, if the gateway has one.

@@ -228,7 +228,15 @@ mod tests {
         };
         let mrn = &cfg;
         assert!(filter("Patient", "_id", "not-a-uuid", mrn).is_err());
-        assert!(filter("Patient", "_lastUpdated", "ge2026-01-01", mrn).is_err());
+        assert!(filter("Patient", "_lastUpdated", "ge2026-13-01", mrn).is_err());
+        assert!(filter("Patient", "_lastUpdated", "ge26-01-01", mrn).is_err());
+        // A date is the whole day: gt means from the next day on.
+        assert_eq!(
+            filter("Patient", "_lastUpdated", "gt2026-01-31", mrn)
+                .unwrap()
+                .condition,
+            crate::store::Condition::Compare(">=", SqlValue::text("2026-02-01"))
+        );
         assert_eq!(
             filter("Patient", "_lastUpdated", "ge2026-01-01T00:00:00Z", mrn)
                 .unwrap()
@@ -258,7 +266,17 @@ mod tests {
                 mrn
             )
             .unwrap(),
-            Filter::equals("id", SqlValue::text(""))
+            // Another system's identifier: the consents that came in with it.
+            Filter::in_rows_all(
+                "id",
+                "record_identifiers",
+                "record_id",
+                vec![
+                    Filter::equals("table_name", SqlValue::text("consents")),
+                    Filter::equals("system", SqlValue::text("https://y/consent")),
+                    Filter::equals("value", SqlValue::text(id)),
+                ]
+            )
         );
         let id = "0195a0b2-0000-7000-8000-000000000001";
         assert_eq!(
