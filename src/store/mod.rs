@@ -28,7 +28,7 @@ pub use error::StoreError;
 pub use filter::{Condition, Filter};
 pub use record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
 pub use seed_run::SeedRun;
-pub use tx::Tx;
+pub use tx::{SuspendedTriggers, Tx};
 
 use crate::domain::{Client, Id, Mrn};
 
