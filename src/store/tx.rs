@@ -45,7 +45,11 @@ fn checked<R: Record>(record: &R) -> Result<(), StoreError> {
     })
 }
 
-/// The version-deriving triggers a bulk load took away: the statements that put them back.
+/// The change log's secondary indexes (migration 0002), rebuilt after a bulk load.
+const LOG_INDEXES: &str = "('change_log_row_idx', 'change_log_table_idx')";
+
+/// The version-deriving triggers and log indexes a bulk load took away: the statements that put
+/// them back.
 #[must_use = "resume them before commit"]
 pub struct SuspendedTriggers(Vec<String>);
 
@@ -237,7 +241,9 @@ impl Tx {
     }
 
     /// For a bulk load of new records in this one transaction (the seed): the triggers that
-    /// derive versions (migration 0002) are taken away until `resume_version_bumps`. A
+    /// derive versions (migration 0002) and the change log's history indexes are taken away until
+    /// `resume_version_bumps` (an index built once at the end is far cheaper than millions of
+    /// random inserts into it). A
     /// resource's rows written with it in one transaction need no bumps (nobody saw its earlier
     /// versions), and bumping per child row made seeding 4-5 times slower. DDL is transactional
     /// on both backends: other connections never see the triggers missing, and a transaction that
@@ -261,6 +267,20 @@ impl Tx {
                         .await?;
                     suspended.push(create);
                 }
+                let sql = format!(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN {LOG_INDEXES}"
+                );
+                for row in &sqlx::query(AssertSqlSafe(sql))
+                    .fetch_all(&mut *self.inner)
+                    .await?
+                {
+                    let name: String = sqlx::Row::try_get(row, "name")?;
+                    let create: String = sqlx::Row::try_get(row, "sql")?;
+                    sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
+                        .execute(&mut *self.inner)
+                        .await?;
+                    suspended.push(create);
+                }
             }
             Backend::Postgres => {
                 let sql = format!(
@@ -279,6 +299,21 @@ impl Tx {
                         .execute(&mut *self.inner)
                         .await?;
                     suspended.push(on);
+                }
+                let sql = format!(
+                    "SELECT indexname::text AS name, indexdef::text AS sql FROM pg_indexes \
+                     WHERE indexname IN {LOG_INDEXES}"
+                );
+                for row in &sqlx::query(AssertSqlSafe(sql))
+                    .fetch_all(&mut *self.inner)
+                    .await?
+                {
+                    let name: String = sqlx::Row::try_get(row, "name")?;
+                    let create: String = sqlx::Row::try_get(row, "sql")?;
+                    sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
+                        .execute(&mut *self.inner)
+                        .await?;
+                    suspended.push(create);
                 }
             }
         }
