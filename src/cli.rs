@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::config::{self, FileConfig};
 use crate::export::{self, ExportOptions};
 use crate::fhir_api;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Limits};
 use crate::mapping::MappingConfig;
 use crate::seed::{self, SeedOptions, SeedOutcome};
 use crate::store::{Backend, Store, Workload, redact_url};
@@ -91,9 +91,24 @@ enum Command {
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
     },
-    /// Try it: seed 50 clients into the database if it is empty, then serve (on 127.0.0.1:8080
-    /// unless --listen says otherwise)
+    /// Try it: seed 50 clients into the database if it is empty, register the API client
+    /// `demo`, print a token for it, then serve (on 127.0.0.1:8080 unless --listen says otherwise)
     Demo(ServeArgs),
+    /// Manage the API clients (SMART Backend Services) allowed to ask for tokens
+    Clients {
+        #[command(subcommand)]
+        command: crate::cli_clients::ClientsCommand,
+    },
+    /// Print an access token for a registered client (for local use and scripts): the last
+    /// line is the token alone
+    Token {
+        /// The client's name (see clients list)
+        #[arg(long, value_name = "NAME")]
+        client: String,
+        /// Scopes asked for; granted are those the client is registered for
+        #[arg(long, value_name = "SCOPES", default_value = "system/*.rs")]
+        scope: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +124,50 @@ struct ServeArgs {
     /// proxy that sets them: a client could otherwise choose the links it gets)
     #[arg(long, env = "IOP_PUBLIC_URL_FROM_REQUEST")]
     public_url_from_request: bool,
+    /// Let every caller in without a token, with every scope. For local experiments only:
+    /// never with real clinic data
+    #[arg(long, env = "IOP_OPEN_ACCESS")]
+    open_access: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, env = "IOP_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "IOP_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Largest request body, in bytes
+    #[arg(long, env = "IOP_MAX_BODY_BYTES", value_name = "N", default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in a body
+    #[arg(long, env = "IOP_MAX_JSON_DEPTH", value_name = "N", default_value_t = Limits::default().max_json_depth)]
+    max_json_depth: usize,
+    /// Seconds a request may take before it is stopped (503)
+    #[arg(long, env = "IOP_REQUEST_TIMEOUT", value_name = "SECONDS", default_value_t = Limits::default().request_timeout.as_secs())]
+    request_timeout: u64,
+    /// Requests served at once (more wait, within the timeout)
+    #[arg(long, env = "IOP_MAX_CONCURRENT_REQUESTS", value_name = "N", default_value_t = Limits::default().max_concurrent_requests)]
+    max_concurrent_requests: usize,
+    /// Requests per second per client, and per address at the token endpoint (429 beyond)
+    #[arg(long, env = "IOP_RATE_LIMIT", value_name = "N", default_value_t = Limits::default().rate_per_second)]
+    rate_limit: u32,
+    /// Requests a client may send in a burst above its rate
+    #[arg(long, env = "IOP_RATE_BURST", value_name = "N", default_value_t = Limits::default().rate_burst)]
+    rate_burst: u32,
+    /// Seconds an access token lives (at most 300)
+    #[arg(long, env = "IOP_TOKEN_LIFETIME", value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=300))]
+    token_lifetime: i64,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_json_depth: self.max_json_depth.max(1),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout.max(1)),
+            max_concurrent_requests: self.max_concurrent_requests.max(1),
+            rate_per_second: self.rate_limit.max(1),
+            rate_burst: self.rate_burst.max(1),
+        }
+    }
 }
 
 /// Runs the command; the exit code is 0, or what the command reports (validate: 1 when a resource
@@ -197,6 +256,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             run_server(store, &args, &file, true).await?;
         }
+        Command::Clients { command } => {
+            let store = open_store(&database_url, Workload::Online).await?;
+            crate::cli_clients::run(&store, command).await?;
+        }
+        Command::Token { client, scope } => {
+            let store = open_store(&database_url, Workload::Online).await?;
+            let (granted, token, seconds) =
+                crate::cli_clients::issue_token(&store, &client, &scope).await?;
+            eprintln!("access token for {client}, scopes {granted}, valid {seconds} s:");
+            println!("{token}");
+        }
         Command::Validate { .. } => unreachable!("handled above"),
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -275,39 +345,91 @@ async fn run_server(
             format!("public_url must be an http:// or https:// URL without query (got {url})")
         })?
     };
-    println!("listening on http://{address}");
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let limits = args.limits();
+    let mut state = AppState::new(
+        store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(mapping),
+        Arc::new(crate::auth::OpenAccess),
+        public_url,
+    )
+    .with_limits(limits);
+    if args.open_access {
+        tracing::warn!(
+            "--open-access: the FHIR API lets EVERY caller in with every scope, without a token. For local experiments only: never with real clinic data"
+        );
+        eprintln!(
+            "WARNING: --open-access: no authentication; every caller can read and write everything"
+        );
+    } else {
+        let tokens = Arc::new(crate::auth::AccessTokens::load(&store).await?);
+        let service = crate::auth::grant::TokenService::new(
+            store.clone(),
+            crate::auth::keys::KeyCache::new(crate::outbound::Outbound::new()),
+            Arc::clone(&tokens),
+            args.token_lifetime,
+        );
+        state.auth = Arc::new(crate::auth::BearerTokens::new(tokens));
+        state = state.with_tokens(Arc::new(service));
+        if store.api_clients().await?.is_empty() {
+            tracing::warn!(
+                "no API clients are registered: every FHIR request will be refused (register one with: iop-gateway clients add)"
+            );
+        }
+    }
+    println!("listening on {scheme}://{address}");
     if demo {
+        crate::cli_clients::ensure_demo_client(&store).await?;
+        let (_, token, seconds) = crate::cli_clients::issue_token(
+            &store,
+            crate::cli_clients::DEMO_CLIENT,
+            "system/*.cruds system/AuditEvent.rs",
+        )
+        .await?;
+        let base = format!("{scheme}://{address}");
         println!("try:");
-        println!("  curl http://{address}/healthz");
-        println!("  curl http://{address}/readyz");
-        println!("  curl http://{address}/fhir/metadata");
-        println!("  curl 'http://{address}/fhir/Patient?_count=2'");
-        println!("  curl 'http://{address}/fhir/CarePlan?patient=<Patient id>'");
+        println!("  curl {base}/healthz");
+        println!("  curl {base}/fhir/metadata");
+        println!("  curl {base}/fhir/.well-known/smart-configuration");
+        println!(
+            "an access token for the API client `demo` (valid {seconds} s; a new one: iop-gateway token --client demo):"
+        );
+        println!("  TOKEN={token}");
+        println!("  curl -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Patient?_count=2'");
+        println!(
+            "  curl -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/CarePlan?patient=<Patient id>'"
+        );
+        println!(
+            "  curl -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/AuditEvent?_count=5'   # who was given what"
+        );
         println!(
             "  iop-gateway export --out out          # the clinic as FHIR NDJSON, one file per type"
         );
         println!(
             "  iop-gateway validate out/CarePlan.ndjson   # check it against R4 and the IOP profiles"
         );
-        println!("  sqlite3 iop-gateway.db 'SELECT name, part2 FROM programs'");
         println!("stop with Ctrl-C");
     }
-    tracing::info!(%address, "serving");
-    tracing::warn!(
-        "the FHIR API is open to every caller (no authentication configured yet): serve it on a trusted network only"
-    );
-    http::serve(
-        listener,
-        AppState {
-            store: store.clone(),
-            validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
-            mapping: Arc::new(mapping),
-            auth: Arc::new(crate::auth::OpenAccess),
-            public_url,
-        },
-        shutdown_signal(),
-    )
-    .await?;
+    tracing::info!(%address, scheme, "serving");
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            http::serve_tls(listener, state, cert, key, shutdown_signal())
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot serve HTTPS with {} and {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+        }
+        _ => http::serve(listener, state, shutdown_signal()).await?,
+    }
     store.close().await;
     Ok(())
 }

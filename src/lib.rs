@@ -6,8 +6,10 @@
 #[macro_use]
 pub mod domain;
 pub mod assemble;
+pub mod audit;
 pub mod auth;
 pub mod cli;
+mod cli_clients;
 mod cli_validate;
 pub mod config;
 pub mod export;
@@ -16,6 +18,7 @@ pub mod fhir_packages;
 pub mod fhirpath;
 pub mod http;
 pub mod mapping;
+pub mod outbound;
 pub mod seed;
 pub mod store;
 pub mod validation;

@@ -55,13 +55,13 @@ fn assert_outcome(answer: &(u16, Option<String>, Option<String>, Value), status:
 }
 
 fn state(store: &iop_gateway::store::Store, public_url: PublicUrl) -> AppState {
-    AppState {
-        store: store.clone(),
-        validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
-        mapping: Arc::new(MappingConfig::default()),
-        auth: Arc::new(OpenAccess),
+    AppState::new(
+        store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(MappingConfig::default()),
+        Arc::new(OpenAccess),
         public_url,
-    }
+    )
 }
 
 /// Links are built on the configured public URL, whatever Host a request names; only when the

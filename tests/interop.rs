@@ -80,13 +80,13 @@ async fn client_libraries_read_search_and_write(store: &Store) {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/fhir", listener.local_addr().unwrap());
-    let state = AppState {
-        store: store.clone(),
-        validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
-        mapping: Arc::new(MappingConfig::default()),
-        auth: Arc::new(OpenAccess),
-        public_url: PublicUrl::fixed(base.trim_end_matches("/fhir")).unwrap(),
-    };
+    let state = AppState::new(
+        store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(MappingConfig::default()),
+        Arc::new(OpenAccess),
+        PublicUrl::fixed(base.trim_end_matches("/fhir")).unwrap(),
+    );
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     for (name, interpreter, script) in clients() {
         let base = base.clone();

@@ -15,7 +15,7 @@ BIN=target/release/iop-gateway
 [ -x "$BIN" ] || cargo build --release
 WORK=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-IOP_LOG=warn "$BIN" --database-url "$DB" serve --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
+IOP_LOG=warn "$BIN" --database-url "$DB" serve --open-access --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
 # 2,000 random patient ids, read through the API itself (paging with _elements=id).

@@ -4,6 +4,7 @@
 //! returns these types and the mapping takes them; nothing downstream re-checks. This module knows
 //! nothing of SQL or FHIR.
 
+mod access;
 #[macro_use]
 mod code;
 mod consent;
@@ -14,6 +15,7 @@ mod referral;
 mod session;
 mod values;
 
+pub use access::{ApiClient, AuditInteraction, AuditOutcome, AuditRecord, ClientId, KeySource};
 pub use code::Coded;
 pub use consent::{
     Consent, ConsentKind, ConsentPurpose, ConsentRecipient, InformationCategory, InformationScope,

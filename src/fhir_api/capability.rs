@@ -21,8 +21,13 @@ pub const WRITABLE: &[&str] = &[
 ];
 
 /// `profiles`: the validator's table of IOP profiles, the ones writes and `$validate` apply.
-pub fn statement(base: &str, security: &str, profiles: &IopProfiles) -> Value {
-    let resources: Vec<Value> = RESOURCE_TYPES
+pub fn statement(
+    base: &str,
+    security: &super::Security,
+    origin: &str,
+    profiles: &IopProfiles,
+) -> Value {
+    let mut resources: Vec<Value> = RESOURCE_TYPES
         .iter()
         .map(|t| {
             let mut interactions = vec![
@@ -99,6 +104,31 @@ pub fn statement(base: &str, security: &str, profiles: &IopProfiles) -> Value {
             resource
         })
         .collect();
+    // The accounting of disclosures (needs system/AuditEvent.rs).
+    let search_param = |name: &str, kind: &str| json!({ "name": name, "type": kind, "definition": format!("http://hl7.org/fhir/SearchParameter/AuditEvent-{name}") });
+    resources.push(json!({
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [
+            search_param("patient", "reference"),
+            search_param("agent", "reference"),
+            search_param("date", "date"),
+            search_param("type", "token"),
+            search_param("subtype", "token"),
+        ],
+    }));
+    let mut security_json = json!({ "description": &*security.description });
+    if security.smart {
+        security_json["service"] = json!([{ "coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR"
+        }] }]);
+        security_json["extension"] = json!([{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [{ "url": "token", "valueUri": format!("{origin}{}", crate::auth::TOKEN_PATH) }]
+        }]);
+    }
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -110,7 +140,7 @@ pub fn statement(base: &str, security: &str, profiles: &IopProfiles) -> Value {
         "format": ["application/fhir+json", "application/json"],
         "rest": [{
             "mode": "server",
-            "security": { "description": security },
+            "security": security_json,
             "documentation": format!(
                 "Transaction and batch Bundles take at most {} entries. A search page holds at most {} matches (_count) and {} resources added by _include/_revinclude (a warning entry says when it was cut). Sorting or counting with resource-level parameters reads at most {} records (400 too-costly beyond). Conditional create and update match identifier=system|value: the clinic's record id, the MRN (Patient), or any identifier a record came with.",
                 super::transaction::MAX_BUNDLE_ENTRIES,

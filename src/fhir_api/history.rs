@@ -10,9 +10,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::access::{self, Caller};
 use super::{
     ApiError, FhirState, base_url, check_accept, fhir_json, find_many, known_type, pretty, query,
 };
+use crate::audit::Event;
+use crate::auth::Letter;
+use crate::domain::AuditInteraction;
 use crate::store::{Change, Operation};
 
 const DEFAULT_ENTRIES: u32 = 100;
@@ -20,6 +24,7 @@ const MAX_ENTRIES: u32 = 1_000;
 
 pub(super) async fn instance(
     State(state): State<FhirState>,
+    caller: Caller,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -27,6 +32,14 @@ pub(super) async fn instance(
     let params = query(params)?;
     check_accept(&headers, &params)?;
     known_type(&resource_type)?;
+    access::require(
+        &state,
+        &caller,
+        &resource_type,
+        Letter::Read,
+        AuditInteraction::History,
+    )
+    .await?;
     let id = uuid::Uuid::parse_str(&id)
         .map_err(|_| ApiError::not_found(format!("{resource_type}/{id} is not known")))?
         .to_string();
@@ -36,11 +49,13 @@ pub(super) async fn instance(
             "{resource_type}/{id} is not known"
         )));
     }
+    audit_page(&state, &caller, &resource_type, &bundle).await?;
     Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
 }
 
 pub(super) async fn type_level(
     State(state): State<FhirState>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -48,8 +63,39 @@ pub(super) async fn type_level(
     let params = query(params)?;
     check_accept(&headers, &params)?;
     known_type(&resource_type)?;
+    access::require(
+        &state,
+        &caller,
+        &resource_type,
+        Letter::Read,
+        AuditInteraction::History,
+    )
+    .await?;
     let bundle = history(&state, &resource_type, None, &params, &headers).await?;
+    audit_page(&state, &caller, &resource_type, &bundle).await?;
     Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
+}
+
+/// Records the resources a history page carries as disclosed.
+async fn audit_page(
+    state: &FhirState,
+    caller: &Caller,
+    resource_type: &str,
+    bundle: &Value,
+) -> Result<(), ApiError> {
+    let resources: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("resource"))
+        .collect();
+    access::disclosed(
+        state,
+        caller,
+        Event::success(AuditInteraction::History, resource_type),
+        &resources,
+    )
+    .await
 }
 
 /// One page of the history of a type, or of one resource (`id`).

@@ -5,6 +5,8 @@
 //! An edge: HTTP in and out. Which rows a search selects is `search.rs`; what a resource says
 //! is the mapping's; what is valid is the validator's.
 
+mod access;
+mod audit_events;
 mod capability;
 mod error;
 mod filters;
@@ -26,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 
+pub use access::Caller;
 pub use error::ApiError;
 #[doc(hidden)]
 pub use searchset::search_in;
@@ -33,14 +36,15 @@ pub use searchset::search_in;
 pub use write::read_body;
 
 use crate::assemble::{Assembler, Keyset, RESOURCE_TYPES};
+use crate::audit::Event;
+use crate::auth::Letter;
+use crate::domain::AuditInteraction;
 use crate::mapping::MappingConfig;
 use crate::store::Store;
 use crate::validation::Validator;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
-/// Largest request body accepted (a transaction Bundle of a few hundred resources fits).
-const MAX_BODY: usize = 4 * 1024 * 1024;
 const DEFAULT_COUNT: u32 = 50;
 const MAX_COUNT: u32 = 1000;
 
@@ -50,8 +54,18 @@ pub struct FhirState {
     pub validator: Arc<Validator>,
     pub mapping: Arc<MappingConfig>,
     /// What the CapabilityStatement says of security (from the authenticator).
-    pub security: Arc<str>,
+    pub security: Security,
     pub public_url: Arc<PublicUrl>,
+    /// Deepest JSON nesting accepted in a body.
+    pub max_json_depth: usize,
+}
+
+/// Security as the CapabilityStatement states it.
+#[derive(Debug, Clone)]
+pub struct Security {
+    pub description: Arc<str>,
+    /// SMART Backend Services with this gateway's token endpoint.
+    pub smart: bool,
 }
 
 /// The base of every link, `fullUrl` and `Location` the API writes.
@@ -107,25 +121,32 @@ pub fn protected_routes() -> Router<FhirState> {
 /// The API: the public CapabilityStatement (clients read it to learn how to authenticate) and
 /// `protected` (the protected routes, guarded). Unknown paths answer 404 with an
 /// OperationOutcome.
-pub fn router(state: FhirState, protected: Router<FhirState>) -> Router {
+pub fn router(state: FhirState, protected: Router<FhirState>, max_body: usize) -> Router {
     Router::new()
         .route("/fhir/metadata", get(metadata))
         .merge(protected)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(max_body))
         .fallback(|| async { ApiError::not_found("no such FHIR endpoint") })
         .with_state(state)
 }
 
-/// `{public_url}/fhir`: the base of absolute links and fullUrls.
-fn base_url(state: &FhirState, headers: &HeaderMap) -> String {
-    match state.public_url.as_ref() {
-        PublicUrl::Fixed(url) => format!("{url}/fhir"),
-        PublicUrl::FromRequest => request_base_url(headers),
+impl PublicUrl {
+    /// `https://fhir.clinic.example`: where the gateway's routes are, for this request.
+    pub fn origin(&self, headers: &HeaderMap) -> String {
+        match self {
+            Self::Fixed(url) => url.clone(),
+            Self::FromRequest => request_origin(headers),
+        }
     }
 }
 
-/// `http://host/fhir` as the client addressed us.
-fn request_base_url(headers: &HeaderMap) -> String {
+/// `{public_url}/fhir`: the base of absolute links and fullUrls.
+fn base_url(state: &FhirState, headers: &HeaderMap) -> String {
+    format!("{}/fhir", state.public_url.origin(headers))
+}
+
+/// `http://host` as the client addressed us.
+fn request_origin(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -135,7 +156,7 @@ fn request_base_url(headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .filter(|p| *p == "https")
         .unwrap_or("http");
-    format!("{scheme}://{host}/fhir")
+    format!("{scheme}://{host}")
 }
 
 /// 406 for clients that want XML: only JSON is served.
@@ -241,6 +262,7 @@ async fn metadata(
         &capability::statement(
             &base_url(&state, &headers),
             &state.security,
+            &state.public_url.origin(&headers),
             state.validator.registry().iop_profiles(),
         ),
         pretty(&params),
@@ -320,16 +342,35 @@ async fn find_many(
 
 async fn read(
     State(state): State<FhirState>,
+    caller: Caller,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
     check_accept(&headers, &params)?;
+    if resource_type == audit_events::TYPE {
+        return audit_events::read(&state, &caller, &id, &params).await;
+    }
     known_type(&resource_type)?;
+    access::require(
+        &state,
+        &caller,
+        &resource_type,
+        Letter::Read,
+        AuditInteraction::Read,
+    )
+    .await?;
     let resource = find(&state, &resource_type, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    access::disclosed(
+        &state,
+        &caller,
+        Event::success(AuditInteraction::Read, &resource_type),
+        &[&resource],
+    )
+    .await?;
     let mut response = fhir_json(StatusCode::OK, &resource, pretty(&params));
     version_headers(&mut response, &resource);
     Ok(response)
@@ -339,6 +380,7 @@ async fn read(
 /// it succeeds, of an older one answers 404 with a clear reason.
 async fn vread(
     State(state): State<FhirState>,
+    caller: Caller,
     Path((resource_type, id, version)): Path<(String, String, String)>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -346,6 +388,14 @@ async fn vread(
     let params = query(params)?;
     check_accept(&headers, &params)?;
     known_type(&resource_type)?;
+    access::require(
+        &state,
+        &caller,
+        &resource_type,
+        Letter::Read,
+        AuditInteraction::Vread,
+    )
+    .await?;
     let resource = find(&state, &resource_type, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
@@ -354,6 +404,13 @@ async fn vread(
             "{resource_type}/{id} version {version} is not available: only the current version is kept"
         )));
     }
+    access::disclosed(
+        &state,
+        &caller,
+        Event::success(AuditInteraction::Vread, &resource_type),
+        &[&resource],
+    )
+    .await?;
     let mut response = fhir_json(StatusCode::OK, &resource, pretty(&params));
     version_headers(&mut response, &resource);
     Ok(response)
@@ -361,24 +418,41 @@ async fn vread(
 
 async fn search_get(
     State(state): State<FhirState>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
-    searchset::search(&state, &resource_type, &headers, params).await
+    search_any(&state, &caller, &resource_type, &headers, params).await
+}
+
+/// A search of the clinic's resources, or of the audit trail.
+async fn search_any(
+    state: &FhirState,
+    caller: &Caller,
+    resource_type: &str,
+    headers: &HeaderMap,
+    params: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
+    if resource_type == audit_events::TYPE {
+        check_accept(headers, &params)?;
+        return audit_events::search(state, caller, headers, &params).await;
+    }
+    searchset::search(state, caller, resource_type, headers, params).await
 }
 
 /// `POST /fhir/Type/_search` (form-encoded parameters) and `POST /fhir/Type/$validate`.
 async fn operation(
     State(state): State<FhirState>,
+    caller: Caller,
     Path((resource_type, operation)): Path<(String, String)>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let mut params = query(params)?;
-    let body = write::body(body)?;
+    let body = write::body(&state, body)?;
     match operation.as_str() {
         "_search" => {
             let form: Vec<(String, String)> =
@@ -386,10 +460,19 @@ async fn operation(
                     ApiError::bad_request("a _search body is form-encoded search parameters")
                 })?;
             params.extend(form);
-            searchset::search(&state, &resource_type, &headers, params).await
+            search_any(&state, &caller, &resource_type, &headers, params).await
         }
         // Validation is CPU-bound: off the async workers, so a large body stalls no one else.
         "$validate" => {
+            known_type(&resource_type)?;
+            access::require_any(
+                &state,
+                &caller,
+                &resource_type,
+                &[Letter::Create, Letter::Update],
+                AuditInteraction::Validate,
+            )
+            .await?;
             off_thread(move || {
                 write::validate_operation(&state, &resource_type, &headers, &params, &body)
             })

@@ -8,11 +8,15 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
+use super::access::{self, Caller};
 use super::{
     ApiError, DEFAULT_COUNT, FhirState, MAX_COUNT, assembler, base_url, check_accept, fhir_json,
     filters, find_many, known_type, matching, pretty,
 };
 use crate::assemble::{Keyset, RESOURCE_TYPES};
+use crate::audit::Event;
+use crate::auth::Letter;
+use crate::domain::AuditInteraction;
 use crate::mapping::MappingConfig;
 
 /// Rows scanned at most per search request when resource-level parameters filter (a page may
@@ -259,6 +263,7 @@ fn references_at(resource: &Value, parameter: &str) -> Vec<(String, String)> {
 
 pub(super) async fn search(
     state: &FhirState,
+    caller: &Caller,
     resource_type: &str,
     headers: &HeaderMap,
     params: Vec<(String, String)>,
@@ -271,11 +276,33 @@ pub(super) async fn search(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("handling=strict"));
     let request = parse_search(&state.mapping, resource_type, &params, strict)?;
+    access::require(
+        state,
+        caller,
+        resource_type,
+        Letter::Search,
+        AuditInteraction::Search,
+    )
+    .await?;
+    for (source_type, _) in &request.revincludes {
+        if known_type(source_type).is_ok() {
+            access::require(
+                state,
+                caller,
+                source_type,
+                Letter::Search,
+                AuditInteraction::Search,
+            )
+            .await?;
+        }
+    }
+    let event = Event::success(AuditInteraction::Search, resource_type).with_query(&params);
     let base = base_url(state, headers);
     let assembler = assembler(state);
     let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset" });
     if request.summary_count && request.predicates.is_empty() {
         bundle["total"] = json!(assembler.count(resource_type, &request.filters).await?);
+        access::disclosed(state, caller, event, &[]).await?;
         return Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)));
     }
     let matches = |r: &Value| {
@@ -373,6 +400,7 @@ pub(super) async fn search(
         }
         if request.summary_count {
             bundle["total"] = json!(found.len());
+            access::disclosed(state, caller, event, &[]).await?;
             return Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)));
         }
         let (key, descending) = request.sort.clone().unwrap_or_default();
@@ -457,6 +485,10 @@ pub(super) async fn search(
             None => by_type.push((t, vec![id])),
         }
     }
+    // An included resource is read by reference: its type needs the read scope.
+    for (t, _) in &by_type {
+        access::require(state, caller, t, Letter::Read, AuditInteraction::Search).await?;
+    }
     for (t, ids) in &by_type {
         let mut loaded = find_many(state, t, ids).await?;
         included.extend(ids.iter().filter_map(|id| loaded.remove(id)));
@@ -501,6 +533,8 @@ pub(super) async fn search(
             }
         }
     }
+    let disclosed: Vec<&Value> = found.iter().chain(&included).collect();
+    access::disclosed(state, caller, event, &disclosed).await?;
     let entry = |mut r: Value, mode: &str| {
         if !request.elements.is_empty() && mode == "match" {
             subset(&mut r, &request.elements);

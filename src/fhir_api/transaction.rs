@@ -11,11 +11,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::access::{self, Caller};
 use super::capability::WRITABLE;
 use super::upsert::{self, Done, Failure, Target};
 use super::write;
 use super::{ApiError, FhirState, check_accept, fhir_json, find, pretty, query};
-use crate::domain::ExternalIdentifier;
+use crate::auth::Letter;
+use crate::domain::{AuditInteraction, ExternalIdentifier};
 use crate::store::Tx;
 
 /// Entries of one transaction or batch Bundle at most (stated in the CapabilityStatement): a
@@ -37,13 +39,14 @@ struct Planned {
 
 pub(super) async fn bundle(
     State(state): State<FhirState>,
+    caller: Caller,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
     check_accept(&headers, &params)?;
-    let body = write::body(body)?;
+    let body = write::body(&state, body)?;
     let bundle: Value =
         serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not JSON"))?;
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
@@ -65,11 +68,42 @@ pub(super) async fn bundle(
         ));
     }
     match bundle.get("type").and_then(Value::as_str) {
-        Some("transaction") => transaction(&state, &entries, &params).await,
-        Some("batch") => batch(&state, &entries, &params).await,
+        Some("transaction") => transaction(&state, &caller, &entries, &params).await,
+        Some("batch") => batch(&state, &caller, &entries, &params).await,
         _ => Err(ApiError::bad_request(
             "Bundle.type must be transaction or batch",
         )),
+    }
+}
+
+/// The scope letters an entry's write needs: `c` when it may create, `u` when it may update.
+fn letters(target: &Target) -> &'static [Letter] {
+    match target {
+        Target::New(_) | Target::IfNoneExist(..) => &[Letter::Create],
+        Target::Existing(_) => &[Letter::Update],
+        Target::Id(_) | Target::Matching(..) => &[Letter::Update, Letter::Create],
+    }
+}
+
+/// 403 unless the caller may make the entry's write.
+async fn check_scopes(state: &FhirState, caller: &Caller, plan: &Planned) -> Result<(), ApiError> {
+    for letter in letters(&plan.target) {
+        access::require(
+            state,
+            caller,
+            &plan.resource_type,
+            *letter,
+            interaction(*letter),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn interaction(letter: Letter) -> AuditInteraction {
+    match letter {
+        Letter::Create => AuditInteraction::Create,
+        _ => AuditInteraction::Update,
     }
 }
 
@@ -235,6 +269,7 @@ fn prefixed(index: usize, mut error: ApiError) -> ApiError {
 
 async fn transaction(
     state: &FhirState,
+    caller: &Caller,
     entries: &[Value],
     params: &[(String, String)],
 ) -> Result<Response, ApiError> {
@@ -242,6 +277,9 @@ async fn transaction(
     let mut targets = HashMap::new();
     for (index, entry) in entries.iter().enumerate() {
         let (plan, full_url) = plan(entry, index)?;
+        check_scopes(state, caller, &plan)
+            .await
+            .map_err(|e| entry_failed(index, e))?;
         if let Some(full_url) = full_url {
             targets.insert(full_url, format!("{}/{}", plan.resource_type, plan.id));
         }
@@ -263,7 +301,7 @@ async fn transaction(
     let if_match = planned.iter().any(|p| p.if_match.is_some());
     for attempt in 1..=upsert::ATTEMPTS {
         let mut tx = state.store.begin().await?;
-        match write_all(&mut tx, state, &planned).await {
+        match write_all(&mut tx, state, caller, &planned).await {
             Ok(done) => {
                 tx.commit().await?;
                 tracing::info!(entries = planned.len(), "transaction committed");
@@ -291,6 +329,7 @@ async fn transaction(
 async fn write_all(
     tx: &mut Tx,
     state: &FhirState,
+    caller: &Caller,
     planned: &[Planned],
 ) -> Result<Vec<((String, String), Done)>, (usize, Failure)> {
     let mut located = Vec::new();
@@ -309,12 +348,19 @@ async fn write_all(
     }
     let mut done = Vec::new();
     for (index, (plan, found)) in planned.iter().zip(located).enumerate() {
+        let mut resource = plan.resource.clone();
+        resolve_references(&mut resource, &moved);
+        resource["id"] = json!(found.id);
         if found.found {
+            // The record exists (a conditional create matched): it is disclosed, not written.
+            let record =
+                caller.write_record(AuditInteraction::Read, &plan.resource_type, &[&resource]);
+            tx.append_audit(&record)
+                .await
+                .map_err(|e| (index, e.into()))?;
             done.push(((plan.resource_type.clone(), found.id), Done::Found));
             continue;
         }
-        let mut resource = plan.resource.clone();
-        resolve_references(&mut resource, &moved);
         let result = upsert::write(
             tx,
             state,
@@ -326,6 +372,14 @@ async fn write_all(
         )
         .await
         .map_err(|f| (index, f))?;
+        let interaction = match result {
+            Done::Created => AuditInteraction::Create,
+            _ => AuditInteraction::Update,
+        };
+        let record = caller.write_record(interaction, &plan.resource_type, &[&resource]);
+        tx.append_audit(&record)
+            .await
+            .map_err(|e| (index, e.into()))?;
         done.push(((plan.resource_type.clone(), found.id), result));
     }
     Ok(done)
@@ -364,6 +418,7 @@ async fn response_entry(
 /// Each entry on its own: a failure is that entry's response, the others still happen.
 async fn batch(
     state: &FhirState,
+    caller: &Caller,
     entries: &[Value],
     params: &[(String, String)],
 ) -> Result<Response, ApiError> {
@@ -371,13 +426,14 @@ async fn batch(
     for (index, entry) in entries.iter().enumerate() {
         let outcome = async {
             let (mut plan, _) = plan(entry, index)?;
+            check_scopes(state, caller, &plan).await?;
             if !plan.target.is_conditional() {
                 plan.resource["id"] = json!(plan.id);
             }
             write::validated_off_thread(state, &plan.resource_type, &plan.resource).await?;
             for attempt in 1..=upsert::ATTEMPTS {
                 let mut tx = state.store.begin().await?;
-                match write_all(&mut tx, state, std::slice::from_ref(&plan)).await {
+                match write_all(&mut tx, state, caller, std::slice::from_ref(&plan)).await {
                     Ok(mut done) => {
                         tx.commit().await?;
                         let ((resource_type, id), done) = done.remove(0);

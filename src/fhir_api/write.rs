@@ -13,15 +13,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::access::{self, Caller};
 use super::capability::WRITABLE;
 use super::upsert::{self, Done, Failure, Target};
 use super::{
     ApiError, FhirState, base_url, check_accept, fhir_json, find, known_type, pretty, query,
     version_headers,
 };
+use crate::audit::Event;
+use crate::auth::Letter;
 use crate::domain::{
-    Client, Consent, DateRange, Enrollment, Goal, Id, Referral, Session, SessionParticipant,
-    SupportContact, TreatmentPlan,
+    AuditInteraction, Client, Consent, DateRange, Enrollment, Goal, Id, Referral, Session,
+    SessionParticipant, SupportContact, TreatmentPlan,
 };
 use crate::mapping::{self, MappingConfig, MappingError};
 use crate::mapping::{GoalChanges, PlanChanges, TaskChanges};
@@ -30,15 +33,56 @@ use crate::store::{RowMeta, StoreError, Tx};
 use crate::validation::{Issue, Severity, Validator};
 
 /// The request body, or a 413/400 OperationOutcome.
-pub(super) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
+pub(super) fn body(
+    state: &FhirState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    let body = body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(status, "too-costly", "the request body is too large")
         } else {
             ApiError::bad_request("the request body could not be read")
         }
-    })
+    })?;
+    if nesting_depth(&body) > state.max_json_depth {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too-costly",
+            format!(
+                "the body nests JSON deeper than {} levels",
+                state.max_json_depth
+            ),
+        ));
+    }
+    Ok(body)
+}
+
+/// The deepest nesting of JSON arrays and objects in `bytes`, counted without parsing (brackets
+/// inside strings do not count), so a hostile body costs one pass before any parser sees it.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// 415 unless the body is declared as FHIR JSON (or plain JSON).
@@ -472,6 +516,7 @@ async fn current(state: &FhirState, resource_type: &str, id: &str) -> Result<Val
 /// transaction again when a racing writer took its identifier first (the retry finds it).
 async fn run(
     state: &FhirState,
+    caller: &Caller,
     resource_type: &str,
     resource: Value,
     target: Target,
@@ -501,6 +546,15 @@ async fn run(
                 condition.as_ref(),
             )
             .await?;
+            // The accounting of the write, in its transaction: both happen or neither.
+            let mut written = resource.clone();
+            written["id"] = json!(located.id);
+            let interaction = match done {
+                Done::Created => AuditInteraction::Create,
+                _ => AuditInteraction::Update,
+            };
+            tx.append_audit(&caller.write_record(interaction, resource_type, &[&written]))
+                .await?;
             tx.commit().await?;
             Ok::<_, Failure>((located.id, done))
         }
@@ -511,16 +565,20 @@ async fn run(
                     Done::Created => StatusCode::CREATED,
                     Done::Updated | Done::Found => StatusCode::OK,
                 };
-                if done != Done::Found {
+                let resource = current(state, resource_type, &id).await?;
+                if done == Done::Found {
+                    // Nothing written: the existing record is disclosed as it is.
+                    access::disclosed(
+                        state,
+                        caller,
+                        Event::success(AuditInteraction::Read, resource_type),
+                        &[&resource],
+                    )
+                    .await?;
+                } else {
                     tracing::info!(resource_type, %id, ?done, "written");
                 }
-                return Ok(respond(
-                    state,
-                    status,
-                    &current(state, resource_type, &id).await?,
-                    headers,
-                    params,
-                ));
+                return Ok(respond(state, status, &resource, headers, params));
             }
             Err(failure) if failure.is_race(if_match.is_some()) && attempt < upsert::ATTEMPTS => {
                 continue;
@@ -533,6 +591,7 @@ async fn run(
 
 pub(super) async fn create(
     State(state): State<FhirState>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -540,12 +599,21 @@ pub(super) async fn create(
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
     check_accept(&headers, &params)?;
+    known_type(&resource_type)?;
+    access::require(
+        &state,
+        &caller,
+        &resource_type,
+        Letter::Create,
+        AuditInteraction::Create,
+    )
+    .await?;
     writable(&resource_type)?;
     if CREATED_IN_THE_CLINIC.contains(&resource_type.as_str()) {
         return Err(created_in_the_clinic(&resource_type));
     }
     check_content_type(&headers)?;
-    let body = self::body(body)?;
+    let body = self::body(&state, body)?;
     let mut resource = parse_resource(&body, &resource_type)?;
     // The server assigns the id of a created resource (FHIR create ignores a client's id).
     let id = uuid::Uuid::now_v7().to_string();
@@ -562,11 +630,21 @@ pub(super) async fn create(
         }
         None => Target::New(id),
     };
-    run(&state, &resource_type, resource, target, &headers, &params).await
+    run(
+        &state,
+        &caller,
+        &resource_type,
+        resource,
+        target,
+        &headers,
+        &params,
+    )
+    .await
 }
 
 pub(super) async fn update(
     State(state): State<FhirState>,
+    caller: Caller,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -574,9 +652,18 @@ pub(super) async fn update(
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
     check_accept(&headers, &params)?;
+    known_type(&resource_type)?;
+    access::require(
+        &state,
+        &caller,
+        &resource_type,
+        Letter::Update,
+        AuditInteraction::Update,
+    )
+    .await?;
     writable(&resource_type)?;
     check_content_type(&headers)?;
-    let body = self::body(body)?;
+    let body = self::body(&state, body)?;
     let resource = parse_resource(&body, &resource_type)?;
     if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
         return Err(ApiError::bad_request(
@@ -590,6 +677,7 @@ pub(super) async fn update(
     }
     run(
         &state,
+        &caller,
         &resource_type,
         resource,
         Target::Existing(id),
@@ -603,6 +691,7 @@ pub(super) async fn update(
 /// clinic's record id, the MRN, or an identifier another system gave it), or creates it.
 pub(super) async fn conditional_update(
     State(state): State<FhirState>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -610,9 +699,21 @@ pub(super) async fn conditional_update(
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
     check_accept(&headers, &params)?;
+    known_type(&resource_type)?;
+    // It updates the record found, or creates one: both letters.
+    for letter in [Letter::Update, Letter::Create] {
+        access::require(
+            &state,
+            &caller,
+            &resource_type,
+            letter,
+            AuditInteraction::Update,
+        )
+        .await?;
+    }
     writable(&resource_type)?;
     check_content_type(&headers)?;
-    let body = self::body(body)?;
+    let body = self::body(&state, body)?;
     let resource = parse_resource(&body, &resource_type)?;
     let conditions: Vec<(String, String)> = params
         .iter()
@@ -623,15 +724,34 @@ pub(super) async fn conditional_update(
         upsert::condition(&conditions)?,
         uuid::Uuid::now_v7().to_string(),
     );
-    run(&state, &resource_type, resource, target, &headers, &params).await
+    run(
+        &state,
+        &caller,
+        &resource_type,
+        resource,
+        target,
+        &headers,
+        &params,
+    )
+    .await
 }
 
 /// Deleting is not how the clinic retires records: a plan is completed, a consent revoked, a
 /// contact ended — each an update that keeps the history. So every delete is refused, saying so.
 pub(super) async fn delete(
+    State(state): State<FhirState>,
+    caller: Caller,
     Path((resource_type, _id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
+    access::require(
+        &state,
+        &caller,
+        &resource_type,
+        Letter::Delete,
+        AuditInteraction::Delete,
+    )
+    .await?;
     Err(ApiError::not_supported(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(
@@ -724,6 +844,13 @@ fn parse_resource_or_parameters(body: &[u8]) -> Result<Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings() {
+        assert_eq!(nesting_depth(br#"{"a": [1, {"b": "[[[{"}]}"#), 3);
+        assert_eq!(nesting_depth(br#"{"a": "\"[["}"#), 1);
+        assert_eq!(nesting_depth(b"[[[[]]]]"), 4);
+    }
 
     #[test]
     fn a_malformed_id_names_no_record() {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -16,48 +16,106 @@ use tokio::net::TcpListener;
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
+use crate::auth::grant::TokenService;
 use crate::fhir_api::{self, FhirState};
 use crate::mapping::MappingConfig;
 use crate::store::Store;
 use crate::validation::Validator;
 
 pub mod authenticate;
+pub mod limits;
 pub mod outcome;
+pub mod request_log;
+pub mod token;
+
+pub use limits::{Guard, Limits};
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub validator: Arc<Validator>,
     pub mapping: Arc<MappingConfig>,
-    /// Who may use the FHIR API (`auth::OpenAccess` lets everyone in).
+    /// Who may use the FHIR API.
     pub auth: Arc<dyn Authenticator>,
+    /// The token endpoint's service (None with open access: no tokens are issued).
+    pub tokens: Option<Arc<TokenService>>,
     /// Where links and fullUrls point (`public_url`).
     pub public_url: fhir_api::PublicUrl,
+    pub guard: Arc<Guard>,
+}
+
+impl AppState {
+    /// A server with default limits and no token endpoint (`auth` decides who gets in).
+    pub fn new(
+        store: Store,
+        validator: Arc<Validator>,
+        mapping: Arc<MappingConfig>,
+        auth: Arc<dyn Authenticator>,
+        public_url: fhir_api::PublicUrl,
+    ) -> Self {
+        Self {
+            store,
+            validator,
+            mapping,
+            auth,
+            tokens: None,
+            public_url,
+            guard: Guard::new(Limits::default()),
+        }
+    }
+
+    pub fn with_tokens(mut self, tokens: Arc<TokenService>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.guard = Guard::new(limits);
+        self
+    }
 }
 
 /// Every route of the server, hardened (`outcome::harden`): errors are OperationOutcomes and a
-/// panicking handler answers 500.
+/// panicking handler answers 500; every request bounded (`limits`) and logged (`request_log`).
 pub fn router(state: AppState) -> Router {
+    let gate = authenticate::Gate {
+        authenticator: Arc::clone(&state.auth),
+        guard: Arc::clone(&state.guard),
+    };
     let protected = fhir_api::protected_routes().route_layer(axum::middleware::from_fn_with_state(
-        Arc::clone(&state.auth),
+        gate,
         authenticate::require,
     ));
+    let limits = state.guard.limits;
     let fhir = fhir_api::router(
         FhirState {
             store: state.store.clone(),
             validator: Arc::clone(&state.validator),
             mapping: Arc::clone(&state.mapping),
-            security: state.auth.describe().into(),
+            security: fhir_api::Security {
+                description: state.auth.describe().into(),
+                smart: state.auth.is_smart() && state.tokens.is_some(),
+            },
             public_url: Arc::new(state.public_url.clone()),
+            max_json_depth: limits.max_json_depth,
         },
         protected,
+        limits.max_body_bytes,
     );
+    let guard = Arc::clone(&state.guard);
     outcome::harden(
         Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route(token::TOKEN_PATH, post(token::token))
+            .route(
+                "/fhir/.well-known/smart-configuration",
+                get(token::smart_configuration),
+            )
             .with_state(state)
-            .merge(fhir),
+            .merge(fhir)
+            .layer(axum::middleware::from_fn_with_state(guard, limits::bound))
+            .layer(axum::middleware::from_fn(request_log::track)),
     )
 }
 
@@ -96,4 +154,26 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// Serves HTTPS (rustls) with the PEM certificate chain and private key given, until
+/// `shutdown` resolves, then finishes in-flight requests (up to 30 s).
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+        .handle(handle)
+        .serve(router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .await
 }

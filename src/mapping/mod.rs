@@ -5,6 +5,7 @@
 //! domain records. One module per resource family; `codes.rs` holds every code system and the
 //! tables between domain vocabularies and FHIR codes, so a code is defined once.
 
+pub mod audit;
 pub mod codes;
 mod consent;
 mod encounter;

@@ -5,6 +5,7 @@
 //! change-log triggers (see `migrations/`). Every write goes through `Tx`, and every changed row is
 //! written to `change_log` by a trigger in the same transaction.
 
+mod access;
 mod change_log;
 mod error;
 mod filter;
@@ -23,6 +24,7 @@ use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
+pub use access::{AuditQuery, Comparison};
 pub use change_log::{Change, Operation};
 pub use error::StoreError;
 pub use filter::{Condition, Filter};
@@ -208,6 +210,16 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Runs one SQL statement as given. For tests that play a writer outside the gateway (the
+    /// append-only audit check); nothing in the gateway calls it.
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// Checks that the database answers and the schema is in place (for `/readyz`).

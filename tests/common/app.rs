@@ -32,13 +32,13 @@ pub async fn spawn_app(store: &Store) -> App {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let state = AppState {
-        store: store.clone(),
-        validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
-        mapping: Arc::new(MappingConfig::default()),
-        auth: Arc::new(OpenAccess),
-        public_url: PublicUrl::fixed(&format!("http://{address}")).unwrap(),
-    };
+    let state = AppState::new(
+        store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(MappingConfig::default()),
+        Arc::new(OpenAccess),
+        PublicUrl::fixed(&format!("http://{address}")).unwrap(),
+    );
     tokio::spawn(async move {
         axum::serve(listener, router(state)).await.unwrap();
     });

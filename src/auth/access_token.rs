@@ -1,0 +1,130 @@
+//! The gateway's own access tokens: JWTs signed HS256 with a key kept in the clinic database
+//! (`token_signing_keys`), so that every replica on one PostgreSQL database issues and checks
+//! the same tokens without a lookup per request. They name the client, its organization and
+//! purpose of use, and the scopes granted; they live at most five minutes.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::{AuthError, Principal, Scopes};
+use crate::domain::ApiClient;
+use crate::store::{Store, StoreError};
+
+/// Who issues and who accepts these tokens (their `iss` and `aud`).
+const ISSUER: &str = "iop-gateway";
+const AUDIENCE: &str = "iop-gateway/fhir";
+/// The longest an access token lives (SMART: `expires_in` at most 300).
+pub const MAX_LIFETIME_SECONDS: i64 = 300;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    sub: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    org: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pou: Option<String>,
+}
+
+/// An access token issued: the token and what it says.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub token_id: String,
+    pub expires_in: i64,
+}
+
+/// Issues and checks access tokens with the database's signing key.
+pub struct AccessTokens {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl AccessTokens {
+    /// The signing key from the database (created on first use).
+    pub async fn load(store: &Store) -> Result<Self, StoreError> {
+        use base64::Engine;
+        use rand::RngCore;
+        let mut fresh = [0u8; 32];
+        rand::rng().fill_bytes(&mut fresh);
+        let fresh = (
+            uuid::Uuid::new_v4().to_string(),
+            base64::engine::general_purpose::STANDARD.encode(fresh),
+        );
+        let (kid, secret) = store.token_signing_key(fresh).await?;
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(secret)
+            .map_err(|_| StoreError::Corrupt {
+                table: "token_signing_keys",
+                id: kid.clone(),
+                column: "secret",
+                reason: "not base64".into(),
+            })?;
+        Ok(Self {
+            kid,
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+        })
+    }
+
+    /// A token for `client` with `scopes`, valid `lifetime` seconds (capped at five minutes)
+    /// from `now` (Unix seconds).
+    pub fn issue(&self, client: &ApiClient, scopes: &Scopes, lifetime: i64, now: i64) -> Issued {
+        let expires_in = lifetime.clamp(1, MAX_LIFETIME_SECONDS);
+        let token_id = uuid::Uuid::new_v4().to_string();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: client.client_id.to_string(),
+            exp: now + expires_in,
+            iat: now,
+            jti: token_id.clone(),
+            scope: scopes.to_string(),
+            org: client.organization_id.clone(),
+            pou: Some(client.purpose_of_use.clone()),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .expect("HS256 signing of serializable claims cannot fail");
+        Issued {
+            token,
+            token_id,
+            expires_in,
+        }
+    }
+
+    /// The principal a token names, if it is one of ours, unexpired and untampered.
+    pub fn check(&self, token: &str) -> Result<Principal, AuthError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Rejected)?;
+        if header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(AuthError::Rejected);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Rejected,
+            },
+        )?;
+        let claims = data.claims;
+        let scopes = Scopes::parse_strict(&claims.scope).map_err(|_| AuthError::Rejected)?;
+        Ok(Principal {
+            client_id: claims.sub,
+            organization_id: claims.org,
+            purpose_of_use: claims.pou,
+            scopes,
+            token_id: Some(claims.jti),
+        })
+    }
+}

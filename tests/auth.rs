@@ -1,0 +1,513 @@
+//! SMART Backend Services over real HTTP on both backends: client assertions accepted and
+//! refused, access tokens, scope enforcement, and the audit trail of every disclosure.
+
+mod common;
+
+use std::sync::Arc;
+
+use iop_gateway::auth::grant::TokenService;
+use iop_gateway::auth::keys::KeyCache;
+use iop_gateway::auth::{AccessTokens, BearerTokens};
+use iop_gateway::domain::{ApiClient, ClientId, KeySource};
+use iop_gateway::fhir_api::PublicUrl;
+use iop_gateway::http::{AppState, router};
+use iop_gateway::mapping::MappingConfig;
+use iop_gateway::outbound::Outbound;
+use iop_gateway::seed::{self, SeedOptions};
+use iop_gateway::store::Store;
+use iop_gateway::validation::{Registry, Validator};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/fixtures/auth/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+struct Gateway {
+    origin: String,
+    http: reqwest::Client,
+}
+
+async fn register(store: &Store, name: &str, jwks: &str, scopes: &str, enabled: bool) {
+    store
+        .add_api_client(&ApiClient {
+            client_id: ClientId::parse(name).unwrap(),
+            keys: KeySource::Inline(jwks.to_owned()),
+            scopes: scopes.into(),
+            organization_id: Some("org-ehr".into()),
+            purpose_of_use: "TREAT".into(),
+            enabled,
+        })
+        .await
+        .unwrap();
+}
+
+async fn spawn(store: &Store) -> Gateway {
+    seed::seed(
+        store,
+        SeedOptions {
+            clients: 10,
+            seed: 3,
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let jwks = fixture("client.jwks.json");
+    register(
+        store,
+        "ehr",
+        &jwks,
+        "system/*.cruds system/AuditEvent.rs",
+        true,
+    )
+    .await;
+    register(store, "patients-only", &jwks, "system/Patient.rs", true).await;
+    register(store, "plans-search", &jwks, "system/CarePlan.s", true).await;
+    register(store, "disabled", &jwks, "system/*.rs", false).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let tokens = Arc::new(AccessTokens::load(store).await.unwrap());
+    let service = TokenService::new(
+        store.clone(),
+        KeyCache::new(Outbound::new()),
+        Arc::clone(&tokens),
+        300,
+    );
+    let state = AppState::new(
+        store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(MappingConfig::default()),
+        Arc::new(BearerTokens::new(tokens)),
+        PublicUrl::fixed(&format!("http://{address}")).unwrap(),
+    )
+    .with_tokens(Arc::new(service));
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Gateway {
+        origin: format!("http://{address}"),
+        http: reqwest::Client::new(),
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A client assertion signed with fixture key `key` (`rs384`, `es384`, `rs384-other`).
+fn assertion(key: &str, kid: &str, claims: Value) -> String {
+    let pem = fixture(&format!("{key}.pem"));
+    let (alg, encoding) = if key.starts_with("es") {
+        (
+            Algorithm::ES384,
+            EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+        )
+    } else {
+        (
+            Algorithm::RS384,
+            EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        )
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+}
+
+impl Gateway {
+    fn token_url(&self) -> String {
+        format!("{}/auth/token", self.origin)
+    }
+
+    fn claims(&self, client: &str) -> Value {
+        json!({
+            "iss": client, "sub": client, "aud": self.token_url(),
+            "exp": now() + 240, "jti": uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    async fn ask(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.token_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap())
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn exchange(&self, assertion: &str, scope: &str) -> (u16, Value) {
+        self.ask(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion),
+            ("scope", scope),
+        ])
+        .await
+    }
+
+    /// An access token for `client` with `scope`.
+    async fn token(&self, client: &str, scope: &str) -> String {
+        let (status, body) = self
+            .exchange(&assertion("es384", "es384", self.claims(client)), scope)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn get(
+        &self,
+        token: Option<&str>,
+        path: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self.http.get(format!("{}/fhir/{path}", self.origin));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (
+            status,
+            headers,
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+}
+
+async fn client_assertions_are_checked(store: &Store) {
+    let gw = spawn(store).await;
+    // Both algorithms, each with its registered key.
+    for (key, kid) in [("rs384", "rs384"), ("es384", "es384")] {
+        let (status, body) = gw
+            .exchange(&assertion(key, kid, gw.claims("ehr")), "system/*.rs")
+            .await;
+        assert_eq!(status, 200, "{key}: {body}");
+        assert_eq!(body["token_type"], "bearer");
+        assert!(body["expires_in"].as_i64().unwrap() <= 300);
+        assert_eq!(body["scope"], "system/*.rs");
+        assert!(body.get("refresh_token").is_none());
+    }
+    // The grant is what was asked and registered.
+    let (_, body) = gw
+        .exchange(
+            &assertion("rs384", "rs384", gw.claims("patients-only")),
+            "system/*.rs launch",
+        )
+        .await;
+    assert_eq!(body["scope"], "system/Patient.rs");
+
+    let mut cases: Vec<(&str, String, &str, u16, &str)> = Vec::new();
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut c = gw.claims("ehr");
+        change(&mut c);
+        c
+    };
+    let signed = |c: Value| assertion("rs384", "rs384", c);
+    cases.push((
+        "expired",
+        signed(with(&|c| c["exp"] = json!(now() - 120))),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "exp too far",
+        signed(with(&|c| c["exp"] = json!(now() + 900))),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "not yet valid",
+        signed(with(&|c| c["nbf"] = json!(now() + 200))),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "wrong aud",
+        signed(with(&|c| c["aud"] = json!("https://elsewhere/token"))),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "iss != sub",
+        signed(with(&|c| c["sub"] = json!("someone-else"))),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "no jti",
+        signed(with(&|c| {
+            c.as_object_mut().unwrap().remove("jti");
+        })),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "unknown client",
+        signed(with(&|c| {
+            c["iss"] = json!("nobody");
+            c["sub"] = json!("nobody");
+        })),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "disabled client",
+        signed(with(&|c| {
+            c["iss"] = json!("disabled");
+            c["sub"] = json!("disabled");
+        })),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "other key",
+        assertion("rs384-other", "rs384", gw.claims("ehr")),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "unknown kid",
+        assertion("rs384-other", "rs384-other", gw.claims("ehr")),
+        "system/*.rs",
+        401,
+        "invalid_client",
+    ));
+    cases.push((
+        "scope not registered",
+        signed(gw.claims("plans-search")),
+        "system/Goal.rs",
+        400,
+        "invalid_scope",
+    ));
+    // alg none and HS256 (signed with the public JWKS text as an HMAC secret: the classic attack).
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": "rs384"})),
+        b64(&gw.claims("ehr"))
+    );
+    cases.push(("alg none", none, "system/*.rs", 401, "invalid_client"));
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some("rs384".into());
+    let hs256 = jsonwebtoken::encode(
+        &hs,
+        &gw.claims("ehr"),
+        &EncodingKey::from_secret(fixture("client.jwks.json").as_bytes()),
+    )
+    .unwrap();
+    cases.push(("HS256", hs256, "system/*.rs", 401, "invalid_client"));
+    for (name, assertion, scope, status, error) in &cases {
+        let (got, body) = gw.exchange(assertion, scope).await;
+        assert_eq!(
+            (got, body["error"].as_str().unwrap_or_default()),
+            (*status, *error),
+            "{name}: {body}"
+        );
+    }
+    // A replayed assertion is refused.
+    let once = signed(gw.claims("ehr"));
+    assert_eq!(gw.exchange(&once, "system/*.rs").await.0, 200);
+    let (status, body) = gw.exchange(&once, "system/*.rs").await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "invalid_client"),
+        "replay: {body}"
+    );
+    // Wrong grant type, wrong assertion type.
+    let good = signed(gw.claims("ehr"));
+    let (status, body) = gw
+        .ask(&[
+            ("grant_type", "password"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &good),
+            ("scope", "system/*.rs"),
+        ])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "unsupported_grant_type")
+    );
+    let (status, body) = gw
+        .ask(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:x"),
+            ("client_assertion", &good),
+            ("scope", "system/*.rs"),
+        ])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "invalid_request")
+    );
+    // Every token request, issued or refused, is in the audit trail.
+    let (_, events) = audit_count(&gw, "type=110114").await;
+    assert!(
+        events >= cases.len() + 5,
+        "token requests audited: {events}"
+    );
+}
+
+async fn audit_count(gw: &Gateway, query: &str) -> (Value, usize) {
+    let token = gw.token("ehr", "system/AuditEvent.rs").await;
+    let (status, _, bundle) = gw
+        .get(Some(&token), &format!("AuditEvent?{query}&_count=1000"))
+        .await;
+    assert_eq!(status, 200, "{bundle}");
+    let n = bundle["entry"].as_array().map(Vec::len).unwrap_or(0);
+    (bundle, n)
+}
+
+async fn scopes_are_enforced_and_disclosures_audited(store: &Store) {
+    let gw = spawn(store).await;
+    // No token, a forged one: 401 with WWW-Authenticate and an OperationOutcome.
+    let (status, headers, body) = gw.get(None, "Patient").await;
+    assert_eq!(status, 401);
+    assert!(
+        headers
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    let real = gw.token("patients-only", "system/Patient.rs").await;
+    let mut forged = real.clone();
+    forged.pop();
+    forged.push(if real.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(gw.get(Some(&forged), "Patient").await.0, 401);
+    // Metadata and discovery are open; the CapabilityStatement names the token endpoint.
+    let (status, _, metadata) = gw.get(None, "metadata").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metadata["rest"][0]["security"]["service"][0]["coding"][0]["code"],
+        "SMART-on-FHIR"
+    );
+    let (status, _, smart) = gw.get(None, ".well-known/smart-configuration").await;
+    assert_eq!(status, 200);
+    assert_eq!(smart["token_endpoint"], gw.token_url());
+    assert_eq!(
+        smart["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["RS384", "ES384"])
+    );
+
+    // Patient.rs: Patient read and search, nothing else.
+    let (status, _, patients) = gw.get(Some(&real), "Patient?_count=3").await;
+    assert_eq!(status, 200);
+    let patient = patients["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        gw.get(Some(&real), &format!("Patient/{patient}")).await.0,
+        200
+    );
+    let refused = [
+        "CarePlan".to_owned(),
+        format!("CarePlan?patient={patient}"),
+        format!("Patient?_id={patient}&_revinclude=CarePlan:subject"),
+        "AuditEvent".to_owned(),
+        format!("Patient/{patient}/_history"),
+    ];
+    for path in &refused[..4] {
+        let (status, _, body) = gw.get(Some(&real), path).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+    }
+    assert_eq!(
+        gw.get(Some(&real), &refused[4]).await.0,
+        200,
+        "history is r"
+    );
+    let write = gw
+        .http
+        .post(format!("{}/fhir/Patient", gw.origin))
+        .bearer_auth(&real)
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403, "create needs c");
+    // CarePlan.s: search, but its subjects cannot be included without Patient.r.
+    let plans = gw.token("plans-search", "system/CarePlan.s").await;
+    assert_eq!(gw.get(Some(&plans), "CarePlan?_count=2").await.0, 200);
+    assert_eq!(
+        gw.get(Some(&plans), "CarePlan?_count=2&_include=CarePlan:subject")
+            .await
+            .0,
+        403
+    );
+
+    // The read of that patient is accounted for, naming client, organization and purpose.
+    let (bundle, n) = audit_count(&gw, &format!("patient={patient}&subtype=read")).await;
+    assert_eq!(n, 1, "{bundle}");
+    let event = &bundle["entry"][0]["resource"];
+    assert_eq!(
+        event["agent"][0]["who"]["identifier"]["value"],
+        "patients-only"
+    );
+    assert_eq!(
+        event["agent"][0]["who"]["reference"],
+        "Organization/org-ehr"
+    );
+    assert_eq!(event["purposeOfEvent"][0]["coding"][0]["code"], "TREAT");
+    assert_eq!(event["outcome"], "0");
+    assert!(
+        event["meta"]["profile"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("IHE.BasicAudit.PatientRead")
+    );
+    // The searches too (with their query), and the refusals.
+    let (_, searches) = audit_count(&gw, &format!("patient={patient}&subtype=search")).await;
+    assert!(searches >= 1);
+    let (bundle, refusals) = audit_count(&gw, "agent=patients-only").await;
+    let refused_events = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["outcome"] == "4")
+        .count();
+    assert!(
+        refused_events >= 5,
+        "refusals audited: {refused_events} of {refusals}"
+    );
+    // The audit trail is append-only: the database refuses changes.
+    let changed = store
+        .execute_raw("UPDATE audit_events SET outcome = 0")
+        .await;
+    assert!(changed.is_err(), "UPDATE of audit rows must be refused");
+    let deleted = store.execute_raw("DELETE FROM audit_events").await;
+    assert!(deleted.is_err(), "DELETE of audit rows must be refused");
+}
+
+on_both_backends!(
+    client_assertions_are_checked,
+    scopes_are_enforced_and_disclosures_audited
+);
