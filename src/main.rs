@@ -7,12 +7,16 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = iop_gateway::cli::Cli::parse();
     // Logs go to stderr (stdout carries command output). Level from IOP_LOG, default info.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("IOP_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Readable on a terminal; JSON lines otherwise, for log collectors.
+    let filter = EnvFilter::try_from_env("IOP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        logs.init();
+    } else {
+        logs.json().flatten_event(true).init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
