@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::auth::Principal;
-use crate::domain::{AuditInteraction, AuditOutcome, AuditRecord, Timestamp};
+use crate::domain::{ApiClient, AuditInteraction, AuditOutcome, AuditRecord, Timestamp};
 use crate::mapping;
 
 /// The request an audit record is about, as the HTTP edge saw it.
@@ -80,5 +80,32 @@ pub fn record(
         query: event.query,
         entities,
         patients,
+    }
+}
+
+/// The record of a token issued (with its id) or refused, for `client` when one is known.
+pub fn token_record(
+    context: &RequestContext,
+    outcome: AuditOutcome,
+    outcome_desc: Option<String>,
+    client: Option<&ApiClient>,
+    token_id: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        recorded: Timestamp::now(),
+        interaction: AuditInteraction::Token,
+        outcome,
+        outcome_desc,
+        client_id: client.map(|c| c.client_id.to_string()),
+        organization_id: client.and_then(|c| c.organization_id.clone()),
+        purpose_of_use: client.map(|c| c.purpose_of_use.clone()),
+        token_id,
+        request_id: (!context.request_id.is_empty()).then(|| context.request_id.clone()),
+        source_address: context.source_address.clone(),
+        resource_type: None,
+        query: None,
+        entities: Vec::new(),
+        patients: Vec::new(),
     }
 }

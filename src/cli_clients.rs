@@ -194,6 +194,18 @@ pub async fn issue_token(
         crate::auth::access_token::MAX_LIFETIME_SECONDS,
         chrono::Utc::now().timestamp(),
     );
+    // A token from the command line is a disclosure like any other: accounted for.
+    let record = crate::audit::token_record(
+        &crate::audit::RequestContext {
+            request_id: String::new(),
+            source_address: None,
+        },
+        crate::domain::AuditOutcome::Success,
+        Some("issued by the command line (iop-gateway token)".into()),
+        Some(&client),
+        Some(issued.token_id.clone()),
+    );
+    store.append_audit(&record).await?;
     Ok((granted.to_string(), issued.token, issued.expires_in))
 }
 

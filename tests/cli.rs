@@ -343,3 +343,58 @@ impl ArgOwned for Command {
         self
     }
 }
+
+/// `clients add` refuses private keys and unknown scopes; `token` grants the intersection of
+/// asked and registered, prints the token alone on its last line, and accounts for it.
+#[tokio::test]
+async fn clients_and_tokens_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/auth");
+    let jwks = fixtures.join("client.jwks.json");
+    let private = fixtures.join("client.private.jwks.json");
+    let add = |file: &Path, scope: &str| {
+        run(gateway(dir.path())
+            .args(["--database-url", &url, "clients", "add", "ehr", "--jwks"])
+            .arg(file)
+            .args(["--scope", scope]))
+    };
+    let (ok, _, err) = add(&private, "system/*.rs");
+    assert!(!ok && err.contains("private key"), "{err}");
+    let (ok, _, err) = add(&jwks, "patient/*.read");
+    assert!(!ok && err.contains("scope"), "{err}");
+    let (ok, out, err) = add(&jwks, "system/Patient.rs");
+    assert!(ok, "{err}");
+    assert!(out.contains("registered client ehr"), "{out}");
+    let (ok, out, err) = run(gateway(dir.path()).args([
+        "--database-url",
+        &url,
+        "token",
+        "--client",
+        "ehr",
+        "--scope",
+        "system/*.rs",
+    ]));
+    assert!(ok, "{err}");
+    assert!(err.contains("scopes system/Patient.rs"), "{err}");
+    let token = out.lines().last().unwrap();
+    assert_eq!(token.split('.').count(), 3, "a JWT alone: {out}");
+    let (ok, _, _) =
+        run(gateway(dir.path()).args(["--database-url", &url, "clients", "disable", "ehr"]));
+    assert!(ok);
+    let (ok, _, err) =
+        run(gateway(dir.path()).args(["--database-url", &url, "token", "--client", "ehr"]));
+    assert!(!ok && err.contains("disabled"), "{err}");
+    let store = iop_gateway::store::Store::open(&url).await.unwrap();
+    let tokens = store
+        .audit_page(&iop_gateway::store::AuditQuery {
+            interactions: Some(vec![iop_gateway::domain::AuditInteraction::Token]),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tokens.len(), 1, "the issued token is accounted for");
+    assert_eq!(tokens[0].client_id.as_deref(), Some("ehr"));
+    store.close().await;
+}

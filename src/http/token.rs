@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::request_log::LoggedClient;
 use crate::assemble::RESOURCE_TYPES;
-use crate::audit::RequestContext;
+use crate::audit::{self, RequestContext};
 use crate::auth::grant::{OAuthError, Refused};
-use crate::domain::{AuditInteraction, AuditOutcome, AuditRecord, Timestamp};
+use crate::domain::AuditOutcome;
 
 pub use crate::auth::TOKEN_PATH;
 
@@ -74,13 +74,13 @@ pub async fn token(
         .await;
     let (record, response) = match decision {
         Ok(granted) => {
-            let record = AuditRecord {
-                client_id: Some(granted.client.client_id.to_string()),
-                organization_id: granted.client.organization_id.clone(),
-                purpose_of_use: Some(granted.client.purpose_of_use.clone()),
-                token_id: Some(granted.token.token_id.clone()),
-                ..token_record(&context, AuditOutcome::Success, None)
-            };
+            let record = audit::token_record(
+                &context,
+                AuditOutcome::Success,
+                None,
+                Some(&granted.client),
+                Some(granted.token.token_id.clone()),
+            );
             tracing::info!(client = %granted.client.client_id, expires_in = granted.token.expires_in, "access token issued");
             let mut response = Json(json!({
                 "access_token": granted.token.token,
@@ -102,14 +102,14 @@ pub async fn token(
         }) => return oauth_error(OAuthError::Unavailable, &description),
         Err(refused) => {
             tracing::info!(client = refused.client_id.as_deref().unwrap_or("-"), error = refused.error.code(), reason = %refused.description, "token request refused");
-            let record = AuditRecord {
-                client_id: refused.client_id.clone(),
-                ..token_record(
-                    &context,
-                    AuditOutcome::Refused,
-                    Some(format!("{}: {}", refused.error.code(), refused.description)),
-                )
-            };
+            let mut record = audit::token_record(
+                &context,
+                AuditOutcome::Refused,
+                Some(format!("{}: {}", refused.error.code(), refused.description)),
+                None,
+                None,
+            );
+            record.client_id = refused.client_id.clone();
             (record, oauth_error(refused.error, &refused.description))
         }
     };
@@ -121,30 +121,6 @@ pub async fn token(
         );
     }
     response
-}
-
-fn token_record(
-    context: &RequestContext,
-    outcome: AuditOutcome,
-    outcome_desc: Option<String>,
-) -> AuditRecord {
-    AuditRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        recorded: Timestamp::now(),
-        interaction: AuditInteraction::Token,
-        outcome,
-        outcome_desc,
-        client_id: None,
-        organization_id: None,
-        purpose_of_use: None,
-        token_id: None,
-        request_id: Some(context.request_id.clone()),
-        source_address: context.source_address.clone(),
-        resource_type: None,
-        query: None,
-        entities: Vec::new(),
-        patients: Vec::new(),
-    }
 }
 
 /// SMART discovery: how a backend service gets a token here.
