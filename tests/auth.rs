@@ -511,3 +511,58 @@ on_both_backends!(
     client_assertions_are_checked,
     scopes_are_enforced_and_disclosures_audited
 );
+
+/// `serve --tls-cert --tls-key`: HTTPS with a self-signed certificate, the client trusting it.
+#[tokio::test]
+async fn serves_https_with_the_certificate_given() {
+    let db = common::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = AppState::new(
+        db.store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(MappingConfig::default()),
+        Arc::new(iop_gateway::auth::OpenAccess),
+        PublicUrl::fixed(&format!("https://localhost:{port}")).unwrap(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        iop_gateway::http::serve_tls(listener, state, &cert, &key, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let mut answered = None;
+    for _ in 0..50 {
+        match client
+            .get(format!("https://localhost:{port}/healthz"))
+            .send()
+            .await
+        {
+            Ok(response) => {
+                answered = Some(response.status().as_u16());
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(answered, Some(200), "HTTPS answered");
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(!plain.map(|r| r.status().is_success()).unwrap_or(false));
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    db.cleanup().await;
+}
