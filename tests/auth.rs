@@ -566,3 +566,50 @@ async fn serves_https_with_the_certificate_given() {
     server.await.unwrap().unwrap();
     db.cleanup().await;
 }
+
+/// Past its rate and burst, a client gets 429 with `Retry-After` and an OperationOutcome.
+#[tokio::test]
+async fn a_client_past_its_rate_is_told_when_to_retry() {
+    let db = common::sqlite().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let state = AppState::new(
+        db.store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(MappingConfig::default()),
+        Arc::new(iop_gateway::auth::OpenAccess),
+        PublicUrl::fixed(&format!("http://{address}")).unwrap(),
+    )
+    .with_limits(iop_gateway::http::Limits {
+        rate_per_second: 1,
+        rate_burst: 2,
+        ..Default::default()
+    });
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut throttled = None;
+    for _ in 0..5 {
+        let response = client
+            .get(format!("http://{address}/fhir/Organization"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry = response.headers().get("retry-after").cloned();
+            throttled = Some((retry, response.json::<Value>().await.unwrap()));
+        }
+    }
+    assert_eq!(
+        &statuses[..2],
+        &[200, 200],
+        "the burst is served: {statuses:?}"
+    );
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    let (retry, outcome) = throttled.unwrap();
+    assert!(retry.unwrap().to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "throttled");
+    db.cleanup().await;
+}
