@@ -507,9 +507,80 @@ async fn scopes_are_enforced_and_disclosures_audited(store: &Store) {
     assert!(deleted.is_err(), "DELETE of audit rows must be refused");
 }
 
+/// A client registered by JWKS URL: its keys are fetched from there, and a `jku` header must
+/// name that URL.
+async fn keys_by_url_and_jku(store: &Store) {
+    let gw = spawn(store).await;
+    let jwks = fixture("client.jwks.json");
+    let keys = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", keys.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move {
+                (
+                    [
+                        ("cache-control", "max-age=60"),
+                        ("content-type", "application/json"),
+                    ],
+                    jwks,
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(keys, app).await.unwrap() });
+    store
+        .add_api_client(&ApiClient {
+            client_id: ClientId::parse("by-url").unwrap(),
+            keys: KeySource::Url(url.clone()),
+            scopes: "system/*.rs".into(),
+            organization_id: None,
+            purpose_of_use: "TREAT".into(),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let (status, body) = gw
+        .exchange(
+            &assertion("es384", "es384", gw.claims("by-url")),
+            "system/*.rs",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sign_with_jku = |jku: &str| {
+        let pem = fixture("rs384.pem");
+        let mut header = Header::new(Algorithm::RS384);
+        header.kid = Some("rs384".into());
+        header.jku = Some(jku.into());
+        jsonwebtoken::encode(
+            &header,
+            &gw.claims("by-url"),
+            &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        gw.exchange(&sign_with_jku(&url), "system/*.rs").await.0,
+        200
+    );
+    let (status, body) = gw
+        .exchange(
+            &sign_with_jku("https://attacker.example/jwks.json"),
+            "system/*.rs",
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "invalid_client"),
+        "{body}"
+    );
+}
+
 on_both_backends!(
     client_assertions_are_checked,
-    scopes_are_enforced_and_disclosures_audited
+    scopes_are_enforced_and_disclosures_audited,
+    keys_by_url_and_jku
 );
 
 /// `serve --tls-cert --tls-key`: HTTPS with a self-signed certificate, the client trusting it.
