@@ -401,6 +401,22 @@ async fn scopes_are_enforced_and_disclosures_audited(store: &Store) {
     forged.pop();
     forged.push(if real.ends_with('A') { 'B' } else { 'A' });
     assert_eq!(gw.get(Some(&forged), "Patient").await.0, 401);
+    // A token of ours that has expired: 401, saying so.
+    let client = store.api_client("patients-only").await.unwrap().unwrap();
+    let scopes = iop_gateway::auth::Scopes::parse_strict("system/Patient.rs").unwrap();
+    let expired = AccessTokens::load(store)
+        .await
+        .unwrap()
+        .issue(&client, &scopes, 300, now() - 400)
+        .token;
+    let (status, headers, _) = gw.get(Some(&expired), "Patient").await;
+    assert_eq!(status, 401);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("expired")
+    );
     // Metadata and discovery are open; the CapabilityStatement names the token endpoint.
     let (status, _, metadata) = gw.get(None, "metadata").await;
     assert_eq!(status, 200);
@@ -583,6 +599,17 @@ on_both_backends!(
     keys_by_url_and_jku
 );
 
+/// A gateway without authentication (for what does not depend on it: TLS, limits).
+fn open_state(store: &Store, public_url: &str) -> AppState {
+    AppState::new(
+        store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(MappingConfig::default()),
+        Arc::new(iop_gateway::auth::OpenAccess),
+        PublicUrl::fixed(public_url).unwrap(),
+    )
+}
+
 /// `serve --tls-cert --tls-key`: HTTPS with a self-signed certificate, the client trusting it.
 #[tokio::test]
 async fn serves_https_with_the_certificate_given() {
@@ -594,13 +621,7 @@ async fn serves_https_with_the_certificate_given() {
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let state = AppState::new(
-        db.store.clone(),
-        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
-        Arc::new(MappingConfig::default()),
-        Arc::new(iop_gateway::auth::OpenAccess),
-        PublicUrl::fixed(&format!("https://localhost:{port}")).unwrap(),
-    );
+    let state = open_state(&db.store, &format!("https://localhost:{port}"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         iop_gateway::http::serve_tls(listener, state, &cert, &key, async {
@@ -644,18 +665,13 @@ async fn a_client_past_its_rate_is_told_when_to_retry() {
     let db = common::sqlite().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let state = AppState::new(
-        db.store.clone(),
-        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
-        Arc::new(MappingConfig::default()),
-        Arc::new(iop_gateway::auth::OpenAccess),
-        PublicUrl::fixed(&format!("http://{address}")).unwrap(),
-    )
-    .with_limits(iop_gateway::http::Limits {
-        rate_per_second: 1,
-        rate_burst: 2,
-        ..Default::default()
-    });
+    let state = open_state(&db.store, &format!("http://{address}")).with_limits(
+        iop_gateway::http::Limits {
+            rate_per_second: 1,
+            rate_burst: 2,
+            ..Default::default()
+        },
+    );
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();

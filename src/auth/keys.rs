@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use serde_json::Value;
 
 use crate::domain::KeySource;
@@ -71,10 +71,12 @@ pub fn fits(key: &Jwk, alg: Algorithm) -> bool {
         }
         _ => false,
     };
-    let alg_fits = key
-        .common
-        .key_algorithm
-        .is_none_or(|a| format!("{a:?}") == format!("{alg:?}"));
+    let alg_fits = key.common.key_algorithm.is_none_or(|a| {
+        matches!(
+            (a, alg),
+            (KeyAlgorithm::RS384, Algorithm::RS384) | (KeyAlgorithm::ES384, Algorithm::ES384)
+        )
+    });
     let use_fits = key
         .common
         .public_key_use

@@ -79,7 +79,7 @@ pub(super) async fn search(
             "agent" => query.client_id = Some(value.clone()),
             "date" => query.recorded.extend(date(value)?),
             "type" | "subtype" => {
-                let wanted = interactions(name, value)?;
+                let wanted = interactions(name, value);
                 query.interactions = Some(match query.interactions.take() {
                     None => wanted,
                     Some(had) => had.into_iter().filter(|i| wanted.contains(i)).collect(),
@@ -198,7 +198,7 @@ fn date(value: &str) -> Result<Vec<(Comparison, Timestamp)>, ApiError> {
 }
 
 /// `type=rest` / `type=110114` and `subtype=read|search|create|...` as interactions.
-fn interactions(name: &str, value: &str) -> Result<Vec<AuditInteraction>, ApiError> {
+fn interactions(name: &str, value: &str) -> Vec<AuditInteraction> {
     let mut out = Vec::new();
     for token in value.split(',') {
         let code = token.rsplit('|').next().unwrap_or(token);
@@ -215,5 +215,5 @@ fn interactions(name: &str, value: &str) -> Result<Vec<AuditInteraction>, ApiErr
             .collect();
         out.extend(matched);
     }
-    Ok(out)
+    out
 }

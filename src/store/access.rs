@@ -49,6 +49,14 @@ fn client_of(row: &AnyRow) -> Result<ApiClient, StoreError> {
     })
 }
 
+/// `(jwks, jwks_url)`: exactly one is set.
+fn key_columns(keys: &KeySource) -> (Option<String>, Option<String>) {
+    match keys {
+        KeySource::Inline(jwks) => (Some(jwks.clone()), None),
+        KeySource::Url(url) => (None, Some(url.clone())),
+    }
+}
+
 const CLIENT_COLUMNS: &str =
     "client_id, jwks, jwks_url, scopes, organization_id, purpose_of_use, enabled";
 
@@ -72,10 +80,7 @@ impl Store {
 
     /// Registers a client; `Duplicate` when the id is taken.
     pub async fn add_api_client(&self, client: &ApiClient) -> Result<(), StoreError> {
-        let (jwks, url) = match &client.keys {
-            KeySource::Inline(jwks) => (Some(jwks.clone()), None),
-            KeySource::Url(url) => (None, Some(url.clone())),
-        };
+        let (jwks, url) = key_columns(&client.keys);
         let now = Timestamp::now().to_db_text();
         sqlx::query(
             "INSERT INTO api_clients (client_id, jwks, jwks_url, scopes, organization_id, \
@@ -98,10 +103,7 @@ impl Store {
     /// Replaces a client's keys, scopes, organization, purpose and enabled flag; `NotFound` when
     /// there is no such client.
     pub async fn update_api_client(&self, client: &ApiClient) -> Result<(), StoreError> {
-        let (jwks, url) = match &client.keys {
-            KeySource::Inline(jwks) => (Some(jwks.clone()), None),
-            KeySource::Url(url) => (None, Some(url.clone())),
-        };
+        let (jwks, url) = key_columns(&client.keys);
         let done = sqlx::query(
             "UPDATE api_clients SET jwks = $2, jwks_url = $3, scopes = $4, organization_id = $5, \
              purpose_of_use = $6, enabled = $7, updated_at = $8 WHERE client_id = $1",
