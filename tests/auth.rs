@@ -500,6 +500,30 @@ async fn scopes_are_enforced_and_disclosures_audited(store: &Store) {
             .unwrap()
             .ends_with("IHE.BasicAudit.PatientRead")
     );
+    // Every AuditEvent written so far is valid R4 (the BALP profiles it claims are not loaded
+    // here, so the claim is set aside for this check and the base definition applies).
+    let (all, _) = audit_count(&gw, "").await;
+    let validator = Validator::new(Arc::new(Registry::builtin()));
+    let mut checked = 0;
+    for entry in all["entry"].as_array().unwrap() {
+        let mut event = entry["resource"].clone();
+        if let Some(meta) = event.get_mut("meta").and_then(Value::as_object_mut) {
+            meta.remove("profile");
+        }
+        let errors: Vec<String> = validator
+            .validate(&event, &[])
+            .iter()
+            .filter(|i| i.is_error())
+            .map(|i| format!("{}: {}", i.expression, i.message))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{event}
+{errors:#?}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} AuditEvents validated");
     // The searches too (with their query), and the refusals.
     let (_, searches) = audit_count(&gw, &format!("patient={patient}&subtype=search")).await;
     assert!(searches >= 1);
@@ -593,10 +617,365 @@ async fn keys_by_url_and_jku(store: &Store) {
     );
 }
 
+/// A JWKS URL is read no more often than its `Cache-Control` allows — cached while fresh,
+/// fetched again once stale, every time without a lifetime — and fetched again at once when an
+/// assertion names a `kid` the cached set lacks (the client rotated its keys).
+async fn jwks_urls_are_cached_as_told_and_refetched_for_new_keys(store: &Store) {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let gw = spawn(store).await;
+    // path -> (JWKS served, Cache-Control), and a fetch counter per path.
+    type Served = Arc<Mutex<std::collections::HashMap<String, (String, &'static str)>>>;
+    let served: Served = Default::default();
+    let fetches: Arc<Mutex<std::collections::HashMap<String, usize>>> = Default::default();
+    let all = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let (served, fetches, all) = (served.clone(), fetches.clone(), all.clone());
+        axum::Router::new().route(
+            "/{name}",
+            axum::routing::get(
+                move |axum::extract::Path(name): axum::extract::Path<String>| {
+                    let (served, fetches, all) = (served.clone(), fetches.clone(), all.clone());
+                    async move {
+                        all.fetch_add(1, Ordering::SeqCst);
+                        *fetches.lock().unwrap().entry(name.clone()).or_default() += 1;
+                        let (jwks, cache) = served.lock().unwrap()[&name].clone();
+                        (
+                            [
+                                ("cache-control", cache),
+                                ("content-type", "application/json"),
+                            ],
+                            jwks,
+                        )
+                    }
+                },
+            ),
+        )
+    };
+    let keys = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", keys.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(keys, app).await.unwrap() });
+    let jwks = fixture("client.jwks.json");
+    for (name, cache) in [
+        ("long", "max-age=60"),
+        ("short", "max-age=1"),
+        ("none", "no-store"),
+    ] {
+        served
+            .lock()
+            .unwrap()
+            .insert(name.into(), (jwks.clone(), cache));
+        store
+            .add_api_client(&ApiClient {
+                client_id: ClientId::parse(name).unwrap(),
+                keys: KeySource::Url(format!("{origin}/{name}")),
+                scopes: "system/*.rs".into(),
+                organization_id: None,
+                purpose_of_use: "TREAT".into(),
+                enabled: true,
+            })
+            .await
+            .unwrap();
+    }
+    let count = |name: &str| fetches.lock().unwrap().get(name).copied().unwrap_or(0);
+    let accepted = |client: &str, key: &str, kid: &str| {
+        let assertion = assertion(key, kid, gw.claims(client));
+        let gw = &gw;
+        async move { gw.exchange(&assertion, "system/*.rs").await.0 == 200 }
+    };
+    // Fresh for 60 s: one fetch serves both keys.
+    assert!(accepted("long", "es384", "es384").await);
+    assert!(accepted("long", "rs384", "rs384").await);
+    assert_eq!(count("long"), 1);
+    // The client rotates in a new key: an unknown kid fetches the set again, at once.
+    let mut rotated: Value = serde_json::from_str(&jwks).unwrap();
+    let other: Value = serde_json::from_str(&fixture("other.jwks.json")).unwrap();
+    rotated["keys"]
+        .as_array_mut()
+        .unwrap()
+        .extend(other["keys"].as_array().unwrap().iter().cloned());
+    served
+        .lock()
+        .unwrap()
+        .insert("long".into(), (rotated.to_string(), "max-age=60"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(accepted("long", "rs384-other", "rs384-other").await);
+    assert_eq!(count("long"), 2);
+    // A kid in no set: fetched once more at most, then refused.
+    assert!(!accepted("long", "rs384-other", "nowhere").await);
+    assert!(!accepted("long", "rs384-other", "nowhere").await);
+    assert!(
+        count("long") <= 3,
+        "unknown kids refetch at most once a second"
+    );
+    // Fresh for 1 s: cached, then fetched again when stale.
+    assert!(accepted("short", "es384", "es384").await);
+    assert!(accepted("short", "es384", "es384").await);
+    assert_eq!(count("short"), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(accepted("short", "es384", "es384").await);
+    assert_eq!(count("short"), 2);
+    // No lifetime: fetched for every assertion.
+    for _ in 0..3 {
+        assert!(accepted("none", "es384", "es384").await);
+    }
+    assert_eq!(count("none"), 3);
+    assert_eq!(all.load(Ordering::SeqCst), count("long") + 2 + 3);
+}
+
+/// A client signing with a PEM key names it by its RFC 7638 thumbprint (smart-fetch, jwcrypto);
+/// the registered key matches by thumbprint as well as by `kid`.
+async fn keys_match_by_thumbprint(store: &Store) {
+    let gw = spawn(store).await;
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(&fixture("client.jwks.json")).unwrap();
+    for (key, kid) in [("es384", "es384"), ("rs384", "rs384")] {
+        let thumbprint = set
+            .find(kid)
+            .unwrap()
+            .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            .unwrap();
+        let (status, body) = gw
+            .exchange(
+                &assertion(key, &thumbprint, gw.claims("ehr")),
+                "system/*.rs",
+            )
+            .await;
+        assert_eq!(status, 200, "{key} by thumbprint: {body}");
+    }
+    // Another key's thumbprint does not let a key in.
+    let es_thumbprint = set
+        .find("es384")
+        .unwrap()
+        .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .unwrap();
+    let (status, _) = gw
+        .exchange(
+            &assertion("rs384", &es_thumbprint, gw.claims("ehr")),
+            "system/*.rs",
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+/// Every type the API serves × every interaction: a token with exactly the letter the
+/// interaction needs (on that type) gets past the scope check; a token with every other letter
+/// on that type and everything on every other type is refused with 403.
+async fn every_interaction_checks_its_type_and_letter(store: &Store) {
+    let gw = spawn(store).await;
+    let client = store.api_client("ehr").await.unwrap().unwrap();
+    let minted = AccessTokens::load(store).await.unwrap();
+    let token = |scope: &str| {
+        minted
+            .issue(
+                &client,
+                &iop_gateway::auth::Scopes::parse_strict(scope).unwrap(),
+                300,
+                now(),
+            )
+            .token
+    };
+    const TYPES: [&str; 14] = [
+        "Patient",
+        "RelatedPerson",
+        "Consent",
+        "Encounter",
+        "EpisodeOfCare",
+        "CarePlan",
+        "Goal",
+        "Task",
+        "ServiceRequest",
+        "Practitioner",
+        "Organization",
+        "HealthcareService",
+        "Group",
+        "AuditEvent",
+    ];
+    const OTHER: [&str; 14] = [
+        "Organization",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+        "Patient",
+    ];
+    // An id of each type, and an AuditEvent to read.
+    let everything = token("system/*.cruds system/AuditEvent.rs");
+    let mut ids = std::collections::HashMap::new();
+    for kind in TYPES {
+        let (status, _, bundle) = gw.get(Some(&everything), &format!("{kind}?_count=1")).await;
+        assert_eq!(status, 200, "{kind}: {bundle}");
+        let id = bundle["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a seeded {kind}: {bundle}"))
+            .to_owned();
+        ids.insert(kind, id);
+    }
+    // (interaction, the letters needed — any one of them suffices, method, path, body?)
+    let mut checked = 0;
+    for (kind, other) in TYPES.iter().zip(OTHER) {
+        let id = &ids[kind];
+        let resource = json!({"resourceType": kind, "id": id});
+        let cases: Vec<(&str, &str, reqwest::Method, String, Option<Value>)> = vec![
+            (
+                "read",
+                "r",
+                reqwest::Method::GET,
+                format!("{kind}/{id}"),
+                None,
+            ),
+            (
+                "vread",
+                "r",
+                reqwest::Method::GET,
+                format!("{kind}/{id}/_history/1"),
+                None,
+            ),
+            (
+                "history",
+                "r",
+                reqwest::Method::GET,
+                format!("{kind}/{id}/_history"),
+                None,
+            ),
+            (
+                "type history",
+                "r",
+                reqwest::Method::GET,
+                format!("{kind}/_history"),
+                None,
+            ),
+            (
+                "search",
+                "s",
+                reqwest::Method::GET,
+                format!("{kind}?_count=1"),
+                None,
+            ),
+            (
+                "search by POST",
+                "s",
+                reqwest::Method::POST,
+                format!("{kind}/_search"),
+                None,
+            ),
+            (
+                "count",
+                "s",
+                reqwest::Method::GET,
+                format!("{kind}?_summary=count"),
+                None,
+            ),
+            (
+                "create",
+                "c",
+                reqwest::Method::POST,
+                kind.to_string(),
+                Some(json!({"resourceType": kind})),
+            ),
+            (
+                "update",
+                "u",
+                reqwest::Method::PUT,
+                format!("{kind}/{id}"),
+                Some(resource.clone()),
+            ),
+            (
+                "delete",
+                "d",
+                reqwest::Method::DELETE,
+                format!("{kind}/{id}"),
+                None,
+            ),
+            (
+                "$validate",
+                "cu",
+                reqwest::Method::POST,
+                format!("{kind}/$validate"),
+                Some(json!({"resourceType": kind})),
+            ),
+        ];
+        // The audit trail declares read and search only, and can never be written.
+        let cases = if *kind == "AuditEvent" {
+            let (declared, rest): (Vec<_>, Vec<_>) = cases
+                .into_iter()
+                .partition(|c| ["read", "search", "search by POST"].contains(&c.0));
+            for (interaction, _, method, path, body) in rest {
+                let mut request = gw
+                    .http
+                    .request(method, format!("{}/fhir/{path}", gw.origin))
+                    .bearer_auth(&everything);
+                if let Some(body) = body {
+                    request = request
+                        .header("content-type", "application/fhir+json")
+                        .body(body.to_string());
+                }
+                let status = request.send().await.unwrap().status();
+                assert!(
+                    status.is_client_error() && status != 401,
+                    "AuditEvent {interaction}: {status}"
+                );
+            }
+            declared
+        } else {
+            cases
+        };
+        let expected = cases.len();
+        for (interaction, needed, method, path, body) in cases {
+            let send = |token: String| {
+                let mut request = gw
+                    .http
+                    .request(method.clone(), format!("{}/fhir/{path}", gw.origin))
+                    .bearer_auth(token);
+                if method == reqwest::Method::POST && body.is_none() {
+                    request = request
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body("_count=1");
+                } else if let Some(body) = &body {
+                    request = request
+                        .header("content-type", "application/fhir+json")
+                        .body(body.to_string());
+                }
+                async move { request.send().await.unwrap().status().as_u16() }
+            };
+            for letter in needed.chars() {
+                let allowed = send(token(&format!("system/{kind}.{letter}"))).await;
+                assert!(
+                    ![401, 403].contains(&allowed),
+                    "{kind} {interaction} with system/{kind}.{letter}: {allowed}"
+                );
+            }
+            let without: String = "cruds".chars().filter(|l| !needed.contains(*l)).collect();
+            let refused = send(token(&format!(
+                "system/{kind}.{without} system/{other}.cruds"
+            )))
+            .await;
+            assert_eq!(
+                refused, 403,
+                "{kind} {interaction} with system/{kind}.{without}: {refused}"
+            );
+            checked += 1;
+        }
+        assert!(expected >= 3);
+    }
+    assert_eq!(checked, (TYPES.len() - 1) * 11 + 3);
+}
+
 on_both_backends!(
     client_assertions_are_checked,
     scopes_are_enforced_and_disclosures_audited,
-    keys_by_url_and_jku
+    keys_by_url_and_jku,
+    jwks_urls_are_cached_as_told_and_refetched_for_new_keys,
+    keys_match_by_thumbprint,
+    every_interaction_checks_its_type_and_letter
 );
 
 /// A gateway without authentication (for what does not depend on it: TLS, limits).

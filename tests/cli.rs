@@ -2,70 +2,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 
-fn gateway(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_iop-gateway"));
-    command
-        .current_dir(dir)
-        .env_remove("IOP_DATABASE_URL")
-        .env_remove("IOP_CONFIG")
-        .env_remove("IOP_LISTEN");
-    command.env("IOP_LOG", "warn");
-    command
-}
-
-fn run(command: &mut Command) -> (bool, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("run iop-gateway");
-    (
-        status.success(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
-
-/// A server process, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `iop-gateway ARGS` and waits for its "listening on" line.
-fn start(mut command: Command) -> (Server, Vec<String>) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn server");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut seen = Vec::new();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("server printed its address")
-            .expect("read stdout");
-        seen.push(line.clone());
-        if let Some(address) = line.strip_prefix("listening on ") {
-            break address.to_owned();
-        }
-    };
-    // Keep reading so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Server { child, base }, seen)
-}
+use common::process::{gateway, run, start};
 
 #[test]
 fn help_lists_every_command() {

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse, ThumbprintHash,
+};
 use serde_json::Value;
 
 use crate::domain::KeySource;
@@ -85,6 +87,21 @@ pub fn fits(key: &Jwk, alg: Algorithm) -> bool {
     type_fits && alg_fits && use_fits
 }
 
+/// The key named `kid`: by its `kid`, or else by its RFC 7638 SHA-256 thumbprint — clients
+/// that sign with a PEM key (smart-fetch, jwcrypto) name it by thumbprint, while the JWKS the
+/// clinic registered may carry another `kid`.
+fn find_key(keys: &[Jwk], kid: &str) -> Option<Jwk> {
+    keys.iter()
+        .find(|k| k.common.key_id.as_deref() == Some(kid))
+        .or_else(|| {
+            keys.iter().find(|k| {
+                k.thumbprint(ThumbprintHash::SHA256)
+                    .is_ok_and(|thumbprint| thumbprint == kid)
+            })
+        })
+        .cloned()
+}
+
 struct Cached {
     keys: Vec<Jwk>,
     fetched: Instant,
@@ -107,11 +124,7 @@ impl KeyCache {
 
     /// The key named `kid` in `source`, if there is one.
     pub async fn key(&self, source: &KeySource, kid: &str) -> Result<Option<Jwk>, KeyError> {
-        let find = |keys: &[Jwk]| {
-            keys.iter()
-                .find(|k| k.common.key_id.as_deref() == Some(kid))
-                .cloned()
-        };
+        let find = |keys: &[Jwk]| find_key(keys, kid);
         let url = match source {
             KeySource::Inline(jwks) => {
                 let set: Value = serde_json::from_str(jwks).map_err(|_| KeyError::NotAKeySet)?;

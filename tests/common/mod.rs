@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod graph;
+pub mod process;
 
 use std::io::Write;
 

@@ -1,11 +1,13 @@
 // Drives a running iop-gateway with fhir-kit-client (npm), a FHIR client this project did not
 // write: metadata, read, search and follow every page, create, conditional update, transaction.
-// Usage: node fhir-kit-client.mjs http://127.0.0.1:PORT/fhir   (exit 0 when every check holds)
+// Usage: node fhir-kit-client.mjs http://127.0.0.1:PORT/fhir ACCESS_TOKEN   (exit 0 when every check holds)
 import { Client } from 'fhir-kit-client';
 import assert from 'node:assert/strict';
 
 const base = process.argv[2];
-const client = new Client({ baseUrl: base });
+const token = process.argv[3];
+assert.ok(token, 'an access token is the second argument');
+const client = new Client({ baseUrl: base, bearerToken: token });
 const MRN = 'https://iop-gateway.org/fhir/clinic/mrn';
 
 const capability = await client.capabilityStatement();

@@ -1,7 +1,7 @@
 """Drives a running iop-gateway with fhirpy (PyPI), a FHIR client this project did not write:
 metadata, read, search and follow every page, create, conditional update, transaction.
 
-Usage: python fhirpy_client.py http://127.0.0.1:PORT/fhir   (exit 0 when every check holds)
+Usage: python fhirpy_client.py http://127.0.0.1:PORT/fhir ACCESS_TOKEN   (exit 0 when every check holds)
 """
 import sys
 
@@ -9,7 +9,8 @@ import requests
 from fhirpy import SyncFHIRClient
 
 base = sys.argv[1]
-client = SyncFHIRClient(base)
+token = sys.argv[2]
+client = SyncFHIRClient(base, authorization=f"Bearer {token}")
 MRN = "https://iop-gateway.org/fhir/clinic/mrn"
 
 capability = client.execute("metadata", method="get")
@@ -39,7 +40,7 @@ response = requests.put(
     f"{base}/Patient",
     params={"identifier": f"{MRN}|PY00001"},
     json=body,
-    headers={"Content-Type": "application/fhir+json"},
+    headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"},
     timeout=30,
 )
 assert response.status_code == 200, response.text
