@@ -761,3 +761,39 @@ fn consent_care_team_is_the_clinic_and_the_referral_sources() {
     ];
     assert_eq!(care_team(org_id(1), &enrollments), vec![org(1), org(2)]);
 }
+
+#[test]
+fn consent_disagreeing_exceptions_at_one_level_resolve_to_deny() {
+    let team = CARE_TEAM();
+    let exceptions = vec![
+        Provision {
+            purposes: vec![PurposeOfUse::Treat],
+            ..Provision::permit()
+        },
+        Provision {
+            resource_types: vec!["CarePlan".to_owned()],
+            ..Provision::deny()
+        },
+    ];
+    let request = ask(plan(), to(3), PurposeOfUse::Treat, &team);
+    for order in [exceptions.clone(), exceptions.into_iter().rev().collect()] {
+        let deny_index = order
+            .iter()
+            .position(|p| p.kind == Some(ProvisionType::Deny))
+            .expect("a deny");
+        let directive = to_org(
+            1,
+            "2026-01-05",
+            Provision {
+                exceptions: order,
+                ..permit_org(3)
+            },
+        );
+        let decision = decide(&request, &[directive], &Policy::default());
+        assert!(!decision.permit);
+        assert_eq!(
+            decided_by(&decision),
+            Some((consent_id(1), vec![deny_index]))
+        );
+    }
+}
