@@ -12,6 +12,7 @@ pub mod cli;
 mod cli_clients;
 mod cli_validate;
 pub mod config;
+pub mod consent;
 pub mod export;
 pub mod fhir_api;
 pub mod fhir_packages;
