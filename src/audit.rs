@@ -26,6 +26,8 @@ pub struct Event<'a> {
     pub outcome_desc: Option<String>,
     pub resource_type: Option<&'a str>,
     pub query: Option<String>,
+    /// The consents that allowed what is disclosed (from the disclosure gate).
+    pub consents: Vec<String>,
 }
 
 impl<'a> Event<'a> {
@@ -36,7 +38,12 @@ impl<'a> Event<'a> {
             outcome_desc: None,
             resource_type: Some(resource_type),
             query: None,
+            consents: Vec::new(),
         }
+    }
+    pub fn with_consents(mut self, consents: &[String]) -> Self {
+        self.consents = consents.to_vec();
+        self
     }
     pub fn with_query(mut self, params: &[(String, String)]) -> Self {
         self.query = Some(serde_urlencoded::to_string(params).unwrap_or_default());
@@ -79,6 +86,7 @@ pub fn record(
         resource_type: event.resource_type.map(str::to_owned),
         query: event.query,
         entities,
+        consents: event.consents,
         patients,
     }
 }
@@ -106,6 +114,7 @@ pub fn token_record(
         resource_type: None,
         query: None,
         entities: Vec::new(),
+        consents: Vec::new(),
         patients: Vec::new(),
     }
 }

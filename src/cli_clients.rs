@@ -209,16 +209,19 @@ pub async fn issue_token(
     Ok((granted.to_string(), issued.token, issued.expires_in))
 }
 
-/// Registers the demo client when it is not there (no keys: tokens come from `token`).
+/// Registers the demo client when it is not there (no keys: tokens come from `token`). It acts
+/// for the clinic itself, so consent filtering shows what the clinic's own EHR would see: all
+/// but Part 2 records without a consent.
 pub async fn ensure_demo_client(store: &Store) -> anyhow::Result<()> {
     if store.api_client(DEMO_CLIENT).await?.is_some() {
         return Ok(());
     }
+    let clinic = crate::disclose::clinic_organizations(store).await?;
     let client = ApiClient {
         client_id: ClientId::parse(DEMO_CLIENT)?,
         keys: KeySource::Inline(r#"{"keys":[]}"#.into()),
         scopes: "system/*.cruds system/AuditEvent.rs".into(),
-        organization_id: None,
+        organization_id: clinic.into_iter().next(),
         purpose_of_use: "TREAT".into(),
         enabled: true,
     };

@@ -13,6 +13,7 @@ mod cli_clients;
 mod cli_validate;
 pub mod config;
 pub mod consent;
+pub mod disclose;
 pub mod export;
 pub mod fhir_api;
 pub mod fhir_packages;

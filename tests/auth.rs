@@ -34,13 +34,23 @@ struct Gateway {
     http: reqwest::Client,
 }
 
+async fn clinic(store: &Store) -> Option<String> {
+    iop_gateway::disclose::clinic_organizations(store)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+}
+
 async fn register(store: &Store, name: &str, jwks: &str, scopes: &str, enabled: bool) {
     store
         .add_api_client(&ApiClient {
             client_id: ClientId::parse(name).unwrap(),
             keys: KeySource::Inline(jwks.to_owned()),
             scopes: scopes.into(),
-            organization_id: Some("org-ehr".into()),
+            // The clinic's own EHR: on every client's care team (consent filtering lets it see
+            // all but Part 2 records no consent releases to it).
+            organization_id: clinic(store).await,
             purpose_of_use: "TREAT".into(),
             enabled,
         })
@@ -490,7 +500,7 @@ async fn scopes_are_enforced_and_disclosures_audited(store: &Store) {
     );
     assert_eq!(
         event["agent"][0]["who"]["reference"],
-        "Organization/org-ehr"
+        format!("Organization/{}", clinic(store).await.unwrap()).as_str()
     );
     assert_eq!(event["purposeOfEvent"][0]["coding"][0]["code"], "TREAT");
     assert_eq!(event["outcome"], "0");

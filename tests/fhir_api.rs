@@ -752,6 +752,7 @@ impl Authenticator for OneToken {
                 purpose_of_use: None,
                 scopes: iop_gateway::auth::Scopes::parse_strict("system/*.read").unwrap(),
                 token_id: None,
+                open_access: false,
             }),
             Some(_) => Err(AuthError::Rejected),
             None => Err(AuthError::Missing),

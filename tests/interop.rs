@@ -103,7 +103,11 @@ async fn spawn_secured(store: &Store) -> String {
             client_id: ClientId::parse("interop").unwrap(),
             keys: KeySource::Inline(std::fs::read_to_string(fixture("client.jwks.json")).unwrap()),
             scopes: "system/*.cruds".into(),
-            organization_id: None,
+            organization_id: iop_gateway::disclose::clinic_organizations(store)
+                .await
+                .unwrap()
+                .into_iter()
+                .next(),
             purpose_of_use: "TREAT".into(),
             enabled: true,
         })
@@ -264,15 +268,40 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// A client with a plan in a program that is not a Part 2 program (the clinic's EHR sees such a
+/// client's records without a consent).
 async fn first_patient_with_a_plan(store: &Store) -> String {
-    use iop_gateway::domain::{Enrollment, TreatmentPlan};
-    let plans = store.page::<TreatmentPlan>(None, 1).await.unwrap();
-    let enrollment = store
-        .get::<Enrollment>(plans[0].record.enrollment_id)
-        .await
-        .unwrap()
-        .unwrap();
-    enrollment.record.client_id.to_string()
+    use iop_gateway::domain::{Enrollment, Program, TreatmentPlan};
+    for plan in store.page::<TreatmentPlan>(None, 1000).await.unwrap() {
+        let enrollment = store
+            .get::<Enrollment>(plan.record.enrollment_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let program = store
+            .get::<Program>(enrollment.record.program_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let client = enrollment.record.client_id;
+        let of_client = iop_gateway::store::Filter::equals(
+            "client_id",
+            iop_gateway::store::SqlValue::id(client),
+        );
+        let mut part2 = program.record.part2;
+        for other in store
+            .page_where::<Enrollment>(&[of_client], None, 100)
+            .await
+            .unwrap()
+        {
+            let program = store.get::<Program>(other.record.program_id).await.unwrap();
+            part2 |= program.is_some_and(|p| p.record.part2);
+        }
+        if !part2 {
+            return client.to_string();
+        }
+    }
+    panic!("a seeded client outside Part 2 programs")
 }
 
 on_both_backends!(

@@ -19,14 +19,22 @@ fn fixture(name: &str) -> String {
 }
 
 /// Seeds `url` and registers client `ehr` (the fixture keys) for every scope.
-fn prepare(dir: &Path, url: &str, clients: &str) {
+/// The client acts for the clinic itself (on every client's care team).
+async fn prepare(dir: &Path, url: &str, clients: &str) {
     let (ok, _, err) =
         run(gateway(dir).args(["--database-url", url, "seed", "--clients", clients]));
     assert!(ok, "{err}");
+    let store = iop_gateway::store::Store::open(url).await.unwrap();
+    let clinic = iop_gateway::disclose::clinic_organizations(&store)
+        .await
+        .unwrap()
+        .remove(0);
+    store.close().await;
     let (ok, _, err) = run(gateway(dir)
         .args(["--database-url", url, "clients", "add", "ehr", "--jwks"])
         .arg(fixture("client.jwks.json"))
-        .args(["--scope", "system/*.cruds system/AuditEvent.rs"]));
+        .args(["--scope", "system/*.cruds system/AuditEvent.rs"])
+        .args(["--organization", &clinic]));
     assert!(ok, "{err}");
 }
 
@@ -80,7 +88,7 @@ async fn exchange(http: &reqwest::Client, server: &Server, assertion: &str) -> (
 async fn logs_carry_no_names_birth_dates_identifiers_or_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("clinic.db").display());
-    prepare(dir.path(), &url, "30");
+    prepare(dir.path(), &url, "30").await;
     let (server, logs) = start_keeping_logs(serve(dir.path(), &url, &[], "debug"));
     let http = reqwest::Client::new();
     let signed = assertion(&format!("{}/auth/token", server.base));
@@ -327,7 +335,7 @@ async fn replicas_share_replay_protection_and_tokens() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    prepare(dir.path(), &url, "10");
+    prepare(dir.path(), &url, "10").await;
     let public = ["--public-url", "https://gateway.clinic.example"];
     let (a, _) = start_keeping_logs(serve(dir.path(), &url, &public, "warn"));
     let (b, _) = start_keeping_logs(serve(dir.path(), &url, &public, "warn"));

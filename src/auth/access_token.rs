@@ -125,6 +125,7 @@ impl AccessTokens {
             purpose_of_use: claims.pou,
             scopes,
             token_id: Some(claims.jti),
+            open_access: false,
         })
     }
 }

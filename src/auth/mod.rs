@@ -38,6 +38,8 @@ pub struct Principal {
     pub scopes: Scopes,
     /// The access token's id (`jti`), for the audit's token-use record.
     pub token_id: Option<String>,
+    /// `serve --open-access`: disclosures are not filtered by consent (local experiments only).
+    pub open_access: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +74,7 @@ impl Authenticator for OpenAccess {
             purpose_of_use: None,
             scopes: Scopes::everything(),
             token_id: None,
+            open_access: true,
         })
     }
     fn describe(&self) -> String {

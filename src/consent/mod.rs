@@ -11,13 +11,15 @@
 //! - 42 CFR Part 2 (2024 rule): Part 2 records go only where a directive permits them, and SUD
 //!   counselling notes only under a directive naming them; a single consent for all future
 //!   treatment, payment and operations is allowed (§2.31), so a directive may list all three;
-//! - support contacts receive nothing but what a directive naming them permits;
+//! - support contacts receive nothing but what a directive naming them permits, and appear in
+//!   what others receive only while a consent names them ([`covered_contacts`]);
 //! - other mental-health data follows the clinic's [`MentalHealthPolicy`].
 
 mod decide;
 mod decision;
 mod directive;
 mod evaluate;
+mod family;
 mod from_domain;
 mod policy;
 mod purpose;
@@ -33,6 +35,7 @@ pub use decision::{Basis, ConsentBasis, Decision, Rule};
 pub use directive::{
     Actor, ConsentDirective, DataClass, DirectiveStatus, Provision, ProvisionType, SecurityLabel,
 };
+pub use family::covered_contacts;
 pub use from_domain::{directive_from, purposes};
 pub use policy::{MentalHealthPolicy, Policy, care_team};
 pub use purpose::PurposeOfUse;

@@ -161,6 +161,8 @@ pub struct AuditRecord {
     pub query: Option<String>,
     /// What was disclosed or changed, as `Type/id`.
     pub entities: Vec<String>,
+    /// The consents (ids) that allowed the disclosure, where a consent decided.
+    pub consents: Vec<String>,
     /// The patients those resources are about (Patient ids).
     pub patients: Vec<String>,
 }

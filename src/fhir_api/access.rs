@@ -11,6 +11,8 @@ use serde_json::Value;
 use super::{ApiError, FhirState};
 use crate::audit::{self, Event, RequestContext};
 use crate::auth::{Letter, Principal};
+use crate::consent::{PurposeOfUse, Recipient};
+use crate::disclose::{Audience, Gate, Verdict};
 use crate::domain::{AuditInteraction, AuditOutcome, AuditRecord};
 
 /// The authenticated caller of a FHIR request.
@@ -95,12 +97,67 @@ pub async fn require_any(
             outcome_desc: Some(format!("scope system/{resource_type}.{wanted} not granted")),
             resource_type: Some(resource_type),
             query: None,
+            consents: Vec::new(),
         },
         &[],
     );
     append(state, &record).await?;
     tracing::info!(client = %caller.principal.client_id, resource_type, "refused: scope not granted");
     Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message))
+}
+
+/// The disclosure gate for one request of this caller: the recipient is the client's
+/// organization, the purpose its purpose of use (TREAT when none is registered).
+pub fn gate(state: &FhirState, caller: &Caller) -> Gate {
+    let principal = &caller.principal;
+    let audience = if principal.open_access {
+        Audience::Unfiltered
+    } else {
+        match &principal.organization_id {
+            Some(org) => Audience::Recipient {
+                recipient: Recipient::Organization(org.clone()),
+                purpose: PurposeOfUse::from_code(
+                    principal.purpose_of_use.as_deref().unwrap_or("TREAT"),
+                ),
+            },
+            None => Audience::Nobody,
+        }
+    };
+    Gate::new(
+        audience,
+        (*state.consent_policy).clone(),
+        chrono::Utc::now().date_naive(),
+    )
+}
+
+/// A resource the gate withholds is answered as if it did not exist (its existence must not
+/// leak); the refusal is audited with the decision, for the clinic's eyes only.
+pub async fn withheld(
+    state: &FhirState,
+    caller: &Caller,
+    interaction: AuditInteraction,
+    resource_type: &str,
+    id: &str,
+    verdict: &Verdict,
+) -> ApiError {
+    let record = caller.record(
+        Event {
+            interaction,
+            outcome: AuditOutcome::Refused,
+            outcome_desc: Some(format!(
+                "withheld by consent: {}",
+                verdict.why.as_deref().unwrap_or("denied")
+            )),
+            resource_type: Some(resource_type),
+            query: None,
+            consents: verdict.consent.iter().cloned().collect(),
+        },
+        &[],
+    );
+    if let Err(err) = append(state, &record).await {
+        return err;
+    }
+    ApiError::not_found(format!("{resource_type}/{id} is not known"))
 }
 
 /// Records that `resources` were disclosed to the caller, before they are sent.

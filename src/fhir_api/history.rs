@@ -16,6 +16,7 @@ use super::{
 };
 use crate::audit::Event;
 use crate::auth::Letter;
+use crate::disclose::{Audience, Gate};
 use crate::domain::AuditInteraction;
 use crate::store::{Change, Operation};
 
@@ -43,13 +44,40 @@ pub(super) async fn instance(
     let id = uuid::Uuid::parse_str(&id)
         .map_err(|_| ApiError::not_found(format!("{resource_type}/{id} is not known")))?
         .to_string();
-    let bundle = history(&state, &resource_type, Some(&id), &params, &headers).await?;
+    // The history of a resource the caller may not see is 404, as if it did not exist.
+    let mut gate = access::gate(&state, &caller);
+    if *gate.audience() != Audience::Unfiltered {
+        let current = super::find(&state, &resource_type, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+        let verdict = gate.permits(&state.store, &current).await?;
+        if !verdict.permit {
+            return Err(access::withheld(
+                &state,
+                &caller,
+                AuditInteraction::History,
+                &resource_type,
+                &id,
+                &verdict,
+            )
+            .await);
+        }
+    }
+    let bundle = history(
+        &state,
+        &mut gate,
+        &resource_type,
+        Some(&id),
+        &params,
+        &headers,
+    )
+    .await?;
     if bundle["total"] == 0 {
         return Err(ApiError::not_found(format!(
             "{resource_type}/{id} is not known"
         )));
     }
-    audit_page(&state, &caller, &resource_type, &bundle).await?;
+    audit_page(&state, &caller, &gate, &resource_type, &bundle).await?;
     Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
 }
 
@@ -71,8 +99,9 @@ pub(super) async fn type_level(
         AuditInteraction::History,
     )
     .await?;
-    let bundle = history(&state, &resource_type, None, &params, &headers).await?;
-    audit_page(&state, &caller, &resource_type, &bundle).await?;
+    let mut gate = access::gate(&state, &caller);
+    let bundle = history(&state, &mut gate, &resource_type, None, &params, &headers).await?;
+    audit_page(&state, &caller, &gate, &resource_type, &bundle).await?;
     Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
 }
 
@@ -80,6 +109,7 @@ pub(super) async fn type_level(
 async fn audit_page(
     state: &FhirState,
     caller: &Caller,
+    gate: &Gate,
     resource_type: &str,
     bundle: &Value,
 ) -> Result<(), ApiError> {
@@ -92,7 +122,8 @@ async fn audit_page(
     access::disclosed(
         state,
         caller,
-        Event::success(AuditInteraction::History, resource_type),
+        Event::success(AuditInteraction::History, resource_type)
+            .with_consents(gate.consents_used()),
         &resources,
     )
     .await
@@ -101,6 +132,7 @@ async fn audit_page(
 /// One page of the history of a type, or of one resource (`id`).
 async fn history(
     state: &FhirState,
+    gate: &mut Gate,
     resource_type: &str,
     id: Option<&str>,
     params: &[(String, String)],
@@ -135,16 +167,30 @@ async fn history(
             format!("history does not support the parameter {unknown}; it takes _count"),
         ));
     }
-    let (total, changes) = tokio::try_join!(
-        state.store.count_changes(tables, id),
-        state.store.changes_newest_first(tables, id, before, count),
-    )?;
-    let next = (changes.len() == count as usize)
-        .then(|| changes.last().map(|c| c.seq))
-        .flatten();
+    let total = state.store.count_changes(tables, id).await?;
     let base = base_url(state, headers);
-    let mut bundle = entries(state, resource_type, &changes, &base).await?;
-    bundle["total"] = json!(total);
+    // A page the gate empties is followed by the next, so no empty page has a `next` link.
+    let mut from = before;
+    let (mut bundle, next) = loop {
+        let changes = state
+            .store
+            .changes_newest_first(tables, id, from, count)
+            .await?;
+        let next = (changes.len() == count as usize)
+            .then(|| changes.last().map(|c| c.seq))
+            .flatten();
+        let bundle = entries(state, gate, resource_type, &changes, &base).await?;
+        let empty = bundle["entry"].as_array().is_none_or(Vec::is_empty);
+        match next {
+            Some(seq) if empty => from = Some(seq),
+            _ => break (bundle, next),
+        }
+    };
+    // A type's history shows only the changes of resources the caller may see, so the true
+    // count of all changes would tell of the others: it is left out for a filtered caller.
+    if id.is_some() || *gate.audience() == Audience::Unfiltered {
+        bundle["total"] = json!(total);
+    }
     let own = match id {
         Some(id) => format!("{base}/{resource_type}/{id}/_history"),
         None => format!("{base}/{resource_type}/_history"),
@@ -166,14 +212,29 @@ async fn history(
 /// loaded in one batch.
 async fn entries(
     state: &FhirState,
+    gate: &mut Gate,
     resource_type: &str,
     changes: &[Change],
     base: &str,
 ) -> Result<Value, ApiError> {
     let ids: Vec<String> = changes.iter().map(|c| c.row_id.clone()).collect();
-    let current = find_many(state, resource_type, &ids).await?;
+    let loaded = find_many(state, resource_type, &ids).await?;
+    // Changes of what the gate withholds (or of what no longer exists) are not listed for a
+    // filtered caller: even a change's id would tell that the resource exists.
+    let filtered = *gate.audience() != Audience::Unfiltered;
+    let resources: Vec<Value> = loaded.values().cloned().collect();
+    gate.load(&state.store, &resources).await?;
+    let mut current = std::collections::HashMap::new();
+    for (id, resource) in loaded {
+        if let Some(admitted) = gate.admit_loaded(resource) {
+            current.insert(id, admitted);
+        }
+    }
     let mut entries = Vec::new();
     for change in changes {
+        if filtered && !current.contains_key(&change.row_id) {
+            continue;
+        }
         let resource = current.get(&change.row_id).filter(|r| {
             r.pointer("/meta/versionId").and_then(Value::as_str)
                 == Some(change.row_version.to_string().as_str())

@@ -58,6 +58,8 @@ pub struct FhirState {
     pub public_url: Arc<PublicUrl>,
     /// Deepest JSON nesting accepted in a body.
     pub max_json_depth: usize,
+    /// The clinic's consent policy for what no consent decides.
+    pub consent_policy: Arc<crate::consent::Policy>,
 }
 
 /// Security as the CapabilityStatement states it.
@@ -364,16 +366,46 @@ async fn read(
     let resource = find(&state, &resource_type, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    let (resource, consents) = disclosable(
+        &state,
+        &caller,
+        AuditInteraction::Read,
+        &resource_type,
+        &id,
+        resource,
+    )
+    .await?;
     access::disclosed(
         &state,
         &caller,
-        Event::success(AuditInteraction::Read, &resource_type),
+        Event::success(AuditInteraction::Read, &resource_type).with_consents(&consents),
         &[&resource],
     )
     .await?;
     let mut response = fhir_json(StatusCode::OK, &resource, pretty(&params));
     version_headers(&mut response, &resource);
     Ok(response)
+}
+
+/// `resource` as this caller may see it (references to what it may not see removed) and the
+/// consents that allowed it; a withheld resource is 404, as if it did not exist.
+async fn disclosable(
+    state: &FhirState,
+    caller: &Caller,
+    interaction: AuditInteraction,
+    resource_type: &str,
+    id: &str,
+    mut resource: Value,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut gate = access::gate(state, caller);
+    let verdict = gate.permits(&state.store, &resource).await?;
+    if !verdict.permit {
+        return Err(
+            access::withheld(state, caller, interaction, resource_type, id, &verdict).await,
+        );
+    }
+    gate.redact(&mut resource);
+    Ok((resource, verdict.consent.into_iter().collect()))
 }
 
 /// Only the current version is kept (the clinic database is not a version store): a vread of
@@ -399,6 +431,15 @@ async fn vread(
     let resource = find(&state, &resource_type, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    let (resource, consents) = disclosable(
+        &state,
+        &caller,
+        AuditInteraction::Vread,
+        &resource_type,
+        &id,
+        resource,
+    )
+    .await?;
     if resource.pointer("/meta/versionId").and_then(Value::as_str) != Some(version.as_str()) {
         return Err(ApiError::not_found(format!(
             "{resource_type}/{id} version {version} is not available: only the current version is kept"
@@ -407,7 +448,7 @@ async fn vread(
     access::disclosed(
         &state,
         &caller,
-        Event::success(AuditInteraction::Vread, &resource_type),
+        Event::success(AuditInteraction::Vread, &resource_type).with_consents(&consents),
         &[&resource],
     )
     .await?;

@@ -16,6 +16,7 @@ use super::{
 use crate::assemble::{Keyset, RESOURCE_TYPES};
 use crate::audit::Event;
 use crate::auth::Letter;
+use crate::disclose::Audience;
 use crate::domain::AuditInteraction;
 use crate::mapping::MappingConfig;
 
@@ -300,7 +301,10 @@ pub(super) async fn search(
     let base = base_url(state, headers);
     let assembler = assembler(state);
     let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset" });
-    if request.summary_count && request.predicates.is_empty() {
+    // Every resource found or included passes the gate; counts are of what it lets through.
+    let mut gate = access::gate(state, caller);
+    let unfiltered = *gate.audience() == Audience::Unfiltered;
+    if request.summary_count && request.predicates.is_empty() && unfiltered {
         bundle["total"] = json!(assembler.count(resource_type, &request.filters).await?);
         access::disclosed(state, caller, event, &[]).await?;
         return Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)));
@@ -332,6 +336,7 @@ pub(super) async fn search(
                 .await?;
             scanned += want;
             let matched: Vec<Value> = page.resources.into_iter().filter(|r| matches(r)).collect();
+            let matched = gate.admit(&state.store, matched).await?;
             if backwards {
                 found.splice(0..0, matched);
                 first_row = page.first_row.clone().or(first_row);
@@ -346,7 +351,9 @@ pub(super) async fn search(
             if !page.full || at.is_none() {
                 break;
             }
-            if found.len() >= request.count as usize || scanned >= SCAN_LIMIT {
+            // Past the scan limit a page may be short, but never empty with a `next` link.
+            if found.len() >= request.count as usize || (scanned >= SCAN_LIMIT && !found.is_empty())
+            {
                 more = true;
                 break;
             }
@@ -387,7 +394,8 @@ pub(super) async fn search(
                     500,
                 )
                 .await?;
-            found.extend(page.resources.into_iter().filter(|r| matches(r)));
+            let matched: Vec<Value> = page.resources.into_iter().filter(|r| matches(r)).collect();
+            found.extend(gate.admit(&state.store, matched).await?);
             if found.len() > SORT_LIMIT {
                 return Err(too_costly(format!(
                     "more than {SORT_LIMIT} matches to sort or count"
@@ -491,7 +499,8 @@ pub(super) async fn search(
     }
     for (t, ids) in &by_type {
         let mut loaded = find_many(state, t, ids).await?;
-        included.extend(ids.iter().filter_map(|id| loaded.remove(id)));
+        let batch: Vec<Value> = ids.iter().filter_map(|id| loaded.remove(id)).collect();
+        included.extend(gate.admit(&state.store, batch).await?);
     }
     let patients: Vec<String> = if resource_type == "Patient" {
         found
@@ -523,7 +532,7 @@ pub(super) async fn search(
                 room as u32 + 1,
             )
             .await?;
-        for r in page.resources {
+        for r in gate.admit(&state.store, page.resources).await? {
             if seen.insert(key_of(&r)) {
                 if included.len() >= MAX_INCLUDED {
                     truncated = true;
@@ -534,6 +543,7 @@ pub(super) async fn search(
         }
     }
     let disclosed: Vec<&Value> = found.iter().chain(&included).collect();
+    let event = event.with_consents(gate.consents_used());
     access::disclosed(state, caller, event, &disclosed).await?;
     let entry = |mut r: Value, mode: &str| {
         if !request.elements.is_empty() && mode == "match" {
@@ -560,6 +570,9 @@ pub(super) async fn search(
             },
             "search": { "mode": "outcome" }
         }));
+    }
+    if gate.part2_disclosed() {
+        entries.push(crate::disclose::part2_notice_entry());
     }
     if !request.ignored.is_empty() {
         entries.push(json!({

@@ -42,6 +42,8 @@ pub struct AppState {
     /// Where links and fullUrls point (`public_url`).
     pub public_url: fhir_api::PublicUrl,
     pub guard: Arc<Guard>,
+    /// What the mental-health policy permits where no consent decides.
+    pub consent_policy: Arc<crate::consent::Policy>,
 }
 
 impl AppState {
@@ -61,7 +63,13 @@ impl AppState {
             tokens: None,
             public_url,
             guard: Guard::new(Limits::default()),
+            consent_policy: Arc::new(crate::consent::Policy::default()),
         }
+    }
+
+    pub fn with_consent_policy(mut self, policy: crate::consent::Policy) -> Self {
+        self.consent_policy = Arc::new(policy);
+        self
     }
 
     pub fn with_tokens(mut self, tokens: Arc<TokenService>) -> Self {
@@ -98,6 +106,7 @@ pub fn router(state: AppState) -> Router {
             },
             public_url: Arc::new(state.public_url.clone()),
             max_json_depth: limits.max_json_depth,
+            consent_policy: Arc::clone(&state.consent_policy),
         },
         protected,
         limits.max_body_bytes,

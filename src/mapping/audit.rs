@@ -106,6 +106,16 @@ pub fn audit_event(record: &AuditRecord, source: &AuditSource) -> Value {
     if let Some(address) = &record.source_address {
         client["network"] = json!({ "address": address, "type": "2" });
     }
+    // The consents that authorized the disclosure to this client (42 CFR Part 2 §2.24).
+    if !record.consents.is_empty() {
+        client["policy"] = json!(
+            record
+                .consents
+                .iter()
+                .map(|c| format!("Consent/{c}"))
+                .collect::<Vec<_>>()
+        );
+    }
     let purpose = record
         .purpose_of_use
         .as_ref()

@@ -236,8 +236,8 @@ impl Store {
         };
         let sql = format!(
             "SELECT id, recorded, interaction, outcome, outcome_desc, client_id, organization_id, \
-             purpose_of_use, token_id, request_id, source_address, resource_type, query, entities \
-             FROM audit_events {filter} ORDER BY recorded DESC, id DESC LIMIT {}",
+             purpose_of_use, token_id, request_id, source_address, resource_type, query, entities, \
+             consents FROM audit_events {filter} ORDER BY recorded DESC, id DESC LIMIT {}",
             query.limit.clamp(1, 1000)
         );
         let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -322,6 +322,7 @@ fn audit_of(row: &AnyRow) -> Result<AuditRecord, StoreError> {
     let bad = |column, reason: &str| corrupt(AUDIT, &id, column, reason);
     let interaction: String = row.try_get("interaction")?;
     let entities: String = row.try_get("entities")?;
+    let consents: String = row.try_get("consents")?;
     Ok(AuditRecord {
         recorded: row
             .try_get::<String, _>("recorded")?
@@ -341,6 +342,7 @@ fn audit_of(row: &AnyRow) -> Result<AuditRecord, StoreError> {
         resource_type: row.try_get("resource_type")?,
         query: row.try_get("query")?,
         entities: serde_json::from_str(&entities).map_err(|_| bad("entities", "not JSON"))?,
+        consents: serde_json::from_str(&consents).map_err(|_| bad("consents", "not JSON"))?,
         patients: Vec::new(),
         id,
     })
@@ -353,8 +355,8 @@ impl Tx {
         sqlx::query(
             "INSERT INTO audit_events (id, recorded, interaction, action, outcome, outcome_desc, \
              client_id, organization_id, purpose_of_use, token_id, request_id, source_address, \
-             resource_type, query, entities) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             resource_type, query, entities, consents) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(record.id.clone())
         .bind(record.recorded.to_db_text())
@@ -371,6 +373,7 @@ impl Tx {
         .bind(record.resource_type.clone())
         .bind(record.query.clone())
         .bind(serde_json::to_string(&record.entities).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(&record.consents).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *self.inner)
         .await
         .map_err(|e| StoreError::on_write(AUDIT, e))?;

@@ -1,0 +1,438 @@
+//! The one gate every disclosure passes: after the assembler has built FHIR resources and before
+//! an edge sends them, each resource is decided on its own (`consent::decide`, pure) for the
+//! recipient and purpose of the request; what is denied is left out, and what is let through has
+//! its references to denied resources and uncovered support contacts removed.
+//!
+//! This module does the I/O the decision must not: it loads each client's consents and care team
+//! (once per client per request) and the clinic's own organization. It holds no rule of its own;
+//! the rules are `consent`'s.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use serde_json::{Value, json};
+
+use crate::consent::{
+    self, Basis, ConsentDirective, Decision, Labels, Policy, PurposeOfUse, Recipient, ResourceFacts,
+};
+use crate::domain::{Consent, Enrollment, InformationCategory, Organization, OrganizationKind};
+use crate::mapping::audit::patients_of;
+use crate::store::{Filter, SqlValue, Store, StoreError};
+
+/// The 42 CFR §2.32 notice that goes with every disclosure of Part 2 records.
+pub const PART2_NOTICE: &str = "This record which has been disclosed to you is protected by \
+Federal confidentiality rules (42 CFR part 2). These rules prohibit you from using or disclosing \
+this record, or testimony that describes the information contained in this record, in any \
+civil, criminal, administrative, or legislative proceedings by any Federal, State, or local \
+authority, against the patient, unless authorized by the consent of the patient, except as \
+provided at 42 CFR 2.12(c)(5) or as authorized by a court in accordance with 42 CFR 2.64 or \
+2.65. In addition, the Federal rules prohibit you from making any other disclosure of this \
+record unless at least one of the following applies: (i) Further disclosure is expressly \
+permitted by the written consent of the individual whose information is being disclosed in \
+this record or as otherwise permitted by 42 CFR part 2. (ii) You are a covered entity or \
+business associate and have received the record for treatment, payment, or health care \
+operations, or (iii) You have received the record from a covered entity or business associate \
+as permitted by 45 CFR part 164, subparts A and E. A general authorization for the release of \
+medical or other information is NOT sufficient to meet the required elements of written \
+consent to further use or redisclose the record (see 42 CFR 2.31).";
+
+/// Types that are not about a client: the clinic's staff, organizations, programs and groups.
+const NOT_ABOUT_A_CLIENT: [&str; 4] =
+    ["Practitioner", "Organization", "HealthcareService", "Group"];
+
+/// The clinic's category of the information a resource type carries.
+fn data_class(resource_type: &str) -> Option<InformationCategory> {
+    match resource_type {
+        "Patient" | "RelatedPerson" => Some(InformationCategory::Demographics),
+        "CarePlan" | "Goal" => Some(InformationCategory::TreatmentPlan),
+        "Encounter" | "EpisodeOfCare" => Some(InformationCategory::Attendance),
+        "ServiceRequest" | "Task" => Some(InformationCategory::DischargeSummary),
+        _ => None,
+    }
+}
+
+/// Who receives a disclosure, and for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// `serve --open-access` only: nothing is filtered (local experiments; said loudly on start).
+    Unfiltered,
+    /// A recipient (the API client's organization), for a purpose of use.
+    Recipient {
+        recipient: Recipient,
+        purpose: PurposeOfUse,
+    },
+    /// A client registered without an organization: no one to decide for, so nothing about a
+    /// client is disclosed.
+    Nobody,
+}
+
+/// The clinic's own organizations (ids): always on each client's care team.
+pub async fn clinic_organizations(store: &Store) -> Result<Vec<String>, StoreError> {
+    let clinics = store
+        .page_where::<Organization>(
+            &[Filter::equals(
+                "kind",
+                SqlValue::text(OrganizationKind::Clinic.code()),
+            )],
+            None,
+            100,
+        )
+        .await?;
+    Ok(clinics.iter().map(|o| o.record.id.to_string()).collect())
+}
+
+/// The decision on one resource, as the gate reports it.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub permit: bool,
+    /// The decision's words (for `consent explain` and refusals); None for what is not about a
+    /// client or not filtered.
+    pub why: Option<String>,
+    pub consent: Option<String>,
+    pub part2: bool,
+}
+
+impl Verdict {
+    fn open(part2: bool) -> Self {
+        Self {
+            permit: true,
+            why: None,
+            consent: None,
+            part2,
+        }
+    }
+}
+
+/// What the gate knows of one client for this request.
+struct ClientContext {
+    directives: Vec<ConsentDirective>,
+    care_team: Vec<String>,
+    covered_contacts: HashSet<String>,
+}
+
+/// One request's gate: decisions for one audience on one day, with the clients' contexts loaded
+/// as their resources come by.
+pub struct Gate {
+    audience: Audience,
+    policy: Policy,
+    today: NaiveDate,
+    clinic: Option<Vec<String>>,
+    clients: HashMap<String, ClientContext>,
+    consents_used: Vec<String>,
+    part2_disclosed: bool,
+}
+
+impl Gate {
+    pub fn new(audience: Audience, policy: Policy, today: NaiveDate) -> Self {
+        Self {
+            audience,
+            policy,
+            today,
+            clinic: None,
+            clients: HashMap::new(),
+            consents_used: Vec::new(),
+            part2_disclosed: false,
+        }
+    }
+
+    pub fn audience(&self) -> &Audience {
+        &self.audience
+    }
+
+    /// Loads what the decisions on `resources` need: the consents and enrollments of every client
+    /// they are about that this gate has not seen, in one query per table.
+    pub async fn load(&mut self, store: &Store, resources: &[Value]) -> Result<(), StoreError> {
+        if self.audience == Audience::Unfiltered {
+            return Ok(());
+        }
+        if self.clinic.is_none() {
+            self.clinic = Some(clinic_organizations(store).await?);
+        }
+        let mut wanted: Vec<String> = resources
+            .iter()
+            .flat_map(patients_of)
+            .filter(|p| !self.clients.contains_key(p))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let of_clients = Filter::one_of(
+            "client_id",
+            wanted.iter().map(SqlValue::text).collect(),
+        );
+        let consents = store
+            .page_where::<Consent>(std::slice::from_ref(&of_clients), None, u32::MAX)
+            .await?;
+        let enrollments = store
+            .page_where::<Enrollment>(std::slice::from_ref(&of_clients), None, u32::MAX)
+            .await?;
+        let clinic = self.clinic.clone().unwrap_or_default();
+        for client in wanted {
+            let own: Vec<Consent> = consents
+                .iter()
+                .filter(|c| c.record.client_id.to_string() == client)
+                .map(|c| c.record.clone())
+                .collect();
+            let mut care_team = clinic.clone();
+            for enrollment in enrollments
+                .iter()
+                .filter(|e| e.record.client_id.to_string() == client)
+            {
+                if let Some(source) = enrollment.record.referral_source_id {
+                    let source = source.to_string();
+                    if !care_team.contains(&source) {
+                        care_team.push(source);
+                    }
+                }
+            }
+            let covered = consent::covered_contacts(&own, self.today)
+                .into_iter()
+                .map(|id| id.to_string())
+                .collect();
+            self.clients.insert(
+                client,
+                ClientContext {
+                    directives: own.iter().map(consent::directive_from).collect(),
+                    care_team,
+                    covered_contacts: covered,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The decision on `resource` (its clients' contexts loaded first with `load`).
+    pub fn decide(&self, resource: &Value) -> Verdict {
+        let resource_type = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let labels = labels_of(resource);
+        self.decide_about(
+            resource_type,
+            resource.get("id").and_then(Value::as_str),
+            &patients_of(resource),
+            labels,
+        )
+    }
+
+    fn decide_about(
+        &self,
+        resource_type: &str,
+        id: Option<&str>,
+        patients: &[String],
+        labels: Labels,
+    ) -> Verdict {
+        if self.audience == Audience::Unfiltered || NOT_ABOUT_A_CLIENT.contains(&resource_type) {
+            return Verdict::open(labels.is_part2());
+        }
+        let deny = |why: String| Verdict {
+            permit: false,
+            why: Some(why),
+            consent: None,
+            part2: labels.is_part2(),
+        };
+        let (recipient, purpose) = match &self.audience {
+            Audience::Recipient { recipient, purpose } => (recipient, purpose),
+            _ => return deny("the API client acts for no organization".into()),
+        };
+        let [patient] = patients else {
+            return deny("not about exactly one client".into());
+        };
+        let Some(context) = self.clients.get(patient) else {
+            return deny("the client's consents were not loaded".into());
+        };
+        // A support contact shows only while a consent names them.
+        if resource_type == "RelatedPerson"
+            && !id.is_some_and(|id| context.covered_contacts.contains(id))
+        {
+            return deny("the support contact is not named by a consent in force".into());
+        }
+        let facts = ResourceFacts {
+            resource_type: resource_type.to_owned(),
+            data_class: data_class(resource_type),
+            labels,
+        };
+        let request = consent::Request {
+            resource: facts,
+            recipient: recipient.clone(),
+            purpose: purpose.clone(),
+            today: self.today,
+            care_team: &context.care_team,
+        };
+        let decision: Decision = consent::decide(&request, &context.directives, &self.policy);
+        Verdict {
+            permit: decision.permit,
+            why: Some(decision.to_string()),
+            consent: match &decision.basis {
+                Basis::Consent(basis) => Some(basis.id.to_string()),
+                Basis::Rule(_) => None,
+            },
+            part2: labels.is_part2(),
+        }
+    }
+
+    /// Loads, decides and keeps what is permitted, each with its references to what this
+    /// audience may not see removed. The consents that allowed them are remembered for the audit.
+    pub async fn admit(
+        &mut self,
+        store: &Store,
+        resources: Vec<Value>,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.load(store, &resources).await?;
+        Ok(resources
+            .into_iter()
+            .filter_map(|r| self.admit_loaded(r))
+            .collect())
+    }
+
+    /// `admit` for one resource whose client's context is already loaded: the resource as it
+    /// may be disclosed, or None.
+    pub fn admit_loaded(&mut self, mut resource: Value) -> Option<Value> {
+        let verdict = self.decide(&resource);
+        if !verdict.permit {
+            return None;
+        }
+        self.part2_disclosed |= verdict.part2;
+        if let Some(consent) = verdict.consent
+            && !self.consents_used.contains(&consent)
+        {
+            self.consents_used.push(consent);
+        }
+        self.redact(&mut resource);
+        Some(resource)
+    }
+
+    /// Whether one resource may be disclosed (its clients' contexts are loaded here).
+    pub async fn permits(
+        &mut self,
+        store: &Store,
+        resource: &Value,
+    ) -> Result<Verdict, StoreError> {
+        self.load(store, std::slice::from_ref(resource)).await?;
+        Ok(self.decide(resource))
+    }
+
+    /// Removes from a permitted resource every reference to a resource this audience may not
+    /// see (a `display` says something was withheld, so no id points at it), family-session
+    /// participants and relapse-plan contacts no consent covers, and a narrative that names them.
+    pub fn redact(&self, resource: &mut Value) {
+        if self.audience == Audience::Unfiltered {
+            return;
+        }
+        let patients = patients_of(resource);
+        let labels = labels_of(resource);
+        let withheld = |reference: &str| -> bool {
+            let Some((t, id)) = reference
+                .rsplit_once('/')
+                .and_then(|(head, id)| head.rsplit('/').next().map(|t| (t, id)))
+            else {
+                return false;
+            };
+            if NOT_ABOUT_A_CLIENT.contains(&t) || data_class(t).is_none() && t != "Consent" {
+                return false;
+            }
+            // What a resource refers to is about the same client (or is that client).
+            let about = if t == "Patient" {
+                vec![id.to_owned()]
+            } else {
+                patients.clone()
+            };
+            !self.decide_about(t, Some(id), &about, labels).permit
+        };
+        let mut names_withheld = false;
+        // Family-session participants and relapse-plan performers who are not covered go
+        // entirely (a family session then shows no family members).
+        for field in ["participant", "activity"] {
+            if let Some(items) = resource.get_mut(field).and_then(Value::as_array_mut) {
+                items.retain(|item| {
+                    let person = item
+                        .pointer("/individual/reference")
+                        .or_else(|| item.pointer("/detail/performer/0/reference"))
+                        .and_then(Value::as_str);
+                    let keep = !person.is_some_and(|r| r.contains("RelatedPerson/") && withheld(r));
+                    names_withheld |= !keep;
+                    keep
+                });
+            }
+        }
+        prune_references(resource, &withheld);
+        if names_withheld && resource.get("text").is_some() {
+            resource["text"] = json!({
+                "status": "generated",
+                "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Narrative withheld: it names people the client has not consented to share with this recipient. The structured data that may be shared follows.</p></div>"
+            });
+        }
+    }
+
+    /// The consents that allowed what this gate admitted (for the AuditEvent).
+    pub fn consents_used(&self) -> &[String] {
+        &self.consents_used
+    }
+
+    /// Whether anything admitted is a Part 2 record (the Bundle then carries the §2.32 notice).
+    pub fn part2_disclosed(&self) -> bool {
+        self.part2_disclosed
+    }
+}
+
+/// The security labels the mapping put on a resource (computed from clinic data by the
+/// assembler, never taken from input).
+fn labels_of(resource: &Value) -> Labels {
+    let codes: Vec<&str> = resource
+        .pointer("/meta/security")
+        .and_then(Value::as_array)
+        .map(|labels| labels.iter().filter_map(|l| l["code"].as_str()).collect())
+        .unwrap_or_default();
+    Labels::from_codes(codes)
+}
+
+/// Replaces every `{ "reference": r, ... }` under `value` for which `withheld(r)` holds by
+/// `{ "display": "withheld" }`.
+fn prune_references(value: &mut Value, withheld: &dyn Fn(&str) -> bool) {
+    match value {
+        Value::Object(map) => {
+            if let Some(reference) = map.get("reference").and_then(Value::as_str)
+                && withheld(reference)
+            {
+                map.clear();
+                map.insert(
+                    "display".into(),
+                    json!("withheld: not disclosed to this recipient"),
+                );
+                return;
+            }
+            for child in map.values_mut() {
+                prune_references(child, withheld);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                prune_references(item, withheld);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The OperationOutcome entry that carries the §2.32 notice in a Bundle with Part 2 records.
+pub fn part2_notice_entry() -> Value {
+    json!({
+        "resource": {
+            "resourceType": "OperationOutcome",
+            "issue": [{
+                "severity": "information",
+                "code": "informational",
+                "details": { "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "NORDSCLCD",
+                    "display": "no redisclosure without consent directive"
+                }] },
+                "diagnostics": PART2_NOTICE
+            }]
+        },
+        "search": { "mode": "outcome" }
+    })
+}
