@@ -75,6 +75,19 @@ enum Command {
         /// The day consents and support contacts are judged active (YYYY-MM-DD) [default: today]
         #[arg(long, value_name = "DATE")]
         as_of: Option<NaiveDate>,
+        /// Export for this recipient organization (Organization id): only what the client's
+        /// consents and the clinic's policy let it have, as through the API, with a Part 2
+        /// notice file when Part 2 records are included [default: the clinic's own, unfiltered copy]
+        #[arg(long, value_name = "ORG")]
+        recipient: Option<String>,
+        /// The recipient's purpose of use (with --recipient)
+        #[arg(
+            long,
+            value_name = "CODE",
+            default_value = "TREAT",
+            requires = "recipient"
+        )]
+        purpose: String,
     },
     /// Validate FHIR resources (a resource, a Bundle or NDJSON per FILE; - for stdin) against
     /// the R4 definitions, the IOP profiles, their meta.profile and any --profile
@@ -98,6 +111,11 @@ enum Command {
     Clients {
         #[command(subcommand)]
         command: crate::cli_clients::ClientsCommand,
+    },
+    /// What the consent gate discloses, and why
+    Consent {
+        #[command(subcommand)]
+        command: crate::cli_consent::ConsentCommand,
     },
     /// Print an access token for a registered client (for local use and scripts): the last
     /// line is the token alone
@@ -128,6 +146,11 @@ struct ServeArgs {
     /// never with real clinic data
     #[arg(long, env = "IOP_OPEN_ACCESS")]
     open_access: bool,
+    /// What API clients get of mental-health (non-Part 2) data that no consent decides:
+    /// care-team-treatment (TREAT/COC by the client's care team) or consent-only
+    /// [default: care-team-treatment, or mental_health_policy in the config file]
+    #[arg(long, env = "IOP_MENTAL_HEALTH_POLICY", value_name = "POLICY")]
+    mental_health_policy: Option<crate::config::MentalHealthPolicySetting>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key)
     #[arg(long, env = "IOP_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -215,18 +238,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let store = open_store(&database_url, Workload::Online).await?;
             run_server(store, &args, &file, false).await?;
         }
-        Command::Export { out, types, as_of } => {
+        Command::Export {
+            out,
+            types,
+            as_of,
+            recipient,
+            purpose,
+        } => {
             let types = export::parse_types(&types)?;
             let store = open_store(&database_url, Workload::Online).await?;
             let mapping = mapping_config(&file);
-            let options = ExportOptions {
+            let as_of = as_of.unwrap_or_else(today);
+            let gate = recipient.map(|org| {
+                crate::disclose::Gate::new(
+                    crate::disclose::Audience::Recipient {
+                        recipient: crate::consent::Recipient::Organization(org),
+                        purpose: crate::consent::PurposeOfUse::from_code(&purpose),
+                    },
+                    file.mental_health_policy.unwrap_or_default().policy(),
+                    as_of,
+                )
+            });
+            let mut options = ExportOptions {
                 out: out.clone(),
                 types,
-                as_of: as_of.unwrap_or_else(today),
+                as_of,
                 mapping,
+                gate,
             };
             let started = std::time::Instant::now();
-            let counts = export::export(&store, &options).await?;
+            let counts = export::export(&store, &mut options).await?;
             for (resource_type, count) in &counts {
                 println!(
                     "{count:>9} {resource_type:<15} {}",
@@ -259,6 +300,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Clients { command } => {
             let store = open_store(&database_url, Workload::Online).await?;
             crate::cli_clients::run(&store, command).await?;
+        }
+        Command::Consent { command } => {
+            let store = open_store(&database_url, Workload::Online).await?;
+            let policy = file.mental_health_policy.unwrap_or_default().policy();
+            crate::cli_consent::run(&store, &mapping_config(&file), policy, command).await?;
         }
         Command::Token { client, scope } => {
             let store = open_store(&database_url, Workload::Online).await?;
@@ -358,7 +404,13 @@ async fn run_server(
         Arc::new(crate::auth::OpenAccess),
         public_url,
     )
-    .with_limits(limits);
+    .with_limits(limits)
+    .with_consent_policy(
+        args.mental_health_policy
+            .or(file.mental_health_policy)
+            .unwrap_or_default()
+            .policy(),
+    );
     if args.open_access {
         tracing::warn!(
             "--open-access: the FHIR API lets EVERY caller in with every scope, without a token. For local experiments only: never with real clinic data"

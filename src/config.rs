@@ -23,6 +23,30 @@ pub struct FileConfig {
     pub public_url_from_request: Option<bool>,
     /// Base of the clinic's FHIR identifier systems (see `MappingConfig::identifier_base`).
     pub identifier_base: Option<String>,
+    /// What is disclosed of mental-health (non-Part 2) data no consent decides:
+    /// `care-team-treatment` (the default) or `consent-only`.
+    pub mental_health_policy: Option<MentalHealthPolicySetting>,
+}
+
+/// The clinic's choice for mental-health data no consent decides (`consent::MentalHealthPolicy`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MentalHealthPolicySetting {
+    /// Treatment and coordination of care (TREAT, COC) by organizations on the client's care team.
+    #[default]
+    CareTeamTreatment,
+    /// Nothing without a consent.
+    ConsentOnly,
+}
+
+impl MentalHealthPolicySetting {
+    pub fn policy(self) -> crate::consent::Policy {
+        let mental_health = match self {
+            Self::CareTeamTreatment => crate::consent::MentalHealthPolicy::default(),
+            Self::ConsentOnly => crate::consent::MentalHealthPolicy::off(),
+        };
+        crate::consent::Policy { mental_health }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +113,14 @@ mod tests {
                 identifier_base: None,
                 public_url: None,
                 public_url_from_request: None,
+                mental_health_policy: None,
             }
+        );
+        assert_eq!(
+            FileConfig::parse("mental_health_policy = \"consent-only\"")
+                .unwrap()
+                .mental_health_policy,
+            Some(MentalHealthPolicySetting::ConsentOnly)
         );
         let err = FileConfig::parse("databse_url = \"x\"").unwrap_err();
         assert!(err.contains("databse_url"), "{err}");

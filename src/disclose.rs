@@ -158,10 +158,7 @@ impl Gate {
         if wanted.is_empty() {
             return Ok(());
         }
-        let of_clients = Filter::one_of(
-            "client_id",
-            wanted.iter().map(SqlValue::text).collect(),
-        );
+        let of_clients = Filter::one_of("client_id", wanted.iter().map(SqlValue::text).collect());
         let consents = store
             .page_where::<Consent>(std::slice::from_ref(&of_clients), None, u32::MAX)
             .await?;

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 mod cli_clients;
+mod cli_consent;
 mod cli_validate;
 pub mod config;
 pub mod consent;

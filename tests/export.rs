@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use iop_gateway::domain::*;
-use iop_gateway::export::{ExportError, ExportOptions, RESOURCE_TYPES, export, parse_types};
+use iop_gateway::export::{
+    ExportError, ExportOptions, PART2_NOTICE_FILE, RESOURCE_TYPES, export, parse_types,
+};
 use iop_gateway::mapping::MappingConfig;
 use iop_gateway::seed::{SeedOptions, seed};
 use iop_gateway::store::Store;
@@ -30,13 +32,14 @@ async fn seeded_export(store: &Store, clients: u32, out: &Path) -> Vec<(String, 
     )
     .await
     .unwrap();
-    let options = ExportOptions {
+    let mut options = ExportOptions {
         out: out.to_owned(),
         types: parse_types(&[]).unwrap(),
         as_of: as_of(),
         mapping: MappingConfig::default(),
+        gate: None,
     };
-    export(store, &options).await.unwrap()
+    export(store, &mut options).await.unwrap()
 }
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -168,13 +171,14 @@ async fn types_can_be_chosen_and_unknown_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let types = parse_types(&["careplan".into(), "Encounter".into()]).unwrap();
     assert_eq!(types, ["CarePlan", "Encounter"]);
-    let options = ExportOptions {
+    let mut options = ExportOptions {
         out: dir.path().to_owned(),
         types,
         as_of: as_of(),
         mapping: MappingConfig::default(),
+        gate: None,
     };
-    export(&db.store, &options).await.unwrap();
+    export(&db.store, &mut options).await.unwrap();
     let mut written: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -284,4 +288,100 @@ async fn a_seeded_export_passes_the_independent_validator() {
         out.lines().last().unwrap_or_default()
     );
     db.cleanup().await;
+}
+
+/// An export for a recipient passes the disclosure gate: an organization no consent names and
+/// not on any care team gets nothing about any client; the organization a Part 2 consent names
+/// gets Part 2 records of exactly the clients whose consents name it, with the §2.32 notice file.
+async fn export_for_a_recipient_is_what_consents_allow(store: &Store) {
+    use iop_gateway::consent::{PurposeOfUse, Recipient};
+    use iop_gateway::disclose::{Audience, Gate};
+    use iop_gateway::domain::{Consent, ConsentKind, ConsentRecipient};
+    let dir = tempfile::tempdir().unwrap();
+    let all = seeded_export(store, 40, dir.path()).await;
+    assert!(all.iter().any(|(t, n)| t == "Patient" && *n == 40));
+    let consents = store.page::<Consent>(None, 10_000).await.unwrap();
+    let part2 = consents
+        .iter()
+        .find(|c| c.record.kind == ConsentKind::Part2Disclosure && c.record.in_force_on(as_of()))
+        .expect("a seeded Part 2 consent in force");
+    let ConsentRecipient::Organization(hospital) = part2.record.recipient else {
+        panic!("a Part 2 consent names an organization");
+    };
+    let released_to_hospital: std::collections::BTreeSet<String> = consents
+        .iter()
+        .filter(|c| {
+            c.record.recipient == ConsentRecipient::Organization(hospital)
+                && c.record.in_force_on(as_of())
+        })
+        .map(|c| c.record.client_id.to_string())
+        .collect();
+    let for_recipient = |org: String, out: &Path| ExportOptions {
+        out: out.to_owned(),
+        types: parse_types(&[]).unwrap(),
+        as_of: as_of(),
+        mapping: MappingConfig::default(),
+        gate: Some(Gate::new(
+            Audience::Recipient {
+                recipient: Recipient::Organization(org),
+                purpose: PurposeOfUse::Treat,
+            },
+            Default::default(),
+            as_of(),
+        )),
+    };
+    // A stranger: only the clinic's staff, organizations, programs and groups.
+    let stranger = tempfile::tempdir().unwrap();
+    let counts = export(
+        store,
+        &mut for_recipient(uuid::Uuid::new_v4().to_string(), stranger.path()),
+    )
+    .await
+    .unwrap();
+    for (resource_type, count) in &counts {
+        let about_clients = !["Practitioner", "Organization", "HealthcareService", "Group"]
+            .contains(&resource_type.as_str());
+        assert!(
+            !about_clients || *count == 0,
+            "{resource_type}: {count} exported to a stranger"
+        );
+    }
+    assert!(!stranger.path().join(PART2_NOTICE_FILE).exists());
+    // The hospital: Part 2 records only of the clients who consented to it, and the notice.
+    let to_hospital = tempfile::tempdir().unwrap();
+    export(
+        store,
+        &mut for_recipient(hospital.to_string(), to_hospital.path()),
+    )
+    .await
+    .unwrap();
+    let mut part2_clients = std::collections::BTreeSet::new();
+    for resource_type in ["Patient", "CarePlan", "Encounter", "EpisodeOfCare", "Goal"] {
+        for resource in lines(&to_hospital.path().join(format!("{resource_type}.ndjson"))) {
+            let labelled = resource["meta"]["security"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|c| c["code"] == "42CFRPart2"));
+            if labelled {
+                let patient = iop_gateway::mapping::audit::patients_of(&resource);
+                assert_eq!(patient.len(), 1);
+                assert!(
+                    released_to_hospital.contains(&patient[0]),
+                    "{resource_type} of client {} reached the hospital without a consent",
+                    patient[0]
+                );
+                part2_clients.insert(patient[0].clone());
+            }
+        }
+    }
+    assert!(
+        part2_clients.contains(&part2.record.client_id.to_string()),
+        "the consenting client's Part 2 records were exported"
+    );
+    let notice = std::fs::read_to_string(to_hospital.path().join(PART2_NOTICE_FILE)).unwrap();
+    assert!(notice.contains("42 CFR part 2"));
+}
+
+mod for_recipients {
+    use super::*;
+    on_both_backends!(export_for_a_recipient_is_what_consents_allow);
 }

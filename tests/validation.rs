@@ -241,13 +241,14 @@ async fn a_seeded_export_is_valid_against_iop_and_us_core() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let options = ExportOptions {
+    let mut options = ExportOptions {
         out: dir.path().to_owned(),
         types: parse_types(&[]).unwrap(),
         as_of,
         mapping: MappingConfig::default(),
+        gate: None,
     };
-    export(&db.store, &options).await.unwrap();
+    export(&db.store, &mut options).await.unwrap();
     let mut checked = 0;
     let mut failures = Vec::new();
     for resource_type in RESOURCE_TYPES {

@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::assemble::{AssembleError, Assembler, Keyset};
+use crate::disclose::Gate;
 use crate::mapping::MappingConfig;
 use crate::store::{Store, StoreError};
 
@@ -52,7 +53,13 @@ pub struct ExportOptions {
     /// The day consents and contacts are judged active or not.
     pub as_of: NaiveDate,
     pub mapping: MappingConfig,
+    /// Export for a recipient: every resource passes the disclosure gate (consents and policy),
+    /// as through the API. None: the clinic's own, unfiltered copy of its database.
+    pub gate: Option<Gate>,
 }
+
+/// Written beside the files when an export for a recipient holds Part 2 records.
+pub const PART2_NOTICE_FILE: &str = "PART2-NOTICE.txt";
 
 /// Checks resource type names; an empty list means all of them.
 pub fn parse_types(list: &[String]) -> Result<Vec<String>, ExportError> {
@@ -119,7 +126,7 @@ impl NdjsonFile {
 /// Exports; returns (resource type, count) in the order written.
 pub async fn export(
     store: &Store,
-    options: &ExportOptions,
+    options: &mut ExportOptions,
 ) -> Result<Vec<(String, u64)>, ExportError> {
     std::fs::create_dir_all(&options.out).map_err(|source| ExportError::Write {
         path: options.out.clone(),
@@ -134,7 +141,11 @@ pub async fn export(
             let page = assembler
                 .page(resource_type, &[], Keyset::After(after.as_deref()), PAGE)
                 .await?;
-            for resource in &page.resources {
+            let resources = match options.gate.as_mut() {
+                Some(gate) => gate.admit(store, page.resources).await?,
+                None => page.resources,
+            };
+            for resource in &resources {
                 file.write(resource)?;
             }
             match page.last_row {
@@ -145,6 +156,11 @@ pub async fn export(
         let count = file.finish()?;
         tracing::info!(resource_type = resource_type.as_str(), count, "exported");
         counts.push((resource_type.clone(), count));
+    }
+    if options.gate.as_ref().is_some_and(Gate::part2_disclosed) {
+        let path = options.out.join(PART2_NOTICE_FILE);
+        std::fs::write(&path, format!("{}\n", crate::disclose::PART2_NOTICE))
+            .map_err(|source| ExportError::Write { path, source })?;
     }
     Ok(counts)
 }

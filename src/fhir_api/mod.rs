@@ -10,6 +10,8 @@ mod audit_events;
 mod capability;
 mod error;
 mod filters;
+/// The store filter for the rows of a type that belong to these clients (Patient ids).
+pub use filters::of_clients;
 mod history;
 mod matching;
 mod searchset;
