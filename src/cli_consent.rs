@@ -98,6 +98,11 @@ pub async fn run(
     );
     for c in &consents {
         let c = &c.record;
+        let valid = format!(
+            "{}..{}",
+            c.valid.start(),
+            c.valid.end().map(|e| e.to_string()).unwrap_or_default()
+        );
         println!(
             "  consent {} {} to {}, purpose {}, scope {}, valid {}, signed {}{}{}",
             c.id,
@@ -109,11 +114,7 @@ pub async fn run(
             },
             c.purpose.code(),
             c.scope.code(),
-            format!(
-                "{}..{}",
-                c.valid.start(),
-                c.valid.end().map(|e| e.to_string()).unwrap_or_default()
-            ),
+            valid,
             c.signed_on,
             c.revoked_on
                 .map(|r| format!(", revoked {r}"))
@@ -151,7 +152,7 @@ pub async fn run(
                 let of_client = if resource_type == "Patient" {
                     Filter::equals("id", SqlValue::id(client_id))
                 } else {
-                    crate::fhir_api::of_clients(resource_type, &[client.clone()])
+                    crate::fhir_api::of_clients(resource_type, std::slice::from_ref(&client))
                 };
                 let page = assembler
                     .page(resource_type, &[of_client], Keyset::After(None), 1_000)
