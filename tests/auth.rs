@@ -548,6 +548,55 @@ async fn scopes_are_enforced_and_disclosures_audited(store: &Store) {
         refused_events >= 5,
         "refusals audited: {refused_events} of {refusals}"
     );
+    // Writes are accounted for too: a create and an update, each naming the patient.
+    let writer = gw.token("ehr", "system/Patient.cruds").await;
+    let person = json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "https://iop-gateway.org/fhir/clinic/mrn", "value": "AUD0001"}],
+        "name": [{"family": "Auditson", "given": ["Ada"]}],
+        "birthDate": "1980-02-03", "gender": "female",
+    });
+    let created = gw
+        .http
+        .post(format!("{}/fhir/Patient", gw.origin))
+        .bearer_auth(&writer)
+        .header("content-type", "application/fhir+json")
+        .body(person.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let new_id = created["id"].as_str().unwrap().to_owned();
+    let mut changed = created.clone();
+    changed["gender"] = json!("other");
+    let updated = gw
+        .http
+        .put(format!("{}/fhir/Patient/{new_id}", gw.origin))
+        .bearer_auth(&writer)
+        .header("content-type", "application/fhir+json")
+        .body(changed.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), 200);
+    for (subtype, profile) in [
+        ("create", "IHE.BasicAudit.PatientCreate"),
+        ("update", "IHE.BasicAudit.PatientUpdate"),
+    ] {
+        let (bundle, n) = audit_count(&gw, &format!("patient={new_id}&subtype={subtype}")).await;
+        assert_eq!(n, 1, "{subtype}: {bundle}");
+        let event = &bundle["entry"][0]["resource"];
+        assert_eq!(event["outcome"], "0");
+        assert!(
+            event["meta"]["profile"][0]
+                .as_str()
+                .unwrap()
+                .ends_with(profile),
+            "{event}"
+        );
+        assert_eq!(event["agent"][0]["who"]["identifier"]["value"], "ehr");
+    }
     // The audit trail is append-only: the database refuses changes.
     let changed = store
         .execute_raw("UPDATE audit_events SET outcome = 0")
