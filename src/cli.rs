@@ -426,7 +426,12 @@ async fn run_server(
             Arc::clone(&tokens),
             args.token_lifetime,
         );
-        state.auth = Arc::new(crate::auth::BearerTokens::new(tokens));
+        // A disabled client's tokens stop working within seconds on every replica.
+        let disabled = crate::auth::revocation::DisabledClients::default();
+        disabled
+            .watch(store.clone(), std::time::Duration::from_secs(5))
+            .await?;
+        state.auth = Arc::new(crate::auth::BearerTokens::new(tokens).with_disabled(disabled));
         state = state.with_tokens(Arc::new(service));
         if store.api_clients().await?.is_empty() {
             tracing::warn!(

@@ -85,6 +85,11 @@ async fn spawn(store: &Store) -> Gateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let tokens = Arc::new(AccessTokens::load(store).await.unwrap());
+    let disabled = iop_gateway::auth::revocation::DisabledClients::default();
+    disabled
+        .watch(store.clone(), std::time::Duration::from_millis(200))
+        .await
+        .unwrap();
     let service = TokenService::new(
         store.clone(),
         KeyCache::new(Outbound::new()),
@@ -95,7 +100,7 @@ async fn spawn(store: &Store) -> Gateway {
         store.clone(),
         Arc::new(Validator::new(Arc::new(Registry::builtin()))),
         Arc::new(MappingConfig::default()),
-        Arc::new(BearerTokens::new(tokens)),
+        Arc::new(BearerTokens::new(tokens).with_disabled(disabled)),
         PublicUrl::fixed(&format!("http://{address}")).unwrap(),
     )
     .with_tokens(Arc::new(service));
@@ -1028,7 +1033,25 @@ async fn every_interaction_checks_its_type_and_letter(store: &Store) {
     assert_eq!(checked, (TYPES.len() - 1) * 11 + 3);
 }
 
+/// Disabling a client cuts off the tokens it already holds within seconds (here the registry is
+/// re-read every 200 ms), and enabling it again lets them back in.
+async fn a_disabled_client_loses_access_at_once(store: &Store) {
+    let gw = spawn(store).await;
+    let token = gw.token("patients-only", "system/Patient.rs").await;
+    assert_eq!(gw.get(Some(&token), "Patient?_count=1").await.0, 200);
+    let mut client = store.api_client("patients-only").await.unwrap().unwrap();
+    client.enabled = false;
+    store.update_api_client(&client).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(gw.get(Some(&token), "Patient?_count=1").await.0, 401);
+    client.enabled = true;
+    store.update_api_client(&client).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(gw.get(Some(&token), "Patient?_count=1").await.0, 200);
+}
+
 on_both_backends!(
+    a_disabled_client_loses_access_at_once,
     client_assertions_are_checked,
     scopes_are_enforced_and_disclosures_audited,
     keys_by_url_and_jku,

@@ -13,6 +13,7 @@ pub mod access_token;
 pub mod assertion;
 pub mod grant;
 pub mod keys;
+pub mod revocation;
 pub mod scopes;
 
 use std::sync::Arc;
@@ -86,11 +87,21 @@ impl Authenticator for OpenAccess {
 /// SMART Backend Services: a bearer access token from this gateway's token endpoint.
 pub struct BearerTokens {
     tokens: Arc<AccessTokens>,
+    disabled: revocation::DisabledClients,
 }
 
 impl BearerTokens {
     pub fn new(tokens: Arc<AccessTokens>) -> Self {
-        Self { tokens }
+        Self {
+            tokens,
+            disabled: Default::default(),
+        }
+    }
+
+    /// Refuses the tokens of clients in `disabled` (kept fresh by `DisabledClients::watch`).
+    pub fn with_disabled(mut self, disabled: revocation::DisabledClients) -> Self {
+        self.disabled = disabled;
+        self
     }
 }
 
@@ -105,7 +116,11 @@ impl Authenticator for BearerTokens {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::Rejected);
         }
-        self.tokens.check(token.trim())
+        let principal = self.tokens.check(token.trim())?;
+        if self.disabled.contains(&principal.client_id) {
+            return Err(AuthError::Rejected);
+        }
+        Ok(principal)
     }
     fn describe(&self) -> String {
         "SMART App Launch 2.x Backend Services: get an access token at the token endpoint \
