@@ -178,6 +178,23 @@ struct ServeArgs {
     /// Seconds an access token lives (at most 300)
     #[arg(long, env = "IOP_TOKEN_LIFETIME", value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=300))]
     token_lifetime: i64,
+    /// Where Bulk Data $export files are written: with several replicas, a directory they all
+    /// share (each replica runs export jobs and serves any job's files)
+    #[arg(
+        long,
+        env = "IOP_EXPORT_DIR",
+        value_name = "DIR",
+        default_value = "iop-gateway-exports"
+    )]
+    export_dir: PathBuf,
+    /// Hours a finished export's files are kept before they are removed
+    #[arg(
+        long,
+        env = "IOP_EXPORT_HOURS",
+        value_name = "HOURS",
+        default_value_t = 24
+    )]
+    export_hours: u64,
 }
 
 impl ServeArgs {
@@ -410,7 +427,12 @@ async fn run_server(
             .or(file.mental_health_policy)
             .unwrap_or_default()
             .policy(),
-    );
+    )
+    .with_bulk_worker(crate::bulk::BulkSettings {
+        dir: args.export_dir.clone(),
+        keep_for: std::time::Duration::from_secs(args.export_hours * 3600),
+        ..Default::default()
+    });
     if args.open_access {
         tracing::warn!(
             "--open-access: the FHIR API lets EVERY caller in with every scope, without a token. For local experiments only: never with real clinic data"

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod assemble;
 pub mod audit;
 pub mod auth;
+pub mod bulk;
 pub mod cli;
 mod cli_clients;
 mod cli_consent;

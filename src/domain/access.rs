@@ -78,10 +78,12 @@ pub enum AuditInteraction {
     Delete,
     Validate,
     Token,
+    /// A Bulk Data export: its kick-off, and its completion with what it wrote.
+    Export,
 }
 
 impl AuditInteraction {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Read,
         Self::Vread,
         Self::History,
@@ -91,6 +93,7 @@ impl AuditInteraction {
         Self::Delete,
         Self::Validate,
         Self::Token,
+        Self::Export,
     ];
     /// As stored, and as FHIR's restful-interaction code (`token` is the login).
     pub fn code(self) -> &'static str {
@@ -104,6 +107,7 @@ impl AuditInteraction {
             Self::Delete => "delete",
             Self::Validate => "validate",
             Self::Token => "token",
+            Self::Export => "export",
         }
     }
     pub fn parse(code: &str) -> Option<Self> {
@@ -175,7 +179,10 @@ impl AuditRecord {
             AuditInteraction::Read | AuditInteraction::Vread | AuditInteraction::History => "R",
             AuditInteraction::Update => "U",
             AuditInteraction::Delete => "D",
-            AuditInteraction::Search | AuditInteraction::Validate | AuditInteraction::Token => "E",
+            AuditInteraction::Search
+            | AuditInteraction::Validate
+            | AuditInteraction::Token
+            | AuditInteraction::Export => "E",
         }
     }
 }

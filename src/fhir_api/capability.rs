@@ -86,6 +86,13 @@ pub fn statement(
                 }]
             });
             if *t == "Patient" {
+                resource["operation"]
+                    .as_array_mut()
+                    .expect("an array")
+                    .push(json!({
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+                    }));
                 resource["searchRevInclude"] = json!(
                     RESOURCE_TYPES
                         .iter()
@@ -137,9 +144,14 @@ pub fn statement(
         "software": { "name": "iop-gateway", "version": env!("CARGO_PKG_VERSION") },
         "implementation": { "description": "IOP clinic FHIR facade", "url": base },
         "fhirVersion": "4.0.1",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "format": ["application/fhir+json", "application/json"],
         "rest": [{
             "mode": "server",
+            "operation": [{
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+            }],
             "security": security_json,
             "documentation": format!(
                 "Transaction and batch Bundles take at most {} entries. A search page holds at most {} matches (_count) and {} resources added by _include/_revinclude (a warning entry says when it was cut). Sorting or counting with resource-level parameters reads at most {} records (400 too-costly beyond). Conditional create and update match identifier=system|value: the clinic's record id, the MRN (Patient), or any identifier a record came with.",

@@ -7,6 +7,7 @@
 
 mod access;
 mod audit_events;
+mod bulk;
 mod capability;
 mod error;
 mod filters;
@@ -33,7 +34,7 @@ use serde_json::Value;
 pub use access::Caller;
 pub use error::ApiError;
 #[doc(hidden)]
-pub use searchset::search_in;
+pub use searchset::{TypeFilter, search_in};
 #[doc(hidden)]
 pub use write::read_body;
 
@@ -62,6 +63,8 @@ pub struct FhirState {
     pub max_json_depth: usize,
     /// The clinic's consent policy for what no consent decides.
     pub consent_policy: Arc<crate::consent::Policy>,
+    /// Where Bulk Data export files are (shared by every replica).
+    pub export_dir: Arc<std::path::PathBuf>,
 }
 
 /// Security as the CapabilityStatement states it.
@@ -120,6 +123,19 @@ pub fn protected_routes() -> Router<FhirState> {
             get(history::instance),
         )
         .route("/fhir/{resource_type}/{id}/_history/{version}", get(vread))
+        .route("/bulk/{job}", get(bulk::status).delete(bulk::cancel))
+        .route("/bulk/{job}/{file}", get(bulk::file))
+}
+
+/// A POST kick-off's body: empty, or a `Parameters` resource.
+fn bulk_body(body: Result<Bytes, BytesRejection>) -> Result<Option<Value>, ApiError> {
+    let bytes = body.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("a POST $export body is a Parameters resource in JSON"))
 }
 
 /// The API: the public CapabilityStatement (clients read it to learn how to authenticate) and
@@ -352,6 +368,17 @@ async fn read(
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
+    if resource_type == "Patient" && id == "$export" {
+        return bulk::kick_off(
+            &state,
+            &caller,
+            crate::bulk::Level::Patient,
+            &headers,
+            &params,
+            None,
+        )
+        .await;
+    }
     check_accept(&headers, &params)?;
     if resource_type == audit_events::TYPE {
         return audit_events::read(&state, &caller, &id, &params).await;
@@ -467,6 +494,17 @@ async fn search_get(
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
+    if resource_type == "$export" {
+        return bulk::kick_off(
+            &state,
+            &caller,
+            crate::bulk::Level::System,
+            &headers,
+            &params,
+            None,
+        )
+        .await;
+    }
     search_any(&state, &caller, &resource_type, &headers, params).await
 }
 
@@ -495,6 +533,18 @@ async fn operation(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let mut params = query(params)?;
+    if resource_type == "Patient" && operation == "$export" {
+        let body = bulk_body(body)?;
+        return bulk::kick_off(
+            &state,
+            &caller,
+            crate::bulk::Level::Patient,
+            &headers,
+            &params,
+            body.as_ref(),
+        )
+        .await;
+    }
     let body = write::body(&state, body)?;
     match operation.as_str() {
         "_search" => {

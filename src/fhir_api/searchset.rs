@@ -590,3 +590,38 @@ pub(super) async fn search(
     bundle["entry"] = json!(entries);
     Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
 }
+
+/// A search run by something other than a search request (a Bulk Data `_typeFilter`): the
+/// store filters and the resource-level predicates of a query string for one type.
+pub struct TypeFilter {
+    filters: Vec<crate::store::Filter>,
+    predicates: Vec<matching::Predicate>,
+}
+
+impl TypeFilter {
+    /// `query` as a search of `resource_type` would read it (under strict handling: an
+    /// unknown parameter is an error, never silently dropped).
+    pub fn parse(cfg: &MappingConfig, resource_type: &str, query: &str) -> Result<Self, String> {
+        let params: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|_| format!("{resource_type}?{query} is not a search query"))?;
+        let request = parse_search(cfg, resource_type, &params, true).map_err(|e| {
+            let why = e.outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap_or("not a search this server runs")
+                .to_owned();
+            format!("{resource_type}?{query}: {why}")
+        })?;
+        Ok(Self {
+            filters: request.filters,
+            predicates: request.predicates,
+        })
+    }
+    pub fn filters(&self) -> &[crate::store::Filter] {
+        &self.filters
+    }
+    pub fn matches(&self, resource: &Value) -> bool {
+        self.predicates
+            .iter()
+            .all(|p| matching::matches(p, resource))
+    }
+}

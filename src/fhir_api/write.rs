@@ -598,6 +598,18 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
+    if resource_type == "$export" {
+        let body = super::bulk_body(body)?;
+        return super::bulk::kick_off(
+            &state,
+            &caller,
+            crate::bulk::Level::System,
+            &headers,
+            &params,
+            body.as_ref(),
+        )
+        .await;
+    }
     check_accept(&headers, &params)?;
     known_type(&resource_type)?;
     access::require(

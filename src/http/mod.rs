@@ -44,6 +44,8 @@ pub struct AppState {
     pub guard: Arc<Guard>,
     /// What the mental-health policy permits where no consent decides.
     pub consent_policy: Arc<crate::consent::Policy>,
+    /// Bulk Data exports: where their files are, how long they are kept.
+    pub bulk: crate::bulk::BulkSettings,
 }
 
 impl AppState {
@@ -64,7 +66,20 @@ impl AppState {
             public_url,
             guard: Guard::new(Limits::default()),
             consent_policy: Arc::new(crate::consent::Policy::default()),
+            bulk: crate::bulk::BulkSettings::default(),
         }
+    }
+
+    /// Bulk Data settings, and the export worker started for them (on the current runtime).
+    pub fn with_bulk_worker(mut self, settings: crate::bulk::BulkSettings) -> Self {
+        self.bulk = settings.clone();
+        crate::bulk::worker::spawn(
+            self.store.clone(),
+            Arc::clone(&self.mapping),
+            Arc::clone(&self.consent_policy),
+            settings,
+        );
+        self
     }
 
     pub fn with_consent_policy(mut self, policy: crate::consent::Policy) -> Self {
@@ -107,6 +122,7 @@ pub fn router(state: AppState) -> Router {
             public_url: Arc::new(state.public_url.clone()),
             max_json_depth: limits.max_json_depth,
             consent_policy: Arc::clone(&state.consent_policy),
+            export_dir: Arc::new(state.bulk.dir.clone()),
         },
         protected,
         limits.max_body_bytes,

@@ -43,7 +43,9 @@ pub fn type_and_subtype(
         AuditInteraction::Create => (rest, sub("create", "create")),
         AuditInteraction::Update => (rest, sub("update", "update")),
         AuditInteraction::Delete => (rest, sub("delete", "delete")),
-        AuditInteraction::Validate => (rest, sub("operation", "operation")),
+        AuditInteraction::Validate | AuditInteraction::Export => {
+            (rest, sub("operation", "operation"))
+        }
         AuditInteraction::Token => (
             (DCM, "110114", "User Authentication"),
             (DCM, "110122", "Login"),
@@ -74,7 +76,13 @@ fn profile(record: &AuditRecord) -> Option<&'static str> {
         (AuditInteraction::Update, false) => "IHE.BasicAudit.Update",
         (AuditInteraction::Delete, true) => "IHE.BasicAudit.PatientDelete",
         (AuditInteraction::Delete, false) => "IHE.BasicAudit.Delete",
-        (AuditInteraction::History | AuditInteraction::Validate | AuditInteraction::Token, _) => {
+        (
+            AuditInteraction::History
+            | AuditInteraction::Validate
+            | AuditInteraction::Token
+            | AuditInteraction::Export,
+            _,
+        ) => {
             return None;
         }
     })

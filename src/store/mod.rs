@@ -8,6 +8,7 @@
 mod access;
 mod change_log;
 mod error;
+mod export_jobs;
 mod filter;
 mod identifiers;
 mod record;
@@ -27,6 +28,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor};
 pub use access::{AuditQuery, Comparison};
 pub use change_log::{Change, Operation};
 pub use error::StoreError;
+pub use export_jobs::{ExportJob, JobState};
 pub use filter::{Condition, Filter};
 pub use record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
 pub use seed_run::SeedRun;

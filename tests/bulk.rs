@@ -1,0 +1,669 @@
+//! Bulk Data `$export` over real HTTP on both backends, with the export worker running: kick-off,
+//! polling, the manifest, the files (checked against what the same client finds by searching),
+//! scopes, consent, `_since`, `_type`, `_typeFilter`, Patient level, cancellation, another
+//! client's files, a job taken over after its worker died, and refusals.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iop_gateway::auth::{AccessTokens, BearerTokens, Scopes};
+use iop_gateway::bulk::BulkSettings;
+use iop_gateway::domain::{ApiClient, ClientId, KeySource};
+use iop_gateway::fhir_api::PublicUrl;
+use iop_gateway::http::{AppState, router};
+use iop_gateway::mapping::MappingConfig;
+use iop_gateway::seed::{self, SeedOptions};
+use iop_gateway::store::Store;
+use iop_gateway::validation::{Registry, Validator};
+use serde_json::{Value, json};
+
+struct Gateway {
+    origin: String,
+    http: reqwest::Client,
+    store: Store,
+    tokens: Arc<AccessTokens>,
+    exports: tempfile::TempDir,
+}
+
+async fn clinic(store: &Store) -> String {
+    iop_gateway::disclose::clinic_organizations(store)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+async fn register(store: &Store, name: &str, scopes: &str, organization: Option<String>) {
+    store
+        .add_api_client(&ApiClient {
+            client_id: ClientId::parse(name).unwrap(),
+            keys: KeySource::Inline(r#"{"keys":[]}"#.into()),
+            scopes: scopes.into(),
+            organization_id: organization,
+            purpose_of_use: "TREAT".into(),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+}
+
+/// A seeded, secured gateway with the export worker, and clients: `ehr` (the clinic's EHR,
+/// every read scope), `plans` (CarePlan only), `other` (like `ehr`, another client).
+async fn spawn(store: &Store, lease: Duration) -> Gateway {
+    seed::seed(
+        store,
+        SeedOptions {
+            clients: 40,
+            seed: 9,
+            as_of: chrono::Utc::now().date_naive(),
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let clinic = clinic(store).await;
+    register(
+        store,
+        "ehr",
+        "system/*.rs system/AuditEvent.rs",
+        Some(clinic.clone()),
+    )
+    .await;
+    register(store, "plans", "system/CarePlan.rs", Some(clinic.clone())).await;
+    register(store, "other", "system/*.rs", Some(clinic)).await;
+    let exports = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let tokens = Arc::new(AccessTokens::load(store).await.unwrap());
+    let state = AppState::new(
+        store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(MappingConfig::default()),
+        Arc::new(BearerTokens::new(Arc::clone(&tokens))),
+        PublicUrl::fixed(&origin).unwrap(),
+    )
+    .with_bulk_worker(BulkSettings {
+        dir: exports.path().to_owned(),
+        lease,
+        poll: Duration::from_millis(100),
+        ..Default::default()
+    });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    Gateway {
+        origin,
+        http: reqwest::Client::new(),
+        store: store.clone(),
+        tokens,
+        exports,
+    }
+}
+
+impl Gateway {
+    async fn token(&self, client: &str) -> String {
+        let registered = self.store.api_client(client).await.unwrap().unwrap();
+        self.tokens
+            .issue(
+                &registered,
+                &Scopes::parse_strict(&registered.scopes).unwrap(),
+                300,
+                chrono::Utc::now().timestamp(),
+            )
+            .token
+    }
+
+    /// Kicks off `path` (`$export?...`); the status URL, or the refusal.
+    async fn kick_off(&self, token: &str, path: &str) -> Result<String, (u16, Value)> {
+        let response = self
+            .http
+            .get(format!("{}/fhir/{path}", self.origin))
+            .bearer_auth(token)
+            .header("accept", "application/fhir+json")
+            .header("prefer", "respond-async")
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 202 {
+            let status = response.status().as_u16();
+            return Err((status, response.json().await.unwrap_or(Value::Null)));
+        }
+        Ok(response.headers()["content-location"]
+            .to_str()
+            .unwrap()
+            .to_owned())
+    }
+
+    /// Polls until the manifest comes (202s carry X-Progress and Retry-After).
+    async fn manifest(&self, token: &str, status_url: &str) -> Value {
+        for _ in 0..300 {
+            let response = self
+                .http
+                .get(status_url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            match response.status().as_u16() {
+                202 => {
+                    assert!(response.headers().contains_key("retry-after"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                200 => return response.json().await.unwrap(),
+                other => panic!("status {other}: {}", response.text().await.unwrap()),
+            }
+        }
+        panic!("the export did not finish");
+    }
+
+    /// Every line of every output file, by type, checked against the manifest's counts.
+    async fn files(&self, token: &str, manifest: &Value) -> Vec<(String, Vec<Value>)> {
+        let mut out = Vec::new();
+        for file in manifest["output"].as_array().unwrap() {
+            let url = file["url"].as_str().unwrap();
+            assert!(url.starts_with(&self.origin), "absolute: {url}");
+            let response = self.http.get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/fhir+ndjson"
+            );
+            let text = response.text().await.unwrap();
+            let lines: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len() as u64, file["count"].as_u64().unwrap());
+            let kind = file["type"].as_str().unwrap().to_owned();
+            assert!(lines.iter().all(|r| r["resourceType"] == kind.as_str()));
+            out.push((kind, lines));
+        }
+        out
+    }
+
+    /// The ids the client finds by searching `query`, following every page.
+    async fn searched(&self, token: &str, query: &str) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        let mut url = Some(format!("{}/fhir/{query}", self.origin));
+        while let Some(next) = url {
+            let bundle: Value = self
+                .http
+                .get(&next)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for entry in bundle["entry"].as_array().into_iter().flatten() {
+                if entry["search"]["mode"] == "match" {
+                    ids.insert(entry["resource"]["id"].as_str().unwrap().to_owned());
+                }
+            }
+            url = bundle["link"]
+                .as_array()
+                .and_then(|links| links.iter().find(|l| l["relation"] == "next"))
+                .and_then(|l| l["url"].as_str().map(str::to_owned));
+        }
+        ids
+    }
+}
+
+fn ids(lines: &[Value]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A system export holds exactly what the same client finds by searching, type by type, each
+/// resource valid; another client cannot read its status or files; the audit trail has it.
+async fn system_export_is_what_the_client_may_see(store: &Store) {
+    let gw = spawn(store, Duration::from_secs(30)).await;
+    let token = gw.token("ehr").await;
+    let status = gw.kick_off(&token, "$export").await.unwrap();
+    assert!(status.starts_with(&gw.origin));
+    let manifest = gw.manifest(&token, &status).await;
+    assert_eq!(manifest["requiresAccessToken"], true);
+    assert!(manifest["transactionTime"].as_str().unwrap().len() > 10);
+    assert!(
+        manifest["request"]
+            .as_str()
+            .unwrap()
+            .ends_with("/fhir/$export")
+    );
+    assert!(manifest["error"].is_array());
+    let files = gw.files(&token, &manifest).await;
+    let validator = Validator::new(Arc::new(Registry::builtin()));
+    let mut types = Vec::new();
+    for (kind, lines) in &files {
+        assert_eq!(
+            ids(lines),
+            gw.searched(&token, &format!("{kind}?_count=500")).await,
+            "{kind}: the export holds what a search finds"
+        );
+        for resource in lines.iter().take(5) {
+            let errors: Vec<String> = validator
+                .validate(resource, &[])
+                .iter()
+                .filter(|i| i.is_error())
+                .map(|i| format!("{}: {}", i.expression, i.message))
+                .collect();
+            assert!(errors.is_empty(), "{kind}/{}: {errors:?}", resource["id"]);
+        }
+        types.push(kind.clone());
+    }
+    for expected in ["Patient", "CarePlan", "Encounter", "Organization"] {
+        assert!(types.contains(&expected.to_owned()), "{types:?}");
+    }
+    // The clinic's EHR sees no Part 2 client without a consent: fewer Patients than seeded.
+    let patients = files.iter().find(|(k, _)| k == "Patient").unwrap().1.len();
+    assert!(patients < 40 && patients > 0, "{patients}");
+    // Another client: neither the status nor the files.
+    let other = gw.token("other").await;
+    let response = gw
+        .http
+        .get(&status)
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let file = manifest["output"][0]["url"].as_str().unwrap();
+    let response = gw.http.get(file).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let response = gw.http.get(file).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    // The kick-off and the completion are in the audit trail.
+    let audit: Value = gw
+        .http
+        .get(format!(
+            "{}/fhir/AuditEvent?agent=ehr&_count=100",
+            gw.origin
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let exports = audit["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["resource"]["outcomeDesc"]
+                .as_str()
+                .is_some_and(|d| d.contains("wrote") && d.contains("Patient="))
+        })
+        .count();
+    assert_eq!(exports, 1, "the completion names what was written");
+}
+
+/// Scopes narrow an export; naming a type the token cannot read is 403.
+async fn scopes_narrow_the_export(store: &Store) {
+    let gw = spawn(store, Duration::from_secs(30)).await;
+    let plans = gw.token("plans").await;
+    let status = gw.kick_off(&plans, "$export").await.unwrap();
+    let manifest = gw.manifest(&plans, &status).await;
+    let types: Vec<&str> = manifest["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["CarePlan"]);
+    let refused = gw
+        .kick_off(&plans, "$export?_type=Patient")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.0, 403, "{}", refused.1);
+}
+
+/// `_since`, `_type`, `_typeFilter` and Patient level narrow what is written.
+async fn parameters_narrow_the_export(store: &Store) {
+    let gw = spawn(store, Duration::from_secs(30)).await;
+    let token = gw.token("ehr").await;
+    // _type and _typeFilter.
+    let status = gw
+        .kick_off(
+            &token,
+            "$export?_type=CarePlan,Goal&_typeFilter=CarePlan%3Fstatus%3Dactive",
+        )
+        .await
+        .unwrap();
+    let files = gw.files(&token, &gw.manifest(&token, &status).await).await;
+    let kinds: Vec<&str> = files.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["CarePlan", "Goal"]);
+    assert_eq!(
+        ids(&files[0].1),
+        gw.searched(&token, "CarePlan?status=active&_count=500")
+            .await
+    );
+    assert!(files[0].1.iter().all(|p| p["status"] == "active"));
+    // _since: five Patients changed after a point in time are exactly what comes back.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let all_patients = gw.searched(&token, "Patient?_count=500").await;
+    let changed: Vec<String> = all_patients.iter().take(5).cloned().collect();
+    for id in &changed {
+        let url = format!("{}/fhir/Patient/{id}", gw.origin);
+        let mut patient: Value = gw
+            .http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        patient["gender"] = json!(if patient["gender"] == "other" {
+            "unknown"
+        } else {
+            "other"
+        });
+        let writer = gw.token_with("ehr", "system/Patient.cru").await;
+        let response = gw
+            .http
+            .put(&url)
+            .bearer_auth(&writer)
+            .header("content-type", "application/fhir+json")
+            .body(patient.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+    let since = before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let status = gw
+        .kick_off(
+            &token,
+            &format!("$export?_type=Patient&_since={}", since.replace('+', "%2B")),
+        )
+        .await
+        .unwrap();
+    let files = gw.files(&token, &gw.manifest(&token, &status).await).await;
+    assert_eq!(
+        ids(&files[0].1),
+        changed.into_iter().collect::<BTreeSet<_>>()
+    );
+    // Patient level for one patient: only that patient's compartment, and no staff.
+    let patient = all_patients.iter().next().unwrap().clone();
+    let response = gw
+        .http
+        .post(format!("{}/fhir/Patient/$export", gw.origin))
+        .bearer_auth(&token)
+        .header("prefer", "respond-async")
+        .header("content-type", "application/fhir+json")
+        .body(
+            json!({"resourceType": "Parameters", "parameter": [
+                {"name": "patient", "valueReference": {"reference": format!("Patient/{patient}")}}
+            ]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let status = response.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let files = gw.files(&token, &gw.manifest(&token, &status).await).await;
+    for (kind, lines) in &files {
+        assert!(!["Practitioner", "Organization"].contains(&kind.as_str()));
+        for resource in lines {
+            assert_eq!(
+                iop_gateway::mapping::audit::patients_of(resource),
+                std::slice::from_ref(&patient),
+                "{kind}"
+            );
+        }
+    }
+    assert!(files.iter().any(|(k, _)| k == "Encounter"));
+}
+
+/// Refusals are OperationOutcomes: no `Prefer: respond-async`, an output format, a parameter
+/// under strict handling, `includeAssociatedData`.
+async fn bad_kick_offs_are_refused(store: &Store) {
+    let gw = spawn(store, Duration::from_secs(30)).await;
+    let token = gw.token("ehr").await;
+    let response = gw
+        .http
+        .get(format!("{}/fhir/$export", gw.origin))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "no Prefer: respond-async");
+    for query in [
+        "$export?_outputFormat=text/csv",
+        "$export?includeAssociatedData=LatestProvenanceResources",
+        "$export?_type=Observation",
+        "$export?_since=yesterday",
+    ] {
+        let (status, outcome) = gw.kick_off(&token, query).await.unwrap_err();
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+    }
+    let response = gw
+        .http
+        .get(format!("{}/fhir/$export?foo=bar", gw.origin))
+        .bearer_auth(&token)
+        .header("prefer", "respond-async, handling=strict")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        400,
+        "strict handling refuses what it would ignore"
+    );
+    // Leniently, the same parameter is reported in the manifest's error file.
+    let status = gw
+        .kick_off(&token, "$export?_type=Group&foo=bar")
+        .await
+        .unwrap();
+    let manifest = gw.manifest(&token, &status).await;
+    let error = manifest["error"][0]["url"].as_str().unwrap();
+    let text = gw
+        .http
+        .get(error)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("foo"), "{text}");
+}
+
+/// A cancelled export answers 404 and its files are gone; a job whose worker died (its lease
+/// lapsed) is taken over and finished.
+async fn cancelled_and_abandoned_jobs(store: &Store) {
+    let gw = spawn(store, Duration::from_millis(400)).await;
+    let token = gw.token("ehr").await;
+    let status = gw.kick_off(&token, "$export").await.unwrap();
+    let manifest = gw.manifest(&token, &status).await;
+    let job = status.rsplit('/').next().unwrap().to_owned();
+    assert!(gw.exports.path().join(&job).exists());
+    let response = gw
+        .http
+        .delete(&status)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let response = gw
+        .http
+        .get(&status)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["resourceType"],
+        "OperationOutcome"
+    );
+    let file = manifest["output"][0]["url"].as_str().unwrap();
+    assert_eq!(
+        gw.http
+            .get(file)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(!gw.exports.path().join(&job).exists());
+    // A worker claims a job and dies (when it wins the race with the gateway's worker): its
+    // lease lapses and the running worker takes the job over and finishes it. The lease logic
+    // itself is tested deterministically in `leases_decide_who_runs_a_job`.
+    let status = gw.kick_off(&token, "$export?_type=Patient").await.unwrap();
+    let job = status.rsplit('/').next().unwrap();
+    let died = store
+        .claim_export_job("a-worker-that-died", Duration::from_millis(1))
+        .await
+        .unwrap();
+    let manifest = gw.manifest(&token, &status).await;
+    assert!(manifest["output"][0]["count"].as_u64().unwrap() > 0);
+    let finished = store.export_job(job).await.unwrap().unwrap();
+    if died.is_some() {
+        assert_eq!(
+            finished.attempts, 2,
+            "taken over after the dead worker's lease lapsed"
+        );
+    }
+}
+
+impl Gateway {
+    async fn token_with(&self, client: &str, scopes: &str) -> String {
+        let registered = self.store.api_client(client).await.unwrap().unwrap();
+        let mut writer = registered.clone();
+        writer.scopes = scopes.into();
+        self.tokens
+            .issue(
+                &writer,
+                &Scopes::parse_strict(scopes).unwrap(),
+                300,
+                chrono::Utc::now().timestamp(),
+            )
+            .token
+    }
+}
+
+/// The lease decides who runs a job: one claimant of many wins; a held lease is not taken; a
+/// lapsed one is (the holder died), and the old holder can then neither renew nor finish it.
+async fn leases_decide_who_runs_a_job(store: &Store) {
+    use iop_gateway::domain::Timestamp;
+    use iop_gateway::store::{ExportJob, JobState};
+    let job = |id: String| ExportJob {
+        id,
+        client_id: "ehr".into(),
+        organization_id: None,
+        purpose_of_use: None,
+        scopes: "system/*.rs".into(),
+        open_access: false,
+        request: "http://x/fhir/$export".into(),
+        params: "{}".into(),
+        state: JobState::Queued,
+        transaction_time: Timestamp::now(),
+        created_at: Timestamp::now(),
+        attempts: 0,
+        progress: None,
+        manifest: None,
+        error: None,
+        expires_at: None,
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    store.insert_export_job(&job(id.clone())).await.unwrap();
+    let lease = Duration::from_millis(300);
+    // Eight claimants at once: exactly one wins.
+    let claims = futures_join(store, lease).await;
+    assert_eq!(claims.iter().filter(|c| c.is_some()).count(), 1);
+    let first = claims.into_iter().flatten().next().unwrap();
+    assert_eq!(first.0, id);
+    let holder = first.1;
+    assert!(
+        store.claim_export_job("b", lease).await.unwrap().is_none(),
+        "held"
+    );
+    assert!(
+        store
+            .renew_export_lease(&id, &holder, lease, "p")
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let taken = store.claim_export_job("b", lease).await.unwrap().unwrap();
+    assert_eq!((taken.id.as_str(), taken.attempts), (id.as_str(), 2));
+    assert!(
+        !store
+            .renew_export_lease(&id, &holder, lease, "p")
+            .await
+            .unwrap()
+    );
+    let expires = Timestamp::now();
+    assert!(
+        !store
+            .finish_export_job(&id, &holder, Ok("{}".into()), expires)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_export_job(&id, "b", Ok("{}".into()), expires)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.export_job(&id).await.unwrap().unwrap().state,
+        JobState::Done
+    );
+    assert!(store.claim_export_job("c", lease).await.unwrap().is_none());
+}
+
+/// Eight claims of the one queued job at once: (job id, holder) of each that won.
+async fn futures_join(store: &Store, lease: Duration) -> Vec<Option<(String, String)>> {
+    let mut handles = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let holder = format!("claimant-{n}");
+            store
+                .claim_export_job(&holder, lease)
+                .await
+                .unwrap()
+                .map(|j| (j.id, holder))
+        }));
+    }
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+on_both_backends!(
+    leases_decide_who_runs_a_job,
+    system_export_is_what_the_client_may_see,
+    scopes_narrow_the_export,
+    parameters_narrow_the_export,
+    bad_kick_offs_are_refused,
+    cancelled_and_abandoned_jobs
+);
