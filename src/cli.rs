@@ -195,6 +195,10 @@ struct ServeArgs {
         default_value_t = 24
     )]
     export_hours: u64,
+    /// Seconds a running export may go without renewing its lease before another replica (or
+    /// this one, restarted) takes the job over and starts it again
+    #[arg(long, env = "IOP_EXPORT_LEASE_SECONDS", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    export_lease_seconds: u64,
 }
 
 impl ServeArgs {
@@ -431,6 +435,7 @@ async fn run_server(
     .with_bulk_worker(crate::bulk::BulkSettings {
         dir: args.export_dir.clone(),
         keep_for: std::time::Duration::from_secs(args.export_hours * 3600),
+        lease: std::time::Duration::from_secs(args.export_lease_seconds),
         ..Default::default()
     });
     if args.open_access {

@@ -141,9 +141,10 @@ impl Gateway {
             .to_owned())
     }
 
-    /// Polls until the manifest comes (202s carry X-Progress and Retry-After).
+    /// Polls until the manifest comes (202s carry X-Progress and Retry-After), as often as
+    /// Retry-After asks.
     async fn manifest(&self, token: &str, status_url: &str) -> Value {
-        for _ in 0..300 {
+        for _ in 0..100 {
             let response = self
                 .http
                 .get(status_url)
@@ -152,12 +153,23 @@ impl Gateway {
                 .await
                 .unwrap();
             match response.status().as_u16() {
-                202 => {
-                    assert!(response.headers().contains_key("retry-after"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                202 | 429 => {
+                    let wait: u64 = response.headers()["retry-after"]
+                        .to_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(wait * 1000 + 50)).await;
                 }
                 200 => return response.json().await.unwrap(),
-                other => panic!("status {other}: {}", response.text().await.unwrap()),
+                other => {
+                    let job = status_url.rsplit('/').next().unwrap();
+                    let stored = self.store.export_job(job).await.unwrap();
+                    panic!(
+                        "status {other}: {}\nthe job: {stored:?}",
+                        response.text().await.unwrap()
+                    )
+                }
             }
         }
         panic!("the export did not finish");
@@ -432,6 +444,93 @@ async fn parameters_narrow_the_export(store: &Store) {
         }
     }
     assert!(files.iter().any(|(k, _)| k == "Encounter"));
+
+    // Group level: the clients of a therapy group with sessions, and only theirs (a group
+    // some of whose clients this client may see).
+    use iop_gateway::domain::{Enrollment, Session};
+    let sessions = gw.store.page::<Session>(None, 100_000).await.unwrap();
+    let visible = gw.searched(&token, "Patient?_count=500").await;
+    let mut by_group: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for session in &sessions {
+        if let Some(group) = session.record.group_id {
+            let enrollment = gw
+                .store
+                .get::<Enrollment>(session.record.enrollment_id)
+                .await
+                .unwrap()
+                .unwrap();
+            by_group
+                .entry(group.to_string())
+                .or_default()
+                .insert(enrollment.record.client_id.to_string());
+        }
+    }
+    let (group, members) = by_group
+        .into_iter()
+        .find(|(_, members)| members.iter().any(|m| visible.contains(m)))
+        .expect("a seeded group with a client this client may see");
+    let status = gw
+        .kick_off(
+            &token,
+            &format!("Group/{group}/$export?_type=Patient,Encounter"),
+        )
+        .await
+        .unwrap();
+    let manifest = gw.manifest(&token, &status).await;
+    assert!(
+        manifest["request"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/fhir/Group/{group}/$export"))
+    );
+    let files = gw.files(&token, &manifest).await;
+    let exported: BTreeSet<String> = files
+        .iter()
+        .find(|(k, _)| k == "Patient")
+        .map(|(_, lines)| ids(lines))
+        .unwrap_or_default();
+    assert_eq!(
+        exported,
+        members
+            .intersection(&visible)
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        "the group's clients this client may see"
+    );
+    assert!(!exported.is_empty());
+    for (_, lines) in &files {
+        for resource in lines {
+            let patient = iop_gateway::mapping::audit::patients_of(resource);
+            assert!(members.contains(&patient[0]));
+        }
+    }
+    let unknown = gw
+        .kick_off(&token, &format!("Group/{}/$export", uuid::Uuid::new_v4()))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.0, 404);
+    // Polling much faster than Retry-After asks is 429 (while the export has not finished).
+    let status = gw.kick_off(&token, "$export").await.unwrap();
+    let first = gw
+        .http
+        .get(&status)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let second = gw
+        .http
+        .get(&status)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    if first == 202 && second.status() != 200 {
+        assert_eq!(second.status(), 429);
+        assert!(second.headers().contains_key("retry-after"));
+    }
+    gw.manifest(&token, &status).await;
 }
 
 /// Refusals are OperationOutcomes: no `Prefer: respond-async`, an output format, a parameter
@@ -667,3 +766,169 @@ on_both_backends!(
     bad_kick_offs_are_refused,
     cancelled_and_abandoned_jobs
 );
+
+/// `kill -9` of the process running an export: started again, it takes the job over once the
+/// lease lapses, and the manifest is complete — the same counts as a fresh export of the same
+/// data.
+#[tokio::test]
+async fn an_export_survives_kill_dash_nine() {
+    use common::process::{gateway, run, start_keeping_logs};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("clinic.db").display());
+    let (ok, _, err) =
+        run(gateway(dir.path()).args(["--database-url", &url, "seed", "--clients", "600"]));
+    assert!(ok, "{err}");
+    let store = Store::open(&url).await.unwrap();
+    let clinic = clinic(&store).await;
+    let jwks = format!(
+        "{}/fixtures/auth/client.jwks.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (ok, _, err) = run(gateway(dir.path()).args([
+        "--database-url",
+        &url,
+        "clients",
+        "add",
+        "ehr",
+        "--jwks",
+        &jwks,
+        "--scope",
+        "system/*.rs",
+        "--organization",
+        &clinic,
+    ]));
+    assert!(ok, "{err}");
+    let (ok, out, err) =
+        run(gateway(dir.path()).args(["--database-url", &url, "token", "--client", "ehr"]));
+    assert!(ok, "{err}");
+    let token = out.lines().last().unwrap().trim().to_owned();
+    let serve = || {
+        let mut command = gateway(dir.path());
+        command.args([
+            "--database-url",
+            &url,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--export-lease-seconds",
+            "2",
+        ]);
+        command.arg("--export-dir").arg(dir.path().join("exports"));
+        start_keeping_logs(command).0
+    };
+    let http = reqwest::Client::new();
+    let kick_off = |base: String| {
+        let request = http
+            .get(format!("{base}/fhir/$export"))
+            .bearer_auth(&token)
+            .header("prefer", "respond-async");
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 202);
+            response.headers()["content-location"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let poll = |status: String| {
+        let request = http.get(status).bearer_auth(&token);
+        async move {
+            let response = request.send().await.unwrap();
+            let progress = response
+                .headers()
+                .get("x-progress")
+                .map(|p| p.to_str().unwrap().to_owned());
+            (
+                response.status().as_u16(),
+                progress,
+                response.text().await.unwrap(),
+            )
+        }
+    };
+    let first = serve();
+    let status = kick_off(first.base.clone()).await;
+    // Wait until it is writing, then kill -9 the process.
+    let mut running = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (code, progress, _) = poll(status.clone()).await;
+        if code == 202 && progress.is_some_and(|p| p.contains("written")) {
+            running = true;
+            break;
+        }
+        assert_ne!(
+            code, 200,
+            "the export finished before it could be killed: make it bigger"
+        );
+    }
+    assert!(running, "the export started");
+    drop(first); // SIGKILL: no shutdown, the lease is left to lapse
+    let second = serve();
+    // The status URL names the first process's address; the job is the same on the second.
+    let job = status.rsplit('/').next().unwrap().to_owned();
+    let again = format!("{}/bulk/{job}", second.base);
+    let mut manifest = Value::Null;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (code, _, body) = poll(again.clone()).await;
+        if code == 200 {
+            manifest = serde_json::from_str(&body).unwrap();
+            break;
+        }
+        assert!([202, 429].contains(&code), "{code}: {body}");
+    }
+    assert!(
+        manifest.is_object(),
+        "the export finished after the restart"
+    );
+    let attempts = store.export_job(&job).await.unwrap().unwrap().attempts;
+    assert_eq!(attempts, 2, "run again after the kill");
+    // A fresh export of the same data has the same counts, and the files hold what they say.
+    let fresh_status = kick_off(second.base.clone()).await;
+    let mut fresh = Value::Null;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (code, _, body) = poll(fresh_status.clone()).await;
+        if code == 200 {
+            fresh = serde_json::from_str(&body).unwrap();
+            break;
+        }
+    }
+    let counts = |m: &Value| -> Vec<(String, u64)> {
+        m["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["type"].as_str().unwrap().to_owned(),
+                    f["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(counts(&manifest), counts(&fresh));
+    for file in manifest["output"].as_array().unwrap() {
+        let url = file["url"].as_str().unwrap().replace(
+            status.trim_end_matches(&format!("/bulk/{job}")),
+            &second.base,
+        );
+        let text = http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            text.lines().count() as u64,
+            file["count"].as_u64().unwrap(),
+            "{url}"
+        );
+    }
+    drop(second);
+    store.close().await;
+}

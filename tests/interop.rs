@@ -129,7 +129,13 @@ async fn spawn_secured(store: &Store) -> String {
         Arc::new(BearerTokens::new(tokens)),
         PublicUrl::fixed(&origin).unwrap(),
     )
-    .with_tokens(Arc::new(service));
+    .with_tokens(Arc::new(service))
+    .with_bulk_worker(iop_gateway::bulk::BulkSettings {
+        // Kept for the life of the test process (the worker writes there until it ends).
+        dir: tempfile::tempdir().unwrap().keep(),
+        poll: std::time::Duration::from_millis(100),
+        ..Default::default()
+    });
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -304,7 +310,82 @@ async fn first_patient_with_a_plan(store: &Store) -> String {
     panic!("a seeded client outside Part 2 programs")
 }
 
+/// smart-fetch's Bulk Data client: kick-off, polling, download of every file, with its own
+/// SMART Backend Services token; what it wrote is what a search finds.
+async fn smart_fetch_bulk_exports(store: &Store) {
+    if let Err(reason) = installed() {
+        assert!(!common::in_ci(), "CI=true but {reason}");
+        common::say(&format!("skipping smart-fetch bulk test: {reason}"));
+        return;
+    }
+    let base = spawn_secured(store).await;
+    let out = tempfile::tempdir().unwrap();
+    let mut bulk = Command::new(smart_fetch());
+    bulk.arg("bulk")
+        .arg(out.path())
+        .args(["--type", "Patient,Encounter,EpisodeOfCare"])
+        .args(["--smart-client-id", "interop", "--smart-key"])
+        .arg(fixture("es384.pem"))
+        .args(["--fhir-url", &base]);
+    run("smart-fetch bulk", bulk).await;
+    assert!(
+        !out.path().join("error").exists(),
+        "smart-fetch recorded errors"
+    );
+    let mut found: std::collections::BTreeMap<String, usize> = Default::default();
+    for file in walk(out.path()) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with(|c: char| c.is_ascii_uppercase()) || !name.ends_with(".ndjson.gz") {
+            continue;
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(&file).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        for line in text.lines() {
+            let resource: Value = serde_json::from_str(line).unwrap();
+            *found
+                .entry(resource["resourceType"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    // What the same client finds by searching.
+    let registered = store.api_client("interop").await.unwrap().unwrap();
+    let token = AccessTokens::load(store)
+        .await
+        .unwrap()
+        .issue(
+            &registered,
+            &Scopes::parse_strict("system/*.rs").unwrap(),
+            300,
+            chrono::Utc::now().timestamp(),
+        )
+        .token;
+    for kind in ["Patient", "Encounter", "EpisodeOfCare"] {
+        let bundle: Value = reqwest::Client::new()
+            .get(format!("{base}/{kind}?_summary=count"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let expected = bundle["total"].as_u64().unwrap() as usize;
+        assert_eq!(
+            found.get(kind).copied().unwrap_or(0),
+            expected,
+            "{kind}: {found:?}"
+        );
+        assert!(expected > 0);
+    }
+    common::say(&format!("smart-fetch bulk: ok ({found:?})"));
+}
+
 on_both_backends!(
+    smart_fetch_bulk_exports,
     client_libraries_read_search_and_write,
     smart_fetch_authenticates_reads_and_crawls
 );

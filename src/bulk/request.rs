@@ -21,6 +21,9 @@ pub enum Level {
     System,
     /// `/fhir/Patient/$export`: the patient compartments (of `patient`, or of every client).
     Patient,
+    /// `/fhir/Group/{id}/$export`: the compartments of a therapy group's clients (resolved to
+    /// `patients` at kick-off).
+    Group(String),
 }
 
 /// What an export is to contain. Stored with the job as JSON.
@@ -152,7 +155,7 @@ pub fn parse(
                     request.type_filters.push((t.to_owned(), query.to_owned()));
                 }
             }
-            "patient" if level == Level::Patient => {
+            "patient" if level != Level::System => {
                 let id = value.strip_prefix("Patient/").unwrap_or(value);
                 let id = uuid::Uuid::parse_str(id)
                     .map_err(|_| refuse(format!("patient {value} is not a Patient reference")))?;

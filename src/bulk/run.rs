@@ -108,7 +108,12 @@ where
     }
     for (n, resource_type) in request.types.iter().enumerate() {
         let mut filters = common.clone();
-        if request.level == Level::Patient && !request.patients.is_empty() {
+        // A Group's export is of its clients only (none: nothing); Patient level of those named.
+        let of_group = matches!(request.level, Level::Group(_));
+        if of_group && request.patients.is_empty() {
+            continue;
+        }
+        if of_group || (request.level == Level::Patient && !request.patients.is_empty()) {
             filters.push(if resource_type == "Patient" {
                 Filter::one_of("id", request.patients.iter().map(SqlValue::text).collect())
             } else {

@@ -48,13 +48,16 @@ pub fn spawn(
     settings: BulkSettings,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let holder = uuid::Uuid::new_v4().to_string();
+        let worker = uuid::Uuid::new_v4().to_string();
         let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
         loop {
             if let Err(err) = remove_finished(&store, &settings).await {
                 tracing::warn!(error = %err, "could not remove expired exports");
             }
             while let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
+                // A holder per claim: if this run's lease ever lapsed and the job were claimed
+                // again (even by this worker), the old run could no longer renew or finish it.
+                let holder = format!("{worker}/{}", uuid::Uuid::new_v4());
                 match store.claim_export_job(&holder, settings.lease).await {
                     Ok(Some(job)) => {
                         let (store, mapping, policy, settings, holder) = (
@@ -92,16 +95,45 @@ pub async fn execute(
 ) {
     tracing::info!(job = %job.id, attempt = job.attempts, "export started");
     let started = std::time::Instant::now();
-    let job_id = job.id.clone();
-    let renew = |progress: String| {
-        let job_id = job_id.clone();
-        async move {
-            store
-                .renew_export_lease(&job_id, holder, settings.lease, &progress)
-                .await
-        }
+    // A heartbeat renews the lease three times per lease period, however long a page takes;
+    // the run checks after each page that the job is still this holder's.
+    let ours = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let progress = Arc::new(std::sync::Mutex::new(String::from("started")));
+    let heartbeat = {
+        let (store, ours, progress) = (store.clone(), Arc::clone(&ours), Arc::clone(&progress));
+        let (id, holder, lease) = (job.id.clone(), holder.to_owned(), settings.lease);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let now = progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                match store.renew_export_lease(&id, &holder, lease, &now).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        ours.store(false, std::sync::atomic::Ordering::SeqCst);
+                        break;
+                    }
+                    Err(err) => {
+                        tracing::warn!(job = %id, error = %err, "could not renew an export's lease")
+                    }
+                }
+            }
+        })
     };
-    let result = run::run(store, mapping, policy.clone(), &settings.dir, &job, renew).await;
+    let still_ours = |now: String| {
+        *progress.lock().unwrap_or_else(|e| e.into_inner()) = now;
+        let ours = ours.load(std::sync::atomic::Ordering::SeqCst);
+        async move { Ok(ours) }
+    };
+    let result = run::run(
+        store,
+        mapping,
+        policy.clone(),
+        &settings.dir,
+        &job,
+        still_ours,
+    )
+    .await;
+    heartbeat.abort();
     let expires = Timestamp::from(
         chrono::Utc::now()
             + chrono::Duration::from_std(settings.keep_for).unwrap_or(chrono::Duration::days(1)),

@@ -17,7 +17,9 @@ use crate::domain::{AuditInteraction, Timestamp};
 use crate::store::{ExportJob, JobState};
 
 /// How long a client is asked to wait between polls.
-const RETRY_AFTER_SECONDS: u64 = 2;
+const RETRY_AFTER_SECONDS: u64 = 1;
+/// A poll this soon after the previous one (twice as fast as asked, or faster) is told 429.
+const TOO_SOON: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `$export` at `level`: checks the request and the caller's scopes, queues the job, and answers
 /// 202 with the status URL.
@@ -75,11 +77,25 @@ pub(super) async fn kick_off(
             .await?;
         }
     }
+    if let Level::Group(group) = &request.level {
+        let members = group_members(state, group).await?;
+        request.patients = if request.patients.is_empty() {
+            members
+        } else {
+            request
+                .patients
+                .iter()
+                .filter(|p| members.contains(p))
+                .cloned()
+                .collect()
+        };
+    }
     let origin = state.public_url.origin(headers);
     let raw_query = serde_urlencoded::to_string(query).unwrap_or_default();
-    let path = match request.level {
-        Level::System => "/fhir/$export",
-        Level::Patient => "/fhir/Patient/$export",
+    let path = match &request.level {
+        Level::System => "/fhir/$export".to_owned(),
+        Level::Patient => "/fhir/Patient/$export".to_owned(),
+        Level::Group(id) => format!("/fhir/Group/{id}/$export"),
     };
     let request_url = if raw_query.is_empty() {
         format!("{origin}{path}")
@@ -120,6 +136,38 @@ pub(super) async fn kick_off(
     Ok(response)
 }
 
+/// The clients of a therapy group: those enrolled in an episode with a session of the group.
+/// 404 for a group that does not exist.
+async fn group_members(state: &FhirState, group: &str) -> Result<Vec<String>, ApiError> {
+    use crate::domain::{Enrollment, Id, Session, TherapyGroup};
+    use crate::store::{Filter, SqlValue};
+    let unknown = || ApiError::not_found(format!("Group/{group} is not known"));
+    let id: Id<TherapyGroup> = group.parse().map_err(|_| unknown())?;
+    state.store.get(id).await?.ok_or_else(unknown)?;
+    let sessions = state
+        .store
+        .page_where::<Session>(
+            &[Filter::equals("group_id", SqlValue::id(id))],
+            None,
+            u32::MAX,
+        )
+        .await?;
+    let mut enrollments: Vec<Id<Enrollment>> =
+        sessions.iter().map(|s| s.record.enrollment_id).collect();
+    enrollments.sort_by_key(|e| e.to_string());
+    enrollments.dedup();
+    let mut members: Vec<String> = state
+        .store
+        .get_many(&enrollments)
+        .await?
+        .into_iter()
+        .map(|e| e.record.client_id.to_string())
+        .collect();
+    members.sort();
+    members.dedup();
+    Ok(members)
+}
+
 /// The caller's job `id`: another client's job is as absent as a job that never was.
 async fn own_job(state: &FhirState, caller: &Caller, id: &str) -> Result<ExportJob, ApiError> {
     let gone = || {
@@ -144,8 +192,26 @@ pub(super) async fn status(
     let job = own_job(&state, &caller, &id).await?;
     match job.state {
         JobState::Queued | JobState::Running => {
+            let now = std::time::Instant::now();
+            let previous = {
+                let mut polls = state.export_polls.lock().unwrap_or_else(|e| e.into_inner());
+                polls.retain(|_, at| now.duration_since(*at) < std::time::Duration::from_secs(600));
+                polls.insert(job.id.clone(), now)
+            };
+            if previous.is_some_and(|at| now.duration_since(at) < TOO_SOON) {
+                let mut refused = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "throttled",
+                    format!("poll the export status at most every {RETRY_AFTER_SECONDS} s"),
+                )
+                .into_response();
+                refused
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+                return Ok(refused);
+            }
             let mut response = StatusCode::ACCEPTED.into_response();
-            let progress = job.progress.unwrap_or_else(|| "queued".to_owned());
+            let progress = job.progress.unwrap_or_else(|| job.state.code().to_owned());
             let h = response.headers_mut();
             if let Ok(value) = HeaderValue::from_str(&progress) {
                 h.insert("x-progress", value);

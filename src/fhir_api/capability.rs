@@ -85,6 +85,15 @@ pub fn statement(
                     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
                 }]
             });
+            if *t == "Group" {
+                resource["operation"]
+                    .as_array_mut()
+                    .expect("an array")
+                    .push(json!({
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+                    }));
+            }
             if *t == "Patient" {
                 resource["operation"]
                     .as_array_mut()

@@ -65,6 +65,9 @@ pub struct FhirState {
     pub consent_policy: Arc<crate::consent::Policy>,
     /// Where Bulk Data export files are (shared by every replica).
     pub export_dir: Arc<std::path::PathBuf>,
+    /// When each running export was last polled here (to answer 429 to a client polling much
+    /// faster than `Retry-After` asks; kept per replica).
+    pub export_polls: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 /// Security as the CapabilityStatement states it.
@@ -123,8 +126,39 @@ pub fn protected_routes() -> Router<FhirState> {
             get(history::instance),
         )
         .route("/fhir/{resource_type}/{id}/_history/{version}", get(vread))
+        .route(
+            "/fhir/{resource_type}/{id}/{operation}",
+            get(instance_operation).post(instance_operation),
+        )
         .route("/bulk/{job}", get(bulk::status).delete(bulk::cancel))
         .route("/bulk/{job}/{file}", get(bulk::file))
+}
+
+/// `/fhir/Group/{id}/$export`, the one instance-level operation.
+async fn instance_operation(
+    State(state): State<FhirState>,
+    caller: Caller,
+    Path((resource_type, id, operation)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    if resource_type != "Group" || operation != "$export" {
+        return Err(ApiError::not_found(format!(
+            "no operation {operation} on {resource_type}/{id}"
+        )));
+    }
+    let body = bulk_body(body)?;
+    bulk::kick_off(
+        &state,
+        &caller,
+        crate::bulk::Level::Group(id),
+        &headers,
+        &params,
+        body.as_ref(),
+    )
+    .await
 }
 
 /// A POST kick-off's body: empty, or a `Parameters` resource.

@@ -123,6 +123,7 @@ pub fn router(state: AppState) -> Router {
             max_json_depth: limits.max_json_depth,
             consent_policy: Arc::clone(&state.consent_policy),
             export_dir: Arc::new(state.bulk.dir.clone()),
+            export_polls: Default::default(),
         },
         protected,
         limits.max_body_bytes,
