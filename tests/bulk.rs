@@ -52,10 +52,14 @@ async fn register(store: &Store, name: &str, scopes: &str, organization: Option<
 /// A seeded, secured gateway with the export worker, and clients: `ehr` (the clinic's EHR,
 /// every read scope), `plans` (CarePlan only), `other` (like `ehr`, another client).
 async fn spawn(store: &Store, lease: Duration) -> Gateway {
+    spawn_with(store, lease, 40).await
+}
+
+async fn spawn_with(store: &Store, lease: Duration, clients: u32) -> Gateway {
     seed::seed(
         store,
         SeedOptions {
-            clients: 40,
+            clients,
             seed: 9,
             as_of: chrono::Utc::now().date_naive(),
         },
@@ -758,7 +762,26 @@ async fn futures_join(store: &Store, lease: Duration) -> Vec<Option<(String, Str
     out
 }
 
+/// 1,000 seeded clients: every type's line count (and ids) equal what the same client finds by
+/// searching the API (the database's records as the consent gate lets this client see them).
+async fn a_thousand_clients(store: &Store) {
+    let gw = spawn_with(store, Duration::from_secs(30), 1_000).await;
+    let token = gw.token("ehr").await;
+    let status = gw.kick_off(&token, "$export").await.unwrap();
+    let manifest = gw.manifest(&token, &status).await;
+    let files = gw.files(&token, &manifest).await;
+    assert!(files.len() >= 10, "{}", files.len());
+    let mut total = 0;
+    for (kind, lines) in &files {
+        let searched = gw.searched(&token, &format!("{kind}?_count=1000")).await;
+        assert_eq!(ids(lines), searched, "{kind}");
+        total += lines.len();
+    }
+    assert!(total > 20_000, "{total} resources");
+}
+
 on_both_backends!(
+    a_thousand_clients,
     leases_decide_who_runs_a_job,
     system_export_is_what_the_client_may_see,
     scopes_narrow_the_export,
