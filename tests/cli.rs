@@ -338,3 +338,96 @@ async fn clients_and_tokens_from_the_command_line() {
     assert_eq!(tokens[0].client_id.as_deref(), Some("ehr"));
     store.close().await;
 }
+
+/// `consent explain`: a Part 2 client's records are permitted to the organization its Part 2
+/// consent names (by that consent) and denied to the clinic's own EHR (by the Part 2 rule), one
+/// line per record with the reason.
+#[tokio::test]
+async fn consent_explain_names_the_consent_or_rule() {
+    use iop_gateway::domain::{Consent, ConsentKind, ConsentRecipient};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let (ok, _, err) = run(gateway(dir.path()).args([
+        "--database-url",
+        &url,
+        "seed",
+        "--clients",
+        "30",
+        "--as-of",
+        "2026-11-01",
+    ]));
+    assert!(ok, "{err}");
+    let store = iop_gateway::store::Store::open(&url).await.unwrap();
+    let consents = store.page::<Consent>(None, 10_000).await.unwrap();
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let part2 = consents
+        .iter()
+        .map(|c| &c.record)
+        .find(|c| c.kind == ConsentKind::Part2Disclosure && c.in_force_on(as_of))
+        .expect("a seeded Part 2 consent in force");
+    let ConsentRecipient::Organization(hospital) = part2.recipient else {
+        panic!("a Part 2 consent names an organization")
+    };
+    let clinic = iop_gateway::disclose::clinic_organizations(&store)
+        .await
+        .unwrap()
+        .remove(0);
+    store.close().await;
+    let explain = |recipient: &str| {
+        run(gateway(dir.path()).args([
+            "--database-url",
+            &url,
+            "consent",
+            "explain",
+            "--client",
+            &part2.client_id.to_string(),
+            "--recipient",
+            recipient,
+            "--as-of",
+            "2026-11-01",
+        ]))
+    };
+    let (ok, out, err) = explain(&hospital.to_string());
+    assert!(ok, "{err}");
+    let patient_line = out
+        .lines()
+        .find(|l| l.contains(&format!("Patient/{}", part2.client_id)))
+        .expect("a line for the Patient");
+    assert!(patient_line.starts_with("permit"), "{patient_line}");
+    assert!(
+        patient_line.contains(&part2.id.to_string()),
+        "{patient_line}"
+    );
+    assert!(
+        patient_line.contains("42 CFR 2.32 notice"),
+        "{patient_line}"
+    );
+    let (ok, out, err) = explain(&clinic);
+    assert!(ok, "{err}");
+    let decided: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("permit") || l.starts_with("deny"))
+        .collect();
+    assert!(decided.len() > 3, "{out}");
+    for line in decided {
+        assert!(line.starts_with("deny"), "{line}");
+        assert!(
+            line.contains("Part 2") || line.contains("support contact"),
+            "{line}"
+        );
+    }
+    assert!(out.trim_end().ends_with("denied"), "{out}");
+    // An unknown client is a clear error.
+    let (ok, _, err) = run(gateway(dir.path()).args([
+        "--database-url",
+        &url,
+        "consent",
+        "explain",
+        "--client",
+        "00000000-0000-7000-8000-000000000000",
+        "--recipient",
+        &clinic,
+    ]));
+    assert!(!ok);
+    assert!(err.contains("no client"), "{err}");
+}
