@@ -1031,6 +1031,22 @@ async fn every_interaction_checks_its_type_and_letter(store: &Store) {
         assert!(expected >= 3);
     }
     assert_eq!(checked, (TYPES.len() - 1) * 11 + 3);
+    // A wildcard never covers the audit trail: it is granted by name only.
+    let wildcard = token("system/*.cruds");
+    for path in ["AuditEvent", &format!("AuditEvent/{}", ids["AuditEvent"])] {
+        assert_eq!(gw.get(Some(&wildcard), path).await.0, 403, "{path}");
+    }
+    let (status, body) = gw
+        .exchange(
+            &assertion("es384", "es384", gw.claims("ehr")),
+            "system/*.rs",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        !body["scope"].as_str().unwrap().contains("AuditEvent"),
+        "{body}"
+    );
 }
 
 /// Disabling a client cuts off the tokens it already holds within seconds (here the registry is
@@ -1050,7 +1066,59 @@ async fn a_disabled_client_loses_access_at_once(store: &Store) {
     assert_eq!(gw.get(Some(&token), "Patient?_count=1").await.0, 200);
 }
 
+/// A conditional create that finds a record the caller may not see (a Part 2 client, no consent
+/// for this organization) answers without the record: no body, no Location.
+async fn a_conditional_create_does_not_echo_a_withheld_record(store: &Store) {
+    use iop_gateway::domain::{Client, Enrollment, Program};
+    let gw = spawn(store).await;
+    let mut withheld = None;
+    for enrollment in store.page::<Enrollment>(None, 1000).await.unwrap() {
+        let program = store
+            .get::<Program>(enrollment.record.program_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if program.record.part2 {
+            withheld = Some(enrollment.record.client_id);
+            break;
+        }
+    }
+    let client_id = withheld.expect("a seeded Part 2 client");
+    let client = store.get::<Client>(client_id).await.unwrap().unwrap();
+    let token = gw.token("ehr", "system/Patient.cruds").await;
+    // Not readable by this client (the clinic's EHR without a Part 2 consent)...
+    let (status, _, _) = gw.get(Some(&token), &format!("Patient/{client_id}")).await;
+    assert_eq!(status, 404);
+    // ...nor echoed by a conditional create that finds it by its MRN.
+    let mrn_system = "https://iop-gateway.org/fhir/clinic/mrn";
+    let response = gw
+        .http
+        .post(format!("{}/fhir/Patient", gw.origin))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .header(
+            "if-none-exist",
+            format!("identifier={mrn_system}|{}", client.record.mrn.as_str()),
+        )
+        .body(
+            json!({
+                "resourceType": "Patient",
+                "identifier": [{"system": mrn_system, "value": client.record.mrn.as_str()}],
+                "name": [{"family": "Anyone", "given": ["Else"]}],
+                "birthDate": "1990-01-01", "gender": "unknown",
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("location").is_none());
+    assert!(response.text().await.unwrap().is_empty());
+}
+
 on_both_backends!(
+    a_conditional_create_does_not_echo_a_withheld_record,
     a_disabled_client_loses_access_at_once,
     client_assertions_are_checked,
     scopes_are_enforced_and_disclosures_audited,

@@ -5,6 +5,9 @@
 
 use std::fmt;
 
+/// The one type a wildcard scope does not cover.
+const NAMED_ONLY: &str = "AuditEvent";
+
 /// One SMART v2 permission letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Letter {
@@ -119,15 +122,19 @@ impl Scope {
         })
     }
 
+    /// `system/*` covers every type but the audit trail: the accounting of every client's
+    /// disclosures is granted only by name (`system/AuditEvent.rs`), never by a wildcard.
     fn covers_type(&self, resource_type: &str) -> bool {
-        self.resource_type
-            .as_deref()
-            .is_none_or(|t| t == resource_type)
+        match self.resource_type.as_deref() {
+            None => resource_type != NAMED_ONLY,
+            Some(t) => t == resource_type,
+        }
     }
 
     /// What both allow, if anything.
     fn intersect(&self, other: &Self) -> Option<Self> {
         let resource_type = match (&self.resource_type, &other.resource_type) {
+            (None, Some(t)) | (Some(t), None) if t == NAMED_ONLY => return None,
             (None, t) | (t, None) => t.clone(),
             (Some(a), Some(b)) if a == b => Some(a.clone()),
             _ => return None,
@@ -158,11 +165,18 @@ pub struct Scopes(Vec<Scope>);
 impl Scopes {
     /// Every letter on every type.
     pub fn everything() -> Self {
-        Self(vec![Scope {
-            resource_type: None,
-            letters: Letters::ALL,
-            written: Some("system/*.cruds".into()),
-        }])
+        Self(vec![
+            Scope {
+                resource_type: None,
+                letters: Letters::ALL,
+                written: Some("system/*.cruds".into()),
+            },
+            Scope {
+                resource_type: Some(NAMED_ONLY.into()),
+                letters: Letters::ALL,
+                written: Some(format!("system/{NAMED_ONLY}.cruds")),
+            },
+        ])
     }
 
     /// The `system/` scopes of a space-separated list, and the words that are not one.

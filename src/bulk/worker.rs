@@ -108,17 +108,25 @@ pub async fn execute(
                 let now = progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 match store.renew_export_lease(&id, &holder, lease, &now).await {
                     Ok(true) => {}
-                    Ok(false) => {
+                    // Not renewed is as good as lost: another replica may take the job once
+                    // the lease lapses, so this run stops rather than write beside it.
+                    Ok(false) | Err(_) => {
+                        tracing::warn!(job = %id, "an export's lease was not renewed: stopping this run");
                         ours.store(false, std::sync::atomic::Ordering::SeqCst);
                         break;
-                    }
-                    Err(err) => {
-                        tracing::warn!(job = %id, error = %err, "could not renew an export's lease")
                     }
                 }
             }
         })
     };
+    // The heartbeat stops with this function, also if the run panics.
+    struct StopOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let heartbeat = StopOnDrop(heartbeat);
     let still_ours = |now: String| {
         *progress.lock().unwrap_or_else(|e| e.into_inner()) = now;
         let ours = ours.load(std::sync::atomic::Ordering::SeqCst);
@@ -133,7 +141,7 @@ pub async fn execute(
         still_ours,
     )
     .await;
-    heartbeat.abort();
+    drop(heartbeat);
     let expires = Timestamp::from(
         chrono::Utc::now()
             + chrono::Duration::from_std(settings.keep_for).unwrap_or(chrono::Duration::days(1)),

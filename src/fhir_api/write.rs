@@ -565,7 +565,20 @@ async fn run(
                     Done::Created => StatusCode::CREATED,
                     Done::Updated | Done::Found => StatusCode::OK,
                 };
-                let resource = current(state, resource_type, &id).await?;
+                let mut resource = current(state, resource_type, &id).await?;
+                // What is echoed passes the gate too. A withheld answer has no body (and, for
+                // an existing record a conditional create found, no Location either).
+                let mut gate = access::gate(state, caller);
+                if !gate.permits(&state.store, &resource).await?.permit {
+                    tracing::info!(resource_type, %id, ?done, "written; the answer withheld by consent");
+                    let mut response = fhir_json(status, &Value::Null, false);
+                    *response.body_mut() = axum::body::Body::empty();
+                    if done != Done::Found {
+                        version_headers(&mut response, &resource);
+                    }
+                    return Ok(response);
+                }
+                gate.redact(&mut resource);
                 if done == Done::Found {
                     // Nothing written: the existing record is disclosed as it is.
                     access::disclosed(
