@@ -37,7 +37,7 @@ medical or other information is NOT sufficient to meet the required elements of 
 consent to further use or redisclose the record (see 42 CFR 2.31).";
 
 /// Types that are not about a client: the clinic's staff, organizations, programs and groups.
-const NOT_ABOUT_A_CLIENT: [&str; 4] =
+pub const NOT_ABOUT_A_CLIENT: [&str; 4] =
     ["Practitioner", "Organization", "HealthcareService", "Group"];
 
 /// The clinic's category of the information a resource type carries.
@@ -79,6 +79,22 @@ pub async fn clinic_organizations(store: &Store) -> Result<Vec<String>, StoreErr
         )
         .await?;
     Ok(clinics.iter().map(|o| o.record.id.to_string()).collect())
+}
+
+impl Audience {
+    /// Who a caller's disclosures are for: its organization (the recipient) and purpose of use
+    /// (TREAT when none is registered); nobody without an organization; unfiltered only under
+    /// `--open-access`.
+    pub fn of(open_access: bool, organization: Option<&str>, purpose: Option<&str>) -> Self {
+        match (open_access, organization) {
+            (true, _) => Self::Unfiltered,
+            (false, Some(org)) => Self::Recipient {
+                recipient: Recipient::Organization(org.to_owned()),
+                purpose: PurposeOfUse::from_code(purpose.unwrap_or("TREAT")),
+            },
+            (false, None) => Self::Nobody,
+        }
+    }
 }
 
 /// The decision on one resource, as the gate reports it.
@@ -172,18 +188,13 @@ impl Gate {
                 .filter(|c| c.record.client_id.to_string() == client)
                 .map(|c| c.record.clone())
                 .collect();
-            let mut care_team = clinic.clone();
-            for enrollment in enrollments
-                .iter()
-                .filter(|e| e.record.client_id.to_string() == client)
-            {
-                if let Some(source) = enrollment.record.referral_source_id {
-                    let source = source.to_string();
-                    if !care_team.contains(&source) {
-                        care_team.push(source);
-                    }
-                }
-            }
+            let care_team = consent::care_team(
+                &clinic,
+                enrollments
+                    .iter()
+                    .map(|e| &e.record)
+                    .filter(|e| e.client_id.to_string() == client),
+            );
             let covered = consent::covered_contacts(&own, self.today)
                 .into_iter()
                 .map(|id| id.to_string())

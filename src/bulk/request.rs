@@ -8,9 +8,7 @@ use serde_json::Value;
 use crate::assemble::RESOURCE_TYPES;
 use crate::domain::Timestamp;
 
-/// Types with no patient compartment: only a system-level export carries them.
-const NOT_ABOUT_A_CLIENT: [&str; 4] =
-    ["Organization", "Practitioner", "HealthcareService", "Group"];
+use crate::disclose::NOT_ABOUT_A_CLIENT;
 
 /// The output formats Bulk Data 2.0 names for NDJSON (all the same here).
 const NDJSON: [&str; 3] = ["application/fhir+ndjson", "application/ndjson", "ndjson"];

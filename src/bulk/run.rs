@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::files::JobFiles;
 use super::request::{ExportRequest, Level};
 use crate::assemble::{Assembler, Keyset};
-use crate::consent::{Policy, PurposeOfUse, Recipient};
+use crate::consent::Policy;
 use crate::disclose::{Audience, Gate};
 use crate::fhir_api::TypeFilter;
 use crate::mapping::MappingConfig;
@@ -50,20 +50,6 @@ pub enum RunError {
     Io(#[from] std::io::Error),
 }
 
-/// Who the job's files are for, as the kick-off's caller was.
-fn audience(job: &ExportJob) -> Audience {
-    if job.open_access {
-        return Audience::Unfiltered;
-    }
-    match &job.organization_id {
-        Some(org) => Audience::Recipient {
-            recipient: Recipient::Organization(org.clone()),
-            purpose: PurposeOfUse::from_code(job.purpose_of_use.as_deref().unwrap_or("TREAT")),
-        },
-        None => Audience::Nobody,
-    }
-}
-
 /// Runs `job` into `root`; `still_ours(progress)` renews the lease after each page and says
 /// whether to go on.
 pub async fn run<F, Fut>(
@@ -83,7 +69,13 @@ where
     let files = JobFiles::of(root, &job.id).ok_or_else(|| RunError::Params("job id".into()))?;
     files.reset()?;
     let today = job.transaction_time.as_datetime().date_naive();
-    let mut gate = Gate::new(audience(job), policy, today);
+    // The job's files are for whom the kick-off's caller was.
+    let audience = Audience::of(
+        job.open_access,
+        job.organization_id.as_deref(),
+        job.purpose_of_use.as_deref(),
+    );
+    let mut gate = Gate::new(audience, policy, today);
     let assembler = Assembler::new(store, mapping, today);
     let mut written = Written::default();
     let mut problems: Vec<Value> = request

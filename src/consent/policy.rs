@@ -1,7 +1,7 @@
 //! The clinic's policy for mental-health data no directive decides, and who is on the care team.
 
 use super::PurposeOfUse;
-use crate::domain::{Enrollment, Id, Organization};
+use crate::domain::Enrollment;
 
 /// Settings of the decision that are the clinic's to choose. Part 2 is law, not policy: it has no
 /// switch here.
@@ -45,10 +45,10 @@ impl MentalHealthPolicy {
 /// organization that referred the client into one of the enrollments given. Ids as the gateway
 /// emits them (FHIR Organization ids), each once.
 pub fn care_team<'a>(
-    clinic: Id<Organization>,
+    clinics: &[String],
     enrollments: impl IntoIterator<Item = &'a Enrollment>,
 ) -> Vec<String> {
-    let mut team = vec![clinic.to_string()];
+    let mut team = clinics.to_vec();
     for source in enrollments.into_iter().filter_map(|e| e.referral_source_id) {
         let id = source.to_string();
         if !team.contains(&id) {

@@ -759,7 +759,7 @@ fn consent_care_team_is_the_clinic_and_the_referral_sources() {
         enrollment(None),
         enrollment(Some(org_id(2))),
     ];
-    assert_eq!(care_team(org_id(1), &enrollments), vec![org(1), org(2)]);
+    assert_eq!(care_team(&[org(1)], &enrollments), vec![org(1), org(2)]);
 }
 
 #[test]

@@ -11,7 +11,6 @@ use serde_json::Value;
 use super::{ApiError, FhirState};
 use crate::audit::{self, Event, RequestContext};
 use crate::auth::{Letter, Principal};
-use crate::consent::{PurposeOfUse, Recipient};
 use crate::disclose::{Audience, Gate, Verdict};
 use crate::domain::{AuditInteraction, AuditOutcome, AuditRecord};
 
@@ -110,19 +109,11 @@ pub async fn require_any(
 /// organization, the purpose its purpose of use (TREAT when none is registered).
 pub fn gate(state: &FhirState, caller: &Caller) -> Gate {
     let principal = &caller.principal;
-    let audience = if principal.open_access {
-        Audience::Unfiltered
-    } else {
-        match &principal.organization_id {
-            Some(org) => Audience::Recipient {
-                recipient: Recipient::Organization(org.clone()),
-                purpose: PurposeOfUse::from_code(
-                    principal.purpose_of_use.as_deref().unwrap_or("TREAT"),
-                ),
-            },
-            None => Audience::Nobody,
-        }
-    };
+    let audience = Audience::of(
+        principal.open_access,
+        principal.organization_id.as_deref(),
+        principal.purpose_of_use.as_deref(),
+    );
     Gate::new(
         audience,
         (*state.consent_policy).clone(),
