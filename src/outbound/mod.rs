@@ -2,6 +2,8 @@
 //! lifetimes. Today it fetches clients' JWKS URLs; the sync and referral engines are to use it
 //! too (`../ARCHITECTURE.md`).
 
+pub mod target;
+
 use std::time::Duration;
 
 use reqwest::header::CACHE_CONTROL;
