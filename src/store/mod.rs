@@ -13,6 +13,7 @@ mod filter;
 mod identifiers;
 mod record;
 mod seed_run;
+mod sync_state;
 mod tables;
 mod tx;
 
@@ -32,6 +33,7 @@ pub use export_jobs::{ExportJob, JobState};
 pub use filter::{Condition, Filter};
 pub use record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
 pub use seed_run::SeedRun;
+pub use sync_state::{DeadLetter, SyncRun, SyncTarget, SyncedResource};
 pub use tx::{SuspendedTriggers, Tx};
 
 use crate::domain::{Client, Id, Mrn};
