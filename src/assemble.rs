@@ -32,6 +32,9 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "Task",
 ];
 
+/// Ids asked for at most per `Assembler::by_ids` query (the store binds one value per id).
+const BY_IDS_BATCH: usize = 500;
+
 /// Every clinic table whose rows become resources of `resource_type` (a CarePlan is a treatment
 /// plan or a relapse prevention plan): where its history is.
 pub fn tables(resource_type: &str) -> Option<&'static [&'static str]> {
@@ -192,6 +195,55 @@ impl<'a> Assembler<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// The current version of each resource of `ids` that exists, by id: one page per batch of
+    /// ids (never one query per id). Ids that are not UUIDs exist nowhere.
+    pub async fn by_ids(
+        &self,
+        resource_type: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Value>, AssembleError> {
+        let wanted: HashSet<String> = ids
+            .iter()
+            .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+            .map(|u| u.to_string())
+            .collect();
+        let wanted: Vec<String> = wanted.into_iter().collect();
+        let mut found = HashMap::new();
+        for batch in wanted.chunks(BY_IDS_BATCH) {
+            let mut rows: Vec<String> = batch.to_vec();
+            if resource_type == "CarePlan" {
+                // A relapse prevention plan is a CarePlan assembled with its treatment plan.
+                let relapse_ids: Vec<_> = batch
+                    .iter()
+                    .filter_map(|id| id.parse().ok())
+                    .map(Id::<RelapsePreventionPlan>::from_uuid)
+                    .collect();
+                let relapse = self.store.get_many(&relapse_ids).await?;
+                rows.extend(relapse.into_iter().map(|r| r.record.plan_id.to_string()));
+            }
+            let by_id = [Filter::one_of(
+                "id",
+                rows.iter().map(SqlValue::text).collect(),
+            )];
+            let page = self
+                .page(
+                    resource_type,
+                    &by_id,
+                    Keyset::After(None),
+                    rows.len() as u32,
+                )
+                .await?;
+            for resource in page.resources {
+                if let Some(id) = resource.get("id").and_then(Value::as_str)
+                    && batch.iter().any(|w| w == id)
+                {
+                    found.insert(id.to_owned(), resource);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Up to `limit` rows of the table behind `resource_type` that match `filters`, after the row

@@ -117,6 +117,16 @@ enum Command {
         #[command(subcommand)]
         command: crate::cli_consent::ConsentCommand,
     },
+    /// EHR FHIR endpoints the clinic syncs with
+    Targets {
+        #[command(subcommand)]
+        command: crate::cli_sync::TargetsCommand,
+    },
+    /// Push to and pull from a target; status and dead letters
+    Sync {
+        #[command(subcommand)]
+        command: crate::cli_sync::SyncCommand,
+    },
     /// Print an access token for a registered client (for local use and scripts): the last
     /// line is the token alone
     Token {
@@ -327,6 +337,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let policy = file.mental_health_policy.unwrap_or_default().policy();
             crate::cli_consent::run(&store, &mapping_config(&file), policy, command).await?;
         }
+        Command::Targets { command } => {
+            let store = open_store(&database_url, Workload::Online).await?;
+            crate::cli_sync::targets(&store, command).await?;
+        }
+        Command::Sync { command } => {
+            let store = open_store(&database_url, Workload::Online).await?;
+            let engine = sync_engine(store, &file);
+            return crate::cli_sync::sync(&engine, command).await;
+        }
         Command::Token { client, scope } => {
             let store = open_store(&database_url, Workload::Online).await?;
             let (granted, token, seconds) =
@@ -372,6 +391,15 @@ async fn run_seed(store: &Store, options: SeedOptions) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+fn sync_engine(store: Store, file: &FileConfig) -> crate::sync::Engine {
+    crate::sync::Engine {
+        store,
+        mapping: Arc::new(mapping_config(file)),
+        validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        policy: Arc::new(file.mental_health_policy.unwrap_or_default().policy()),
+    }
 }
 
 fn mapping_config(file: &FileConfig) -> MappingConfig {
@@ -466,6 +494,17 @@ async fn run_server(
             );
         }
     }
+    // Targets with an interval are synced by whichever replica takes each due run.
+    let scheduled = tokio::spawn(crate::sync::run_scheduled(
+        crate::sync::Engine {
+            store: store.clone(),
+            mapping: Arc::clone(&state.mapping),
+            validator: Arc::clone(&state.validator),
+            policy: Arc::clone(&state.consent_policy),
+        },
+        crate::sync::ScheduleSettings::default(),
+    ));
+    let _stop_scheduled = AbortOnDrop(scheduled);
     println!("listening on {scheme}://{address}");
     if demo {
         crate::cli_clients::ensure_demo_client(&store).await?;
@@ -538,4 +577,13 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Stops a background task when the server returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -36,9 +36,9 @@ pub use error::ApiError;
 #[doc(hidden)]
 pub use searchset::{TypeFilter, search_in};
 #[doc(hidden)]
-pub use write::read_body;
+pub use write::{Ingested, ingest, read_body};
 
-use crate::assemble::{Assembler, Keyset, RESOURCE_TYPES};
+use crate::assemble::{Assembler, RESOURCE_TYPES};
 use crate::audit::Event;
 use crate::auth::Letter;
 use crate::domain::AuditInteraction;
@@ -68,6 +68,32 @@ pub struct FhirState {
     /// When each running export was last polled here (to answer 429 to a client polling much
     /// faster than `Retry-After` asks; kept per replica).
     pub export_polls: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+}
+
+impl FhirState {
+    /// The API's state for writing by its rules without serving (a sync pull): no public URL,
+    /// no Bulk Data.
+    pub fn for_ingest(
+        store: Store,
+        validator: Arc<Validator>,
+        mapping: Arc<MappingConfig>,
+        consent_policy: Arc<crate::consent::Policy>,
+    ) -> Self {
+        Self {
+            store,
+            validator,
+            mapping,
+            security: Security {
+                description: "".into(),
+                smart: false,
+            },
+            public_url: Arc::new(PublicUrl::FromRequest),
+            max_json_depth: 64,
+            consent_policy,
+            export_dir: Arc::new(std::path::PathBuf::new()),
+            export_polls: Default::default(),
+        }
+    }
 }
 
 /// Security as the CapabilityStatement states it.
@@ -340,58 +366,12 @@ async fn find(state: &FhirState, resource_type: &str, id: &str) -> Result<Option
     Ok(found.remove(id))
 }
 
-/// Ids asked for at most per `find_many` query (the store binds one value per id).
-const FIND_BATCH: usize = 500;
-
-/// The current version of each resource of `ids` that exists, by id: one assembler page per
-/// batch of ids (never one query per id). Ids that are not UUIDs exist nowhere.
 async fn find_many(
     state: &FhirState,
     resource_type: &str,
     ids: &[String],
 ) -> Result<std::collections::HashMap<String, Value>, ApiError> {
-    use crate::store::{Filter, SqlValue};
-    let wanted: std::collections::HashSet<String> = ids
-        .iter()
-        .filter_map(|id| uuid::Uuid::parse_str(id).ok())
-        .map(|u| u.to_string())
-        .collect();
-    let wanted: Vec<String> = wanted.into_iter().collect();
-    let assembler = assembler(state);
-    let mut found = std::collections::HashMap::new();
-    for batch in wanted.chunks(FIND_BATCH) {
-        let mut rows: Vec<String> = batch.to_vec();
-        if resource_type == "CarePlan" {
-            // A relapse prevention plan is a CarePlan assembled with its treatment plan.
-            let relapse_ids: Vec<_> = batch
-                .iter()
-                .filter_map(|id| id.parse().ok())
-                .map(crate::domain::Id::<crate::domain::RelapsePreventionPlan>::from_uuid)
-                .collect();
-            let relapse = state.store.get_many(&relapse_ids).await?;
-            rows.extend(relapse.into_iter().map(|r| r.record.plan_id.to_string()));
-        }
-        let by_id = [Filter::one_of(
-            "id",
-            rows.iter().map(SqlValue::text).collect(),
-        )];
-        let page = assembler
-            .page(
-                resource_type,
-                &by_id,
-                Keyset::After(None),
-                rows.len() as u32,
-            )
-            .await?;
-        for resource in page.resources {
-            if let Some(id) = resource.get("id").and_then(Value::as_str)
-                && batch.iter().any(|w| w == id)
-            {
-                found.insert(id.to_owned(), resource);
-            }
-        }
-    }
-    Ok(found)
+    Ok(assembler(state).by_ids(resource_type, ids).await?)
 }
 
 async fn read(

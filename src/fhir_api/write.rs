@@ -889,3 +889,72 @@ mod tests {
         );
     }
 }
+
+/// What `ingest` did: the clinic record's id and version, and whether it was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    pub id: String,
+    pub version: i64,
+    pub created: bool,
+}
+
+/// Writes a resource that came from another system (a sync pull) as the API writes it: validated
+/// against the inbound profile, found by `identifier` (the other system's id for it) or created,
+/// in one transaction retried when a racing writer took the identifier. With `if_match`, an
+/// update happens only at that clinic version (a conflict otherwise: the clinic's edit stands).
+/// The caller's references must already be the clinic's.
+pub async fn ingest(
+    state: &FhirState,
+    resource_type: &str,
+    resource: Value,
+    identifier: crate::domain::ExternalIdentifier,
+    if_match: Option<i64>,
+) -> Result<Ingested, ApiError> {
+    writable(resource_type)?;
+    validated_off_thread(state, resource_type, &resource).await?;
+    let target = Target::Matching(identifier.clone(), uuid::Uuid::new_v4().to_string());
+    for attempt in 1..=upsert::ATTEMPTS {
+        let mut tx = state.store.begin().await?;
+        let outcome = async {
+            let located = upsert::locate(&mut tx, state, resource_type, &resource, &target).await?;
+            let expected = if located.stored.is_some() {
+                if_match
+            } else {
+                None
+            };
+            let done = upsert::write(
+                &mut tx,
+                state,
+                resource_type,
+                &resource,
+                &located,
+                expected,
+                Some(&identifier),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, Failure>((located.id, done))
+        }
+        .await;
+        match outcome {
+            Ok((id, done)) => {
+                let current = current(state, resource_type, &id).await?;
+                let version = current
+                    .pointer("/meta/versionId")
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                return Ok(Ingested {
+                    id,
+                    version,
+                    created: done == Done::Created,
+                });
+            }
+            Err(failure) if failure.is_race(if_match.is_some()) && attempt < upsert::ATTEMPTS => {
+                continue;
+            }
+            Err(failure) => return Err(failure.into()),
+        }
+    }
+    Err(ApiError::internal())
+}

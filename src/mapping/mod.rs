@@ -64,6 +64,42 @@ impl MappingConfig {
     pub fn system(&self, kind: &str) -> String {
         format!("{}/{kind}", self.identifier_base.trim_end_matches('/'))
     }
+    /// The identifier system of the records behind `resource_type`, where one kind of record
+    /// is behind it (a CarePlan is a treatment plan or a relapse prevention plan: none).
+    pub fn record_system(&self, resource_type: &str) -> Option<String> {
+        let kind = match resource_type {
+            "Organization" => "organization",
+            "Practitioner" => "staff",
+            "HealthcareService" => "program",
+            "Group" => "therapy-group",
+            "Patient" => "client",
+            "RelatedPerson" => "support-contact",
+            "EpisodeOfCare" => "enrollment",
+            "Goal" => "goal",
+            "Encounter" => "session",
+            "Consent" => "consent",
+            "ServiceRequest" => "referral",
+            "Task" => "referral-task",
+            _ => return None,
+        };
+        Some(self.system(kind))
+    }
+    /// The clinic's record identifier a resource carries (system and value): the one whose value
+    /// is its id, in a system under `identifier_base`.
+    pub fn own_identifier(&self, resource: &Value) -> Option<(String, String)> {
+        let id = resource.get("id")?.as_str()?;
+        let base = format!("{}/", self.identifier_base.trim_end_matches('/'));
+        resource
+            .get("identifier")?
+            .as_array()?
+            .iter()
+            .find_map(|identifier| {
+                let system = identifier.get("system")?.as_str()?;
+                let value = identifier.get("value")?.as_str()?;
+                (value == id && system.starts_with(&base))
+                    .then(|| (system.to_owned(), value.to_owned()))
+            })
+    }
     /// The business identifier every resource carries: the clinic record's stable id.
     fn record_identifier<T>(&self, kind: &str, id: Id<T>) -> Value {
         json!({ "use": "official", "system": self.system(kind), "value": id.to_string() })
