@@ -6,6 +6,7 @@
 pub mod app;
 pub mod graph;
 pub mod process;
+pub mod standin;
 
 use std::io::Write;
 
