@@ -584,6 +584,41 @@ async fn a_pull_brings_in_contacts_and_consents_made_at_the_ehr_and_a_second_pul
         before,
         "a pulled resource was pushed back"
     );
+
+    // Both sides change the sister's phone: the clinic's edit stands, reported as a conflict;
+    // with --remote-wins the EHR's is taken.
+    use iop_gateway::domain::{Phone, SupportContact};
+    let local_id: iop_gateway::domain::Id<SupportContact> =
+        contact["id"].as_str().unwrap().parse().unwrap();
+    let stored = db.store.get(local_id).await.unwrap().unwrap();
+    let mut edited = stored.record.clone();
+    edited.phone = Some(Phone::parse("555-301-1111").unwrap());
+    db.store.update(&edited, stored.meta.version).await.unwrap();
+    let mut remote = standin
+        .get_json(&format!("{}/RelatedPerson/{sister_id}", standin.base))
+        .await;
+    remote["telecom"] = json!([{ "system": "phone", "value": "555-301-2222" }]);
+    standin.update(&remote).await;
+    let (ok, pulled) = sync(&db.url, dir.path(), "pull", &[]);
+    assert!(ok, "{pulled}");
+    assert_eq!(pulled["conflicts_kept_local"], 1, "{pulled}");
+    let phone = async |store: &Store| {
+        let contact = store.get(local_id).await.unwrap().unwrap();
+        contact.record.phone.unwrap().to_string()
+    };
+    assert_eq!(
+        phone(&db.store).await,
+        "555-301-1111",
+        "the clinic's edit stands"
+    );
+    let (ok, pulled) = sync(&db.url, dir.path(), "pull", &["--remote-wins"]);
+    assert!(ok, "{pulled}");
+    assert_eq!(pulled["updated"], 1, "{pulled}");
+    assert_eq!(
+        phone(&db.store).await,
+        "555-301-2222",
+        "the EHR's edit, when it is to win"
+    );
     db.cleanup().await;
 }
 

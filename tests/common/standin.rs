@@ -233,6 +233,34 @@ impl StandIn {
         panic!("the stand-in kept failing POST {resource_type}");
     }
 
+    /// PUTs a new version of a resource it holds (retried through injected faults).
+    pub async fn update(&self, resource: &Value) -> Value {
+        let resource_type = resource["resourceType"].as_str().unwrap();
+        let id = resource["id"].as_str().unwrap();
+        for _ in 0..50 {
+            let mut request = self
+                .http
+                .put(format!("{}/{resource_type}/{id}", self.base))
+                .header("content-type", "application/fhir+json")
+                .json(resource);
+            if let Some(token) = self.token().await {
+                request = request.bearer_auth(token);
+            }
+            if let Ok(response) = request.send().await {
+                if response.status().is_success() {
+                    return response.json().await.unwrap();
+                }
+                assert!(
+                    matches!(response.status().as_u16(), 429 | 503),
+                    "PUT {resource_type}: {}",
+                    response.status()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        panic!("the stand-in kept failing PUT {resource_type}");
+    }
+
     /// The request log: (ms, method, path, status) per request.
     pub fn requests(&self) -> Vec<(f64, String, String, u16)> {
         let text = std::fs::read_to_string(&self.request_log).unwrap_or_default();
