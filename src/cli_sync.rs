@@ -77,6 +77,7 @@ pub enum SyncCommand {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The target's name (see `targets list`)
     #[arg(long, value_name = "NAME")]
     pub target: String,
     /// Look and report only: nothing is sent or recorded

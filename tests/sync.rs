@@ -320,7 +320,7 @@ async fn outages_rate_limits_lost_answers_and_kill_9_end_like_a_clean_push() {
     let expected = expected(&db.store).await;
     let fast = ["--lease-seconds", "3", "--concurrency", "4"];
     let mut kills = 0;
-    for after in [8, 12, 16] {
+    for after in [4, 6, 8] {
         if push_killed_after(&db.url, dir.path(), Duration::from_secs(after), &fast) {
             kills += 1;
         }
