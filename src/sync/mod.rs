@@ -220,6 +220,8 @@ pub async fn run(
                     locks: Default::default(),
                     dead,
                     rejected: Default::default(),
+                    dry_sent: Default::default(),
+                    known: Default::default(),
                 };
                 run.run(progress).await
             }

@@ -52,6 +52,11 @@ pub(super) struct PushRun<'r> {
     /// Resources this run put in the dead-letter list: not tried again when something else
     /// refers to them.
     pub rejected: std::sync::Mutex<HashSet<(String, String)>>,
+    /// The target's ids of resources this run found there or sent (the run holds the target's
+    /// lease, so nobody else changes them): references resolve without a query each.
+    pub known: std::sync::Mutex<HashMap<(String, String), String>>,
+    /// Dry run: what it counted as sent (what refers to it later resolves, as in a real run).
+    pub dry_sent: std::sync::Mutex<HashSet<(String, String)>>,
 }
 
 impl PushRun<'_> {
@@ -403,9 +408,16 @@ impl PushRun<'_> {
             .unwrap_or(0);
         let key = (resource_type.to_owned(), local_id.clone());
         let entry = store.synced(name, resource_type, &local_id).await?;
-        let held = entry.as_ref().and_then(|e| e.remote_id.clone());
+        let mut held = entry.as_ref().and_then(|e| e.remote_id.clone());
         if chain.is_empty() {
             self.counters.add(&self.counters.processed);
+        }
+        // A dry run counts a resource it would send once, as a real run does.
+        if self.options.dry_run && self.dry_sent.lock().expect("dry-run set").contains(&key) {
+            if chain.is_empty() {
+                self.counters.add(&self.counters.unchanged);
+            }
+            return Ok(Prepared::Done(Some(local_id)));
         }
         if held.is_some() && entry.as_ref().and_then(|e| e.synced_version) == Some(local_version) {
             if chain.is_empty() {
@@ -465,7 +477,8 @@ impl PushRun<'_> {
                 &self.counters.created
             };
             self.counters.add(counter);
-            return Ok(Prepared::Done(None));
+            self.dry_sent.lock().expect("dry-run set").insert(key);
+            return Ok(Prepared::Done(held.take().or(Some(local_id))));
         }
         Ok(Prepared::Ready(Ready {
             local_id,
@@ -508,10 +521,17 @@ impl PushRun<'_> {
                 .clear_dead_letter(name, "push", resource_type, &ready.local_id)
                 .await?;
         }
-        Ok(store
+        let remote = store
             .synced(name, resource_type, &ready.local_id)
             .await?
-            .and_then(|e| e.remote_id))
+            .and_then(|e| e.remote_id);
+        if let Some(remote) = &remote {
+            self.known.lock().expect("known ids").insert(
+                (resource_type.to_owned(), ready.local_id.clone()),
+                remote.clone(),
+            );
+        }
+        Ok(remote)
     }
 
     fn writer(&self) -> Writer<'_> {
@@ -533,11 +553,19 @@ impl PushRun<'_> {
         chain: Vec<(String, String)>,
     ) -> Result<Option<String>, SyncError> {
         let store = &self.engine.store;
+        let key = (resource_type.to_owned(), local_id.to_owned());
+        if let Some(remote) = self.known.lock().expect("known ids").get(&key) {
+            return Ok(Some(remote.clone()));
+        }
         if let Some(remote) = store
             .synced(&self.target.name, resource_type, local_id)
             .await?
             .and_then(|e| e.remote_id)
         {
+            self.known
+                .lock()
+                .expect("known ids")
+                .insert(key, remote.clone());
             return Ok(Some(remote));
         }
         let found = self
