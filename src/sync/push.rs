@@ -53,8 +53,10 @@ pub(super) struct PushRun<'r> {
     /// refers to them.
     pub rejected: std::sync::Mutex<HashSet<(String, String)>>,
     /// The target's ids of resources this run found there or sent (the run holds the target's
-    /// lease, so nobody else changes them): references resolve without a query each.
-    pub known: std::sync::Mutex<HashMap<(String, String), String>>,
+    /// lease, so nobody else changes them), and None for what cannot go there (withheld, absent,
+    /// rejected; forgotten at each window, whose consent changes may let it go): references
+    /// resolve without a query and an assembly each.
+    pub known: std::sync::Mutex<HashMap<(String, String), Option<String>>>,
     /// Dry run: what it counted as sent (what refers to it later resolves, as in a real run).
     pub dry_sent: std::sync::Mutex<HashSet<(String, String)>>,
 }
@@ -74,6 +76,10 @@ impl PushRun<'_> {
         let mut seen: Vec<(i64, chrono::DateTime<chrono::Utc>)> = Vec::new();
         loop {
             self.check_lease()?;
+            self.known
+                .lock()
+                .expect("known ids")
+                .retain(|_, remote| remote.is_some());
             let changes = store.changes_after(cursor, WINDOW).await?;
             let Some(last) = changes.last() else { break };
             cursor = last.seq;
@@ -528,7 +534,7 @@ impl PushRun<'_> {
         if let Some(remote) = &remote {
             self.known.lock().expect("known ids").insert(
                 (resource_type.to_owned(), ready.local_id.clone()),
-                remote.clone(),
+                Some(remote.clone()),
             );
         }
         Ok(remote)
@@ -552,20 +558,30 @@ impl PushRun<'_> {
         local_id: &str,
         chain: Vec<(String, String)>,
     ) -> Result<Option<String>, SyncError> {
-        let store = &self.engine.store;
         let key = (resource_type.to_owned(), local_id.to_owned());
-        if let Some(remote) = self.known.lock().expect("known ids").get(&key) {
-            return Ok(Some(remote.clone()));
+        if let Some(known) = self.known.lock().expect("known ids").get(&key) {
+            return Ok(known.clone());
         }
+        let remote = self.find_or_send(resource_type, local_id, chain).await?;
+        self.known
+            .lock()
+            .expect("known ids")
+            .insert(key, remote.clone());
+        Ok(remote)
+    }
+
+    async fn find_or_send(
+        &self,
+        resource_type: &str,
+        local_id: &str,
+        chain: Vec<(String, String)>,
+    ) -> Result<Option<String>, SyncError> {
+        let store = &self.engine.store;
         if let Some(remote) = store
             .synced(&self.target.name, resource_type, local_id)
             .await?
             .and_then(|e| e.remote_id)
         {
-            self.known
-                .lock()
-                .expect("known ids")
-                .insert(key, remote.clone());
             return Ok(Some(remote));
         }
         let found = self
