@@ -373,24 +373,6 @@ impl Store {
         row.as_ref().map(synced_of).transpose()
     }
 
-    /// Every mapped resource of one type at a target (the pull's patients).
-    pub async fn synced_of_type(
-        &self,
-        target: &str,
-        resource_type: &str,
-    ) -> Result<Vec<SyncedResource>, StoreError> {
-        let sql = format!(
-            "SELECT {MAP_COLUMNS} FROM sync_resources WHERE target = $1 AND resource_type = $2 \
-             AND remote_id IS NOT NULL ORDER BY local_id"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(target.to_owned())
-            .bind(resource_type.to_owned())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(synced_of).collect()
-    }
-
     /// Writes a map entry (all of it).
     pub async fn put_synced(&self, entry: &SyncedResource) -> Result<(), StoreError> {
         sqlx::query(

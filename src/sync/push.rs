@@ -504,9 +504,15 @@ impl PushRun<'_> {
     ) -> Result<Option<String>, SyncError> {
         let store = &self.engine.store;
         let name = &self.target.name;
-        match written {
-            Written::Created => self.counters.add(&self.counters.created),
-            Written::Updated => self.counters.add(&self.counters.updated),
+        let remote = match written {
+            Written::Created(remote) => {
+                self.counters.add(&self.counters.created);
+                remote
+            }
+            Written::Updated(remote) => {
+                self.counters.add(&self.counters.updated);
+                remote
+            }
             Written::Refused(status, outcome) => {
                 self.reject(
                     resource_type,
@@ -518,7 +524,7 @@ impl PushRun<'_> {
                 .await?;
                 return Ok(None);
             }
-        }
+        };
         if self
             .dead
             .contains(&(resource_type.to_owned(), ready.local_id.clone()))
@@ -527,17 +533,11 @@ impl PushRun<'_> {
                 .clear_dead_letter(name, "push", resource_type, &ready.local_id)
                 .await?;
         }
-        let remote = store
-            .synced(name, resource_type, &ready.local_id)
-            .await?
-            .and_then(|e| e.remote_id);
-        if let Some(remote) = &remote {
-            self.known.lock().expect("known ids").insert(
-                (resource_type.to_owned(), ready.local_id.clone()),
-                Some(remote.clone()),
-            );
-        }
-        Ok(remote)
+        self.known.lock().expect("known ids").insert(
+            (resource_type.to_owned(), ready.local_id.clone()),
+            Some(remote.clone()),
+        );
+        Ok(Some(remote))
     }
 
     fn writer(&self) -> Writer<'_> {

@@ -24,8 +24,10 @@ const ATTEMPTS: usize = 6;
 /// What the target made of a write.
 #[derive(Debug)]
 pub enum Written {
-    Created,
-    Updated,
+    /// Made at the target, with the target's id of it.
+    Created(String),
+    /// Changed at the target, with the target's id of it.
+    Updated(String),
     /// Refused with this status and the target's OperationOutcome (or what it said).
     Refused(u16, Value),
 }
@@ -66,12 +68,7 @@ impl Writer<'_> {
             .store
             .synced(out.target, out.resource_type, out.local_id)
             .await?
-            .unwrap_or_else(|| SyncedResource {
-                target: out.target.to_owned(),
-                resource_type: out.resource_type.to_owned(),
-                local_id: out.local_id.to_owned(),
-                ..Default::default()
-            });
+            .unwrap_or_else(|| blank_entry(out));
         // A create was sent before and its answer never recorded: find what it made first.
         if entry.remote_id.is_none() && entry.create_sent_at.is_some() {
             self.counters.add(&self.counters.reconciled);
@@ -108,14 +105,14 @@ impl Writer<'_> {
                             reason: "a write answered without the resource's id".into(),
                         })?;
                     entry.remote_version = response_version(&response);
-                    entry.remote_id = Some(remote_id);
+                    entry.remote_id = Some(remote_id.clone());
                     entry.synced_version = Some(out.local_version);
                     entry.create_sent_at = None;
                     self.store.put_synced(&entry).await?;
                     return Ok(if created {
-                        Written::Created
+                        Written::Created(remote_id)
                     } else {
-                        Written::Updated
+                        Written::Updated(remote_id)
                     });
                 }
                 Ok(response)
@@ -162,12 +159,12 @@ impl Writer<'_> {
                         None => {
                             if let Some((id, version)) = self.find_by_identifier(out).await? {
                                 // It was made. Its content is what we sent: record it.
-                                entry.remote_id = Some(id);
+                                entry.remote_id = Some(id.clone());
                                 entry.remote_version = version;
                                 entry.synced_version = Some(out.local_version);
                                 entry.create_sent_at = None;
                                 self.store.put_synced(&entry).await?;
-                                return Ok(Written::Created);
+                                return Ok(Written::Created(id));
                             }
                         }
                     }
@@ -191,12 +188,7 @@ impl Writer<'_> {
                 .store
                 .synced(out.target, out.resource_type, out.local_id)
                 .await?
-                .unwrap_or_else(|| SyncedResource {
-                    target: out.target.to_owned(),
-                    resource_type: out.resource_type.to_owned(),
-                    local_id: out.local_id.to_owned(),
-                    ..Default::default()
-                });
+                .unwrap_or_else(|| blank_entry(out));
             if entry.remote_id.is_none() {
                 // Recorded before sending: after a crash the next run updates the same id.
                 entry.remote_id = Some(out.local_id.to_owned());
@@ -238,10 +230,12 @@ impl Writer<'_> {
                     entry.synced_version = Some(out.local_version);
                     entry.create_sent_at = None;
                     self.store.put_synced(entry).await?;
+                    // Set before the batch was sent (the clinic's id, or the map's).
+                    let remote_id = entry.remote_id.clone().unwrap_or_default();
                     written.push(if created[i] {
-                        Written::Created
+                        Written::Created(remote_id)
                     } else {
-                        Written::Updated
+                        Written::Updated(remote_id)
                     });
                 }
                 Some(answer)
@@ -548,6 +542,16 @@ pub async fn delete(
     }
     store.forget_synced(target, resource_type, local_id).await?;
     Ok(entry.remote_id.is_some())
+}
+
+/// An identity-map entry for a resource the map does not know yet.
+fn blank_entry(out: &Outgoing<'_>) -> SyncedResource {
+    SyncedResource {
+        target: out.target.to_owned(),
+        resource_type: out.resource_type.to_owned(),
+        local_id: out.local_id.to_owned(),
+        ..Default::default()
+    }
 }
 
 fn forget_remote(entry: &mut SyncedResource) {
