@@ -387,11 +387,16 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<Referral>(filters, keyset, limit, &mut metas)
                     .await?;
-                let sensitivity = self.sensitivities(rows.iter().map(|r| r.client_id)).await?;
+                let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
+                let (sensitivity, mut progress) = tokio::try_join!(
+                    self.sensitivities(rows.iter().map(|r| r.client_id)),
+                    self.store.referral_progress(&ids),
+                )?;
                 out.extend(rows.iter().map(|r| {
                     let view = mapping::ReferralView {
                         referral: r,
                         sensitivity: sensitivity[&r.client_id],
+                        progress: progress.remove(&r.id).unwrap_or_default(),
                     };
                     if task {
                         mapping::task_to_fhir(self.cfg, &view)
@@ -424,9 +429,9 @@ impl<'a> Assembler<'a> {
         })
     }
 
-    /// The identifiers other systems gave these records (kept by the FHIR API's writes), back
-    /// on the resources they came in with. Types the API does not write have none; a referral's
-    /// identifiers came with its Task, so its ServiceRequest does not show them.
+    /// The identifiers other systems gave these records (kept by the FHIR API's writes and the
+    /// referral intake), back on the resources they came in with. Types the API does not write
+    /// have none; a referral's ServiceRequest keeps its own (`REFERRAL_REQUEST_IDENTIFIERS`).
     async fn add_external_identifiers(
         &self,
         resource_type: &str,
@@ -441,6 +446,7 @@ impl<'a> Assembler<'a> {
             "CarePlan" => TreatmentPlan::TABLE,
             "Goal" => Goal::TABLE,
             "Task" => Referral::TABLE,
+            "ServiceRequest" => crate::store::REFERRAL_REQUEST_IDENTIFIERS,
             _ => return Ok(()),
         };
         let ids: Vec<String> = resources

@@ -122,6 +122,12 @@ enum Command {
         #[command(subcommand)]
         command: crate::cli_sync::TargetsCommand,
     },
+    /// Referrals received and sent (HL7 BSeR): list, show, accept, decline, match a referred
+    /// patient to a client
+    Referrals {
+        #[command(subcommand)]
+        command: crate::cli_referrals::ReferralsCommand,
+    },
     /// Push to and pull from a target; status and dead letters
     Sync {
         #[command(subcommand)]
@@ -336,6 +342,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let store = open_store(&database_url, Workload::Online).await?;
             let policy = file.mental_health_policy.unwrap_or_default().policy();
             crate::cli_consent::run(&store, &mapping_config(&file), policy, command).await?;
+        }
+        Command::Referrals { command } => {
+            let store = open_store(&database_url, Workload::Online).await?;
+            let engine = sync_engine(store, &file);
+            let state = crate::fhir_api::FhirState::for_ingest(
+                engine.store,
+                engine.validator,
+                engine.mapping,
+                engine.policy,
+            );
+            crate::cli_referrals::run(&state, command).await?;
         }
         Command::Targets { command } => {
             let store = open_store(&database_url, Workload::Online).await?;

@@ -196,6 +196,7 @@ async fn person(
         referring_org_id: org.id,
         receiving_org_id: w.clinic.id,
         program_id: Some(program.id),
+        status_reason: None,
     });
     let enrollment = Enrollment {
         id: Id::generate(),

@@ -1209,11 +1209,44 @@ async fn plans_and_goals_are_updated_not_created(store: &Store) {
 
 async fn referral_tasks_carry_intake_decisions(store: &Store) {
     let app = spawn_app(store).await;
-    // An accepted referral whose client was admitted: the Task is completed.
-    let (_, bundle) = app.get("Task?status=accepted&_count=1").await;
-    let Some(task) = bundle["entry"][0].get("resource").cloned() else {
-        panic!("the seeded data has an accepted referral: {bundle}");
+    // An accepted referral that has led to no enrollment yet (once one exists, the Task follows
+    // it): the Task is completed.
+    use iop_gateway::domain::{
+        Client, Id, Organization, OrganizationKind, Referral, ReferralDirection, ReferralKind,
+        ReferralStatus,
     };
+    let client = store
+        .page::<Client>(None, 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .record;
+    let organizations = store.page::<Organization>(None, 100).await.unwrap();
+    let of_kind = |kind| {
+        organizations
+            .iter()
+            .find(|o| o.record.kind == kind)
+            .unwrap()
+            .record
+            .id
+    };
+    let referral = Referral {
+        id: Id::from_uuid(uuid::Uuid::now_v7()),
+        client_id: client.id,
+        direction: ReferralDirection::Inbound,
+        kind: ReferralKind::StepDown,
+        status: ReferralStatus::Accepted,
+        reason: iop_gateway::domain::NonEmptyText::parse("Step-down").unwrap(),
+        referred_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+        decided_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 21),
+        referring_org_id: of_kind(OrganizationKind::InpatientHospital),
+        receiving_org_id: of_kind(OrganizationKind::Clinic),
+        program_id: None,
+        status_reason: None,
+    };
+    store.insert(&referral).await.unwrap();
+    let (_, task) = app.get(&format!("Task/{}", referral.id)).await;
+    assert_eq!(task["status"], "accepted", "{task}");
     let id = task["id"].as_str().unwrap().to_owned();
     let mut completed = task.clone();
     completed.as_object_mut().unwrap().remove("meta");
@@ -1702,6 +1735,8 @@ fn value_of(sample: &Value, name: &str, kind: &str) -> Option<String> {
             .iter()
             .find_map(|k| sample[k]["reference"].as_str())
             .map(str::to_owned),
+        ("requester" | "owner", _) => sample[name]["reference"].as_str().map(str::to_owned),
+        ("performer", _) => sample[name][0]["reference"].as_str().map(str::to_owned),
         ("status" | "intent" | "gender", _) => sample[name].as_str().map(str::to_owned),
         ("lifecycle-status", _) => sample["lifecycleStatus"].as_str().map(str::to_owned),
         ("category" | "class" | "type" | "relationship", _) => first_code(&sample[name]),

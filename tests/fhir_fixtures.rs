@@ -42,6 +42,12 @@ fn fixtures() -> Vec<(&'static str, Value)> {
         referred_on: day("2026-11-18"),
         ..g.referral.clone()
     };
+    // The inbound referral led to the graph's enrollment, whose last recorded session was attended.
+    let inbound_progress = ReferralProgress {
+        enrollment: Some(g.enrollment.state),
+        last_attendance: Some(Attendance::Attended),
+        session_scheduled: true,
+    };
     vec![
         ("Patient-client", client_to_fhir(&cfg, &g.client, part2)),
         (
@@ -149,6 +155,7 @@ fn fixtures() -> Vec<(&'static str, Value)> {
                 &ReferralView {
                     referral: &g.referral,
                     sensitivity: part2,
+                    progress: inbound_progress.clone(),
                 },
             ),
         ),
@@ -159,6 +166,7 @@ fn fixtures() -> Vec<(&'static str, Value)> {
                 &ReferralView {
                     referral: &g.referral,
                     sensitivity: part2,
+                    progress: inbound_progress.clone(),
                 },
             ),
         ),
@@ -169,6 +177,7 @@ fn fixtures() -> Vec<(&'static str, Value)> {
                 &ReferralView {
                     referral: &outbound,
                     sensitivity: part2,
+                    progress: Default::default(),
                 },
             ),
         ),
@@ -179,6 +188,7 @@ fn fixtures() -> Vec<(&'static str, Value)> {
                 &ReferralView {
                     referral: &outbound,
                     sensitivity: part2,
+                    progress: Default::default(),
                 },
             ),
         ),

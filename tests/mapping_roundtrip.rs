@@ -198,6 +198,7 @@ prop_compose! {
     fn referral()(
         id in id(), client_id in id(), inbound in any::<bool>(), kind in code::<ReferralKind>(), status in code::<ReferralStatus>(),
         reason in text(), referred_on in date(), decided_after in 0_i64..30, other in id(), program_id in proptest::option::of(id()),
+        status_reason in proptest::option::of(text()), declined_reason in text(),
     ) -> Referral {
         let clinic = Id::from_uuid(uuid::Uuid::from_u128(CLINIC));
         let pending = matches!(status, ReferralStatus::Requested | ReferralStatus::Received);
@@ -208,6 +209,8 @@ prop_compose! {
             kind, status, reason, referred_on,
             decided_on: (!pending).then(|| referred_on + Duration::days(decided_after)),
             referring_org_id, receiving_org_id, program_id,
+            // A declined referral says why.
+            status_reason: if status == ReferralStatus::Declined { Some(declined_reason) } else { status_reason },
         }
     }
 }
@@ -280,16 +283,16 @@ proptest! {
 
     #[test]
     fn task_changes_round_trip(referral in referral().prop_filter("a valid referral", |r| r.check().is_ok())) {
-        let view = ReferralView { referral: &referral, sensitivity: Sensitivity::Normal };
+        let view = ReferralView { referral: &referral, sensitivity: Sensitivity::Normal, progress: Default::default() };
         let task = task_to_fhir(&MappingConfig::default(), &view);
-        let stored = Referral { status: ReferralStatus::Requested, decided_on: None, ..referral.clone() };
+        let stored = Referral { status: ReferralStatus::Requested, decided_on: None, status_reason: None, ..referral.clone() };
         prop_assert_eq!(task_changes_from_fhir(&task, as_of()).unwrap().apply(&stored), referral);
     }
 
     #[test]
     fn referrals_round_trip(referral in referral().prop_filter("a valid referral", |r| r.check().is_ok())) {
         let cfg = MappingConfig::default();
-        let view = ReferralView { referral: &referral, sensitivity: Sensitivity::Normal };
+        let view = ReferralView { referral: &referral, sensitivity: Sensitivity::Normal, progress: Default::default() };
         let (request, task) = (service_request_to_fhir(&cfg, &view), task_to_fhir(&cfg, &view));
         let clinic = Id::from_uuid(uuid::Uuid::from_u128(CLINIC));
         prop_assert_eq!(referral_from_fhir(&request, &task, clinic).unwrap(), referral);

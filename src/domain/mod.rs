@@ -8,6 +8,7 @@ mod access;
 #[macro_use]
 mod code;
 mod consent;
+mod matching;
 mod people;
 mod plan;
 mod program;
@@ -20,6 +21,7 @@ pub use code::Coded;
 pub use consent::{
     Consent, ConsentKind, ConsentPurpose, ConsentRecipient, InformationCategory, InformationScope,
 };
+pub use matching::{PatientMatch, match_patient};
 pub use people::{
     Client, FamilyKind, Gender, Organization, OrganizationKind, Relationship, Staff, StaffRole,
     SupportContact, SupportRoles,
@@ -32,7 +34,10 @@ pub use program::{
     DischargeDisposition, Enrollment, EnrollmentState, LevelOfCare, Program, ProgramDelivery,
     ProgramFocus, ProgramIntensity, ProgramPopulation, TherapyGroup,
 };
-pub use referral::{Referral, ReferralDirection, ReferralKind, ReferralStatus};
+pub use referral::{
+    IntakeState, Referral, ReferralDirection, ReferralIntake, ReferralKind, ReferralProgress,
+    ReferralStatus,
+};
 pub use session::{
     Attendance, Modality, Session, SessionDelivery, SessionLength, SessionParticipant, SessionType,
 };

@@ -2,7 +2,9 @@
 
 use chrono::NaiveDate;
 
-use super::{Client, DomainError, Id, NonEmptyText, Organization, Program};
+use super::{
+    Attendance, Client, DomainError, EnrollmentState, Id, NonEmptyText, Organization, Program,
+};
 
 code_enum! {
     pub enum ReferralDirection {
@@ -50,6 +52,9 @@ pub struct Referral {
     pub receiving_org_id: Id<Organization>,
     /// For inbound referrals: the program the client is referred to.
     pub program_id: Option<Id<Program>>,
+    /// Why it was declined or cancelled, as the deciding side wrote it (BSeR's
+    /// `Task.statusReason`).
+    pub status_reason: Option<NonEmptyText>,
 }
 
 impl Referral {
@@ -71,6 +76,109 @@ impl Referral {
         if pending == self.decided_on.is_some() {
             return Err(DomainError::Inconsistent(
                 "a referral has a decision date exactly when it is no longer pending",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The decision on a referral that has arrived and is not yet decided: accepted, declined
+    /// (why is required: the referring side must learn it) or cancelled, dated `on`.
+    pub fn decide(
+        &self,
+        decision: ReferralStatus,
+        on: NaiveDate,
+        reason: Option<NonEmptyText>,
+    ) -> Result<Referral, DomainError> {
+        if self.status != ReferralStatus::Received {
+            return Err(DomainError::Inconsistent(
+                "only a received referral that is not yet decided can be accepted or declined",
+            ));
+        }
+        match decision {
+            ReferralStatus::Accepted | ReferralStatus::Cancelled => {}
+            ReferralStatus::Declined if reason.is_none() => {
+                return Err(DomainError::Inconsistent(
+                    "a declined referral says why (Task.statusReason)",
+                ));
+            }
+            ReferralStatus::Declined => {}
+            _ => {
+                return Err(DomainError::Inconsistent(
+                    "a referral is decided by accepting, declining or cancelling it",
+                ));
+            }
+        }
+        let decided = Referral {
+            status: decision,
+            decided_on: Some(on.max(self.referred_on)),
+            status_reason: reason,
+            ..self.clone()
+        };
+        decided.check()?;
+        Ok(decided)
+    }
+}
+
+/// The enrollment a referral led to, as far as its Task shows it: the enrollment's state, the
+/// attendance of its most recent session whose attendance is recorded, and whether a session is
+/// scheduled. Triggers bump the referral when any of it changes (migration 0008).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReferralProgress {
+    pub enrollment: Option<EnrollmentState>,
+    pub last_attendance: Option<Attendance>,
+    pub session_scheduled: bool,
+}
+
+code_enum! {
+    /// What became of a referral message when it arrived.
+    pub enum IntakeState {
+        /// The client was found by an identifier or an exact demographic match.
+        Linked => "linked",
+        /// No client matched: a new client was created from the referral's Patient.
+        NewClient => "new_client",
+        /// Several clients could be the one referred (or one matched only in part): the referral
+        /// waits for a person to choose; nothing is merged automatically.
+        Review => "review",
+        /// A person chose the client of a referral that waited for review.
+        Matched => "matched",
+    }
+}
+
+/// A referral message as received (BSeR): the keys that make a resend a no-op, what matching
+/// decided, and the message itself (a review finishes the intake from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralIntake {
+    /// Also the id of the referral it becomes (its ServiceRequest and Task).
+    pub id: Id<ReferralIntake>,
+    /// The message Bundle's identifier (`system|value`), when it had one.
+    pub message_key: Option<NonEmptyText>,
+    /// The referring side's placer identifier of the referral (`system|value`): one intake per
+    /// referral, whichever message carried it.
+    pub placer_key: NonEmptyText,
+    pub state: IntakeState,
+    /// The referral, once it is stored (not while it waits for review).
+    pub referral_id: Option<Id<Referral>>,
+    /// The clients it could be, while it waits for review.
+    pub candidates: Vec<Id<Client>>,
+    /// The message as received (opaque to the store).
+    pub message: String,
+}
+
+impl ReferralIntake {
+    /// The referral this intake becomes shares its id.
+    pub fn referral_id(&self) -> Id<Referral> {
+        Id::from_uuid(self.id.uuid())
+    }
+
+    pub fn check(&self) -> Result<(), DomainError> {
+        if (self.state == IntakeState::Review) != self.referral_id.is_none() {
+            return Err(DomainError::Inconsistent(
+                "an intake has a referral exactly when it is not waiting for review",
+            ));
+        }
+        if self.state == IntakeState::Review && self.candidates.is_empty() {
+            return Err(DomainError::Inconsistent(
+                "an intake waiting for review names its candidates",
             ));
         }
         Ok(())

@@ -160,6 +160,9 @@ pub fn statement(
             "operation": [{
                 "name": "export",
                 "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+            }, {
+                "name": "process-message",
+                "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message"
             }],
             "security": security_json,
             "documentation": format!(
@@ -170,6 +173,10 @@ pub fn statement(
                 super::searchset::SORT_SCAN_LIMIT
             ),
             "resource": resources
+        }],
+        // Referrals arrive as HL7 BSeR messages (event v2-0003#I12), answered synchronously.
+        "messaging": [{
+            "documentation": "Referrals in (HL7 BSeR): POST [base]/$process-message with a message Bundle whose MessageHeader has event http://terminology.hl7.org/CodeSystem/v2-0003#I12 and focus the referral Task; synchronous only."
         }]
     })
 }

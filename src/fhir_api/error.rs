@@ -40,6 +40,22 @@ impl ApiError {
             outcome: operation_outcome(issues),
         }
     }
+    /// The issues' diagnostics, one per line (for a command line).
+    pub fn message(&self) -> String {
+        self.outcome["issue"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                let text = i["diagnostics"].as_str().unwrap_or_default();
+                match i["expression"][0].as_str() {
+                    Some(at) => format!("{at}: {text}"),
+                    None => text.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,8 +9,28 @@ use crate::store::{Filter, SqlValue};
 pub fn supported(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
         "Patient" => &["_id", "_lastUpdated", "identifier"],
-        "RelatedPerson" | "EpisodeOfCare" | "CarePlan" | "Goal" | "Encounter" | "Consent"
-        | "ServiceRequest" | "Task" => &["_id", "_lastUpdated", "identifier", "patient", "subject"],
+        "RelatedPerson" | "EpisodeOfCare" | "CarePlan" | "Goal" | "Encounter" | "Consent" => {
+            &["_id", "_lastUpdated", "identifier", "patient", "subject"]
+        }
+        // A referring hospital polls for its referrals' Tasks by requester or owner.
+        "ServiceRequest" => &[
+            "_id",
+            "_lastUpdated",
+            "identifier",
+            "patient",
+            "subject",
+            "requester",
+            "performer",
+        ],
+        "Task" => &[
+            "_id",
+            "_lastUpdated",
+            "identifier",
+            "patient",
+            "subject",
+            "requester",
+            "owner",
+        ],
         _ => &["_id", "_lastUpdated", "identifier"],
     }
 }
@@ -119,9 +139,12 @@ pub fn filter(
                 },
                 // Another system's identifier: the records that came in with it.
                 Some(s) => {
-                    let table = crate::assemble::tables(resource_type)
-                        .and_then(|t| t.first().copied())
-                        .unwrap_or_default();
+                    let table = match resource_type {
+                        "ServiceRequest" => crate::store::REFERRAL_REQUEST_IDENTIFIERS,
+                        _ => crate::assemble::tables(resource_type)
+                            .and_then(|t| t.first().copied())
+                            .unwrap_or_default(),
+                    };
                     Ok(Filter::in_rows_all(
                         "id",
                         "record_identifiers",
@@ -139,6 +162,21 @@ pub fn filter(
             let id = value.strip_prefix("Patient/").unwrap_or(value);
             let client = SqlValue::text(uuid(name, id)?);
             Ok(by_client(resource_type, client))
+        }
+        // A referral goes from the requester (the referring organization) to the owner/performer.
+        // Both are organizations here: a reference to another type matches nothing.
+        "requester" | "owner" | "performer" => {
+            let (kind, id) = value.rsplit_once('/').unwrap_or(("Organization", value));
+            let column = if name == "requester" {
+                "referring_org_id"
+            } else {
+                "receiving_org_id"
+            };
+            let id = uuid(name, id)?;
+            Ok(match kind {
+                "Organization" => Filter::equals(column, SqlValue::text(id)),
+                _ => Filter::equals("id", SqlValue::text("")),
+            })
         }
         other => Err(SearchError(format!(
             "{resource_type} does not support the search parameter {other}"

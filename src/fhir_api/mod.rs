@@ -15,6 +15,7 @@ mod filters;
 pub use filters::of_clients;
 mod history;
 mod matching;
+mod messaging;
 mod searchset;
 mod transaction;
 mod upsert;

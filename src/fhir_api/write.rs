@@ -86,7 +86,7 @@ fn nesting_depth(bytes: &[u8]) -> usize {
 }
 
 /// 415 unless the body is declared as FHIR JSON (or plain JSON).
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
@@ -442,7 +442,7 @@ fn map_inbound(
     mapped.map_err(|e| mapping_error(&e))
 }
 
-fn mapping_error(err: &MappingError) -> ApiError {
+pub(super) fn mapping_error(err: &MappingError) -> ApiError {
     ApiError::unprocessable(&[Issue {
         severity: Severity::Error,
         code: "invalid",
@@ -611,6 +611,9 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
+    if resource_type == "$process-message" {
+        return super::messaging::process_message(&state, &caller, &headers, &params, body).await;
+    }
     if resource_type == "$export" {
         let body = super::bulk_body(body)?;
         return super::bulk::kick_off(

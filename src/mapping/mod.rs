@@ -6,6 +6,7 @@
 //! tables between domain vocabularies and FHIR codes, so a code is defined once.
 
 pub mod audit;
+mod bser;
 pub mod codes;
 mod consent;
 mod encounter;
@@ -19,6 +20,7 @@ mod referral;
 mod related_person;
 mod staff;
 
+pub use bser::{ReferralMessage, Sender, referral_message, referral_transaction, response_message};
 pub use consent::{consent_from_fhir, consent_to_fhir};
 pub use encounter::{
     EpisodeView, SessionView, enrollment_from_fhir, episode_to_fhir, session_from_fhir,
@@ -32,8 +34,8 @@ pub use plan::{
     plan_changes_from_fhir, plan_to_fhir, relapse_plan_to_fhir,
 };
 pub use referral::{
-    ReferralView, TaskChanges, referral_from_fhir, service_request_to_fhir, task_changes_from_fhir,
-    task_to_fhir,
+    BSER_BUSINESS_STATUS, ReferralView, TaskChanges, referral_from_fhir, service_request_to_fhir,
+    task_changes_from_fhir, task_state, task_to_fhir,
 };
 pub use related_person::{support_contact_from_fhir, support_contact_to_fhir};
 pub use staff::{

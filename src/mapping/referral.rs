@@ -10,6 +10,51 @@ use crate::domain::*;
 pub struct ReferralView<'a> {
     pub referral: &'a Referral,
     pub sensitivity: Sensitivity,
+    /// What the clinic's records say of the care the referral led to (inbound referrals).
+    pub progress: ReferralProgress,
+}
+
+/// BSeR's Task business statuses (`TaskBusinessStatusCS`, STU2).
+pub const BSER_BUSINESS_STATUS: &str =
+    "http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS";
+
+/// A referral's Task status and its BSeR business status, decided together so they never
+/// disagree: (Task.status, business status code, display).
+pub fn task_state(
+    referral: &Referral,
+    progress: &ReferralProgress,
+) -> (&'static str, &'static str, &'static str) {
+    const CREATED: (&str, &str) = ("2.0", "Service Request Created");
+    const ACCEPTED: (&str, &str) = ("3.0", "Service Request Accepted");
+    const DECLINED: (&str, &str) = ("4.0", "Service Request Declined");
+    const SCHEDULED: (&str, &str) = ("5.1.1", "Service Request Event Scheduled");
+    const UNATTENDED: (&str, &str) = ("5.1.2", "Scheduled Service Request Event Unattended");
+    const EVENT_CANCELLED: (&str, &str) = ("5.1.3", "Scheduled Service Request Event Cancelled");
+    const ATTENDED: (&str, &str) = ("5.1.4", "Service Request Event Completed");
+    const CANCELLED: (&str, &str) = ("6.0", "Service Request Fulfillment Cancelled");
+    const COMPLETED: (&str, &str) = ("7.0", "Service Request Fulfillment Completed");
+    let (status, (code, display)) = match referral.status {
+        ReferralStatus::Requested => ("requested", CREATED),
+        ReferralStatus::Received => ("received", CREATED),
+        ReferralStatus::Declined => ("rejected", DECLINED),
+        ReferralStatus::Cancelled => ("cancelled", CANCELLED),
+        ReferralStatus::Accepted | ReferralStatus::Completed => match &progress.enrollment {
+            Some(EnrollmentState::Discharged { .. }) => ("completed", COMPLETED),
+            Some(EnrollmentState::Cancelled) => ("cancelled", CANCELLED),
+            Some(_) => match progress.last_attendance {
+                Some(Attendance::Attended | Attendance::Late) => ("in-progress", ATTENDED),
+                Some(Attendance::NoShow) => ("in-progress", UNATTENDED),
+                Some(Attendance::Cancelled) => ("in-progress", EVENT_CANCELLED),
+                Some(Attendance::Scheduled) | None if progress.session_scheduled => {
+                    ("in-progress", SCHEDULED)
+                }
+                _ => ("accepted", ACCEPTED),
+            },
+            None if referral.status == ReferralStatus::Completed => ("completed", COMPLETED),
+            None => ("accepted", ACCEPTED),
+        },
+    };
+    (status, code, display)
 }
 
 fn service(r: &Referral) -> (&'static str, &'static str) {
@@ -29,33 +74,12 @@ fn service(r: &Referral) -> (&'static str, &'static str) {
     }
 }
 
-fn request_status(s: ReferralStatus) -> &'static str {
-    match s {
-        ReferralStatus::Requested | ReferralStatus::Received | ReferralStatus::Accepted => "active",
-        ReferralStatus::Declined | ReferralStatus::Cancelled => "revoked",
-        ReferralStatus::Completed => "completed",
-    }
-}
-
-fn task_status(s: ReferralStatus) -> &'static str {
-    match s {
-        ReferralStatus::Requested => "requested",
-        ReferralStatus::Received => "received",
-        ReferralStatus::Accepted => "accepted",
-        ReferralStatus::Declined => "rejected",
-        ReferralStatus::Completed => "completed",
-        ReferralStatus::Cancelled => "cancelled",
-    }
-}
-
-fn business_status(s: ReferralStatus) -> &'static str {
-    match s {
-        ReferralStatus::Requested => "Referral sent",
-        ReferralStatus::Received => "Referral received, awaiting intake decision",
-        ReferralStatus::Accepted => "Accepted for admission",
-        ReferralStatus::Declined => "Declined",
-        ReferralStatus::Completed => "Client admitted; referral fulfilled",
-        ReferralStatus::Cancelled => "Cancelled",
+/// The ServiceRequest's status follows its Task's.
+fn request_status(task_status: &str) -> &'static str {
+    match task_status {
+        "completed" => "completed",
+        "rejected" | "cancelled" => "revoked",
+        _ => "active",
     }
 }
 
@@ -67,7 +91,7 @@ pub fn service_request_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> 
         "id": r.id.to_string(),
         "meta": meta("iop-referral-servicerequest", view.sensitivity),
         "identifier": [cfg.record_identifier("referral", r.id)],
-        "status": request_status(r.status),
+        "status": request_status(task_state(r, &view.progress).0),
         "intent": "order",
         "category": [{ "coding": [r.kind.coding()] }],
         "code": { "coding": [codes::coding(&codes::code_system("iop-referral"), code, display)], "text": display },
@@ -88,13 +112,18 @@ pub fn service_request_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> 
 
 pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
     let r = view.referral;
+    let (status, code, display) = task_state(r, &view.progress);
     let mut task = json!({
         "resourceType": "Task",
         "id": r.id.to_string(),
         "meta": meta("iop-referral-task", view.sensitivity),
         "identifier": [cfg.record_identifier("referral-task", r.id)],
-        "status": task_status(r.status),
-        "businessStatus": { "text": business_status(r.status) },
+        "status": status,
+        "businessStatus": {
+            "coding": [codes::coding(BSER_BUSINESS_STATUS, code, display)],
+            "text": display,
+        },
+        "code": { "coding": [codes::coding("http://hl7.org/fhir/CodeSystem/task-code", "fulfill", "Fulfill the focal request")] },
         "intent": "order",
         "focus": reference("ServiceRequest", r.id),
         "for": reference("Patient", r.client_id),
@@ -105,15 +134,26 @@ pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
     if let Some(decided) = r.decided_on {
         task["lastModified"] = json!(date(decided));
     }
+    if let Some(reason) = &r.status_reason {
+        task["statusReason"] = json!({ "text": reason.as_str() });
+    }
+    if let Some(EnrollmentState::Discharged { disposition, .. }) = &view.progress.enrollment {
+        task["output"] = json!([{
+            "type": { "text": "Discharge disposition" },
+            "valueCodeableConcept": { "coding": [disposition.coding()] },
+        }]);
+    }
     task
 }
 
 /// What a referral's Task says of it: its status and, once decided, the day it was decided.
 /// A Task update (accept, decline, complete) changes only these on the stored referral.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskChanges {
     pub status: ReferralStatus,
     pub decided_on: Option<chrono::NaiveDate>,
+    /// `statusReason.text` (required when declined).
+    pub status_reason: Option<NonEmptyText>,
 }
 
 impl TaskChanges {
@@ -121,6 +161,7 @@ impl TaskChanges {
         Referral {
             status: self.status,
             decided_on: self.decided_on,
+            status_reason: self.status_reason.clone(),
             ..stored.clone()
         }
     }
@@ -170,7 +211,21 @@ fn task_changes(
             None => recorded_on.ok_or_else(|| missing("Task.lastModified"))?,
         })
     };
-    Ok(TaskChanges { status, decided_on })
+    let status_reason = task
+        .pointer("/statusReason/text")
+        .and_then(Value::as_str)
+        .map(|text| read::domain("Task.statusReason.text", NonEmptyText::parse(text)))
+        .transpose()?;
+    if status == ReferralStatus::Declined && status_reason.is_none() {
+        return Err(missing(
+            "Task.statusReason.text (a declined referral says why)",
+        ));
+    }
+    Ok(TaskChanges {
+        status,
+        decided_on,
+        status_reason,
+    })
 }
 
 /// A referral from its ServiceRequest and Task. The Task's status is the referral's status;
@@ -181,7 +236,11 @@ pub fn referral_from_fhir(
     clinic_id: Id<Organization>,
 ) -> Result<Referral, MappingError> {
     read::expect_type(request, "ServiceRequest")?;
-    let TaskChanges { status, decided_on } = task_changes(task, None)?;
+    let TaskChanges {
+        status,
+        decided_on,
+        status_reason,
+    } = task_changes(task, None)?;
     let category = read::array(request, "category")
         .first()
         .ok_or_else(|| missing("ServiceRequest.category"))?;
@@ -253,6 +312,7 @@ pub fn referral_from_fhir(
         referring_org_id: requester,
         receiving_org_id: performer,
         program_id,
+        status_reason,
     };
     referral
         .check()

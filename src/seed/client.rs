@@ -373,6 +373,7 @@ pub fn generate(
             referring_org_id: hospital,
             receiving_org_id: clinic.clinic_id,
             program_id: Some(program.id),
+            status_reason: None,
         };
         inbound_id = Some(referral.id);
         cx.out.referrals.push(referral);
@@ -392,6 +393,9 @@ pub fn generate(
             referring_org_id: pick(&mut cx.rng, &clinic.hospitals),
             receiving_org_id: clinic.clinic_id,
             program_id: Some(program.id),
+            status_reason: Some(text(
+                "Needs a more intensive level of care than the program offers at this time",
+            )),
         };
         cx.out.referrals.push(referral);
     }
@@ -428,6 +432,8 @@ pub fn generate(
                 referring_org_id: clinic.clinic_id,
                 receiving_org_id: receiver,
                 program_id: None,
+                status_reason: (status == ReferralStatus::Declined)
+                    .then(|| text("The receiving provider had no capacity")),
             };
             cx.out.referrals.push(referral);
         }

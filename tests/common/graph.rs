@@ -124,6 +124,7 @@ pub fn graph(mrn: &str) -> Graph {
         referring_org_id: hospital.id,
         receiving_org_id: clinic.id,
         program_id: Some(program.id),
+        status_reason: None,
     };
     let enrollment = Enrollment {
         id: fixed_id(mrn, "9"),

@@ -1,4 +1,4 @@
-use crate::domain::{Client, Referral};
+use crate::domain::{Client, Id, Referral, ReferralIntake};
 use crate::store::{Child, Record, RowReader, SqlValue, StoreError};
 
 impl Record for Referral {
@@ -14,6 +14,7 @@ impl Record for Referral {
         "referring_org_id",
         "receiving_org_id",
         "program_id",
+        "status_reason",
     ];
     fn id(&self) -> crate::domain::Id<Self> {
         self.id
@@ -30,6 +31,7 @@ impl Record for Referral {
             SqlValue::id(self.referring_org_id),
             SqlValue::id(self.receiving_org_id),
             SqlValue::opt_id(self.program_id),
+            SqlValue::opt_text(self.status_reason.as_ref()),
         ]
     }
     fn from_row(r: &RowReader<'_>) -> Result<Self, StoreError> {
@@ -45,6 +47,7 @@ impl Record for Referral {
             referring_org_id: r.parse("referring_org_id")?,
             receiving_org_id: r.parse("receiving_org_id")?,
             program_id: r.opt_parse("program_id")?,
+            status_reason: r.opt_parse("status_reason")?,
         })
     }
     fn check(&self) -> Result<(), crate::domain::DomainError> {
@@ -55,4 +58,53 @@ impl Record for Referral {
 impl Child for Referral {
     type Parent = Client;
     const PARENT_COLUMN: &'static str = "client_id";
+}
+
+impl Record for ReferralIntake {
+    const TABLE: &'static str = "referral_intakes";
+    const COLUMNS: &'static [&'static str] = &[
+        "message_key",
+        "placer_key",
+        "state",
+        "referral_id",
+        "candidates",
+        "message",
+    ];
+    fn id(&self) -> Id<Self> {
+        self.id
+    }
+    fn values(&self) -> Vec<SqlValue> {
+        let candidates: Vec<String> = self.candidates.iter().map(ToString::to_string).collect();
+        vec![
+            SqlValue::opt_text(self.message_key.as_ref()),
+            SqlValue::text(&self.placer_key),
+            SqlValue::code(self.state),
+            SqlValue::opt_id(self.referral_id),
+            SqlValue::text(candidates.join(",")),
+            SqlValue::text(&self.message),
+        ]
+    }
+    fn from_row(r: &RowReader<'_>) -> Result<Self, StoreError> {
+        let candidates = r.text("candidates")?;
+        let candidates = candidates
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| r.inconsistent("candidates", "not a list of client ids"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            id: r.parse("id")?,
+            message_key: r.opt_parse("message_key")?,
+            placer_key: r.parse("placer_key")?,
+            state: r.parse("state")?,
+            referral_id: r.opt_parse("referral_id")?,
+            candidates,
+            message: r.text("message")?,
+        })
+    }
+    fn check(&self) -> Result<(), crate::domain::DomainError> {
+        ReferralIntake::check(self)
+    }
 }

@@ -1,0 +1,46 @@
+-- The referral exchange (BSeR): why a referral was declined or cancelled, the messages received,
+-- and a referral's Task following the enrollment it led to.
+
+ALTER TABLE referrals ADD COLUMN status_reason TEXT;
+
+-- One row per referral received: a resend (same message identifier or same placer identifier)
+-- finds it and adds nothing. Its id is the id of the referral it becomes.
+CREATE TABLE referral_intakes (
+    id TEXT NOT NULL PRIMARY KEY,
+    version BIGINT NOT NULL DEFAULT 1 CHECK (version >= 1),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    message_key TEXT UNIQUE,
+    placer_key TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL CHECK (state IN ('linked','new_client','review','matched')),
+    referral_id TEXT REFERENCES referrals(id),
+    -- the candidate clients (ids, comma-separated) while it waits for review
+    candidates TEXT NOT NULL,
+    message TEXT NOT NULL,
+    CHECK ((state = 'review') = (referral_id IS NULL))
+);
+CREATE INDEX referral_intakes_state_idx ON referral_intakes (state);
+-- Patient matching looks clients up by birth date first.
+CREATE INDEX clients_birth_date_idx ON clients (birth_date);
+
+-- A referral's Task shows the enrollment it led to (started, sessions attended or missed,
+-- discharged): those rows bump the referral, like the triggers of 0002.
+CREATE INDEX enrollments_referral_id_idx ON enrollments (referral_id);
+CREATE TRIGGER enrollments_bump_referral_insert AFTER INSERT ON enrollments WHEN NEW.referral_id IS NOT NULL BEGIN
+    UPDATE referrals SET version = version + 1, updated_at = max(updated_at, NEW.updated_at) WHERE id = NEW.referral_id;
+END;
+CREATE TRIGGER enrollments_bump_referral_update AFTER UPDATE ON enrollments WHEN NEW.referral_id IS NOT NULL OR OLD.referral_id IS NOT NULL BEGIN
+    UPDATE referrals SET version = version + 1, updated_at = max(updated_at, NEW.updated_at) WHERE id IN (NEW.referral_id, OLD.referral_id);
+END;
+CREATE TRIGGER sessions_bump_referral_insert AFTER INSERT ON sessions BEGIN
+    UPDATE referrals SET version = version + 1, updated_at = max(updated_at, NEW.updated_at)
+    WHERE id = (SELECT referral_id FROM enrollments WHERE id = NEW.enrollment_id);
+END;
+CREATE TRIGGER sessions_bump_referral_update AFTER UPDATE OF attendance, scheduled_start, enrollment_id ON sessions BEGIN
+    UPDATE referrals SET version = version + 1, updated_at = max(updated_at, NEW.updated_at)
+    WHERE id IN (SELECT referral_id FROM enrollments WHERE id IN (NEW.enrollment_id, OLD.enrollment_id));
+END;
+CREATE TRIGGER sessions_bump_referral_delete AFTER DELETE ON sessions BEGIN
+    UPDATE referrals SET version = version + 1, updated_at = max(updated_at, strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z')
+    WHERE id = (SELECT referral_id FROM enrollments WHERE id = OLD.enrollment_id);
+END;

@@ -1,0 +1,139 @@
+//! FHIR messaging: `POST /fhir/$process-message` with a BSeR referral message (synchronous
+//! only). The referral goes to `referrals::intake`; the answer is a response message naming the
+//! clinic's Task for it, or an OperationOutcome (4xx) when the message is refused.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::access::{self, Caller};
+use super::{ApiError, FhirState, base_url, check_accept, fhir_json, off_thread, pretty, write};
+use crate::auth::Letter;
+use crate::domain::{AuditInteraction, IntakeState};
+use crate::mapping::{self, ReferralMessage};
+use crate::referrals::intake::{self, Received};
+
+pub(super) async fn process_message(
+    state: &FhirState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_accept(headers, params)?;
+    for resource_type in ["Task", "ServiceRequest"] {
+        access::require(
+            state,
+            caller,
+            resource_type,
+            Letter::Create,
+            AuditInteraction::Create,
+        )
+        .await?;
+    }
+    if let Some((name, _)) = params.iter().find(|(k, v)| k == "async" && v == "true") {
+        return Err(ApiError::not_supported(
+            StatusCode::BAD_REQUEST,
+            format!("{name}=true: messages are processed synchronously here; leave it out"),
+        ));
+    }
+    write::check_content_type(headers)?;
+    let body = write::body(state, body)?;
+    let bundle: Value =
+        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not JSON"))?;
+    let message = mapping::referral_message(&bundle).map_err(|e| write::mapping_error(&e))?;
+    let answer = receive(state, caller, &bundle, &message).await?;
+    let header = message.header_id.as_deref().unwrap_or_default();
+    let response = mapping::response_message(
+        header,
+        &uuid::Uuid::new_v4().to_string(),
+        answer.task.as_deref(),
+        &base_url(state, headers),
+        &answer.outcome,
+        &crate::domain::Timestamp::now().to_string(),
+    );
+    Ok(fhir_json(StatusCode::OK, &response, pretty(params)))
+}
+
+/// What the referral's answer says, whichever way it came.
+pub(super) struct Answer {
+    /// The clinic's Task for the referral (not yet, while it waits for review).
+    pub task: Option<String>,
+    pub outcome: Value,
+}
+
+/// Validates (off the async workers) and stores a referral, and says what happened.
+pub(super) async fn receive(
+    state: &FhirState,
+    caller: &Caller,
+    bundle: &Value,
+    message: &ReferralMessage,
+) -> Result<Answer, ApiError> {
+    {
+        let (state, bundle, message) = (state.clone(), bundle.clone(), message.clone());
+        off_thread(move || intake::validate(&state, &bundle, &message)).await??;
+    }
+    let received = intake::receive(state, message, bundle, |task| {
+        Some(caller.write_record(AuditInteraction::Create, "Task", &[task]))
+    })
+    .await?;
+    Ok(match received {
+        Received::Stored {
+            referral,
+            state: how,
+            ..
+        } => {
+            tracing::info!(%referral, intake = how.code(), "referral received");
+            let how = match how {
+                IntakeState::NewClient => "for a new client",
+                _ => "for a client the clinic knows",
+            };
+            Answer {
+                task: Some(referral.to_string()),
+                outcome: outcome(
+                    "information",
+                    "informational",
+                    &format!(
+                        "referral received {how}; its Task is received (BSeR 2.0) until the clinic decides"
+                    ),
+                ),
+            }
+        }
+        Received::AlreadyReceived(found) => {
+            tracing::info!(intake = %found.id, "referral received again; nothing added");
+            Answer {
+                task: found.referral_id.map(|r| r.to_string()),
+                outcome: outcome(
+                    "information",
+                    "duplicate",
+                    &format!(
+                        "this referral was received before (intake {}); nothing was added",
+                        found.id
+                    ),
+                ),
+            }
+        }
+        Received::AwaitingReview { intake, candidates } => {
+            tracing::info!(%intake, candidates, "referral waits for a patient-match review");
+            Answer {
+                task: None,
+                outcome: outcome(
+                    "warning",
+                    "multiple-matches",
+                    &format!(
+                        "referral received (intake {intake}); the patient could be more than one of the clinic's clients, so it waits for the clinic to confirm who (nothing was merged)"
+                    ),
+                ),
+            }
+        }
+    })
+}
+
+fn outcome(severity: &str, code: &str, text: &str) -> Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": severity, "code": code, "diagnostics": text }],
+    })
+}

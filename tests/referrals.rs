@@ -1,0 +1,652 @@
+//! The referral exchange over real HTTP, on SQLite and PostgreSQL: a BSeR referral message
+//! received (`$process-message`), resent (one intake), refused when invalid (nothing stored),
+//! left for review when the patient could be several clients (nothing merged); the clinic's
+//! decision and its records moving the Task (accepted, sessions attended or missed, completed on
+//! discharge), visible to the hospital by polling.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::app::{App, spawn_app};
+use iop_gateway::domain::*;
+use iop_gateway::store::{Record, Store};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const HOSPITAL_MRN: &str = "urn:oid:2.16.840.1.113883.19.5.99";
+const PLACER: &str = "urn:oid:2.16.840.1.113883.19.5.99.7";
+const BUSINESS: &str = "http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS";
+
+struct Person<'a> {
+    mrn: &'a str,
+    given: &'a str,
+    family: &'a str,
+    born: &'a str,
+    gender: &'a str,
+}
+
+/// A referral message as a BSeR initiator sends it: MessageHeader (I12, focus the Task), Task
+/// (PLAC identifier, fulfill, order), ServiceRequest, Patient, the referring PractitionerRole
+/// and Organization, a discharge Encounter.
+fn message(key: &str, person: &Person<'_>) -> Value {
+    let entry = |id: &str, resource: Value| json!({ "fullUrl": format!("urn:uuid:{id}"), "resource": resource });
+    let u = |n: u8| format!("00000000-0000-4000-8000-{:012}", n);
+    let plac = |value: String| {
+        json!({
+            "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC" }] },
+            "system": PLACER,
+            "value": value,
+        })
+    };
+    json!({
+        "resourceType": "Bundle",
+        "id": format!("msg-{key}"),
+        "identifier": { "system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes())) },
+        "type": "message",
+        "timestamp": "2026-11-20T10:00:00Z",
+        "entry": [
+            entry(&u(1), json!({
+                "resourceType": "MessageHeader",
+                "id": format!("hdr-{key}"),
+                "eventCoding": { "system": "http://terminology.hl7.org/CodeSystem/v2-0003", "code": "I12" },
+                "source": { "endpoint": "https://hospital.example/fhir" },
+                "sender": { "reference": format!("urn:uuid:{}", u(6)) },
+                "focus": [{ "reference": format!("urn:uuid:{}", u(2)) }],
+            })),
+            entry(&u(2), json!({
+                "resourceType": "Task",
+                "identifier": [plac(format!("task-{key}"))],
+                "status": "requested",
+                "intent": "order",
+                "code": { "coding": [{ "system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill" }] },
+                "focus": { "reference": format!("urn:uuid:{}", u(3)) },
+                "for": { "reference": format!("urn:uuid:{}", u(4)) },
+                "authoredOn": "2026-11-20T09:30:00Z",
+                "requester": { "reference": format!("urn:uuid:{}", u(5)) },
+                "owner": { "display": "IOP clinic" },
+            })),
+            entry(&u(3), json!({
+                "resourceType": "ServiceRequest",
+                "identifier": [plac(format!("sr-{key}"))],
+                "status": "active",
+                "intent": "order",
+                "code": { "text": "Intensive outpatient program" },
+                "subject": { "reference": format!("urn:uuid:{}", u(4)) },
+                "authoredOn": "2026-11-20",
+                "requester": { "reference": format!("urn:uuid:{}", u(5)) },
+                "reasonCode": [{ "text": "Step-down after inpatient stabilization" }],
+                "supportingInfo": [{ "reference": format!("urn:uuid:{}", u(7)) }],
+            })),
+            entry(&u(4), json!({
+                "resourceType": "Patient",
+                "identifier": [{
+                    "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR" }] },
+                    "system": HOSPITAL_MRN,
+                    "value": person.mrn,
+                }],
+                "name": [{ "family": person.family, "given": [person.given] }],
+                "gender": person.gender,
+                "birthDate": person.born,
+            })),
+            entry(&u(5), json!({
+                "resourceType": "PractitionerRole",
+                "organization": { "reference": format!("urn:uuid:{}", u(6)) },
+            })),
+            entry(&u(6), json!({
+                "resourceType": "Organization",
+                "identifier": [{ "system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893" }],
+                "name": "Riverside Behavioral Hospital",
+            })),
+            entry(&u(7), json!({
+                "resourceType": "Encounter",
+                "status": "finished",
+                "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP" },
+                "subject": { "reference": format!("urn:uuid:{}", u(4)) },
+            })),
+        ],
+    })
+}
+
+fn new_person(mrn: &str) -> Person<'_> {
+    Person {
+        mrn,
+        given: "Rosalind",
+        family: "Quintero-Vale",
+        born: "1987-03-14",
+        gender: "female",
+    }
+}
+
+/// What the response message says: (Task id it names, issue code).
+fn answer(status: u16, body: &Value) -> (Option<String>, String) {
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "message", "{body}");
+    let header = &body["entry"][0]["resource"];
+    assert_eq!(header["resourceType"], "MessageHeader");
+    assert_eq!(header["response"]["code"], "ok");
+    assert!(
+        header["response"]["identifier"]
+            .as_str()
+            .unwrap()
+            .starts_with("hdr-")
+    );
+    let task = header["focus"][0]["reference"]
+        .as_str()
+        .map(|r| r.trim_start_matches("Task/").to_owned());
+    let code = body["entry"][1]["resource"]["issue"][0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (task, code)
+}
+
+async fn count<R: Record>(store: &Store) -> i64 {
+    store.count::<R>().await.unwrap()
+}
+
+fn business(task: &Value) -> (&str, &str) {
+    let coding = &task["businessStatus"]["coding"][0];
+    assert_eq!(coding["system"], BUSINESS, "{task}");
+    (
+        task["status"].as_str().unwrap(),
+        coding["code"].as_str().unwrap(),
+    )
+}
+
+async fn task(app: &App, id: &str) -> Value {
+    let (status, task) = app.get(&format!("Task/{id}")).await;
+    assert_eq!(status, 200, "{task}");
+    task
+}
+
+async fn referral_is_received_decided_and_followed(store: &Store) {
+    let app = spawn_app(store).await;
+    let before = (count::<Client>(store).await, count::<Referral>(store).await);
+    let since = Utc::now() - Duration::seconds(1);
+    let sent = message("a1", &new_person("H-100"));
+    let (status, body) = app.send(Method::POST, "$process-message", &sent).await;
+    let (task_id, code) = answer(status, &body);
+    assert_eq!(code, "informational", "{body}");
+    let task_id = task_id.expect("the answer names the Task");
+    assert_eq!(count::<Client>(store).await, before.0 + 1, "a new client");
+    assert_eq!(count::<Referral>(store).await, before.1 + 1);
+
+    // The Task: received, BSeR 2.0, with the hospital's placer identifier; the ServiceRequest
+    // keeps its own. The new client keeps the hospital's MRN beside a clinic MRN.
+    let received = task(&app, &task_id).await;
+    assert_eq!(business(&received), ("received", "2.0"));
+    assert!(
+        received["identifier"].to_string().contains("task-a1"),
+        "{received}"
+    );
+    let found = app
+        .search(&format!("ServiceRequest?identifier={PLACER}|sr-a1"))
+        .await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["id"], task_id.as_str());
+    let patients = app
+        .search(&format!("Patient?identifier={HOSPITAL_MRN}|H-100"))
+        .await;
+    assert_eq!(patients.len(), 1);
+    assert_eq!(
+        received["for"]["reference"],
+        format!("Patient/{}", patients[0]["id"].as_str().unwrap())
+    );
+
+    // Sent again (a lost answer, a retry): one intake, and the answer says so.
+    let (status, body) = app.send(Method::POST, "$process-message", &sent).await;
+    let (again, code) = answer(status, &body);
+    assert_eq!(
+        (again.as_deref(), code.as_str()),
+        (Some(task_id.as_str()), "duplicate")
+    );
+    // A new message (another Bundle identifier) about the same referral (same placer id) too.
+    let mut resent = sent.clone();
+    resent["identifier"]["value"] = json!("urn:uuid:6a0f7f4c-0000-4000-8000-000000000001");
+    let (status, body) = app.send(Method::POST, "$process-message", &resent).await;
+    assert_eq!(answer(status, &body).1, "duplicate");
+    assert_eq!(count::<Client>(store).await, before.0 + 1);
+    assert_eq!(count::<Referral>(store).await, before.1 + 1);
+
+    // The hospital polls: its referrals by requester, changed since it sent.
+    let requester = received["requester"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let owner = received["owner"]["reference"].as_str().unwrap().to_owned();
+    let since = since.format("%Y-%m-%dT%H:%M:%SZ");
+    for query in [
+        format!("Task?requester={requester}&_lastUpdated=gt{since}"),
+        format!("Task?owner={owner}&_lastUpdated=gt{since}"),
+    ] {
+        let polled = app.search(&query).await;
+        assert!(
+            polled.iter().any(|t| t["id"] == task_id.as_str()),
+            "{query}"
+        );
+    }
+
+    // The clinic accepts: 3.0.
+    let referral_id: Id<Referral> = task_id.parse().unwrap();
+    let today = Utc::now().date_naive();
+    iop_gateway::referrals::decide(store, referral_id, ReferralStatus::Accepted, None, today)
+        .await
+        .unwrap();
+    let accepted = task(&app, &task_id).await;
+    assert_eq!(business(&accepted), ("accepted", "3.0"));
+    // A second decision is refused: it was decided.
+    assert!(
+        iop_gateway::referrals::decide(store, referral_id, ReferralStatus::Accepted, None, today)
+            .await
+            .is_err()
+    );
+
+    // Enrolled from the referral, a session scheduled: in progress, 5.1.1; attended: 5.1.4;
+    // the next one missed: 5.1.2; discharged: completed, 7.0, with the disposition.
+    let client: Id<Client> = patients[0]["id"].as_str().unwrap().parse().unwrap();
+    let program = store
+        .page::<Program>(None, 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .record;
+    let clinician = store.page::<Staff>(None, 1).await.unwrap().remove(0).record;
+    let admitted = today;
+    let mut enrollment = Enrollment {
+        id: Id::from_uuid(uuid::Uuid::now_v7()),
+        client_id: client,
+        program_id: program.id,
+        referral_id: Some(referral_id),
+        referral_source_id: None,
+        admitted_on: admitted,
+        state: EnrollmentState::Active,
+        level_of_care: LevelOfCare::IntensiveOutpatient,
+        primary_clinician_id: clinician.id,
+    };
+    store.insert(&enrollment).await.unwrap();
+    let session = |n: i64, attendance| Session {
+        id: Id::from_uuid(uuid::Uuid::now_v7()),
+        enrollment_id: enrollment.id,
+        session_type: SessionType::Individual,
+        modality: None,
+        delivery: SessionDelivery::InPerson,
+        scheduled_start: format!("{}T15:00:00Z", admitted + Duration::days(n))
+            .parse()
+            .unwrap(),
+        length: SessionLength::minutes(60).unwrap(),
+        clinician_id: clinician.id,
+        attendance,
+        group_id: None,
+    };
+    let first = session(1, Attendance::Scheduled);
+    store.insert(&first).await.unwrap();
+    let scheduled = task(&app, &task_id).await;
+    assert_eq!(business(&scheduled), ("in-progress", "5.1.1"));
+    let version = |t: &Value| {
+        t["meta"]["versionId"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
+    assert!(
+        version(&scheduled) > version(&accepted),
+        "the Task's version moves with it"
+    );
+    store
+        .update(
+            &Session {
+                attendance: Attendance::Attended,
+                ..first.clone()
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        business(&task(&app, &task_id).await),
+        ("in-progress", "5.1.4")
+    );
+    store.insert(&session(2, Attendance::NoShow)).await.unwrap();
+    assert_eq!(
+        business(&task(&app, &task_id).await),
+        ("in-progress", "5.1.2")
+    );
+    let stored = store.get(enrollment.id).await.unwrap().unwrap();
+    enrollment.state = EnrollmentState::Discharged {
+        on: admitted + Duration::days(3),
+        disposition: DischargeDisposition::Completed,
+    };
+    store
+        .update(&enrollment, stored.meta.version)
+        .await
+        .unwrap();
+    let completed = task(&app, &task_id).await;
+    assert_eq!(business(&completed), ("completed", "7.0"));
+    assert_eq!(
+        completed["output"][0]["type"]["text"], "Discharge disposition",
+        "{completed}"
+    );
+    let (_, request) = app.get(&format!("ServiceRequest/{task_id}")).await;
+    assert_eq!(request["status"], "completed");
+}
+
+/// What breaks a good message in one way.
+type Breaker = Box<dyn Fn(&mut Value)>;
+
+async fn invalid_referrals_store_nothing(store: &Store) {
+    let app = spawn_app(store).await;
+    let before = (
+        count::<Client>(store).await,
+        count::<Referral>(store).await,
+        count::<ReferralIntake>(store).await,
+    );
+    let good = message("b1", &new_person("H-200"));
+    let cases: Vec<(&str, Breaker)> = vec![
+        (
+            "Bundle.entry[0].resource.eventCoding",
+            Box::new(|m: &mut Value| {
+                m["entry"][0]["resource"]["eventCoding"]["code"] = json!("A01");
+            }),
+        ),
+        (
+            "Task.intent",
+            Box::new(|m: &mut Value| {
+                m["entry"][1]["resource"]["intent"] = json!("plan");
+            }),
+        ),
+        (
+            "Task.focus",
+            Box::new(|m: &mut Value| {
+                m["entry"][1]["resource"]["focus"]["reference"] =
+                    json!("urn:uuid:11111111-1111-4111-8111-111111111111");
+            }),
+        ),
+        (
+            "Task.identifier",
+            Box::new(|m: &mut Value| {
+                m["entry"][1]["resource"]["identifier"][0]["type"]["coding"][0]["code"] =
+                    json!("FILL");
+                m["entry"][2]["resource"]["identifier"][0]["type"]["coding"][0]["code"] =
+                    json!("FILL");
+            }),
+        ),
+        // Base R4: a Patient's gender is a code from its value set.
+        (
+            "Patient.gender",
+            Box::new(|m: &mut Value| {
+                m["entry"][3]["resource"]["gender"] = json!("f");
+            }),
+        ),
+        // The clinic's record needs a birth date (the inbound Patient profile).
+        (
+            "birthDate",
+            Box::new(|m: &mut Value| {
+                m["entry"][3]["resource"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("birthDate");
+            }),
+        ),
+        (
+            "Bundle.type",
+            Box::new(|m: &mut Value| {
+                m["type"] = json!("collection");
+            }),
+        ),
+    ];
+    for (expected, break_it) in cases {
+        let mut sent = good.clone();
+        break_it(&mut sent);
+        let (status, body) = app.send(Method::POST, "$process-message", &sent).await;
+        assert!(matches!(status, 400 | 422), "{expected}: {status} {body}");
+        assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+        assert!(body.to_string().contains(expected), "{expected}: {body}");
+    }
+    let (status, body) = app
+        .send(Method::POST, "$process-message?async=true", &good)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        before,
+        (
+            count::<Client>(store).await,
+            count::<Referral>(store).await,
+            count::<ReferralIntake>(store).await,
+        ),
+        "nothing stored"
+    );
+}
+
+async fn an_uncertain_match_waits_for_review(store: &Store) {
+    let app = spawn_app(store).await;
+    // A seeded client, referred by a hospital that knows them by its own MRN.
+    let known = store
+        .page::<Client>(None, 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .record;
+    let born = known.birth_date.to_string();
+    let gender = known.gender.to_string();
+    let exact = Person {
+        mrn: "H-300",
+        given: known.name.given.as_str(),
+        family: known.name.family.as_str(),
+        born: &born,
+        gender: &gender,
+    };
+    let clients = count::<Client>(store).await;
+    let (status, body) = app
+        .send(Method::POST, "$process-message", &message("c1", &exact))
+        .await;
+    let (task_id, _) = answer(status, &body);
+    let linked = task(&app, &task_id.unwrap()).await;
+    assert_eq!(
+        linked["for"]["reference"],
+        format!("Patient/{}", known.id),
+        "an exact match links"
+    );
+    assert_eq!(count::<Client>(store).await, clients, "no new client");
+
+    // Same birth date and family name, another given name: perhaps the same person (a
+    // nickname), perhaps a relative: a person decides.
+    let partial = Person {
+        mrn: "H-301",
+        given: "Zebulon",
+        family: known.name.family.as_str(),
+        born: &born,
+        gender: &gender,
+    };
+    let referrals = count::<Referral>(store).await;
+    let (status, body) = app
+        .send(Method::POST, "$process-message", &message("c2", &partial))
+        .await;
+    let (task_id, code) = answer(status, &body);
+    assert_eq!(
+        (task_id, code.as_str()),
+        (None, "multiple-matches"),
+        "{body}"
+    );
+    assert_eq!(
+        count::<Client>(store).await,
+        clients,
+        "nothing merged or created"
+    );
+    assert_eq!(
+        count::<Referral>(store).await,
+        referrals,
+        "no referral until reviewed"
+    );
+    let waiting = store.intakes_in(Some(IntakeState::Review)).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].record.candidates, vec![known.id]);
+    // Resent while waiting: still one intake.
+    let (status, body) = app
+        .send(Method::POST, "$process-message", &message("c2", &partial))
+        .await;
+    assert_eq!(answer(status, &body).1, "duplicate");
+    assert_eq!(count::<ReferralIntake>(store).await, 2);
+
+    // The reviewer decides it is someone else: a new client, and the referral is received.
+    let state = iop_gateway::fhir_api::FhirState::for_ingest(
+        store.clone(),
+        std::sync::Arc::new(iop_gateway::validation::Validator::new(
+            std::sync::Arc::new(iop_gateway::validation::Registry::builtin()),
+        )),
+        std::sync::Arc::new(iop_gateway::mapping::MappingConfig::default()),
+        std::sync::Arc::new(iop_gateway::consent::Policy::default()),
+    );
+    let received =
+        iop_gateway::referrals::intake::resolve_review(&state, waiting[0].record.id, None, |_| {
+            None
+        })
+        .await
+        .unwrap();
+    let iop_gateway::referrals::intake::Received::Stored {
+        referral,
+        client,
+        state: how,
+    } = received
+    else {
+        panic!("{received:?}");
+    };
+    assert_eq!(how, IntakeState::NewClient);
+    assert_ne!(client, known.id);
+    assert_eq!(count::<Client>(store).await, clients + 1);
+    assert_eq!(
+        business(&task(&app, &referral.to_string()).await),
+        ("received", "2.0")
+    );
+    assert!(
+        store
+            .intakes_in(Some(IntakeState::Review))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The hospital's own decline path through the API: a rejected Task says why.
+async fn a_decline_says_why(store: &Store) {
+    let app = spawn_app(store).await;
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "$process-message",
+            &message("d1", &new_person("H-400")),
+        )
+        .await;
+    let task_id = answer(status, &body).0.unwrap();
+    let mut declined = task(&app, &task_id).await;
+    declined["status"] = json!("rejected");
+    let (status, body) = app
+        .send(Method::PUT, &format!("Task/{task_id}"), &declined)
+        .await;
+    assert_eq!(status, 422, "a decline without a reason: {body}");
+    assert!(body.to_string().contains("statusReason"), "{body}");
+    declined["statusReason"] = json!({ "text": "Needs medically managed withdrawal first" });
+    let (status, body) = app
+        .send(Method::PUT, &format!("Task/{task_id}"), &declined)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stored = task(&app, &task_id).await;
+    assert_eq!(business(&stored), ("rejected", "4.0"));
+    assert_eq!(
+        stored["statusReason"]["text"],
+        "Needs medically managed withdrawal first"
+    );
+}
+
+on_both_backends!(
+    referral_is_received_decided_and_followed,
+    invalid_referrals_store_nothing,
+    an_uncertain_match_waits_for_review,
+    a_decline_says_why,
+);
+
+/// End to end with the stand-in EHR as the hospital: it holds the referral's resources and sends
+/// them as a message; the clinic accepts with `iop-gateway referrals accept`; a sync push to the
+/// hospital's target carries the accepted Task (BSeR 3.0) there.
+#[tokio::test]
+async fn the_hospital_sees_the_accepted_task() {
+    let Some(hospital) = common::standin::StandIn::start(&[]).await else {
+        return;
+    };
+    let db = common::sqlite().await;
+    let app = spawn_app(&db.store).await;
+    // The hospital's own copies of the referral's resources, then the message built from them.
+    let mut sent = message("e1", &new_person("H-500"));
+    let mut ids = std::collections::HashMap::new();
+    for index in [3usize, 2, 1] {
+        let mut resource = sent["entry"][index]["resource"].clone();
+        // References to what the hospital already created become its own.
+        let text = resource.to_string();
+        let mut replaced = text.clone();
+        for (urn, reference) in &ids {
+            replaced = replaced.replace(&format!("\"{urn}\""), &format!("\"{reference}\""));
+        }
+        resource = serde_json::from_str(&replaced).unwrap();
+        if index == 1 {
+            // Only the Patient and ServiceRequest go first; the Task names them.
+            resource.as_object_mut().unwrap().remove("supportingInfo");
+        }
+        let created = hospital.create(&resource).await;
+        let kind = created["resourceType"].as_str().unwrap().to_owned();
+        let id = created["id"].as_str().unwrap().to_owned();
+        let urn = sent["entry"][index]["fullUrl"].as_str().unwrap().to_owned();
+        ids.insert(urn, format!("{kind}/{id}"));
+        sent["entry"][index]["fullUrl"] = json!(format!("{}/{kind}/{id}", hospital.base));
+        sent["entry"][index]["resource"] = created;
+    }
+    // The rest of the message names them as the hospital knows them.
+    let mut text = sent.to_string();
+    for (urn, reference) in &ids {
+        text = text.replace(&format!("\"{urn}\""), &format!("\"{reference}\""));
+    }
+    let sent: Value = serde_json::from_str(&text).unwrap();
+    let (status, body) = app.send(Method::POST, "$process-message", &sent).await;
+    let (task_id, code) = answer(status, &body);
+    assert_eq!(code, "informational", "{body}");
+    let task_id = task_id.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let cli = || {
+        let mut command = common::process::gateway(dir.path());
+        command.env("IOP_DATABASE_URL", &db.url);
+        command
+    };
+    let (ok, out, err) =
+        common::process::run(cli().args(["referrals", "list", "--status", "received"]));
+    assert!(ok && out.contains(&task_id), "{out}{err}");
+    let (ok, out, err) = common::process::run(cli().args(["referrals", "accept", &task_id]));
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = common::process::run(cli().args(["referrals", "show", &task_id]));
+    assert!(ok && out.contains("BSeR 3.0"), "{out}{err}");
+    let (ok, out, err) = common::process::run(cli().args([
+        "targets",
+        "add",
+        "hospital",
+        "--base-url",
+        &hospital.base,
+        "--resources",
+        "Organization,Patient,ServiceRequest,Task",
+    ]));
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) =
+        common::process::run(cli().args(["sync", "push", "--target", "hospital", "--json"]));
+    assert!(ok, "sync push: {out}{err}");
+
+    let tasks = hospital.all("Task").await;
+    let pushed = tasks
+        .iter()
+        .find(|t| t["identifier"].to_string().contains(&task_id))
+        .unwrap_or_else(|| panic!("the clinic's Task is not at the hospital: {tasks:?}"));
+    assert_eq!(business(pushed), ("accepted", "3.0"));
+    // The hospital finds it by its own placer identifier too.
+    assert!(
+        pushed["identifier"].to_string().contains("task-e1"),
+        "{pushed}"
+    );
+    db.cleanup().await;
+}
