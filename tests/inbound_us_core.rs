@@ -247,7 +247,10 @@ async fn us_core_examples_are_accepted_and_read_back(store: &Store) {
 
     // Task (update only, no US Core example): an EHR completes a referral's Task, without
     // lastModified: the decision is dated the day it was recorded.
-    let stored_task = app.search("Task?status=accepted&_count=1").await.remove(0);
+    // (A referral accepted that has led to no enrollment: once one exists, the Task follows it.)
+    let referral = common::app::accepted_referral(store).await;
+    let stored_task = app.search(&format!("Task?_id={referral}")).await.remove(0);
+    assert_eq!(stored_task["status"], "accepted");
     let task_id = stored_task["id"].as_str().unwrap();
     let task = update(
         &app,

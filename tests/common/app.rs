@@ -87,3 +87,43 @@ impl App {
         found
     }
 }
+
+/// A referral the clinic accepted that has led to no enrollment yet (a seeded accepted one has:
+/// its Task follows the enrollment), for a seeded client: its id.
+pub async fn accepted_referral(store: &Store) -> String {
+    use iop_gateway::domain::{
+        Client, Id, NonEmptyText, Organization, OrganizationKind, Referral, ReferralDirection,
+        ReferralKind, ReferralStatus,
+    };
+    let client = store
+        .page::<Client>(None, 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .record;
+    let organizations = store.page::<Organization>(None, 100).await.unwrap();
+    let of_kind = |kind| {
+        organizations
+            .iter()
+            .find(|o| o.record.kind == kind)
+            .unwrap()
+            .record
+            .id
+    };
+    let referral = Referral {
+        id: Id::from_uuid(uuid::Uuid::now_v7()),
+        client_id: client.id,
+        direction: ReferralDirection::Inbound,
+        kind: ReferralKind::StepDown,
+        status: ReferralStatus::Accepted,
+        reason: NonEmptyText::parse("Step-down after inpatient care").unwrap(),
+        referred_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+        decided_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 21),
+        referring_org_id: of_kind(OrganizationKind::InpatientHospital),
+        receiving_org_id: of_kind(OrganizationKind::Clinic),
+        program_id: None,
+        status_reason: None,
+    };
+    store.insert(&referral).await.unwrap();
+    referral.id.to_string()
+}
