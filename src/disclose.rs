@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use crate::consent::{
     self, Basis, ConsentDirective, Decision, Labels, Policy, PurposeOfUse, Recipient, ResourceFacts,
 };
-use crate::domain::{Consent, Enrollment, InformationCategory, Organization, OrganizationKind};
+use crate::domain::{
+    Consent, Enrollment, InformationCategory, Organization, OrganizationKind, Referral,
+};
 use crate::mapping::audit::patients_of;
 use crate::store::{Filter, SqlValue, Store, StoreError};
 
@@ -181,6 +183,9 @@ impl Gate {
         let enrollments = store
             .page_where::<Enrollment>(std::slice::from_ref(&of_clients), None, u32::MAX)
             .await?;
+        let referrals = store
+            .page_where::<Referral>(std::slice::from_ref(&of_clients), None, u32::MAX)
+            .await?;
         let clinic = self.clinic.clone().unwrap_or_default();
         for client in wanted {
             let own: Vec<Consent> = consents
@@ -194,6 +199,10 @@ impl Gate {
                     .iter()
                     .map(|e| &e.record)
                     .filter(|e| e.client_id.to_string() == client),
+                referrals
+                    .iter()
+                    .map(|r| &r.record)
+                    .filter(|r| r.client_id.to_string() == client),
             );
             let covered = consent::covered_contacts(&own, self.today)
                 .into_iter()

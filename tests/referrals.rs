@@ -558,7 +558,59 @@ async fn a_decline_says_why(store: &Store) {
     );
 }
 
+/// The RESTful way: a transaction Bundle with the referral's Task, ServiceRequest and Patient
+/// (no MessageHeader) is taken by the same intake, once.
+async fn a_transaction_referral_is_received_once(store: &Store) {
+    let app = spawn_app(store).await;
+    let mut bundle = message("f1", &new_person("H-600"));
+    bundle["type"] = json!("transaction");
+    bundle.as_object_mut().unwrap().remove("identifier");
+    let entries = bundle["entry"].as_array_mut().unwrap();
+    entries.remove(0);
+    for entry in entries.iter_mut() {
+        let kind = entry["resource"]["resourceType"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        entry["request"] = json!({ "method": "POST", "url": kind });
+    }
+    let clients = count::<Client>(store).await;
+    let location = |body: &Value, kind: &str| {
+        body["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|e| {
+                let location = e["response"]["location"].as_str()?;
+                location.strip_prefix(&format!("{kind}/")).map(|id| {
+                    (
+                        id.to_owned(),
+                        e["response"]["status"].as_str().unwrap().to_owned(),
+                    )
+                })
+            })
+            .unwrap_or_else(|| panic!("no {kind} entry: {body}"))
+    };
+    let (status, body) = app.send(Method::POST, "", &bundle).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "transaction-response");
+    let (task_id, created) = location(&body, "Task");
+    assert_eq!(created, "201 Created");
+    assert_eq!(location(&body, "ServiceRequest").0, task_id);
+    assert_eq!(business(&task(&app, &task_id).await), ("received", "2.0"));
+    assert_eq!(count::<Client>(store).await, clients + 1);
+    let (status, body) = app.send(Method::POST, "", &bundle).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        location(&body, "Task"),
+        (task_id, "200 OK".to_owned()),
+        "received once"
+    );
+    assert_eq!(count::<Client>(store).await, clients + 1);
+}
+
 on_both_backends!(
+    a_transaction_referral_is_received_once,
     referral_is_received_decided_and_followed,
     invalid_referrals_store_nothing,
     an_uncertain_match_waits_for_review,
@@ -567,7 +619,7 @@ on_both_backends!(
 
 /// End to end with the stand-in EHR as the hospital: it holds the referral's resources and sends
 /// them as a message; the clinic accepts with `iop-gateway referrals accept`; a sync push to the
-/// hospital's target carries the accepted Task (BSeR 3.0) there.
+/// hospital's target writes the decision (BSeR 3.0) into the hospital's own Task.
 #[tokio::test]
 async fn the_hospital_sees_the_accepted_task() {
     let Some(hospital) = common::standin::StandIn::start(&[]).await else {
@@ -637,16 +689,88 @@ async fn the_hospital_sees_the_accepted_task() {
         common::process::run(cli().args(["sync", "push", "--target", "hospital", "--json"]));
     assert!(ok, "sync push: {out}{err}");
 
-    let tasks = hospital.all("Task").await;
-    let pushed = tasks
-        .iter()
-        .find(|t| t["identifier"].to_string().contains(&task_id))
-        .unwrap_or_else(|| panic!("the clinic's Task is not at the hospital: {tasks:?}"));
-    assert_eq!(business(pushed), ("accepted", "3.0"));
-    // The hospital finds it by its own placer identifier too.
+    // BSeR's closed loop: the clinic, the Task's owner, wrote its decision into the hospital's
+    // own Task; it sent no Task (or ServiceRequest) of its own.
+    // (The push also sent the seeded clients' records, their referrals' Tasks among them.)
+    let hospital_task = ids
+        .values()
+        .find_map(|r| r.strip_prefix("Task/"))
+        .unwrap()
+        .to_owned();
+    let theirs =
+        |tasks: &[Value]| {
+            assert!(
+                !tasks.iter().any(|t| t["id"] == task_id.as_str()
+                    || t["identifier"].to_string().contains(&task_id)),
+                "the clinic's own Task for the referral went to the hospital"
+            );
+            tasks
+                .iter()
+                .find(|t| t["id"] == hospital_task.as_str())
+                .cloned()
+                .expect("the hospital's Task")
+        };
+    let task = theirs(&hospital.all("Task").await);
+    assert_eq!(business(&task), ("accepted", "3.0"));
     assert!(
-        pushed["identifier"].to_string().contains("task-e1"),
-        "{pushed}"
+        task["identifier"].to_string().contains("task-e1"),
+        "theirs, as it was: {task}"
     );
+    let requests = hospital.all("ServiceRequest").await;
+    assert!(!requests.iter().any(|r| r["id"] == task_id.as_str()));
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    assert!(summary["updated"].as_u64().unwrap() >= 1, "{summary}");
+
+    // A push with nothing new reports nothing; the client's first session, scheduled, is the
+    // next state the hospital learns (in progress, 5.1.1).
+    let push = || {
+        let (ok, out, err) =
+            common::process::run(cli().args(["sync", "push", "--target", "hospital", "--json"]));
+        assert!(ok, "{out}{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    assert_eq!(push()["updated"], 0);
+    let store = &db.store;
+    let referral: Id<Referral> = task_id.parse().unwrap();
+    let client = store.get(referral).await.unwrap().unwrap().record.client_id;
+    let program = store
+        .page::<Program>(None, 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .record;
+    let clinician = store.page::<Staff>(None, 1).await.unwrap().remove(0).record;
+    let enrollment = Enrollment {
+        id: Id::from_uuid(uuid::Uuid::now_v7()),
+        client_id: client,
+        program_id: program.id,
+        referral_id: Some(referral),
+        referral_source_id: None,
+        admitted_on: Utc::now().date_naive(),
+        state: EnrollmentState::Active,
+        level_of_care: LevelOfCare::IntensiveOutpatient,
+        primary_clinician_id: clinician.id,
+    };
+    store.insert(&enrollment).await.unwrap();
+    store
+        .insert(&Session {
+            id: Id::from_uuid(uuid::Uuid::now_v7()),
+            enrollment_id: enrollment.id,
+            session_type: SessionType::Individual,
+            modality: None,
+            delivery: SessionDelivery::Virtual,
+            scheduled_start: format!("{}T15:00:00Z", enrollment.admitted_on + Duration::days(1))
+                .parse()
+                .unwrap(),
+            length: SessionLength::minutes(60).unwrap(),
+            clinician_id: clinician.id,
+            attendance: Attendance::Scheduled,
+            group_id: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(push()["updated"], 1, "the hospital's Task alone");
+    let task = theirs(&hospital.all("Task").await);
+    assert_eq!(business(&task), ("in-progress", "5.1.1"));
     db.cleanup().await;
 }

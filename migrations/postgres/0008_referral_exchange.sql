@@ -17,6 +17,10 @@ CREATE TABLE referral_intakes (
     -- the candidate clients (ids, comma-separated) while it waits for review
     candidates TEXT NOT NULL,
     message TEXT NOT NULL,
+    -- where the referring side keeps its Task and ServiceRequest (absolute URLs), when the
+    -- message says: the clinic's decisions are written back into that Task
+    source_task TEXT,
+    source_request TEXT,
     CHECK ((state = 'review') = (referral_id IS NULL))
 );
 CREATE INDEX referral_intakes_state_idx ON referral_intakes (state);

@@ -1,7 +1,7 @@
 //! The clinic's policy for mental-health data no directive decides, and who is on the care team.
 
 use super::PurposeOfUse;
-use crate::domain::Enrollment;
+use crate::domain::{Enrollment, Referral, ReferralDirection, ReferralStatus};
 
 /// Settings of the decision that are the clinic's to choose. Part 2 is law, not policy: it has no
 /// switch here.
@@ -41,15 +41,29 @@ impl MentalHealthPolicy {
     }
 }
 
-/// The organizations on a client's care team as the decision sees them: the clinic and every
-/// organization that referred the client into one of the enrollments given. Ids as the gateway
-/// emits them (FHIR Organization ids), each once.
+/// The organizations on a client's care team as the decision sees them: the clinic, every
+/// organization that referred the client into one of the enrollments given, and every
+/// organization whose referral of the client to the clinic is pending or was accepted (a
+/// declined or cancelled referral makes no treatment relationship). Ids as the gateway emits
+/// them (FHIR Organization ids), each once.
 pub fn care_team<'a>(
     clinics: &[String],
     enrollments: impl IntoIterator<Item = &'a Enrollment>,
+    referrals: impl IntoIterator<Item = &'a Referral>,
 ) -> Vec<String> {
     let mut team = clinics.to_vec();
-    for source in enrollments.into_iter().filter_map(|e| e.referral_source_id) {
+    let referrers = referrals
+        .into_iter()
+        .filter(|r| {
+            r.direction == ReferralDirection::Inbound
+                && matches!(
+                    r.status,
+                    ReferralStatus::Received | ReferralStatus::Accepted | ReferralStatus::Completed
+                )
+        })
+        .map(|r| r.referring_org_id);
+    let sources = enrollments.into_iter().filter_map(|e| e.referral_source_id);
+    for source in sources.chain(referrers) {
         let id = source.to_string();
         if !team.contains(&id) {
             team.push(id);

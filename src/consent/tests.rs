@@ -759,7 +759,34 @@ fn consent_care_team_is_the_clinic_and_the_referral_sources() {
         enrollment(None),
         enrollment(Some(org_id(2))),
     ];
-    assert_eq!(care_team(&[org(1)], &enrollments), vec![org(1), org(2)]);
+    assert_eq!(care_team(&[org(1)], &enrollments, &[]), vec![org(1), org(2)]);
+    // A pending or accepted inbound referral puts its referrer on the team; a declined one,
+    // or one the clinic sent, does not.
+    let referral = |from: u128, direction, status| crate::domain::Referral {
+        id: Id::generate(),
+        client_id: Id::generate(),
+        direction,
+        kind: crate::domain::ReferralKind::StepDown,
+        status,
+        reason: crate::domain::NonEmptyText::parse("r").unwrap(),
+        referred_on: day("2026-01-01"),
+        decided_on: None,
+        referring_org_id: org_id(from),
+        receiving_org_id: org_id(1),
+        program_id: None,
+        status_reason: None,
+    };
+    use crate::domain::{ReferralDirection as D, ReferralStatus as S};
+    let referrals = [
+        referral(3, D::Inbound, S::Received),
+        referral(4, D::Inbound, S::Declined),
+        referral(5, D::Outbound, S::Accepted),
+        referral(6, D::Inbound, S::Accepted),
+    ];
+    assert_eq!(
+        care_team(&[org(1)], &enrollments, &referrals),
+        vec![org(1), org(2), org(3), org(6)]
+    );
 }
 
 #[test]

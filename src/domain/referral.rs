@@ -162,6 +162,10 @@ pub struct ReferralIntake {
     pub candidates: Vec<Id<Client>>,
     /// The message as received (opaque to the store).
     pub message: String,
+    /// Where the referring side keeps the referral's Task and ServiceRequest (absolute URLs),
+    /// when the message says: the clinic's decisions go back into that Task.
+    pub source_task: Option<String>,
+    pub source_request: Option<String>,
 }
 
 impl ReferralIntake {

@@ -57,6 +57,72 @@ pub(super) async fn process_message(
     Ok(fhir_json(StatusCode::OK, &response, pretty(params)))
 }
 
+/// A referral sent the RESTful way: a `transaction` Bundle holding the referral Task (PLAC
+/// identifier, code fulfill) and its ServiceRequest, Patient and requester. Taken whole by the
+/// intake (as a message would be): the answer is a `transaction-response` whose Task and
+/// ServiceRequest entries name the clinic's (201, or 200 when it was received before; 202 while
+/// it waits for a patient-match review), and whose other entries say they were taken with it.
+pub(super) async fn referral_transaction(
+    state: &FhirState,
+    caller: &Caller,
+    params: &[(String, String)],
+    bundle: &Value,
+    message: &ReferralMessage,
+) -> Result<Response, ApiError> {
+    for resource_type in ["Task", "ServiceRequest"] {
+        access::require(
+            state,
+            caller,
+            resource_type,
+            Letter::Create,
+            AuditInteraction::Create,
+        )
+        .await?;
+    }
+    let answer = receive(state, caller, bundle, message).await?;
+    let code = answer.outcome["issue"][0]["code"]
+        .as_str()
+        .unwrap_or_default();
+    let status = match (code, &answer.task) {
+        (_, None) => "202 Accepted",
+        ("duplicate", _) => "200 OK",
+        _ => "201 Created",
+    };
+    let entries: Vec<Value> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| {
+            let kind = entry["resource"]["resourceType"].as_str().unwrap_or_default();
+            match (kind, &answer.task) {
+                ("Task" | "ServiceRequest", Some(id)) => json!({ "response": {
+                    "status": status,
+                    "location": format!("{kind}/{id}"),
+                    "outcome": answer.outcome,
+                }}),
+                ("Task" | "ServiceRequest", None) => json!({ "response": {
+                    "status": status,
+                    "outcome": answer.outcome,
+                }}),
+                _ => json!({ "response": {
+                    "status": "200 OK",
+                    "outcome": outcome(
+                        "information",
+                        "informational",
+                        "taken with the referral (the patient matched or recorded as a client; the rest kept with the referral as received)",
+                    ),
+                }}),
+            }
+        })
+        .collect();
+    let response = json!({
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": entries,
+    });
+    Ok(fhir_json(StatusCode::OK, &response, pretty(params)))
+}
+
 /// What the referral's answer says, whichever way it came.
 pub(super) struct Answer {
     /// The clinic's Task for the referral (not yet, while it waits for review).

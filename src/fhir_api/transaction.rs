@@ -67,6 +67,14 @@ pub(super) async fn bundle(
             ),
         ));
     }
+    // A referral sent the RESTful way goes to the referral intake whole.
+    if bundle.get("type").and_then(Value::as_str) == Some("transaction")
+        && let Some(message) = crate::mapping::referral_transaction(&bundle)
+    {
+        let message = message.map_err(|e| write::mapping_error(&e))?;
+        return super::messaging::referral_transaction(&state, &caller, &params, &bundle, &message)
+            .await;
+    }
     match bundle.get("type").and_then(Value::as_str) {
         Some("transaction") => transaction(&state, &caller, &entries, &params).await,
         Some("batch") => batch(&state, &caller, &entries, &params).await,

@@ -32,6 +32,10 @@ pub struct ReferralMessage {
     pub sender: Sender,
     pub reason: NonEmptyText,
     pub referred_on: NaiveDate,
+    /// Where the referring side keeps the Task and the ServiceRequest (absolute URLs): their
+    /// absolute `fullUrl`, else the MessageHeader's source endpoint and their ids.
+    pub source_task: Option<String>,
+    pub source_request: Option<String>,
     /// The ServiceRequest's supportingInfo that the Bundle holds (a Consent, a discharge summary
     /// document), counted for the answer; the intake does not store them.
     pub supporting: usize,
@@ -165,7 +169,8 @@ pub fn referral_message(bundle: &Value) -> Result<ReferralMessage, MappingError>
     )?;
     let header_id = opt_str(header, "id")
         .ok_or_else(|| missing("Bundle.entry[0].resource.id (a response names it)"))?;
-    let mut message = referral_from_task(bundle, task)?;
+    let endpoint = header.get("source").and_then(|s| opt_str(s, "endpoint"));
+    let mut message = referral_from_task(bundle, task, endpoint)?;
     message.header_id = Some(header_id.to_owned());
     if message.sender.name.is_none()
         && let Some(sender) = header.get("sender").and_then(|s| opt_str(s, "display"))
@@ -188,10 +193,61 @@ pub fn referral_transaction(bundle: &Value) -> Option<Result<ReferralMessage, Ma
                     i.get("type").and_then(|t| read::code_in(t, codes::V2_0203)) == Some("PLAC")
                 })
         })?;
-    Some(referral_from_task(bundle, task))
+    Some(referral_from_task(bundle, task, None))
 }
 
-fn referral_from_task(bundle: &Value, task: &Value) -> Result<ReferralMessage, MappingError> {
+/// Where the sender keeps `resource` of `bundle`: its entry's absolute `fullUrl` (without a
+/// version), else `{endpoint}/{type}/{id}`.
+fn source_url(bundle: &Value, resource: &Value, endpoint: Option<&str>) -> Option<String> {
+    let entry = read::array(bundle, "entry")
+        .iter()
+        .find(|e| e.get("resource").is_some_and(|r| std::ptr::eq(r, resource)))?;
+    let kind = opt_str(resource, "resourceType")?;
+    if let Some(url) = opt_str(entry, "fullUrl")
+        && (url.starts_with("http://") || url.starts_with("https://"))
+    {
+        let url = url.split("/_history/").next().unwrap_or(url);
+        return url.contains(&format!("/{kind}/")).then(|| url.to_owned());
+    }
+    let id = opt_str(resource, "id")?;
+    let endpoint = endpoint?.trim_end_matches('/');
+    (endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        .then(|| format!("{endpoint}/{kind}/{id}"))
+}
+
+/// The referring side's Task after the clinic's decision: theirs, with the status, business
+/// status, status reason and outputs of `ours` (the clinic's Task) — nothing else of theirs
+/// changes, since the Task is theirs (BSeR: the recipient updates the initiator's Task).
+pub fn task_status_update(theirs: &Value, ours: &Value) -> Value {
+    let mut updated = theirs.clone();
+    if let Some(object) = updated.as_object_mut() {
+        object.remove("meta");
+        object.remove("text");
+        for key in [
+            "status",
+            "businessStatus",
+            "statusReason",
+            "output",
+            "lastModified",
+        ] {
+            match ours.get(key) {
+                Some(value) => {
+                    object.insert(key.to_owned(), value.clone());
+                }
+                None => {
+                    object.remove(key);
+                }
+            }
+        }
+    }
+    updated
+}
+
+fn referral_from_task(
+    bundle: &Value,
+    task: &Value,
+    endpoint: Option<&str>,
+) -> Result<ReferralMessage, MappingError> {
     if opt_str(task, "intent") != Some("order") {
         return Err(read::invalid(
             "Task.intent",
@@ -306,6 +362,8 @@ fn referral_from_task(bundle: &Value, task: &Value) -> Result<ReferralMessage, M
             NonEmptyText::parse(reason),
         )?,
         referred_on,
+        source_task: source_url(bundle, task, endpoint),
+        source_request: source_url(bundle, request, endpoint),
         supporting,
     })
 }

@@ -20,7 +20,10 @@ mod referral;
 mod related_person;
 mod staff;
 
-pub use bser::{ReferralMessage, Sender, referral_message, referral_transaction, response_message};
+pub use bser::{
+    ReferralMessage, Sender, referral_message, referral_transaction, response_message,
+    task_status_update,
+};
 pub use consent::{consent_from_fhir, consent_to_fhir};
 pub use encounter::{
     EpisodeView, SessionView, enrollment_from_fhir, episode_to_fhir, session_from_fhir,

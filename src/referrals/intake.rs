@@ -238,6 +238,8 @@ async fn receive_in(
         referral_id,
         candidates,
         message: raw.to_string(),
+        source_task: message.source_task.clone(),
+        source_request: message.source_request.clone(),
     };
     let (client, intake_state) = match matched {
         PatientMatch::Exact(client) => (client, IntakeState::Linked),

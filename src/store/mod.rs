@@ -33,7 +33,7 @@ pub use error::StoreError;
 pub use export_jobs::{ExportJob, JobState};
 pub use filter::{Condition, Filter};
 pub use record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
-pub use referrals::REFERRAL_REQUEST_IDENTIFIERS;
+pub use referrals::{REFERRAL_REQUEST_IDENTIFIERS, SourcedReferral};
 pub use seed_run::SeedRun;
 pub use sync_state::{DeadLetter, SyncRun, SyncTarget, SyncedResource};
 pub use tx::{SuspendedTriggers, Tx};

@@ -204,3 +204,48 @@ impl Tx {
         Ok(None)
     }
 }
+
+/// A referral received with the address of the referring side's own Task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcedReferral {
+    pub referral_id: Id<Referral>,
+    pub source_task: String,
+    pub source_request: Option<String>,
+}
+
+impl Store {
+    /// The referrals whose referring side keeps its Task under `base_url` (a target's base).
+    pub async fn referrals_sourced_at(
+        &self,
+        base_url: &str,
+    ) -> Result<Vec<SourcedReferral>, StoreError> {
+        let base = format!("{}/", base_url.trim_end_matches('/'));
+        // LIKE narrows (its `_` matches any character: a superset); the prefix test decides.
+        let rows = sqlx::query(
+            "SELECT referral_id, source_task, source_request FROM referral_intakes \
+             WHERE referral_id IS NOT NULL AND source_task LIKE $1 ORDER BY referral_id",
+        )
+        .bind(format!("{base}%"))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("referral_id")?;
+            let source_task: String = row.try_get("source_task")?;
+            if !source_task.starts_with(&base) {
+                continue;
+            }
+            out.push(SourcedReferral {
+                referral_id: id.parse().map_err(|_| StoreError::Corrupt {
+                    table: "referral_intakes",
+                    id: id.clone(),
+                    column: "referral_id",
+                    reason: "not an id".into(),
+                })?,
+                source_task,
+                source_request: row.try_get("source_request")?,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -21,6 +21,7 @@ mod plan;
 mod pull;
 mod push;
 mod references;
+mod referral_status;
 mod schedule;
 mod write;
 
@@ -222,6 +223,13 @@ pub async fn run(
                     rejected: Default::default(),
                     dry_sent: Default::default(),
                     known: Default::default(),
+                    sourced: engine
+                        .store
+                        .referrals_sourced_at(&config.base_url)
+                        .await?
+                        .into_iter()
+                        .map(|s| (s.referral_id.to_string(), s))
+                        .collect(),
                 };
                 run.run(progress).await
             }

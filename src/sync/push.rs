@@ -59,6 +59,10 @@ pub(super) struct PushRun<'r> {
     pub known: std::sync::Mutex<HashMap<(String, String), Option<String>>>,
     /// Dry run: what it counted as sent (what refers to it later resolves, as in a real run).
     pub dry_sent: std::sync::Mutex<HashSet<(String, String)>>,
+    /// Referrals this target sent (it keeps their Task and ServiceRequest), by referral id: their
+    /// Task's status goes back into the target's own Task (`referral_status`), and references to
+    /// them resolve to the target's resources; the clinic's copies are never sent there.
+    pub sourced: HashMap<String, crate::store::SourcedReferral>,
 }
 
 impl PushRun<'_> {
@@ -71,6 +75,21 @@ impl PushRun<'_> {
         progress(0, total);
         if self.options.retry_dead_letters {
             self.retry_dead_letters().await?;
+        }
+        {
+            let mut known = self.known.lock().expect("known ids");
+            for (id, referral) in &self.sourced {
+                let remote = |url: &Option<String>| {
+                    url.as_deref().and_then(super::referral_status::remote_id)
+                };
+                known.insert(
+                    ("Task".to_owned(), id.clone()),
+                    remote(&Some(referral.source_task.clone())),
+                );
+                if let Some(request) = remote(&referral.source_request) {
+                    known.insert(("ServiceRequest".to_owned(), id.clone()), Some(request));
+                }
+            }
         }
         let mut cursor = durable;
         let mut seen: Vec<(i64, chrono::DateTime<chrono::Utc>)> = Vec::new();
@@ -117,6 +136,10 @@ impl PushRun<'_> {
                 seen.retain(|(seq, _)| *seq > durable);
             }
             progress((cursor - self.target.push_checkpoint).max(0) as u64, total);
+        }
+        if self.types.iter().any(|t| t == "Task") && !self.sourced.is_empty() {
+            let sourced: Vec<_> = self.sourced.values().cloned().collect();
+            self.report_referral_status(&sourced).await?;
         }
         Ok(durable)
     }
@@ -256,6 +279,23 @@ impl PushRun<'_> {
 
     /// Gates a batch, then sends what may go, several at once.
     async fn send_all(&self, resource_type: &str, resources: Vec<Value>) -> Result<(), SyncError> {
+        // The target's own referrals: their status goes back into its Task instead.
+        let resources: Vec<Value> = if matches!(resource_type, "Task" | "ServiceRequest") {
+            resources
+                .into_iter()
+                .filter(|r| {
+                    let theirs = r["id"]
+                        .as_str()
+                        .is_some_and(|id| self.sourced.contains_key(id));
+                    if theirs {
+                        self.counters.add(&self.counters.processed);
+                    }
+                    !theirs
+                })
+                .collect()
+        } else {
+            resources
+        };
         let offered = resources.len();
         let admitted = self
             .gate
@@ -713,7 +753,7 @@ impl PushRun<'_> {
             .await
     }
 
-    fn check_lease(&self) -> Result<(), SyncError> {
+    pub(super) fn check_lease(&self) -> Result<(), SyncError> {
         match self.lease {
             Some(lease) if lease.is_lost() => Err(SyncError::LeaseLost(self.target.name.clone())),
             _ => Ok(()),

@@ -69,6 +69,8 @@ impl Record for ReferralIntake {
         "referral_id",
         "candidates",
         "message",
+        "source_task",
+        "source_request",
     ];
     fn id(&self) -> Id<Self> {
         self.id
@@ -82,6 +84,8 @@ impl Record for ReferralIntake {
             SqlValue::opt_id(self.referral_id),
             SqlValue::text(candidates.join(",")),
             SqlValue::text(&self.message),
+            SqlValue::opt_text(self.source_task.as_ref()),
+            SqlValue::opt_text(self.source_request.as_ref()),
         ]
     }
     fn from_row(r: &RowReader<'_>) -> Result<Self, StoreError> {
@@ -102,6 +106,8 @@ impl Record for ReferralIntake {
             referral_id: r.opt_parse("referral_id")?,
             candidates,
             message: r.text("message")?,
+            source_task: r.opt_text("source_task")?,
+            source_request: r.opt_text("source_request")?,
         })
     }
     fn check(&self) -> Result<(), crate::domain::DomainError> {
