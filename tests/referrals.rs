@@ -627,40 +627,7 @@ async fn the_hospital_sees_the_accepted_task() {
     };
     let db = common::sqlite().await;
     let app = spawn_app(&db.store).await;
-    // The hospital's own copies of the referral's resources, then the message built from them.
-    let mut sent = message("e1", &new_person("H-500"));
-    let mut ids = std::collections::HashMap::new();
-    for index in [3usize, 2, 1] {
-        let mut resource = sent["entry"][index]["resource"].clone();
-        // References to what the hospital already created become its own.
-        let text = resource.to_string();
-        let mut replaced = text.clone();
-        for (urn, reference) in &ids {
-            replaced = replaced.replace(&format!("\"{urn}\""), &format!("\"{reference}\""));
-        }
-        resource = serde_json::from_str(&replaced).unwrap();
-        if index == 1 {
-            // Only the Patient and ServiceRequest go first; the Task names them.
-            resource.as_object_mut().unwrap().remove("supportingInfo");
-        }
-        let created = hospital.create(&resource).await;
-        let kind = created["resourceType"].as_str().unwrap().to_owned();
-        let id = created["id"].as_str().unwrap().to_owned();
-        let urn = sent["entry"][index]["fullUrl"].as_str().unwrap().to_owned();
-        ids.insert(urn, format!("{kind}/{id}"));
-        sent["entry"][index]["fullUrl"] = json!(format!("{}/{kind}/{id}", hospital.base));
-        sent["entry"][index]["resource"] = created;
-    }
-    // The rest of the message names them as the hospital knows them.
-    let mut text = sent.to_string();
-    for (urn, reference) in &ids {
-        text = text.replace(&format!("\"{urn}\""), &format!("\"{reference}\""));
-    }
-    let sent: Value = serde_json::from_str(&text).unwrap();
-    let (status, body) = app.send(Method::POST, "$process-message", &sent).await;
-    let (task_id, code) = answer(status, &body);
-    assert_eq!(code, "informational", "{body}");
-    let task_id = task_id.unwrap();
+    let (task_id, ids) = hospital_refers(&hospital, &app, "e1", "H-500").await;
 
     let dir = tempfile::tempdir().unwrap();
     let cli = || {
@@ -730,15 +697,77 @@ async fn the_hospital_sees_the_accepted_task() {
         serde_json::from_str::<Value>(&out).unwrap()
     };
     assert_eq!(push()["updated"], 0);
-    let store = &db.store;
     let referral: Id<Referral> = task_id.parse().unwrap();
-    let client = store.get(referral).await.unwrap().unwrap().record.client_id;
-    let program = store
-        .page::<Program>(None, 1)
+    enroll(&db.store, referral, false).await;
+    assert_eq!(push()["updated"], 1, "the hospital's Task alone");
+    let task = theirs(&hospital.all("Task").await);
+    assert_eq!(business(&task), ("in-progress", "5.1.1"));
+    db.cleanup().await;
+}
+
+/// The stand-in as the hospital: it creates the referral's Patient, ServiceRequest and Task,
+/// then sends them as a message naming them by its own ids; the clinic's Task id and the
+/// hospital's references (`urn` -> `Type/id`).
+async fn hospital_refers(
+    hospital: &common::standin::StandIn,
+    app: &App,
+    key: &str,
+    mrn: &str,
+) -> (String, std::collections::HashMap<String, String>) {
+    let mut sent = message(key, &new_person(mrn));
+    let mut ids = std::collections::HashMap::new();
+    for index in [3usize, 2, 1] {
+        let mut resource = sent["entry"][index]["resource"].clone();
+        // References to what the hospital already created become its own.
+        let mut text = resource.to_string();
+        for (urn, reference) in &ids {
+            text = text.replace(&format!("\"{urn}\""), &format!("\"{reference}\""));
+        }
+        resource = serde_json::from_str(&text).unwrap();
+        if index == 2 {
+            // The discharge Encounter stays in the message only.
+            resource.as_object_mut().unwrap().remove("supportingInfo");
+        }
+        let created = hospital.create(&resource).await;
+        let kind = created["resourceType"].as_str().unwrap().to_owned();
+        let id = created["id"].as_str().unwrap().to_owned();
+        let urn = sent["entry"][index]["fullUrl"].as_str().unwrap().to_owned();
+        ids.insert(urn, format!("{kind}/{id}"));
+        sent["entry"][index]["fullUrl"] = json!(format!("{}/{kind}/{id}", hospital.base));
+        sent["entry"][index]["resource"] = created;
+    }
+    // The rest of the message names them as the hospital knows them.
+    let mut text = sent.to_string();
+    for (urn, reference) in &ids {
+        text = text.replace(&format!("\"{urn}\""), &format!("\"{reference}\""));
+    }
+    let sent: Value = serde_json::from_str(&text).unwrap();
+    let (status, body) = app.send(Method::POST, "$process-message", &sent).await;
+    let (task_id, code) = answer(status, &body);
+    assert_eq!(code, "informational", "{body}");
+    (task_id.unwrap(), ids)
+}
+
+/// The hospital's own Task for a referral.
+async fn hospitals_task(
+    hospital: &common::standin::StandIn,
+    ids: &std::collections::HashMap<String, String>,
+) -> Value {
+    let id = ids.values().find_map(|r| r.strip_prefix("Task/")).unwrap();
+    hospital
+        .get_json(&format!("{}/Task/{id}", hospital.base))
         .await
-        .unwrap()
-        .remove(0)
-        .record;
+}
+
+/// An active enrollment from `referral` in a program (Part 2 or not), with a session scheduled.
+async fn enroll(store: &Store, referral: Id<Referral>, part2: bool) {
+    let client = store.get(referral).await.unwrap().unwrap().record.client_id;
+    let programs = store.page::<Program>(None, 100).await.unwrap();
+    let program = programs
+        .into_iter()
+        .map(|p| p.record)
+        .find(|p| p.part2 == part2)
+        .expect("a program of that kind");
     let clinician = store.page::<Staff>(None, 1).await.unwrap().remove(0).record;
     let enrollment = Enrollment {
         id: Id::from_uuid(uuid::Uuid::now_v7()),
@@ -769,8 +798,71 @@ async fn the_hospital_sees_the_accepted_task() {
         })
         .await
         .unwrap();
-    assert_eq!(push()["updated"], 1, "the hospital's Task alone");
-    let task = theirs(&hospital.all("Task").await);
-    assert_eq!(business(&task), ("in-progress", "5.1.1"));
+}
+
+/// A target that stands for the hospital's organization: the consent gate decides for it. Its
+/// referral (pending or accepted) puts it on the client's care team, so the acceptance goes back;
+/// once the client is in a Part 2 program, nothing more goes without a consent to the hospital.
+#[tokio::test]
+async fn status_back_passes_the_consent_gate_for_the_hospital() {
+    let Some(hospital) = common::standin::StandIn::start(&[]).await else {
+        return;
+    };
+    let db = common::sqlite().await;
+    let app = spawn_app(&db.store).await;
+    let (task_id, ids) = hospital_refers(&hospital, &app, "g1", "H-700").await;
+    let referral: Id<Referral> = task_id.parse().unwrap();
+    let today = Utc::now().date_naive();
+    iop_gateway::referrals::decide(&db.store, referral, ReferralStatus::Accepted, None, today)
+        .await
+        .unwrap();
+    let organization = db
+        .store
+        .get(referral)
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+        .referring_org_id
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = || {
+        let mut command = common::process::gateway(dir.path());
+        command.env("IOP_DATABASE_URL", &db.url);
+        command
+    };
+    let (ok, out, err) = common::process::run(cli().args([
+        "targets",
+        "add",
+        "hospital",
+        "--base-url",
+        &hospital.base,
+        "--resources",
+        "Task",
+        "--organization",
+        &organization,
+    ]));
+    assert!(ok, "{out}{err}");
+    let push = || {
+        let (ok, out, err) =
+            common::process::run(cli().args(["sync", "push", "--target", "hospital", "--json"]));
+        assert!(ok, "{out}{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    push();
+    assert_eq!(
+        business(&hospitals_task(&hospital, &ids).await),
+        ("accepted", "3.0")
+    );
+
+    enroll(&db.store, referral, true).await;
+    let summary = push();
+    assert!(summary["withheld"].as_u64().unwrap() >= 1, "{summary}");
+    let task = hospitals_task(&hospital, &ids).await;
+    assert_eq!(
+        business(&task),
+        ("accepted", "3.0"),
+        "a Part 2 client's progress does not go without a consent: {task}"
+    );
     db.cleanup().await;
 }

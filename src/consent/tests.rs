@@ -759,7 +759,10 @@ fn consent_care_team_is_the_clinic_and_the_referral_sources() {
         enrollment(None),
         enrollment(Some(org_id(2))),
     ];
-    assert_eq!(care_team(&[org(1)], &enrollments, &[]), vec![org(1), org(2)]);
+    assert_eq!(
+        care_team(&[org(1)], &enrollments, &[]),
+        vec![org(1), org(2)]
+    );
     // A pending or accepted inbound referral puts its referrer on the team; a declined one,
     // or one the clinic sent, does not.
     let referral = |from: u128, direction, status| crate::domain::Referral {
