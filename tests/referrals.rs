@@ -698,10 +698,67 @@ async fn the_hospital_sees_the_accepted_task() {
     };
     assert_eq!(push()["updated"], 0);
     let referral: Id<Referral> = task_id.parse().unwrap();
-    enroll(&db.store, referral, false).await;
+    let mut enrollment = enroll(&db.store, referral, false).await;
     assert_eq!(push()["updated"], 1, "the hospital's Task alone");
     let task = theirs(&hospital.all("Task").await);
     assert_eq!(business(&task), ("in-progress", "5.1.1"));
+
+    // Discharged: the hospital's Task is completed (7.0) and carries the feedback document,
+    // which the hospital holds: the stay, in a section coded RSRFS whose focus is its own
+    // ServiceRequest.
+    let version = db
+        .store
+        .get(enrollment.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .meta
+        .version;
+    enrollment.state = EnrollmentState::Discharged {
+        on: enrollment.admitted_on,
+        disposition: DischargeDisposition::StepDownOutpatient,
+    };
+    db.store.update(&enrollment, version).await.unwrap();
+    assert_eq!(push()["updated"], 1);
+    let task = theirs(&hospital.all("Task").await);
+    assert_eq!(business(&task), ("completed", "7.0"));
+    let feedback = task["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|o| {
+            o.pointer("/valueReference/reference")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or_else(|| panic!("no feedback reference: {task}"));
+    let document = hospital
+        .get_json(&format!("{}/{feedback}", hospital.base))
+        .await;
+    assert_eq!(document["type"], "document", "{document}");
+    let validator = iop_gateway::validation::Validator::new(std::sync::Arc::new(
+        iop_gateway::validation::Registry::builtin(),
+    ));
+    let issues = validator.validate(
+        &document,
+        &["http://hl7.org/fhir/StructureDefinition/Bundle".to_owned()],
+    );
+    assert!(
+        !issues.iter().any(iop_gateway::validation::Issue::is_error),
+        "the feedback document is valid R4: {issues:?}"
+    );
+    let composition = &document["entry"][0]["resource"];
+    assert_eq!(
+        composition["section"][0]["code"]["coding"][0]["code"],
+        "RSRFS"
+    );
+    assert_eq!(composition["section"][0]["focus"], task["focus"]);
+    assert_eq!(composition["subject"], task["for"]);
+    let text = composition.to_string();
+    assert!(text.contains("Discharged on"), "{text}");
+    assert!(text.contains("Step-down to outpatient care"), "{text}");
+    // Pushed again: nothing new, and still one feedback document.
+    assert_eq!(push()["updated"], 0);
+    assert_eq!(hospital.all("Bundle").await.len(), 1);
     db.cleanup().await;
 }
 
@@ -760,7 +817,7 @@ async fn hospitals_task(
 }
 
 /// An active enrollment from `referral` in a program (Part 2 or not), with a session scheduled.
-async fn enroll(store: &Store, referral: Id<Referral>, part2: bool) {
+async fn enroll(store: &Store, referral: Id<Referral>, part2: bool) -> Enrollment {
     let client = store.get(referral).await.unwrap().unwrap().record.client_id;
     let programs = store.page::<Program>(None, 100).await.unwrap();
     let program = programs
@@ -798,6 +855,7 @@ async fn enroll(store: &Store, referral: Id<Referral>, part2: bool) {
         })
         .await
         .unwrap();
+    enrollment
 }
 
 /// A target that stands for the hospital's organization: the consent gate decides for it. Its
@@ -855,7 +913,7 @@ async fn status_back_passes_the_consent_gate_for_the_hospital() {
         ("accepted", "3.0")
     );
 
-    enroll(&db.store, referral, true).await;
+    let mut enrollment = enroll(&db.store, referral, true).await;
     let summary = push();
     assert!(summary["withheld"].as_u64().unwrap() >= 1, "{summary}");
     let task = hospitals_task(&hospital, &ids).await;
@@ -863,6 +921,30 @@ async fn status_back_passes_the_consent_gate_for_the_hospital() {
         business(&task),
         ("accepted", "3.0"),
         "a Part 2 client's progress does not go without a consent: {task}"
+    );
+    // Nor the discharge and its feedback.
+    let version = db
+        .store
+        .get(enrollment.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .meta
+        .version;
+    enrollment.state = EnrollmentState::Discharged {
+        on: enrollment.admitted_on,
+        disposition: DischargeDisposition::Completed,
+    };
+    db.store.update(&enrollment, version).await.unwrap();
+    let summary = push();
+    assert!(summary["withheld"].as_u64().unwrap() >= 1, "{summary}");
+    assert_eq!(
+        business(&hospitals_task(&hospital, &ids).await),
+        ("accepted", "3.0")
+    );
+    assert!(
+        hospital.all("Bundle").await.is_empty(),
+        "no feedback document"
     );
     db.cleanup().await;
 }

@@ -11,6 +11,7 @@ pub mod codes;
 mod consent;
 mod encounter;
 mod error;
+mod feedback;
 mod identifiers;
 mod narrative;
 mod patient;
@@ -30,6 +31,7 @@ pub use encounter::{
     session_to_fhir,
 };
 pub use error::MappingError;
+pub use feedback::{BSER_CODES, FeedbackInput, feedback_document};
 pub use identifiers::{add_external_identifiers, external_identifiers};
 pub use patient::{client_from_fhir, client_to_fhir};
 pub use plan::{

@@ -9,10 +9,22 @@ use serde_json::Value;
 
 use super::SyncError;
 use super::push::PushRun;
-use crate::assemble::Assembler;
-use crate::mapping::task_status_update;
+use crate::assemble::{Assembler, Keyset};
+use crate::mapping::{FeedbackInput, feedback_document, task_status_update};
 use crate::outbound::target::{FhirRequest, TargetError};
-use crate::store::{SourcedReferral, SyncedResource};
+use crate::store::{Filter, SourcedReferral, SqlValue, SyncedResource};
+
+/// What the feedback document is made of: what the gate admitted of the stay a referral led to.
+struct Stay {
+    episode: Option<Value>,
+    encounters: Vec<Value>,
+    plans: Vec<Value>,
+    goals: Vec<Value>,
+    author: String,
+}
+
+/// At most this many sessions, plans or goals go into a feedback document.
+const STAY_LIMIT: u32 = 1000;
 
 /// The identity-map key of a referral reported into the referring side's Task (not `Task`: the
 /// clinic's own Task is never written there).
@@ -70,7 +82,15 @@ impl PushRun<'_> {
                     self.counters.add(&self.counters.updated);
                     continue;
                 }
-                let remote_version = self.write_status(&referral.source_task, &ours).await?;
+                // A fulfilled referral's Task carries the feedback document.
+                let stay = if ours["status"] == "completed" {
+                    Some(self.stay(&assembler, &id, &ours).await?)
+                } else {
+                    None
+                };
+                let remote_version = self
+                    .write_status(&referral.source_task, &ours, &id, stay.as_ref())
+                    .await?;
                 store
                     .put_synced(&SyncedResource {
                         target: name.clone(),
@@ -90,9 +110,149 @@ impl PushRun<'_> {
         Ok(())
     }
 
-    /// Reads the hospital's Task, puts the clinic's status into it, writes it at the version
-    /// read; the version it became.
-    async fn write_status(&self, url: &str, ours: &Value) -> Result<Option<String>, SyncError> {
+    /// What the recipient may see of the stay a referral led to: its EpisodeOfCare, the
+    /// sessions, plans and goals of it, each passed through the gate.
+    async fn stay(
+        &self,
+        assembler: &Assembler<'_>,
+        referral: &str,
+        ours: &Value,
+    ) -> Result<Stay, SyncError> {
+        let of_referral = || Filter::equals("referral_id", SqlValue::text(referral));
+        let of_enrollments =
+            || Filter::in_rows("enrollment_id", "enrollments", "id", of_referral());
+        let plans_of = || Filter::in_rows("plan_id", "treatment_plans", "id", of_enrollments());
+        let mut parts = Vec::new();
+        for (resource_type, filter) in [
+            ("EpisodeOfCare", of_referral()),
+            ("Encounter", of_enrollments()),
+            ("CarePlan", of_enrollments()),
+            ("Goal", plans_of()),
+        ] {
+            let page = assembler
+                .page(resource_type, &[filter], Keyset::After(None), STAY_LIMIT)
+                .await?;
+            let admitted = self
+                .gate
+                .lock()
+                .await
+                .admit(&self.engine.store, page.resources)
+                .await?;
+            parts.push(admitted);
+        }
+        let author = match ours
+            .pointer("/owner/reference")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("Organization/"))
+            .and_then(|id| id.parse().ok())
+        {
+            Some(id) => self
+                .engine
+                .store
+                .get::<crate::domain::Organization>(id)
+                .await?
+                .map(|o| o.record.name.to_string()),
+            None => None,
+        };
+        let goals = parts.pop().unwrap_or_default();
+        let plans = parts.pop().unwrap_or_default();
+        let encounters = parts.pop().unwrap_or_default();
+        let episode = parts.pop().unwrap_or_default().into_iter().last();
+        Ok(Stay {
+            episode,
+            encounters,
+            plans,
+            goals,
+            author: author.unwrap_or_else(|| "The IOP clinic".into()),
+        })
+    }
+
+    /// Writes the feedback document at the target (at its own id, the referral's, where the
+    /// target lets a client choose ids; else found by its identifier or created): the reference
+    /// to it.
+    async fn put_feedback(&self, document: Value) -> Result<String, SyncError> {
+        let failed = |reason: String| SyncError::Target {
+            target: self.target.name.clone(),
+            reason,
+        };
+        let identifier = format!(
+            "{}|{}",
+            document["identifier"]["system"]
+                .as_str()
+                .unwrap_or_default(),
+            document["identifier"]["value"].as_str().unwrap_or_default()
+        );
+        let referral = document["identifier"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let existing = if self.capabilities.update_create.contains("Bundle") {
+            Some(referral)
+        } else {
+            let query = serde_urlencoded::to_string([("identifier", identifier.as_str())])
+                .unwrap_or_default();
+            let found = self
+                .fhir
+                .send(FhirRequest::get(format!("Bundle?{query}")))
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            found
+                .body
+                .as_ref()
+                .and_then(|b| b.pointer("/entry/0/resource/id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let (request, id) = match existing {
+            Some(id) => {
+                let mut document = document;
+                document["id"] = Value::String(id.clone());
+                (FhirRequest::put(format!("Bundle/{id}"), document), Some(id))
+            }
+            None => (FhirRequest::post("Bundle", document), None),
+        };
+        let answer = self
+            .fhir
+            .send(request)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if !(200..300).contains(&answer.status) {
+            return Err(failed(format!(
+                "the target refused the referral feedback document ({})",
+                answer.status
+            )));
+        }
+        let id = id
+            .or_else(|| {
+                answer
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.get("id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .or_else(|| {
+                answer
+                    .location
+                    .as_deref()
+                    .and_then(|l| l.split("/_history/").next())
+                    .and_then(remote_id)
+            })
+            .ok_or_else(|| {
+                failed("the target did not say where the feedback document is".into())
+            })?;
+        Ok(format!("Bundle/{id}"))
+    }
+
+    /// Reads the hospital's Task, puts the clinic's status into it (and, once the referral is
+    /// fulfilled, the feedback document), writes it at the version read; the version it became.
+    async fn write_status(
+        &self,
+        url: &str,
+        ours: &Value,
+        referral: &str,
+        stay: Option<&Stay>,
+    ) -> Result<Option<String>, SyncError> {
         let failed = |reason: String| SyncError::Target {
             target: self.target.name.clone(),
             reason,
@@ -109,7 +269,33 @@ impl PushRun<'_> {
                     read.status
                 )));
             };
-            let updated = task_status_update(&theirs, ours);
+            let mut updated = task_status_update(&theirs, ours);
+            if let Some(stay) = stay {
+                let now = crate::domain::Timestamp::now().to_string();
+                let document = feedback_document(
+                    &self.engine.mapping,
+                    &FeedbackInput {
+                        referral_id: referral,
+                        subject: theirs["for"].clone(),
+                        request: theirs["focus"].clone(),
+                        episode: stay.episode.as_ref(),
+                        encounters: &stay.encounters,
+                        plans: &stay.plans,
+                        goals: &stay.goals,
+                        author: &stay.author,
+                        now: &now,
+                    },
+                );
+                let reference = self.put_feedback(document).await?;
+                let output = serde_json::json!({
+                    "type": { "text": "Referral feedback" },
+                    "valueReference": { "reference": reference },
+                });
+                match updated.get_mut("output").and_then(Value::as_array_mut) {
+                    Some(outputs) => outputs.push(output),
+                    None => updated["output"] = serde_json::json!([output]),
+                }
+            }
             let mut request = FhirRequest::put(url, updated);
             if let Some(etag) = read.etag.clone().or_else(|| {
                 theirs
