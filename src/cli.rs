@@ -347,12 +347,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let store = open_store(&database_url, Workload::Online).await?;
             let engine = sync_engine(store, &file);
             let state = crate::fhir_api::FhirState::for_ingest(
-                engine.store,
-                engine.validator,
-                engine.mapping,
-                engine.policy,
+                engine.store.clone(),
+                Arc::clone(&engine.validator),
+                Arc::clone(&engine.mapping),
+                Arc::clone(&engine.policy),
             );
-            crate::cli_referrals::run(&state, command).await?;
+            crate::cli_referrals::run(&engine, &state, command).await?;
         }
         Command::Targets { command } => {
             let store = open_store(&database_url, Workload::Online).await?;

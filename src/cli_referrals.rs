@@ -40,6 +40,24 @@ pub enum ReferralsCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Refer a client to another provider (a step-down to outpatient care or a step-up to
+    /// inpatient care): records the referral with its transition summary (the current treatment
+    /// plan and goals, the relapse-prevention plan, the support contacts) and pushes it to the
+    /// provider's target at once, as far as consent lets; `sync pull` brings their Task status back
+    Send {
+        /// The client (Patient id)
+        #[arg(long, value_name = "ID")]
+        client: String,
+        /// The receiving provider's target (added with --organization: the provider)
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// step-down (to outpatient care) or step-up (to inpatient care)
+        #[arg(long, value_name = "KIND", default_value = "step-down", value_parser = ["step-down", "step-up"])]
+        kind: String,
+        /// Why (the ServiceRequest's reason)
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Finish a referral waiting for review: the client it is about, or a new client
     Match {
         #[arg(value_name = "ID")]
@@ -58,9 +76,50 @@ pub enum ReferralsCommand {
     },
 }
 
-pub async fn run(state: &FhirState, command: ReferralsCommand) -> anyhow::Result<()> {
+pub async fn run(
+    engine: &crate::sync::Engine,
+    state: &FhirState,
+    command: ReferralsCommand,
+) -> anyhow::Result<()> {
     let store = &state.store;
     match command {
+        ReferralsCommand::Send {
+            client,
+            to,
+            kind,
+            reason,
+        } => {
+            let client: Id<Client> = client.parse().context("--client")?;
+            let kind = match kind.as_str() {
+                "step-up" => crate::domain::ReferralKind::StepUp,
+                _ => crate::domain::ReferralKind::StepDown,
+            };
+            let reason = NonEmptyText::parse(&reason).context("--reason")?;
+            let today = Utc::now().date_naive();
+            let referral =
+                crate::referrals::outbound::prepare(store, client, &to, kind, reason, today)
+                    .await?;
+            println!(
+                "referral {} recorded ({} records in its transition summary); pushing to {to}",
+                referral.id,
+                referral.transition_summary.len()
+            );
+            let summary = crate::sync::run(
+                engine,
+                &to,
+                crate::sync::Direction::Push,
+                &crate::sync::RunOptions::default(),
+                &|_, _| {},
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&summary)?);
+            if let Some(error) = summary.error {
+                bail!(
+                    "the push to {to} stopped: {error}; the referral is recorded and goes with the next push"
+                );
+            }
+            Ok(())
+        }
         ReferralsCommand::List { status } => list(store, status.as_deref()).await,
         ReferralsCommand::Show { id } => show(store, &id).await,
         ReferralsCommand::Accept { id } => decide(store, &id, ReferralStatus::Accepted, None).await,

@@ -197,6 +197,7 @@ async fn person(
         receiving_org_id: w.clinic.id,
         program_id: Some(program.id),
         status_reason: None,
+        transition_summary: Vec::new(),
     });
     let enrollment = Enrollment {
         id: Id::generate(),

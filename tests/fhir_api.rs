@@ -1243,6 +1243,7 @@ async fn referral_tasks_carry_intake_decisions(store: &Store) {
         receiving_org_id: of_kind(OrganizationKind::Clinic),
         program_id: None,
         status_reason: None,
+        transition_summary: Vec::new(),
     };
     store.insert(&referral).await.unwrap();
     let (_, task) = app.get(&format!("Task/{}", referral.id)).await;

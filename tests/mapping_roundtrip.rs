@@ -211,6 +211,7 @@ prop_compose! {
             referring_org_id, receiving_org_id, program_id,
             // A declined referral says why.
             status_reason: if status == ReferralStatus::Declined { Some(declined_reason) } else { status_reason },
+            transition_summary: Vec::new(),
         }
     }
 }

@@ -948,3 +948,160 @@ async fn status_back_passes_the_consent_gate_for_the_hospital() {
     );
     db.cleanup().await;
 }
+
+/// Outbound: a step-down to an outpatient provider (a second stand-in). `referrals send` records
+/// the referral with its transition summary and pushes it; the provider finds the ServiceRequest
+/// with the plans and contacts it may see, and the Task; it accepts; `sync pull` brings the
+/// decision back to the clinic's referral.
+#[tokio::test]
+async fn a_step_down_goes_out_and_its_acceptance_comes_back() {
+    let Some(provider) = common::standin::StandIn::start(&[]).await else {
+        return;
+    };
+    let db = common::sqlite().await;
+    let _app = spawn_app(&db.store).await;
+    let store = &db.store;
+    let organizations = store.page::<Organization>(None, 100).await.unwrap();
+    let outpatient = organizations
+        .iter()
+        .find(|o| o.record.kind == OrganizationKind::OutpatientProvider)
+        .unwrap()
+        .record
+        .id;
+    // A client with a plan in a program that is not Part 2 (Part 2 needs a consent to go).
+    let mut client = None;
+    for enrollment in store.page::<Enrollment>(None, 1000).await.unwrap() {
+        let program = store
+            .get(enrollment.record.program_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let part2_anywhere = store
+            .children::<Enrollment>(enrollment.record.client_id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.record.program_id != program.record.id || program.record.part2);
+        let plans = store
+            .children::<TreatmentPlan>(enrollment.record.id)
+            .await
+            .unwrap();
+        if !program.record.part2 && !part2_anywhere && !plans.is_empty() {
+            client = Some(enrollment.record.client_id);
+            break;
+        }
+    }
+    let client = client
+        .expect("a seeded client with a plan outside Part 2")
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = || {
+        let mut command = common::process::gateway(dir.path());
+        command.env("IOP_DATABASE_URL", &db.url);
+        command
+    };
+    let (ok, out, err) = common::process::run(cli().args([
+        "targets",
+        "add",
+        "outpatient",
+        "--base-url",
+        &provider.base,
+        "--organization",
+        &outpatient.to_string(),
+        "--resources",
+        "Organization,Practitioner,Patient,RelatedPerson,CarePlan,Goal,ServiceRequest,Task",
+    ]));
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = common::process::run(cli().args([
+        "referrals",
+        "send",
+        "--client",
+        &client,
+        "--to",
+        "outpatient",
+        "--kind",
+        "step-down",
+        "--reason",
+        "Step-down to weekly outpatient therapy",
+    ]));
+    assert!(ok, "referrals send: {out}{err}");
+    let referral = out
+        .split_whitespace()
+        .nth(1)
+        .expect("the referral id")
+        .to_owned();
+
+    let requests = provider.all("ServiceRequest").await;
+    let request = requests
+        .iter()
+        .find(|r| r["identifier"].to_string().contains(&referral))
+        .unwrap_or_else(|| panic!("the ServiceRequest went: {requests:?}"));
+    let supporting = request["supportingInfo"]
+        .as_array()
+        .expect("a transition summary");
+    let plans: Vec<&str> = supporting
+        .iter()
+        .filter_map(|s| s["reference"].as_str())
+        .filter(|r| r.starts_with("CarePlan/"))
+        .collect();
+    assert!(!plans.is_empty(), "the plan goes along: {request}");
+    for plan in plans {
+        let found = provider
+            .get_json(&format!("{}/{plan}", provider.base))
+            .await;
+        assert_eq!(
+            found["resourceType"], "CarePlan",
+            "it resolves at the provider"
+        );
+    }
+    let tasks = provider.all("Task").await;
+    let mut task = tasks
+        .iter()
+        .find(|t| t["identifier"].to_string().contains(&referral))
+        .cloned()
+        .expect("the Task went");
+    assert_eq!(business(&task), ("requested", "2.0"));
+
+    // The provider accepts; the clinic pulls the decision.
+    task["status"] = json!("accepted");
+    task["businessStatus"] = json!({ "coding": [{ "system": BUSINESS, "code": "3.0" }] });
+    let today = Utc::now().date_naive();
+    task["lastModified"] = json!(today.to_string());
+    provider.update(&task).await;
+    let (ok, out, err) =
+        common::process::run(cli().args(["sync", "pull", "--target", "outpatient", "--json"]));
+    assert!(ok, "sync pull: {out}{err}");
+    let stored = store
+        .get(referral.parse::<Id<Referral>>().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    assert_eq!(stored.status, ReferralStatus::Accepted, "{out}");
+    assert_eq!(stored.decided_on, Some(today));
+    // Pushed again: the provider's own decision is not sent back into its Task (the
+    // ServiceRequest, whose status follows the Task, may be updated).
+    let before = provider
+        .get_json(&format!(
+            "{}/Task/{}",
+            provider.base,
+            task["id"].as_str().unwrap()
+        ))
+        .await;
+    let (ok, out, err) =
+        common::process::run(cli().args(["sync", "push", "--target", "outpatient", "--json"]));
+    assert!(ok, "{out}{err}");
+    let after = provider
+        .get_json(&format!(
+            "{}/Task/{}",
+            provider.base,
+            task["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        before["meta"]["versionId"], after["meta"]["versionId"],
+        "{out}"
+    );
+    assert_eq!(business(&after), ("accepted", "3.0"));
+    db.cleanup().await;
+}

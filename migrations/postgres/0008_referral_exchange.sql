@@ -2,6 +2,8 @@
 -- and a referral's Task following the enrollment it led to.
 
 ALTER TABLE referrals ADD COLUMN status_reason TEXT;
+-- outbound: the records sent along as the transition summary (kind:id, comma-separated)
+ALTER TABLE referrals ADD COLUMN transition_summary TEXT NOT NULL DEFAULT '';
 
 -- One row per referral received: a resend (same message identifier or same placer identifier)
 -- finds it and adds nothing. Its id is the id of the referral it becomes.

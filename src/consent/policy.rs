@@ -42,9 +42,10 @@ impl MentalHealthPolicy {
 }
 
 /// The organizations on a client's care team as the decision sees them: the clinic, every
-/// organization that referred the client into one of the enrollments given, and every
-/// organization whose referral of the client to the clinic is pending or was accepted (a
-/// declined or cancelled referral makes no treatment relationship). Ids as the gateway emits
+/// organization that referred the client into one of the enrollments given, every organization
+/// whose referral of the client to the clinic is pending or was accepted, and every one the
+/// clinic referred the client to (a declined or cancelled referral makes no treatment
+/// relationship). Ids as the gateway emits
 /// them (FHIR Organization ids), each once.
 pub fn care_team<'a>(
     clinics: &[String],
@@ -52,16 +53,23 @@ pub fn care_team<'a>(
     referrals: impl IntoIterator<Item = &'a Referral>,
 ) -> Vec<String> {
     let mut team = clinics.to_vec();
+    // The other side of a live referral: who sent the client here, or whom the clinic referred
+    // the client to (a step-down or step-up is treatment).
     let referrers = referrals
         .into_iter()
         .filter(|r| {
-            r.direction == ReferralDirection::Inbound
-                && matches!(
-                    r.status,
-                    ReferralStatus::Received | ReferralStatus::Accepted | ReferralStatus::Completed
-                )
+            matches!(
+                r.status,
+                ReferralStatus::Requested
+                    | ReferralStatus::Received
+                    | ReferralStatus::Accepted
+                    | ReferralStatus::Completed
+            )
         })
-        .map(|r| r.referring_org_id);
+        .map(|r| match r.direction {
+            ReferralDirection::Inbound => r.referring_org_id,
+            ReferralDirection::Outbound => r.receiving_org_id,
+        });
     let sources = enrollments.into_iter().filter_map(|e| e.referral_source_id);
     for source in sources.chain(referrers) {
         let id = source.to_string();

@@ -763,9 +763,10 @@ fn consent_care_team_is_the_clinic_and_the_referral_sources() {
         care_team(&[org(1)], &enrollments, &[]),
         vec![org(1), org(2)]
     );
-    // A pending or accepted inbound referral puts its referrer on the team; a declined one,
-    // or one the clinic sent, does not.
-    let referral = |from: u128, direction, status| crate::domain::Referral {
+    // A pending or accepted referral puts the other side on the team (the referrer of an
+    // inbound one, the receiver of an outbound one); a declined one does not.
+    use crate::domain::{ReferralDirection as D, ReferralStatus as S};
+    let referral = |from: u128, direction: D, status| crate::domain::Referral {
         id: Id::generate(),
         client_id: Id::generate(),
         direction,
@@ -774,21 +775,30 @@ fn consent_care_team_is_the_clinic_and_the_referral_sources() {
         reason: crate::domain::NonEmptyText::parse("r").unwrap(),
         referred_on: day("2026-01-01"),
         decided_on: None,
-        referring_org_id: org_id(from),
-        receiving_org_id: org_id(1),
+        referring_org_id: if direction == D::Inbound {
+            org_id(from)
+        } else {
+            org_id(1)
+        },
+        receiving_org_id: if direction == D::Inbound {
+            org_id(1)
+        } else {
+            org_id(from)
+        },
         program_id: None,
         status_reason: None,
+        transition_summary: Vec::new(),
     };
-    use crate::domain::{ReferralDirection as D, ReferralStatus as S};
     let referrals = [
         referral(3, D::Inbound, S::Received),
         referral(4, D::Inbound, S::Declined),
-        referral(5, D::Outbound, S::Accepted),
+        referral(5, D::Outbound, S::Requested),
         referral(6, D::Inbound, S::Accepted),
+        referral(7, D::Outbound, S::Cancelled),
     ];
     assert_eq!(
         care_team(&[org(1)], &enrollments, &referrals),
-        vec![org(1), org(2), org(3), org(6)]
+        vec![org(1), org(2), org(3), org(5), org(6)]
     );
 }
 

@@ -36,7 +36,7 @@ pub use program::{
 };
 pub use referral::{
     IntakeState, Referral, ReferralDirection, ReferralIntake, ReferralKind, ReferralProgress,
-    ReferralStatus,
+    ReferralStatus, SummaryItem,
 };
 pub use session::{
     Attendance, Modality, Session, SessionDelivery, SessionLength, SessionParticipant, SessionType,

@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 
 use super::{
     Attendance, Client, DomainError, EnrollmentState, Id, NonEmptyText, Organization, Program,
+    RelapsePreventionPlan, SupportContact, TreatmentPlan,
 };
 
 code_enum! {
@@ -55,6 +56,45 @@ pub struct Referral {
     /// Why it was declined or cancelled, as the deciding side wrote it (BSeR's
     /// `Task.statusReason`).
     pub status_reason: Option<NonEmptyText>,
+    /// Outbound: the records sent along as the transition summary (chosen when it is sent).
+    pub transition_summary: Vec<SummaryItem>,
+}
+
+/// A record an outbound referral sends along: the treatment plan (with its goals and
+/// progress), the relapse-prevention plan (triggers, coping skills, support people) and the
+/// support contacts (whom consent lets the receiver see).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryItem {
+    TreatmentPlan(Id<TreatmentPlan>),
+    RelapsePlan(Id<RelapsePreventionPlan>),
+    Contact(Id<SupportContact>),
+}
+
+impl std::fmt::Display for SummaryItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TreatmentPlan(id) => write!(f, "treatment_plan:{id}"),
+            Self::RelapsePlan(id) => write!(f, "relapse_plan:{id}"),
+            Self::Contact(id) => write!(f, "contact:{id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for SummaryItem {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let malformed = || DomainError::Malformed {
+            field: "transition summary item",
+            rule: "kind:id with kind treatment_plan, relapse_plan or contact",
+        };
+        let (kind, id) = s.split_once(':').ok_or_else(malformed)?;
+        match kind {
+            "treatment_plan" => id.parse().map(Self::TreatmentPlan).map_err(|_| malformed()),
+            "relapse_plan" => id.parse().map(Self::RelapsePlan).map_err(|_| malformed()),
+            "contact" => id.parse().map(Self::Contact).map_err(|_| malformed()),
+            _ => Err(malformed()),
+        }
+    }
 }
 
 impl Referral {

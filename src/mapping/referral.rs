@@ -101,6 +101,20 @@ pub fn service_request_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> 
         "performer": [reference("Organization", r.receiving_org_id)],
         "reasonCode": [{ "text": r.reason.as_str() }],
     });
+    // An outbound referral's transition summary: the plans and contacts sent along (the gate
+    // decides on each; a withheld one is left as a display).
+    let supporting: Vec<Value> = r
+        .transition_summary
+        .iter()
+        .map(|item| match item {
+            SummaryItem::TreatmentPlan(id) => json!({ "reference": format!("CarePlan/{id}"), "display": "Treatment plan, goals and progress" }),
+            SummaryItem::RelapsePlan(id) => json!({ "reference": format!("CarePlan/{id}"), "display": "Relapse-prevention plan" }),
+            SummaryItem::Contact(id) => json!({ "reference": format!("RelatedPerson/{id}"), "display": "Support contact" }),
+        })
+        .collect();
+    if !supporting.is_empty() {
+        request["supportingInfo"] = Value::Array(supporting);
+    }
     if let Some(program) = r.program_id {
         request["extension"] = json!([{
             "url": codes::extension("iop-program"),
@@ -313,6 +327,8 @@ pub fn referral_from_fhir(
         receiving_org_id: performer,
         program_id,
         status_reason,
+        // The summary's records are not read back (a CarePlan may be either plan).
+        transition_summary: Vec::new(),
     };
     referral
         .check()

@@ -412,6 +412,7 @@ async fn store_referral(
         receiving_org_id: clinic,
         program_id: None,
         status_reason: None,
+        transition_summary: Vec::new(),
     };
     tx.insert(&referral).await?;
     let id = referral.id.to_string();

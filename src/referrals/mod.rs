@@ -6,6 +6,7 @@
 //! to its target.
 
 pub mod intake;
+pub mod outbound;
 
 use chrono::NaiveDate;
 

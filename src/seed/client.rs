@@ -374,6 +374,7 @@ pub fn generate(
             receiving_org_id: clinic.clinic_id,
             program_id: Some(program.id),
             status_reason: None,
+            transition_summary: Vec::new(),
         };
         inbound_id = Some(referral.id);
         cx.out.referrals.push(referral);
@@ -396,6 +397,7 @@ pub fn generate(
             status_reason: Some(text(
                 "Needs a more intensive level of care than the program offers at this time",
             )),
+            transition_summary: Vec::new(),
         };
         cx.out.referrals.push(referral);
     }
@@ -434,6 +436,7 @@ pub fn generate(
                 program_id: None,
                 status_reason: (status == ReferralStatus::Declined)
                     .then(|| text("The receiving provider had no capacity")),
+                transition_summary: Vec::new(),
             };
             cx.out.referrals.push(referral);
         }

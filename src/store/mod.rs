@@ -25,7 +25,7 @@ use std::time::Duration;
 use sqlx::AnyConnection;
 use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, Executor};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
 
 pub use access::{AuditQuery, Comparison};
 pub use change_log::{Change, Operation};
@@ -149,7 +149,12 @@ impl Store {
             Backend::Sqlite => with_create_mode(url),
             Backend::Postgres => url.to_owned(),
         };
-        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::Connect)?;
+        // sqlx reports a statement slower than a second as a WARN with its SQL: on a busy machine
+        // that puts a second line beside a command's one-line error. Slow statements are an
+        // operator's question: at INFO (`IOP_LOG=info` shows them).
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(StoreError::Connect)?
+            .log_slow_statements(tracing::log::LevelFilter::Info, Duration::from_secs(1));
         // One direct connection first: a pool retries until its timeout and then reports only
         // "timed out", while this fails at once with the real cause (refused, no such database).
         AnyConnection::connect_with(&options)

@@ -21,11 +21,13 @@ use crate::fhir_api::FhirState;
 use crate::outbound::target::{Capabilities, FhirRequest, FhirTarget};
 use crate::store::{DeadLetter, SyncTarget, SyncedResource};
 
-/// The types a pull takes, and where each names its client.
-pub const PULL_TYPES: [(&str, &str); 3] = [
+/// The types a pull takes, and where each names its client. A Task comes back only as the
+/// status of a referral the clinic sent (one the identity map knows): the receiver's decision.
+pub const PULL_TYPES: [(&str, &str); 4] = [
     ("RelatedPerson", "patient"),
     ("Consent", "patient"),
     ("Encounter", "subject"),
+    ("Task", "for"),
 ];
 
 /// Resources asked per page.
@@ -162,6 +164,11 @@ impl PullRun<'_> {
                 self.counters.add(&self.counters.unchanged);
                 return Ok(());
             }
+        }
+        // A Task is taken only as the status of a referral the clinic sent there.
+        if resource_type == "Task" && mapped.is_none() {
+            self.counters.add(&self.counters.skipped);
+            return Ok(());
         }
         // Only what is about the clinic's clients (as the target knows them) comes in.
         let client = resource

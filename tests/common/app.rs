@@ -123,6 +123,7 @@ pub async fn accepted_referral(store: &Store) -> String {
         receiving_org_id: of_kind(OrganizationKind::Clinic),
         program_id: None,
         status_reason: None,
+        transition_summary: Vec::new(),
     };
     store.insert(&referral).await.unwrap();
     referral.id.to_string()

@@ -125,6 +125,7 @@ pub fn graph(mrn: &str) -> Graph {
         receiving_org_id: clinic.id,
         program_id: Some(program.id),
         status_reason: None,
+        transition_summary: Vec::new(),
     };
     let enrollment = Enrollment {
         id: fixed_id(mrn, "9"),

@@ -250,10 +250,11 @@ impl StandIn {
                 if response.status().is_success() {
                     return response.json().await.unwrap();
                 }
+                let status = response.status().as_u16();
                 assert!(
-                    matches!(response.status().as_u16(), 429 | 503),
-                    "PUT {resource_type}: {}",
-                    response.status()
+                    matches!(status, 429 | 503),
+                    "PUT {resource_type}: {status} {}",
+                    response.text().await.unwrap_or_default()
                 );
             }
             tokio::time::sleep(Duration::from_millis(300)).await;

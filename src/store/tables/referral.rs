@@ -15,6 +15,7 @@ impl Record for Referral {
         "receiving_org_id",
         "program_id",
         "status_reason",
+        "transition_summary",
     ];
     fn id(&self) -> crate::domain::Id<Self> {
         self.id
@@ -32,6 +33,13 @@ impl Record for Referral {
             SqlValue::id(self.receiving_org_id),
             SqlValue::opt_id(self.program_id),
             SqlValue::opt_text(self.status_reason.as_ref()),
+            SqlValue::text(
+                self.transition_summary
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ]
     }
     fn from_row(r: &RowReader<'_>) -> Result<Self, StoreError> {
@@ -48,6 +56,15 @@ impl Record for Referral {
             receiving_org_id: r.parse("receiving_org_id")?,
             program_id: r.opt_parse("program_id")?,
             status_reason: r.opt_parse("status_reason")?,
+            transition_summary: r
+                .text("transition_summary")?
+                .split(',')
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    item.parse()
+                        .map_err(|_| r.inconsistent("transition_summary", "not kind:id items"))
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
     fn check(&self) -> Result<(), crate::domain::DomainError> {
