@@ -13,6 +13,8 @@ use serde_json::json;
 use crate::store::{Store, SyncTarget};
 use crate::sync::{CreateWith, Direction, Engine, PUSH_ORDER, RunOptions, Summary};
 
+// A command line is parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum TargetsCommand {
     /// Register an EHR FHIR endpoint to sync with
@@ -45,6 +47,11 @@ pub enum TargetsCommand {
         /// Sync this target on this interval while `serve` runs (e.g. 15m, 1h, 90s)
         #[arg(long, value_name = "DURATION")]
         interval: Option<String>,
+        /// The target is a provider the clinic steps clients down (or up) to: each push first
+        /// refers the clients discharged that way since the target was added (with
+        /// --organization: the provider)
+        #[arg(long, value_name = "KIND", value_parser = ["step-down", "step-up", "both"], requires = "organization")]
+        send_transitions: Option<String>,
     },
     /// List the targets
     List,
@@ -135,6 +142,7 @@ pub async fn targets(store: &Store, command: TargetsCommand) -> anyhow::Result<(
             resources,
             organization,
             interval,
+            send_transitions,
         } => {
             let base_url = base_url.trim_end_matches('/').to_owned();
             if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
@@ -173,6 +181,7 @@ pub async fn targets(store: &Store, command: TargetsCommand) -> anyhow::Result<(
                 token_url,
                 resources,
                 organization_id: organization.clone(),
+                send_transitions,
                 interval_seconds,
                 push_checkpoint: 0,
                 pull_since: None,

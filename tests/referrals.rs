@@ -1105,3 +1105,125 @@ async fn a_step_down_goes_out_and_its_acceptance_comes_back() {
     assert_eq!(business(&after), ("accepted", "3.0"));
     db.cleanup().await;
 }
+
+/// A target added with `--send-transitions step-down`: a client discharged with a step-down
+/// after it was added is referred there by the next push, once.
+#[tokio::test]
+async fn a_discharge_with_a_step_down_is_referred_by_the_next_push() {
+    let Some(provider) = common::standin::StandIn::start(&[]).await else {
+        return;
+    };
+    let db = common::sqlite().await;
+    let _app = spawn_app(&db.store).await;
+    let store = &db.store;
+    let outpatient = store
+        .page::<Organization>(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.record.kind == OrganizationKind::OutpatientProvider)
+        .unwrap()
+        .record
+        .id;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = || {
+        let mut command = common::process::gateway(dir.path());
+        command.env("IOP_DATABASE_URL", &db.url);
+        command
+    };
+    let (ok, out, err) = common::process::run(cli().args([
+        "targets",
+        "add",
+        "outpatient",
+        "--base-url",
+        &provider.base,
+        "--organization",
+        &outpatient.to_string(),
+        "--send-transitions",
+        "step-down",
+        "--resources",
+        "Patient,CarePlan,Goal,ServiceRequest,Task",
+    ]));
+    assert!(ok, "{out}{err}");
+    let outbound_to = |referrals: Vec<iop_gateway::store::Stored<Referral>>| {
+        referrals
+            .into_iter()
+            .filter(|r| {
+                r.record.direction == ReferralDirection::Outbound
+                    && r.record.receiving_org_id == outpatient
+                    && r.record.referred_on >= Utc::now().date_naive()
+            })
+            .count()
+    };
+    // Discharges before the target existed are not its business: nothing new is referred.
+    let push = || {
+        let (ok, out, err) =
+            common::process::run(cli().args(["sync", "push", "--target", "outpatient", "--json"]));
+        assert!(ok, "{out}{err}");
+    };
+    push();
+    // An active client outside Part 2 (Part 2 needs a consent to go) is discharged today with
+    // a step-down.
+    let programs = store.page::<Program>(None, 100).await.unwrap();
+    let part2 = |program: Id<Program>| {
+        programs
+            .iter()
+            .any(|p| p.record.id == program && p.record.part2)
+    };
+    let enrollments: Vec<Enrollment> = store
+        .page::<Enrollment>(None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record)
+        .collect();
+    let mut enrollment = enrollments
+        .iter()
+        .find(|e| {
+            e.state == EnrollmentState::Active
+                && !enrollments
+                    .iter()
+                    .any(|other| other.client_id == e.client_id && part2(other.program_id))
+        })
+        .cloned()
+        .expect("an active enrollment outside Part 2");
+    let client = enrollment.client_id;
+    let before = outbound_to(store.children::<Referral>(client).await.unwrap());
+    let version = store
+        .get(enrollment.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .meta
+        .version;
+    enrollment.state = EnrollmentState::Discharged {
+        on: Utc::now().date_naive(),
+        disposition: DischargeDisposition::StepDownOutpatient,
+    };
+    store.update(&enrollment, version).await.unwrap();
+    push();
+    let referrals = store.children::<Referral>(client).await.unwrap();
+    assert_eq!(outbound_to(referrals.clone()), before + 1, "one referral");
+    let referral = referrals
+        .iter()
+        .filter(|r| r.record.direction == ReferralDirection::Outbound)
+        .max_by_key(|r| r.record.id.to_string())
+        .unwrap()
+        .record
+        .clone();
+    assert_eq!(referral.kind, ReferralKind::StepDown);
+    let requests = provider.all("ServiceRequest").await;
+    assert!(
+        requests.iter().any(|r| r["identifier"]
+            .to_string()
+            .contains(&referral.id.to_string())),
+        "the referral went"
+    );
+    push();
+    assert_eq!(
+        outbound_to(store.children::<Referral>(client).await.unwrap()),
+        before + 1,
+        "and only once"
+    );
+    db.cleanup().await;
+}

@@ -5,6 +5,10 @@ ALTER TABLE referrals ADD COLUMN status_reason TEXT;
 -- outbound: the records sent along as the transition summary (kind:id, comma-separated)
 ALTER TABLE referrals ADD COLUMN transition_summary TEXT NOT NULL DEFAULT '';
 
+-- A target that stands for a provider the clinic steps clients down (or up) to: a push first
+-- refers each client discharged that way since the target was added (step-down, step-up, both).
+ALTER TABLE sync_targets ADD COLUMN send_transitions TEXT;
+
 -- One row per referral received: a resend (same message identifier or same placer identifier)
 -- finds it and adds nothing. Its id is the id of the referral it becomes.
 CREATE TABLE referral_intakes (

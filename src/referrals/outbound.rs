@@ -106,3 +106,84 @@ pub async fn prepare(
     store.insert(&referral).await?;
     Ok(referral)
 }
+
+/// The referrals a target that stands for a step-down (or step-up) provider is due: one per
+/// client discharged that way on or after the day the target was added, unless the client was
+/// already referred to its organization since that discharge. Recorded with their transition
+/// summaries; the push that called this sends them. Runs under the target's lease, so two
+/// replicas never record the same referral twice.
+pub async fn send_due(
+    store: &Store,
+    target: &crate::store::SyncTarget,
+    today: NaiveDate,
+) -> Result<Vec<Referral>, SendError> {
+    let Some(kinds) = target.send_transitions.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let Some(receiver) = target
+        .organization_id
+        .as_deref()
+        .and_then(|o| o.parse::<Id<crate::domain::Organization>>().ok())
+    else {
+        return Err(SendError::NoReceiver(target.name.clone()));
+    };
+    let since: NaiveDate = target
+        .created_at
+        .get(..10)
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(today);
+    let wanted = |disposition: crate::domain::DischargeDisposition| match disposition {
+        crate::domain::DischargeDisposition::StepDownOutpatient => {
+            matches!(kinds, "step-down" | "both").then_some(ReferralKind::StepDown)
+        }
+        crate::domain::DischargeDisposition::StepUpInpatient => {
+            matches!(kinds, "step-up" | "both").then_some(ReferralKind::StepUp)
+        }
+        _ => None,
+    };
+    let discharged = store
+        .page_where::<Enrollment>(
+            &[
+                crate::store::Filter::equals("status", crate::store::SqlValue::text("discharged")),
+                crate::store::Filter::compare(
+                    "discharged_on",
+                    ">=",
+                    crate::store::SqlValue::date(since),
+                ),
+            ],
+            None,
+            u32::MAX,
+        )
+        .await?;
+    let mut sent = Vec::new();
+    for enrollment in discharged {
+        let crate::domain::EnrollmentState::Discharged { on, disposition } =
+            enrollment.record.state
+        else {
+            continue;
+        };
+        let Some(kind) = wanted(disposition) else {
+            continue;
+        };
+        let client = enrollment.record.client_id;
+        let already = store
+            .children::<Referral>(client)
+            .await?
+            .into_iter()
+            .any(|r| {
+                r.record.direction == ReferralDirection::Outbound
+                    && r.record.receiving_org_id == receiver
+                    && r.record.referred_on >= on
+            });
+        if already {
+            continue;
+        }
+        let reason = match kind {
+            ReferralKind::StepDown => "Step-down to outpatient care at discharge from the IOP",
+            ReferralKind::StepUp => "Step-up to inpatient care at discharge from the IOP",
+        };
+        let reason = NonEmptyText::parse(reason).expect("a constant");
+        sent.push(prepare(store, client, &target.name, kind, reason, today.max(on)).await?);
+    }
+    Ok(sent)
+}

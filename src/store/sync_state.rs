@@ -32,6 +32,9 @@ pub struct SyncTarget {
     pub token_url: Option<String>,
     pub resources: Vec<String>,
     pub organization_id: Option<String>,
+    /// `step-down`, `step-up` or `both`: a push refers the clients discharged that way since the
+    /// target was added to its organization (`referrals::outbound::send_due`).
+    pub send_transitions: Option<String>,
     pub interval_seconds: Option<i64>,
     pub push_checkpoint: i64,
     pub pull_since: Option<String>,
@@ -43,8 +46,8 @@ pub struct SyncTarget {
 }
 
 const TARGET_COLUMNS: &str = "name, base_url, auth_kind, credential_file, smart_client_id, \
-     token_url, resources, organization_id, interval_seconds, push_checkpoint, pull_since, \
-     lease_holder, lease_expires, next_run_at, last_run, created_at";
+     token_url, resources, organization_id, send_transitions, interval_seconds, push_checkpoint, \
+     pull_since, lease_holder, lease_expires, next_run_at, last_run, created_at";
 
 fn target_of(row: &AnyRow) -> Result<SyncTarget, StoreError> {
     let resources: String = row.try_get("resources")?;
@@ -61,6 +64,7 @@ fn target_of(row: &AnyRow) -> Result<SyncTarget, StoreError> {
             .map(str::to_owned)
             .collect(),
         organization_id: row.try_get("organization_id")?,
+        send_transitions: row.try_get("send_transitions")?,
         interval_seconds: row.try_get("interval_seconds")?,
         push_checkpoint: row.try_get("push_checkpoint")?,
         pull_since: row.try_get("pull_since")?,
@@ -145,7 +149,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO sync_targets (name, base_url, auth_kind, credential_file, \
              smart_client_id, token_url, resources, organization_id, interval_seconds, \
-             push_checkpoint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10)",
+             push_checkpoint, created_at, send_transitions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)",
         )
         .bind(target.name.clone())
         .bind(target.base_url.clone())
@@ -157,6 +162,7 @@ impl Store {
         .bind(target.organization_id.clone())
         .bind(target.interval_seconds)
         .bind(now())
+        .bind(target.send_transitions.clone())
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::on_write(TARGETS, e))?;

@@ -195,6 +195,20 @@ pub async fn run(
                     .cloned()
                     .collect();
                 let recipient = recipient_of(engine, &config).await?;
+                // A step-down (or step-up) provider's target: the transitions due are referred
+                // first, so this push sends them.
+                if !options.dry_run && config.send_transitions.is_some() {
+                    let due = crate::referrals::outbound::send_due(&engine.store, &config, today)
+                        .await
+                        .map_err(|e| SyncError::Config(e.to_string()))?;
+                    if !due.is_empty() {
+                        tracing::info!(
+                            target_name = target,
+                            referrals = due.len(),
+                            "transition referrals recorded"
+                        );
+                    }
+                }
                 let dead = engine
                     .store
                     .dead_letters(Some(target))
