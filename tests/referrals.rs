@@ -388,6 +388,13 @@ async fn invalid_referrals_store_nothing(store: &Store) {
                     .remove("birthDate");
             }),
         ),
+        // Longer than the store keeps: refused, never shortened.
+        (
+            "placer identifier",
+            Box::new(|m: &mut Value| {
+                m["entry"][1]["resource"]["identifier"][0]["value"] = json!("x".repeat(4100));
+            }),
+        ),
         (
             "Bundle.type",
             Box::new(|m: &mut Value| {

@@ -210,9 +210,23 @@ async fn receive_in(
     intake_id: Id<ReferralIntake>,
     audit: &impl Fn(&Value) -> Option<AuditRecord>,
 ) -> Result<Received, Failure> {
-    let placer_key = key(&message.placer);
+    // Keys longer than the store keeps are refused, never shortened (two referrals would share
+    // one).
+    let too_long =
+        |what: &str| ApiError::bad_request(format!("the {what} is longer than 4,000 characters"));
+    let placer_key = NonEmptyText::parse(&key(&message.placer))
+        .map_err(|_| too_long("placer identifier (Task.identifier PLAC)"))?;
+    let message_key = message
+        .message_key
+        .as_deref()
+        .map(NonEmptyText::parse)
+        .transpose()
+        .map_err(|_| too_long("message identifier (Bundle.identifier)"))?;
     if let Some(found) = tx
-        .intake_by_keys(message.message_key.as_deref(), &placer_key)
+        .intake_by_keys(
+            message_key.as_ref().map(NonEmptyText::as_str),
+            placer_key.as_str(),
+        )
         .await?
     {
         return Ok(Received::AlreadyReceived(found.record));
@@ -229,11 +243,8 @@ async fn receive_in(
     };
     let new_intake = |state, referral_id, candidates| ReferralIntake {
         id: intake_id,
-        message_key: message
-            .message_key
-            .as_deref()
-            .and_then(|k| NonEmptyText::parse(k).ok()),
-        placer_key: NonEmptyText::parse(&placer_key).unwrap_or_else(|_| unreachable_key()),
+        message_key: message_key.clone(),
+        placer_key: placer_key.clone(),
         state,
         referral_id,
         candidates,
@@ -268,11 +279,6 @@ async fn receive_in(
         client,
         state: intake_state,
     })
-}
-
-/// A placer key is built from an identifier's system and value, both present: never empty.
-fn unreachable_key() -> NonEmptyText {
-    NonEmptyText::parse("-").expect("a constant")
 }
 
 fn key(identifier: &ExternalIdentifier) -> String {
