@@ -1211,42 +1211,8 @@ async fn referral_tasks_carry_intake_decisions(store: &Store) {
     let app = spawn_app(store).await;
     // An accepted referral that has led to no enrollment yet (once one exists, the Task follows
     // it): the Task is completed.
-    use iop_gateway::domain::{
-        Client, Id, Organization, OrganizationKind, Referral, ReferralDirection, ReferralKind,
-        ReferralStatus,
-    };
-    let client = store
-        .page::<Client>(None, 1)
-        .await
-        .unwrap()
-        .remove(0)
-        .record;
-    let organizations = store.page::<Organization>(None, 100).await.unwrap();
-    let of_kind = |kind| {
-        organizations
-            .iter()
-            .find(|o| o.record.kind == kind)
-            .unwrap()
-            .record
-            .id
-    };
-    let referral = Referral {
-        id: Id::from_uuid(uuid::Uuid::now_v7()),
-        client_id: client.id,
-        direction: ReferralDirection::Inbound,
-        kind: ReferralKind::StepDown,
-        status: ReferralStatus::Accepted,
-        reason: iop_gateway::domain::NonEmptyText::parse("Step-down").unwrap(),
-        referred_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
-        decided_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 21),
-        referring_org_id: of_kind(OrganizationKind::InpatientHospital),
-        receiving_org_id: of_kind(OrganizationKind::Clinic),
-        program_id: None,
-        status_reason: None,
-        transition_summary: Vec::new(),
-    };
-    store.insert(&referral).await.unwrap();
-    let (_, task) = app.get(&format!("Task/{}", referral.id)).await;
+    let referral = common::app::accepted_referral(store).await;
+    let (_, task) = app.get(&format!("Task/{referral}")).await;
     assert_eq!(task["status"], "accepted", "{task}");
     let id = task["id"].as_str().unwrap().to_owned();
     let mut completed = task.clone();

@@ -23,16 +23,7 @@ pub(super) async fn process_message(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_accept(headers, params)?;
-    for resource_type in ["Task", "ServiceRequest"] {
-        access::require(
-            state,
-            caller,
-            resource_type,
-            Letter::Create,
-            AuditInteraction::Create,
-        )
-        .await?;
-    }
+    require_referral_scopes(state, caller).await?;
     if let Some((name, _)) = params.iter().find(|(k, v)| k == "async" && v == "true") {
         return Err(ApiError::not_supported(
             StatusCode::BAD_REQUEST,
@@ -69,16 +60,7 @@ pub(super) async fn referral_transaction(
     bundle: &Value,
     message: &ReferralMessage,
 ) -> Result<Response, ApiError> {
-    for resource_type in ["Task", "ServiceRequest"] {
-        access::require(
-            state,
-            caller,
-            resource_type,
-            Letter::Create,
-            AuditInteraction::Create,
-        )
-        .await?;
-    }
+    require_referral_scopes(state, caller).await?;
     let answer = receive(state, caller, bundle, message).await?;
     let code = answer.outcome["issue"][0]["code"]
         .as_str()
@@ -195,6 +177,21 @@ pub(super) async fn receive(
             }
         }
     })
+}
+
+/// A referral creates a Task and a ServiceRequest: the caller needs both scopes.
+async fn require_referral_scopes(state: &FhirState, caller: &Caller) -> Result<(), ApiError> {
+    for resource_type in ["Task", "ServiceRequest"] {
+        access::require(
+            state,
+            caller,
+            resource_type,
+            Letter::Create,
+            AuditInteraction::Create,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn outcome(severity: &str, code: &str, text: &str) -> Value {
