@@ -637,11 +637,7 @@ async fn the_hospital_sees_the_accepted_task() {
     let (task_id, ids) = hospital_refers(&hospital, &app, "e1", "H-500").await;
 
     let dir = tempfile::tempdir().unwrap();
-    let cli = || {
-        let mut command = common::process::gateway(dir.path());
-        command.env("IOP_DATABASE_URL", &db.url);
-        command
-    };
+    let cli = || cli_on(dir.path(), &db.url);
     let (ok, out, err) =
         common::process::run(cli().args(["referrals", "list", "--status", "received"]));
     assert!(ok && out.contains(&task_id), "{out}{err}");
@@ -891,11 +887,7 @@ async fn status_back_passes_the_consent_gate_for_the_hospital() {
         .referring_org_id
         .to_string();
     let dir = tempfile::tempdir().unwrap();
-    let cli = || {
-        let mut command = common::process::gateway(dir.path());
-        command.env("IOP_DATABASE_URL", &db.url);
-        command
-    };
+    let cli = || cli_on(dir.path(), &db.url);
     let (ok, out, err) = common::process::run(cli().args([
         "targets",
         "add",
@@ -1002,11 +994,7 @@ async fn a_step_down_goes_out_and_its_acceptance_comes_back() {
         .expect("a seeded client with a plan outside Part 2")
         .to_string();
     let dir = tempfile::tempdir().unwrap();
-    let cli = || {
-        let mut command = common::process::gateway(dir.path());
-        command.env("IOP_DATABASE_URL", &db.url);
-        command
-    };
+    let cli = || cli_on(dir.path(), &db.url);
     let (ok, out, err) = common::process::run(cli().args([
         "targets",
         "add",
@@ -1133,11 +1121,7 @@ async fn a_discharge_with_a_step_down_is_referred_by_the_next_push() {
         .record
         .id;
     let dir = tempfile::tempdir().unwrap();
-    let cli = || {
-        let mut command = common::process::gateway(dir.path());
-        command.env("IOP_DATABASE_URL", &db.url);
-        command
-    };
+    let cli = || cli_on(dir.path(), &db.url);
     let (ok, out, err) = common::process::run(cli().args([
         "targets",
         "add",
@@ -1233,4 +1217,11 @@ async fn a_discharge_with_a_step_down_is_referred_by_the_next_push() {
         "and only once"
     );
     db.cleanup().await;
+}
+
+/// The gateway as a process on the test's database.
+fn cli_on(dir: &std::path::Path, database_url: &str) -> std::process::Command {
+    let mut command = common::process::gateway(dir);
+    command.env("IOP_DATABASE_URL", database_url);
+    command
 }
