@@ -759,9 +759,61 @@ async fn the_hospital_sees_the_accepted_task() {
     let text = composition.to_string();
     assert!(text.contains("Discharged on"), "{text}");
     assert!(text.contains("Step-down to outpatient care"), "{text}");
+    // Theirs names the document where they keep it, once (the clinic's own reference to
+    // where it serves the document does not travel).
+    let feedback_outputs: Vec<&Value> = task["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["type"]["text"] == "Referral feedback")
+        .collect();
+    assert_eq!(feedback_outputs.len(), 1, "{task}");
     // Pushed again: nothing new, and still one feedback document.
     assert_eq!(push()["updated"], 0);
     assert_eq!(hospital.all("Bundle").await.len(), 1);
+
+    // Polling the gateway finds the same: the completed Task names the feedback document,
+    // which the gateway serves at the referral's id.
+    let ours = self::task(&app, &task_id).await;
+    assert_eq!(business(&ours), ("completed", "7.0"));
+    let reference = ours["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"]["text"] == "Referral feedback")
+        .and_then(|o| o.pointer("/valueReference/reference"))
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no feedback output: {ours}"));
+    assert_eq!(reference, format!("Bundle/{task_id}"));
+    let (status, served) = app.get(reference).await;
+    assert_eq!(status, 200, "{served}");
+    assert_eq!(served["type"], "document");
+    assert_eq!(served["id"], task_id.as_str());
+    let issues = validator.validate(
+        &served,
+        &["http://hl7.org/fhir/StructureDefinition/Bundle".to_owned()],
+    );
+    assert!(
+        !issues.iter().any(iop_gateway::validation::Issue::is_error),
+        "the served feedback document is valid R4: {issues:?}"
+    );
+    let composition = &served["entry"][0]["resource"];
+    assert_eq!(composition["subject"], ours["for"]);
+    assert_eq!(
+        composition["section"][0]["focus"]["reference"],
+        format!("ServiceRequest/{task_id}")
+    );
+    assert!(
+        composition
+            .to_string()
+            .contains("Step-down to outpatient care")
+    );
+    // Only fulfilled referrals the clinic received have one.
+    let (status, body) = app.get(&format!("Bundle/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    let accepted = common::app::accepted_referral(&db.store).await;
+    assert_eq!(app.get(&format!("Bundle/{accepted}")).await.0, 404);
     db.cleanup().await;
 }
 
@@ -945,6 +997,49 @@ async fn status_back_passes_the_consent_gate_for_the_hospital() {
         hospital.all("Bundle").await.is_empty(),
         "no feedback document"
     );
+
+    // Polling the gateway as the hospital: neither the Task nor its feedback document.
+    let as_hospital = common::app::spawn_as_organization(
+        &db.store,
+        &organization,
+        "system/Task.rs system/Bundle.r",
+    )
+    .await;
+    assert_eq!(as_hospital.get(&format!("Task/{task_id}")).await.0, 404);
+    let (status, body) = as_hospital.get(&format!("Bundle/{task_id}")).await;
+    assert_eq!(status, 404, "{body}");
+    // A Part 2 consent to the hospital: the document is served, labelled, with the §2.32
+    // notice; the stay is in it.
+    let client = db
+        .store
+        .get(referral)
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+        .client_id;
+    let consent = Consent {
+        id: Id::from_uuid(uuid::Uuid::now_v7()),
+        client_id: client,
+        kind: ConsentKind::Part2Disclosure,
+        scope: InformationScope::All,
+        recipient: ConsentRecipient::Organization(organization.parse().unwrap()),
+        purpose: ConsentPurpose::Treatment,
+        valid: DateRange::new(today - Duration::days(1), None).unwrap(),
+        signed_on: today - Duration::days(1),
+        revoked_on: None,
+    };
+    db.store.insert(&consent).await.unwrap();
+    let (status, document) = as_hospital.get(&format!("Bundle/{task_id}")).await;
+    assert_eq!(status, 200, "{document}");
+    let text = document.to_string();
+    assert!(text.contains("42 CFR part 2"), "the notice: {text}");
+    assert!(text.contains("42CFRPart2"), "the labels: {text}");
+    assert!(text.contains("Discharged on"), "the stay: {text}");
+    // Without the Bundle scope: refused.
+    let tasks_only =
+        common::app::spawn_as_organization(&db.store, &organization, "system/Task.rs").await;
+    assert_eq!(tasks_only.get(&format!("Bundle/{task_id}")).await.0, 403);
     db.cleanup().await;
 }
 

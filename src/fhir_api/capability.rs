@@ -134,6 +134,15 @@ pub fn statement(
             search_param("subtype", "token"),
         ],
     }));
+    // Referral feedback documents (needs system/Bundle.r), built for each reader.
+    resources.push(json!({
+        "type": "Bundle",
+        "profile": "http://hl7.org/fhir/StructureDefinition/Bundle",
+        "interaction": [{
+            "code": "read",
+            "documentation": "The feedback document (HL7 BSeR) of a fulfilled referral the clinic received, at the referral's id, as its completed Task's output names it; built when read, with what the reader's consents allow."
+        }],
+    }));
     let mut security_json = json!({ "description": &*security.description });
     if security.smart {
         security_json["service"] = json!([{ "coding": [{

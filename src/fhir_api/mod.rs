@@ -10,6 +10,7 @@ mod audit_events;
 mod bulk;
 mod capability;
 mod error;
+mod feedback;
 mod filters;
 /// The store filter for the rows of a type that belong to these clients (Patient ids).
 pub use filters::of_clients;
@@ -397,6 +398,9 @@ async fn read(
     check_accept(&headers, &params)?;
     if resource_type == audit_events::TYPE {
         return audit_events::read(&state, &caller, &id, &params).await;
+    }
+    if resource_type == "Bundle" {
+        return feedback::read(&state, &caller, &id, &params).await;
     }
     known_type(&resource_type)?;
     access::require(

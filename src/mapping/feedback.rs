@@ -30,6 +30,9 @@ pub struct FeedbackInput<'a> {
     pub author: &'a str,
     /// Now, as an instant.
     pub now: &'a str,
+    /// The 42 CFR §2.32 notice, when the document draws on Part 2 records: the document is then
+    /// labelled as they are and carries the notice as a section of its own.
+    pub part2_notice: Option<&'a str>,
 }
 
 fn section(code: &str, display: &str, title: &str, narrative: &Narrative) -> Value {
@@ -159,13 +162,21 @@ pub fn feedback_document(cfg: &MappingConfig, input: &FeedbackInput<'_>) -> Valu
         supporting["section"] = Value::Array(details);
         sections.push(supporting);
     }
+    if let Some(notice) = input.part2_notice {
+        let mut text = Narrative::default();
+        text.paragraph(notice);
+        sections.push(
+            json!({ "title": "Notice of prohibition on redisclosure", "text": text.to_text() }),
+        );
+    }
     let composition_id = uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_URL,
         format!("referral-feedback/{}", input.referral_id).as_bytes(),
     )
     .to_string();
-    json!({
+    let mut document = json!({
         "resourceType": "Bundle",
+        "id": input.referral_id,
         "identifier": {
             "system": cfg.system("referral-feedback"),
             "value": input.referral_id,
@@ -189,7 +200,11 @@ pub fn feedback_document(cfg: &MappingConfig, input: &FeedbackInput<'_>) -> Valu
                 "section": sections,
             },
         }],
-    })
+    });
+    if input.part2_notice.is_some() {
+        document["meta"] = json!({ "security": super::security_labels(super::Sensitivity::Part2) });
+    }
+    document
 }
 
 #[cfg(test)]
@@ -211,6 +226,7 @@ mod tests {
             goals,
             author: "IOP clinic",
             now: "2026-12-03T10:00:00Z",
+            part2_notice: None,
         }
     }
 

@@ -39,8 +39,8 @@ pub use plan::{
     plan_changes_from_fhir, plan_to_fhir, relapse_plan_to_fhir,
 };
 pub use referral::{
-    BSER_BUSINESS_STATUS, ReferralView, TaskChanges, referral_from_fhir, service_request_to_fhir,
-    task_changes_from_fhir, task_state, task_to_fhir,
+    BSER_BUSINESS_STATUS, FEEDBACK_OUTPUT, ReferralView, TaskChanges, referral_from_fhir,
+    service_request_to_fhir, task_changes_from_fhir, task_state, task_to_fhir,
 };
 pub use related_person::{support_contact_from_fhir, support_contact_to_fhir};
 pub use staff::{
@@ -136,16 +136,23 @@ impl Sensitivity {
 /// `meta` with the IOP profile and, for Part 2 records, the DS4P security labels.
 fn meta(profile: &str, sensitivity: Sensitivity) -> Value {
     let mut meta = json!({ "profile": [codes::profile(profile)] });
-    if sensitivity == Sensitivity::Part2 {
-        meta["security"] = json!([
+    if let Some(labels) = security_labels(sensitivity) {
+        meta["security"] = labels;
+    }
+    meta
+}
+
+/// The DS4P security labels of Part 2 records (none for others).
+fn security_labels(sensitivity: Sensitivity) -> Option<Value> {
+    (sensitivity == Sensitivity::Part2).then(|| {
+        json!([
             { "system": codes::CONFIDENTIALITY, "code": "R", "display": "restricted" },
             { "system": codes::ACT_CODE, "code": "42CFRPart2", "display": "42 CFR Part2" },
             { "system": codes::ACT_CODE, "code": "SUD", "display": "substance use disorder information sensitivity" },
             // Part 2 forbids redisclosure without the client's consent (42 CFR 2.32).
             { "system": codes::ACT_CODE, "code": "NORDSCLCD", "display": "no redisclosure without consent directive" },
-        ]);
-    }
-    meta
+        ])
+    })
 }
 
 fn reference<T>(resource_type: &str, id: Id<T>) -> Value {

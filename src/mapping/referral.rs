@@ -151,14 +151,29 @@ pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
     if let Some(reason) = &r.status_reason {
         task["statusReason"] = json!({ "text": reason.as_str() });
     }
+    let mut outputs = Vec::new();
     if let Some(EnrollmentState::Discharged { disposition, .. }) = &view.progress.enrollment {
-        task["output"] = json!([{
+        outputs.push(json!({
             "type": { "text": "Discharge disposition" },
             "valueCodeableConcept": { "coding": [disposition.coding()] },
-        }]);
+        }));
+    }
+    // A fulfilled referral the clinic received answers with its feedback document (BSeR), which
+    // the API serves at the referral's id, built for each reader as their consents allow.
+    if status == "completed" && r.direction == ReferralDirection::Inbound {
+        outputs.push(json!({
+            "type": { "text": FEEDBACK_OUTPUT },
+            "valueReference": { "reference": format!("Bundle/{}", r.id), "display": "Referral feedback document" },
+        }));
+    }
+    if !outputs.is_empty() {
+        task["output"] = Value::Array(outputs);
     }
     task
 }
+
+/// The type (text) of the Task output that names a referral's feedback document.
+pub const FEEDBACK_OUTPUT: &str = "Referral feedback";
 
 /// What a referral's Task says of it: its status and, once decided, the day it was decided.
 /// A Task update (accept, decline, complete) changes only these on the stored referral.

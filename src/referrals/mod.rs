@@ -5,6 +5,7 @@
 //! missed, completed on discharge. The hospital learns of it by polling `Task` or by a sync push
 //! to its target.
 
+pub mod feedback;
 pub mod intake;
 pub mod outbound;
 

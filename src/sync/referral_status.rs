@@ -9,22 +9,11 @@ use serde_json::Value;
 
 use super::SyncError;
 use super::push::PushRun;
-use crate::assemble::{Assembler, Keyset};
-use crate::mapping::{FeedbackInput, feedback_document, task_status_update};
+use crate::assemble::Assembler;
+use crate::mapping::{FEEDBACK_OUTPUT as FEEDBACK, task_status_update};
 use crate::outbound::target::{FhirRequest, TargetError};
-use crate::store::{Filter, SourcedReferral, SqlValue, SyncedResource};
-
-/// What the feedback document is made of: what the gate admitted of the stay a referral led to.
-struct Stay {
-    episode: Option<Value>,
-    encounters: Vec<Value>,
-    plans: Vec<Value>,
-    goals: Vec<Value>,
-    author: String,
-}
-
-/// At most this many sessions, plans or goals go into a feedback document.
-const STAY_LIMIT: u32 = 1000;
+use crate::referrals::feedback::{self, Stay};
+use crate::store::{SourcedReferral, SyncedResource};
 
 /// The identity-map key of a referral reported into the referring side's Task (not `Task`: the
 /// clinic's own Task is never written there).
@@ -83,8 +72,9 @@ impl PushRun<'_> {
                     continue;
                 }
                 // A fulfilled referral's Task carries the feedback document.
-                let stay = if ours["status"] == "completed" {
-                    Some(self.stay(&assembler, &id, &ours).await?)
+                let stay = if feedback::has_feedback(&ours) {
+                    let mut gate = self.gate.lock().await;
+                    Some(feedback::stay(store, &assembler, &mut gate, &id, &ours).await?)
                 } else {
                     None
                 };
@@ -108,63 +98,6 @@ impl PushRun<'_> {
             }
         }
         Ok(())
-    }
-
-    /// What the recipient may see of the stay a referral led to: its EpisodeOfCare, the
-    /// sessions, plans and goals of it, each passed through the gate.
-    async fn stay(
-        &self,
-        assembler: &Assembler<'_>,
-        referral: &str,
-        ours: &Value,
-    ) -> Result<Stay, SyncError> {
-        let of_referral = || Filter::equals("referral_id", SqlValue::text(referral));
-        let of_enrollments =
-            || Filter::in_rows("enrollment_id", "enrollments", "id", of_referral());
-        let plans_of = || Filter::in_rows("plan_id", "treatment_plans", "id", of_enrollments());
-        let mut parts = Vec::new();
-        for (resource_type, filter) in [
-            ("EpisodeOfCare", of_referral()),
-            ("Encounter", of_enrollments()),
-            ("CarePlan", of_enrollments()),
-            ("Goal", plans_of()),
-        ] {
-            let page = assembler
-                .page(resource_type, &[filter], Keyset::After(None), STAY_LIMIT)
-                .await?;
-            let admitted = self
-                .gate
-                .lock()
-                .await
-                .admit(&self.engine.store, page.resources)
-                .await?;
-            parts.push(admitted);
-        }
-        let author = match ours
-            .pointer("/owner/reference")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("Organization/"))
-            .and_then(|id| id.parse().ok())
-        {
-            Some(id) => self
-                .engine
-                .store
-                .get::<crate::domain::Organization>(id)
-                .await?
-                .map(|o| o.record.name.to_string()),
-            None => None,
-        };
-        let goals = parts.pop().unwrap_or_default();
-        let plans = parts.pop().unwrap_or_default();
-        let encounters = parts.pop().unwrap_or_default();
-        let episode = parts.pop().unwrap_or_default().into_iter().last();
-        Ok(Stay {
-            episode,
-            encounters,
-            plans,
-            goals,
-            author: author.unwrap_or_else(|| "The IOP clinic".into()),
-        })
     }
 
     /// Writes the feedback document at the target (at its own id, the referral's, where the
@@ -271,24 +204,19 @@ impl PushRun<'_> {
             };
             let mut updated = task_status_update(&theirs, ours);
             if let Some(stay) = stay {
-                let now = crate::domain::Timestamp::now().to_string();
-                let document = feedback_document(
+                // Theirs names the document where they keep it, not where the clinic serves it.
+                if let Some(outputs) = updated.get_mut("output").and_then(Value::as_array_mut) {
+                    outputs.retain(|o| o["type"]["text"] != FEEDBACK);
+                }
+                let document = stay.document(
                     &self.engine.mapping,
-                    &FeedbackInput {
-                        referral_id: referral,
-                        subject: theirs["for"].clone(),
-                        request: theirs["focus"].clone(),
-                        episode: stay.episode.as_ref(),
-                        encounters: &stay.encounters,
-                        plans: &stay.plans,
-                        goals: &stay.goals,
-                        author: &stay.author,
-                        now: &now,
-                    },
+                    referral,
+                    theirs["for"].clone(),
+                    theirs["focus"].clone(),
                 );
                 let reference = self.put_feedback(document).await?;
                 let output = serde_json::json!({
-                    "type": { "text": "Referral feedback" },
+                    "type": { "text": FEEDBACK },
                     "valueReference": { "reference": reference },
                 });
                 match updated.get_mut("output").and_then(Value::as_array_mut) {

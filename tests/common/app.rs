@@ -11,10 +11,11 @@ use iop_gateway::store::Store;
 use iop_gateway::validation::{Registry, Validator};
 use serde_json::Value;
 
-/// The gateway's `/fhir` base URL and a client.
+/// The gateway's `/fhir` base URL and a client (with its bearer token, when the server asks).
 pub struct App {
     pub base: String,
     pub client: reqwest::Client,
+    pub token: Option<String>,
 }
 
 /// Seeds 12 clients (seed 7, as of 2026-11-01) and serves on a free port.
@@ -45,27 +46,85 @@ pub async fn spawn_app(store: &Store) -> App {
     App {
         base: format!("http://{address}/fhir"),
         client: reqwest::Client::new(),
+        token: None,
+    }
+}
+
+/// The same database served with SMART bearer tokens, and a caller acting for `organization`
+/// (purpose TREAT) with `scopes`: what a partner's system sees of it.
+pub async fn spawn_as_organization(store: &Store, organization: &str, scopes: &str) -> App {
+    use iop_gateway::auth::{AccessTokens, BearerTokens, Scopes};
+    use iop_gateway::domain::{ApiClient, ClientId, KeySource};
+    let tokens = Arc::new(AccessTokens::load(store).await.unwrap());
+    let name = format!("partner-{}", uuid::Uuid::new_v4().simple());
+    let jwks = std::fs::read_to_string(format!(
+        "{}/fixtures/auth/client.jwks.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    store
+        .add_api_client(&ApiClient {
+            client_id: ClientId::parse(&name).unwrap(),
+            keys: KeySource::Inline(jwks),
+            scopes: scopes.into(),
+            organization_id: Some(organization.to_owned()),
+            purpose_of_use: "TREAT".into(),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let client = store.api_client(&name).await.unwrap().unwrap();
+    let token = tokens
+        .issue(
+            &client,
+            &Scopes::parse_strict(scopes).unwrap(),
+            3000,
+            chrono::Utc::now().timestamp(),
+        )
+        .token;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let state = AppState::new(
+        store.clone(),
+        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(MappingConfig::default()),
+        Arc::new(BearerTokens::new(tokens)),
+        PublicUrl::fixed(&format!("http://{address}")).unwrap(),
+    );
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    App {
+        base: format!("http://{address}/fhir"),
+        client: reqwest::Client::new(),
+        token: Some(token),
     }
 }
 
 impl App {
     /// GET `path` (under /fhir): the status and the JSON answer (Null when there is none).
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .get(format!("{}/{path}", self.base))
-            .send()
-            .await
-            .unwrap();
+        let mut request = self.client.get(format!("{}/{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Sends `body` as FHIR JSON to `path` (under /fhir).
     pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .request(method, format!("{}/{path}", self.base))
+        let mut request = self.client.request(method, format!("{}/{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .header("content-type", "application/fhir+json")
             .json(body)
             .send()
