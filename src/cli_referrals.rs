@@ -6,7 +6,8 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use crate::domain::{
-    Client, Id, IntakeState, NonEmptyText, Organization, Referral, ReferralIntake, ReferralStatus,
+    Client, HeldReferralRequest, Id, IntakeState, NonEmptyText, Organization, Referral,
+    ReferralIntake, ReferralStatus,
 };
 use crate::fhir_api::FhirState;
 use crate::mapping;
@@ -199,6 +200,22 @@ async fn list(store: &Store, status: Option<&str>) -> anyhow::Result<()> {
     }
     if review_only {
         return Ok(());
+    }
+    if status.is_none() {
+        // ServiceRequests sent on their own (the RESTful way) whose Task has not come yet.
+        for held in store.page::<HeldReferralRequest>(None, 1000).await? {
+            println!(
+                "{:<36}  {:<9}  {:<10}  {:<10}  (ServiceRequest without its Task yet)",
+                held.record.id,
+                "inbound",
+                "no-task",
+                held.meta
+                    .created_at
+                    .to_string()
+                    .get(..10)
+                    .unwrap_or_default(),
+            );
+        }
     }
     let mut after: Option<Id<Referral>> = None;
     let mut rows = Vec::new();

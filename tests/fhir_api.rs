@@ -1791,6 +1791,8 @@ async fn every_declared_capability_works(store: &Store) {
                     app.send(Method::PUT, &format!("{t}/{id}"), &body, &[])
                         .await
                 }
+                // A referral's two requests, exercised by tests/referrals.rs.
+                "create" if t == "ServiceRequest" || t == "Task" => continue,
                 "create" => {
                     let mut new = body.clone();
                     new.as_object_mut().unwrap().remove("id");

@@ -616,7 +616,125 @@ async fn a_transaction_referral_is_received_once(store: &Store) {
     assert_eq!(count::<Client>(store).await, clients + 1);
 }
 
+/// The RESTful way in two requests: the ServiceRequest (its Patient and requester contained),
+/// held; then the Task naming it. One referral, one intake, whatever is sent twice; what cannot
+/// be read is refused where it is, and nothing is stored.
+async fn a_referral_in_two_requests_is_received_once(store: &Store) {
+    let app = spawn_app(store).await;
+    let sent = message("r1", &new_person("H-900"));
+    let resource = |index: usize| sent["entry"][index]["resource"].clone();
+    let mut request = resource(2);
+    let mut patient = resource(3);
+    patient["id"] = json!("patient");
+    let mut role = resource(4);
+    role["id"] = json!("role");
+    role["organization"] = json!({ "reference": "#org" });
+    let mut organization = resource(5);
+    organization["id"] = json!("org");
+    request["contained"] = json!([patient, role, organization]);
+    request["subject"] = json!({ "reference": "#patient" });
+    request["requester"] = json!({ "reference": "#role" });
+    request.as_object_mut().unwrap().remove("supportingInfo");
+    let held = count::<HeldReferralRequest>(store).await;
+    let intakes = count::<ReferralIntake>(store).await;
+    let clients = count::<Client>(store).await;
+
+    // Refused where it is: a Patient not sent along, an invalid one; nothing held.
+    let mut remote = request.clone();
+    remote["subject"] = json!({ "reference": "https://hospital.example/fhir/Patient/1" });
+    let (status, body, _) = app.post_located("ServiceRequest", &remote).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("ServiceRequest.subject"),
+        "{body}"
+    );
+    let mut invalid = request.clone();
+    invalid["contained"][0]["birthDate"] = json!("14 March 1987");
+    let (status, body, _) = app.post_located("ServiceRequest", &invalid).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(count::<HeldReferralRequest>(store).await, held);
+
+    // Held: 201 with where; sent again, the same one.
+    let (status, body, location) = app.post_located("ServiceRequest", &request).await;
+    assert_eq!(status, 201, "{body}");
+    let location = location.expect("a Location");
+    let request_id = location.rsplit('/').next().unwrap().to_owned();
+    assert!(
+        location.ends_with(&format!("/ServiceRequest/{request_id}")),
+        "{location}"
+    );
+    let (status, body, again) = app.post_located("ServiceRequest", &request).await;
+    assert_eq!(
+        (status, again.as_deref()),
+        (200, Some(location.as_str())),
+        "{body}"
+    );
+    assert_eq!(body["issue"][0]["code"], "duplicate");
+    assert_eq!(count::<HeldReferralRequest>(store).await, held + 1);
+
+    // A Task naming no ServiceRequest held here: 422 at Task.focus, nothing stored.
+    let mut task = resource(1);
+    task.as_object_mut().unwrap().remove("for");
+    task.as_object_mut().unwrap().remove("requester");
+    task["focus"] = json!({ "reference": format!("ServiceRequest/{}", uuid::Uuid::new_v4()) });
+    let (status, body, _) = app.post_located("Task", &task).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("Task.focus"), "{body}");
+    assert_eq!(count::<ReferralIntake>(store).await, intakes);
+
+    // The Task naming it: the referral, received whole, at the id the ServiceRequest was given.
+    task["focus"] = json!({ "reference": format!("ServiceRequest/{request_id}") });
+    let (status, body, location) = app.post_located("Task", &task).await;
+    assert_eq!(status, 201, "{body}");
+    let task_location = location.expect("a Location");
+    assert!(
+        task_location.ends_with(&format!("/Task/{request_id}")),
+        "{task_location}"
+    );
+    assert_eq!(
+        business(&self::task(&app, &request_id).await),
+        ("received", "2.0")
+    );
+    let (status, served) = app.get(&format!("ServiceRequest/{request_id}")).await;
+    assert_eq!(status, 200, "{served}");
+    assert_eq!(count::<HeldReferralRequest>(store).await, held);
+    assert_eq!(count::<ReferralIntake>(store).await, intakes + 1);
+    assert_eq!(count::<Client>(store).await, clients + 1);
+    let referral: Referral = store
+        .get(request_id.parse::<Id<Referral>>().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    let sender = store.get(referral.referring_org_id).await.unwrap().unwrap();
+    assert_eq!(sender.record.name.as_str(), "Riverside Behavioral Hospital");
+
+    // Sent again, either of them: nothing added.
+    let (status, body, again) = app.post_located("Task", &task).await;
+    assert_eq!(
+        (status, again.as_deref()),
+        (200, Some(task_location.as_str())),
+        "{body}"
+    );
+    let (status, body, again) = app.post_located("ServiceRequest", &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        again
+            .unwrap()
+            .ends_with(&format!("/ServiceRequest/{request_id}"))
+    );
+    assert_eq!(count::<HeldReferralRequest>(store).await, held);
+    assert_eq!(count::<ReferralIntake>(store).await, intakes + 1);
+
+    // Any other Task is still created in the clinic only.
+    let mut other = task.clone();
+    other["code"] = json!({ "text": "call the client" });
+    let (status, body, _) = app.post_located("Task", &other).await;
+    assert_eq!(status, 405, "{body}");
+}
+
 on_both_backends!(
+    a_referral_in_two_requests_is_received_once,
     a_transaction_referral_is_received_once,
     referral_is_received_decided_and_followed,
     invalid_referrals_store_nothing,

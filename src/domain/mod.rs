@@ -35,8 +35,8 @@ pub use program::{
     ProgramFocus, ProgramIntensity, ProgramPopulation, TherapyGroup,
 };
 pub use referral::{
-    IntakeState, Referral, ReferralDirection, ReferralIntake, ReferralKind, ReferralProgress,
-    ReferralStatus, SummaryItem,
+    HeldReferralRequest, IntakeState, Referral, ReferralDirection, ReferralIntake, ReferralKind,
+    ReferralProgress, ReferralStatus, SummaryItem,
 };
 pub use session::{
     Attendance, Modality, Session, SessionDelivery, SessionLength, SessionParticipant, SessionType,

@@ -184,6 +184,17 @@ code_enum! {
     }
 }
 
+/// A referral's ServiceRequest sent on its own (the RESTful way), held until the Task that
+/// focuses it arrives. Its id becomes the intake's and the referral's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldReferralRequest {
+    pub id: Id<HeldReferralRequest>,
+    /// Its placer identifier (`system|value`): a resend finds it.
+    pub placer_key: NonEmptyText,
+    /// The ServiceRequest as received (opaque to the store).
+    pub resource: String,
+}
+
 /// A referral message as received (BSeR): the keys that make a resend a no-op, what matching
 /// decided, and the message itself (a review finishes the intake from it).
 #[derive(Debug, Clone, PartialEq, Eq)]

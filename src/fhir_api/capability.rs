@@ -37,10 +37,15 @@ pub fn statement(
                 json!({"code": "history-instance"}),
                 json!({"code": "history-type"}),
             ];
+            if *t == "ServiceRequest" || *t == "Task" {
+                interactions.push(json!({
+                    "code": "create",
+                    "documentation": "A referral sent the RESTful way (HL7 BSeR): its ServiceRequest (placer identifier typed PLAC, its Patient and requester contained) is held, then the Task (code fulfill, placer identifier) whose focus names it completes the referral. Needs system/ServiceRequest.c and system/Task.c."
+                }));
+            } else if WRITABLE.contains(t) && !super::write::CREATED_IN_THE_CLINIC.contains(t) {
+                interactions.push(json!({"code": "create"}));
+            }
             if WRITABLE.contains(t) {
-                if !super::write::CREATED_IN_THE_CLINIC.contains(t) {
-                    interactions.push(json!({"code": "create"}));
-                }
                 interactions.push(json!({"code": "update"}));
             }
             let mut params: Vec<Value> = filters::supported(t)

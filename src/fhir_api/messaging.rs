@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::access::{self, Caller};
 use super::{ApiError, FhirState, base_url, check_accept, fhir_json, off_thread, pretty, write};
 use crate::auth::Letter;
-use crate::domain::{AuditInteraction, IntakeState};
+use crate::domain::{AuditInteraction, HeldReferralRequest, Id, IntakeState};
 use crate::mapping::{self, ReferralMessage};
 use crate::referrals::intake::{self, Received};
 
@@ -35,7 +35,7 @@ pub(super) async fn process_message(
     let bundle: Value =
         serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("the body is not JSON"))?;
     let message = mapping::referral_message(&bundle).map_err(|e| write::mapping_error(&e))?;
-    let answer = receive(state, caller, &bundle, &message).await?;
+    let answer = receive(state, caller, &bundle, &message, None).await?;
     let header = message.header_id.as_deref().unwrap_or_default();
     let response = mapping::response_message(
         header,
@@ -61,7 +61,7 @@ pub(super) async fn referral_transaction(
     message: &ReferralMessage,
 ) -> Result<Response, ApiError> {
     require_referral_scopes(state, caller).await?;
-    let answer = receive(state, caller, bundle, message).await?;
+    let answer = receive(state, caller, bundle, message, None).await?;
     let code = answer.outcome["issue"][0]["code"]
         .as_str()
         .unwrap_or_default();
@@ -118,12 +118,13 @@ pub(super) async fn receive(
     caller: &Caller,
     bundle: &Value,
     message: &ReferralMessage,
+    held: Option<Id<HeldReferralRequest>>,
 ) -> Result<Answer, ApiError> {
     {
         let (state, bundle, message) = (state.clone(), bundle.clone(), message.clone());
         off_thread(move || intake::validate(&state, &bundle, &message)).await??;
     }
-    let received = intake::receive(state, message, bundle, |task| {
+    let received = intake::receive(state, message, bundle, held, |task| {
         Some(caller.write_record(AuditInteraction::Create, "Task", &[task]))
     })
     .await?;
@@ -180,7 +181,10 @@ pub(super) async fn receive(
 }
 
 /// A referral creates a Task and a ServiceRequest: the caller needs both scopes.
-async fn require_referral_scopes(state: &FhirState, caller: &Caller) -> Result<(), ApiError> {
+pub(super) async fn require_referral_scopes(
+    state: &FhirState,
+    caller: &Caller,
+) -> Result<(), ApiError> {
     for resource_type in ["Task", "ServiceRequest"] {
         access::require(
             state,
@@ -194,7 +198,7 @@ async fn require_referral_scopes(state: &FhirState, caller: &Caller) -> Result<(
     Ok(())
 }
 
-fn outcome(severity: &str, code: &str, text: &str) -> Value {
+pub(super) fn outcome(severity: &str, code: &str, text: &str) -> Value {
     json!({
         "resourceType": "OperationOutcome",
         "issue": [{ "severity": severity, "code": code, "diagnostics": text }],

@@ -17,6 +17,7 @@ pub use filters::of_clients;
 mod history;
 mod matching;
 mod messaging;
+mod referral_rest;
 mod searchset;
 mod transaction;
 mod upsert;

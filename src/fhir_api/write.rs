@@ -102,7 +102,7 @@ pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The body as a resource of `resource_type`.
-fn parse_resource(body: &[u8], resource_type: &str) -> Result<Value, ApiError> {
+pub(super) fn parse_resource(body: &[u8], resource_type: &str) -> Result<Value, ApiError> {
     let resource: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body is not JSON: line {}, column {}",
@@ -627,6 +627,18 @@ pub(super) async fn create(
         .await;
     }
     check_accept(&headers, &params)?;
+    // A referral sent the RESTful way: its ServiceRequest, then its Task.
+    if matches!(resource_type.as_str(), "ServiceRequest" | "Task") {
+        return super::referral_rest::create(
+            &state,
+            &caller,
+            &resource_type,
+            &headers,
+            &params,
+            body,
+        )
+        .await;
+    }
     known_type(&resource_type)?;
     access::require(
         &state,

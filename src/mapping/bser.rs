@@ -115,7 +115,7 @@ fn identifiers(resource: &Value) -> Vec<ExternalIdentifier> {
 }
 
 /// The placer identifier (typed v2-0203 PLAC) of a resource, if any.
-fn placer(resource: &Value) -> Option<ExternalIdentifier> {
+pub(super) fn placer(resource: &Value) -> Option<ExternalIdentifier> {
     read::array(resource, "identifier")
         .iter()
         .find(|i| i.get("type").and_then(|t| read::code_in(t, codes::V2_0203)) == Some("PLAC"))

@@ -5,9 +5,9 @@
 use serde_json::{Value, json};
 
 use crate::domain::{
-    AuditRecord, Client, ExternalIdentifier, Id, IntakeState, Mrn, NonEmptyText, Organization,
-    OrganizationKind, PatientMatch, Referral, ReferralDirection, ReferralIntake, ReferralKind,
-    ReferralStatus, match_patient,
+    AuditRecord, Client, ExternalIdentifier, HeldReferralRequest, Id, IntakeState, Mrn,
+    NonEmptyText, Organization, OrganizationKind, PatientMatch, Referral, ReferralDirection,
+    ReferralIntake, ReferralKind, ReferralStatus, match_patient,
 };
 use crate::fhir_api::{ApiError, FhirState};
 use crate::mapping::{self, ReferralMessage};
@@ -74,17 +74,21 @@ pub fn validate(
     Ok(())
 }
 
-/// Stores a validated referral message (`raw` as received), in one transaction.
+/// Stores a validated referral message (`raw` as received), in one transaction. `held`: the
+/// ServiceRequest held for this referral's Task (the RESTful way), which the intake takes over:
+/// its id becomes the intake's and the referral's, and its row goes in the same transaction.
 pub async fn receive(
     state: &FhirState,
     message: &ReferralMessage,
     raw: &Value,
+    held: Option<Id<HeldReferralRequest>>,
     audit: impl Fn(&Value) -> Option<AuditRecord>,
 ) -> Result<Received, ApiError> {
-    let intake_id: Id<ReferralIntake> = Id::from_uuid(uuid::Uuid::now_v7());
+    let intake_id: Id<ReferralIntake> =
+        Id::from_uuid(held.map_or_else(uuid::Uuid::now_v7, |h| h.uuid()));
     for attempt in 1..=ATTEMPTS {
         let mut tx = state.store.begin().await?;
-        match receive_in(&mut tx, state, message, raw, intake_id, &audit).await {
+        match receive_in(&mut tx, state, message, raw, intake_id, held, &audit).await {
             Ok(received) => {
                 if !matches!(received, Received::AlreadyReceived(_)) {
                     tx.commit().await?;
@@ -96,6 +100,86 @@ pub async fn receive(
         }
     }
     Err(ApiError::internal())
+}
+
+/// What became of a referral's ServiceRequest sent on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Held (under this id) until its Task arrives.
+    New(Id<HeldReferralRequest>),
+    /// The same ServiceRequest (same placer identifier) is held already: nothing added.
+    AlreadyHeld(Id<HeldReferralRequest>),
+    /// Its referral was received already (its ServiceRequest is the referral's): nothing added.
+    AlreadyReferred(Id<Referral>),
+}
+
+/// Holds a referral's ServiceRequest (checked by the caller; `placer` its placer identifier)
+/// until the Task that focuses it arrives; once per placer identifier.
+pub async fn hold(
+    state: &FhirState,
+    request: &Value,
+    placer: &ExternalIdentifier,
+) -> Result<Held, ApiError> {
+    let placer_key = NonEmptyText::parse(&key(placer)).map_err(|_| {
+        ApiError::bad_request(
+            "the placer identifier (ServiceRequest.identifier PLAC) is longer than 4,000 characters",
+        )
+    })?;
+    for attempt in 1..=ATTEMPTS {
+        let mut tx = state.store.begin().await?;
+        if let Some(referral) = tx.record_by_identifier(REQUEST_IDENTIFIERS, placer).await? {
+            let referral = referral.parse().map_err(|_| ApiError::internal())?;
+            return Ok(Held::AlreadyReferred(referral));
+        }
+        if let Some(found) = tx.held_request_by_key(placer_key.as_str()).await? {
+            return Ok(Held::AlreadyHeld(found.record.id));
+        }
+        let held = HeldReferralRequest {
+            id: Id::from_uuid(uuid::Uuid::now_v7()),
+            placer_key: placer_key.clone(),
+            resource: request.to_string(),
+        };
+        match tx.insert(&held).await {
+            Ok(_) => {
+                tx.commit().await?;
+                return Ok(Held::New(held.id));
+            }
+            // A resend racing this one took the key: the next attempt finds it.
+            Err(StoreError::Duplicate { .. }) if attempt < ATTEMPTS => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(ApiError::internal())
+}
+
+/// The ServiceRequest held under `id`, else the one held with `placer` as its identifier.
+pub async fn held_request(
+    state: &FhirState,
+    id: Option<Id<HeldReferralRequest>>,
+    placer: Option<&ExternalIdentifier>,
+) -> Result<Option<(Id<HeldReferralRequest>, Value)>, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let found = match (id, placer) {
+        (Some(id), _) => tx.get(id).await?,
+        (None, Some(placer)) => tx.held_request_by_key(&key(placer)).await?,
+        (None, None) => None,
+    };
+    let Some(found) = found else { return Ok(None) };
+    let resource = serde_json::from_str(&found.record.resource)
+        .map_err(|_| ApiError::bad_request("the held ServiceRequest is not JSON"))?;
+    Ok(Some((found.record.id, resource)))
+}
+
+/// The intake of a referral whose Task has this placer identifier, if it was received.
+pub async fn intake_of_task(
+    state: &FhirState,
+    placer: &ExternalIdentifier,
+) -> Result<Option<ReferralIntake>, ApiError> {
+    let mut tx = state.store.begin().await?;
+    Ok(tx
+        .intake_by_keys(None, &key(placer))
+        .await?
+        .map(|found| found.record))
 }
 
 /// The Patient of a stored message (what `referrals show` compares with the candidates).
@@ -208,6 +292,7 @@ async fn receive_in(
     message: &ReferralMessage,
     raw: &Value,
     intake_id: Id<ReferralIntake>,
+    held: Option<Id<HeldReferralRequest>>,
     audit: &impl Fn(&Value) -> Option<AuditRecord>,
 ) -> Result<Received, Failure> {
     // Keys longer than the store keeps are refused, never shortened (two referrals would share
@@ -230,6 +315,16 @@ async fn receive_in(
         .await?
     {
         return Ok(Received::AlreadyReceived(found.record));
+    }
+    // Two Tasks (different placer identifiers) for one held ServiceRequest: the first one made
+    // the intake.
+    if let Some(found) = tx.get(intake_id).await? {
+        return Ok(Received::AlreadyReceived(found.record));
+    }
+    if let Some(held) = held
+        && let Some(row) = tx.get(held).await?
+    {
+        tx.delete(held, row.meta.version).await?;
     }
     let matched = match client_by_identifier(tx, state, &message.patient).await? {
         Some(client) => PatientMatch::Exact(client),

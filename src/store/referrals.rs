@@ -9,8 +9,8 @@ use sqlx::{AssertSqlSafe, Row};
 use super::tx::{read_stored, select_list};
 use super::{Record, Store, StoreError, Stored, Tx};
 use crate::domain::{
-    Attendance, Client, Enrollment, Id, IntakeState, Organization, Referral, ReferralIntake,
-    ReferralProgress,
+    Attendance, Client, Enrollment, HeldReferralRequest, Id, IntakeState, Organization, Referral,
+    ReferralIntake, ReferralProgress,
 };
 
 /// The `record_identifiers` key under which a referral's ServiceRequest keeps the identifiers the
@@ -130,6 +130,23 @@ impl Store {
 }
 
 impl Tx {
+    /// The ServiceRequest held for its Task with this placer identifier (`system|value`).
+    pub async fn held_request_by_key(
+        &mut self,
+        placer_key: &str,
+    ) -> Result<Option<Stored<HeldReferralRequest>>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE placer_key = $1",
+            select_list::<HeldReferralRequest>(),
+            HeldReferralRequest::TABLE
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(placer_key.to_owned())
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.map(|r| read_stored(&r)).transpose()
+    }
+
     /// The intake a message names: by its message identifier, else by its placer identifier.
     pub async fn intake_by_keys(
         &mut self,

@@ -134,6 +134,30 @@ impl App {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs `body` as FHIR JSON to `path`: the status, the JSON answer and the Location header.
+    pub async fn post_located(&self, path: &str, body: &Value) -> (u16, Value, Option<String>) {
+        let mut request = self.client.post(format!("{}/{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .header("content-type", "application/fhir+json")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        (
+            status,
+            response.json().await.unwrap_or(Value::Null),
+            location,
+        )
+    }
+
     /// The resources of a searchset at `path`, asserting it is not empty.
     pub async fn search(&self, path: &str) -> Vec<Value> {
         let (status, bundle) = self.get(path).await;

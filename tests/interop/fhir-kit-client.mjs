@@ -1,5 +1,6 @@
 // Drives a running iop-gateway with fhir-kit-client (npm), a FHIR client this project did not
-// write: metadata, read, search and follow every page, create, conditional update, transaction.
+// write: metadata, read, search and follow every page, create, conditional update, transaction,
+// a referral in two creates.
 // Usage: node fhir-kit-client.mjs http://127.0.0.1:PORT/fhir ACCESS_TOKEN   (exit 0 when every check holds)
 import { Client } from 'fhir-kit-client';
 import assert from 'node:assert/strict';
@@ -70,6 +71,47 @@ const response = await client.transaction({
 });
 assert.equal(response.type, 'transaction-response');
 assert.equal(response.entry[0].response.status, '201 Created');
+
+// A referral the RESTful way (HL7 BSeR): the ServiceRequest with its Patient and requester
+// contained, then the Task naming it by its placer identifier; the clinic's Task is found by the
+// hospital's identifier, received (BSeR 2.0).
+const PLAC = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'PLAC' }] };
+const PLACER = 'urn:oid:2.16.840.1.113883.19.5.99.7';
+const requestPlacer = { type: PLAC, system: PLACER, value: 'kit-sr-1' };
+const heldAnswer = await client.create({
+  resourceType: 'ServiceRequest',
+  body: {
+    resourceType: 'ServiceRequest',
+    contained: [
+      { resourceType: 'Patient', id: 'p', identifier: [{ system: 'urn:oid:2.16.840.1.113883.19.5.99', value: 'KIT-H1' }], name: [{ family: 'Okonkwo-Reyes', given: ['Tamsin'] }], gender: 'female', birthDate: '1979-06-02' },
+      { resourceType: 'Organization', id: 'org', name: 'Lakeside Behavioral Hospital' },
+    ],
+    identifier: [requestPlacer],
+    status: 'active',
+    intent: 'order',
+    subject: { reference: '#p' },
+    requester: { reference: '#org' },
+    authoredOn: '2026-11-20',
+    reasonCode: [{ text: 'Step-down after inpatient stabilization' }],
+  },
+});
+assert.equal(heldAnswer.resourceType, 'OperationOutcome');
+await client.create({
+  resourceType: 'Task',
+  body: {
+    resourceType: 'Task',
+    identifier: [{ type: PLAC, system: PLACER, value: 'kit-task-1' }],
+    status: 'requested',
+    intent: 'order',
+    code: { coding: [{ system: 'http://hl7.org/fhir/CodeSystem/task-code', code: 'fulfill' }] },
+    focus: { identifier: { system: PLACER, value: 'kit-sr-1' } },
+    authoredOn: '2026-11-20T09:30:00Z',
+  },
+});
+const referred = await client.search({ resourceType: 'Task', searchParams: { identifier: `${PLACER}|kit-task-1` } });
+assert.equal(referred.entry.length, 1);
+assert.equal(referred.entry[0].resource.status, 'received');
+assert.equal(referred.entry[0].resource.businessStatus.coding[0].code, '2.0');
 
 // Errors come back as OperationOutcomes.
 await assert.rejects(client.read({ resourceType: 'Patient', id: '0195a0b2-0000-7000-8000-00000000dead' }), (err) => {

@@ -1,4 +1,4 @@
-use crate::domain::{Client, Id, Referral, ReferralIntake};
+use crate::domain::{Client, HeldReferralRequest, Id, Referral, ReferralIntake};
 use crate::store::{Child, Record, RowReader, SqlValue, StoreError};
 
 impl Record for Referral {
@@ -129,5 +129,26 @@ impl Record for ReferralIntake {
     }
     fn check(&self) -> Result<(), crate::domain::DomainError> {
         ReferralIntake::check(self)
+    }
+}
+
+impl Record for HeldReferralRequest {
+    const TABLE: &'static str = "held_referral_requests";
+    const COLUMNS: &'static [&'static str] = &["placer_key", "resource"];
+    fn id(&self) -> Id<Self> {
+        self.id
+    }
+    fn values(&self) -> Vec<SqlValue> {
+        vec![
+            SqlValue::text(&self.placer_key),
+            SqlValue::text(&self.resource),
+        ]
+    }
+    fn from_row(r: &RowReader<'_>) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.parse("id")?,
+            placer_key: r.parse("placer_key")?,
+            resource: r.text("resource")?,
+        })
     }
 }
