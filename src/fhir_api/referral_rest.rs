@@ -3,7 +3,8 @@
 //! `POST /fhir/Task` whose focus names it (`ServiceRequest/{id}` as answered, or its placer
 //! identifier) completes the referral, which goes to the same intake as a message
 //! (`referrals::intake`): validated whole, once, matched, stored in one transaction with the
-//! held request. Both need the referral scopes (`system/Task.c`, `system/ServiceRequest.c`).
+//! held request. The ServiceRequest needs `system/ServiceRequest.c`; the Task, which makes the
+//! referral, also `system/Task.c`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -30,7 +31,15 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     if resource_type == "ServiceRequest" {
-        messaging::require_referral_scopes(state, caller).await?;
+        // Held only: the Task that completes the referral needs both scopes.
+        access::require(
+            state,
+            caller,
+            "ServiceRequest",
+            Letter::Create,
+            AuditInteraction::Create,
+        )
+        .await?;
         let resource = parsed(state, headers, body, resource_type)?;
         return request(state, headers, params, resource).await;
     }
