@@ -360,6 +360,36 @@ impl Store {
         row.as_ref().map(synced_of).transpose()
     }
 
+    /// The identity-map entries of many resources of one type (one query per 500 ids): what a
+    /// push looks up for a whole batch at once.
+    pub async fn synced_many(
+        &self,
+        target: &str,
+        resource_type: &str,
+        local_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, SyncedResource>, StoreError> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in local_ids.chunks(500) {
+            let placeholders: Vec<String> = (3..chunk.len() + 3).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {MAP_COLUMNS} FROM sync_resources \
+                 WHERE target = $1 AND resource_type = $2 AND local_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(target.to_owned())
+                .bind(resource_type.to_owned());
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let entry = synced_of(&row)?;
+                found.insert(entry.local_id.clone(), entry);
+            }
+        }
+        Ok(found)
+    }
+
     pub async fn synced_by_remote(
         &self,
         target: &str,
@@ -402,6 +432,64 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::on_write(MAP, e))?;
+        Ok(())
+    }
+
+    /// `put_synced` of many entries in one statement per 100 (one transaction): a batch's
+    /// identity-map rows, before and after it is sent.
+    pub async fn put_synced_many(&self, entries: &[SyncedResource]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        for chunk in entries.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let at = row * 9;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        at + 1,
+                        at + 2,
+                        at + 3,
+                        at + 4,
+                        at + 5,
+                        at + 6,
+                        at + 7,
+                        at + 8,
+                        at + 9
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO sync_resources (target, resource_type, local_id, remote_id, \
+                 remote_version, synced_version, remote_hash, create_sent_at, updated_at) \
+                 VALUES {} \
+                 ON CONFLICT (target, resource_type, local_id) DO UPDATE SET \
+                 remote_id = excluded.remote_id, remote_version = excluded.remote_version, \
+                 synced_version = excluded.synced_version, remote_hash = excluded.remote_hash, \
+                 create_sent_at = excluded.create_sent_at, updated_at = excluded.updated_at",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for entry in chunk {
+                query = query
+                    .bind(entry.target.clone())
+                    .bind(entry.resource_type.clone())
+                    .bind(entry.local_id.clone())
+                    .bind(entry.remote_id.clone())
+                    .bind(entry.remote_version.clone())
+                    .bind(entry.synced_version)
+                    .bind(entry.remote_hash.clone())
+                    .bind(entry.create_sent_at.clone())
+                    .bind(now.clone());
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::on_write(MAP, e))?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

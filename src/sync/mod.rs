@@ -237,6 +237,7 @@ pub async fn run(
                     rejected: Default::default(),
                     dry_sent: Default::default(),
                     known: Default::default(),
+                    rejudged: Default::default(),
                     sourced: engine
                         .store
                         .referrals_sourced_at(&config.base_url)

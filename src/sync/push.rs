@@ -23,7 +23,7 @@ use super::{CreateWith, Engine, RunOptions, SyncError};
 use crate::assemble::{AssembleError, Assembler};
 use crate::disclose::{Gate, NOT_ABOUT_A_CLIENT};
 use crate::outbound::target::{Capabilities, FhirTarget};
-use crate::store::{DeadLetter, Filter, StoreError, SyncTarget};
+use crate::store::{DeadLetter, Filter, StoreError, SyncTarget, SyncedResource};
 
 /// Change-log entries read per window.
 const WINDOW: u32 = 2_000;
@@ -53,10 +53,15 @@ pub(super) struct PushRun<'r> {
     /// refers to them.
     pub rejected: std::sync::Mutex<HashSet<(String, String)>>,
     /// The target's ids of resources this run found there or sent (the run holds the target's
-    /// lease, so nobody else changes them), and None for what cannot go there (withheld, absent,
-    /// rejected; forgotten at each window, whose consent changes may let it go): references
-    /// resolve without a query and an assembly each.
+    /// lease, so nobody else changes them), and None for what cannot go there (withheld,
+    /// absent, rejected): references resolve without a query and an assembly each. A None
+    /// holds for the run: the gate decides each client with the consents it read when it first
+    /// met the client, so a withheld resource stays withheld until the next run; one absent
+    /// then written later in the run is sent through its own change, which records its id here.
     pub known: std::sync::Mutex<HashMap<(String, String), Option<String>>>,
+    /// Clients whose records this run judged again after a consent change (once is enough: the
+    /// gate's view of a client does not change within a run).
+    pub rejudged: std::sync::Mutex<HashSet<String>>,
     /// Dry run: what it counted as sent (what refers to it later resolves, as in a real run).
     pub dry_sent: std::sync::Mutex<HashSet<(String, String)>>,
     /// Referrals this target sent (it keeps their Task and ServiceRequest), by referral id: their
@@ -95,10 +100,6 @@ impl PushRun<'_> {
         let mut seen: Vec<(i64, chrono::DateTime<chrono::Utc>)> = Vec::new();
         loop {
             self.check_lease()?;
-            self.known
-                .lock()
-                .expect("known ids")
-                .retain(|_, remote| remote.is_some());
             let changes = store.changes_after(cursor, WINDOW).await?;
             let Some(last) = changes.last() else { break };
             cursor = last.seq;
@@ -188,7 +189,9 @@ impl PushRun<'_> {
         &self,
         consents: &std::collections::BTreeSet<String>,
     ) -> Result<(), SyncError> {
-        if consents.is_empty() {
+        // A first push walks every record of every client anyway (every write of every row is
+        // in the change log): judging them again would decide the same (see `rejudged`).
+        if consents.is_empty() || self.target.push_checkpoint == 0 {
             return Ok(());
         }
         let ids: Vec<crate::domain::Id<crate::domain::Consent>> =
@@ -203,6 +206,13 @@ impl PushRun<'_> {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        let clients: Vec<String> = {
+            let mut rejudged = self.rejudged.lock().expect("rejudged clients");
+            clients
+                .into_iter()
+                .filter(|c| rejudged.insert(c.clone()))
+                .collect()
+        };
         if clients.is_empty() {
             return Ok(());
         }
@@ -307,12 +317,23 @@ impl PushRun<'_> {
             self.counters.add(&self.counters.withheld);
             self.counters.add(&self.counters.processed);
         }
+        let mut preloaded = self.preload(resource_type, &admitted).await?;
+        let admitted: Vec<(Value, Option<Preloaded>)> = admitted
+            .into_iter()
+            .map(|resource| {
+                let id = resource["id"].as_str().unwrap_or_default().to_owned();
+                let one = preloaded.remove(&id);
+                (resource, one)
+            })
+            .collect();
         if self.batches(resource_type) {
             return self.send_batched(resource_type, admitted).await;
         }
         let concurrency = self.options.limits.concurrency.max(1);
         let mut results = stream::iter(admitted)
-            .map(|resource| self.send_one(resource_type, resource, Vec::new()))
+            .map(|(resource, preloaded)| {
+                self.send_one(resource_type, resource, Vec::new(), preloaded)
+            })
             .buffer_unordered(concurrency);
         let mut first_error = None;
         while let Some(result) = results.next().await {
@@ -332,6 +353,7 @@ impl PushRun<'_> {
         resource_type: &'a str,
         resource: Value,
         chain: Vec<(String, String)>,
+        preloaded: Option<Preloaded>,
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Option<String>, SyncError>> + Send + 'a>,
     > {
@@ -341,7 +363,10 @@ impl PushRun<'_> {
                 resource["id"].as_str().unwrap_or_default().to_owned(),
             );
             let _one_at_a_time = self.locks.lock(&key).await;
-            let ready = match self.prepare(resource_type, resource, chain).await? {
+            let ready = match self
+                .prepare(resource_type, resource, chain, preloaded)
+                .await?
+            {
                 Prepared::Done(remote) => return Ok(remote),
                 Prepared::Ready(ready) => ready,
             };
@@ -359,7 +384,7 @@ impl PushRun<'_> {
     fn send_batched<'a>(
         &'a self,
         resource_type: &'a str,
-        admitted: Vec<Value>,
+        admitted: Vec<(Value, Option<Preloaded>)>,
     ) -> BoxFuture<'a, Result<(), SyncError>> {
         Box::pin(self.send_batched_inner(resource_type, admitted))
     }
@@ -367,11 +392,11 @@ impl PushRun<'_> {
     async fn send_batched_inner(
         &self,
         resource_type: &str,
-        admitted: Vec<Value>,
+        admitted: Vec<(Value, Option<Preloaded>)>,
     ) -> Result<(), SyncError> {
         let concurrency = self.options.limits.concurrency.max(1);
         let mut prepared = stream::iter(admitted)
-            .map(|resource| self.prepare_locked(resource_type, resource))
+            .map(|(resource, preloaded)| self.prepare_locked(resource_type, resource, preloaded))
             .buffered(concurrency);
         let mut ready = Vec::new();
         while let Some(result) = prepared.next().await {
@@ -401,6 +426,7 @@ impl PushRun<'_> {
         &'a self,
         resource_type: &'a str,
         resource: Value,
+        preloaded: Option<Preloaded>,
     ) -> BoxFuture<'a, Result<Prepared, SyncError>> {
         Box::pin(async move {
             let key = (
@@ -408,7 +434,8 @@ impl PushRun<'_> {
                 resource["id"].as_str().unwrap_or_default().to_owned(),
             );
             let _one_at_a_time = self.locks.lock(&key).await;
-            self.prepare(resource_type, resource, Vec::new()).await
+            self.prepare(resource_type, resource, Vec::new(), preloaded)
+                .await
         })
     }
 
@@ -442,6 +469,7 @@ impl PushRun<'_> {
         resource_type: &str,
         resource: Value,
         chain: Vec<(String, String)>,
+        preloaded: Option<Preloaded>,
     ) -> Result<Prepared, SyncError> {
         self.check_lease()?;
         let store = &self.engine.store;
@@ -453,7 +481,13 @@ impl PushRun<'_> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let key = (resource_type.to_owned(), local_id.clone());
-        let entry = store.synced(name, resource_type, &local_id).await?;
+        // What the batch looked up holds unless this run has sent the resource since (every
+        // send records it in `known`): then the identity map is read again.
+        let sent_since = self.known.lock().expect("known ids").contains_key(&key);
+        let (entry, issues) = match preloaded {
+            Some(one) if !sent_since => (one.entry, one.issues),
+            _ => (store.synced(name, resource_type, &local_id).await?, None),
+        };
         let mut held = entry.as_ref().and_then(|e| e.remote_id.clone());
         if chain.is_empty() {
             self.counters.add(&self.counters.processed);
@@ -475,7 +509,10 @@ impl PushRun<'_> {
             return Ok(Prepared::Done(None));
         }
         // Invalid at the source: the dead-letter list, not the target.
-        let issues = self.validate(resource_type, &resource).await;
+        let issues = match issues {
+            Some(issues) => issues,
+            None => self.validate(resource_type, &resource).await,
+        };
         if issues.iter().any(crate::validation::Issue::is_error) {
             let outcome = crate::validation::operation_outcome(&issues);
             self.reject(resource_type, &local_id, local_version, None, &outcome)
@@ -523,6 +560,11 @@ impl PushRun<'_> {
                 &self.counters.created
             };
             self.counters.add(counter);
+            // What refers to it later resolves from memory, as after a real send.
+            self.known
+                .lock()
+                .expect("known ids")
+                .insert(key.clone(), Some(local_id.clone()));
             self.dry_sent.lock().expect("dry-run set").insert(key);
             return Ok(Prepared::Done(held.take().or(Some(local_id))));
         }
@@ -634,7 +676,7 @@ impl PushRun<'_> {
         let Some(resource) = admitted.into_iter().next() else {
             return Ok(None);
         };
-        self.send_one(resource_type, resource, chain).await
+        self.send_one(resource_type, resource, chain, None).await
     }
 
     /// The resources of these ids as FHIR. A record the clinic database holds but the gateway
@@ -678,38 +720,132 @@ impl PushRun<'_> {
         }
     }
 
+    /// For a batch about to be prepared: each resource's identity-map entry (one query) and,
+    /// for those it does not show as sent at this version, the validator's verdict (on the
+    /// blocking pool, a share per core) — instead of a query and a blocking task per resource.
+    async fn preload(
+        &self,
+        resource_type: &str,
+        resources: &[Value],
+    ) -> Result<HashMap<String, Preloaded>, SyncError> {
+        let ids: Vec<String> = resources
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect();
+        let mut entries = self
+            .engine
+            .store
+            .synced_many(&self.target.name, resource_type, &ids)
+            .await?;
+        let unsent: Vec<&Value> = resources
+            .iter()
+            .filter(|r| {
+                let id = r["id"].as_str().unwrap_or_default();
+                let version: Option<i64> = r
+                    .pointer("/meta/versionId")
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.parse().ok());
+                entries
+                    .get(id)
+                    .is_none_or(|e| e.remote_id.is_none() || e.synced_version != version)
+            })
+            .collect();
+        let mut verdicts = self.validate_many(resource_type, &unsent).await;
+        let mut out = HashMap::new();
+        for id in ids {
+            let issues = verdicts.remove(&id);
+            out.insert(
+                id.clone(),
+                Preloaded {
+                    entry: entries.remove(&id),
+                    issues,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// `validate` of many resources: a few blocking tasks (one per core) rather than one each.
+    async fn validate_many(
+        &self,
+        resource_type: &str,
+        resources: &[&Value],
+    ) -> HashMap<String, Vec<crate::validation::Issue>> {
+        if resources.is_empty() {
+            return HashMap::new();
+        }
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let per_task = resources.len().div_ceil(cores);
+        let tasks: Vec<_> = resources
+            .chunks(per_task)
+            .map(|chunk| {
+                let chunk: Vec<Value> = chunk.iter().map(|r| (*r).clone()).collect();
+                let validator = Arc::clone(&self.engine.validator);
+                let profile = self.profile_to_check(resource_type);
+                tokio::task::spawn_blocking(move || {
+                    chunk
+                        .into_iter()
+                        .map(|resource| {
+                            let required = profile(&resource);
+                            let issues = validator.validate(&resource, &required);
+                            let id = resource["id"].as_str().unwrap_or_default().to_owned();
+                            (id, issues)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = HashMap::new();
+        for task in tasks {
+            // A panicking check: those resources are validated again one by one in `prepare`.
+            if let Ok(verdicts) = task.await {
+                out.extend(verdicts);
+            }
+        }
+        out
+    }
+
+    /// The profiles a resource of this type is checked against: the one it claims
+    /// (`meta.profile`, which the validator checks; a type has several, e.g. treatment and
+    /// relapse-prevention plans), else the type's IOP profile.
+    fn profile_to_check(
+        &self,
+        resource_type: &str,
+    ) -> impl Fn(&Value) -> Vec<String> + Send + 'static {
+        let profile = self
+            .engine
+            .validator
+            .registry()
+            .iop_profiles()
+            .of_type(resource_type)
+            .map(str::to_owned);
+        move |resource: &Value| {
+            let claims_one = resource
+                .pointer("/meta/profile")
+                .and_then(Value::as_array)
+                .is_some_and(|p| !p.is_empty());
+            profile.iter().filter(|_| !claims_one).cloned().collect()
+        }
+    }
+
     async fn validate(
         &self,
         resource_type: &str,
         resource: &Value,
     ) -> Vec<crate::validation::Issue> {
         let validator = Arc::clone(&self.engine.validator);
-        // The profile the mapping claims (`meta.profile`, which the validator checks; a type
-        // has several, e.g. treatment and relapse-prevention plans), else the type's IOP profile.
-        let claims_one = resource
-            .pointer("/meta/profile")
-            .and_then(Value::as_array)
-            .is_some_and(|p| !p.is_empty());
-        let profile = validator
-            .registry()
-            .iop_profiles()
-            .of_type(resource_type)
-            .filter(|_| !claims_one)
-            .map(str::to_owned);
+        let profile = self.profile_to_check(resource_type);
         let resource = resource.clone();
-        tokio::task::spawn_blocking(move || {
-            let required: Vec<String> = profile.into_iter().collect();
-            validator.validate(&resource, &required)
-        })
-        .await
-        .unwrap_or_else(|_| {
-            vec![crate::validation::Issue {
-                severity: crate::validation::Severity::Fatal,
-                code: "exception",
-                message: "the validator failed on this resource".into(),
-                expression: resource_type.to_owned(),
-            }]
-        })
+        tokio::task::spawn_blocking(move || validator.validate(&resource, &profile(&resource)))
+            .await
+            .unwrap_or_else(|_| {
+                vec![crate::validation::Issue {
+                    severity: crate::validation::Severity::Fatal,
+                    code: "exception",
+                    message: "the validator failed on this resource".into(),
+                    expression: resource_type.to_owned(),
+                }]
+            })
     }
 
     async fn reject(
@@ -769,6 +905,14 @@ impl PushRun<'_> {
             },
         }
     }
+}
+
+/// What a batch looked up for one resource before preparing it (`PushRun::preload`).
+struct Preloaded {
+    /// Its identity-map entry, if it has one.
+    entry: Option<SyncedResource>,
+    /// The validator's verdict, when the entry did not show it as sent at this version.
+    issues: Option<Vec<crate::validation::Issue>>,
 }
 
 /// A resource as it is sent: no id (the target's is set for updates) and no version or

@@ -182,21 +182,31 @@ impl Writer<'_> {
     /// 409/412/404/410 or 5xx, and every entry when the batch itself is refused, is written on
     /// its own by [`Writer::write`].
     pub async fn write_batch(&self, outs: &[Outgoing<'_>]) -> Result<Vec<Written>, WriteError> {
+        // The batch's identity-map rows, read and (for what is new) recorded in one go each.
+        let mut known = match outs.first() {
+            Some(first) => {
+                let ids: Vec<String> = outs.iter().map(|o| o.local_id.to_owned()).collect();
+                self.store
+                    .synced_many(first.target, first.resource_type, &ids)
+                    .await?
+            }
+            None => Default::default(),
+        };
         let mut entries = Vec::with_capacity(outs.len());
+        let mut intents = Vec::new();
         for out in outs {
-            let mut entry = self
-                .store
-                .synced(out.target, out.resource_type, out.local_id)
-                .await?
+            let mut entry = known
+                .remove(out.local_id)
                 .unwrap_or_else(|| blank_entry(out));
             if entry.remote_id.is_none() {
                 // Recorded before sending: after a crash the next run updates the same id.
                 entry.remote_id = Some(out.local_id.to_owned());
                 entry.remote_version = None;
-                self.store.put_synced(&entry).await?;
+                intents.push(entry.clone());
             }
             entries.push(entry);
         }
+        self.store.put_synced_many(&intents).await?;
         let created: Vec<bool> = entries.iter().map(|e| e.synced_version.is_none()).collect();
         let mut answers = None;
         for _ in 0..ATTEMPTS {
@@ -220,18 +230,27 @@ impl Writer<'_> {
                 Err(other) => return Err(other.into()),
             }
         }
+        // What the target confirmed is recorded together, before anything is retried alone.
+        let mut confirmed = Vec::new();
+        for (i, out) in outs.iter().enumerate() {
+            if let Some(answer) = answers.as_ref().map(|a: &Vec<BatchAnswer>| &a[i])
+                && (200..300).contains(&answer.status)
+            {
+                let entry = &mut entries[i];
+                entry.remote_version = answer.version.clone();
+                entry.synced_version = Some(out.local_version);
+                entry.create_sent_at = None;
+                confirmed.push(entry.clone());
+            }
+        }
+        self.store.put_synced_many(&confirmed).await?;
         let mut written = Vec::with_capacity(outs.len());
         for (i, out) in outs.iter().enumerate() {
             let answer = answers.as_ref().map(|a: &Vec<BatchAnswer>| &a[i]);
             match answer {
                 Some(answer) if (200..300).contains(&answer.status) => {
-                    let entry = &mut entries[i];
-                    entry.remote_version = answer.version.clone();
-                    entry.synced_version = Some(out.local_version);
-                    entry.create_sent_at = None;
-                    self.store.put_synced(entry).await?;
                     // Set before the batch was sent (the clinic's id, or the map's).
-                    let remote_id = entry.remote_id.clone().unwrap_or_default();
+                    let remote_id = entries[i].remote_id.clone().unwrap_or_default();
                     written.push(if created[i] {
                         Written::Created(remote_id)
                     } else {

@@ -8,7 +8,7 @@
 //! resource's own definition.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde_json::{Value as Json, json};
 
@@ -20,8 +20,11 @@ pub struct StructuralSchema {
     /// `#/definitions/X` of each resource type.
     mapping: serde_json::Map<String, Json>,
     /// One compiled validator per resource type, built on first use: a single root schema that
-    /// dispatches with 146 `if`/`then` pairs costs more than the walk itself.
-    validators: RwLock<HashMap<String, Compiled>>,
+    /// dispatches with 146 `if`/`then` pairs costs more than the walk itself. Each type's cell
+    /// is filled once: threads that need the type meanwhile wait for that one compilation
+    /// rather than each compiling (and throwing away) their own, which cost a push more than
+    /// all its validation.
+    validators: RwLock<HashMap<String, Arc<OnceLock<Compiled>>>>,
 }
 
 /// A type's compiled schema (None: the schema does not define the type), or why it does not compile.
@@ -71,22 +74,27 @@ impl StructuralSchema {
     /// The type's compiled schema (None for a type the schema does not define), or why it
     /// does not compile.
     fn validator(&self, resource_type: &str) -> Compiled {
-        if let Some(found) = self
+        let found = self
             .validators
             .read()
             .ok()
-            .and_then(|v| v.get(resource_type).cloned())
-        {
-            return found;
-        }
-        let compiled = self
-            .compile(resource_type)
-            .map(|v| v.map(Arc::new))
-            .map_err(|e| format!("the {resource_type} schema does not compile ({e})"));
-        if let Ok(mut validators) = self.validators.write() {
-            validators.insert(resource_type.to_owned(), compiled.clone());
-        }
-        compiled
+            .and_then(|v| v.get(resource_type).cloned());
+        let cell = match found {
+            Some(cell) => cell,
+            None => match self.validators.write() {
+                Ok(mut validators) => {
+                    Arc::clone(validators.entry(resource_type.to_owned()).or_default())
+                }
+                // A poisoned lock (a panic elsewhere): compile for this call alone.
+                Err(_) => Arc::new(OnceLock::new()),
+            },
+        };
+        cell.get_or_init(|| {
+            self.compile(resource_type)
+                .map(|v| v.map(Arc::new))
+                .map_err(|e| format!("the {resource_type} schema does not compile ({e})"))
+        })
+        .clone()
     }
 
     /// Is `resource_type` a resource type of FHIR R4 (per the schema's list of resources)?
