@@ -1,69 +1,53 @@
-//! `iop-gateway validate`: read resources from files, validate on all cores, print verdicts.
+//! `iop-gateway validate`: read resources from files, validate on all cores, print verdicts in
+//! input order — streaming, so memory stays flat however large the input.
 //!
-//! An edge: reading and printing only; the verdicts come from `validation::Validator`.
+//! An edge: reading and printing only; the verdicts come from `validation::Validator`. A
+//! reader thread cuts the input into chunks (NDJSON lines unparsed, so parsing runs on the
+//! workers too), workers parse and validate them, and the printer writes each chunk's verdicts
+//! as soon as every earlier chunk is out. At most `IN_FLIGHT` chunks exist at any moment.
 
-use std::io::{Read, Write};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use crate::validation::{BundleIndex, Issue, Registry, Severity, Validator, operation_outcome};
 
+/// Resources (or NDJSON lines) per chunk: enough to keep a worker busy between hand-overs.
+const CHUNK: usize = 256;
+/// Chunks read but not yet printed, per worker.
+const IN_FLIGHT_PER_WORKER: usize = 4;
+
 /// A resource to check, with the Bundle it came from (its references to other entries resolve).
 type Input = (Value, Option<Arc<BundleIndex>>);
 
-/// Every resource of the inputs: a resource, the entries of a Bundle, or NDJSON lines.
-fn resources(text: &str, origin: &str) -> anyhow::Result<Vec<Input>> {
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let documents = match serde_json::from_str::<Value>(trimmed) {
-        Ok(one) => vec![one],
-        Err(_) => trimmed
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(n, l)| {
-                serde_json::from_str(l)
-                    .map_err(|e| anyhow::anyhow!("{origin} line {}: not JSON ({e})", n + 1))
-            })
-            .collect::<anyhow::Result<Vec<Value>>>()?,
-    };
-    let mut out = Vec::new();
-    for document in documents {
-        if document.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
-            let index = Arc::new(BundleIndex::of(&document));
-            out.extend(
-                document
-                    .get("entry")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.get("resource").cloned())
-                    .map(|r| (r, Some(Arc::clone(&index)))),
-            );
-        } else {
-            out.push((document, None));
-        }
-    }
-    Ok(out)
+/// One piece of input as the reader hands it over.
+enum Item {
+    /// An NDJSON line, parsed by the worker that takes it.
+    Line {
+        text: String,
+        origin: Arc<str>,
+        number: usize,
+    },
+    /// A document read whole: a resource, or a Bundle whose entries are checked.
+    Document(Value),
+    /// Input that cannot be read: the run stops there (exit 2).
+    Unreadable(String),
 }
 
-fn read(path: &PathBuf) -> anyhow::Result<String> {
-    if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin().lock().read_to_string(&mut text)?;
-        return Ok(text);
-    }
-    std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+/// What the printer prints for one resource, or why the run stops.
+enum Verdict {
+    Checked { name: String, issues: Vec<Issue> },
+    Unreadable(String),
 }
 
 /// The verdict on an input the validator failed on: fatal, never a pass.
-fn not_checked((resource, _): &Input) -> Vec<Issue> {
+fn not_checked(resource: &Value) -> Vec<Issue> {
     let resource_type = resource.get("resourceType").and_then(Value::as_str);
     vec![Issue {
         severity: Severity::Fatal,
@@ -75,50 +59,263 @@ fn not_checked((resource, _): &Input) -> Vec<Issue> {
     }]
 }
 
-/// `check` on every input, on `workers` threads: one verdict per input, at its index. A check
-/// that panics gives its own input a fatal verdict (and says so on stderr); the others keep theirs.
-fn verdicts<F>(inputs: &[Input], workers: usize, check: F) -> Vec<Vec<Issue>>
+fn name_of(resource: &Value) -> String {
+    format!(
+        "{}/{}",
+        resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        resource.get("id").and_then(Value::as_str).unwrap_or("?")
+    )
+}
+
+/// The resources of a document: itself, or the entries of a Bundle.
+fn inputs_of(document: Value) -> Vec<Input> {
+    if document.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return vec![(document, None)];
+    }
+    let index = Arc::new(BundleIndex::of(&document));
+    document
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("resource").cloned())
+        .map(|r| (r, Some(Arc::clone(&index))))
+        .collect()
+}
+
+/// The verdicts on one item: `check` on each of its resources. A check that panics gives its
+/// own resource a fatal verdict (and says so on stderr); the others keep theirs.
+fn judge<F>(item: Item, check: &F) -> Vec<Verdict>
+where
+    F: Fn(&Input) -> Vec<Issue>,
+{
+    let document = match item {
+        Item::Unreadable(reason) => return vec![Verdict::Unreadable(reason)],
+        Item::Document(document) => document,
+        Item::Line {
+            text,
+            origin,
+            number,
+        } => match serde_json::from_str(&text) {
+            Ok(document) => document,
+            Err(e) => {
+                return vec![Verdict::Unreadable(format!(
+                    "{origin} line {number}: not JSON ({e})"
+                ))];
+            }
+        },
+    };
+    inputs_of(document)
+        .into_iter()
+        .map(|input| {
+            let issues = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&input)))
+                .unwrap_or_else(|_| {
+                    eprintln!("error: the validator failed on {}", name_of(&input.0));
+                    not_checked(&input.0)
+                });
+            Verdict::Checked {
+                name: name_of(&input.0),
+                issues,
+            }
+        })
+        .collect()
+}
+
+/// Reads `source` as NDJSON (when its first line is a JSON value on its own) or as one document
+/// (a resource or a Bundle, over any number of lines), handing over chunks of items.
+fn read_source(
+    mut source: Box<dyn BufRead + Send>,
+    origin: &str,
+    send: &mut impl FnMut(Item) -> bool,
+) -> bool {
+    let origin: Arc<str> = Arc::from(origin);
+    let mut first = String::new();
+    let mut number = 0;
+    // The first line with something on it decides the format.
+    loop {
+        first.clear();
+        match source.read_line(&mut first) {
+            Ok(0) => return true,
+            Ok(_) => number += 1,
+            Err(e) => return send(Item::Unreadable(format!("cannot read {origin}: {e}"))),
+        }
+        if !first.trim().is_empty() {
+            break;
+        }
+    }
+    if serde_json::from_str::<serde::de::IgnoredAny>(first.trim()).is_err() {
+        let mut text = first;
+        if let Err(e) = source.read_to_string(&mut text) {
+            return send(Item::Unreadable(format!("cannot read {origin}: {e}")));
+        }
+        return match serde_json::from_str(text.trim()) {
+            Ok(document) => send(Item::Document(document)),
+            Err(e) => send(Item::Unreadable(format!("{origin}: not JSON ({e})"))),
+        };
+    }
+    if !send(Item::Line {
+        text: first,
+        origin: Arc::clone(&origin),
+        number,
+    }) {
+        return false;
+    }
+    for line in source.lines() {
+        number += 1;
+        let text = match line {
+            Ok(text) => text,
+            Err(e) => return send(Item::Unreadable(format!("cannot read {origin}: {e}"))),
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        if !send(Item::Line {
+            text,
+            origin: Arc::clone(&origin),
+            number,
+        }) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs `check` over every resource of `sources` on `workers` threads and hands each verdict to
+/// `print` in input order; stops at the first unreadable input (its reason is returned).
+fn stream<F, P>(
+    sources: Vec<(Box<dyn BufRead + Send>, String)>,
+    workers: usize,
+    check: F,
+    mut print: P,
+) -> anyhow::Result<Option<String>>
 where
     F: Fn(&Input) -> Vec<Issue> + Sync,
+    P: FnMut(String, Vec<Issue>) -> anyhow::Result<()>,
 {
-    let chunk = inputs.len().div_ceil(workers.max(1)).max(1);
-    let check_one = |index: usize, input: &Input| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(input))).unwrap_or_else(
-            |_| {
-                eprintln!(
-                    "error: the validator failed on resource {} of the input",
-                    index + 1
-                );
-                not_checked(input)
-            },
-        )
-    };
-    // Until a worker hands back its verdict, an input counts as not checked.
-    let mut verdicts: Vec<Vec<Issue>> = inputs.iter().map(not_checked).collect();
+    let workers = workers.max(1);
+    let in_flight = workers * IN_FLIGHT_PER_WORKER;
+    // A token per chunk in flight: the reader takes one before handing a chunk over, the printer
+    // gives it back once the chunk is printed.
+    let (tokens, tokens_back) = sync_channel::<()>(in_flight);
+    let (work_tx, work_rx) = sync_channel::<(usize, Vec<Item>)>(in_flight);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = sync_channel::<(usize, Vec<Verdict>)>(in_flight);
+    let (mut done_rx, mut tokens_back) = (Some(done_rx), Some(tokens_back));
     std::thread::scope(|scope| {
-        let check_one = &check_one;
-        let handles: Vec<_> = inputs
-            .chunks(chunk)
-            .enumerate()
-            .map(|(n, part)| {
-                scope.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(i, input)| check_one(n * chunk + i, input))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        // Chunks are contiguous and each worker returns one verdict per input of its chunk, in
-        // order, so verdict `n * chunk + i` is that input's.
-        for (n, handle) in handles.into_iter().enumerate() {
-            let Ok(found) = handle.join() else { continue };
-            for (i, verdict) in found.into_iter().enumerate() {
-                verdicts[n * chunk + i] = verdict;
-            }
+        scope.spawn(move || reader(sources, &tokens, &work_tx));
+        for _ in 0..workers {
+            let work_rx = Arc::clone(&work_rx);
+            let done_tx = done_tx.clone();
+            let check = &check;
+            scope.spawn(move || worker(&work_rx, &done_tx, check));
         }
-    });
-    verdicts
+        // Only the workers hold these now: when they are gone, the reader's hand-over fails
+        // rather than waits; when the printer is gone, theirs does.
+        drop(work_rx);
+        drop(done_tx);
+        let (done_rx, tokens_back) = (done_rx.take(), tokens_back.take());
+        let (Some(done_rx), Some(tokens_back)) = (done_rx, tokens_back) else {
+            return Ok(None);
+        };
+        let printed = printer(&done_rx, &tokens_back, &mut print);
+        // Stopped early (unreadable input, a failed write): the reader and the workers see
+        // their channels closed and end, so the scope can join them.
+        drop(done_rx);
+        drop(tokens_back);
+        printed
+    })
+}
+
+fn reader(
+    sources: Vec<(Box<dyn BufRead + Send>, String)>,
+    tokens: &SyncSender<()>,
+    work: &SyncSender<(usize, Vec<Item>)>,
+) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut next = 0;
+    let mut hand_over = |chunk: &mut Vec<Item>| {
+        if tokens.send(()).is_err() {
+            return false;
+        }
+        let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
+        let sent = work.send((next, full)).is_ok();
+        next += 1;
+        sent
+    };
+    for (source, origin) in sources {
+        let mut send = |item: Item| {
+            let stop = matches!(item, Item::Unreadable(_));
+            chunk.push(item);
+            if (chunk.len() == CHUNK || stop) && !hand_over(&mut chunk) {
+                return false;
+            }
+            !stop
+        };
+        if !read_source(source, &origin, &mut send) {
+            return;
+        }
+    }
+    if !chunk.is_empty() {
+        hand_over(&mut chunk);
+    }
+}
+
+fn worker<F>(
+    work: &Mutex<Receiver<(usize, Vec<Item>)>>,
+    done: &SyncSender<(usize, Vec<Verdict>)>,
+    check: &F,
+) where
+    F: Fn(&Input) -> Vec<Issue>,
+{
+    loop {
+        // The lock is held only to take the next chunk.
+        let next = work.lock().map(|rx| rx.recv());
+        let Ok(Ok((number, items))) = next else {
+            return;
+        };
+        let verdicts = items.into_iter().flat_map(|i| judge(i, check)).collect();
+        if done.send((number, verdicts)).is_err() {
+            return;
+        }
+    }
+}
+
+fn printer<P>(
+    done: &Receiver<(usize, Vec<Verdict>)>,
+    tokens_back: &Receiver<()>,
+    print: &mut P,
+) -> anyhow::Result<Option<String>>
+where
+    P: FnMut(String, Vec<Issue>) -> anyhow::Result<()>,
+{
+    let mut waiting: BTreeMap<usize, Vec<Verdict>> = BTreeMap::new();
+    let mut next = 0;
+    for (number, verdicts) in done {
+        waiting.insert(number, verdicts);
+        while let Some(verdicts) = waiting.remove(&next) {
+            for verdict in verdicts {
+                match verdict {
+                    Verdict::Checked { name, issues } => print(name, issues)?,
+                    Verdict::Unreadable(reason) => return Ok(Some(reason)),
+                }
+            }
+            next += 1;
+            let _ = tokens_back.recv();
+        }
+    }
+    Ok(None)
+}
+
+fn open(path: &PathBuf) -> anyhow::Result<Box<dyn BufRead + Send>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let file =
+        File::open(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
 }
 
 pub fn run(
@@ -140,10 +337,11 @@ pub fn run(
             return Ok(ExitCode::from(2));
         }
     }
-    let mut all = Vec::new();
+    // Every file opens before anything is checked: a wrong path is said at once.
+    let mut sources = Vec::new();
     for file in files {
-        match read(file).and_then(|text| resources(&text, &file.display().to_string())) {
-            Ok(found) => all.extend(found),
+        match open(file) {
+            Ok(source) => sources.push((source, file.display().to_string())),
             Err(err) => {
                 eprintln!("error: {err}");
                 return Ok(ExitCode::from(2));
@@ -154,7 +352,7 @@ pub fn run(
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let verdicts = verdicts(&all, workers, |(resource, bundle)| {
+    let check = |(resource, bundle): &Input| {
         // Each resource gets the IOP profile of its type (or the one of its type it names)
         // besides every `--profile`.
         let mut required = profiles.to_vec();
@@ -167,19 +365,11 @@ pub fn run(
             Some(bundle) => validator.validate_entry(resource, bundle, &required),
             None => validator.validate(resource, &required),
         }
-    });
+    };
     let (mut passed, mut failed) = (0, 0);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for ((resource, _), issues) in all.iter().zip(&verdicts) {
-        let name = format!(
-            "{}/{}",
-            resource
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .unwrap_or("?"),
-            resource.get("id").and_then(Value::as_str).unwrap_or("?")
-        );
+    let stopped = stream(sources, workers, check, |name, issues| {
         let invalid = issues.iter().any(Issue::is_error);
         if invalid {
             failed += 1
@@ -187,11 +377,11 @@ pub fn run(
             passed += 1
         }
         if json {
-            writeln!(out, "{}", operation_outcome(issues))?;
-            continue;
+            writeln!(out, "{}", operation_outcome(&issues))?;
+            return Ok(());
         }
         writeln!(out, "{} {name}", if invalid { "invalid" } else { "ok" })?;
-        for issue in issues {
+        for issue in &issues {
             writeln!(
                 out,
                 "  {} {} at {}: {}",
@@ -201,6 +391,12 @@ pub fn run(
                 issue.message
             )?;
         }
+        Ok(())
+    })?;
+    if let Some(reason) = stopped {
+        out.flush()?;
+        eprintln!("error: {reason} (the resources before it were checked, as printed)");
+        return Ok(ExitCode::from(2));
     }
     writeln!(out, "{passed} passed, {failed} failed")?;
     out.flush()?;
@@ -216,38 +412,104 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn a_panicking_check_fails_its_own_resource_only() {
-        let inputs: Vec<Input> = (0..10)
+    fn ndjson(count: usize) -> Box<dyn BufRead + Send> {
+        let text: String = (0..count)
             .map(|i| {
-                (
-                    json!({ "resourceType": "Patient", "id": i.to_string() }),
-                    None,
+                format!(
+                    "{}\n",
+                    json!({ "resourceType": "Patient", "id": i.to_string() })
                 )
             })
             .collect();
-        // The verdict names the resource it was made for; resource 4 makes the check panic.
-        let check = |(resource, _): &Input| {
-            let id = resource["id"].as_str().unwrap().to_owned();
-            assert_ne!(id, "4", "a defect provoked by the test");
-            vec![Issue {
-                severity: Severity::Information,
-                code: "informational",
-                message: id,
-                expression: "Patient".into(),
-            }]
-        };
+        Box::new(std::io::Cursor::new(text.into_bytes()))
+    }
+
+    /// The verdict names the resource it was made for; resource 4 makes the check panic.
+    fn check((resource, _): &Input) -> Vec<Issue> {
+        let id = resource["id"].as_str().unwrap().to_owned();
+        assert_ne!(id, "4", "a defect provoked by the test");
+        vec![Issue {
+            severity: Severity::Information,
+            code: "informational",
+            message: id,
+            expression: "Patient".into(),
+        }]
+    }
+
+    #[test]
+    fn verdicts_come_in_input_order_and_a_panicking_check_fails_its_own_resource_only() {
         for workers in [1, 3, 4, 16] {
-            let found = verdicts(&inputs, workers, check);
-            assert_eq!(found.len(), inputs.len());
-            for (i, verdict) in found.iter().enumerate() {
+            let mut found = Vec::new();
+            let stopped = stream(
+                vec![(ndjson(2_000), "a.ndjson".into())],
+                workers,
+                check,
+                |name, issues| {
+                    found.push((name, issues));
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert!(stopped.is_none());
+            assert_eq!(found.len(), 2_000);
+            for (i, (name, verdict)) in found.iter().enumerate() {
+                assert_eq!(name, &format!("Patient/{i}"), "{workers} workers");
                 if i == 4 {
                     assert!(verdict[0].is_error() && verdict[0].code == "exception");
                 } else {
-                    assert_eq!(verdict.len(), 1);
                     assert_eq!(verdict[0].message, i.to_string(), "{workers} workers");
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_document_over_many_lines_and_a_bundle_are_read_whole() {
+        let bundle = serde_json::to_string_pretty(&json!({
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [
+                { "resource": { "resourceType": "Patient", "id": "0" } },
+                { "resource": { "resourceType": "Patient", "id": "1" } },
+            ],
+        }))
+        .unwrap();
+        let mut found = Vec::new();
+        let stopped = stream(
+            vec![(
+                Box::new(std::io::Cursor::new(bundle.into_bytes())),
+                "b.json".into(),
+            )],
+            2,
+            check,
+            |name, _| {
+                found.push(name);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(stopped.is_none());
+        assert_eq!(found, ["Patient/0", "Patient/1"]);
+    }
+
+    #[test]
+    fn an_unreadable_line_stops_the_run_after_what_came_before() {
+        let text = "{\"resourceType\":\"Patient\",\"id\":\"0\"}\nnot json\n{\"resourceType\":\"Patient\",\"id\":\"2\"}\n";
+        let mut found = Vec::new();
+        let stopped = stream(
+            vec![(
+                Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+                "c.ndjson".into(),
+            )],
+            2,
+            check,
+            |name, _| {
+                found.push(name);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(found, ["Patient/0"]);
+        assert!(stopped.unwrap().contains("c.ndjson line 2: not JSON"));
     }
 }
