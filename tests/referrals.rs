@@ -733,6 +733,33 @@ async fn a_referral_in_two_requests_is_received_once(store: &Store) {
     assert_eq!(status, 405, "{body}");
 }
 
+/// A ServiceRequest sent alone, whose Task has not come: clinic IT sees it waiting.
+#[tokio::test]
+async fn a_request_waiting_for_its_task_is_listed() {
+    let db = common::sqlite().await;
+    let app = spawn_app(&db.store).await;
+    let sent = message("w1", &new_person("H-910"));
+    let mut request = sent["entry"][2]["resource"].clone();
+    let mut patient = sent["entry"][3]["resource"].clone();
+    patient["id"] = json!("patient");
+    request["contained"] = json!([patient]);
+    request["subject"] = json!({ "reference": "#patient" });
+    request.as_object_mut().unwrap().remove("supportingInfo");
+    let (status, body, location) = app.post_located("ServiceRequest", &request).await;
+    assert_eq!(status, 201, "{body}");
+    let held = location.unwrap().rsplit('/').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) =
+        common::process::run(cli_on(dir.path(), &db.url).args(["referrals", "list"]));
+    assert!(ok, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&held))
+        .unwrap_or_else(|| panic!("{held} not listed: {out}"));
+    assert!(line.contains("no-task"), "{line}");
+    db.cleanup().await;
+}
+
 on_both_backends!(
     a_referral_in_two_requests_is_received_once,
     a_transaction_referral_is_received_once,
