@@ -473,6 +473,25 @@ pub(super) fn call<'a>(
                 chars[start as usize..].iter().take(length).collect(),
             )))
         }
+        "precision" => {
+            arity(name, args, 0, 0)?;
+            let item = match focus.as_slice() {
+                [] => return Ok(vec![]),
+                [item] => item.primitive(),
+                _ => return Err(error("precision() needs a single value")),
+            };
+            match item {
+                Item::Date(t) | Item::DateTime(t) | Item::Time(t) => {
+                    Ok(one(Item::Integer(temporal_precision(&t))))
+                }
+                // Decimals are held as binary floating point, which does not keep how many
+                // digits were written (1.58700 has 5): say so rather than guess.
+                Item::Decimal(_) | Item::Integer(_) | Item::Quantity(..) => Err(error(
+                    "precision() of a number needs the digits as written, which this engine does not keep",
+                )),
+                _ => Ok(vec![]),
+            }
+        }
         "length" => Ok(focus_string(focus)?
             .map(|s| Item::Integer(s.chars().count() as i64))
             .into_iter()
@@ -723,6 +742,17 @@ pub(super) fn to_string(item: &Item<'_>) -> Option<String> {
         Item::Date(t) | Item::DateTime(t) | Item::Time(t) => format_temporal(&t),
         Item::Node(..) | Item::TypeInfo(..) => return None,
     })
+}
+
+/// How many digits a date, date-time or time was given with (`@2014` 4, `@T10:30` 4,
+/// `@2014-01-05T10:30:00.000` 17): milliseconds count three, every other part two, the year four.
+fn temporal_precision(t: &Temporal) -> i64 {
+    let widths: &[i64] = if t.time_only {
+        &[2, 2, 2, 3]
+    } else {
+        &[4, 2, 2, 2, 2, 2, 3]
+    };
+    widths.iter().take(t.parts.len()).sum()
 }
 
 fn format_temporal(t: &Temporal) -> String {
