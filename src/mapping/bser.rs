@@ -114,6 +114,23 @@ fn identifiers(resource: &Value) -> Vec<ExternalIdentifier> {
         .collect()
 }
 
+/// A referral's ServiceRequest asks for a decision: intent order, status active (or draft).
+pub(super) fn check_request(request: &Value) -> Result<(), MappingError> {
+    if opt_str(request, "intent") != Some("order") {
+        return Err(read::invalid(
+            "ServiceRequest.intent",
+            "a referral's intent is order",
+        ));
+    }
+    if !matches!(opt_str(request, "status"), Some("active" | "draft")) {
+        return Err(read::invalid(
+            "ServiceRequest.status",
+            "a referral sent for a decision is active",
+        ));
+    }
+    Ok(())
+}
+
 /// The placer identifier (typed v2-0203 PLAC) of a resource, if any.
 pub(super) fn placer(resource: &Value) -> Option<ExternalIdentifier> {
     read::array(resource, "identifier")
@@ -274,18 +291,7 @@ fn referral_from_task(
             "names another patient than Task.for",
         ));
     }
-    if opt_str(request, "intent") != Some("order") {
-        return Err(read::invalid(
-            "ServiceRequest.intent",
-            "a referral's intent is order",
-        ));
-    }
-    if !matches!(opt_str(request, "status"), Some("active" | "draft")) {
-        return Err(read::invalid(
-            "ServiceRequest.status",
-            "a referral sent for a decision is active",
-        ));
-    }
+    check_request(request)?;
     let placer = placer(task).or_else(|| placer(request)).ok_or_else(|| {
         missing("Task.identifier (typed v2-0203 PLAC: the referring side's own identifier)")
     })?;

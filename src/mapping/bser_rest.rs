@@ -21,18 +21,7 @@ pub fn held_request_key(request: &Value) -> Result<ExternalIdentifier, MappingEr
             "ServiceRequest.identifier (typed v2-0203 PLAC: the referring side's own identifier)",
         )
     })?;
-    if opt_str(request, "intent") != Some("order") {
-        return Err(read::invalid(
-            "ServiceRequest.intent",
-            "a referral's intent is order",
-        ));
-    }
-    if !matches!(opt_str(request, "status"), Some("active" | "draft")) {
-        return Err(read::invalid(
-            "ServiceRequest.status",
-            "a referral sent for a decision is active",
-        ));
-    }
+    bser::check_request(request)?;
     let subject = request
         .get("subject")
         .and_then(|s| opt_str(s, "reference"))
