@@ -127,36 +127,16 @@ async fn request(
 /// The ServiceRequest against the R4 definitions (its contained resources with it) and its
 /// contained Patient against the inbound Patient profile.
 fn validate_request(state: &FhirState, request: &Value) -> Result<(), ApiError> {
-    let validator = &state.validator;
-    let mut issues = validator.validate(
+    let mut issues = state.validator.validate(
         request,
         &["http://hl7.org/fhir/StructureDefinition/ServiceRequest".to_owned()],
     );
-    let patient = request["subject"]["reference"]
-        .as_str()
-        .and_then(|r| r.strip_prefix('#'))
-        .and_then(|id| {
-            request["contained"]
-                .as_array()?
-                .iter()
-                .find(|c| c["id"] == id)
-        });
-    if let (Some(patient), Some(profile)) = (
-        patient,
-        validator
-            .registry()
-            .iop_profiles()
-            .inbound_of_type("Patient"),
-    ) {
-        issues.extend(
-            validator
-                .validate(patient, &[profile.to_owned()])
-                .into_iter()
-                .map(|mut issue| {
-                    issue.expression = format!("(the contained Patient) {}", issue.expression);
-                    issue
-                }),
-        );
+    if let Some(patient) = mapping::held_request_patient(request) {
+        issues.extend(intake::patient_issues(
+            state,
+            patient,
+            "the contained Patient",
+        ));
     }
     if issues.iter().any(crate::validation::Issue::is_error) {
         return Err(ApiError::unprocessable(&issues));

@@ -22,13 +22,16 @@ pub fn held_request_key(request: &Value) -> Result<ExternalIdentifier, MappingEr
         )
     })?;
     bser::check_request(request)?;
-    let subject = request
+    if request
         .get("subject")
         .and_then(|s| opt_str(s, "reference"))
-        .ok_or_else(|| missing("ServiceRequest.subject.reference"))?;
-    match contained(request, subject) {
-        Some(patient) if opt_str(patient, "resourceType") == Some("Patient") => Ok(placer),
-        _ => Err(read::invalid(
+        .is_none()
+    {
+        return Err(missing("ServiceRequest.subject.reference"));
+    }
+    match held_request_patient(request) {
+        Some(_) => Ok(placer),
+        None => Err(read::invalid(
             "ServiceRequest.subject",
             "names the Patient contained in the ServiceRequest (#id): sent on its own, the referral carries its patient",
         )),
@@ -63,6 +66,14 @@ pub fn focus_of(task: &Value) -> (Option<String>, Option<ExternalIdentifier>) {
         })
     });
     (id, identifier)
+}
+
+/// The Patient a ServiceRequest sent alone names as its subject, contained in it.
+pub fn held_request_patient(request: &Value) -> Option<&Value> {
+    let subject = request
+        .get("subject")
+        .and_then(|s| opt_str(s, "reference"))?;
+    contained(request, subject).filter(|p| opt_str(p, "resourceType") == Some("Patient"))
 }
 
 /// The resource `reference` (`#id`) names among `resource`'s contained ones.

@@ -26,7 +26,9 @@ pub use bser::{
     ReferralMessage, Sender, referral_message, referral_transaction, response_message,
     task_status_update,
 };
-pub use bser_rest::{focus_of, held_request_key, referral_task_placer, restful_referral};
+pub use bser_rest::{
+    focus_of, held_request_key, held_request_patient, referral_task_placer, restful_referral,
+};
 pub use consent::{consent_from_fhir, consent_to_fhir};
 pub use encounter::{
     EpisodeView, SessionView, enrollment_from_fhir, episode_to_fhir, session_from_fhir,

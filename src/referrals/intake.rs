@@ -48,30 +48,44 @@ pub fn validate(
     bundle: &Value,
     message: &ReferralMessage,
 ) -> Result<(), ApiError> {
-    let validator = &state.validator;
-    let mut issues = validator.validate(
+    let mut issues = state.validator.validate(
         bundle,
         &["http://hl7.org/fhir/StructureDefinition/Bundle".to_owned()],
     );
-    if let Some(profile) = validator
-        .registry()
-        .iop_profiles()
-        .inbound_of_type("Patient")
-    {
-        issues.extend(
-            validator
-                .validate(&message.patient, &[profile.to_owned()])
-                .into_iter()
-                .map(|mut issue| {
-                    issue.expression = format!("(the referral's Patient) {}", issue.expression);
-                    issue
-                }),
-        );
-    }
+    issues.extend(patient_issues(
+        state,
+        &message.patient,
+        "the referral's Patient",
+    ));
     if issues.iter().any(crate::validation::Issue::is_error) {
         return Err(ApiError::unprocessable(&issues));
     }
     Ok(())
+}
+
+/// The referred Patient against the inbound Patient profile, each location prefixed with
+/// `which` (the Patient sits inside a Bundle or a ServiceRequest).
+pub fn patient_issues(
+    state: &FhirState,
+    patient: &Value,
+    which: &str,
+) -> Vec<crate::validation::Issue> {
+    let validator = &state.validator;
+    let Some(profile) = validator
+        .registry()
+        .iop_profiles()
+        .inbound_of_type("Patient")
+    else {
+        return Vec::new();
+    };
+    validator
+        .validate(patient, &[profile.to_owned()])
+        .into_iter()
+        .map(|mut issue| {
+            issue.expression = format!("({which}) {}", issue.expression);
+            issue
+        })
+        .collect()
 }
 
 /// Stores a validated referral message (`raw` as received), in one transaction. `held`: the

@@ -411,27 +411,11 @@ impl Store {
 
     /// Writes a map entry (all of it).
     pub async fn put_synced(&self, entry: &SyncedResource) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sync_resources (target, resource_type, local_id, remote_id, \
-             remote_version, synced_version, remote_hash, create_sent_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (target, resource_type, local_id) DO UPDATE SET \
-             remote_id = excluded.remote_id, remote_version = excluded.remote_version, \
-             synced_version = excluded.synced_version, remote_hash = excluded.remote_hash, \
-             create_sent_at = excluded.create_sent_at, updated_at = excluded.updated_at",
-        )
-        .bind(entry.target.clone())
-        .bind(entry.resource_type.clone())
-        .bind(entry.local_id.clone())
-        .bind(entry.remote_id.clone())
-        .bind(entry.remote_version.clone())
-        .bind(entry.synced_version)
-        .bind(entry.remote_hash.clone())
-        .bind(entry.create_sent_at.clone())
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| StoreError::on_write(MAP, e))?;
+        let sql = upsert_map_rows(1);
+        bind_map_row(sqlx::query(sqlx::AssertSqlSafe(sql)), entry, now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::on_write(MAP, e))?;
         Ok(())
     }
 
@@ -444,45 +428,9 @@ impl Store {
         let now = now();
         let mut tx = self.pool.begin().await?;
         for chunk in entries.chunks(100) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|row| {
-                    let at = row * 9;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        at + 1,
-                        at + 2,
-                        at + 3,
-                        at + 4,
-                        at + 5,
-                        at + 6,
-                        at + 7,
-                        at + 8,
-                        at + 9
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO sync_resources (target, resource_type, local_id, remote_id, \
-                 remote_version, synced_version, remote_hash, create_sent_at, updated_at) \
-                 VALUES {} \
-                 ON CONFLICT (target, resource_type, local_id) DO UPDATE SET \
-                 remote_id = excluded.remote_id, remote_version = excluded.remote_version, \
-                 synced_version = excluded.synced_version, remote_hash = excluded.remote_hash, \
-                 create_sent_at = excluded.create_sent_at, updated_at = excluded.updated_at",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(upsert_map_rows(chunk.len())));
             for entry in chunk {
-                query = query
-                    .bind(entry.target.clone())
-                    .bind(entry.resource_type.clone())
-                    .bind(entry.local_id.clone())
-                    .bind(entry.remote_id.clone())
-                    .bind(entry.remote_version.clone())
-                    .bind(entry.synced_version)
-                    .bind(entry.remote_hash.clone())
-                    .bind(entry.create_sent_at.clone())
-                    .bind(now.clone());
+                query = bind_map_row(query, entry, now.clone());
             }
             query
                 .execute(&mut *tx)
@@ -691,4 +639,41 @@ impl Store {
                 .unwrap_or(0),
         )
     }
+}
+
+/// The upsert of `rows` identity-map rows, nine values each (`bind_map_row`).
+fn upsert_map_rows(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let columns: Vec<String> = (1..=9).map(|c| format!("${}", row * 9 + c)).collect();
+            format!("({})", columns.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO sync_resources (target, resource_type, local_id, remote_id, \
+         remote_version, synced_version, remote_hash, create_sent_at, updated_at) \
+         VALUES {} \
+         ON CONFLICT (target, resource_type, local_id) DO UPDATE SET \
+         remote_id = excluded.remote_id, remote_version = excluded.remote_version, \
+         synced_version = excluded.synced_version, remote_hash = excluded.remote_hash, \
+         create_sent_at = excluded.create_sent_at, updated_at = excluded.updated_at",
+        values.join(", ")
+    )
+}
+
+fn bind_map_row<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    entry: &SyncedResource,
+    now: String,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(entry.target.clone())
+        .bind(entry.resource_type.clone())
+        .bind(entry.local_id.clone())
+        .bind(entry.remote_id.clone())
+        .bind(entry.remote_version.clone())
+        .bind(entry.synced_version)
+        .bind(entry.remote_hash.clone())
+        .bind(entry.create_sent_at.clone())
+        .bind(now)
 }

@@ -107,26 +107,19 @@ pub async fn spawn_as_organization(store: &Store, organization: &str, scopes: &s
 }
 
 impl App {
-    /// GET `path` (under /fhir): the status and the JSON answer (Null when there is none).
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let mut request = self.client.get(format!("{}/{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+    /// A request to `path` (under /fhir), with the bearer token when there is one.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}/{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// Sends `body` as FHIR JSON to `path` (under /fhir).
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}/{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .header("content-type", "application/fhir+json")
-            .json(body)
+    /// GET `path` (under /fhir): the status and the JSON answer (Null when there is none).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .unwrap();
@@ -134,13 +127,25 @@ impl App {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Sends `body` as FHIR JSON to `path` (under /fhir).
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+        let (status, answer, _) = self.send_located(method, path, body).await;
+        (status, answer)
+    }
+
     /// POSTs `body` as FHIR JSON to `path`: the status, the JSON answer and the Location header.
     pub async fn post_located(&self, path: &str, body: &Value) -> (u16, Value, Option<String>) {
-        let mut request = self.client.post(format!("{}/{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
+        self.send_located(reqwest::Method::POST, path, body).await
+    }
+
+    async fn send_located(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value, Option<String>) {
+        let response = self
+            .request(method, path)
             .header("content-type", "application/fhir+json")
             .json(body)
             .send()
