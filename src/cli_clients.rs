@@ -30,6 +30,11 @@ pub enum ClientsCommand {
         /// The purpose of use of its requests (v3 ActReason: TREAT, HPAYMT, HOPERAT, COC, ...)
         #[arg(long, value_name = "CODE", default_value = "TREAT")]
         purpose: String,
+        /// One of the clinic's own applications (its staff app, EHR or practice management):
+        /// it may create and change treatment plans, goals, reviews and relapse-prevention
+        /// plans (within its scopes); an external EHR's client may not
+        #[arg(long)]
+        clinic_app: bool,
     },
     /// List the registered clients (no keys are printed)
     List,
@@ -103,6 +108,7 @@ pub async fn run(store: &Store, command: ClientsCommand) -> anyhow::Result<()> {
             scope,
             organization,
             purpose: code,
+            clinic_app,
         } => {
             Scopes::parse_strict(&scope).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
             let client = ApiClient {
@@ -112,6 +118,7 @@ pub async fn run(store: &Store, command: ClientsCommand) -> anyhow::Result<()> {
                 organization_id: organization,
                 purpose_of_use: purpose(&code)?,
                 enabled: true,
+                clinic_app,
             };
             match store.add_api_client(&client).await {
                 Err(StoreError::Duplicate { .. }) => {
@@ -121,7 +128,12 @@ pub async fn run(store: &Store, command: ClientsCommand) -> anyhow::Result<()> {
                 }
                 other => other?,
             }
-            println!("registered client {name} with scopes: {}", client.scopes);
+            let kind = if clinic_app {
+                "clinic application"
+            } else {
+                "client"
+            };
+            println!("registered {kind} {name} with scopes: {}", client.scopes);
         }
         ClientsCommand::List => {
             let clients = store.api_clients().await?;
@@ -136,9 +148,14 @@ pub async fn run(store: &Store, command: ClientsCommand) -> anyhow::Result<()> {
                     KeySource::Url(url) => format!("jwks: {url}"),
                 };
                 println!(
-                    "{}\t{}\t{}\torganization: {}\tpurpose: {}\t{keys}",
+                    "{}\t{}\t{}\t{}\torganization: {}\tpurpose: {}\t{keys}",
                     c.client_id,
                     if c.enabled { "enabled" } else { "disabled" },
+                    if c.clinic_app {
+                        "clinic-app"
+                    } else {
+                        "external"
+                    },
                     c.scopes,
                     c.organization_id.as_deref().unwrap_or("-"),
                     c.purpose_of_use,
@@ -224,6 +241,8 @@ pub async fn ensure_demo_client(store: &Store) -> anyhow::Result<()> {
         organization_id: clinic.into_iter().next(),
         purpose_of_use: "TREAT".into(),
         enabled: true,
+        // It shows what a partner acting for the clinic is given (consent filtering on).
+        clinic_app: false,
     };
     match store.add_api_client(&client).await {
         Err(StoreError::Duplicate { .. }) | Ok(()) => Ok(()),

@@ -86,7 +86,7 @@ pub async fn clinic_organizations(store: &Store) -> Result<Vec<String>, StoreErr
 impl Audience {
     /// Who a caller's disclosures are for: its organization (the recipient) and purpose of use
     /// (TREAT when none is registered); nobody without an organization; unfiltered only under
-    /// `--open-access`.
+    /// `--open-access` and for the clinic's own applications.
     pub fn of(open_access: bool, organization: Option<&str>, purpose: Option<&str>) -> Self {
         match (open_access, organization) {
             (true, _) => Self::Unfiltered,

@@ -53,6 +53,7 @@ async fn register(store: &Store, name: &str, jwks: &str, scopes: &str, enabled: 
             organization_id: clinic(store).await,
             purpose_of_use: "TREAT".into(),
             enabled,
+            clinic_app: false,
         })
         .await
         .unwrap();
@@ -642,6 +643,7 @@ async fn keys_by_url_and_jku(store: &Store) {
             organization_id: None,
             purpose_of_use: "TREAT".into(),
             enabled: true,
+            clinic_app: false,
         })
         .await
         .unwrap();
@@ -737,6 +739,7 @@ async fn jwks_urls_are_cached_as_told_and_refetched_for_new_keys(store: &Store) 
                 organization_id: None,
                 purpose_of_use: "TREAT".into(),
                 enabled: true,
+                clinic_app: false,
             })
             .await
             .unwrap();
@@ -827,7 +830,10 @@ async fn keys_match_by_thumbprint(store: &Store) {
 /// on that type and everything on every other type is refused with 403.
 async fn every_interaction_checks_its_type_and_letter(store: &Store) {
     let gw = spawn(store).await;
-    let client = store.api_client("ehr").await.unwrap().unwrap();
+    let mut client = store.api_client("ehr").await.unwrap().unwrap();
+    // As one of the clinic's own applications, so that creating plans and goals (the clinic's
+    // to write) meets the scope check too; the tokens carry it.
+    client.clinic_app = true;
     let minted = AccessTokens::load(store).await.unwrap();
     let token = |scope: &str| {
         minted

@@ -44,6 +44,7 @@ async fn register(store: &Store, name: &str, scopes: &str, organization: Option<
             organization_id: organization,
             purpose_of_use: "TREAT".into(),
             enabled: true,
+            clinic_app: false,
         })
         .await
         .unwrap();

@@ -478,6 +478,7 @@ impl Gateway {
                 organization_id: organization,
                 purpose_of_use: "TREAT".into(),
                 enabled: true,
+                clinic_app: false,
             })
             .await
             .unwrap();

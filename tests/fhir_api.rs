@@ -771,6 +771,7 @@ impl Authenticator for OneToken {
                 scopes: iop_gateway::auth::Scopes::parse_strict("system/*.read").unwrap(),
                 token_id: None,
                 open_access: false,
+                clinic_app: false,
             }),
             Some(_) => Err(AuthError::Rejected),
             None => Err(AuthError::Missing),
@@ -1137,7 +1138,11 @@ async fn plans_and_goals_are_updated_not_created(store: &Store) {
     assert_eq!(stored["subject"], goal["subject"]);
     let mut new = done;
     new.as_object_mut().unwrap().remove("id");
-    assert_eq!(send(Method::POST, "Goal".into(), new).await, 405);
+    assert_eq!(
+        send(Method::POST, "Goal".into(), new).await,
+        403,
+        "only the clinic's own applications create goals"
+    );
 
     // A treatment plan: its status and period change; goals and activities stay the clinic's.
     let (_, plans) = app.get("CarePlan?status=active&_count=10").await;
@@ -1172,7 +1177,7 @@ async fn plans_and_goals_are_updated_not_created(store: &Store) {
         plan["activity"].as_array().map(Vec::len),
         "activities come from the clinic's interventions, not the request"
     );
-    // Relapse prevention plans are read-only; new plans are made in the clinic.
+    // Relapse prevention plans and new plans are the clinic's own applications' to write.
     let (_, family) = app
         .get(&format!(
             "CarePlan?patient={}",
@@ -1199,13 +1204,9 @@ async fn plans_and_goals_are_updated_not_created(store: &Store) {
             &[],
         )
         .await;
-    assert_outcome(status, &outcome, 422);
-    assert_eq!(
-        outcome["issue"][0]["expression"][0], "CarePlan.partOf",
-        "{outcome}"
-    );
+    assert_outcome(status, &outcome, 403);
     completed.as_object_mut().unwrap().remove("id");
-    assert_eq!(send(Method::POST, "CarePlan".into(), completed).await, 405);
+    assert_eq!(send(Method::POST, "CarePlan".into(), completed).await, 403);
 }
 
 async fn referral_tasks_carry_intake_decisions(store: &Store) {
@@ -1791,8 +1792,9 @@ async fn every_declared_capability_works(store: &Store) {
                     app.send(Method::PUT, &format!("{t}/{id}"), &body, &[])
                         .await
                 }
-                // A referral's two requests, exercised by tests/referrals.rs.
-                "create" if t == "ServiceRequest" || t == "Task" => continue,
+                // A referral's two requests, exercised by tests/referrals.rs; plans and goals,
+                // the clinic's own applications' to create, by tests/clinic_app.rs.
+                "create" if ["ServiceRequest", "Task", "CarePlan", "Goal"].contains(&t) => continue,
                 "create" => {
                     let mut new = body.clone();
                     new.as_object_mut().unwrap().remove("id");
@@ -1810,7 +1812,7 @@ async fn every_declared_capability_works(store: &Store) {
             assert_eq!(status, expected, "{t} {code}: {answer}");
             exercised += 1;
         }
-        if declared["conditionalCreate"] == true {
+        if declared["conditionalCreate"] == true && !["CarePlan", "Goal"].contains(&t) {
             let header = format!("identifier={condition}");
             let (status, answer) = app
                 .send(Method::POST, t, &body, &[("if-none-exist", &header)])
@@ -1895,6 +1897,20 @@ async fn every_declared_capability_works(store: &Store) {
                     .await
                     .unwrap();
                 assert_eq!(response.status(), 202, "{t} $export");
+                exercised += 1;
+                continue;
+            }
+            if operation["name"] == "add-review" {
+                // The clinic's own applications' (tests/clinic_app.rs); this client is not one.
+                let (status, answer) = app
+                    .send(
+                        Method::POST,
+                        &format!("{t}/{id}/$add-review"),
+                        &json!({ "resourceType": "Parameters" }),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(status, 403, "{t} $add-review: {answer}");
                 exercised += 1;
                 continue;
             }

@@ -110,6 +110,7 @@ async fn spawn_secured(store: &Store) -> String {
                 .next(),
             purpose_of_use: "TREAT".into(),
             enabled: true,
+            clinic_app: false,
         })
         .await
         .unwrap();

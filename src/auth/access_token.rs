@@ -29,6 +29,9 @@ struct Claims {
     org: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pou: Option<String>,
+    /// Issued to one of the clinic's own applications (see `ApiClient::clinic_app`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    clinic_app: bool,
 }
 
 /// An access token issued: the token and what it says.
@@ -88,6 +91,7 @@ impl AccessTokens {
             scope: scopes.to_string(),
             org: client.organization_id.clone(),
             pou: Some(client.purpose_of_use.clone()),
+            clinic_app: client.clinic_app,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());
@@ -126,6 +130,7 @@ impl AccessTokens {
             scopes,
             token_id: Some(claims.jti),
             open_access: false,
+            clinic_app: claims.clinic_app,
         })
     }
 }

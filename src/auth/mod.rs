@@ -41,6 +41,9 @@ pub struct Principal {
     pub token_id: Option<String>,
     /// `serve --open-access`: disclosures are not filtered by consent (local experiments only).
     pub open_access: bool,
+    /// One of the clinic's own applications (`clients add --clinic-app`):
+    /// it may create and change the clinic's plans, goals and reviews.
+    pub clinic_app: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +79,8 @@ impl Authenticator for OpenAccess {
             scopes: Scopes::everything(),
             token_id: None,
             open_access: true,
+            // Unfiltered reads for experiments, not the clinic's write rights.
+            clinic_app: false,
         })
     }
     fn describe(&self) -> String {

@@ -18,6 +18,9 @@ pub struct ApiClient {
     /// The purpose of use its requests are made for (a v3 ActReason code such as TREAT).
     pub purpose_of_use: String,
     pub enabled: bool,
+    /// One of the clinic's own applications: it may create and change the clinic's records
+    /// (plans, goals, reviews), which an external EHR's client may not, whatever its scopes.
+    pub clinic_app: bool,
 }
 
 /// Where a client's public keys are: a JWKS given at registration, or a URL serving one.

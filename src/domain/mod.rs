@@ -11,6 +11,7 @@ mod consent;
 mod matching;
 mod people;
 mod plan;
+mod plan_revision;
 mod program;
 mod referral;
 mod session;
@@ -30,9 +31,13 @@ pub use plan::{
     Goal, GoalAchievement, GoalProgressNote, GoalStatus, Intervention, PlanReview, PlanStatus,
     RelapseItemKind, RelapsePlanItem, RelapsePreventionPlan, TreatmentPlan,
 };
+pub use plan_revision::{
+    ProgressChanges, ProgressEntry, ReviewChanges, ReviewEntry, revise_progress, revise_reviews,
+    same_interventions, same_relapse_items,
+};
 pub use program::{
     DischargeDisposition, Enrollment, EnrollmentState, LevelOfCare, Program, ProgramDelivery,
-    ProgramFocus, ProgramIntensity, ProgramPopulation, TherapyGroup,
+    ProgramFocus, ProgramIntensity, ProgramPopulation, TherapyGroup, enrollment_open_on,
 };
 pub use referral::{
     HeldReferralRequest, IntakeState, Referral, ReferralDirection, ReferralIntake, ReferralKind,

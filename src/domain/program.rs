@@ -209,3 +209,16 @@ impl Enrollment {
         }
     }
 }
+
+/// The one enrollment among `enrollments` open on `day` (admitted by then, not discharged
+/// before): where a plan that names no enrollment belongs. None when there is none or more
+/// than one: then the plan must say.
+pub fn enrollment_open_on(enrollments: &[Enrollment], day: NaiveDate) -> Option<Id<Enrollment>> {
+    let mut open = enrollments
+        .iter()
+        .filter(|e| e.admitted_on <= day && e.state.discharged_on().is_none_or(|end| end >= day));
+    match (open.next(), open.next()) {
+        (Some(one), None) => Some(one.id),
+        _ => None,
+    }
+}

@@ -106,11 +106,13 @@ pub async fn require_any(
 }
 
 /// The disclosure gate for one request of this caller: the recipient is the client's
-/// organization, the purpose its purpose of use (TREAT when none is registered).
+/// organization, the purpose its purpose of use (TREAT when none is registered). One of the
+/// clinic's own applications is the clinic itself, not a recipient (42 CFR 2.12(c)(3):
+/// communications within the program are not disclosures): unfiltered, and audited.
 pub fn gate(state: &FhirState, caller: &Caller) -> Gate {
     let principal = &caller.principal;
     let audience = Audience::of(
-        principal.open_access,
+        principal.open_access || principal.clinic_app,
         principal.organization_id.as_deref(),
         principal.purpose_of_use.as_deref(),
     );

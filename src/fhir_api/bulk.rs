@@ -109,7 +109,8 @@ pub(super) async fn kick_off(
         organization_id: principal.organization_id.clone(),
         purpose_of_use: principal.purpose_of_use.clone(),
         scopes: principal.scopes.to_string(),
-        open_access: principal.open_access,
+        // The clinic's own application exports as the clinic (see `access::gate`).
+        open_access: principal.open_access || principal.clinic_app,
         request: request_url,
         params: serde_json::to_string(&request).map_err(|_| ApiError::internal())?,
         state: JobState::Queued,

@@ -42,7 +42,12 @@ pub fn statement(
                     "code": "create",
                     "documentation": "A referral sent the RESTful way (HL7 BSeR): its ServiceRequest (placer identifier typed PLAC, its Patient and requester contained) is held, then the Task (code fulfill, placer identifier) whose focus names it completes the referral. Needs system/ServiceRequest.c and system/Task.c."
                 }));
-            } else if WRITABLE.contains(t) && !super::write::CREATED_IN_THE_CLINIC.contains(t) {
+            } else if super::write::CLINIC_APP_CREATES.contains(t) {
+                interactions.push(json!({
+                    "code": "create",
+                    "documentation": "Only the clinic's own applications (clients registered with --clinic-app) create, and write whole, treatment plans (with interventions as activity and reviews as note, the enrollment as supportingInfo), relapse-prevention plans (partOf the treatment plan) and goals (in a transaction Bundle with the CarePlan that lists them); other clients get 403 and may update status, period and goal progress only."
+                }));
+            } else if WRITABLE.contains(t) {
                 interactions.push(json!({"code": "create"}));
             }
             if WRITABLE.contains(t) {
@@ -90,6 +95,16 @@ pub fn statement(
                     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
                 }]
             });
+            if *t == "CarePlan" {
+                resource["operation"]
+                    .as_array_mut()
+                    .expect("an array")
+                    .push(json!({
+                        "name": "add-review",
+                        "definition": format!("{}/OperationDefinition/CarePlan-add-review", crate::mapping::codes::CANONICAL),
+                        "documentation": "POST CarePlan/[id]/$add-review (clinic applications only): a Parameters with date (default today), reviewer (Reference(Practitioner)), summary (string), nextReview (date; default the date plus the plan's review interval) and per goal a progress (parts goal, note, achievement code). One transaction; answers the CarePlan with its new version."
+                    }));
+            }
             if *t == "Group" {
                 resource["operation"]
                     .as_array_mut()
@@ -118,8 +133,7 @@ pub fn statement(
             // Conditional writes match `identifier=system|value`: the clinic's record id, the
             // MRN (Patient), or any identifier a record came with (`upsert`).
             if WRITABLE.contains(t) {
-                let creates = !super::write::CREATED_IN_THE_CLINIC.contains(t);
-                resource["conditionalCreate"] = json!(creates);
+                resource["conditionalCreate"] = json!(*t != "Task");
                 resource["conditionalUpdate"] = json!(true);
             }
             resource

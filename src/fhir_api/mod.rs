@@ -14,6 +14,8 @@ mod feedback;
 mod filters;
 /// The store filter for the rows of a type that belong to these clients (Patient ids).
 pub use filters::of_clients;
+mod add_review;
+mod clinic_records;
 mod history;
 mod matching;
 mod messaging;
@@ -167,12 +169,23 @@ pub fn protected_routes() -> Router<FhirState> {
 async fn instance_operation(
     State(state): State<FhirState>,
     caller: Caller,
+    method: axum::http::Method,
     Path((resource_type, id, operation)): Path<(String, String, String)>,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
+    if resource_type == "CarePlan" && operation == "$add-review" {
+        if method != axum::http::Method::POST {
+            return Err(ApiError::not_supported(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "$add-review is POSTed with a Parameters body",
+            ));
+        }
+        check_accept(&headers, &params)?;
+        return add_review::add_review(&state, &caller, &id, &headers, &params, body).await;
+    }
     if resource_type != "Group" || operation != "$export" {
         return Err(ApiError::not_found(format!(
             "no operation {operation} on {resource_type}/{id}"

@@ -53,7 +53,7 @@ pub(super) async fn create(
     .await?;
     let resource = parsed(state, headers, body, resource_type)?;
     let Some(placer) = mapping::referral_task_placer(&resource) else {
-        return Err(write::created_in_the_clinic("Task"));
+        return Err(write::task_created_by_referrals());
     };
     messaging::require_referral_scopes(state, caller).await?;
     task(state, caller, headers, params, &resource, &placer).await

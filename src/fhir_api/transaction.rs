@@ -95,6 +95,9 @@ fn letters(target: &Target) -> &'static [Letter] {
 
 /// 403 unless the caller may make the entry's write.
 async fn check_scopes(state: &FhirState, caller: &Caller, plan: &Planned) -> Result<(), ApiError> {
+    if matches!(plan.target, Target::New(_) | Target::IfNoneExist(..)) {
+        write::check_create(caller, &plan.resource_type)?;
+    }
     for letter in letters(&plan.target) {
         access::require(
             state,
@@ -176,8 +179,8 @@ fn plan(entry: &Value, index: usize) -> Result<(Planned, Option<String>), ApiErr
         .transpose()?;
     let url_query = url.split_once('?').map(|(_, q)| q);
     let (target, condition) = match (method, url_id, url_query) {
-        ("POST", None, _) if write::CREATED_IN_THE_CLINIC.contains(&resource_type.as_str()) => {
-            return Err(write::created_in_the_clinic(&resource_type));
+        ("POST", None, _) if resource_type == "Task" => {
+            return Err(write::task_created_by_referrals());
         }
         ("POST", None, None) => match if_none_exist {
             Some(condition) => (Target::IfNoneExist(condition, new_id()), None),
@@ -332,20 +335,73 @@ async fn transaction(
     Err(ApiError::internal())
 }
 
+/// The order entries are written in: what others refer to first (a client before their
+/// enrollment, a plan before the goals it lists and its relapse plan). FHIR leaves the order of
+/// a transaction's writes to the server; its response keeps the request's order.
+fn write_rank(plan: &Planned) -> u8 {
+    match plan.resource_type.as_str() {
+        "Patient" => 0,
+        "RelatedPerson" | "EpisodeOfCare" => 1,
+        "CarePlan" if !crate::mapping::is_relapse_plan(&plan.resource) => 2,
+        "Consent" => 2,
+        "Goal" | "CarePlan" | "Encounter" => 3,
+        _ => 4,
+    }
+}
+
+/// Goal id -> the treatment plan (its final id) whose CarePlan entry lists it.
+fn goal_plans(
+    planned: &[Planned],
+    located: &[upsert::Located],
+    moved: &HashMap<String, String>,
+) -> HashMap<String, crate::domain::Id<crate::domain::TreatmentPlan>> {
+    let mut plans = HashMap::new();
+    for (plan, found) in planned.iter().zip(located) {
+        if plan.resource_type != "CarePlan" || crate::mapping::is_relapse_plan(&plan.resource) {
+            continue;
+        }
+        let Ok(plan_id) = found.id.parse() else {
+            continue;
+        };
+        for goal in plan.resource["goal"].as_array().into_iter().flatten() {
+            let Some(reference) = goal["reference"].as_str() else {
+                continue;
+            };
+            let reference = moved
+                .get(reference)
+                .map(String::as_str)
+                .unwrap_or(reference);
+            if let Some(id) = reference.strip_prefix("Goal/") {
+                plans.insert(id.to_owned(), plan_id);
+            }
+        }
+    }
+    plans
+}
+
 /// Finds every entry's record, points references at the records conditional entries found,
-/// then writes each entry: what each became, or the failing entry's index.
+/// then writes each entry (in `write_rank` order): what each became, in the entries' order, or
+/// the failing entry's index.
 async fn write_all(
     tx: &mut Tx,
     state: &FhirState,
     caller: &Caller,
     planned: &[Planned],
 ) -> Result<Vec<((String, String), Done)>, (usize, Failure)> {
+    let mut writer = write::Writer::of(caller);
     let mut located = Vec::new();
     let mut moved = HashMap::new();
     for (index, plan) in planned.iter().enumerate() {
-        let found = upsert::locate(tx, state, &plan.resource_type, &plan.resource, &plan.target)
-            .await
-            .map_err(|f| (index, f))?;
+        let found = upsert::locate(
+            tx,
+            state,
+            &writer,
+            &plan.resource_type,
+            &plan.resource,
+            &plan.target,
+        )
+        .await
+        .map_err(|f| (index, f))?;
         if found.id != plan.id {
             moved.insert(
                 format!("{}/{}", plan.resource_type, plan.id),
@@ -354,8 +410,14 @@ async fn write_all(
         }
         located.push(found);
     }
-    let mut done = Vec::new();
-    for (index, (plan, found)) in planned.iter().zip(located).enumerate() {
+    if writer.clinic_app {
+        writer.goal_plans = goal_plans(planned, &located, &moved);
+    }
+    let mut order: Vec<usize> = (0..planned.len()).collect();
+    order.sort_by_key(|&i| write_rank(&planned[i]));
+    let mut done = vec![None; planned.len()];
+    for index in order {
+        let (plan, found) = (&planned[index], &located[index]);
         let mut resource = plan.resource.clone();
         resolve_references(&mut resource, &moved);
         resource["id"] = json!(found.id);
@@ -366,17 +428,20 @@ async fn write_all(
             tx.append_audit(&record)
                 .await
                 .map_err(|e| (index, e.into()))?;
-            done.push(((plan.resource_type.clone(), found.id), Done::Found));
+            done[index] = Some(((plan.resource_type.clone(), found.id.clone()), Done::Found));
             continue;
         }
         let result = upsert::write(
             tx,
             state,
+            &writer,
             &plan.resource_type,
             &resource,
-            &found,
-            plan.if_match,
-            plan.condition.as_ref(),
+            found,
+            upsert::Expected {
+                if_match: plan.if_match,
+                condition: plan.condition.as_ref(),
+            },
         )
         .await
         .map_err(|f| (index, f))?;
@@ -388,9 +453,9 @@ async fn write_all(
         tx.append_audit(&record)
             .await
             .map_err(|e| (index, e.into()))?;
-        done.push(((plan.resource_type.clone(), found.id), result));
+        done[index] = Some(((plan.resource_type.clone(), found.id.clone()), result));
     }
-    Ok(done)
+    Ok(done.into_iter().flatten().collect())
 }
 
 async fn response_entry(

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use super::write::{self, Inbound};
+use super::write::{self, Inbound, Writer};
 use super::{ApiError, FhirState};
 use crate::domain::{ExternalIdentifier, Mrn};
 use crate::mapping;
@@ -173,6 +173,7 @@ pub(super) struct Located {
 pub(super) async fn locate(
     tx: &mut Tx,
     state: &FhirState,
+    writer: &Writer,
     resource_type: &str,
     resource: &Value,
     target: &Target,
@@ -206,7 +207,7 @@ pub(super) async fn locate(
     };
     let mut probe = resource.clone();
     probe["id"] = json!(id);
-    let stored = write::mapped(state, resource_type, &probe)?
+    let stored = write::mapped(state, writer, resource_type, &probe)?
         .stored_version(tx)
         .await?;
     if let (Target::Existing(_), None) = (target, stored) {
@@ -219,21 +220,30 @@ pub(super) async fn locate(
     })
 }
 
+/// What a write expects of the record it finds: the version the client named (`If-Match`), and
+/// the identifier a conditional update named (a Patient's MRN must be it).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Expected<'a> {
+    pub if_match: Option<i64>,
+    pub condition: Option<&'a ExternalIdentifier>,
+}
+
 /// Writes `resource` (validated already, its references final) as the record `id`: updates it at
 /// `if_match` or the version found, or creates it; then keeps its external identifiers.
 pub(super) async fn write(
     tx: &mut Tx,
     state: &FhirState,
+    writer: &Writer,
     resource_type: &str,
     resource: &Value,
     located: &Located,
-    if_match: Option<i64>,
-    mrn_condition: Option<&ExternalIdentifier>,
+    expected: Expected<'_>,
 ) -> Result<Done, Failure> {
+    let (if_match, mrn_condition) = (expected.if_match, expected.condition);
     let (id, stored) = (located.id.as_str(), located.stored);
     let mut resource = resource.clone();
     resource["id"] = json!(id);
-    let record = write::mapped(state, resource_type, &resource)?;
+    let record = write::mapped(state, writer, resource_type, &resource)?;
     if let (Some(condition), Inbound::Client(client)) = (mrn_condition, &record)
         && condition.system == state.mapping.system("mrn")
         && client.mrn.as_str() != condition.value
@@ -259,7 +269,10 @@ pub(super) async fn write(
         }
     };
     let identifiers = mapping::external_identifiers(&state.mapping, &resource);
-    tx.set_identifiers(table_of(resource_type)?, id, &identifiers)
-        .await?;
+    let table = match record.table() {
+        Some(table) => table,
+        None => table_of(resource_type)?,
+    };
+    tx.set_identifiers(table, id, &identifiers).await?;
     Ok(done)
 }

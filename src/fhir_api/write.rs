@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::access::{self, Caller};
 use super::capability::WRITABLE;
+use super::clinic_records;
 use super::upsert::{self, Done, Failure, Target};
 use super::{
     ApiError, FhirState, base_url, check_accept, fhir_json, find, known_type, pretty, query,
@@ -134,9 +135,40 @@ fn writable(resource_type: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Types that can be updated through the API but are created only with their plan, in the clinic.
-/// (A referral's Task is created with its ServiceRequest: by the referral exchange.)
-pub(super) const CREATED_IN_THE_CLINIC: &[&str] = &["CarePlan", "Goal", "Task"];
+/// Types that only the clinic's own applications create (and write whole); other clients
+/// update what `PlanChanges`/`GoalChanges` allow.
+pub(super) const CLINIC_APP_CREATES: &[&str] = &["CarePlan", "Goal"];
+
+/// 403 unless the caller may create `resource_type` (see `CLINIC_APP_CREATES`).
+pub(super) fn check_create(caller: &Caller, resource_type: &str) -> Result<(), ApiError> {
+    if CLINIC_APP_CREATES.contains(&resource_type) && !caller.principal.clinic_app {
+        let what = match resource_type {
+            "Goal" => "a goal",
+            _ => "a treatment plan",
+        };
+        return Err(clinic_records::clinic_apps_only(what));
+    }
+    Ok(())
+}
+
+/// Who writes, and what the rest of their transaction says: how an incoming resource maps.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Writer {
+    /// One of the clinic's own applications: its plans and goals are written whole.
+    pub clinic_app: bool,
+    /// Goal id -> the treatment plan listing it, from the CarePlans of the same transaction
+    /// (a Goal belongs to the plan that lists it: FHIR's Goal does not name its plan).
+    pub goal_plans: std::collections::HashMap<String, Id<TreatmentPlan>>,
+}
+
+impl Writer {
+    pub(super) fn of(caller: &Caller) -> Self {
+        Self {
+            clinic_app: caller.principal.clinic_app,
+            goal_plans: Default::default(),
+        }
+    }
+}
 
 /// The id of a resource whose update changes a stored record: a record id (a UUID), else 400
 /// (never a stand-in id that could name some record).
@@ -148,17 +180,12 @@ fn resource_id<T>(resource: &Value) -> Result<Id<T>, ApiError> {
         .ok_or_else(|| ApiError::bad_request("the resource's id must be a record id (a UUID)"))
 }
 
-pub(super) fn created_in_the_clinic(resource_type: &str) -> ApiError {
-    let how = match resource_type {
-        "Task" => {
-            "a referral's Task is created with its ServiceRequest by the referral exchange; update an existing one (accept, decline, complete) with PUT"
-        }
-        "CarePlan" => "a treatment plan is created in the clinic; update an existing one with PUT",
-        _ => {
-            "a Goal is created with its treatment plan in the clinic; update an existing one with PUT"
-        }
-    };
-    ApiError::not_supported(StatusCode::METHOD_NOT_ALLOWED, how)
+/// A referral's Task is created with its ServiceRequest, by the referral exchange.
+pub(super) fn task_created_by_referrals() -> ApiError {
+    ApiError::not_supported(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "a referral's Task is created with its ServiceRequest by the referral exchange; update an existing one (accept, decline, complete) with PUT",
+    )
 }
 
 /// The IOP profile a type is validated against on the way in: the validator registry's table
@@ -200,6 +227,12 @@ pub(super) enum Inbound {
     Goal(Id<Goal>, GoalChanges),
     /// Changes to a stored treatment plan (plans are created in the clinic).
     Plan(Id<TreatmentPlan>, PlanChanges),
+    /// A clinic application's whole treatment plan.
+    ClinicPlan(mapping::PlanRecord),
+    /// A clinic application's whole goal, and the plan of the transaction that lists it.
+    ClinicGoal(mapping::GoalRecord, Option<Id<TreatmentPlan>>),
+    /// A clinic application's whole relapse-prevention plan.
+    ClinicRelapsePlan(mapping::RelapsePlanRecord),
     /// A referral's Task: accepted, declined, completed... (the referral's status).
     Task(Id<Referral>, TaskChanges),
 }
@@ -217,19 +250,36 @@ impl Inbound {
             Self::Goal(id, _) => tx.get_for_update(*id).await?.map(|s| s.meta.version),
             Self::Plan(id, _) => tx.get_for_update(*id).await?.map(|s| s.meta.version),
             Self::Task(id, _) => tx.get_for_update(*id).await?.map(|s| s.meta.version),
+            Self::ClinicPlan(r) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
+            Self::ClinicGoal(r, _) => tx.get_for_update(r.id).await?.map(|s| s.meta.version),
+            Self::ClinicRelapsePlan(r) => tx
+                .get_for_update(r.relapse_plan.id)
+                .await?
+                .map(|s| s.meta.version),
         })
     }
 
-    pub(super) async fn insert(&self, tx: &mut Tx) -> Result<(), StoreError> {
+    /// The table whose records the resource's identifiers name.
+    pub(super) fn table(&self) -> Option<&'static str> {
         match self {
+            Self::ClinicRelapsePlan(_) => Some(crate::domain::RelapsePreventionPlan::TABLE),
+            _ => None,
+        }
+    }
+
+    pub(super) async fn insert(&self, tx: &mut Tx) -> Result<(), Failure> {
+        match self {
+            Self::ClinicPlan(r) => return clinic_records::insert_plan(tx, r).await,
+            Self::ClinicGoal(r, plan) => return clinic_records::insert_goal(tx, r, *plan).await,
+            Self::ClinicRelapsePlan(r) => return clinic_records::insert_relapse_plan(tx, r).await,
             Self::Client(r) => tx.insert(r).await?,
             Self::Contact(r, _) => tx.insert(r).await?,
             Self::Consent(r) => tx.insert(r).await?,
             Self::Enrollment(r) => tx.insert(r).await?,
             // Changes need a stored record; these are never created here (see CREATED_IN_THE_CLINIC).
-            Self::Goal(id, _) => return Err(not_found(*id)),
-            Self::Plan(id, _) => return Err(not_found(*id)),
-            Self::Task(id, _) => return Err(not_found(*id)),
+            Self::Goal(id, _) => return Err(not_found(*id).into()),
+            Self::Plan(id, _) => return Err(not_found(*id).into()),
+            Self::Task(id, _) => return Err(not_found(*id).into()),
             Self::Session(session, contacts) => {
                 tx.insert(session).await?;
                 sync_participants(tx, session.id, contacts).await?;
@@ -239,8 +289,15 @@ impl Inbound {
         Ok(())
     }
 
-    pub(super) async fn update(&self, tx: &mut Tx, expected: i64) -> Result<(), StoreError> {
+    pub(super) async fn update(&self, tx: &mut Tx, expected: i64) -> Result<(), Failure> {
         match self {
+            Self::ClinicPlan(r) => return clinic_records::update_plan(tx, r, expected).await,
+            Self::ClinicGoal(r, plan) => {
+                return clinic_records::update_goal(tx, r, *plan, expected).await;
+            }
+            Self::ClinicRelapsePlan(r) => {
+                return clinic_records::update_relapse_plan(tx, r, expected).await;
+            }
             Self::Client(r) => tx.update(r, expected).await?,
             Self::Contact(r, start_given) => {
                 let mut r = r.clone();
@@ -367,10 +424,11 @@ pub(super) async fn validated_off_thread(
 /// Maps a validated incoming resource to the clinic record it becomes (422 if it cannot be).
 pub(super) fn mapped(
     state: &FhirState,
+    writer: &Writer,
     resource_type: &str,
     resource: &Value,
 ) -> Result<Inbound, ApiError> {
-    map_inbound(&state.mapping, resource_type, resource)
+    map_inbound(&state.mapping, writer, resource_type, resource)
 }
 
 /// The body of a write to `resource_type` read as a handler reads it (a resource; for
@@ -398,18 +456,34 @@ pub fn read_body(
             return Err(ApiError::unprocessable(&issues));
         }
     }
-    map_inbound(cfg, resource_type, &resource).map(|_| ())
+    map_inbound(cfg, &Writer::default(), resource_type, &resource).map(|_| ())
 }
 
 /// A resource (checked by the caller) mapped to the clinic record it becomes; what an EHR leaves
 /// out is defaulted, dated today.
 fn map_inbound(
     cfg: &MappingConfig,
+    writer: &Writer,
     resource_type: &str,
     resource: &Value,
 ) -> Result<Inbound, ApiError> {
     let today = chrono::Utc::now().date_naive();
     let mapped = match resource_type {
+        "Goal" if writer.clinic_app => mapping::goal_record_from_fhir(resource).map(|record| {
+            let plan = writer.goal_plans.get(&record.id.to_string()).copied();
+            Inbound::ClinicGoal(record, plan)
+        }),
+        "CarePlan" if writer.clinic_app && mapping::is_relapse_plan(resource) => {
+            mapping::relapse_plan_record_from_fhir(resource).map(Inbound::ClinicRelapsePlan)
+        }
+        "CarePlan" if writer.clinic_app => {
+            mapping::plan_record_from_fhir(resource).map(Inbound::ClinicPlan)
+        }
+        "CarePlan" if mapping::is_relapse_plan(resource) => {
+            return Err(clinic_records::clinic_apps_only(
+                "a relapse-prevention plan",
+            ));
+        }
         "Patient" => mapping::client_from_fhir(cfg, resource).map(Inbound::Client),
         "RelatedPerson" => mapping::support_contact_from_fhir(resource, today).map(|contact| {
             let start_given = resource.pointer("/period/start").is_some();
@@ -493,7 +567,7 @@ fn respond(
 }
 
 /// `W/"3"` or `"3"` → 3.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -525,6 +599,7 @@ async fn run(
 ) -> Result<Response, ApiError> {
     validated_off_thread(state, resource_type, &resource).await?;
     let if_match = if_match(headers)?;
+    let writer = Writer::of(caller);
     let condition = match &target {
         Target::Matching(identifier, _) => Some(identifier.clone()),
         _ => None,
@@ -532,18 +607,22 @@ async fn run(
     for attempt in 1..=upsert::ATTEMPTS {
         let mut tx = state.store.begin().await?;
         let outcome = async {
-            let located = upsert::locate(&mut tx, state, resource_type, &resource, &target).await?;
+            let located =
+                upsert::locate(&mut tx, state, &writer, resource_type, &resource, &target).await?;
             if located.found {
                 return Ok((located.id, Done::Found));
             }
             let done = upsert::write(
                 &mut tx,
                 state,
+                &writer,
                 resource_type,
                 &resource,
                 &located,
-                if_match,
-                condition.as_ref(),
+                upsert::Expected {
+                    if_match,
+                    condition: condition.as_ref(),
+                },
             )
             .await?;
             // The accounting of the write, in its transaction: both happen or neither.
@@ -561,37 +640,8 @@ async fn run(
         .await;
         match outcome {
             Ok((id, done)) => {
-                let status = match done {
-                    Done::Created => StatusCode::CREATED,
-                    Done::Updated | Done::Found => StatusCode::OK,
-                };
-                let mut resource = current(state, resource_type, &id).await?;
-                // What is echoed passes the gate too. A withheld answer has no body (and, for
-                // an existing record a conditional create found, no Location either).
-                let mut gate = access::gate(state, caller);
-                if !gate.permits(&state.store, &resource).await?.permit {
-                    tracing::info!(resource_type, %id, ?done, "written; the answer withheld by consent");
-                    let mut response = fhir_json(status, &Value::Null, false);
-                    *response.body_mut() = axum::body::Body::empty();
-                    if done != Done::Found {
-                        version_headers(&mut response, &resource);
-                    }
-                    return Ok(response);
-                }
-                gate.redact(&mut resource);
-                if done == Done::Found {
-                    // Nothing written: the existing record is disclosed as it is.
-                    access::disclosed(
-                        state,
-                        caller,
-                        Event::success(AuditInteraction::Read, resource_type),
-                        &[&resource],
-                    )
-                    .await?;
-                } else {
-                    tracing::info!(resource_type, %id, ?done, "written");
-                }
-                return Ok(respond(state, status, &resource, headers, params));
+                return answer_written(state, caller, resource_type, &id, done, headers, params)
+                    .await;
             }
             Err(failure) if failure.is_race(if_match.is_some()) && attempt < upsert::ATTEMPTS => {
                 continue;
@@ -600,6 +650,50 @@ async fn run(
         }
     }
     Err(ApiError::internal())
+}
+
+/// The answer to a write of `resource_type/id`: the record as stored now, through the caller's
+/// gate (a withheld one has no body), with its ETag; `Prefer` decides the body.
+pub(super) async fn answer_written(
+    state: &FhirState,
+    caller: &Caller,
+    resource_type: &str,
+    id: &str,
+    done: Done,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<Response, ApiError> {
+    let status = match done {
+        Done::Created => StatusCode::CREATED,
+        Done::Updated | Done::Found => StatusCode::OK,
+    };
+    let mut resource = current(state, resource_type, id).await?;
+    // What is echoed passes the gate too. A withheld answer has no body (and, for
+    // an existing record a conditional create found, no Location either).
+    let mut gate = access::gate(state, caller);
+    if !gate.permits(&state.store, &resource).await?.permit {
+        tracing::info!(resource_type, %id, ?done, "written; the answer withheld by consent");
+        let mut response = fhir_json(status, &Value::Null, false);
+        *response.body_mut() = axum::body::Body::empty();
+        if done != Done::Found {
+            version_headers(&mut response, &resource);
+        }
+        return Ok(response);
+    }
+    gate.redact(&mut resource);
+    if done == Done::Found {
+        // Nothing written: the existing record is disclosed as it is.
+        access::disclosed(
+            state,
+            caller,
+            Event::success(AuditInteraction::Read, resource_type),
+            &[&resource],
+        )
+        .await?;
+    } else {
+        tracing::info!(resource_type, %id, ?done, "written");
+    }
+    Ok(respond(state, status, &resource, headers, params))
 }
 
 pub(super) async fn create(
@@ -649,9 +743,7 @@ pub(super) async fn create(
     )
     .await?;
     writable(&resource_type)?;
-    if CREATED_IN_THE_CLINIC.contains(&resource_type.as_str()) {
-        return Err(created_in_the_clinic(&resource_type));
-    }
+    check_create(&caller, &resource_type)?;
     check_content_type(&headers)?;
     let body = self::body(&state, body)?;
     let mut resource = parse_resource(&body, &resource_type)?;
@@ -928,10 +1020,13 @@ pub async fn ingest(
     writable(resource_type)?;
     validated_off_thread(state, resource_type, &resource).await?;
     let target = Target::Matching(identifier.clone(), uuid::Uuid::new_v4().to_string());
+    // What another system sends changes what an external client's update may change.
+    let writer = Writer::default();
     for attempt in 1..=upsert::ATTEMPTS {
         let mut tx = state.store.begin().await?;
         let outcome = async {
-            let located = upsert::locate(&mut tx, state, resource_type, &resource, &target).await?;
+            let located =
+                upsert::locate(&mut tx, state, &writer, resource_type, &resource, &target).await?;
             let expected = if located.stored.is_some() {
                 if_match
             } else {
@@ -940,11 +1035,14 @@ pub async fn ingest(
             let done = upsert::write(
                 &mut tx,
                 state,
+                &writer,
                 resource_type,
                 &resource,
                 &located,
-                expected,
-                Some(&identifier),
+                upsert::Expected {
+                    if_match: expected,
+                    condition: Some(&identifier),
+                },
             )
             .await?;
             tx.commit().await?;

@@ -17,6 +17,7 @@ mod identifiers;
 mod narrative;
 mod patient;
 mod plan;
+mod plan_record;
 mod read;
 mod referral;
 mod related_person;
@@ -41,6 +42,11 @@ pub use patient::{client_from_fhir, client_to_fhir};
 pub use plan::{
     GoalChanges, PlanChanges, PlanView, RelapsePlanView, goal_changes_from_fhir, goal_to_fhir,
     plan_changes_from_fhir, plan_to_fhir, relapse_plan_to_fhir,
+};
+pub use plan_record::{
+    DEFAULT_REVIEW_INTERVAL_DAYS, GoalProgress, GoalRecord, PlanRecord, RelapsePlanRecord,
+    ReviewRequest, goal_record_from_fhir, is_relapse_plan, plan_record_from_fhir,
+    relapse_plan_record_from_fhir, review_from_parameters,
 };
 pub use referral::{
     BSER_BUSINESS_STATUS, FEEDBACK_OUTPUT, ReferralView, TaskChanges, referral_from_fhir,

@@ -85,6 +85,8 @@ pub fn plan_to_fhir(cfg: &MappingConfig, view: &PlanView<'_>) -> Value {
         "subject": reference("Patient", view.client_id),
         "period": period(plan.period.start(), plan.period.end()),
         "author": reference("Practitioner", plan.author_id),
+        // The enrollment the plan belongs to (a client may have more than one over time).
+        "supportingInfo": [reference("EpisodeOfCare", plan.enrollment_id)],
     });
     if let Some(next) = plan.next_review_on {
         care_plan["extension"]
@@ -314,6 +316,20 @@ impl GoalChanges {
     }
 }
 
+/// The achievement a FHIR goal-achievement code names.
+pub(super) fn achievement_of_code(code: &str) -> Option<GoalAchievement> {
+    [
+        GoalAchievement::InProgress,
+        GoalAchievement::Improving,
+        GoalAchievement::Worsening,
+        GoalAchievement::NoChange,
+        GoalAchievement::Achieved,
+        GoalAchievement::NotAchieved,
+    ]
+    .into_iter()
+    .find(|a| achievement(*a).0 == code)
+}
+
 const GOAL_ACHIEVEMENT_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/goal-achievement";
 
 pub fn goal_changes_from_fhir(resource: &Value) -> Result<GoalChanges, MappingError> {
@@ -360,17 +376,7 @@ pub fn goal_changes_from_fhir(resource: &Value) -> Result<GoalChanges, MappingEr
                 ))
             })?;
             Some(
-                [
-                    GoalAchievement::InProgress,
-                    GoalAchievement::Improving,
-                    GoalAchievement::Worsening,
-                    GoalAchievement::NoChange,
-                    GoalAchievement::Achieved,
-                    GoalAchievement::NotAchieved,
-                ]
-                .into_iter()
-                .find(|a| achievement(*a).0 == code)
-                .ok_or_else(|| MappingError::UnknownCode {
+                achievement_of_code(code).ok_or_else(|| MappingError::UnknownCode {
                     path: "Goal.achievementStatus".into(),
                     code: code.into(),
                     expected:

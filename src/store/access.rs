@@ -46,6 +46,7 @@ fn client_of(row: &AnyRow) -> Result<ApiClient, StoreError> {
         organization_id: row.try_get("organization_id")?,
         purpose_of_use: row.try_get("purpose_of_use")?,
         enabled: row.try_get::<i64, _>("enabled")? == 1,
+        clinic_app: row.try_get::<i64, _>("clinic_app")? == 1,
     })
 }
 
@@ -58,7 +59,7 @@ fn key_columns(keys: &KeySource) -> (Option<String>, Option<String>) {
 }
 
 const CLIENT_COLUMNS: &str =
-    "client_id, jwks, jwks_url, scopes, organization_id, purpose_of_use, enabled";
+    "client_id, jwks, jwks_url, scopes, organization_id, purpose_of_use, enabled, clinic_app";
 
 impl Store {
     pub async fn api_client(&self, client_id: &str) -> Result<Option<ApiClient>, StoreError> {
@@ -84,7 +85,8 @@ impl Store {
         let now = Timestamp::now().to_db_text();
         sqlx::query(
             "INSERT INTO api_clients (client_id, jwks, jwks_url, scopes, organization_id, \
-             purpose_of_use, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+             purpose_of_use, enabled, created_at, updated_at, clinic_app) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
         )
         .bind(client.client_id.as_str().to_owned())
         .bind(jwks)
@@ -94,6 +96,7 @@ impl Store {
         .bind(client.purpose_of_use.clone())
         .bind(i64::from(client.enabled))
         .bind(now)
+        .bind(i64::from(client.clinic_app))
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::on_write(CLIENTS, e))?;
@@ -106,7 +109,7 @@ impl Store {
         let (jwks, url) = key_columns(&client.keys);
         let done = sqlx::query(
             "UPDATE api_clients SET jwks = $2, jwks_url = $3, scopes = $4, organization_id = $5, \
-             purpose_of_use = $6, enabled = $7, updated_at = $8 WHERE client_id = $1",
+             purpose_of_use = $6, enabled = $7, updated_at = $8, clinic_app = $9 WHERE client_id = $1",
         )
         .bind(client.client_id.as_str().to_owned())
         .bind(jwks)
@@ -116,6 +119,7 @@ impl Store {
         .bind(client.purpose_of_use.clone())
         .bind(i64::from(client.enabled))
         .bind(Timestamp::now().to_db_text())
+        .bind(i64::from(client.clinic_app))
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::on_write(CLIENTS, e))?;

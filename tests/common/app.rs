@@ -53,6 +53,22 @@ pub async fn spawn_app(store: &Store) -> App {
 /// The same database served with SMART bearer tokens, and a caller acting for `organization`
 /// (purpose TREAT) with `scopes`: what a partner's system sees of it.
 pub async fn spawn_as_organization(store: &Store, organization: &str, scopes: &str) -> App {
+    spawn_as(store, organization, scopes, false).await
+}
+
+/// The same database served with SMART bearer tokens, and one of the clinic's own applications
+/// (`clients add --clinic-app`) acting for the clinic with `scopes`.
+pub async fn spawn_clinic_app(store: &Store, scopes: &str) -> App {
+    let clinic = iop_gateway::disclose::clinic_organizations(store)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    spawn_as(store, &clinic, scopes, true).await
+}
+
+async fn spawn_as(store: &Store, organization: &str, scopes: &str, clinic_app: bool) -> App {
     use iop_gateway::auth::{AccessTokens, BearerTokens, Scopes};
     use iop_gateway::domain::{ApiClient, ClientId, KeySource};
     let tokens = Arc::new(AccessTokens::load(store).await.unwrap());
@@ -70,6 +86,7 @@ pub async fn spawn_as_organization(store: &Store, organization: &str, scopes: &s
             organization_id: Some(organization.to_owned()),
             purpose_of_use: "TREAT".into(),
             enabled: true,
+            clinic_app,
         })
         .await
         .unwrap();
