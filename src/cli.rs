@@ -89,6 +89,18 @@ enum Command {
         )]
         purpose: String,
     },
+    /// Import a clinic's existing records: FHIR R4 NDJSON in the IOP profiles, one
+    /// {Type}.ndjson per resource type, as `export` writes them (docs/import.md). Each file is
+    /// checked whole, then written in one transaction; records already there are left as
+    /// they are
+    Import {
+        /// The directory holding the .ndjson files
+        dir: PathBuf,
+        /// Import the good lines of a file that has bad ones (the bad ones are reported);
+        /// without it such a file is refused whole and the import stops there
+        #[arg(long = "continue")]
+        keep_going: bool,
+    },
     /// Validate FHIR resources (a resource, a Bundle or NDJSON per FILE; - for stdin) against
     /// the R4 definitions, the IOP profiles, their meta.profile and any --profile
     Validate {
@@ -317,6 +329,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 started.elapsed().as_secs_f64()
             );
         }
+        Command::Import { dir, keep_going } => {
+            let store = open_store(&database_url, Workload::Online).await?;
+            let options = crate::import::ImportOptions {
+                dir,
+                keep_going,
+                mapping: mapping_config(&file),
+            };
+            let validator = Arc::new(Validator::new(Arc::new(Registry::builtin())));
+            let started = std::time::Instant::now();
+            let bar = import_progress();
+            let mut totals = (0, 0, 0);
+            let outcome = crate::import::import(&store, validator, &options, |report| {
+                let print = |line: String| match &bar {
+                    Some(bar) => bar.println(line),
+                    None => eprintln!("{line}"),
+                };
+                for rejected in &report.rejected {
+                    print(format!(
+                        "{}:{}: {}",
+                        report.file, rejected.line, rejected.reason
+                    ));
+                }
+                print(format!(
+                    "{:<24} {:>9} read {:>9} imported {:>9} already present {:>6} rejected",
+                    report.file,
+                    report.read,
+                    report.imported,
+                    report.present,
+                    report.rejected.len()
+                ));
+                totals.0 += report.imported;
+                totals.1 += report.present;
+                totals.2 += report.rejected.len();
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+            })
+            .await;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            outcome?;
+            println!(
+                "imported {} records ({} already present, {} rejected) in {:.1} s",
+                totals.0,
+                totals.1,
+                totals.2,
+                started.elapsed().as_secs_f64()
+            );
+            if totals.2 > 0 {
+                anyhow::bail!("{} line(s) were rejected (listed above)", totals.2);
+            }
+        }
         Command::Demo(args) => {
             let store = open_store(&database_url, Workload::Online).await?;
             if store.seed_run().await?.is_none()
@@ -377,6 +442,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 
 fn today() -> NaiveDate {
     chrono::Utc::now().date_naive()
+}
+
+/// A bar over the import's files, on a terminal only.
+fn import_progress() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(crate::import::ORDER.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("importing [{bar:40}] {pos}/{len} files")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Some(bar)
 }
 
 async fn open_store(url: &str, workload: Workload) -> anyhow::Result<Store> {

@@ -23,6 +23,7 @@ pub mod fhir_api;
 pub mod fhir_packages;
 pub mod fhirpath;
 pub mod http;
+pub mod import;
 pub mod mapping;
 pub mod outbound;
 pub mod referrals;

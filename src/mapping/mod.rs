@@ -54,7 +54,8 @@ pub use referral::{
 };
 pub use related_person::{support_contact_from_fhir, support_contact_to_fhir};
 pub use staff::{
-    organization_to_fhir, practitioner_to_fhir, program_to_fhir, therapy_group_to_fhir,
+    organization_from_fhir, organization_to_fhir, practitioner_from_fhir, practitioner_to_fhir,
+    program_from_fhir, program_to_fhir, therapy_group_from_fhir, therapy_group_to_fhir,
 };
 
 use serde_json::{Value, json};

@@ -172,7 +172,7 @@ pub fn client_from_fhir(cfg: &MappingConfig, patient: &Value) -> Result<Client, 
     })
 }
 
-fn read_address(a: &Value, path: &str) -> Result<Address, MappingError> {
+pub(super) fn read_address(a: &Value, path: &str) -> Result<Address, MappingError> {
     let line = read::array(a, "line")
         .first()
         .and_then(Value::as_str)

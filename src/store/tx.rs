@@ -333,6 +333,35 @@ impl Tx {
         Ok(())
     }
 
+    /// Gives a row the version and last change another copy of the clinic database recorded
+    /// (an import of the gateway's own export keeps each resource's `meta`); the change log
+    /// records it as an update. `NotFound` when there is no such row.
+    pub async fn restore_version<R: Record>(
+        &mut self,
+        id: Id<R>,
+        version: i64,
+        updated_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE {} SET version = $1, updated_at = $2 WHERE id = $3",
+            R::TABLE
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(version)
+            .bind(updated_at.to_db_text())
+            .bind(id.to_string())
+            .execute(&mut *self.inner)
+            .await
+            .map_err(|e| StoreError::on_write(R::TABLE, e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                table: R::TABLE,
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// The id of the client with this MRN, inside this transaction.
     pub async fn client_id_by_mrn(
         &mut self,

@@ -18,8 +18,8 @@ Context: Encounter
 Extension: IopProgram
 Id: iop-program
 Title: "IOP program"
-Description: "The clinic program of an episode of care, or the program a referral is for."
-Context: EpisodeOfCare, ServiceRequest
+Description: "The clinic program of an episode of care, the program a referral is for, or the program a therapy group belongs to."
+Context: EpisodeOfCare, ServiceRequest, Group
 * value[x] only Reference(IopProgramService)
 * valueReference 1..1
 

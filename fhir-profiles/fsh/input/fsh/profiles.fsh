@@ -213,6 +213,8 @@ Parent: Group
 Id: iop-group
 Title: "IOP Therapy Group"
 Description: "A standing therapy group of a program (e.g. DBT skills). Members are not listed: a group's roster would disclose many clients at once, some of them under 42 CFR Part 2."
+* extension contains IopProgram named program 1..1 MS
+* extension[program].value[x] MS
 * identifier 1..* MS
 * type = #person
 * actual = true

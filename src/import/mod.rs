@@ -1,0 +1,299 @@
+//! `import DIR`: a clinic's existing records into the gateway's database from FHIR R4 NDJSON in
+//! the IOP profiles, laid out as `export` writes them (layout version 1, `docs/import.md`): one
+//! `{Type}.ndjson` per resource type. Export then import round-trips: ids, versions and times
+//! included.
+//!
+//! Each file is read whole and every line checked — JSON, the IOP profile of its type (on every
+//! core), the mapping back to clinic records (`rows.rs`) — before anything is written; then it is
+//! written in one transaction: all of it, or with `keep_going` all but the rejected lines (each
+//! reported with its line and reason). A record whose id the database holds already is left as it
+//! is, so importing twice changes nothing. Files go in the order their records refer to each
+//! other. This is an edge: the checks are the validator's and the mapping's.
+
+mod rows;
+mod write;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::mapping::MappingConfig;
+use crate::store::{Store, StoreError};
+use crate::validation::{Issue, Validator};
+
+pub use rows::Context;
+
+/// The files of layout version 1, in the order they are imported. `Task.ndjson` is read with
+/// `ServiceRequest.ndjson`: a referral is both.
+pub const ORDER: &[&str] = &[
+    "Organization",
+    "Practitioner",
+    "HealthcareService",
+    "Group",
+    "Patient",
+    "RelatedPerson",
+    "ServiceRequest",
+    "EpisodeOfCare",
+    "Consent",
+    "CarePlan",
+    "Goal",
+    "Encounter",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("line {line}: {source}")]
+    Line { line: usize, source: StoreError },
+    #[error(
+        "{file}: {count} line(s) refused, nothing of the file written (see the reasons above; --continue imports the rest)"
+    )]
+    Refused { file: String, count: usize },
+    #[error("{0}")]
+    Layout(String),
+}
+
+/// One rejected line: where, and why (validator issues or the mapping's reason; no values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// What one file did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileReport {
+    pub file: String,
+    pub read: usize,
+    pub imported: usize,
+    /// Already in the database (by id): left as they are.
+    pub present: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+pub struct ImportOptions {
+    pub dir: PathBuf,
+    /// Import the good lines of a file with bad ones (else the file is refused whole).
+    pub keep_going: bool,
+    pub mapping: MappingConfig,
+}
+
+/// Imports `options.dir`; `on_report` sees each file's report as it is done (the CLI prints
+/// it, rejected lines first). Stops at the first file refused.
+pub async fn import(
+    store: &Store,
+    validator: Arc<Validator>,
+    options: &ImportOptions,
+    mut on_report: impl FnMut(&FileReport),
+) -> Result<Vec<FileReport>, ImportError> {
+    check_layout(&options.dir)?;
+    let mut context = Context::default();
+    let mut reports = Vec::new();
+    for resource_type in ORDER {
+        let path = options.dir.join(format!("{resource_type}.ndjson"));
+        if !path.exists() {
+            continue;
+        }
+        let lines = read_lines(&path)?;
+        let tasks = if *resource_type == "ServiceRequest" {
+            tasks_by_id(&options.dir.join("Task.ndjson"))?
+        } else {
+            HashMap::new()
+        };
+        let checked = check_all(&validator, resource_type, lines).await;
+        context.clinic = write::clinic_organization(store, resource_type).await?;
+        let mut report = FileReport {
+            file: format!("{resource_type}.ndjson"),
+            ..FileReport::default()
+        };
+        let mut mapped = Vec::new();
+        for (line, resource) in checked {
+            report.read += 1;
+            let row = resource.and_then(|resource| {
+                rows::row(&options.mapping, &context, &tasks, &resource)
+                    .map(|row| (row, rows::meta(&resource)))
+            });
+            match row {
+                Ok((row, meta)) => {
+                    context.learn(&row);
+                    mapped.push((line, row, meta));
+                }
+                Err(reason) => report.rejected.push(Rejected { line, reason }),
+            }
+        }
+        if !report.rejected.is_empty() && !options.keep_going {
+            on_report(&report);
+            return Err(ImportError::Refused {
+                file: report.file,
+                count: report.rejected.len(),
+            });
+        }
+        let written = write::write_file(store, mapped).await?;
+        report.imported = written.imported;
+        report.present = written.present;
+        report.rejected.extend(written.rejected);
+        report.rejected.sort_by_key(|r| r.line);
+        tracing::info!(
+            file = %report.file,
+            read = report.read,
+            imported = report.imported,
+            present = report.present,
+            rejected = report.rejected.len(),
+            "imported"
+        );
+        on_report(&report);
+        reports.push(report);
+    }
+    if reports.is_empty() {
+        return Err(ImportError::Layout(format!(
+            "{} holds none of the files of the import layout ({}.ndjson, ...)",
+            options.dir.display(),
+            ORDER.join(".ndjson, ")
+        )));
+    }
+    Ok(reports)
+}
+
+/// Refuses a directory with files the layout does not know (a typo would be silently skipped).
+fn check_layout(dir: &Path) -> Result<(), ImportError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ImportError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".ndjson") else {
+            continue;
+        };
+        if !ORDER.contains(&stem) && stem != "Task" {
+            return Err(ImportError::Layout(format!(
+                "{name} is not a file of the import layout (known: {}.ndjson, Task.ndjson)",
+                ORDER.join(".ndjson, ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn read_lines(path: &Path) -> Result<Vec<(usize, String)>, ImportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l.to_owned()))
+        .collect())
+}
+
+/// Task.ndjson by id: a referral's ServiceRequest finds its Task (they share the id).
+fn tasks_by_id(path: &Path) -> Result<HashMap<String, Value>, ImportError> {
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    Ok(read_lines(path)?
+        .into_iter()
+        .filter_map(|(_, line)| serde_json::from_str::<Value>(&line).ok())
+        .filter_map(|task| Some((task.get("id")?.as_str()?.to_owned(), task)))
+        .collect())
+}
+
+/// Each line parsed and validated against its IOP profile, on every core, in input order.
+async fn check_all(
+    validator: &Arc<Validator>,
+    resource_type: &str,
+    lines: Vec<(usize, String)>,
+) -> Vec<(usize, Result<Value, String>)> {
+    let validator = Arc::clone(validator);
+    let resource_type = resource_type.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let workers = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1);
+        let chunk = lines.len().div_ceil(workers).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = lines
+                .chunks(chunk)
+                .map(|part| {
+                    let (validator, resource_type) = (&validator, &resource_type);
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(line, text)| (*line, check_one(validator, resource_type, text)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    })
+    .await
+    .unwrap_or_default()
+}
+
+fn check_one(validator: &Validator, resource_type: &str, text: &str) -> Result<Value, String> {
+    let resource: Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {}", e.classify_name()))?;
+    let found = resource.get("resourceType").and_then(Value::as_str);
+    if found != Some(resource_type) {
+        return Err(format!(
+            "a {} in {resource_type}.ndjson",
+            found.unwrap_or("resource without resourceType")
+        ));
+    }
+    let profiles = validator.registry().iop_profiles();
+    // The IOP profile the resource names (a CarePlan may be either plan), else its type's.
+    let profile = resource
+        .pointer("/meta/profile")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find(|p| {
+            profiles
+                .all_of_type(resource_type)
+                .iter()
+                .any(|known| known == p)
+        })
+        .or_else(|| profiles.of_type(resource_type))
+        .ok_or_else(|| format!("no IOP profile for {resource_type}"))?
+        .to_owned();
+    let issues = validator.validate(&resource, &[profile]);
+    let errors: Vec<&Issue> = issues.iter().filter(|i| i.is_error()).collect();
+    if let Some(first) = errors.first() {
+        return Err(format!(
+            "{} error(s) against its IOP profile, first at {}: {}",
+            errors.len(),
+            first.expression,
+            first.message
+        ));
+    }
+    Ok(resource)
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "a syntax error",
+            serde_json::error::Category::Data => "not a JSON value",
+            serde_json::error::Category::Eof => "cut short",
+        }
+    }
+}
