@@ -161,7 +161,84 @@ async fn a_bad_line_refuses_its_file_or_is_left_out(store: &Store) {
     assert_eq!(store.count::<Client>().await.unwrap(), 8);
 }
 
+fn example() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/import-example")
+}
+
+async fn the_csv_example_imports_and_a_bad_row_is_refused(store: &Store) {
+    let reports = import(store, validator(), &options(&example(), false), |_| {})
+        .await
+        .unwrap();
+    let imported = |file: &str| reports.iter().find(|r| r.file == file).unwrap().imported;
+    assert_eq!(imported("clients.csv"), 3);
+    assert_eq!(imported("support_contacts.csv"), 3);
+    assert_eq!(imported("enrollments.csv"), 3);
+    let client = store
+        .client_by_mrn(&Mrn::parse("LEG-000102").unwrap())
+        .await
+        .unwrap()
+        .expect("the client of the CSV row");
+    assert_eq!(client.record.name.family.as_str(), "Okafor");
+    let enrollments = store
+        .children::<Enrollment>(client.record.id)
+        .await
+        .unwrap();
+    assert_eq!(enrollments.len(), 1);
+    assert!(matches!(
+        enrollments[0].record.state,
+        EnrollmentState::Discharged {
+            disposition: DischargeDisposition::StepDownOutpatient,
+            ..
+        }
+    ));
+    // Again: every row finds its record.
+    let again = import(store, validator(), &options(&example(), false), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(|r| r.imported).sum::<usize>(), 0);
+
+    // A file with a bad row: refused whole, with the row's line and reason.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("clients.csv"),
+        "mrn,given,family,birth_date,gender\nLEG-000201,Rae,Lind,1990-02-03,female\nLEG-000202,Tomas,Berg,03/04/1990,male\n",
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let refused = import(store, validator(), &options(dir.path(), false), |r| {
+        seen.push(r.clone())
+    })
+    .await;
+    assert!(
+        matches!(refused, Err(ImportError::Refused { count: 1, .. })),
+        "{refused:?}"
+    );
+    let rejected = &seen.last().unwrap().rejected[0];
+    assert_eq!(rejected.line, 3);
+    assert!(rejected.reason.contains("birth_date"), "{rejected:?}");
+    assert!(
+        store
+            .client_by_mrn(&Mrn::parse("LEG-000201").unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing of the refused file is written"
+    );
+    // An unknown column refuses the file before any row is read.
+    std::fs::write(
+        dir.path().join("clients.csv"),
+        "mrn,given,family,birth_date,gender,shoe_size\n",
+    )
+    .unwrap();
+    let unknown = import(store, validator(), &options(dir.path(), false), |_| {}).await;
+    assert!(
+        matches!(&unknown, Err(ImportError::Layout(m)) if m.contains("shoe_size")),
+        "{unknown:?}"
+    );
+}
+
 on_both_backends!(
     export_import_export_gives_the_same_files,
     a_bad_line_refuses_its_file_or_is_left_out,
+    the_csv_example_imports_and_a_bad_row_is_refused,
 );

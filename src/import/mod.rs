@@ -3,13 +3,15 @@
 //! `{Type}.ndjson` per resource type. Export then import round-trips: ids, versions and times
 //! included.
 //!
-//! Each file is read whole and every line checked — JSON, the IOP profile of its type (on every
-//! core), the mapping back to clinic records (`rows.rs`) — before anything is written; then it is
-//! written in one transaction: all of it, or with `keep_going` all but the rejected lines (each
-//! reported with its line and reason). A record whose id the database holds already is left as it
+//! Each file is streamed in chunks, every line checked — JSON, the IOP profile of its type (on
+//! every core), the mapping back to clinic records (`rows.rs`) — and written in the file's one
+//! transaction: all of it, or with `keep_going` all but the rejected lines (each reported with
+//! its line and reason); without it, the first bad line stops the writing, the rest is still
+//! checked so that every bad line is reported, and the transaction is rolled back. A record whose id the database holds already is left as it
 //! is, so importing twice changes nothing. Files go in the order their records refer to each
 //! other. This is an edge: the checks are the validator's and the mapping's.
 
+mod csv_layout;
 mod rows;
 mod write;
 
@@ -102,41 +104,54 @@ pub async fn import(
         if !path.exists() {
             continue;
         }
-        let lines = read_lines(&path)?;
         let tasks = if *resource_type == "ServiceRequest" {
             tasks_by_id(&options.dir.join("Task.ndjson"))?
         } else {
             HashMap::new()
         };
-        let checked = check_all(&validator, resource_type, lines).await;
         context.clinic = write::clinic_organization(store, resource_type).await?;
         let mut report = FileReport {
             file: format!("{resource_type}.ndjson"),
             ..FileReport::default()
         };
-        let mut mapped = Vec::new();
-        for (line, resource) in checked {
-            report.read += 1;
-            let row = resource.and_then(|resource| {
-                rows::row(&options.mapping, &context, &tasks, &resource)
-                    .map(|row| (row, rows::meta(&resource)))
-            });
-            match row {
-                Ok((row, meta)) => {
-                    context.learn(&row);
-                    mapped.push((line, row, meta));
+        let mut writer = write::FileWriter::begin(store).await?;
+        let mut lines = Lines::open(&path)?;
+        // Chunks keep memory flat whatever the file's size; once a line is refused (without
+        // keep_going) the rest is only checked, so that every bad line is reported.
+        let mut writing = true;
+        while let Some(chunk) = lines.next_chunk(CHUNK_LINES)? {
+            let checked = check_all(&validator, resource_type, chunk).await;
+            let mut rows = Vec::with_capacity(checked.len());
+            for (line, resource) in checked {
+                report.read += 1;
+                let row = resource.and_then(|resource| {
+                    rows::row(&options.mapping, &context, &tasks, &resource)
+                        .map(|row| (row, rows::meta(&resource)))
+                });
+                match row {
+                    Ok((row, meta)) => {
+                        context.learn(&row);
+                        rows.push((line, row, meta));
+                    }
+                    Err(reason) => report.rejected.push(Rejected { line, reason }),
                 }
-                Err(reason) => report.rejected.push(Rejected { line, reason }),
+            }
+            if !report.rejected.is_empty() && !options.keep_going {
+                writing = false;
+            }
+            if writing {
+                writer.write(rows).await?;
             }
         }
-        if !report.rejected.is_empty() && !options.keep_going {
+        if !writing {
+            // The file's transaction is dropped: nothing of it is written.
             on_report(&report);
             return Err(ImportError::Refused {
                 file: report.file,
                 count: report.rejected.len(),
             });
         }
-        let written = write::write_file(store, mapped).await?;
+        let written = writer.commit().await?;
         report.imported = written.imported;
         report.present = written.present;
         report.rejected.extend(written.rejected);
@@ -152,11 +167,52 @@ pub async fn import(
         on_report(&report);
         reports.push(report);
     }
+    let csv_files: Vec<&str> = csv_layout::FILES
+        .iter()
+        .copied()
+        .filter(|f| options.dir.join(f).exists())
+        .collect();
+    if !csv_files.is_empty() {
+        let mut lookups = csv_layout::Lookups::load(store).await?;
+        for file in csv_files {
+            let table = csv_layout::read(&options.dir, file, &lookups)?;
+            let (rows, rejected) = csv_layout::split(table, &mut lookups);
+            let mut report = FileReport {
+                file: file.to_owned(),
+                read: rows.len() + rejected.len(),
+                rejected,
+                ..FileReport::default()
+            };
+            if !report.rejected.is_empty() && !options.keep_going {
+                on_report(&report);
+                return Err(ImportError::Refused {
+                    file: report.file,
+                    count: report.rejected.len(),
+                });
+            }
+            let mut writer = write::FileWriter::begin(store).await?;
+            let no_meta = rows::Meta {
+                version: None,
+                updated: None,
+            };
+            writer
+                .write(rows.into_iter().map(|(l, r)| (l, r, no_meta)).collect())
+                .await?;
+            let written = writer.commit().await?;
+            report.imported = written.imported;
+            report.present = written.present;
+            report.rejected.extend(written.rejected);
+            report.rejected.sort_by_key(|r| r.line);
+            on_report(&report);
+            reports.push(report);
+        }
+    }
     if reports.is_empty() {
         return Err(ImportError::Layout(format!(
-            "{} holds none of the files of the import layout ({}.ndjson, ...)",
+            "{} holds none of the files of the import layout ({}.ndjson, {})",
             options.dir.display(),
-            ORDER.join(".ndjson, ")
+            ORDER.join(".ndjson, "),
+            csv_layout::FILES.join(", ")
         )));
     }
     Ok(reports)
@@ -170,6 +226,12 @@ fn check_layout(dir: &Path) -> Result<(), ImportError> {
     })?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".csv") && !csv_layout::FILES.contains(&name.as_str()) {
+            return Err(ImportError::Layout(format!(
+                "{name} is not a file of the import layout (known: {})",
+                csv_layout::FILES.join(", ")
+            )));
+        }
         let Some(stem) = name.strip_suffix(".ndjson") else {
             continue;
         };
@@ -183,17 +245,52 @@ fn check_layout(dir: &Path) -> Result<(), ImportError> {
     Ok(())
 }
 
-fn read_lines(path: &Path) -> Result<Vec<(usize, String)>, ImportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, l.to_owned()))
-        .collect())
+/// Lines checked and written at a time: enough to keep every core busy, few enough to keep
+/// memory flat.
+const CHUNK_LINES: usize = 2_048;
+
+/// A file's non-empty lines with their numbers, a chunk at a time.
+struct Lines {
+    path: PathBuf,
+    reader: std::io::BufReader<std::fs::File>,
+    number: usize,
+}
+
+impl Lines {
+    fn open(path: &Path) -> Result<Self, ImportError> {
+        let file = std::fs::File::open(path).map_err(|source| ImportError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            reader: std::io::BufReader::new(file),
+            number: 0,
+        })
+    }
+
+    fn next_chunk(&mut self, size: usize) -> Result<Option<Vec<(usize, String)>>, ImportError> {
+        use std::io::BufRead;
+        let mut chunk = Vec::new();
+        while chunk.len() < size {
+            let mut line = String::new();
+            let read = self
+                .reader
+                .read_line(&mut line)
+                .map_err(|source| ImportError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            if read == 0 {
+                break;
+            }
+            self.number += 1;
+            if !line.trim().is_empty() {
+                chunk.push((self.number, line));
+            }
+        }
+        Ok((!chunk.is_empty()).then_some(chunk))
+    }
 }
 
 /// Task.ndjson by id: a referral's ServiceRequest finds its Task (they share the id).
@@ -201,11 +298,18 @@ fn tasks_by_id(path: &Path) -> Result<HashMap<String, Value>, ImportError> {
     if !path.exists() {
         return Ok(HashMap::new());
     }
-    Ok(read_lines(path)?
-        .into_iter()
-        .filter_map(|(_, line)| serde_json::from_str::<Value>(&line).ok())
-        .filter_map(|task| Some((task.get("id")?.as_str()?.to_owned(), task)))
-        .collect())
+    let mut lines = Lines::open(path)?;
+    let mut tasks = HashMap::new();
+    while let Some(chunk) = lines.next_chunk(CHUNK_LINES)? {
+        for (_, line) in chunk {
+            if let Ok(task) = serde_json::from_str::<Value>(&line)
+                && let Some(id) = task.get("id").and_then(Value::as_str)
+            {
+                tasks.insert(id.to_owned(), task);
+            }
+        }
+    }
+    Ok(tasks)
 }
 
 /// Each line parsed and validated against its IOP profile, on every core, in input order.

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use super::rows::{Meta, Row};
 use super::{ImportError, Rejected};
 use crate::domain::*;
-use crate::store::{Record, Store, StoreError, Tx};
+use crate::store::{Store, StoreError, SuspendedTriggers, Tx};
 
 #[derive(Debug, Default)]
 pub struct Written {
@@ -35,34 +35,57 @@ pub async fn clinic_organization(
     })
 }
 
-pub async fn write_file(
-    store: &Store,
-    rows: Vec<(usize, Row, Meta)>,
-) -> Result<Written, ImportError> {
-    let mut tx = store.begin().await?;
-    let suspended = tx.suspend_version_bumps().await?;
-    let mut written = Written::default();
-    let mut reviews: HashMap<(Id<TreatmentPlan>, NaiveDate), Id<PlanReview>> = HashMap::new();
-    for (line, row, meta) in rows {
-        let at_line = |source: StoreError| ImportError::Line { line, source };
-        if exists(&mut tx, &row).await.map_err(at_line)? {
-            written.present += 1;
-            continue;
-        }
-        match insert(&mut tx, &row, &mut reviews).await {
-            Ok(()) => {}
-            Err(Problem::Store(e)) => return Err(at_line(e)),
-            Err(Problem::Refused(reason)) => {
-                written.rejected.push(Rejected { line, reason });
+/// One file's transaction: rows are written chunk by chunk as they are checked, and the file is
+/// committed whole at the end (or dropped: rolled back).
+pub struct FileWriter {
+    tx: Tx,
+    suspended: Option<SuspendedTriggers>,
+    /// The reviews written so far: a goal's progress notes find theirs by plan and day.
+    reviews: HashMap<(Id<TreatmentPlan>, NaiveDate), Id<PlanReview>>,
+    pub written: Written,
+}
+
+impl FileWriter {
+    pub async fn begin(store: &Store) -> Result<Self, StoreError> {
+        let mut tx = store.begin().await?;
+        let suspended = Some(tx.suspend_version_bumps().await?);
+        Ok(Self {
+            tx,
+            suspended,
+            reviews: HashMap::new(),
+            written: Written::default(),
+        })
+    }
+
+    pub async fn write(&mut self, rows: Vec<(usize, Row, Meta)>) -> Result<(), ImportError> {
+        let tx = &mut self.tx;
+        for (line, row, meta) in rows {
+            let at_line = |source: StoreError| ImportError::Line { line, source };
+            if exists(tx, &row).await.map_err(at_line)? {
+                self.written.present += 1;
                 continue;
             }
+            match insert(tx, &row, &mut self.reviews).await {
+                Ok(()) => {}
+                Err(Problem::Store(e)) => return Err(at_line(e)),
+                Err(Problem::Refused(reason)) => {
+                    self.written.rejected.push(Rejected { line, reason });
+                    continue;
+                }
+            }
+            restore(tx, &row, meta).await.map_err(at_line)?;
+            self.written.imported += 1;
         }
-        restore(&mut tx, &row, meta).await.map_err(at_line)?;
-        written.imported += 1;
+        Ok(())
     }
-    tx.resume_version_bumps(suspended).await?;
-    tx.commit().await?;
-    Ok(written)
+
+    pub async fn commit(mut self) -> Result<Written, StoreError> {
+        if let Some(suspended) = self.suspended.take() {
+            self.tx.resume_version_bumps(suspended).await?;
+        }
+        self.tx.commit().await?;
+        Ok(self.written)
+    }
 }
 
 enum Problem {
@@ -77,7 +100,7 @@ impl From<StoreError> for Problem {
     }
 }
 
-async fn present<R: Record>(tx: &mut Tx, id: Id<R>) -> Result<bool, StoreError> {
+async fn present<R: crate::store::Record>(tx: &mut Tx, id: Id<R>) -> Result<bool, StoreError> {
     Ok(tx.get(id).await?.is_some())
 }
 
