@@ -55,6 +55,12 @@ pub enum ImportError {
     Store(#[from] StoreError),
     #[error("line {line}: {source}")]
     Line { line: usize, source: StoreError },
+    #[error("lines {first} to {last}: {source}")]
+    Lines {
+        first: usize,
+        last: usize,
+        source: StoreError,
+    },
     #[error(
         "{file}: {count} line(s) refused, nothing of the file written (see the reasons above; --continue imports the rest)"
     )]

@@ -1,16 +1,17 @@
-//! One file's rows written in one transaction: each new record with its parts, at the version
-//! and time its resource carried; a record whose id is there already left as it is. Version
-//! bumps are suspended as for a seed (nobody saw the rows' earlier versions), so the versions
-//! are the exported ones, not the number of parts written.
+//! One file's rows written in one transaction, a chunk at a time: each new record with its parts,
+//! at the version and time its resource carried; a record whose id is there already left as it
+//! is. A chunk costs one existence query per table and one multi-row insert per table, not a
+//! statement per row. Version bumps are suspended as for a seed (nobody saw the rows' earlier
+//! versions), so the versions are the exported ones, not the number of parts written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 
 use super::rows::{Meta, Row};
 use super::{ImportError, Rejected};
 use crate::domain::*;
-use crate::store::{Store, StoreError, SuspendedTriggers, Tx};
+use crate::store::{Record, Store, StoreError, SuspendedTriggers, Tx};
 
 #[derive(Debug, Default)]
 pub struct Written {
@@ -42,6 +43,8 @@ pub struct FileWriter {
     suspended: Option<SuspendedTriggers>,
     /// The reviews written so far: a goal's progress notes find theirs by plan and day.
     reviews: HashMap<(Id<TreatmentPlan>, NaiveDate), Id<PlanReview>>,
+    /// Main rows written by this file (a line repeated later is then present).
+    written_ids: HashSet<String>,
     pub written: Written,
 }
 
@@ -53,30 +56,40 @@ impl FileWriter {
             tx,
             suspended,
             reviews: HashMap::new(),
+            written_ids: HashSet::new(),
             written: Written::default(),
         })
     }
 
     pub async fn write(&mut self, rows: Vec<(usize, Row, Meta)>) -> Result<(), ImportError> {
-        let tx = &mut self.tx;
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(());
+        };
+        let lines = (first.0, last.0);
+        let present = present_ids(&mut self.tx, &rows).await?;
+        let mut batch = Batch::default();
         for (line, row, meta) in rows {
-            let at_line = |source: StoreError| ImportError::Line { line, source };
-            if exists(tx, &row).await.map_err(at_line)? {
+            let id = main_id(&row);
+            if present.contains(&id) || !self.written_ids.insert(id) {
                 self.written.present += 1;
                 continue;
             }
-            match insert(tx, &row, &mut self.reviews).await {
-                Ok(()) => {}
-                Err(Problem::Store(e)) => return Err(at_line(e)),
+            match batch.add(&mut self.tx, &mut self.reviews, row, meta).await {
+                Ok(()) => self.written.imported += 1,
+                Err(Problem::Store(e)) => return Err(ImportError::Line { line, source: e }),
                 Err(Problem::Refused(reason)) => {
-                    self.written.rejected.push(Rejected { line, reason });
-                    continue;
+                    self.written.rejected.push(Rejected { line, reason })
                 }
             }
-            restore(tx, &row, meta).await.map_err(at_line)?;
-            self.written.imported += 1;
         }
-        Ok(())
+        batch
+            .insert(&mut self.tx)
+            .await
+            .map_err(|source| ImportError::Lines {
+                first: lines.0,
+                last: lines.1,
+                source,
+            })
     }
 
     pub async fn commit(mut self) -> Result<Written, StoreError> {
@@ -90,7 +103,7 @@ impl FileWriter {
 
 enum Problem {
     Store(StoreError),
-    /// Checked before writing, so the transaction goes on without the line.
+    /// Checked before writing, so the file goes on without the line.
     Refused(String),
 }
 
@@ -100,133 +113,219 @@ impl From<StoreError> for Problem {
     }
 }
 
-async fn present<R: crate::store::Record>(tx: &mut Tx, id: Id<R>) -> Result<bool, StoreError> {
-    Ok(tx.get(id).await?.is_some())
-}
-
-async fn exists(tx: &mut Tx, row: &Row) -> Result<bool, StoreError> {
+fn main_id(row: &Row) -> String {
     match row {
-        Row::Organization(r) => present(tx, r.id).await,
-        Row::Staff(r) => present(tx, r.id).await,
-        Row::Program(r) => present(tx, r.id).await,
-        Row::Group(r) => present(tx, r.id).await,
-        Row::Client(r) => present(tx, r.id).await,
-        Row::Contact(r) => present(tx, r.id).await,
-        Row::Referral(r) => present(tx, r.id).await,
-        Row::Enrollment(r) => present(tx, r.id).await,
-        Row::Consent(r) => present(tx, r.id).await,
-        Row::Plan(r) => present(tx, r.id).await,
-        Row::RelapsePlan(r) => present(tx, r.relapse_plan.id).await,
-        Row::Goal(r, _) => present(tx, r.id).await,
-        Row::Session(r, _) => present(tx, r.id).await,
+        Row::Organization(r) => r.id.to_string(),
+        Row::Staff(r) => r.id.to_string(),
+        Row::Program(r) => r.id.to_string(),
+        Row::Group(r) => r.id.to_string(),
+        Row::Client(r) => r.id.to_string(),
+        Row::Contact(r) => r.id.to_string(),
+        Row::Referral(r) => r.id.to_string(),
+        Row::Enrollment(r) => r.id.to_string(),
+        Row::Consent(r) => r.id.to_string(),
+        Row::Plan(r) => r.id.to_string(),
+        Row::RelapsePlan(r) => r.relapse_plan.id.to_string(),
+        Row::Goal(r, _) => r.id.to_string(),
+        Row::Session(r, _) => r.id.to_string(),
     }
 }
 
-async fn insert(
+/// The ids among `rows` the database holds: one query per table.
+async fn present_ids(
     tx: &mut Tx,
-    row: &Row,
-    reviews: &mut HashMap<(Id<TreatmentPlan>, NaiveDate), Id<PlanReview>>,
-) -> Result<(), Problem> {
-    match row {
-        Row::Organization(r) => tx.insert(r).await.map(drop)?,
-        Row::Staff(r) => tx.insert(r).await.map(drop)?,
-        Row::Program(r) => tx.insert(r).await.map(drop)?,
-        Row::Group(r) => tx.insert(r).await.map(drop)?,
-        Row::Client(r) => tx.insert(r).await.map(drop)?,
-        Row::Contact(r) => tx.insert(r).await.map(drop)?,
-        Row::Referral(r) => tx.insert(r).await.map(drop)?,
-        Row::Enrollment(r) => tx.insert(r).await.map(drop)?,
-        Row::Consent(r) => tx.insert(r).await.map(drop)?,
-        Row::Plan(plan) => {
-            let Some(enrollment) = plan.enrollment_id else {
-                return Err(Problem::Refused(
-                    "CarePlan.supportingInfo: an imported plan names its EpisodeOfCare".into(),
-                ));
-            };
-            tx.insert(&plan.plan(enrollment)).await?;
-            for intervention in &plan.interventions {
-                tx.insert(intervention).await?;
-            }
-            let changes = revise_reviews(plan.id, &[], &plan.reviews)
-                .map_err(|e| Problem::Refused(format!("CarePlan.note: {e}")))?;
-            for review in &changes.insert {
-                tx.insert(review).await?;
-                reviews.insert((plan.id, review.reviewed_on), review.id);
-            }
+    rows: &[(usize, Row, Meta)],
+) -> Result<HashSet<String>, StoreError> {
+    async fn of<R: Record>(
+        tx: &mut Tx,
+        ids: Vec<Id<R>>,
+        into: &mut HashSet<String>,
+    ) -> Result<(), StoreError> {
+        if !ids.is_empty() {
+            into.extend(tx.existing_ids(&ids).await?.iter().map(Id::to_string));
         }
-        Row::RelapsePlan(r) => {
-            tx.insert(&r.relapse_plan).await?;
-            for item in &r.items {
-                tx.insert(item).await?;
-            }
-        }
-        Row::Goal(record, plan_id) => {
-            let goal = record.goal(*plan_id);
-            let mut notes = Vec::new();
-            for (index, entry) in record.progress.iter().enumerate() {
-                let review = match reviews.get(&(*plan_id, entry.on)) {
-                    Some(id) => Some(*id),
-                    // The plan was imported before (a second run): its reviews are stored.
-                    None => tx
-                        .children::<PlanReview>(*plan_id)
-                        .await?
-                        .into_iter()
-                        .find(|r| r.record.reviewed_on == entry.on)
-                        .map(|r| r.record.id),
-                };
-                let review = review.ok_or_else(|| {
-                    Problem::Refused(format!(
-                        "Goal.note[{index}].time: its plan has no review that day"
-                    ))
-                })?;
-                notes.push(GoalProgressNote {
-                    id: Id::generate(),
-                    goal_id: goal.id,
-                    review_id: review,
-                    note: entry.note.clone(),
-                });
-            }
-            tx.insert(&goal).await?;
-            for note in &notes {
-                tx.insert(note).await?;
-            }
-        }
-        Row::Session(session, contacts) => {
-            tx.insert(session).await?;
-            for contact in contacts {
-                tx.insert(&SessionParticipant {
-                    id: Id::generate(),
-                    session_id: session.id,
-                    support_contact_id: *contact,
-                })
-                .await?;
-            }
-        }
+        Ok(())
     }
-    Ok(())
+    let mut found = HashSet::new();
+    macro_rules! ids {
+        ($variant:ident, $r:ident => $id:expr) => {
+            rows.iter()
+                .filter_map(|(_, row, _)| match row {
+                    Row::$variant($r, ..) => Some($id),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+    }
+    of(tx, ids!(Organization, r => r.id), &mut found).await?;
+    of(tx, ids!(Staff, r => r.id), &mut found).await?;
+    of(tx, ids!(Program, r => r.id), &mut found).await?;
+    of(tx, ids!(Group, r => r.id), &mut found).await?;
+    of(tx, ids!(Client, r => r.id), &mut found).await?;
+    of(tx, ids!(Contact, r => r.id), &mut found).await?;
+    of(tx, ids!(Referral, r => r.id), &mut found).await?;
+    of(tx, ids!(Enrollment, r => r.id), &mut found).await?;
+    of(tx, ids!(Consent, r => r.id), &mut found).await?;
+    of(tx, ids!(Plan, r => r.id), &mut found).await?;
+    of(tx, ids!(RelapsePlan, r => r.relapse_plan.id), &mut found).await?;
+    of(tx, ids!(Goal, r => r.id), &mut found).await?;
+    of(tx, ids!(Session, r => r.id), &mut found).await?;
+    Ok(found)
 }
 
-/// The main row at the version and time the resource carried.
-async fn restore(tx: &mut Tx, row: &Row, meta: Meta) -> Result<(), StoreError> {
-    let (Some(version), Some(updated)) = (meta.version, meta.updated) else {
-        return Ok(());
-    };
-    match row {
-        Row::Organization(r) => tx.restore_version(r.id, version, updated).await,
-        Row::Staff(r) => tx.restore_version(r.id, version, updated).await,
-        Row::Program(r) => tx.restore_version(r.id, version, updated).await,
-        Row::Group(r) => tx.restore_version(r.id, version, updated).await,
-        Row::Client(r) => tx.restore_version(r.id, version, updated).await,
-        Row::Contact(r) => tx.restore_version(r.id, version, updated).await,
-        Row::Referral(r) => tx.restore_version(r.id, version, updated).await,
-        Row::Enrollment(r) => tx.restore_version(r.id, version, updated).await,
-        Row::Consent(r) => tx.restore_version(r.id, version, updated).await,
-        Row::Plan(r) => tx.restore_version(r.id, version, updated).await,
-        Row::RelapsePlan(r) => {
-            tx.restore_version(r.relapse_plan.id, version, updated)
-                .await
+/// A kept version and time, when the resource carried both.
+fn kept(meta: Meta) -> Option<(i64, Timestamp)> {
+    Some((meta.version?, meta.updated?))
+}
+
+/// Records of one type and the versions they keep.
+struct Kept<R> {
+    records: Vec<R>,
+    meta: Vec<Option<(i64, Timestamp)>>,
+}
+
+impl<R: Record> Default for Kept<R> {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            meta: Vec::new(),
         }
-        Row::Goal(r, _) => tx.restore_version(r.id, version, updated).await,
-        Row::Session(r, _) => tx.restore_version(r.id, version, updated).await,
+    }
+}
+
+impl<R: Record> Kept<R> {
+    fn push(&mut self, record: R, meta: Meta) {
+        self.records.push(record);
+        self.meta.push(kept(meta));
+    }
+
+    async fn insert(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        tx.insert_many_at(&self.records, |i| self.meta[i]).await
+    }
+}
+
+/// A chunk's records by table, inserted in the order they refer to each other.
+#[derive(Default)]
+struct Batch {
+    organizations: Kept<Organization>,
+    staff: Kept<Staff>,
+    programs: Kept<Program>,
+    groups: Kept<TherapyGroup>,
+    clients: Kept<Client>,
+    contacts: Kept<SupportContact>,
+    referrals: Kept<Referral>,
+    enrollments: Kept<Enrollment>,
+    consents: Kept<Consent>,
+    plans: Kept<TreatmentPlan>,
+    interventions: Vec<Intervention>,
+    reviews: Vec<PlanReview>,
+    relapse_plans: Kept<RelapsePreventionPlan>,
+    relapse_items: Vec<RelapsePlanItem>,
+    goals: Kept<Goal>,
+    notes: Vec<GoalProgressNote>,
+    sessions: Kept<Session>,
+    participants: Vec<SessionParticipant>,
+}
+
+impl Batch {
+    async fn add(
+        &mut self,
+        tx: &mut Tx,
+        reviews: &mut HashMap<(Id<TreatmentPlan>, NaiveDate), Id<PlanReview>>,
+        row: Row,
+        meta: Meta,
+    ) -> Result<(), Problem> {
+        match row {
+            Row::Organization(r) => self.organizations.push(r, meta),
+            Row::Staff(r) => self.staff.push(r, meta),
+            Row::Program(r) => self.programs.push(r, meta),
+            Row::Group(r) => self.groups.push(r, meta),
+            Row::Client(r) => self.clients.push(r, meta),
+            Row::Contact(r) => self.contacts.push(r, meta),
+            Row::Referral(r) => self.referrals.push(r, meta),
+            Row::Enrollment(r) => self.enrollments.push(r, meta),
+            Row::Consent(r) => self.consents.push(r, meta),
+            Row::Plan(plan) => {
+                let Some(enrollment) = plan.enrollment_id else {
+                    return Err(Problem::Refused(
+                        "CarePlan.supportingInfo: an imported plan names its EpisodeOfCare".into(),
+                    ));
+                };
+                let changes = revise_reviews(plan.id, &[], &plan.reviews)
+                    .map_err(|e| Problem::Refused(format!("CarePlan.note: {e}")))?;
+                for review in &changes.insert {
+                    reviews.insert((plan.id, review.reviewed_on), review.id);
+                }
+                self.plans.push(plan.plan(enrollment), meta);
+                self.interventions.extend(plan.interventions);
+                self.reviews.extend(changes.insert);
+            }
+            Row::RelapsePlan(r) => {
+                self.relapse_plans.push(r.relapse_plan, meta);
+                self.relapse_items.extend(r.items);
+            }
+            Row::Goal(record, plan_id) => {
+                let goal = record.goal(plan_id);
+                for (index, entry) in record.progress.iter().enumerate() {
+                    let review = match reviews.get(&(plan_id, entry.on)) {
+                        Some(id) => Some(*id),
+                        // The plan was imported before (an earlier run): its reviews are stored.
+                        None => tx
+                            .children::<PlanReview>(plan_id)
+                            .await?
+                            .into_iter()
+                            .find(|r| r.record.reviewed_on == entry.on)
+                            .map(|r| r.record.id),
+                    };
+                    let review = review.ok_or_else(|| {
+                        Problem::Refused(format!(
+                            "Goal.note[{index}].time: its plan has no review that day"
+                        ))
+                    })?;
+                    self.notes.push(GoalProgressNote {
+                        id: Id::generate(),
+                        goal_id: goal.id,
+                        review_id: review,
+                        note: entry.note.clone(),
+                    });
+                }
+                self.goals.push(goal, meta);
+            }
+            Row::Session(session, contacts) => {
+                self.participants
+                    .extend(contacts.into_iter().map(|contact| SessionParticipant {
+                        id: Id::generate(),
+                        session_id: session.id,
+                        support_contact_id: contact,
+                    }));
+                self.sessions.push(session, meta);
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        self.organizations.insert(tx).await?;
+        self.staff.insert(tx).await?;
+        self.programs.insert(tx).await?;
+        self.groups.insert(tx).await?;
+        self.clients.insert(tx).await?;
+        self.contacts.insert(tx).await?;
+        self.referrals.insert(tx).await?;
+        self.enrollments.insert(tx).await?;
+        self.consents.insert(tx).await?;
+        self.plans.insert(tx).await?;
+        tx.insert_many(&self.interventions).await?;
+        tx.insert_many(&self.reviews).await?;
+        self.relapse_plans.insert(tx).await?;
+        tx.insert_many(&self.relapse_items).await?;
+        self.goals.insert(tx).await?;
+        tx.insert_many(&self.notes).await?;
+        self.sessions.insert(tx).await?;
+        tx.insert_many(&self.participants).await?;
+        Ok(())
     }
 }

@@ -113,9 +113,20 @@ impl Tx {
 
     /// Inserts many records with multi-row statements (the seeder's path; same checks as `insert`).
     pub async fn insert_many<R: Record>(&mut self, records: &[R]) -> Result<(), StoreError> {
+        self.insert_many_at(records, |_| None).await
+    }
+
+    /// `insert_many`, each record at the version and last change `kept(index)` gives (an import
+    /// keeps what another copy of the database recorded), else at version 1, now.
+    pub async fn insert_many_at<R: Record>(
+        &mut self,
+        records: &[R],
+        kept: impl Fn(usize) -> Option<(i64, Timestamp)>,
+    ) -> Result<(), StoreError> {
         let per_row = R::COLUMNS.len() + BOOKKEEPING.len();
         let rows_per_statement = (MAX_BINDS / per_row).min(MAX_ROWS_PER_INSERT);
         let now = Timestamp::now().to_db_text();
+        let mut index = 0;
         let head = format!("INSERT INTO {} ({}) VALUES ", R::TABLE, select_list::<R>());
         for chunk in records.chunks(rows_per_statement) {
             let mut sql = String::with_capacity(head.len() + chunk.len() * per_row * 6);
@@ -133,11 +144,16 @@ impl Tx {
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for record in chunk {
                 checked(record)?;
+                let (version, created, updated) = match kept(index) {
+                    Some((version, at)) => (version, at.to_db_text(), at.to_db_text()),
+                    None => (1, now.clone(), now.clone()),
+                };
+                index += 1;
                 query = query
                     .bind(record.id().to_string())
-                    .bind(1_i64)
-                    .bind(now.clone())
-                    .bind(now.clone());
+                    .bind(version)
+                    .bind(created)
+                    .bind(updated);
                 for value in record.values() {
                     query = bind(query, value);
                 }
@@ -333,33 +349,30 @@ impl Tx {
         Ok(())
     }
 
-    /// Gives a row the version and last change another copy of the clinic database recorded
-    /// (an import of the gateway's own export keeps each resource's `meta`); the change log
-    /// records it as an update. `NotFound` when there is no such row.
-    pub async fn restore_version<R: Record>(
+    /// Which of `ids` name rows of `R` (in this transaction).
+    pub async fn existing_ids<R: Record>(
         &mut self,
-        id: Id<R>,
-        version: i64,
-        updated_at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let sql = format!(
-            "UPDATE {} SET version = $1, updated_at = $2 WHERE id = $3",
-            R::TABLE
-        );
-        let done = sqlx::query(AssertSqlSafe(sql))
-            .bind(version)
-            .bind(updated_at.to_db_text())
-            .bind(id.to_string())
-            .execute(&mut *self.inner)
-            .await
-            .map_err(|e| StoreError::on_write(R::TABLE, e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                table: R::TABLE,
-                id: id.to_string(),
-            });
+        ids: &[Id<R>],
+    ) -> Result<std::collections::HashSet<Id<R>>, StoreError> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in ids.chunks(MAX_ROWS_PER_INSERT) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("SELECT id FROM {} WHERE id IN ({placeholders})", R::TABLE);
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            for row in query.fetch_all(&mut *self.inner).await? {
+                let id: String = sqlx::Row::try_get(&row, "id")?;
+                if let Ok(id) = id.parse() {
+                    found.insert(id);
+                }
+            }
         }
-        Ok(())
+        Ok(found)
     }
 
     /// The id of the client with this MRN, inside this transaction.
