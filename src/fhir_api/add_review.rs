@@ -53,7 +53,7 @@ pub(super) async fn add_review(
         .map_err(|_| ApiError::not_found(format!("CarePlan/{id} is not a treatment plan")))?;
     let if_match = write::if_match(headers)?;
     let mut tx = state.store.begin().await?;
-    let subject = record(&mut tx, plan_id, &request, if_match)
+    let subject = record_review(&mut tx, plan_id, &request, if_match)
         .await
         .map_err(ApiError::from)?;
     let written = json!({
@@ -78,7 +78,7 @@ pub(super) async fn add_review(
 }
 
 /// Writes the review inside `tx`; the plan's client.
-async fn record(
+async fn record_review(
     tx: &mut Tx,
     plan_id: Id<TreatmentPlan>,
     request: &ReviewRequest,

@@ -15,7 +15,7 @@ use super::ApiError;
 use super::upsert::Failure;
 use crate::domain::*;
 use crate::mapping::{GoalRecord, PlanRecord, RelapsePlanRecord};
-use crate::store::{Record, StoreError, Stored, Tx};
+use crate::store::{Child, Record, StoreError, Stored, Tx};
 use crate::validation::{Issue, Severity};
 
 /// 422 at `expression`.
@@ -90,9 +90,7 @@ async fn enrollment_of(tx: &mut Tx, record: &PlanRecord) -> Result<Id<Enrollment
 pub(super) async fn insert_plan(tx: &mut Tx, record: &PlanRecord) -> Result<(), Failure> {
     let enrollment = enrollment_of(tx, record).await?;
     tx.insert(&record.plan(enrollment)).await?;
-    for intervention in &record.interventions {
-        tx.insert(intervention).await?;
-    }
+    tx.insert_many(&record.interventions).await?;
     let changes = revise_reviews(record.id, &[], &record.reviews)
         .map_err(|e| refused("CarePlan.note", e.to_string()))?;
     for review in &changes.insert {
@@ -121,16 +119,7 @@ pub(super) async fn update_plan(
         ));
     }
     tx.update(&record.plan(enrollment), expected).await?;
-    let interventions = tx.children::<Intervention>(record.id).await?;
-    let stored_list: Vec<Intervention> = interventions.iter().map(|s| s.record.clone()).collect();
-    if !same_interventions(&stored_list, &record.interventions) {
-        for old in &interventions {
-            tx.delete(old.record.id, old.meta.version).await?;
-        }
-        for intervention in &record.interventions {
-            tx.insert(intervention).await?;
-        }
-    }
+    replace_parts(tx, record.id, &record.interventions, same_interventions).await?;
     let reviews: Vec<PlanReview> = tx
         .children::<PlanReview>(record.id)
         .await?
@@ -144,6 +133,25 @@ pub(super) async fn update_plan(
     }
     for review in &changes.insert {
         tx.insert(review).await?;
+    }
+    Ok(())
+}
+
+/// Makes a record's parts without an identity of their own (interventions, relapse-plan
+/// items) `wanted`: when `same` says they differ, the stored ones go and the wanted ones come.
+async fn replace_parts<P: Child + Clone>(
+    tx: &mut Tx,
+    parent: Id<P::Parent>,
+    wanted: &[P],
+    same: fn(&[P], &[P]) -> bool,
+) -> Result<(), Failure> {
+    let stored = tx.children::<P>(parent).await?;
+    let records: Vec<P> = stored.iter().map(|s| s.record.clone()).collect();
+    if !same(&records, wanted) {
+        for old in &stored {
+            tx.delete(old.record.id(), old.meta.version).await?;
+        }
+        tx.insert_many(wanted).await?;
     }
     Ok(())
 }
@@ -302,9 +310,7 @@ pub(super) async fn insert_relapse_plan(
         )));
     }
     tx.insert(&record.relapse_plan).await?;
-    for item in &record.items {
-        tx.insert(item).await?;
-    }
+    tx.insert_many(&record.items).await?;
     Ok(())
 }
 
@@ -323,15 +329,5 @@ pub(super) async fn update_relapse_plan(
     }
     check_relapse_plan(tx, record).await?;
     tx.update(&record.relapse_plan, expected).await?;
-    let items = tx.children::<RelapsePlanItem>(id).await?;
-    let stored_items: Vec<RelapsePlanItem> = items.iter().map(|s| s.record.clone()).collect();
-    if !same_relapse_items(&stored_items, &record.items) {
-        for old in &items {
-            tx.delete(old.record.id, old.meta.version).await?;
-        }
-        for item in &record.items {
-            tx.insert(item).await?;
-        }
-    }
-    Ok(())
+    replace_parts(tx, id, &record.items, same_relapse_items).await
 }

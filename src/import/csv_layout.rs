@@ -2,9 +2,11 @@
 //! and `enrollments.csv`, for clinics whose old system exports spreadsheets. A header row names
 //! the columns (in any order); a row refers to its client by MRN, to a program by its code and
 //! to a clinician by NPI. Codes are the clinic's storage codes (`mother`, `on_hold`,
-//! `intensive_outpatient`, ...). Ids are derived from each row's natural key (UUID v5), so a
-//! second import of the same file finds its records; a client whose MRN the database holds is
-//! that client.
+//! `intensive_outpatient`, ...). A row is found by its natural key — a client by MRN, a contact
+//! by client, name and relationship, an enrollment by client, program and admission day — in the
+//! database or earlier in the import, so a second import of the same file finds its records. New
+//! records get new ids (never ids computed from the key: those would let anyone who guesses a name
+//! or an MRN confirm it from an id).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,16 +16,46 @@ use chrono::NaiveDate;
 use super::rows::Row;
 use super::{ImportError, Rejected};
 use crate::domain::*;
-use crate::store::{Store, StoreError};
+use crate::store::{Record, Store, StoreError};
 
 /// The files, in the order they are imported.
 pub const FILES: &[&str] = &["clients.csv", "support_contacts.csv", "enrollments.csv"];
 
-/// Namespace of the ids derived from natural keys (a fixed UUID: the same key, the same id).
-const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c1d_8f52_3a4e_4b7c_9d0e_2f1a_5b6c_7d8e);
+/// A support contact's natural key: the client, the name and the relationship.
+type ContactKey = (Id<Client>, String, String, &'static str);
+/// An enrollment's natural key: the client, the program and the admission day.
+type EnrollmentKey = (Id<Client>, Id<Program>, NaiveDate);
 
-fn derived<T>(key: &str) -> Id<T> {
-    Id::from_uuid(uuid::Uuid::new_v5(&NAMESPACE, key.as_bytes()))
+fn contact_key(contact: &SupportContact) -> ContactKey {
+    (
+        contact.client_id,
+        contact.name.given.as_str().to_owned(),
+        contact.name.family.as_str().to_owned(),
+        contact.relationship.code(),
+    )
+}
+
+fn enrollment_key(enrollment: &Enrollment) -> EnrollmentKey {
+    (
+        enrollment.client_id,
+        enrollment.program_id,
+        enrollment.admitted_on,
+    )
+}
+
+/// Every record of `R`, a page at a time.
+async fn each<R: Record>(store: &Store, mut f: impl FnMut(R)) -> Result<(), StoreError> {
+    let mut after = None;
+    loop {
+        let page = store.page::<R>(after, 5_000).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.record.id());
+        for stored in page {
+            f(stored.record);
+        }
+    }
 }
 
 /// A file's rows read: each with its line, as rows or the reason it cannot be.
@@ -71,60 +103,67 @@ fn columns(file: &str) -> (&'static [&'static str], &'static [&'static str]) {
     }
 }
 
-/// What rows look up in the database: clients by MRN, programs by code, staff by NPI.
+/// What rows look up in the database (and in the rows before them): clients by MRN, programs by
+/// code, staff by NPI, contacts and enrollments by their natural keys.
 #[derive(Default)]
 pub struct Lookups {
     clients: HashMap<String, Id<Client>>,
     programs: HashMap<String, Id<Program>>,
     staff: HashMap<String, Id<Staff>>,
+    contacts: HashMap<ContactKey, Id<SupportContact>>,
+    enrollments: HashMap<EnrollmentKey, Id<Enrollment>>,
 }
 
 impl Lookups {
     pub async fn load(store: &Store) -> Result<Self, StoreError> {
         let mut lookups = Self::default();
-        let mut after = None;
-        loop {
-            let page = store.page::<Client>(after, 5_000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.record.id);
-            for c in &page {
-                lookups
-                    .clients
-                    .insert(c.record.mrn.as_str().to_owned(), c.record.id);
+        each::<Client>(store, |c| {
+            lookups.clients.insert(c.mrn.as_str().to_owned(), c.id);
+        })
+        .await?;
+        each::<Program>(store, |p| {
+            lookups.programs.insert(p.code.as_str().to_owned(), p.id);
+        })
+        .await?;
+        each::<Staff>(store, |s| {
+            if let Some(npi) = &s.npi {
+                lookups.staff.insert(npi.as_str().to_owned(), s.id);
             }
-        }
-        for p in store.page::<Program>(None, 10_000).await? {
-            lookups
-                .programs
-                .insert(p.record.code.as_str().to_owned(), p.record.id);
-        }
-        let mut after = None;
-        loop {
-            let page = store.page::<Staff>(after, 5_000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.record.id);
-            for s in &page {
-                if let Some(npi) = &s.record.npi {
-                    lookups.staff.insert(npi.as_str().to_owned(), s.record.id);
-                }
-            }
-        }
+        })
+        .await?;
+        each::<SupportContact>(store, |c| {
+            lookups.contacts.insert(contact_key(&c), c.id);
+        })
+        .await?;
+        each::<Enrollment>(store, |e| {
+            lookups.enrollments.insert(enrollment_key(&e), e.id);
+        })
+        .await?;
         Ok(lookups)
     }
 
-    /// A client this import writes (found by its MRN in the next files).
-    pub fn learn(&mut self, row: &Row) {
-        if let Row::Client(client) = row {
-            self.clients
-                .entry(client.mrn.as_str().to_owned())
-                .or_insert(client.id);
+    /// A record this import writes, found by its key in the rows after it.
+    fn learn(&mut self, row: &Row) {
+        match row {
+            Row::Client(c) => {
+                self.clients
+                    .entry(c.mrn.as_str().to_owned())
+                    .or_insert(c.id);
+            }
+            Row::Contact(c) => {
+                self.contacts.entry(contact_key(c)).or_insert(c.id);
+            }
+            Row::Enrollment(e) => {
+                self.enrollments.entry(enrollment_key(e)).or_insert(e.id);
+            }
+            _ => {}
         }
     }
 }
 
 /// Reads `dir/file`: the header checked (a missing required column or an unknown one refuses
 /// the file), then each row mapped.
-pub fn read(dir: &Path, file: &str, lookups: &Lookups) -> Result<Table, ImportError> {
+pub fn read(dir: &Path, file: &str, lookups: &mut Lookups) -> Result<Table, ImportError> {
     let path = dir.join(file);
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -171,6 +210,9 @@ pub fn read(dir: &Path, file: &str, lookups: &Lookups) -> Result<Table, ImportEr
                     "support_contacts.csv" => contact(&cell, lookups).map(Row::Contact),
                     _ => enrollment(&cell, lookups).map(Row::Enrollment),
                 };
+                if let Ok(row) = &row {
+                    lookups.learn(row);
+                }
                 (line, row)
             }
             Err(e) => (
@@ -234,7 +276,7 @@ fn client(cell: &Cells<'_>, lookups: &Lookups) -> Result<Client, String> {
         .clients
         .get(mrn.as_str())
         .copied()
-        .unwrap_or_else(|| derived(&format!("client|{}", mrn.as_str())));
+        .unwrap_or_else(Id::generate);
     let address = match (
         cell.get("address_line"),
         cell.get("city"),
@@ -265,16 +307,15 @@ fn client(cell: &Cells<'_>, lookups: &Lookups) -> Result<Client, String> {
     })
 }
 
-fn client_of(cell: &Cells<'_>, lookups: &Lookups) -> Result<(Id<Client>, String), String> {
+fn client_of(cell: &Cells<'_>, lookups: &Lookups) -> Result<Id<Client>, String> {
     let mrn = cell.required("client_mrn")?;
-    let id = lookups.clients.get(mrn).copied().ok_or_else(|| {
+    lookups.clients.get(mrn).copied().ok_or_else(|| {
         "column client_mrn: no client has this MRN (in the database or clients.csv)".to_owned()
-    })?;
-    Ok((id, mrn.to_owned()))
+    })
 }
 
 fn contact(cell: &Cells<'_>, lookups: &Lookups) -> Result<SupportContact, String> {
-    let (client_id, mrn) = client_of(cell, lookups)?;
+    let client_id = client_of(cell, lookups)?;
     let roles = cell.required("roles")?;
     let role = |name: &str| roles.split(';').any(|r| r.trim() == name);
     if let Some(unknown) = roles
@@ -289,13 +330,8 @@ fn contact(cell: &Cells<'_>, lookups: &Lookups) -> Result<SupportContact, String
     let name = PersonName::parse(cell.required("given")?, cell.required("family")?)
         .map_err(|e| format!("name: {e}"))?;
     let relationship: Relationship = cell.code("relationship")?;
-    let contact = SupportContact {
-        id: derived(&format!(
-            "contact|{mrn}|{}|{}|{}",
-            name.given.as_str(),
-            name.family.as_str(),
-            relationship.code()
-        )),
+    let mut contact = SupportContact {
+        id: Id::generate(),
         client_id,
         name,
         relationship,
@@ -312,11 +348,14 @@ fn contact(cell: &Cells<'_>, lookups: &Lookups) -> Result<SupportContact, String
             .map_err(|e| format!("columns since, until: {e}"))?,
     };
     contact.check().map_err(|e| e.to_string())?;
+    if let Some(id) = lookups.contacts.get(&contact_key(&contact)) {
+        contact.id = *id;
+    }
     Ok(contact)
 }
 
 fn enrollment(cell: &Cells<'_>, lookups: &Lookups) -> Result<Enrollment, String> {
-    let (client_id, mrn) = client_of(cell, lookups)?;
+    let client_id = client_of(cell, lookups)?;
     let code = cell.required("program_code")?;
     let program_id = lookups
         .programs
@@ -339,8 +378,8 @@ fn enrollment(cell: &Cells<'_>, lookups: &Lookups) -> Result<Enrollment, String>
         disposition,
     )
     .map_err(|e| format!("columns status, discharged_on, discharge_disposition: {e}"))?;
-    let enrollment = Enrollment {
-        id: derived(&format!("enrollment|{mrn}|{code}|{admitted_on}")),
+    let mut enrollment = Enrollment {
+        id: Id::generate(),
         client_id,
         program_id,
         referral_id: None,
@@ -351,19 +390,19 @@ fn enrollment(cell: &Cells<'_>, lookups: &Lookups) -> Result<Enrollment, String>
         primary_clinician_id: clinician,
     };
     enrollment.check().map_err(|e| e.to_string())?;
+    if let Some(id) = lookups.enrollments.get(&enrollment_key(&enrollment)) {
+        enrollment.id = *id;
+    }
     Ok(enrollment)
 }
 
 /// Rows of `table`, split into what can be written and what was refused.
-pub fn split(table: Table, lookups: &mut Lookups) -> (Vec<(usize, Row)>, Vec<Rejected>) {
+pub fn split(table: Table) -> (Vec<(usize, Row)>, Vec<Rejected>) {
     let mut rows = Vec::new();
     let mut rejected = Vec::new();
     for (line, row) in table.rows {
         match row {
-            Ok(row) => {
-                lookups.learn(&row);
-                rows.push((line, row));
-            }
+            Ok(row) => rows.push((line, row)),
             Err(reason) => rejected.push(Rejected { line, reason }),
         }
     }

@@ -126,7 +126,7 @@ pub async fn import(
         // keep_going) the rest is only checked, so that every bad line is reported.
         let mut writing = true;
         while let Some(chunk) = lines.next_chunk(CHUNK_LINES)? {
-            let checked = check_all(&validator, resource_type, chunk).await;
+            let checked = check_all(&validator, resource_type, chunk).await?;
             let mut rows = Vec::with_capacity(checked.len());
             for (line, resource) in checked {
                 report.read += 1;
@@ -181,8 +181,8 @@ pub async fn import(
     if !csv_files.is_empty() {
         let mut lookups = csv_layout::Lookups::load(store).await?;
         for file in csv_files {
-            let table = csv_layout::read(&options.dir, file, &lookups)?;
-            let (rows, rejected) = csv_layout::split(table, &mut lookups);
+            let table = csv_layout::read(&options.dir, file, &mut lookups)?;
+            let (rows, rejected) = csv_layout::split(table);
             let mut report = FileReport {
                 file: file.to_owned(),
                 read: rows.len() + rejected.len(),
@@ -323,7 +323,7 @@ async fn check_all(
     validator: &Arc<Validator>,
     resource_type: &str,
     lines: Vec<(usize, String)>,
-) -> Vec<(usize, Result<Value, String>)> {
+) -> Result<Vec<(usize, Result<Value, String>)>, ImportError> {
     let validator = Arc::clone(validator);
     let resource_type = resource_type.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -338,19 +338,28 @@ async fn check_all(
                     let (validator, resource_type) = (&validator, &resource_type);
                     scope.spawn(move || {
                         part.iter()
-                            .map(|(line, text)| (*line, check_one(validator, resource_type, text)))
+                            .map(|(line, text)| {
+                                // A check that panics fails its own line, never the file's others.
+                                let checked = std::panic::catch_unwind(|| {
+                                    check_one(validator, resource_type, text)
+                                })
+                                .unwrap_or_else(|_| {
+                                    Err("the check of this line failed unexpectedly".to_owned())
+                                });
+                                (*line, checked)
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
+                .flat_map(|h| h.join().expect("each line's check catches its own panic"))
                 .collect()
         })
     })
     .await
-    .unwrap_or_default()
+    .map_err(|_| ImportError::Layout("the checking of a chunk was cancelled".into()))
 }
 
 fn check_one(validator: &Validator, resource_type: &str, text: &str) -> Result<Value, String> {
