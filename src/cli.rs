@@ -90,11 +90,11 @@ enum Command {
         purpose: String,
     },
     /// Import a clinic's existing records: FHIR R4 NDJSON in the IOP profiles, one
-    /// {Type}.ndjson per resource type, as `export` writes them (docs/import.md). Each file is
-    /// checked whole, then written in one transaction; records already there are left as
-    /// they are
+    /// {Type}.ndjson per resource type, as `export` writes them, and spreadsheets, one CSV per
+    /// record kind (docs/import.md). Each file is checked whole, then written in one
+    /// transaction; records already there are left as they are
     Import {
-        /// The directory holding the .ndjson files
+        /// The directory holding the .ndjson and .csv files
         dir: PathBuf,
         /// Import the good lines of a file that has bad ones (the bad ones are reported);
         /// without it such a file is refused whole and the import stops there

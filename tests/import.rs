@@ -173,6 +173,14 @@ async fn the_csv_example_imports_and_a_bad_row_is_refused(store: &Store) {
     assert_eq!(imported("clients.csv"), 3);
     assert_eq!(imported("support_contacts.csv"), 3);
     assert_eq!(imported("enrollments.csv"), 3);
+    assert_eq!(imported("consents.csv"), 2);
+    assert_eq!(imported("treatment_plans.csv"), 2);
+    assert_eq!(imported("interventions.csv"), 3);
+    assert_eq!(imported("goals.csv"), 3);
+    assert_eq!(imported("plan_reviews.csv"), 2);
+    assert_eq!(imported("goal_progress.csv"), 3);
+    assert_eq!(imported("relapse_plan_items.csv"), 4);
+    assert_eq!(imported("sessions.csv"), 3);
     let client = store
         .client_by_mrn(&Mrn::parse("LEG-000102").unwrap())
         .await
@@ -191,6 +199,88 @@ async fn the_csv_example_imports_and_a_bad_row_is_refused(store: &Store) {
             ..
         }
     ));
+    // The plan of LEG-000101 with its parts, found where the rows said.
+    let quinlan = store
+        .client_by_mrn(&Mrn::parse("LEG-000101").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    let enrollment = &store.children::<Enrollment>(quinlan.id).await.unwrap()[0].record;
+    let plans = store
+        .children::<TreatmentPlan>(enrollment.id)
+        .await
+        .unwrap();
+    assert_eq!(plans.len(), 1);
+    let plan = &plans[0].record;
+    assert_eq!(plan.review_interval_days, 7);
+    assert_eq!(
+        store.children::<Intervention>(plan.id).await.unwrap().len(),
+        2
+    );
+    let reviews = store.children::<PlanReview>(plan.id).await.unwrap();
+    assert_eq!(reviews.len(), 2);
+    let goals = store.children::<Goal>(plan.id).await.unwrap();
+    assert_eq!(goals.len(), 2);
+    let relapse = store
+        .children::<RelapsePreventionPlan>(plan.id)
+        .await
+        .unwrap();
+    let items = store
+        .children::<RelapsePlanItem>(relapse[0].record.id)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = items
+        .iter()
+        .map(|i| (i.record.position, i.record.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (0, RelapseItemKind::Trigger),
+            (1, RelapseItemKind::WarningSign),
+            (2, RelapseItemKind::CopingSkill),
+            (3, RelapseItemKind::SupportContact),
+        ]
+    );
+    let sessions = store.children::<Session>(enrollment.id).await.unwrap();
+    assert_eq!(sessions.len(), 2);
+    let family = sessions
+        .iter()
+        .find(|s| s.record.session_type == SessionType::Family)
+        .unwrap();
+    assert_eq!(
+        store
+            .children::<SessionParticipant>(family.record.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // What the spreadsheets brought is valid FHIR in the IOP profiles: it exports, and the
+    // export imports whole into another database.
+    let exported = tempfile::tempdir().unwrap();
+    export_to(store, exported.path()).await;
+    let other = common::sqlite().await;
+    let reports = import(
+        &other.store,
+        validator(),
+        &options(exported.path(), false),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let file = |name: &str| reports.iter().find(|r| r.file == name).unwrap();
+    assert_eq!(
+        file("CarePlan.ndjson").imported,
+        3,
+        "two plans, one relapse plan"
+    );
+    assert_eq!(file("Goal.ndjson").imported, 3);
+    assert_eq!(file("Encounter.ndjson").imported, 3);
+    assert_eq!(file("Consent.ndjson").imported, 2);
+    other.cleanup().await;
+
     // Again: every row finds its record.
     let again = import(store, validator(), &options(&example(), false), |_| {})
         .await
@@ -235,6 +325,25 @@ async fn the_csv_example_imports_and_a_bad_row_is_refused(store: &Store) {
         matches!(&unknown, Err(ImportError::Layout(m)) if m.contains("shoe_size")),
         "{unknown:?}"
     );
+    // A row naming a plan the client does not have: refused with the column that names it.
+    let plans = tempfile::tempdir().unwrap();
+    std::fs::write(
+        plans.path().join("plan_reviews.csv"),
+        "client_mrn,plan_starts_on,reviewed_on,reviewer_npi,summary\nLEG-000101,2026-09-09,2026-09-16,1977026206,Week two.\n",
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let refused = import(store, validator(), &options(plans.path(), false), |r| {
+        seen.push(r.clone())
+    })
+    .await;
+    assert!(matches!(
+        refused,
+        Err(ImportError::Refused { count: 1, .. })
+    ));
+    let rejected = &seen.last().unwrap().rejected[0];
+    assert_eq!(rejected.line, 2);
+    assert!(rejected.reason.contains("plan_starts_on"), "{rejected:?}");
 }
 
 on_both_backends!(

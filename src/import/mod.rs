@@ -104,6 +104,8 @@ pub async fn import(
 ) -> Result<Vec<FileReport>, ImportError> {
     check_layout(&options.dir)?;
     let mut context = Context::default();
+    // The reviews CarePlan.ndjson wrote: Goal.ndjson's progress notes name them by day.
+    let mut reviews = write::Reviews::new();
     let mut reports = Vec::new();
     for resource_type in ORDER {
         let path = options.dir.join(format!("{resource_type}.ndjson"));
@@ -116,27 +118,41 @@ pub async fn import(
             HashMap::new()
         };
         context.clinic = write::clinic_organization(store, resource_type).await?;
+        let shared = Arc::new(FileCheck {
+            validator: Arc::clone(&validator),
+            resource_type,
+            mapping: options.mapping.clone(),
+            context,
+            tasks,
+        });
+        // What this file teaches the files after it (the plan listing each goal).
+        let mut learned = Context::default();
         let mut report = FileReport {
             file: format!("{resource_type}.ndjson"),
             ..FileReport::default()
         };
-        let mut writer = write::FileWriter::begin(store).await?;
+        let mut writer = write::FileWriter::begin(store, std::mem::take(&mut reviews)).await?;
         let mut lines = Lines::open(&path)?;
         // Chunks keep memory flat whatever the file's size; once a line is refused (without
-        // keep_going) the rest is only checked, so that every bad line is reported.
+        // keep_going) the rest is only checked, so that every bad line is reported. The next
+        // chunk is checked on the other cores while this one is written.
         let mut writing = true;
-        while let Some(chunk) = lines.next_chunk(CHUNK_LINES)? {
-            let checked = check_all(&validator, resource_type, chunk).await?;
+        let mut next = lines
+            .next_chunk(CHUNK_LINES)?
+            .map(|chunk| start_check(&shared, chunk));
+        while let Some(pending) = next.take() {
+            let checked = pending
+                .await
+                .map_err(|_| ImportError::Layout("the checking of a chunk was cancelled".into()))?;
+            next = lines
+                .next_chunk(CHUNK_LINES)?
+                .map(|chunk| start_check(&shared, chunk));
             let mut rows = Vec::with_capacity(checked.len());
-            for (line, resource) in checked {
+            for (line, row) in checked {
                 report.read += 1;
-                let row = resource.and_then(|resource| {
-                    rows::row(&options.mapping, &context, &tasks, &resource)
-                        .map(|row| (row, rows::meta(&resource)))
-                });
                 match row {
                     Ok((row, meta)) => {
-                        context.learn(&row);
+                        learned.learn(&row);
                         rows.push((line, row, meta));
                     }
                     Err(reason) => report.rejected.push(Rejected { line, reason }),
@@ -149,6 +165,8 @@ pub async fn import(
                 writer.write(rows).await?;
             }
         }
+        context = Arc::unwrap_or_clone(shared).context;
+        context.goal_plans.extend(learned.goal_plans);
         if !writing {
             // The file's transaction is dropped: nothing of it is written.
             on_report(&report);
@@ -157,7 +175,8 @@ pub async fn import(
                 count: report.rejected.len(),
             });
         }
-        let written = writer.commit().await?;
+        let (written, known_reviews) = writer.commit().await?;
+        reviews = known_reviews;
         report.imported = written.imported;
         report.present = written.present;
         report.rejected.extend(written.rejected);
@@ -173,9 +192,7 @@ pub async fn import(
         on_report(&report);
         reports.push(report);
     }
-    let csv_files: Vec<&str> = csv_layout::FILES
-        .iter()
-        .copied()
+    let csv_files: Vec<&str> = csv_layout::files()
         .filter(|f| options.dir.join(f).exists())
         .collect();
     if !csv_files.is_empty() {
@@ -196,7 +213,7 @@ pub async fn import(
                     count: report.rejected.len(),
                 });
             }
-            let mut writer = write::FileWriter::begin(store).await?;
+            let mut writer = write::FileWriter::begin(store, write::Reviews::new()).await?;
             let no_meta = rows::Meta {
                 version: None,
                 updated: None,
@@ -204,7 +221,7 @@ pub async fn import(
             writer
                 .write(rows.into_iter().map(|(l, r)| (l, r, no_meta)).collect())
                 .await?;
-            let written = writer.commit().await?;
+            let (written, _) = writer.commit().await?;
             report.imported = written.imported;
             report.present = written.present;
             report.rejected.extend(written.rejected);
@@ -218,7 +235,7 @@ pub async fn import(
             "{} holds none of the files of the import layout ({}.ndjson, {})",
             options.dir.display(),
             ORDER.join(".ndjson, "),
-            csv_layout::FILES.join(", ")
+            csv_layout::files().collect::<Vec<_>>().join(", ")
         )));
     }
     Ok(reports)
@@ -232,10 +249,10 @@ fn check_layout(dir: &Path) -> Result<(), ImportError> {
     })?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".csv") && !csv_layout::FILES.contains(&name.as_str()) {
+        if name.ends_with(".csv") && !csv_layout::is_file(&name) {
             return Err(ImportError::Layout(format!(
                 "{name} is not a file of the import layout (known: {})",
-                csv_layout::FILES.join(", ")
+                csv_layout::files().collect::<Vec<_>>().join(", ")
             )));
         }
         let Some(stem) = name.strip_suffix(".ndjson") else {
@@ -299,8 +316,9 @@ impl Lines {
     }
 }
 
-/// Task.ndjson by id: a referral's ServiceRequest finds its Task (they share the id).
-fn tasks_by_id(path: &Path) -> Result<HashMap<String, Value>, ImportError> {
+/// Task.ndjson's lines by id: a referral's ServiceRequest finds its Task (they share the id).
+/// Kept as text, parsed when used: a parsed Task takes several times its text's memory.
+fn tasks_by_id(path: &Path) -> Result<HashMap<String, String>, ImportError> {
     if !path.exists() {
         return Ok(HashMap::new());
     }
@@ -311,37 +329,58 @@ fn tasks_by_id(path: &Path) -> Result<HashMap<String, Value>, ImportError> {
             if let Ok(task) = serde_json::from_str::<Value>(&line)
                 && let Some(id) = task.get("id").and_then(Value::as_str)
             {
-                tasks.insert(id.to_owned(), task);
+                tasks.insert(id.to_owned(), line);
             }
         }
     }
     Ok(tasks)
 }
 
-/// Each line parsed and validated against its IOP profile, on every core, in input order.
-async fn check_all(
-    validator: &Arc<Validator>,
-    resource_type: &str,
+/// What a file's lines are checked and mapped with, shared by the workers.
+#[derive(Clone)]
+struct FileCheck {
+    validator: Arc<Validator>,
+    resource_type: &'static str,
+    mapping: MappingConfig,
+    /// What the files before this one taught (read-only while the file is checked).
+    context: Context,
+    tasks: HashMap<String, String>,
+}
+
+/// A line checked: its rows and kept version, or the reason it is refused.
+type Checked = (usize, Result<(rows::Row, rows::Meta), String>);
+
+/// Starts checking `lines` on every core — each parsed, validated against its IOP profile and
+/// mapped to rows — giving them back in input order.
+fn start_check(
+    shared: &Arc<FileCheck>,
     lines: Vec<(usize, String)>,
-) -> Result<Vec<(usize, Result<Value, String>)>, ImportError> {
-    let validator = Arc::clone(validator);
-    let resource_type = resource_type.to_owned();
+) -> tokio::task::JoinHandle<Vec<Checked>> {
+    let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
         let workers = std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(1);
         let chunk = lines.len().div_ceil(workers).max(1);
+        let shared = &shared;
         std::thread::scope(|scope| {
             let handles: Vec<_> = lines
                 .chunks(chunk)
                 .map(|part| {
-                    let (validator, resource_type) = (&validator, &resource_type);
                     scope.spawn(move || {
                         part.iter()
                             .map(|(line, text)| {
                                 // A check that panics fails its own line, never the file's others.
                                 let checked = std::panic::catch_unwind(|| {
-                                    check_one(validator, resource_type, text)
+                                    let resource =
+                                        check_one(&shared.validator, shared.resource_type, text)?;
+                                    let row = rows::row(
+                                        &shared.mapping,
+                                        &shared.context,
+                                        &shared.tasks,
+                                        &resource,
+                                    )?;
+                                    Ok((row, rows::meta(&resource)))
                                 })
                                 .unwrap_or_else(|_| {
                                     Err("the check of this line failed unexpectedly".to_owned())
@@ -358,8 +397,6 @@ async fn check_all(
                 .collect()
         })
     })
-    .await
-    .map_err(|_| ImportError::Layout("the checking of a chunk was cancelled".into()))
 }
 
 fn check_one(validator: &Validator, resource_type: &str, text: &str) -> Result<Value, String> {

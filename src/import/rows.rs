@@ -25,6 +25,13 @@ pub enum Row {
     /// A goal and the treatment plan that lists it.
     Goal(GoalRecord, Id<TreatmentPlan>),
     Session(Session, Vec<Id<SupportContact>>),
+    // The parts of a plan, one per row (the spreadsheet layout; FHIR carries them in the plan).
+    TreatmentPlan(TreatmentPlan),
+    Intervention(Intervention),
+    Review(PlanReview),
+    ProgressNote(GoalProgressNote),
+    /// An item, and its relapse-prevention plan when this row creates it.
+    RelapseItem(RelapsePlanItem, Option<RelapsePreventionPlan>),
 }
 
 /// A resource's version and last change, kept by the import.
@@ -49,7 +56,7 @@ pub fn meta(resource: &Value) -> Meta {
 }
 
 /// What the files before this one told the import.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Context {
     /// The clinic's own organization (staff work for it; a referral it receives is inbound).
     pub clinic: Option<Id<Organization>>,
@@ -77,7 +84,7 @@ impl Context {
 pub fn row(
     cfg: &MappingConfig,
     context: &Context,
-    tasks: &HashMap<String, Value>,
+    tasks: &HashMap<String, String>,
     resource: &Value,
 ) -> Result<Row, String> {
     let today = chrono::Utc::now().date_naive();
@@ -102,7 +109,9 @@ pub fn row(
             let task = tasks
                 .get(id)
                 .ok_or_else(|| "its Task (the same id) is not in Task.ndjson".to_owned())?;
-            mapping::referral_from_fhir(resource, task, context.clinic()?).map(|mut referral| {
+            let task: Value = serde_json::from_str(task)
+                .map_err(|_| "its Task in Task.ndjson is not JSON".to_owned())?;
+            mapping::referral_from_fhir(resource, &task, context.clinic()?).map(|mut referral| {
                 referral.transition_summary = transition_summary(resource);
                 Row::Referral(referral)
             })

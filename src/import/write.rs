@@ -36,26 +36,30 @@ pub async fn clinic_organization(
     })
 }
 
+/// Reviews by plan and day.
+pub type Reviews = HashMap<(Id<TreatmentPlan>, NaiveDate), Id<PlanReview>>;
+
 /// One file's transaction: rows are written chunk by chunk as they are checked, and the file is
 /// committed whole at the end (or dropped: rolled back).
 pub struct FileWriter {
     tx: Tx,
     suspended: Option<SuspendedTriggers>,
     /// The reviews written so far: a goal's progress notes find theirs by plan and day.
-    reviews: HashMap<(Id<TreatmentPlan>, NaiveDate), Id<PlanReview>>,
+    reviews: Reviews,
     /// Main rows written by this file (a line repeated later is then present).
     written_ids: HashSet<String>,
     pub written: Written,
 }
 
 impl FileWriter {
-    pub async fn begin(store: &Store) -> Result<Self, StoreError> {
+    /// `reviews` are those the files before wrote (a goal's notes find them without a query).
+    pub async fn begin(store: &Store, reviews: Reviews) -> Result<Self, StoreError> {
         let mut tx = store.begin().await?;
         let suspended = Some(tx.suspend_version_bumps().await?);
         Ok(Self {
             tx,
             suspended,
-            reviews: HashMap::new(),
+            reviews,
             written_ids: HashSet::new(),
             written: Written::default(),
         })
@@ -92,12 +96,13 @@ impl FileWriter {
             })
     }
 
-    pub async fn commit(mut self) -> Result<Written, StoreError> {
+    /// Commits the file; gives back what it wrote and the reviews known so far.
+    pub async fn commit(mut self) -> Result<(Written, Reviews), StoreError> {
         if let Some(suspended) = self.suspended.take() {
             self.tx.resume_version_bumps(suspended).await?;
         }
         self.tx.commit().await?;
-        Ok(self.written)
+        Ok((self.written, self.reviews))
     }
 }
 
@@ -128,6 +133,11 @@ fn main_id(row: &Row) -> String {
         Row::RelapsePlan(r) => r.relapse_plan.id.to_string(),
         Row::Goal(r, _) => r.id.to_string(),
         Row::Session(r, _) => r.id.to_string(),
+        Row::TreatmentPlan(r) => r.id.to_string(),
+        Row::Intervention(r) => r.id.to_string(),
+        Row::Review(r) => r.id.to_string(),
+        Row::ProgressNote(r) => r.id.to_string(),
+        Row::RelapseItem(r, _) => r.id.to_string(),
     }
 }
 
@@ -170,6 +180,11 @@ async fn present_ids(
     of(tx, ids!(RelapsePlan, r => r.relapse_plan.id), &mut found).await?;
     of(tx, ids!(Goal, r => r.id), &mut found).await?;
     of(tx, ids!(Session, r => r.id), &mut found).await?;
+    of(tx, ids!(TreatmentPlan, r => r.id), &mut found).await?;
+    of(tx, ids!(Intervention, r => r.id), &mut found).await?;
+    of(tx, ids!(Review, r => r.id), &mut found).await?;
+    of(tx, ids!(ProgressNote, r => r.id), &mut found).await?;
+    of(tx, ids!(RelapseItem, r => r.id), &mut found).await?;
     Ok(found)
 }
 
@@ -234,7 +249,7 @@ impl Batch {
     async fn add(
         &mut self,
         tx: &mut Tx,
-        reviews: &mut HashMap<(Id<TreatmentPlan>, NaiveDate), Id<PlanReview>>,
+        reviews: &mut Reviews,
         row: Row,
         meta: Meta,
     ) -> Result<(), Problem> {
@@ -293,6 +308,19 @@ impl Batch {
                     });
                 }
                 self.goals.push(goal, meta);
+            }
+            Row::TreatmentPlan(r) => self.plans.push(r, meta),
+            Row::Intervention(r) => self.interventions.push(r),
+            Row::Review(r) => {
+                reviews.insert((r.plan_id, r.reviewed_on), r.id);
+                self.reviews.push(r);
+            }
+            Row::ProgressNote(r) => self.notes.push(r),
+            Row::RelapseItem(item, relapse_plan) => {
+                if let Some(relapse_plan) = relapse_plan {
+                    self.relapse_plans.push(relapse_plan, meta);
+                }
+                self.relapse_items.push(item);
             }
             Row::Session(session, contacts) => {
                 self.participants

@@ -141,7 +141,11 @@ impl Tx {
                 }
                 sql.push(')');
             }
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            // Only full-size statements are kept prepared: one per table is reused chunk after
+            // chunk, while each odd-sized tail would take a slot of the statement cache (and
+            // memory) for good.
+            let mut query =
+                sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == rows_per_statement);
             for record in chunk {
                 checked(record)?;
                 let (version, created, updated) = match kept(index) {
@@ -361,7 +365,9 @@ impl Tx {
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!("SELECT id FROM {} WHERE id IN ({placeholders})", R::TABLE);
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            // As for `insert_many_at`: odd-sized lists are not kept prepared.
+            let mut query =
+                sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == MAX_ROWS_PER_INSERT);
             for id in chunk {
                 query = query.bind(id.to_string());
             }
