@@ -330,7 +330,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             );
         }
         Command::Import { dir, keep_going } => {
-            let store = open_store(&database_url, Workload::Online).await?;
+            // One large write, as for a seed: a rollback journal, not a WAL as large as the data.
+            let store = open_store(&database_url, Workload::Bulk).await?;
             let options = crate::import::ImportOptions {
                 dir,
                 keep_going,
@@ -370,6 +371,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
+            store.close().await;
             outcome?;
             println!(
                 "imported {} records ({} already present, {} rejected) in {:.1} s",

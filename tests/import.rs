@@ -159,6 +159,21 @@ async fn a_bad_line_refuses_its_file_or_is_left_out(store: &Store) {
     assert_eq!(patient.rejected.len(), 2);
     assert_eq!(patient.imported, 8);
     assert_eq!(store.count::<Client>().await.unwrap(), 8);
+
+    // A line repeated within a chunk and across chunks (2,048 lines) is one record.
+    let original = std::fs::read_to_string(source.path().join("Patient.ndjson")).unwrap();
+    let left_out = original.lines().nth(2).unwrap();
+    let repeated = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repeated.path().join("Patient.ndjson"),
+        format!("{left_out}\n").repeat(2_100),
+    )
+    .unwrap();
+    let reports = import(store, validator(), &options(repeated.path(), false), |_| {})
+        .await
+        .unwrap();
+    assert_eq!((reports[0].imported, reports[0].present), (1, 2_099));
+    assert_eq!(store.count::<Client>().await.unwrap(), 9);
 }
 
 fn example() -> std::path::PathBuf {

@@ -15,7 +15,7 @@ mod csv_layout;
 mod rows;
 mod write;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -137,16 +137,13 @@ pub async fn import(
         // keep_going) the rest is only checked, so that every bad line is reported. The next
         // chunk is checked on the other cores while this one is written.
         let mut writing = true;
-        let mut next = lines
-            .next_chunk(CHUNK_LINES)?
-            .map(|chunk| start_check(&shared, chunk));
-        while let Some(pending) = next.take() {
+        let mut checking = VecDeque::with_capacity(CHUNKS_AHEAD);
+        check_ahead(&mut checking, &mut lines, &shared)?;
+        while let Some(pending) = checking.pop_front() {
             let checked = pending
                 .await
                 .map_err(|_| ImportError::Layout("the checking of a chunk was cancelled".into()))?;
-            next = lines
-                .next_chunk(CHUNK_LINES)?
-                .map(|chunk| start_check(&shared, chunk));
+            check_ahead(&mut checking, &mut lines, &shared)?;
             let mut rows = Vec::with_capacity(checked.len());
             for (line, row) in checked {
                 report.read += 1;
@@ -272,6 +269,10 @@ fn check_layout(dir: &Path) -> Result<(), ImportError> {
 /// memory flat.
 const CHUNK_LINES: usize = 2_048;
 
+/// Chunks being checked while one is written: two, so that the cores never wait for the writer
+/// to finish a chunk before the next check starts.
+const CHUNKS_AHEAD: usize = 2;
+
 /// A file's non-empty lines with their numbers, a chunk at a time.
 struct Lines {
     path: PathBuf,
@@ -349,6 +350,20 @@ struct FileCheck {
 
 /// A line checked: its rows and kept version, or the reason it is refused.
 type Checked = (usize, Result<(rows::Row, rows::Meta), String>);
+
+/// Keeps `CHUNKS_AHEAD` chunks of the file being checked.
+fn check_ahead(
+    checking: &mut VecDeque<tokio::task::JoinHandle<Vec<Checked>>>,
+    lines: &mut Lines,
+    shared: &Arc<FileCheck>,
+) -> Result<(), ImportError> {
+    while checking.len() < CHUNKS_AHEAD
+        && let Some(chunk) = lines.next_chunk(CHUNK_LINES)?
+    {
+        checking.push_back(start_check(shared, chunk));
+    }
+    Ok(())
+}
 
 /// Starts checking `lines` on every core — each parsed, validated against its IOP profile and
 /// mapped to rows — giving them back in input order.

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use super::rows::{Meta, Row};
 use super::{ImportError, Rejected};
 use crate::domain::*;
-use crate::store::{Record, Store, StoreError, SuspendedTriggers, Tx};
+use crate::store::{LogIndexes, Record, Store, StoreError, SuspendedTriggers, Tx};
 
 #[derive(Debug, Default)]
 pub struct Written {
@@ -46,8 +46,6 @@ pub struct FileWriter {
     suspended: Option<SuspendedTriggers>,
     /// The reviews written so far: a goal's progress notes find theirs by plan and day.
     reviews: Reviews,
-    /// Main rows written by this file (a line repeated later is then present).
-    written_ids: HashSet<String>,
     pub written: Written,
 }
 
@@ -55,12 +53,11 @@ impl FileWriter {
     /// `reviews` are those the files before wrote (a goal's notes find them without a query).
     pub async fn begin(store: &Store, reviews: Reviews) -> Result<Self, StoreError> {
         let mut tx = store.begin().await?;
-        let suspended = Some(tx.suspend_version_bumps().await?);
+        let suspended = Some(tx.suspend_version_bumps(LogIndexes::Keep).await?);
         Ok(Self {
             tx,
             suspended,
             reviews,
-            written_ids: HashSet::new(),
             written: Written::default(),
         })
     }
@@ -70,11 +67,14 @@ impl FileWriter {
             return Ok(());
         };
         let lines = (first.0, last.0);
+        // The query sees what earlier chunks of this file wrote (the same transaction), so a
+        // line repeated later in the file is present; only repeats within the chunk remain.
         let present = present_ids(&mut self.tx, &rows).await?;
+        let mut in_chunk = HashSet::with_capacity(rows.len());
         let mut batch = Batch::default();
         for (line, row, meta) in rows {
             let id = main_id(&row);
-            if present.contains(&id) || !self.written_ids.insert(id) {
+            if present.contains(&id) || !in_chunk.insert(id) {
                 self.written.present += 1;
                 continue;
             }

@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::domain::Client;
-use crate::store::{SeedRun, Store, StoreError, Tx};
+use crate::store::{LogIndexes, SeedRun, Store, StoreError, Tx};
 pub use client::Batch;
 pub use clinic::Clinic;
 
@@ -103,7 +103,7 @@ pub async fn seed(
         other => other?,
     }
     // Every record is new and written in this one transaction: no version bumps (see there).
-    let suspended = tx.suspend_version_bumps().await?;
+    let suspended = tx.suspend_version_bumps(LogIndexes::Rebuild).await?;
     let mut rows = write_clinic(&mut tx, &clinic).await?;
 
     // Generate on a plain thread (CPU work) while this task writes the previous batch.

@@ -36,7 +36,7 @@ pub use record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
 pub use referrals::{REFERRAL_REQUEST_IDENTIFIERS, SourcedReferral};
 pub use seed_run::SeedRun;
 pub use sync_state::{DeadLetter, SyncRun, SyncTarget, SyncedResource};
-pub use tx::{SuspendedTriggers, Tx};
+pub use tx::{LogIndexes, SuspendedTriggers, Tx};
 
 use crate::domain::{Client, Id, Mrn};
 

@@ -48,6 +48,23 @@ fn checked<R: Record>(record: &R) -> Result<(), StoreError> {
 /// The change log's secondary indexes (migration 0002), rebuilt after a bulk load.
 const LOG_INDEXES: &str = "('change_log_row_idx', 'change_log_table_idx')";
 
+/// Whether a bulk load takes the change log's history indexes away, to build them once at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogIndexes {
+    Rebuild,
+    Keep,
+}
+
+impl LogIndexes {
+    /// The indexes to take away, as an SQL list.
+    fn names(self) -> &'static str {
+        match self {
+            Self::Rebuild => LOG_INDEXES,
+            Self::Keep => "('')",
+        }
+    }
+}
+
 /// The version-deriving triggers and log indexes a bulk load took away: the statements that put
 /// them back.
 #[must_use = "resume them before commit"]
@@ -268,7 +285,14 @@ impl Tx {
     /// versions), and bumping per child row made seeding 4-5 times slower. DDL is transactional
     /// on both backends: other connections never see the triggers missing, and a transaction that
     /// fails restores them with everything else.
-    pub async fn suspend_version_bumps(&mut self) -> Result<SuspendedTriggers, StoreError> {
+    ///
+    /// `LogIndexes::Keep` leaves the indexes in place: for a load that is one of several
+    /// transactions (an import, a file each), rebuilding them over the whole log at the end of
+    /// each would cost more than the inserts it saves, and more with every file.
+    pub async fn suspend_version_bumps(
+        &mut self,
+        log_indexes: LogIndexes,
+    ) -> Result<SuspendedTriggers, StoreError> {
         let names = "(name LIKE '%bump%' OR name LIKE '%labels%' OR name = 'label_changes_apply')";
         let mut suspended = Vec::new();
         match self.backend {
@@ -288,7 +312,8 @@ impl Tx {
                     suspended.push(create);
                 }
                 let sql = format!(
-                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN {LOG_INDEXES}"
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN {}",
+                    log_indexes.names()
                 );
                 for row in &sqlx::query(AssertSqlSafe(sql))
                     .fetch_all(&mut *self.inner)
@@ -322,7 +347,8 @@ impl Tx {
                 }
                 let sql = format!(
                     "SELECT indexname::text AS name, indexdef::text AS sql FROM pg_indexes \
-                     WHERE indexname IN {LOG_INDEXES}"
+                     WHERE indexname IN {}",
+                    log_indexes.names()
                 );
                 for row in &sqlx::query(AssertSqlSafe(sql))
                     .fetch_all(&mut *self.inner)
