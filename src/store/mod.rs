@@ -105,9 +105,9 @@ fn with_create_mode(url: &str) -> String {
 pub enum Workload {
     /// Serving and syncing: WAL so that readers never block the writer, a few connections.
     Online,
-    /// One large write (seeding): a single connection with a rollback journal, which on a new
-    /// database writes the data once instead of to the WAL and again at checkpoint (seeding 100,000
-    /// clients went from 71 s to about 45 s). WAL is restored when the pool closes.
+    /// One large write (`seed`, `import`): a single connection with a rollback journal, which on
+    /// a new database writes the data once instead of to the WAL and again at checkpoint (seeding
+    /// 100,000 clients went from 71 s to about 45 s). WAL is restored when the pool closes.
     Bulk,
 }
 
