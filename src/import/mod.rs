@@ -1,15 +1,16 @@
 //! `import DIR`: a clinic's existing records into the gateway's database from FHIR R4 NDJSON in
 //! the IOP profiles, laid out as `export` writes them (layout version 1, `docs/import.md`): one
-//! `{Type}.ndjson` per resource type. Export then import round-trips: ids, versions and times
-//! included.
+//! `{Type}.ndjson` per resource type, and from spreadsheets, one CSV per record kind
+//! (`csv_layout/`). Export then import round-trips: ids, versions and times included.
 //!
 //! Each file is streamed in chunks, every line checked — JSON, the IOP profile of its type (on
 //! every core), the mapping back to clinic records (`rows.rs`) — and written in the file's one
 //! transaction: all of it, or with `keep_going` all but the rejected lines (each reported with
 //! its line and reason); without it, the first bad line stops the writing, the rest is still
-//! checked so that every bad line is reported, and the transaction is rolled back. A record whose id the database holds already is left as it
-//! is, so importing twice changes nothing. Files go in the order their records refer to each
-//! other. This is an edge: the checks are the validator's and the mapping's.
+//! checked so that every bad line is reported, and the transaction is rolled back. A record
+//! whose id the database holds already is left as it is, so importing twice changes nothing.
+//! Files go in the order their records refer to each other. This is an edge: the checks are the
+//! validator's and the mapping's.
 
 mod csv_layout;
 mod rows;
@@ -85,6 +86,33 @@ pub struct FileReport {
     /// Already in the database (by id): left as they are.
     pub present: usize,
     pub rejected: Vec<Rejected>,
+}
+
+impl FileReport {
+    /// Adds what the file's committed transaction wrote (and the lines it could not), and logs
+    /// the counts.
+    fn add(&mut self, written: write::Written) {
+        self.imported = written.imported;
+        self.present = written.present;
+        self.rejected.extend(written.rejected);
+        self.rejected.sort_by_key(|r| r.line);
+        tracing::info!(
+            file = %self.file,
+            read = self.read,
+            imported = self.imported,
+            present = self.present,
+            rejected = self.rejected.len(),
+            "imported"
+        );
+    }
+
+    /// The file refused whole, for its rejected lines.
+    fn refused(self) -> ImportError {
+        ImportError::Refused {
+            count: self.rejected.len(),
+            file: self.file,
+        }
+    }
 }
 
 pub struct ImportOptions {
@@ -167,25 +195,11 @@ pub async fn import(
         if !writing {
             // The file's transaction is dropped: nothing of it is written.
             on_report(&report);
-            return Err(ImportError::Refused {
-                file: report.file,
-                count: report.rejected.len(),
-            });
+            return Err(report.refused());
         }
         let (written, known_reviews) = writer.commit().await?;
         reviews = known_reviews;
-        report.imported = written.imported;
-        report.present = written.present;
-        report.rejected.extend(written.rejected);
-        report.rejected.sort_by_key(|r| r.line);
-        tracing::info!(
-            file = %report.file,
-            read = report.read,
-            imported = report.imported,
-            present = report.present,
-            rejected = report.rejected.len(),
-            "imported"
-        );
+        report.add(written);
         on_report(&report);
         reports.push(report);
     }
@@ -205,10 +219,7 @@ pub async fn import(
             };
             if !report.rejected.is_empty() && !options.keep_going {
                 on_report(&report);
-                return Err(ImportError::Refused {
-                    file: report.file,
-                    count: report.rejected.len(),
-                });
+                return Err(report.refused());
             }
             let mut writer = write::FileWriter::begin(store, write::Reviews::new()).await?;
             let no_meta = rows::Meta {
@@ -219,10 +230,7 @@ pub async fn import(
                 .write(rows.into_iter().map(|(l, r)| (l, r, no_meta)).collect())
                 .await?;
             let (written, _) = writer.commit().await?;
-            report.imported = written.imported;
-            report.present = written.present;
-            report.rejected.extend(written.rejected);
-            report.rejected.sort_by_key(|r| r.line);
+            report.add(written);
             on_report(&report);
             reports.push(report);
         }

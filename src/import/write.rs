@@ -285,17 +285,15 @@ impl Batch {
             Row::Goal(record, plan_id) => {
                 let goal = record.goal(plan_id);
                 for (index, entry) in record.progress.iter().enumerate() {
-                    let review = match reviews.get(&(plan_id, entry.on)) {
-                        Some(id) => Some(*id),
+                    if !reviews.contains_key(&(plan_id, entry.on)) {
                         // The plan was imported before (an earlier run): its reviews are stored.
-                        None => tx
-                            .children::<PlanReview>(plan_id)
-                            .await?
-                            .into_iter()
-                            .find(|r| r.record.reviewed_on == entry.on)
-                            .map(|r| r.record.id),
-                    };
-                    let review = review.ok_or_else(|| {
+                        for stored in tx.children::<PlanReview>(plan_id).await? {
+                            reviews
+                                .entry((plan_id, stored.record.reviewed_on))
+                                .or_insert(stored.record.id);
+                        }
+                    }
+                    let review = reviews.get(&(plan_id, entry.on)).copied().ok_or_else(|| {
                         Problem::Refused(format!(
                             "Goal.note[{index}].time: its plan has no review that day"
                         ))

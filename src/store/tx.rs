@@ -55,16 +55,6 @@ pub enum LogIndexes {
     Keep,
 }
 
-impl LogIndexes {
-    /// The indexes to take away, as an SQL list.
-    fn names(self) -> &'static str {
-        match self {
-            Self::Rebuild => LOG_INDEXES,
-            Self::Keep => "('')",
-        }
-    }
-}
-
 /// The version-deriving triggers and log indexes a bulk load took away: the statements that put
 /// them back.
 #[must_use = "resume them before commit"]
@@ -311,21 +301,6 @@ impl Tx {
                         .await?;
                     suspended.push(create);
                 }
-                let sql = format!(
-                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN {}",
-                    log_indexes.names()
-                );
-                for row in &sqlx::query(AssertSqlSafe(sql))
-                    .fetch_all(&mut *self.inner)
-                    .await?
-                {
-                    let name: String = sqlx::Row::try_get(row, "name")?;
-                    let create: String = sqlx::Row::try_get(row, "sql")?;
-                    sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
-                        .execute(&mut *self.inner)
-                        .await?;
-                    suspended.push(create);
-                }
             }
             Backend::Postgres => {
                 let sql = format!(
@@ -345,22 +320,28 @@ impl Tx {
                         .await?;
                     suspended.push(on);
                 }
-                let sql = format!(
+            }
+        }
+        if log_indexes == LogIndexes::Rebuild {
+            let sql = match self.backend {
+                Backend::Sqlite => format!(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN {LOG_INDEXES}"
+                ),
+                Backend::Postgres => format!(
                     "SELECT indexname::text AS name, indexdef::text AS sql FROM pg_indexes \
-                     WHERE indexname IN {}",
-                    log_indexes.names()
-                );
-                for row in &sqlx::query(AssertSqlSafe(sql))
-                    .fetch_all(&mut *self.inner)
-                    .await?
-                {
-                    let name: String = sqlx::Row::try_get(row, "name")?;
-                    let create: String = sqlx::Row::try_get(row, "sql")?;
-                    sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
-                        .execute(&mut *self.inner)
-                        .await?;
-                    suspended.push(create);
-                }
+                     WHERE indexname IN {LOG_INDEXES}"
+                ),
+            };
+            for row in &sqlx::query(AssertSqlSafe(sql))
+                .fetch_all(&mut *self.inner)
+                .await?
+            {
+                let name: String = sqlx::Row::try_get(row, "name")?;
+                let create: String = sqlx::Row::try_get(row, "sql")?;
+                sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
+                    .execute(&mut *self.inner)
+                    .await?;
+                suspended.push(create);
             }
         }
         Ok(SuspendedTriggers(suspended))
