@@ -61,7 +61,8 @@ enum Command {
         as_of: Option<NaiveDate>,
     },
     /// Serve the FHIR R4 API at /fhir (read, search, history, validated writes, transactions,
-    /// $validate) and /healthz, /readyz
+    /// $validate) and /healthz, /readyz; and the operations console with /metrics on
+    /// --console-listen
     Serve(ServeArgs),
     /// Write the clinic database as FHIR R4 NDJSON, one file per resource type (DIR/CarePlan.ndjson, ...)
     Export {
@@ -145,6 +146,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::cli_sync::SyncCommand,
     },
+    /// Manage the people who may sign in to the operations console
+    Operators {
+        #[command(subcommand)]
+        command: crate::cli_operators::OperatorsCommand,
+    },
     /// Print an access token for a registered client (for local use and scripts): the last
     /// line is the token alone
     Token {
@@ -162,6 +168,19 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080]
     #[arg(long, env = "IOP_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
+    /// Address of the operations console and /metrics, apart from the FHIR API so that it is
+    /// not exposed with it by accident (off the loopback, its cookies are Secure: put HTTPS in
+    /// front). Sign-in needs an operator (`operators add`)
+    #[arg(
+        long,
+        env = "IOP_CONSOLE_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
+    console_listen: String,
+    /// Serve no console (and no /metrics)
+    #[arg(long, env = "IOP_NO_CONSOLE", conflicts_with = "console_listen")]
+    no_console: bool,
     /// The gateway's address as clients reach it (https://fhir.clinic.example): links, fullUrls
     /// and Location headers are built on it [default: http://<listen address>]
     #[arg(long, env = "IOP_PUBLIC_URL", value_name = "URL")]
@@ -430,6 +449,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let engine = sync_engine(store, &file);
             return crate::cli_sync::sync(&engine, command).await;
         }
+        Command::Operators { command } => {
+            let store = open_store(&database_url, Workload::Online).await?;
+            crate::cli_operators::run(&store, command).await?;
+        }
         Command::Token { client, scope } => {
             let store = open_store(&database_url, Workload::Online).await?;
             let (granted, token, seconds) =
@@ -604,6 +627,25 @@ async fn run_server(
         crate::sync::ScheduleSettings::default(),
     ));
     let _stop_scheduled = AbortOnDrop(scheduled);
+    let _stop_console = if args.no_console {
+        None
+    } else {
+        let engine = crate::sync::Engine {
+            store: store.clone(),
+            mapping: Arc::clone(&state.mapping),
+            validator: Arc::clone(&state.validator),
+            policy: Arc::clone(&state.consent_policy),
+        };
+        let console = start_console(&args.console_listen, engine).await?;
+        if demo {
+            let password = crate::cli_operators::ensure_demo_operator(&store).await?;
+            println!(
+                "console: sign in as {} with password {password}",
+                crate::cli_operators::DEMO_OPERATOR
+            );
+        }
+        Some(console)
+    };
     println!("listening on {scheme}://{address}");
     if demo {
         crate::cli_clients::ensure_demo_client(&store).await?;
@@ -654,6 +696,26 @@ async fn run_server(
     }
     store.close().await;
     Ok(())
+}
+
+/// Binds the console's address and serves it in the background (stopped when dropped).
+async fn start_console(listen: &str, engine: crate::sync::Engine) -> anyhow::Result<AbortOnDrop> {
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen} for the console (is another process using it? choose another with --console-listen, or --no-console)"
+        )
+    })?;
+    let address = listener.local_addr()?;
+    let state = crate::console::ConsoleState::new(engine, !address.ip().is_loopback());
+    println!("console on http://{address}");
+    tracing::info!(%address, "console serving");
+    Ok(AbortOnDrop(tokio::spawn(async move {
+        if let Err(error) =
+            crate::console::serve(listener, state, std::future::pending::<()>()).await
+        {
+            tracing::error!(%error, "the console stopped");
+        }
+    })))
 }
 
 async fn shutdown_signal() {

@@ -83,10 +83,15 @@ pub enum AuditInteraction {
     Token,
     /// A Bulk Data export: its kick-off, and its completion with what it wrote.
     Export,
+    /// An operator signing in to the console (or refused).
+    SignIn,
+    /// An operator's action in the console: a sync started, a dead letter retried or
+    /// dismissed, a referral decided, an API client changed.
+    Console,
 }
 
 impl AuditInteraction {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::Read,
         Self::Vread,
         Self::History,
@@ -97,6 +102,8 @@ impl AuditInteraction {
         Self::Validate,
         Self::Token,
         Self::Export,
+        Self::SignIn,
+        Self::Console,
     ];
     /// As stored, and as FHIR's restful-interaction code (`token` is the login).
     pub fn code(self) -> &'static str {
@@ -111,6 +118,8 @@ impl AuditInteraction {
             Self::Validate => "validate",
             Self::Token => "token",
             Self::Export => "export",
+            Self::SignIn => "sign-in",
+            Self::Console => "console",
         }
     }
     pub fn parse(code: &str) -> Option<Self> {
@@ -185,7 +194,9 @@ impl AuditRecord {
             AuditInteraction::Search
             | AuditInteraction::Validate
             | AuditInteraction::Token
-            | AuditInteraction::Export => "E",
+            | AuditInteraction::Export
+            | AuditInteraction::SignIn
+            | AuditInteraction::Console => "E",
         }
     }
 }

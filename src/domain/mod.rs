@@ -9,6 +9,7 @@ mod access;
 mod code;
 mod consent;
 mod matching;
+mod operator;
 mod people;
 mod plan;
 mod plan_revision;
@@ -23,6 +24,7 @@ pub use consent::{
     Consent, ConsentKind, ConsentPurpose, ConsentRecipient, InformationCategory, InformationScope,
 };
 pub use matching::{PatientMatch, match_patient};
+pub use operator::{Operator, OperatorName, Role, Roles};
 pub use people::{
     Client, FamilyKind, Gender, Organization, OrganizationKind, Relationship, Staff, StaffRole,
     SupportContact, SupportRoles,

@@ -1,6 +1,7 @@
 //! One log line per request, with no PHI: a request id (also sent back as `X-Request-Id`), the
 //! client id, method, route template (never the raw URL: search values may be names or
-//! identifiers), status and latency. Also puts the `RequestContext` the audit needs into the
+//! identifiers), status and latency; and the request counters and latency histograms of
+//! `/metrics` (`crate::telemetry`), labelled the same way. Also puts the `RequestContext` the audit needs into the
 //! request.
 
 use std::net::SocketAddr;
@@ -41,13 +42,28 @@ pub async fn track(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<LoggedClient>()
         .map(|c| c.0.clone());
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    metrics::counter!(
+        crate::telemetry::HTTP_REQUESTS,
+        "route" => route.clone(),
+        "method" => method.to_string(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(
+        crate::telemetry::HTTP_LATENCY,
+        "route" => route.clone(),
+        "method" => method.to_string()
+    )
+    .record(seconds);
     tracing::info!(
         request_id = %request_id,
         client = client.as_deref().unwrap_or("-"),
         method = %method,
         route = %route,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        status,
+        latency_ms = seconds * 1000.0,
         "request"
     );
     if let Ok(value) = HeaderValue::from_str(&request_id) {

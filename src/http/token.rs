@@ -81,6 +81,7 @@ pub async fn token(
                 Some(&granted.client),
                 Some(granted.token.token_id.clone()),
             );
+            metrics::counter!(crate::telemetry::TOKENS, "outcome" => "issued").increment(1);
             tracing::info!(client = %granted.client.client_id, expires_in = granted.token.expires_in, "access token issued");
             let mut response = Json(json!({
                 "access_token": granted.token.token,
@@ -101,6 +102,7 @@ pub async fn token(
             ..
         }) => return oauth_error(OAuthError::Unavailable, &description),
         Err(refused) => {
+            metrics::counter!(crate::telemetry::TOKENS, "outcome" => "refused").increment(1);
             tracing::info!(client = refused.client_id.as_deref().unwrap_or("-"), error = refused.error.code(), reason = %refused.description, "token request refused");
             let mut record = audit::token_record(
                 &context,

@@ -46,9 +46,14 @@ pub fn type_and_subtype(
         AuditInteraction::Validate | AuditInteraction::Export => {
             (rest, sub("operation", "operation"))
         }
-        AuditInteraction::Token => (
+        AuditInteraction::Token | AuditInteraction::SignIn => (
             (DCM, "110114", "User Authentication"),
             (DCM, "110122", "Login"),
+        ),
+        // An operator's action: the console runs an operation on the gateway's own records.
+        AuditInteraction::Console => (
+            (DCM, "110100", "Application Activity"),
+            sub("operation", "operation"),
         ),
     }
 }
@@ -80,7 +85,9 @@ fn profile(record: &AuditRecord) -> Option<&'static str> {
             AuditInteraction::History
             | AuditInteraction::Validate
             | AuditInteraction::Token
-            | AuditInteraction::Export,
+            | AuditInteraction::Export
+            | AuditInteraction::SignIn
+            | AuditInteraction::Console,
             _,
         ) => {
             return None;

@@ -192,6 +192,32 @@ impl Store {
         tx.commit().await
     }
 
+    /// API requests audited per hour since `since` (`YYYY-MM-DDTHH`, requests, refused or
+    /// failed), oldest first; the console's own sign-ins and actions are not counted.
+    pub async fn audit_counts_by_hour(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT substr(recorded, 1, 13) AS hour, COUNT(*) AS n, \
+             SUM(CASE WHEN outcome <> 0 THEN 1 ELSE 0 END) AS failed \
+             FROM audit_events WHERE recorded >= $1 AND interaction NOT IN ('sign-in', 'console') \
+             GROUP BY substr(recorded, 1, 13) ORDER BY hour",
+        )
+        .bind(since.to_db_text())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("hour")?,
+                    row.try_get("n")?,
+                    row.try_get("failed")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Audit records matching `query`, newest first, at most `limit`, after the keyset cursor.
     pub async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let mut conditions = Vec::new();

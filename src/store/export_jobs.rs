@@ -91,6 +91,21 @@ fn after(lease: Duration) -> String {
 }
 
 impl Store {
+    /// How many export jobs are in each state (states without jobs left out).
+    pub async fn export_job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM bulk_exports GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = Vec::new();
+        for row in rows {
+            let state: String = row.try_get("state")?;
+            if let Ok(state) = state.parse() {
+                counts.push((state, row.try_get::<i64, _>("n")?));
+            }
+        }
+        Ok(counts)
+    }
+
     pub async fn insert_export_job(&self, job: &ExportJob) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO bulk_exports (id, client_id, organization_id, purpose_of_use, scopes, \

@@ -11,6 +11,7 @@ mod error;
 mod export_jobs;
 mod filter;
 mod identifiers;
+mod operators;
 mod record;
 mod referrals;
 mod seed_run;
@@ -32,6 +33,7 @@ pub use change_log::{Change, Operation};
 pub use error::StoreError;
 pub use export_jobs::{ExportJob, JobState};
 pub use filter::{Condition, Filter};
+pub use operators::ConsoleSession;
 pub use record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
 pub use referrals::{REFERRAL_REQUEST_IDENTIFIERS, SourcedReferral};
 pub use seed_run::SeedRun;
@@ -231,6 +233,11 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected())
+    }
+
+    /// Connections open in the pool, and how many of them are idle (for `/metrics`).
+    pub fn pool_use(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
     }
 
     /// Checks that the database answers and the schema is in place (for `/readyz`).

@@ -132,7 +132,27 @@ pub struct SyncRun {
     pub finished_at: Option<String>,
     pub summary: Option<String>,
     pub error: Option<String>,
+    /// Progress while it runs: changes looked at, of how many (written about once a second).
+    pub done: Option<i64>,
+    pub total: Option<i64>,
 }
+
+fn run_of(row: &sqlx::any::AnyRow) -> Result<SyncRun, StoreError> {
+    Ok(SyncRun {
+        id: row.try_get("id")?,
+        target: row.try_get("target")?,
+        direction: row.try_get("direction")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        summary: row.try_get("summary")?,
+        error: row.try_get("error")?,
+        done: row.try_get("done")?,
+        total: row.try_get("total")?,
+    })
+}
+
+const RUN_COLUMNS: &str =
+    "id, target, direction, started_at, finished_at, summary, error, done, total";
 
 fn in_future(lease: Duration) -> String {
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
@@ -596,27 +616,63 @@ impl Store {
 
     /// The target's most recent runs, newest first.
     pub async fn sync_runs(&self, target: &str, limit: u32) -> Result<Vec<SyncRun>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, target, direction, started_at, finished_at, summary, error \
-             FROM sync_runs WHERE target = $1 ORDER BY started_at DESC LIMIT $2",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE target = $1 ORDER BY started_at DESC LIMIT $2"
+        )))
         .bind(target.to_owned())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SyncRun {
-                    id: row.try_get("id")?,
-                    target: row.try_get("target")?,
-                    direction: row.try_get("direction")?,
-                    started_at: row.try_get("started_at")?,
-                    finished_at: row.try_get("finished_at")?,
-                    summary: row.try_get("summary")?,
-                    error: row.try_get("error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(run_of).collect()
+    }
+
+    /// One run, by id.
+    pub async fn sync_run(&self, id: &str) -> Result<Option<SyncRun>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = $1"
+        )))
+        .bind(id.to_owned())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(run_of)
+        .transpose()
+    }
+
+    /// Every target's runs started at or after `since`, oldest first (the console's chart).
+    pub async fn sync_runs_since(&self, since: Timestamp) -> Result<Vec<SyncRun>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE started_at >= $1 ORDER BY started_at"
+        )))
+        .bind(since.to_db_text())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_of).collect()
+    }
+
+    /// A running run's progress: `done` changes looked at of `total`, and its counts so far
+    /// (a partial summary, replaced by the whole one when the run finishes; never after).
+    pub async fn record_sync_progress(
+        &self,
+        id: &str,
+        done: u64,
+        total: u64,
+        partial_summary: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sync_runs SET done = $1, total = $2, progress_at = $3, \
+             summary = CASE WHEN finished_at IS NULL THEN COALESCE($4, summary) ELSE summary END \
+             WHERE id = $5",
+        )
+        .bind(i64::try_from(done).unwrap_or(i64::MAX))
+        .bind(i64::try_from(total).unwrap_or(i64::MAX))
+        .bind(now())
+        .bind(partial_summary.map(str::to_owned))
+        .bind(id.to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::on_write(RUNS, e))?;
+        Ok(())
     }
 
     /// The newest change-log sequence number (0 when empty): a target's lag is this minus its

@@ -18,6 +18,7 @@ mod connect;
 mod counters;
 mod lease;
 mod plan;
+mod progress;
 mod pull;
 mod push;
 mod references;
@@ -83,6 +84,8 @@ pub struct RunOptions {
     pub commit_grace: chrono::Duration,
     /// Push: send the dead-letter list again first.
     pub retry_dead_letters: bool,
+    /// Push, with `retry_dead_letters`: only this letter (resource type, clinic id).
+    pub retry_only: Option<(String, String)>,
     /// Push: how a resource new to the target is created.
     pub create_with: CreateWith,
     /// Push: send resources whose target ids are known in `batch` Bundles where the target
@@ -101,6 +104,7 @@ impl Default for RunOptions {
             wait_for_lease: Duration::from_secs(600),
             commit_grace: chrono::Duration::minutes(10),
             retry_dead_letters: false,
+            retry_only: None,
             create_with: CreateWith::Auto,
             batch: true,
             remote_wins: false,
@@ -179,7 +183,24 @@ pub async fn run(
             .start_sync_run(&run_id, target, direction.name())
             .await?;
     }
-    let counters = counters::Counters::default();
+    let counters = Arc::new(counters::Counters::default());
+    // Progress and the counts so far go to the run's row too, so the console of every replica
+    // can show them while the run goes on.
+    let recorder = (!options.dry_run).then(|| {
+        progress::Recorder::start(
+            &engine.store,
+            &run_id,
+            Arc::clone(&counters),
+            target,
+            direction,
+        )
+    });
+    let progress = &|done: u64, total: u64| {
+        if let Some(recorder) = &recorder {
+            recorder.set(done, total);
+        }
+        progress(done, total);
+    };
     let today = chrono::Utc::now().date_naive();
     let outcome: Result<i64, SyncError> = async {
         let capabilities = fhir.capabilities().await.map_err(|e| SyncError::Target {
@@ -301,6 +322,9 @@ pub async fn run(
             summary.error = Some(error.to_string());
         }
     }
+    if let Some(recorder) = recorder {
+        recorder.finish().await;
+    }
     if !options.dry_run {
         let encoded = serde_json::to_string(&summary).unwrap_or_default();
         engine
@@ -310,6 +334,9 @@ pub async fn run(
     }
     if let Some(lease) = lease {
         lease.release().await;
+    }
+    if !options.dry_run {
+        record_metrics(&summary);
     }
     tracing::info!(
         target_name = target,
@@ -321,6 +348,32 @@ pub async fn run(
         "sync run finished"
     );
     Ok(summary)
+}
+
+/// A finished run's counts in `/metrics` (labels: the target's name, never a record's).
+fn record_metrics(summary: &Summary) {
+    use crate::telemetry::{SYNC_RESOURCES, SYNC_RUNS};
+    for (result, count) in [
+        ("sent", summary.sent()),
+        ("rejected", summary.rejected),
+        ("retried", summary.retried),
+        ("reconciled", summary.reconciled),
+    ] {
+        metrics::counter!(
+            SYNC_RESOURCES,
+            "target" => summary.target.clone(),
+            "direction" => summary.direction.clone(),
+            "result" => result
+        )
+        .increment(count);
+    }
+    metrics::counter!(
+        SYNC_RUNS,
+        "target" => summary.target.clone(),
+        "direction" => summary.direction.clone(),
+        "outcome" => if summary.error.is_some() { "stopped" } else { "ok" }
+    )
+    .increment(1);
 }
 
 /// Whom consent judges a target's disclosures for: its organization, or the clinic's own when

@@ -153,7 +153,17 @@ impl PushRun<'_> {
             .dead_letters(Some(&self.target.name))
             .await?;
         let mut by_type: HashMap<&str, Vec<String>> = HashMap::new();
-        for letter in letters.iter().filter(|l| l.direction == "push") {
+        let wanted = |l: &&crate::store::DeadLetter| {
+            l.direction == "push"
+                && self
+                    .options
+                    .retry_only
+                    .as_ref()
+                    .is_none_or(|(resource_type, id)| {
+                        &l.resource_type == resource_type && &l.local_id == id
+                    })
+        };
+        for letter in letters.iter().filter(wanted) {
             by_type
                 .entry(letter.resource_type.as_str())
                 .or_default()

@@ -196,6 +196,15 @@ impl App {
 /// A referral the clinic accepted that has led to no enrollment yet (a seeded accepted one has:
 /// its Task follows the enrollment), for a seeded client: its id.
 pub async fn accepted_referral(store: &Store) -> String {
+    inbound_referral(store, iop_gateway::domain::ReferralStatus::Accepted).await
+}
+
+/// An inbound step-down referral from the seeded hospital, for the first seeded client, in
+/// `status`: its id.
+pub async fn inbound_referral(
+    store: &Store,
+    status: iop_gateway::domain::ReferralStatus,
+) -> String {
     use iop_gateway::domain::{
         Client, Id, NonEmptyText, Organization, OrganizationKind, Referral, ReferralDirection,
         ReferralKind, ReferralStatus,
@@ -220,10 +229,11 @@ pub async fn accepted_referral(store: &Store) -> String {
         client_id: client.id,
         direction: ReferralDirection::Inbound,
         kind: ReferralKind::StepDown,
-        status: ReferralStatus::Accepted,
+        status,
         reason: NonEmptyText::parse("Step-down after inpatient care").unwrap(),
         referred_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
-        decided_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 21),
+        decided_on: (status != ReferralStatus::Received)
+            .then(|| chrono::NaiveDate::from_ymd_opt(2026, 11, 21).unwrap()),
         referring_org_id: of_kind(OrganizationKind::InpatientHospital),
         receiving_org_id: of_kind(OrganizationKind::Clinic),
         program_id: None,

@@ -10,7 +10,9 @@ pub fn gateway(dir: &Path) -> Command {
         .current_dir(dir)
         .env_remove("IOP_DATABASE_URL")
         .env_remove("IOP_CONFIG")
-        .env_remove("IOP_LISTEN");
+        .env_remove("IOP_LISTEN")
+        // Every server of the tests gets its own free console port.
+        .env("IOP_CONSOLE_LISTEN", "127.0.0.1:0");
     command.env("IOP_LOG", "warn");
     command
 }

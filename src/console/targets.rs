@@ -1,0 +1,298 @@
+//! A sync target: its health, its runs (progress while one runs, the summary after), and the
+//! buttons that start a push or a pull.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ConsoleState;
+use super::layout::{self, csrf, when};
+use super::session::{SignedIn, action_record};
+use crate::audit::RequestContext;
+use crate::domain::{Role, Timestamp};
+use crate::store::{Store, StoreError, SyncRun, SyncTarget};
+use crate::sync::{Direction, RunOptions};
+
+/// What the console shows of a target's state.
+pub struct TargetStatus {
+    pub target: SyncTarget,
+    pub lag: i64,
+    pub dead_letters: usize,
+    pub running: bool,
+    pub last: Option<SyncRun>,
+}
+
+impl TargetStatus {
+    pub async fn load(store: &Store, target: SyncTarget, newest: i64) -> Result<Self, StoreError> {
+        let now = Timestamp::now().to_db_text();
+        let running = target
+            .lease_expires
+            .as_deref()
+            .is_some_and(|expires| expires > now.as_str());
+        Ok(Self {
+            lag: (newest - target.push_checkpoint).max(0),
+            dead_letters: store.dead_letters(Some(&target.name)).await?.len(),
+            last: store.sync_runs(&target.name, 1).await?.into_iter().next(),
+            running,
+            target,
+        })
+    }
+
+    /// One word for the target's health, and its CSS class.
+    pub fn health(&self) -> (&'static str, &'static str) {
+        let last = self.last.as_ref();
+        let summary = last.and_then(summary_of);
+        if self.running {
+            ("running", "busy")
+        } else if last.is_some_and(|r| r.error.is_some()) {
+            ("failing", "bad")
+        } else if summary
+            .as_ref()
+            .is_some_and(|s| s["throttled"].as_u64() > Some(0))
+        {
+            ("throttled", "warn")
+        } else if self.dead_letters > 0 {
+            ("dead letters", "warn")
+        } else if last.is_none() {
+            ("never run", "idle")
+        } else {
+            ("up", "good")
+        }
+    }
+}
+
+pub fn summary_of(run: &SyncRun) -> Option<Value> {
+    run.summary
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
+/// Resources a run's summary says it sent (created, updated or deleted at the target).
+pub fn sent(summary: &Value) -> u64 {
+    ["created", "updated", "deleted"]
+        .iter()
+        .filter_map(|k| summary[*k].as_u64())
+        .sum()
+}
+
+#[derive(Deserialize)]
+pub struct Notice {
+    done: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<ConsoleState>,
+    signed: SignedIn,
+    Path(name): Path<String>,
+    Query(notice): Query<Notice>,
+) -> Response {
+    let Some(body) = (match live_body(&state, &name).await {
+        Ok(body) => body,
+        Err(error) => return layout::store_failed(&error),
+    }) else {
+        return layout::refused(StatusCode::NOT_FOUND, "There is no target by that name.");
+    };
+    let target = match state.store.sync_target(&name).await {
+        Ok(Some(target)) => target,
+        Ok(None) => {
+            return layout::refused(StatusCode::NOT_FOUND, "There is no target by that name.");
+        }
+        Err(error) => return layout::store_failed(&error),
+    };
+    layout::page(
+        &signed,
+        &format!("Target {name}"),
+        html! {
+            (layout::notice(notice.done.as_deref()))
+            dl.facts {
+                dt { "FHIR base" } dd { code { (target.base_url) } }
+                dt { "Authentication" } dd { (target.auth_kind) }
+                dt { "Pushes" } dd { (target.resources.join(", ")) }
+                dt { "Recipient (consent)" } dd { (target.organization_id.as_deref().map(|o| format!("Organization/{o}")).unwrap_or_else(|| "the clinic's own organization".into())) }
+                dt { "Schedule" } dd { (target.interval_seconds.map(|s| format!("every {s} s")).unwrap_or_else(|| "on demand".into())) }
+            }
+            @if signed.may(Role::Operator) {
+                form.actions method="post" action={ "/targets/" (name) "/run" } {
+                    (csrf(&signed))
+                    button name="direction" value="push" { "Push now" }
+                    button name="direction" value="pull" { "Pull now" }
+                }
+            }
+            section data-live={ "/live/targets/" (name) } data-every="1000" { (body) }
+        },
+    )
+    .into_response()
+}
+
+/// The part of a target's page that refreshes while a run goes on.
+pub async fn live(
+    State(state): State<ConsoleState>,
+    _signed: SignedIn,
+    Path(name): Path<String>,
+) -> Response {
+    match live_body(&state, &name).await {
+        Ok(Some(body)) => body.into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(error) => layout::store_failed(&error),
+    }
+}
+
+async fn live_body(state: &ConsoleState, name: &str) -> Result<Option<Markup>, StoreError> {
+    let Some(target) = state.store.sync_target(name).await? else {
+        return Ok(None);
+    };
+    let newest = state.store.newest_change().await?;
+    let status = TargetStatus::load(&state.store, target, newest).await?;
+    let runs = state.store.sync_runs(name, 20).await?;
+    let (health, class) = status.health();
+    Ok(Some(html! {
+        p { "Health: " span.badge.(class) id="health" { (health) } " · "
+            (status.lag) " changes behind the change log · "
+            a href={ "/dead-letters?target=" (name) } { (status.dead_letters) " dead letters" } }
+        table.runs {
+            thead { tr { th { "Started" } th { "Direction" } th { "State" } th { "Progress" } th { "Sent" } th { "Unchanged" } th { "Withheld" } th { "Rejected" } th { "Retried requests" } th { "Took" } } }
+            tbody {
+                @for run in &runs { (run_row(run)) }
+                @if runs.is_empty() { tr { td colspan="10" { "No runs yet." } } }
+            }
+        }
+    }))
+}
+
+fn run_row(run: &SyncRun) -> Markup {
+    let summary = summary_of(run);
+    let state = match (&run.finished_at, &run.error) {
+        (None, _) => "running",
+        (Some(_), Some(_)) => "stopped",
+        (Some(_), None) => "finished",
+    };
+    let progress = match (run.done, run.total) {
+        (Some(done), Some(total)) if total > 0 => format!("{done} of {total} changes"),
+        (Some(done), _) => format!("{done} changes"),
+        _ => "—".into(),
+    };
+    // While a run goes on, its summary holds the counts so far: the rate is resources handled
+    // (sent, unchanged, withheld or rejected) per second since it started.
+    let rate = (run.finished_at.is_none())
+        .then(|| {
+            let started: Timestamp = run.started_at.parse().ok()?;
+            let seconds = (Timestamp::now().as_datetime() - started.as_datetime())
+                .num_milliseconds() as f64
+                / 1000.0;
+            let handled = summary.as_ref().map_or(0, |s| {
+                sent(s)
+                    + ["unchanged", "withheld", "rejected", "skipped"]
+                        .iter()
+                        .filter_map(|k| s[*k].as_u64())
+                        .sum::<u64>()
+            });
+            (seconds > 0.5)
+                .then(|| format!(" · {handled} resources, {:.0}/s", handled as f64 / seconds))
+        })
+        .flatten()
+        .unwrap_or_default();
+    let number = |key: &str| {
+        summary
+            .as_ref()
+            .and_then(|s| s[key].as_u64())
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "—".into())
+    };
+    html! {
+        tr.run data-state=(state) {
+            td { (when(&run.started_at)) }
+            td { (run.direction) }
+            td {
+                span.badge.(match state { "running" => "busy", "stopped" => "bad", _ => "good" }) { (state) }
+                @if let Some(error) = &run.error { div.why { (error) } }
+            }
+            td.progress {
+                @if let (Some(done), Some(total)) = (run.done, run.total) {
+                    @if total > 0 { progress value=(done) max=(total) {} }
+                }
+                (progress) (rate)
+            }
+            td.sent { (summary.as_ref().map(|s| sent(s).to_string()).unwrap_or_else(|| "—".into())) }
+            td { (number("unchanged")) }
+            td { (number("withheld")) }
+            td.rejected { (number("rejected")) }
+            td { (number("retried")) }
+            td { (summary.as_ref().and_then(|s| s["seconds"].as_f64()).map(|s| format!("{s:.1} s")).unwrap_or_else(|| "—".into())) }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StartForm {
+    direction: String,
+}
+
+/// Starts a push or pull in the background (the page then shows its progress).
+pub async fn start(
+    State(state): State<ConsoleState>,
+    signed: SignedIn,
+    Extension(context): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Form(form): Form<StartForm>,
+) -> Response {
+    if let Some(refused) = signed.refusal_without(Role::Operator) {
+        return refused;
+    }
+    let direction = match form.direction.as_str() {
+        "push" => Direction::Push,
+        "pull" => Direction::Pull,
+        _ => return layout::refused(StatusCode::BAD_REQUEST, "Push or pull?"),
+    };
+    match state.store.sync_target(&name).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return layout::refused(StatusCode::NOT_FOUND, "There is no target by that name.");
+        }
+        Err(error) => return layout::store_failed(&error),
+    }
+    let record = action_record(
+        &signed,
+        &context,
+        direction.name(),
+        &[("target", &name)],
+        Vec::new(),
+        Ok(()),
+    );
+    if let Err(error) = state.store.append_audit(&record).await {
+        return layout::store_failed(&error);
+    }
+    spawn_run(&state, &name, direction, RunOptions::default());
+    Redirect::to(&format!(
+        "/targets/{name}?done={}%20started",
+        direction.name()
+    ))
+    .into_response()
+}
+
+/// Runs a sync in the background; its row in `sync_runs` is what the pages show.
+pub fn spawn_run(
+    state: &ConsoleState,
+    target: &str,
+    direction: Direction,
+    mut options: RunOptions,
+) {
+    // Another run of the target (here, on another replica, or scheduled) holds its lease: this
+    // one gives up soon rather than queue behind it unseen.
+    options.wait_for_lease = std::time::Duration::from_secs(10);
+    let engine = state.engine.clone();
+    let target = target.to_owned();
+    tokio::spawn(async move {
+        match crate::sync::run(&engine, &target, direction, &options, &|_, _| {}).await {
+            Ok(summary) => {
+                tracing::info!(target_name = %target, line = %summary.line(), "console sync run finished")
+            }
+            Err(error) => {
+                tracing::warn!(target_name = %target, %error, "console sync run could not run")
+            }
+        }
+    });
+}
