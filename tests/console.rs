@@ -363,3 +363,131 @@ async fn operators_run_the_clinic_from_the_console_in_a_real_browser() {
     drop(server);
     db.cleanup().await;
 }
+
+/// Two `serve` processes (replicas) on one database: a session begun on one is good on the
+/// other, a form's token too; disabling the operator ends it on both at once.
+async fn sessions_are_shared_by_replicas(db: common::TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    add_operator(
+        &db.url,
+        dir.path(),
+        "alice",
+        "operator",
+        "alice-operates-the-syncs",
+    );
+    let replica = || {
+        let mut command = cli(&db.url, dir.path());
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        let (server, lines) = start(command);
+        let console = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("console on "))
+            .expect("the console's address")
+            .to_owned();
+        (server, console)
+    };
+    let (_a, console_a) = replica();
+    let (_b, console_b) = replica();
+    let alice = Session::sign_in(&console_a, "alice", "alice-operates-the-syncs").await;
+    let on_b = |path: &str| {
+        alice
+            .http
+            .get(format!("{console_b}{path}"))
+            .header("cookie", format!("iop_console={}", alice.cookie))
+            .send()
+    };
+    let page = on_b("/dead-letters").await.unwrap();
+    assert_eq!(
+        page.status(),
+        200,
+        "the session is good on the other replica"
+    );
+    // A form with the session's token is taken by the other replica too (a missing client
+    // answers 404 after the CSRF check passed).
+    let form = alice
+        .http
+        .post(format!("{console_b}/clients/enable"))
+        .header("cookie", format!("iop_console={}", alice.cookie))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("csrf", alice.csrf.as_str()),
+            ("client", "nobody"),
+            ("enabled", "false"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 404);
+
+    // Keys rotated from the console: a private key is refused, a JWKS URL is taken.
+    let jwks = repo().join("fixtures/auth/client.jwks.json");
+    let (ok, out, err) = run(cli(&db.url, dir.path()).args([
+        "clients",
+        "add",
+        "partner",
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--scope",
+        "system/CarePlan.rs",
+    ]));
+    assert!(ok, "{out}{err}");
+    let private =
+        std::fs::read_to_string(repo().join("fixtures/auth/client.private.jwks.json")).unwrap();
+    let rotate = |fields: Vec<(&'static str, String)>| {
+        let mut body = vec![
+            ("csrf", alice.csrf.clone()),
+            ("client", "partner".to_owned()),
+        ];
+        body.extend(fields);
+        alice
+            .http
+            .post(format!("{console_a}/clients/keys"))
+            .header("cookie", format!("iop_console={}", alice.cookie))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&body).unwrap())
+            .send()
+    };
+    assert_eq!(rotate(vec![("jwks", private)]).await.unwrap().status(), 400);
+    let url = "https://partner.example/.well-known/jwks.json";
+    assert_eq!(
+        rotate(vec![("jwks_url", url.to_owned())])
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    let partner = db.store.api_client("partner").await.unwrap().unwrap();
+    assert_eq!(
+        partner.keys,
+        iop_gateway::domain::KeySource::Url(url.to_owned())
+    );
+
+    let (ok, out, err) = run(cli(&db.url, dir.path()).args(["operators", "disable", "alice"]));
+    assert!(ok, "{out}{err}");
+    for console in [&console_a, &console_b] {
+        let page = alice
+            .http
+            .get(format!("{console}/"))
+            .header("cookie", format!("iop_console={}", alice.cookie))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 303, "signed out everywhere");
+        assert_eq!(page.headers()["location"], "/sign-in");
+    }
+    let (ok, out, _) = run(cli(&db.url, dir.path()).args(["operators", "list"]));
+    assert!(ok && out.contains("alice\toperator\tdisabled"), "{out}");
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sessions_are_shared_by_replicas_on_sqlite() {
+    sessions_are_shared_by_replicas(common::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sessions_are_shared_by_replicas_on_postgresql() {
+    if let Some(db) = common::postgres().await {
+        sessions_are_shared_by_replicas(db).await;
+    }
+}

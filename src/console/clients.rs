@@ -14,6 +14,7 @@ use super::ConsoleState;
 use super::layout::{self, csrf};
 use super::session::{SignedIn, action_record};
 use crate::audit::RequestContext;
+use crate::auth::keys;
 use crate::domain::{KeySource, Role};
 
 #[derive(Deserialize)]
@@ -53,19 +54,28 @@ pub async fn page(
                             td { (if c.clinic_app { "yes" } else { "no" }) }
                             td { (if c.enabled { "yes" } else { "no" }) }
                             @if acts {
-                                td { form method="post" action="/clients/enable" {
-                                    (csrf(&signed))
-                                    input type="hidden" name="client" value=(c.client_id);
-                                    input type="hidden" name="enabled" value=(if c.enabled { "false" } else { "true" });
-                                    button { (if c.enabled { "Disable" } else { "Enable" }) }
-                                } }
+                                td.act {
+                                    form method="post" action="/clients/enable" {
+                                        (csrf(&signed))
+                                        input type="hidden" name="client" value=(c.client_id);
+                                        input type="hidden" name="enabled" value=(if c.enabled { "false" } else { "true" });
+                                        button { (if c.enabled { "Disable" } else { "Enable" }) }
+                                    }
+                                    form method="post" action="/clients/keys" {
+                                        (csrf(&signed))
+                                        input type="hidden" name="client" value=(c.client_id);
+                                        input name="jwks_url" placeholder="new JWKS URL";
+                                        textarea name="jwks" rows="1" placeholder="or the new public JWKS" {}
+                                        button { "Rotate keys" }
+                                    }
+                                }
                             }
                         }
                     }
                     @if clients.is_empty() { tr { td colspan="8" { "No API clients (iop-gateway clients add)." } } }
                 }
             }
-            p.hint { "Register a client or rotate its keys with " code { "iop-gateway clients add" } " (a JWKS URL lets a client rotate keys by itself)." }
+            p.hint { "Register a client with " code { "iop-gateway clients add" } ". Rotating keys replaces the registered ones at once: tokens already issued run out within minutes; a JWKS URL lets a client rotate keys by itself." }
             h2 { "Sync targets" }
             table.targets {
                 thead { tr { th { "Target" } th { "FHIR base" } th { "Authentication" } th { "Pushes" } th { "Recipient" } th { "Schedule" } } }
@@ -130,4 +140,68 @@ pub async fn set_enabled(
     }
     let done = if form.enabled { "enabled" } else { "disabled" };
     Redirect::to(&format!("/clients?done=client%20{done}")).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct KeysForm {
+    client: String,
+    #[serde(default)]
+    jwks_url: String,
+    #[serde(default)]
+    jwks: String,
+}
+
+/// Replaces a client's registered keys by a JWKS URL or a JWKS (public keys only, checked as
+/// `clients rotate` checks them).
+pub async fn rotate_keys(
+    State(state): State<ConsoleState>,
+    signed: SignedIn,
+    Extension(context): Extension<RequestContext>,
+    Form(form): Form<KeysForm>,
+) -> Response {
+    if let Some(refused) = signed.refusal_without(Role::Operator) {
+        return refused;
+    }
+    let keys = match (form.jwks_url.trim(), form.jwks.trim()) {
+        (url, "") if url.starts_with("https://") || url.starts_with("http://") => {
+            KeySource::Url(url.to_owned())
+        }
+        ("", jwks) if !jwks.is_empty() => match keys::check_registration(jwks) {
+            Ok(usable) if usable > 0 => KeySource::Inline(jwks.to_owned()),
+            Ok(_) => {
+                return layout::refused(
+                    StatusCode::BAD_REQUEST,
+                    "That JWKS holds no usable public key (RSA or P-384 EC, with a kid).",
+                );
+            }
+            Err(why) => return layout::refused(StatusCode::BAD_REQUEST, &why.to_string()),
+        },
+        _ => {
+            return layout::refused(
+                StatusCode::BAD_REQUEST,
+                "Give either an http(s) JWKS URL or a JWKS, not both.",
+            );
+        }
+    };
+    let mut client = match state.store.api_client(&form.client).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return layout::refused(StatusCode::NOT_FOUND, "There is no such client."),
+        Err(error) => return layout::store_failed(&error),
+    };
+    let record = action_record(
+        &signed,
+        &context,
+        "rotate-client-keys",
+        &[("client", &form.client)],
+        Vec::new(),
+        Ok(()),
+    );
+    if let Err(error) = state.store.append_audit(&record).await {
+        return layout::store_failed(&error);
+    }
+    client.keys = keys;
+    if let Err(error) = state.store.update_api_client(&client).await {
+        return layout::store_failed(&error);
+    }
+    Redirect::to("/clients?done=keys%20rotated").into_response()
 }

@@ -49,6 +49,8 @@ pub struct ConsoleState {
     /// Mark cookies `Secure`: the console is reached over HTTPS (set unless it listens on
     /// loopback, where browsers and operators use plain HTTP).
     pub secure_cookies: bool,
+    /// Sign-in attempts per source address (password guessing is slowed to a crawl).
+    pub sign_in_attempts: Arc<governor::DefaultKeyedRateLimiter<String>>,
 }
 
 impl ConsoleState {
@@ -59,11 +61,16 @@ impl ConsoleState {
             Arc::clone(&engine.mapping),
             Arc::clone(&engine.policy),
         ));
+        let per_minute = std::num::NonZeroU32::new(session::SIGN_INS_PER_MINUTE)
+            .unwrap_or(std::num::NonZeroU32::MIN);
         Self {
             store: engine.store.clone(),
             engine,
             fhir,
             secure_cookies,
+            sign_in_attempts: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
+                per_minute,
+            ))),
         }
     }
 }
@@ -80,6 +87,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/targets/{name}", get(targets::page))
         .route("/live/targets/{name}", get(targets::live))
         .route("/targets/{name}/run", post(targets::start))
+        .route("/targets/{name}/capabilities", get(targets::capabilities))
         .route("/dead-letters", get(dead_letters::page))
         .route("/dead-letters/retry", post(dead_letters::retry))
         .route("/dead-letters/dismiss", post(dead_letters::dismiss))
@@ -89,6 +97,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/referrals/{id}/match", post(referrals::match_client))
         .route("/clients", get(clients::page))
         .route("/clients/enable", post(clients::set_enabled))
+        .route("/clients/keys", post(clients::rotate_keys))
         .route("/audit", get(audit::search))
         .route("/audit/accounting", get(audit::accounting))
         .route("/sign-out", post(session::sign_out))

@@ -30,6 +30,9 @@ pub const SESSION_COOKIE: &str = "iop_console";
 const SIGN_IN_COOKIE: &str = "iop_console_sign_in";
 /// How long a session lasts: a working day.
 const SESSION_HOURS: i64 = 10;
+/// Sign-in attempts an address may make a minute (a burst of as many, then one every few
+/// seconds).
+pub const SIGN_INS_PER_MINUTE: u32 = 10;
 /// The largest form a console page posts.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -207,6 +210,14 @@ pub async fn sign_in(
     Form(form): Form<SignInForm>,
 ) -> Response {
     let context = context.map(|c| c.0).unwrap_or_default();
+    let address = context.source_address.clone().unwrap_or_default();
+    if state.sign_in_attempts.check_key(&address).is_err() {
+        tracing::warn!("console sign-in attempts from one address over the limit");
+        return layout::refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts from this address; wait a minute.",
+        );
+    }
     if !cookie(&headers, SIGN_IN_COOKIE).is_some_and(|token| same(token, &form.csrf)) {
         return layout::refused(
             StatusCode::FORBIDDEN,

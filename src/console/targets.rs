@@ -122,6 +122,7 @@ pub async fn page(
                     button name="direction" value="pull" { "Pull now" }
                 }
             }
+            p { a href={ "/targets/" (name) "/capabilities" } { "What the target says it supports (its CapabilityStatement, asked now)" } }
             section data-live={ "/live/targets/" (name) } data-every="1000" { (body) }
         },
     )
@@ -295,4 +296,97 @@ pub fn spawn_run(
             }
         }
     });
+}
+
+/// A summary of the target's CapabilityStatement, fetched now: who it is, what it takes, and
+/// for each type this gateway pushes, what the target supports.
+pub async fn capabilities(
+    State(state): State<ConsoleState>,
+    signed: SignedIn,
+    Path(name): Path<String>,
+) -> Response {
+    let target = match state.store.sync_target(&name).await {
+        Ok(Some(target)) => target,
+        Ok(None) => {
+            return layout::refused(StatusCode::NOT_FOUND, "There is no target by that name.");
+        }
+        Err(error) => return layout::store_failed(&error),
+    };
+    let statement = match crate::sync::target_statement(&state.store, &name).await {
+        Ok(statement) => statement,
+        Err(error) => {
+            return layout::page(
+                &signed,
+                &format!("Target {name}: capabilities"),
+                html! { p.problem role="alert" { "The target did not answer its CapabilityStatement: " (error.to_string()) } },
+            )
+            .into_response();
+        }
+    };
+    let text = |pointer: &str| {
+        statement
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("—")
+            .to_owned()
+    };
+    let rest = statement["rest"]
+        .as_array()
+        .and_then(|rests| {
+            rests
+                .iter()
+                .find(|r| r["mode"] == "server")
+                .or(rests.first())
+        })
+        .cloned()
+        .unwrap_or_default();
+    let codes = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["code"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let system = codes(&rest["interaction"]);
+    let resource = |kind: &str| {
+        rest["resource"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["type"] == kind))
+            .cloned()
+    };
+    let flag = |r: &Value, name: &str| {
+        if r[name].as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        }
+    };
+    layout::page(
+        &signed,
+        &format!("Target {name}: capabilities"),
+        html! {
+            dl.facts {
+                dt { "Software" } dd { (text("/software/name")) " " (text("/software/version")) }
+                dt { "FHIR version" } dd { (text("/fhirVersion")) }
+                dt { "Formats" } dd { (statement["format"].as_array().map(|f| f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                dt { "Whole-system interactions" } dd { (if system.is_empty() { "none stated".to_owned() } else { system.join(", ") }) }
+                dt { "Security" } dd { (rest["security"]["service"][0]["coding"][0]["code"].as_str().or(rest["security"]["description"].as_str()).unwrap_or("none stated")) }
+            }
+            h2 { "What this gateway pushes there" }
+            table.capabilities {
+                thead { tr { th { "Type" } th { "Supported" } th { "Interactions" } th { "Conditional create" } th { "Conditional update" } th { "Update creates" } } }
+                tbody {
+                    @for kind in &target.resources {
+                        @match resource(kind) {
+                            Some(r) => tr { td { (kind) } td { span.badge.good { "yes" } } td { (codes(&r["interaction"]).join(", ")) } td { (flag(&r, "conditionalCreate")) } td { (flag(&r, "conditionalUpdate")) } td { (flag(&r, "updateCreate")) } },
+                            None => tr { td { (kind) } td { span.badge.bad { "not listed" } } td colspan="4" { "a push skips this type" } },
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
 }

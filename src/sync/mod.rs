@@ -350,6 +350,28 @@ pub async fn run(
     Ok(summary)
 }
 
+/// The target's CapabilityStatement as it answers now (with its authentication, retries and
+/// circuit breaker, as a run would ask).
+pub async fn target_statement(store: &Store, target: &str) -> Result<Value, SyncError> {
+    let config = store
+        .sync_target(target)
+        .await?
+        .ok_or_else(|| SyncError::NoTarget(target.to_owned()))?;
+    let fhir = connect::connect(&config, TargetLimits::default())?;
+    let failed = |reason: String| SyncError::Target {
+        target: target.to_owned(),
+        reason,
+    };
+    let response = fhir
+        .send(crate::outbound::target::FhirRequest::get("metadata"))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    match (response.status, response.body) {
+        (200, Some(body)) => Ok(body),
+        (status, _) => Err(failed(format!("metadata answered HTTP {status}"))),
+    }
+}
+
 /// A finished run's counts in `/metrics` (labels: the target's name, never a record's).
 fn record_metrics(summary: &Summary) {
     use crate::telemetry::{SYNC_RESOURCES, SYNC_RUNS};

@@ -166,6 +166,11 @@ def phase_retry(driver):
     expect(driver.find_element(By.ID, "status").text == "accepted", "its status says accepted")
     driver.get(CONSOLE + "/clients")
     shot(driver, "clients-and-targets")
+    driver.get(CONSOLE + "/targets/ehr/capabilities")
+    patient = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "table.capabilities tbody tr")
+               if r.text.startswith("Patient")]
+    expect(patient and "yes" in patient[0], f"the target's statement lists Patient: {patient}")
+    shot(driver, "target-capabilities")
 
 
 def phase_audit(driver):
