@@ -191,6 +191,7 @@ pub async fn run(
             &engine.store,
             &run_id,
             Arc::clone(&counters),
+            fhir.clone(),
             target,
             direction,
         )

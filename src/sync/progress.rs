@@ -1,5 +1,5 @@
 //! A run's progress written to its `sync_runs` row about once a second — changes looked at of
-//! how many, and the counts so far as a partial summary — so that whichever replica serves the
+//! how many, and the counts so far (requests, retries and waits included) as a partial summary — so that whichever replica serves the
 //! console can show it (the run itself may be on another).
 
 use std::sync::Arc;
@@ -24,6 +24,7 @@ impl Recorder {
         store: &Store,
         run_id: &str,
         counters: Arc<Counters>,
+        fhir: crate::outbound::target::FhirTarget,
         target: &str,
         direction: Direction,
     ) -> Self {
@@ -40,6 +41,10 @@ impl Recorder {
                 loop {
                     tokio::time::sleep(EVERY).await;
                     summary.count_from(&counters);
+                    let stats = fhir.stats();
+                    summary.requests = stats.requests_sent;
+                    summary.retried = stats.retried;
+                    summary.throttled = stats.throttled;
                     let (done, total) = (
                         latest.0.load(Ordering::Relaxed),
                         latest.1.load(Ordering::Relaxed),

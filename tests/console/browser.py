@@ -15,6 +15,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 CONSOLE = os.environ["CONSOLE"].rstrip("/")
@@ -41,7 +42,11 @@ def expect(condition, message):
 def wait_for(what, check, seconds=60.0, every=0.2):
     deadline = time.time() + seconds
     while time.time() < deadline:
-        value = check()
+        try:
+            value = check()
+        except StaleElementReferenceException:
+            # A live part was refreshed under us: look again.
+            value = None
         if value:
             return value
         time.sleep(every)
@@ -97,26 +102,29 @@ def phase_sign_in(driver):
 def phase_push(driver):
     """An operator pushes to the target from its page and watches it run to its end."""
     sign_in(driver, "alice", os.environ["PASSWORD_ALICE"])
-    shot(driver, "overview")
     driver.find_element(By.LINK_TEXT, "ehr").click()
     driver.find_element(By.CSS_SELECTOR, "button[value='push']").click()
     wait_for("the push to start", lambda: "push started" in driver.page_source, 10)
     # The run's row updates itself (live.js) while the run goes on.
     # Seen running with resources already sent (the counts so far, refreshed every second).
-    running = wait_for(
-        "the running push with its progress",
-        lambda: [r for r in driver.find_elements(By.CSS_SELECTOR, "tr.run[data-state='running']")
-                 if " of " in r.find_element(By.CSS_SELECTOR, "td.progress").text
-                 and r.find_element(By.CSS_SELECTOR, "td.sent").text not in ("", "—", "0")],
-        60, 0.1)
+    def running():
+        for row in driver.find_elements(By.CSS_SELECTOR, "tr.run[data-state='running']"):
+            progress = row.find_element(By.CSS_SELECTOR, "td.progress").text
+            sent = row.find_element(By.CSS_SELECTOR, "td.sent").text
+            if " of " in progress and sent not in ("", "—", "0"):
+                return progress
+        return None
+    progress = wait_for("the running push with its progress", running, 60, 0.1)
     shot(driver, "target-push-running")
-    print("progress seen:", running[0].find_element(By.CSS_SELECTOR, "td.progress").text)
-    finished = wait_for(
-        "the push to end",
-        lambda: driver.find_elements(By.CSS_SELECTOR, "tr.run[data-state='finished']"),
-        300, 0.5)
-    rejected = finished[0].find_element(By.CSS_SELECTOR, "td.rejected").text
-    sent = finished[0].find_element(By.CSS_SELECTOR, "td.sent").text
+    print("progress seen:", progress)
+
+    def finished():
+        rows = driver.find_elements(By.CSS_SELECTOR, "tr.run[data-state='finished']")
+        if not rows:
+            return None
+        return (rows[0].find_element(By.CSS_SELECTOR, "td.rejected").text,
+                rows[0].find_element(By.CSS_SELECTOR, "td.sent").text)
+    rejected, sent = wait_for("the push to end", finished, 300, 0.5)
     # The goal, and the plans that hold it, cannot be sent.
     expect(int(rejected) >= 1, f"the unreadable goal is rejected: {rejected}")
     expect(int(sent) > 100, f"the rest was sent: {sent}")
@@ -171,6 +179,8 @@ def phase_retry(driver):
                if r.text.startswith("Patient")]
     expect(patient and "yes" in patient[0], f"the target's statement lists Patient: {patient}")
     shot(driver, "target-capabilities")
+    driver.get(CONSOLE + "/")
+    shot(driver, "overview")
 
 
 def phase_audit(driver):
