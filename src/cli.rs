@@ -178,8 +178,11 @@ struct ServeArgs {
         default_value = "127.0.0.1:8081"
     )]
     console_listen: String,
-    /// Serve no console (and no /metrics)
-    #[arg(long, env = "IOP_NO_CONSOLE", conflicts_with = "console_listen")]
+    /// Mark the console's cookies Secure even on loopback (a TLS proxy on the same host in front)
+    #[arg(long, env = "IOP_CONSOLE_SECURE_COOKIES")]
+    console_secure_cookies: bool,
+    /// Serve no console (and no /metrics); wins over --console-listen
+    #[arg(long, env = "IOP_NO_CONSOLE")]
     no_console: bool,
     /// The gateway's address as clients reach it (https://fhir.clinic.example): links, fullUrls
     /// and Location headers are built on it [default: http://<listen address>]
@@ -636,7 +639,8 @@ async fn run_server(
             validator: Arc::clone(&state.validator),
             policy: Arc::clone(&state.consent_policy),
         };
-        let console = start_console(&args.console_listen, engine).await?;
+        let console =
+            start_console(&args.console_listen, args.console_secure_cookies, engine).await?;
         if demo {
             let password = crate::cli_operators::ensure_demo_operator(&store).await?;
             println!(
@@ -699,14 +703,19 @@ async fn run_server(
 }
 
 /// Binds the console's address and serves it in the background (stopped when dropped).
-async fn start_console(listen: &str, engine: crate::sync::Engine) -> anyhow::Result<AbortOnDrop> {
+async fn start_console(
+    listen: &str,
+    secure_cookies: bool,
+    engine: crate::sync::Engine,
+) -> anyhow::Result<AbortOnDrop> {
     let listener = TcpListener::bind(listen).await.with_context(|| {
         format!(
             "cannot listen on {listen} for the console (is another process using it? choose another with --console-listen, or --no-console)"
         )
     })?;
     let address = listener.local_addr()?;
-    let state = crate::console::ConsoleState::new(engine, !address.ip().is_loopback());
+    let state =
+        crate::console::ConsoleState::new(engine, secure_cookies || !address.ip().is_loopback());
     println!("console on http://{address}");
     tracing::info!(%address, "console serving");
     Ok(AbortOnDrop(tokio::spawn(async move {

@@ -144,6 +144,15 @@ pub async fn targets(store: &Store, command: TargetsCommand) -> anyhow::Result<(
             interval,
             send_transitions,
         } => {
+            // Names go into the console's links and the metrics' labels: keep them plain.
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                bail!("a target's name is 1 to 64 letters, digits, . _ or -");
+            }
             let base_url = base_url.trim_end_matches('/').to_owned();
             if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
                 bail!("--base-url must be an http:// or https:// URL");

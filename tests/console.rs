@@ -172,12 +172,12 @@ fn hidden_csrf(page: &str) -> String {
     page[at..at + page[at..].find('"').unwrap()].to_owned()
 }
 
-/// The value of a Prometheus sample `name{labels}` (0 when absent).
+/// The value of a Prometheus sample `name{labels}`; a missing series fails the test.
 fn sample(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("/metrics has no {series}:\n{metrics}"))
 }
 
 #[tokio::test]
@@ -279,6 +279,14 @@ async fn operators_run_the_clinic_from_the_console_in_a_real_browser() {
         )
         .await;
     assert_eq!(retry.status(), 403, "a viewer cannot retry");
+    assert!(
+        retry
+            .text()
+            .await
+            .unwrap()
+            .contains("needs the operator role"),
+        "refused for the role, not the token"
+    );
     let decide = vic
         .post(
             &format!("/referrals/{referral}/decide"),
@@ -286,6 +294,13 @@ async fn operators_run_the_clinic_from_the_console_in_a_real_browser() {
         )
         .await;
     assert_eq!(decide.status(), 403, "a viewer cannot accept");
+    assert!(
+        decide
+            .text()
+            .await
+            .unwrap()
+            .contains("needs the operator role")
+    );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
         db.store.sync_runs("ehr", 100).await.unwrap().len(),

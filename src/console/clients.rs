@@ -11,7 +11,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::ConsoleState;
-use super::layout::{self, csrf};
+use super::layout::{self, csrf, encode};
 use super::session::{SignedIn, action_record};
 use crate::audit::RequestContext;
 use crate::auth::keys;
@@ -82,7 +82,7 @@ pub async fn page(
                 tbody {
                     @for t in &targets {
                         tr {
-                            td { a href={ "/targets/" (t.name) } { (t.name) } }
+                            td { a href={ "/targets/" (encode(&t.name)) } { (t.name) } }
                             td { code { (t.base_url) } }
                             td { (t.auth_kind) }
                             td { (t.resources.join(", ")) }
@@ -113,11 +113,11 @@ pub async fn set_enabled(
     if let Some(refused) = signed.refusal_without(Role::Operator) {
         return refused;
     }
-    let mut client = match state.store.api_client(&form.client).await {
-        Ok(Some(client)) => client,
+    match state.store.api_client(&form.client).await {
+        Ok(Some(_)) => {}
         Ok(None) => return layout::refused(StatusCode::NOT_FOUND, "There is no such client."),
         Err(error) => return layout::store_failed(&error),
-    };
+    }
     let action = if form.enabled {
         "enable-client"
     } else {
@@ -134,8 +134,11 @@ pub async fn set_enabled(
     if let Err(error) = state.store.append_audit(&record).await {
         return layout::store_failed(&error);
     }
-    client.enabled = form.enabled;
-    if let Err(error) = state.store.update_api_client(&client).await {
+    if let Err(error) = state
+        .store
+        .set_api_client_enabled(&form.client, form.enabled)
+        .await
+    {
         return layout::store_failed(&error);
     }
     let done = if form.enabled { "enabled" } else { "disabled" };
@@ -183,11 +186,11 @@ pub async fn rotate_keys(
             );
         }
     };
-    let mut client = match state.store.api_client(&form.client).await {
-        Ok(Some(client)) => client,
+    match state.store.api_client(&form.client).await {
+        Ok(Some(_)) => {}
         Ok(None) => return layout::refused(StatusCode::NOT_FOUND, "There is no such client."),
         Err(error) => return layout::store_failed(&error),
-    };
+    }
     let record = action_record(
         &signed,
         &context,
@@ -199,8 +202,7 @@ pub async fn rotate_keys(
     if let Err(error) = state.store.append_audit(&record).await {
         return layout::store_failed(&error);
     }
-    client.keys = keys;
-    if let Err(error) = state.store.update_api_client(&client).await {
+    if let Err(error) = state.store.set_api_client_keys(&form.client, &keys).await {
         return layout::store_failed(&error);
     }
     Redirect::to("/clients?done=keys%20rotated").into_response()

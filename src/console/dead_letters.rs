@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ConsoleState;
-use super::layout::{self, csrf, when};
+use super::layout::{self, csrf, encode, when};
 use super::session::{SignedIn, action_record};
 use super::targets::spawn_run;
 use crate::audit::RequestContext;
@@ -46,7 +46,7 @@ pub async fn page(
         html! {
             (layout::notice(filter.done.as_deref()))
             @if let Some(target) = &target {
-                p { "Target " a href={ "/targets/" (target) } { (target) } " · " a href="/dead-letters" { "all targets" } }
+                p { "Target " a href={ "/targets/" (encode(target)) } { (target) } " · " a href="/dead-letters" { "all targets" } }
                 @if acts && !letters.is_empty() {
                     form.actions method="post" action="/dead-letters/retry" {
                         (csrf(&signed))
@@ -71,7 +71,7 @@ fn row(signed: &SignedIn, letter: &DeadLetter, full: bool, acts: bool) -> Markup
     let resource = format!("{}/{}", letter.resource_type, letter.local_id);
     html! {
         tr.letter data-resource=(resource) {
-            td { a href={ "/dead-letters?target=" (letter.target) } { (letter.target) } }
+            td { a href={ "/dead-letters?target=" (encode(&letter.target)) } { (letter.target) } }
             td { code { (resource) } @if let Some(v) = letter.local_version { " v" (v) } }
             td { (letter.direction) }
             td {
@@ -145,6 +145,13 @@ pub async fn retry(
     if let Some(refused) = signed.refusal_without(Role::Operator) {
         return refused;
     }
+    match state.store.sync_target(&form.target).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return layout::refused(StatusCode::NOT_FOUND, "There is no target by that name.");
+        }
+        Err(error) => return layout::store_failed(&error),
+    }
     let only = form.resource_type.zip(form.id);
     let entities = only.iter().map(|(t, id)| format!("{t}/{id}")).collect();
     let record = action_record(
@@ -163,8 +170,12 @@ pub async fn retry(
         retry_only: only,
         ..RunOptions::default()
     };
-    spawn_run(&state, &form.target, Direction::Push, options);
-    Redirect::to(&format!("/targets/{}?done=retry%20started", form.target)).into_response()
+    spawn_run(&state, &form.target, Direction::Push, options, record);
+    Redirect::to(&format!(
+        "/targets/{}?done=retry%20started",
+        encode(&form.target)
+    ))
+    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -192,6 +203,17 @@ pub async fn dismiss(
     }
     // Audited first (no record, no dismissal). The reason is the operator's words about a
     // failed send: kept in the audit trail (which only privacy officers read), not in the logs.
+    let exists = match state.store.dead_letters(Some(&form.target)).await {
+        Ok(letters) => letters.iter().any(|l| {
+            l.direction == form.direction
+                && l.resource_type == form.resource_type
+                && l.local_id == form.id
+        }),
+        Err(error) => return layout::store_failed(&error),
+    };
+    if !exists {
+        return layout::refused(StatusCode::NOT_FOUND, "That dead letter is gone already.");
+    }
     let record = action_record(
         &signed,
         &context,
@@ -220,7 +242,7 @@ pub async fn dismiss(
     }
     Redirect::to(&format!(
         "/dead-letters?target={}&done=dismissed",
-        form.target
+        encode(&form.target)
     ))
     .into_response()
 }

@@ -95,3 +95,25 @@ pub fn notice(text: Option<&str>) -> Markup {
         @if let Some(text) = text { p.notice role="status" { (text) } }
     }
 }
+
+/// `text` percent-encoded for a URL path segment or query value (all but RFC 3986's unreserved
+/// characters), so that a target's name cannot break a link or a redirect.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_encoded_for_urls() {
+        assert_eq!(super::encode("ehr-1.a_b~"), "ehr-1.a_b~");
+        assert_eq!(super::encode("a/b?c#d&e f\n"), "a%2Fb%3Fc%23d%26e%20f%0A");
+    }
+}

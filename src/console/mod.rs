@@ -49,7 +49,7 @@ pub struct ConsoleState {
     /// Mark cookies `Secure`: the console is reached over HTTPS (set unless it listens on
     /// loopback, where browsers and operators use plain HTTP).
     pub secure_cookies: bool,
-    /// Sign-in attempts per source address (password guessing is slowed to a crawl).
+    /// Sign-in attempts per source address, on this replica (password guessing is slowed to a crawl).
     pub sign_in_attempts: Arc<governor::DefaultKeyedRateLimiter<String>>,
 }
 
@@ -77,6 +77,8 @@ impl ConsoleState {
 
 /// Every console route. Forms are checked for their CSRF token before any handler runs.
 pub fn router(state: ConsoleState) -> Router {
+    // The decoy hash is made now, not during the first sign-in with an unknown name.
+    tokio::task::spawn_blocking(password::decoy);
     // The recorder is installed before the first request, so that every request counts.
     if crate::telemetry::handle().is_some() {
         crate::telemetry::describe();

@@ -11,7 +11,7 @@ use maud::{Markup, html};
 
 use super::ConsoleState;
 use super::chart::{self, Series};
-use super::layout::{self, when};
+use super::layout::{self, encode, when};
 use super::session::SignedIn;
 use super::targets::{TargetStatus, sent, summary_of};
 use crate::domain::{IntakeState, Referral, ReferralStatus, Timestamp};
@@ -93,13 +93,13 @@ async fn status(state: &ConsoleState) -> Result<Markup, StoreError> {
                     @let (health, class) = t.health();
                     @let (sent_today, rejected_today) = today.get(&t.target.name).copied().unwrap_or_default();
                     tr data-target=(t.target.name) {
-                        td { a href={ "/targets/" (t.target.name) } { (t.target.name) } }
+                        td { a href={ "/targets/" (encode(&t.target.name)) } { (t.target.name) } }
                         td { span.badge.(class) { (health) } }
                         td { (t.lag) }
                         td { @if let Some(run) = &t.last { (run.direction) " at " (when(&run.started_at)) } @else { "never" } }
                         td { (sent_today) }
                         td { (rejected_today) }
-                        td { a href={ "/dead-letters?target=" (t.target.name) } { (t.dead_letters) } }
+                        td { a href={ "/dead-letters?target=" (encode(&t.target.name)) } { (t.dead_letters) } }
                     }
                 }
                 @if targets.is_empty() { tr { td colspan="7" { "No targets yet (iop-gateway targets add)." } } }

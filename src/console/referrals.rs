@@ -189,7 +189,7 @@ async fn detail_body(
             dt { "Status" } dd { span.badge id="status" { (r.status) } }
             dt { "Referred" } dd { (r.referred_on) }
             @if let Some(on) = r.decided_on { dt { "Decided" } dd { (on) } }
-            @if let Some(why) = &r.status_reason { dt { "Why" } dd { (why) } }
+            @if sees_people { @if let Some(why) = &r.status_reason { dt { "Why" } dd { (why) } } }
             dt { "Client" } dd { code { "Patient/" (r.client_id) } }
             dt { "From" } dd { (from.map(|o| o.name.to_string()).unwrap_or_default()) }
             @if sees_people { dt { "Reason" } dd { (r.reason) } }
@@ -296,26 +296,40 @@ pub async fn match_client(
             Err(_) => return layout::refused(StatusCode::BAD_REQUEST, "That is not a client id."),
         },
     };
-    let outcome = intake::resolve_review(&state.fhir, intake_id, client, |_| None).await;
-    let record = action_record(
+    let params = [(
+        "new-client",
+        if client.is_none() { "true" } else { "false" },
+    )];
+    let entities = vec![format!("ServiceRequest/{intake_id}")];
+    // Written in the match's own transaction: no record, no match.
+    let done = action_record(
         &signed,
         &context,
         "match-referral",
-        &[(
-            "new-client",
-            if client.is_none() { "true" } else { "false" },
-        )],
-        vec![format!("ServiceRequest/{intake_id}")],
-        outcome.as_ref().map(|_| ()).map_err(|e| e.message()),
+        &params,
+        entities.clone(),
+        Ok(()),
     );
-    if let Err(error) = state.store.append_audit(&record).await {
-        return layout::store_failed(&error);
+    let outcome =
+        intake::resolve_review(&state.fhir, intake_id, client, |_| Some(done.clone())).await;
+    if let Err(error) = &outcome {
+        let failed = action_record(
+            &signed,
+            &context,
+            "match-referral",
+            &params,
+            entities,
+            Err(error.message()),
+        );
+        if let Err(error) = state.store.append_audit(&failed).await {
+            return layout::store_failed(&error);
+        }
     }
     match outcome {
         Ok(Received::Stored { referral, .. }) => {
             Redirect::to(&format!("/referrals/{referral}")).into_response()
         }
         Ok(_) => Redirect::to("/referrals").into_response(),
-        Err(error) => layout::refused(StatusCode::CONFLICT, &error.message()),
+        Err(error) => layout::refused(error.status, &error.message()),
     }
 }

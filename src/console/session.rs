@@ -211,6 +211,7 @@ pub async fn sign_in(
 ) -> Response {
     let context = context.map(|c| c.0).unwrap_or_default();
     let address = context.source_address.clone().unwrap_or_default();
+    state.sign_in_attempts.retain_recent();
     if state.sign_in_attempts.check_key(&address).is_err() {
         tracing::warn!("console sign-in attempts from one address over the limit");
         return layout::refused(

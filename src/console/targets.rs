@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ConsoleState;
-use super::layout::{self, csrf, when};
+use super::layout::{self, csrf, encode, when};
 use super::session::{SignedIn, action_record};
 use crate::audit::RequestContext;
 use crate::domain::{Role, Timestamp};
@@ -35,7 +35,8 @@ impl TargetStatus {
             .is_some_and(|expires| expires > now.as_str());
         Ok(Self {
             lag: (newest - target.push_checkpoint).max(0),
-            dead_letters: store.dead_letters(Some(&target.name)).await?.len(),
+            dead_letters: usize::try_from(store.dead_letter_count(&target.name).await?)
+                .unwrap_or_default(),
             last: store.sync_runs(&target.name, 1).await?.into_iter().next(),
             running,
             target,
@@ -116,14 +117,14 @@ pub async fn page(
                 dt { "Schedule" } dd { (target.interval_seconds.map(|s| format!("every {s} s")).unwrap_or_else(|| "on demand".into())) }
             }
             @if signed.may(Role::Operator) {
-                form.actions method="post" action={ "/targets/" (name) "/run" } {
+                form.actions method="post" action={ "/targets/" (encode(&name)) "/run" } {
                     (csrf(&signed))
                     button name="direction" value="push" { "Push now" }
                     button name="direction" value="pull" { "Pull now" }
                 }
             }
-            p { a href={ "/targets/" (name) "/capabilities" } { "What the target says it supports (its CapabilityStatement, asked now)" } }
-            section data-live={ "/live/targets/" (name) } data-every="1000" { (body) }
+            p { a href={ "/targets/" (encode(&name)) "/capabilities" } { "What the target says it supports (its CapabilityStatement, asked now)" } }
+            section data-live={ "/live/targets/" (encode(&name)) } data-every="1000" { (body) }
         },
     )
     .into_response()
@@ -153,20 +154,31 @@ async fn live_body(state: &ConsoleState, name: &str) -> Result<Option<Markup>, S
     Ok(Some(html! {
         p { "Health: " span.badge.(class) id="health" { (health) } " · "
             (status.lag) " changes behind the change log · "
-            a href={ "/dead-letters?target=" (name) } { (status.dead_letters) " dead letters" } }
+            a href={ "/dead-letters?target=" (encode(name)) } { (status.dead_letters) " dead letters" } }
         table.runs {
             thead { tr { th { "Started" } th { "Direction" } th { "State" } th { "Progress" } th { "Sent" } th { "Unchanged" } th { "Withheld" } th { "Rejected" } th { "Retried requests" } th { "Took" } } }
             tbody {
-                @for run in &runs { (run_row(run)) }
+                @for run in &runs { (run_row(run, status.running)) }
                 @if runs.is_empty() { tr { td colspan="10" { "No runs yet." } } }
             }
         }
     }))
 }
 
-fn run_row(run: &SyncRun) -> Markup {
+/// How long a run may go without writing its progress before, with no lease held on its
+/// target, it is shown as abandoned (its process died).
+const SILENT_SECONDS: i64 = 30;
+
+fn run_row(run: &SyncRun, target_leased: bool) -> Markup {
     let summary = summary_of(run);
+    let silent = || {
+        let last = run.progress_at.as_deref().unwrap_or(&run.started_at);
+        last.parse::<Timestamp>().is_ok_and(|at| {
+            (Timestamp::now().as_datetime() - at.as_datetime()).num_seconds() > SILENT_SECONDS
+        })
+    };
     let state = match (&run.finished_at, &run.error) {
+        (None, _) if !target_leased && silent() => "abandoned",
         (None, _) => "running",
         (Some(_), Some(_)) => "stopped",
         (Some(_), None) => "finished",
@@ -178,7 +190,7 @@ fn run_row(run: &SyncRun) -> Markup {
     };
     // While a run goes on, its summary holds the counts so far: the rate is resources handled
     // (sent, unchanged, withheld or rejected) per second since it started.
-    let rate = (run.finished_at.is_none())
+    let rate = (state == "running")
         .then(|| {
             let started: Timestamp = run.started_at.parse().ok()?;
             let seconds = (Timestamp::now().as_datetime() - started.as_datetime())
@@ -208,7 +220,7 @@ fn run_row(run: &SyncRun) -> Markup {
             td { (when(&run.started_at)) }
             td { (run.direction) }
             td {
-                span.badge.(match state { "running" => "busy", "stopped" => "bad", _ => "good" }) { (state) }
+                span.badge.(match state { "running" => "busy", "stopped" | "abandoned" => "bad", _ => "good" }) { (state) }
                 @if let Some(error) = &run.error { div.why { (error) } }
             }
             td.progress {
@@ -248,12 +260,21 @@ pub async fn start(
         "pull" => Direction::Pull,
         _ => return layout::refused(StatusCode::BAD_REQUEST, "Push or pull?"),
     };
-    match state.store.sync_target(&name).await {
-        Ok(Some(_)) => {}
+    let target = match state.store.sync_target(&name).await {
+        Ok(Some(target)) => target,
         Ok(None) => {
             return layout::refused(StatusCode::NOT_FOUND, "There is no target by that name.");
         }
         Err(error) => return layout::store_failed(&error),
+    };
+    if TargetStatus::load(&state.store, target, 0)
+        .await
+        .is_ok_and(|status| status.running)
+    {
+        return layout::refused(
+            StatusCode::CONFLICT,
+            "A run of this target is going on; start another when it has ended.",
+        );
     }
     let record = action_record(
         &signed,
@@ -266,20 +287,24 @@ pub async fn start(
     if let Err(error) = state.store.append_audit(&record).await {
         return layout::store_failed(&error);
     }
-    spawn_run(&state, &name, direction, RunOptions::default());
+    spawn_run(&state, &name, direction, RunOptions::default(), record);
     Redirect::to(&format!(
-        "/targets/{name}?done={}%20started",
+        "/targets/{}?done={}%20started",
+        encode(&name),
         direction.name()
     ))
     .into_response()
 }
 
-/// Runs a sync in the background; its row in `sync_runs` is what the pages show.
+/// Runs a sync in the background; its row in `sync_runs` is what the pages show. A run that
+/// could not run (another holds the target, the database failed) adds a failed audit record
+/// beside `started`.
 pub fn spawn_run(
     state: &ConsoleState,
     target: &str,
     direction: Direction,
     mut options: RunOptions,
+    started: crate::domain::AuditRecord,
 ) {
     // Another run of the target (here, on another replica, or scheduled) holds its lease: this
     // one gives up soon rather than queue behind it unseen.
@@ -289,10 +314,23 @@ pub fn spawn_run(
     tokio::spawn(async move {
         match crate::sync::run(&engine, &target, direction, &options, &|_, _| {}).await {
             Ok(summary) => {
-                tracing::info!(target_name = %target, line = %summary.line(), "console sync run finished")
+                tracing::info!(target_name = %target, line = %summary.line(), "console sync run finished");
             }
             Err(error) => {
-                tracing::warn!(target_name = %target, %error, "console sync run could not run")
+                tracing::warn!(target_name = %target, %error, "console sync run could not run");
+                let failed = crate::domain::AuditRecord {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    recorded: Timestamp::now(),
+                    outcome: crate::domain::AuditOutcome::Failed,
+                    outcome_desc: Some(
+                        "the run could not run: another run holds the target, or the database failed"
+                            .into(),
+                    ),
+                    ..started
+                };
+                if let Err(error) = engine.store.append_audit(&failed).await {
+                    tracing::error!(%error, "could not audit a console run that failed");
+                }
             }
         }
     });

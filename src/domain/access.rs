@@ -55,6 +55,13 @@ impl ClientId {
                 rule: "letters, digits and . _ - : / only",
             });
         }
+        // Console operators are recorded in the audit trail as `operator:NAME`.
+        if text.starts_with("operator:") {
+            return Err(DomainError::Malformed {
+                field: "client id",
+                rule: "must not start with operator: (the audit trail's name for console operators)",
+            });
+        }
         Ok(Self(text.to_owned()))
     }
     pub fn as_str(&self) -> &str {

@@ -105,13 +105,24 @@ impl Roles {
     }
 }
 
-/// A console operator as stored (the password only as its argon2id hash).
-#[derive(Debug, Clone)]
+/// A console operator as stored (the password only as its argon2id hash; `Debug` leaves it out).
+#[derive(Clone)]
 pub struct Operator {
     pub name: OperatorName,
     pub password_hash: String,
     pub roles: Roles,
     pub enabled: bool,
+}
+
+// Written by hand so that a hash never reaches a log line through `{:?}`.
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

@@ -44,17 +44,28 @@ pub async fn track(mut request: Request, next: Next) -> Response {
         .map(|c| c.0.clone());
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
+    // Any method string can arrive: only the standard ones become labels (bounded series).
+    let method_label: &'static str = match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    };
     metrics::counter!(
         crate::telemetry::HTTP_REQUESTS,
         "route" => route.clone(),
-        "method" => method.to_string(),
+        "method" => method_label,
         "status" => status.to_string()
     )
     .increment(1);
     metrics::histogram!(
         crate::telemetry::HTTP_LATENCY,
         "route" => route.clone(),
-        "method" => method.to_string()
+        "method" => method_label
     )
     .record(seconds);
     tracing::info!(

@@ -16,6 +16,16 @@ const UAT: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/UserAgentTypes";
 const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 /// The identifier system of OAuth client ids in audit agents.
 pub const CLIENT_ID_SYSTEM: &str = "urn:ietf:params:oauth:client-id";
+/// The identifier system of console operators (staff, recorded as `operator:NAME`) in audit agents.
+pub const OPERATOR_SYSTEM: &str = "urn:iop-gateway:console-operator";
+
+/// An audit record's agent as an identifier: an operator by name, else an OAuth client id.
+fn agent_identifier(client_id: &str) -> Value {
+    match client_id.strip_prefix("operator:") {
+        Some(name) => json!({ "system": OPERATOR_SYSTEM, "value": name }),
+        None => json!({ "system": CLIENT_ID_SYSTEM, "value": client_id }),
+    }
+}
 
 /// The system that records the events (AuditEvent.source).
 #[derive(Debug, Clone)]
@@ -113,7 +123,7 @@ pub fn audit_event(record: &AuditRecord, source: &AuditSource) -> Value {
     };
     let mut client = json!({ "type": client_role, "requestor": record.token_id.is_none() });
     if let Some(id) = &record.client_id {
-        client["who"] = json!({ "identifier": { "system": CLIENT_ID_SYSTEM, "value": id } });
+        client["who"] = json!({ "identifier": agent_identifier(id) });
     }
     if let Some(org) = &record.organization_id {
         client["who"]["reference"] = json!(format!("Organization/{org}"));

@@ -132,6 +132,45 @@ impl Store {
         Ok(())
     }
 
+    /// Enables or disables a client, nothing else (two operators changing a client at once do
+    /// not undo each other). False when there is no such client.
+    pub async fn set_api_client_enabled(
+        &self,
+        client_id: &str,
+        enabled: bool,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_clients SET enabled = $2, updated_at = $3 WHERE client_id = $1",
+        )
+        .bind(client_id.to_owned())
+        .bind(i64::from(enabled))
+        .bind(Timestamp::now().to_db_text())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::on_write(CLIENTS, e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Replaces a client's keys, nothing else. False when there is no such client.
+    pub async fn set_api_client_keys(
+        &self,
+        client_id: &str,
+        keys: &KeySource,
+    ) -> Result<bool, StoreError> {
+        let (jwks, url) = key_columns(keys);
+        let done = sqlx::query(
+            "UPDATE api_clients SET jwks = $2, jwks_url = $3, updated_at = $4 WHERE client_id = $1",
+        )
+        .bind(client_id.to_owned())
+        .bind(jwks)
+        .bind(url)
+        .bind(Timestamp::now().to_db_text())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::on_write(CLIENTS, e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Records that `client_id` used the assertion `jti` (valid until `expires_at`). False when
     /// it was used before: a replay. The primary key decides, so two replicas cannot both
     /// accept one assertion. Assertions past their expiry are forgotten (they are refused as

@@ -73,10 +73,16 @@ impl Store {
             .collect()
     }
 
-    /// Changes an operator's password, roles or enabled flag; a disabled operator's sessions
-    /// end at once. False when there is no such operator.
+    /// Changes an operator's password, roles or enabled flag. The operator's sessions end at
+    /// once when they are disabled or their password changes (a stolen session dies with the
+    /// old password). False when there is no such operator.
     pub async fn update_operator(&self, operator: &Operator) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let old_hash: Option<String> =
+            sqlx::query_scalar("SELECT password_hash FROM operators WHERE name = $1")
+                .bind(operator.name.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
         let changed = sqlx::query(
             "UPDATE operators SET password_hash = $1, roles = $2, enabled = $3, updated_at = $4 \
              WHERE name = $5",
@@ -89,7 +95,8 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::on_write(OPERATORS, e))?;
-        if !operator.enabled {
+        let new_password = old_hash.is_some_and(|old| old != operator.password_hash);
+        if !operator.enabled || new_password {
             sqlx::query("DELETE FROM console_sessions WHERE operator = $1")
                 .bind(operator.name.to_string())
                 .execute(&mut *tx)

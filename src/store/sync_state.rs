@@ -135,6 +135,8 @@ pub struct SyncRun {
     /// Progress while it runs: changes looked at, of how many (written about once a second).
     pub done: Option<i64>,
     pub total: Option<i64>,
+    /// When its progress was last written (a run whose process died stops writing).
+    pub progress_at: Option<String>,
 }
 
 fn run_of(row: &sqlx::any::AnyRow) -> Result<SyncRun, StoreError> {
@@ -148,11 +150,12 @@ fn run_of(row: &sqlx::any::AnyRow) -> Result<SyncRun, StoreError> {
         error: row.try_get("error")?,
         done: row.try_get("done")?,
         total: row.try_get("total")?,
+        progress_at: row.try_get("progress_at")?,
     })
 }
 
 const RUN_COLUMNS: &str =
-    "id, target, direction, started_at, finished_at, summary, error, done, total";
+    "id, target, direction, started_at, finished_at, summary, error, done, total, progress_at";
 
 fn in_future(lease: Duration) -> String {
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
@@ -540,6 +543,18 @@ impl Store {
     }
 
     /// Dead letters, of one target or all, oldest failure first.
+    /// How many dead letters a target has.
+    pub async fn dead_letter_count(&self, target: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM sync_dead_letters WHERE target = $1",
+            )
+            .bind(target.to_owned())
+            .fetch_one(&self.pool)
+            .await?,
+        )
+    }
+
     pub async fn dead_letters(&self, target: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
         let which = if target.is_some() {
             "target = $1"
