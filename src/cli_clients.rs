@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use crate::auth::{AccessTokens, Scopes, keys};
+use crate::auth::registration;
+use crate::auth::{AccessTokens, Scopes};
 use crate::domain::{ApiClient, ClientId, KeySource};
 use crate::store::{Store, StoreError};
 
@@ -62,35 +63,17 @@ pub struct KeyArgs {
 }
 
 fn key_source(args: &KeyArgs) -> anyhow::Result<KeySource> {
-    match (&args.jwks, &args.jwks_url) {
-        (Some(file), None) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let usable = keys::check_registration(&text).map_err(anyhow::Error::msg)?;
-            if usable == 0 {
-                bail!(
-                    "{} holds no usable public key (RSA or P-384 EC, with a kid)",
-                    file.display()
-                );
-            }
-            Ok(KeySource::Inline(text))
-        }
-        (None, Some(url)) => {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                bail!("--jwks-url must be an http(s) URL");
-            }
-            Ok(KeySource::Url(url.clone()))
-        }
-        _ => bail!("give --jwks FILE or --jwks-url URL"),
-    }
-}
-
-fn purpose(code: &str) -> anyhow::Result<String> {
-    let ok = (2..=20).contains(&code.len()) && code.chars().all(|c| c.is_ascii_uppercase());
-    if !ok {
-        bail!("--purpose is a v3 ActReason code such as TREAT, HPAYMT, HOPERAT or COC");
-    }
-    Ok(code.to_owned())
+    let jwks = args
+        .jwks
+        .as_ref()
+        .map(|file| {
+            std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+        })
+        .transpose()?;
+    Ok(registration::key_source(
+        jwks.as_deref(),
+        args.jwks_url.as_deref(),
+    )?)
 }
 
 async fn existing(store: &Store, name: &str) -> anyhow::Result<ApiClient> {
@@ -110,16 +93,14 @@ pub async fn run(store: &Store, command: ClientsCommand) -> anyhow::Result<()> {
             purpose: code,
             clinic_app,
         } => {
-            Scopes::parse_strict(&scope).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
-            let client = ApiClient {
-                client_id: ClientId::parse(&name)?,
-                keys: key_source(&keys)?,
-                scopes: scope,
-                organization_id: organization,
-                purpose_of_use: purpose(&code)?,
-                enabled: true,
+            let client = registration::new_client(
+                &name,
+                key_source(&keys)?,
+                &scope,
+                organization,
+                &code,
                 clinic_app,
-            };
+            )?;
             match store.add_api_client(&client).await {
                 Err(StoreError::Duplicate { .. }) => {
                     bail!(

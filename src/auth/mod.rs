@@ -13,6 +13,7 @@ pub mod access_token;
 pub mod assertion;
 pub mod grant;
 pub mod keys;
+pub mod registration;
 pub mod revocation;
 pub mod scopes;
 

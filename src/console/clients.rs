@@ -14,7 +14,7 @@ use super::ConsoleState;
 use super::layout::{self, csrf, encode};
 use super::session::{SignedIn, action_record};
 use crate::audit::RequestContext;
-use crate::auth::keys;
+use crate::auth::registration;
 use crate::domain::{KeySource, Role};
 
 #[derive(Deserialize)]
@@ -75,7 +75,21 @@ pub async fn page(
                     @if clients.is_empty() { tr { td colspan="8" { "No API clients (iop-gateway clients add)." } } }
                 }
             }
-            p.hint { "Register a client with " code { "iop-gateway clients add" } ". Rotating keys replaces the registered ones at once: tokens already issued run out within minutes; a JWKS URL lets a client rotate keys by itself." }
+            p.hint { "Rotating keys replaces the registered ones at once: tokens already issued run out within minutes; a JWKS URL lets a client rotate keys by itself." }
+            @if acts {
+                h2 { "Register an API client" }
+                form.search method="post" action="/clients/add" {
+                    (csrf(&signed))
+                    label { "Client id" input name="client" required; }
+                    label { "Scopes" input name="scopes" placeholder="system/CarePlan.rs system/Patient.rs" required; }
+                    label { "Organization (id it acts for)" input name="organization"; }
+                    label { "Purpose of use" input name="purpose" value="TREAT" required; }
+                    label { "JWKS URL" input name="jwks_url" placeholder="https://..."; }
+                    label { "or its public JWKS" textarea name="jwks" rows="1" {} }
+                    label { "Clinic application" input type="checkbox" name="clinic_app" value="true"; }
+                    button type="submit" { "Register" }
+                }
+            }
             h2 { "Sync targets" }
             table.targets {
                 thead { tr { th { "Target" } th { "FHIR base" } th { "Authentication" } th { "Pushes" } th { "Recipient" } th { "Schedule" } } }
@@ -165,26 +179,9 @@ pub async fn rotate_keys(
     if let Some(refused) = signed.refusal_without(Role::Operator) {
         return refused;
     }
-    let keys = match (form.jwks_url.trim(), form.jwks.trim()) {
-        (url, "") if url.starts_with("https://") || url.starts_with("http://") => {
-            KeySource::Url(url.to_owned())
-        }
-        ("", jwks) if !jwks.is_empty() => match keys::check_registration(jwks) {
-            Ok(usable) if usable > 0 => KeySource::Inline(jwks.to_owned()),
-            Ok(_) => {
-                return layout::refused(
-                    StatusCode::BAD_REQUEST,
-                    "That JWKS holds no usable public key (RSA or P-384 EC, with a kid).",
-                );
-            }
-            Err(why) => return layout::refused(StatusCode::BAD_REQUEST, &why.to_string()),
-        },
-        _ => {
-            return layout::refused(
-                StatusCode::BAD_REQUEST,
-                "Give either an http(s) JWKS URL or a JWKS, not both.",
-            );
-        }
+    let keys = match registration::key_source(Some(&form.jwks), Some(&form.jwks_url)) {
+        Ok(keys) => keys,
+        Err(why) => return layout::refused(StatusCode::BAD_REQUEST, &why.to_string()),
     };
     match state.store.api_client(&form.client).await {
         Ok(Some(_)) => {}
@@ -206,4 +203,77 @@ pub async fn rotate_keys(
         return layout::store_failed(&error);
     }
     Redirect::to("/clients?done=keys%20rotated").into_response()
+}
+
+#[derive(Deserialize)]
+pub struct AddForm {
+    client: String,
+    scopes: String,
+    #[serde(default)]
+    organization: String,
+    #[serde(default)]
+    purpose: String,
+    #[serde(default)]
+    jwks_url: String,
+    #[serde(default)]
+    jwks: String,
+    #[serde(default)]
+    clinic_app: Option<String>,
+}
+
+/// Registers an API client, by the rules `clients add` follows.
+pub async fn add(
+    State(state): State<ConsoleState>,
+    signed: SignedIn,
+    Extension(context): Extension<RequestContext>,
+    Form(form): Form<AddForm>,
+) -> Response {
+    if let Some(refused) = signed.refusal_without(Role::Operator) {
+        return refused;
+    }
+    let client =
+        registration::key_source(Some(&form.jwks), Some(&form.jwks_url)).and_then(|keys| {
+            registration::new_client(
+                &form.client,
+                keys,
+                &form.scopes,
+                Some(form.organization.trim().to_owned()),
+                form.purpose.trim(),
+                form.clinic_app.is_some(),
+            )
+        });
+    let client = match client {
+        Ok(client) => client,
+        Err(why) => return layout::refused(StatusCode::BAD_REQUEST, &why.to_string()),
+    };
+    let taken = |_| {
+        layout::refused(
+            StatusCode::CONFLICT,
+            "A client with that id is registered already (rotate its keys instead).",
+        )
+    };
+    match state.store.api_client(client.client_id.as_str()).await {
+        Ok(Some(existing)) => return taken(existing),
+        Ok(None) => {}
+        Err(error) => return layout::store_failed(&error),
+    }
+    let record = action_record(
+        &signed,
+        &context,
+        "add-client",
+        &[
+            ("client", client.client_id.as_str()),
+            ("scopes", &client.scopes),
+        ],
+        Vec::new(),
+        Ok(()),
+    );
+    if let Err(error) = state.store.append_audit(&record).await {
+        return layout::store_failed(&error);
+    }
+    match state.store.add_api_client(&client).await {
+        Ok(()) => Redirect::to("/clients?done=client%20registered").into_response(),
+        Err(crate::store::StoreError::Duplicate { .. }) => taken(client),
+        Err(error) => layout::store_failed(&error),
+    }
 }

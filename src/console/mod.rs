@@ -100,6 +100,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/clients", get(clients::page))
         .route("/clients/enable", post(clients::set_enabled))
         .route("/clients/keys", post(clients::rotate_keys))
+        .route("/clients/add", post(clients::add))
         .route("/audit", get(audit::search))
         .route("/audit/accounting", get(audit::accounting))
         .route("/sign-out", post(session::sign_out))
