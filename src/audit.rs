@@ -118,3 +118,32 @@ pub fn token_record(
         patients: Vec::new(),
     }
 }
+
+/// The record of a console operator's sign-in (`None`: a refused one, whose typed name is not
+/// kept) or action, with the operator as `operator:NAME`.
+pub fn operator_record(
+    context: &RequestContext,
+    operator: Option<&str>,
+    interaction: AuditInteraction,
+    outcome: AuditOutcome,
+    outcome_desc: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        recorded: Timestamp::now(),
+        interaction,
+        outcome,
+        outcome_desc,
+        client_id: operator.map(|name| format!("operator:{name}")),
+        organization_id: None,
+        purpose_of_use: None,
+        token_id: None,
+        request_id: (!context.request_id.is_empty()).then(|| context.request_id.clone()),
+        source_address: context.source_address.clone(),
+        resource_type: None,
+        query: None,
+        entities: Vec::new(),
+        consents: Vec::new(),
+        patients: Vec::new(),
+    }
+}

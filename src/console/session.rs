@@ -298,35 +298,19 @@ pub async fn sign_out(State(state): State<ConsoleState>, signed: SignedIn) -> Re
         .into_response()
 }
 
-/// The audit agent of a console operator (a member of staff, not an API client).
-pub fn agent(name: &str) -> String {
-    format!("operator:{name}")
-}
-
 fn sign_in_record(
     context: &RequestContext,
     operator: Option<&Operator>,
     outcome: AuditOutcome,
     outcome_desc: Option<String>,
 ) -> AuditRecord {
-    AuditRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        recorded: Timestamp::now(),
-        interaction: AuditInteraction::SignIn,
+    crate::audit::operator_record(
+        context,
+        operator.map(|o| o.name.as_str()),
+        AuditInteraction::SignIn,
         outcome,
         outcome_desc,
-        client_id: operator.map(|o| agent(o.name.as_str())),
-        organization_id: None,
-        purpose_of_use: None,
-        token_id: None,
-        request_id: (!context.request_id.is_empty()).then(|| context.request_id.clone()),
-        source_address: context.source_address.clone(),
-        resource_type: None,
-        query: None,
-        entities: Vec::new(),
-        consents: Vec::new(),
-        patients: Vec::new(),
-    }
+    )
 }
 
 /// The audit record of an operator's action: what (`action` and its non-PHI parameters), on
@@ -345,25 +329,18 @@ pub fn action_record(
         Ok(()) => (AuditOutcome::Success, None),
         Err(why) => (AuditOutcome::Failed, Some(why)),
     };
-    AuditRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        recorded: Timestamp::now(),
-        interaction: AuditInteraction::Console,
+    let mut record = crate::audit::operator_record(
+        context,
+        Some(signed.name()),
+        AuditInteraction::Console,
         outcome,
         outcome_desc,
-        client_id: Some(agent(signed.name())),
-        organization_id: None,
-        purpose_of_use: None,
-        token_id: None,
-        request_id: (!context.request_id.is_empty()).then(|| context.request_id.clone()),
-        source_address: context.source_address.clone(),
-        resource_type: entities
-            .first()
-            .and_then(|e| e.split_once('/'))
-            .map(|(t, _)| t.to_owned()),
-        query: Some(serde_urlencoded::to_string(&query).unwrap_or_default()),
-        entities,
-        consents: Vec::new(),
-        patients: Vec::new(),
-    }
+    );
+    record.resource_type = entities
+        .first()
+        .and_then(|e| e.split_once('/'))
+        .map(|(t, _)| t.to_owned());
+    record.query = Some(serde_urlencoded::to_string(&query).unwrap_or_default());
+    record.entities = entities;
+    record
 }
