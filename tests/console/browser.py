@@ -190,8 +190,12 @@ def phase_audit(driver):
     driver.find_element(By.NAME, "agent").send_keys("operator:alice")
     driver.find_element(By.CSS_SELECTOR, "select[name='type'] option[value='console']").click()
     driver.find_element(By.CSS_SELECTOR, "form.search button").click()
-    rows = wait_for("the operator's actions", lambda: driver.find_elements(By.CSS_SELECTOR, "tr.record[data-interaction='console']"), 10)
-    actions = " ".join(r.text for r in rows)
+    # The audit page lists records before the search too: wait for the search's own page, and read
+    # the rows inside the wait so a row left over from the page before is looked for again.
+    actions = wait_for("the operator's actions",
+                       lambda: "agent=" in driver.current_url and
+                       " ".join(r.text for r in driver.find_elements(By.CSS_SELECTOR, "tr.record[data-interaction='console']")),
+                       10)
     for action in ("action=push", "action=retry-dead-letter", "action=accept-referral"):
         expect(action in actions, f"{action} is audited: {actions}")
     shot(driver, "audit")
