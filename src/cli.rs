@@ -522,7 +522,7 @@ fn sync_engine(store: Store, file: &FileConfig) -> crate::sync::Engine {
     crate::sync::Engine {
         store,
         mapping: Arc::new(mapping_config(file)),
-        validator: Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        validator: Arc::new(Validator::builtin_on_first_use()),
         policy: Arc::new(file.mental_health_policy.unwrap_or_default().policy()),
     }
 }
@@ -573,7 +573,7 @@ async fn run_server(
     let limits = args.limits();
     let mut state = AppState::new(
         store.clone(),
-        Arc::new(Validator::new(Arc::new(Registry::builtin()))),
+        Arc::new(Validator::builtin_on_first_use()),
         Arc::new(mapping),
         Arc::new(crate::auth::OpenAccess),
         public_url,

@@ -356,7 +356,7 @@ pub fn run(
         // Each resource gets the IOP profile of its type (or the one of its type it names)
         // besides every `--profile`.
         let mut required = profiles.to_vec();
-        if let Some(iop) = validator.registry().iop_profiles().of_resource(resource)
+        if let Some(iop) = validator.iop_profiles().of_resource(resource)
             && !required.iter().any(|p| p == iop)
         {
             required.push(iop.to_owned());

@@ -121,6 +121,21 @@ impl Verdict {
     }
 }
 
+/// Clients whose contexts a gate keeps at most (an export's gate sees every client).
+const MAX_CLIENTS_KEPT: usize = 20_000;
+
+/// Rows by their client's id.
+fn by_client<R>(
+    rows: Vec<crate::store::Stored<R>>,
+    client: impl Fn(&R) -> String,
+) -> HashMap<String, Vec<R>> {
+    let mut out: HashMap<String, Vec<R>> = HashMap::new();
+    for row in rows {
+        out.entry(client(&row.record)).or_default().push(row.record);
+    }
+    out
+}
+
 /// What the gate knows of one client for this request.
 struct ClientContext {
     directives: Vec<ConsentDirective>,
@@ -166,43 +181,36 @@ impl Gate {
         if self.clinic.is_none() {
             self.clinic = Some(clinic_organizations(store).await?);
         }
-        let mut wanted: Vec<String> = resources
-            .iter()
-            .flat_map(patients_of)
-            .filter(|p| !self.clients.contains_key(p))
-            .collect();
+        let mut wanted: Vec<String> = resources.iter().flat_map(patients_of).collect();
         wanted.sort();
         wanted.dedup();
+        // A long export passes every client by: forget the ones seen before once there are
+        // many, so the gate's memory stays flat whatever the export's size.
+        if self.clients.len() + wanted.len() > MAX_CLIENTS_KEPT {
+            self.clients.clear();
+        }
+        wanted.retain(|p| !self.clients.contains_key(p));
         if wanted.is_empty() {
             return Ok(());
         }
         let of_clients = Filter::one_of("client_id", wanted.iter().map(SqlValue::text).collect());
-        let consents = store
-            .page_where::<Consent>(std::slice::from_ref(&of_clients), None, u32::MAX)
-            .await?;
-        let enrollments = store
-            .page_where::<Enrollment>(std::slice::from_ref(&of_clients), None, u32::MAX)
-            .await?;
-        let referrals = store
-            .page_where::<Referral>(std::slice::from_ref(&of_clients), None, u32::MAX)
-            .await?;
+        let of_clients = std::slice::from_ref(&of_clients);
+        let (consents, enrollments, referrals) = tokio::try_join!(
+            store.page_where::<Consent>(of_clients, None, u32::MAX),
+            store.page_where::<Enrollment>(of_clients, None, u32::MAX),
+            store.page_where::<Referral>(of_clients, None, u32::MAX),
+        )?;
+        // Each client's rows, found by one pass over each table's (not one per client).
+        let mut consents = by_client(consents, |c| c.client_id.to_string());
+        let mut enrollments = by_client(enrollments, |e| e.client_id.to_string());
+        let mut referrals = by_client(referrals, |r| r.client_id.to_string());
         let clinic = self.clinic.clone().unwrap_or_default();
         for client in wanted {
-            let own: Vec<Consent> = consents
-                .iter()
-                .filter(|c| c.record.client_id.to_string() == client)
-                .map(|c| c.record.clone())
-                .collect();
+            let own = consents.remove(&client).unwrap_or_default();
             let care_team = consent::care_team(
                 &clinic,
-                enrollments
-                    .iter()
-                    .map(|e| &e.record)
-                    .filter(|e| e.client_id.to_string() == client),
-                referrals
-                    .iter()
-                    .map(|r| &r.record)
-                    .filter(|r| r.client_id.to_string() == client),
+                enrollments.remove(&client).unwrap_or_default().iter(),
+                referrals.remove(&client).unwrap_or_default().iter(),
             );
             let covered = consent::covered_contacts(&own, self.today)
                 .into_iter()

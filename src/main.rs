@@ -4,6 +4,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+// glibc's malloc spent a third of an export's time in malloc, free and consolidation (building
+// and dropping millions of small JSON values); mimalloc's thread-local free lists do it for less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = iop_gateway::cli::Cli::parse();
     // Logs go to stderr (stdout carries command output). Level from IOP_LOG, default info.

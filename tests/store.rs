@@ -4,7 +4,7 @@ mod common;
 
 use common::graph::{Graph, day, graph};
 use iop_gateway::domain::*;
-use iop_gateway::store::{Operation, Record, Store, StoreError};
+use iop_gateway::store::{Filter, Operation, Record, SqlValue, Store, StoreError};
 
 async fn insert_graph(store: &Store, g: &Graph) {
     let mut tx = store.begin().await.unwrap();
@@ -320,6 +320,45 @@ async fn pages_walk_every_row_once(store: &Store) {
     assert_eq!(seen, expected);
 }
 
+/// A long scan cut among workers: the ranges between the splits hold every row once, in
+/// parts of about the same size; too few rows are not cut.
+async fn id_splits_cut_rows_into_even_ranges(store: &Store) {
+    let clients: Vec<Client> = (0..25)
+        .map(|i| {
+            let mut c = graph("X").client;
+            c.id = Id::generate();
+            c.mrn = Mrn::parse(&format!("SPLIT-{i}")).unwrap();
+            c
+        })
+        .collect();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_many(&clients).await.unwrap();
+    tx.commit().await.unwrap();
+    let splits = store.id_splits(Client::TABLE, &[], 3, 5).await.unwrap();
+    assert_eq!(splits.len(), 2, "{splits:?}");
+    let bounds: Vec<Option<&String>> = std::iter::once(None)
+        .chain(splits.iter().map(Some))
+        .chain(std::iter::once(None))
+        .collect();
+    let mut sizes = Vec::new();
+    for range in bounds.windows(2) {
+        let mut filters = Vec::new();
+        filters.extend(range[0].map(|id| Filter::compare("id", ">=", SqlValue::text(id))));
+        filters.extend(range[1].map(|id| Filter::compare("id", "<", SqlValue::text(id))));
+        sizes.push(store.count_where::<Client>(&filters).await.unwrap());
+    }
+    assert_eq!(sizes.iter().sum::<i64>(), 25, "{sizes:?}");
+    assert!(sizes.iter().all(|n| (8..=9).contains(n)), "{sizes:?}");
+    let few = store.id_splits(Client::TABLE, &[], 3, 20).await.unwrap();
+    assert!(few.is_empty(), "25 rows at 20 a part are one part: {few:?}");
+    let filtered = [Filter::equals("mrn", SqlValue::text("SPLIT-1"))];
+    let one = store
+        .id_splits(Client::TABLE, &filtered, 3, 1)
+        .await
+        .unwrap();
+    assert!(one.is_empty(), "one matching row is one part: {one:?}");
+}
+
 async fn migrating_twice_is_harmless(store: &Store) {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
@@ -335,5 +374,6 @@ on_both_backends!(
     concurrent_updates_of_one_version_have_one_winner,
     every_change_is_logged_in_the_same_transaction,
     pages_walk_every_row_once,
+    id_splits_cut_rows_into_even_ranges,
     migrating_twice_is_harmless,
 );

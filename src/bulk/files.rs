@@ -68,6 +68,13 @@ impl NdjsonWriter {
         Ok(())
     }
 
+    /// Appends `lines` lines already serialized, each ending in a newline.
+    pub fn write_lines(&mut self, bytes: &[u8], lines: u64) -> std::io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.lines += lines;
+        Ok(())
+    }
+
     pub fn lines(&self) -> u64 {
         self.lines
     }

@@ -1,8 +1,13 @@
-//! Running one export job: for each type, stream the clinic rows through the assembler and the
-//! disclosure gate into an NDJSON file, one page at a time (memory stays flat), renewing the
-//! job's lease after every page so a cancelled or taken-over job stops.
+//! Running one export job. Each type's rows are cut into id ranges of about equal size, one per
+//! worker (`Store::id_splits`); a task per range pages through it (assembler, `_typeFilter`,
+//! disclosure gate) and serializes each page, and one writer appends the pages to the type's
+//! NDJSON file in whatever order they come (NDJSON has none). Memory stays flat: a page per
+//! worker and a few serialized pages in flight. The writer asks `still_ours` after every page,
+//! so a cancelled or taken-over job stops.
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,6 +20,9 @@ use crate::disclose::{Audience, Gate};
 use crate::fhir_api::TypeFilter;
 use crate::mapping::MappingConfig;
 use crate::store::{ExportJob, Filter, SqlValue, Store, StoreError};
+
+/// Serialized pages waiting for the writer, per worker.
+const PAGES_IN_FLIGHT: usize = 2;
 
 /// Rows read per page.
 const PAGE: u32 = 1_000;
@@ -48,16 +56,19 @@ pub enum RunError {
     Assemble(#[from] crate::assemble::AssembleError),
     #[error("writing the export files: {0}")]
     Io(#[from] std::io::Error),
+    #[error("an export worker stopped: {0}")]
+    Worker(String),
 }
 
-/// Runs `job` into `root`; `still_ours(progress)` renews the lease after each page and says
-/// whether to go on.
+/// Runs `job` into `root` with `workers` tasks per type; `still_ours(progress)` is asked after
+/// each page written and says whether to go on.
 pub async fn run<F, Fut>(
     store: &Store,
-    mapping: &MappingConfig,
+    mapping: &Arc<MappingConfig>,
     policy: Policy,
     root: &Path,
     job: &ExportJob,
+    workers: usize,
     mut still_ours: F,
 ) -> Result<Written, RunError>
 where
@@ -75,8 +86,6 @@ where
         job.organization_id.as_deref(),
         job.purpose_of_use.as_deref(),
     );
-    let mut gate = Gate::new(audience, policy, today);
-    let assembler = Assembler::new(store, mapping, today);
     let mut written = Written::default();
     let mut problems: Vec<Value> = request
         .ignored
@@ -129,55 +138,50 @@ where
         if had_filters && searches.is_empty() {
             continue;
         }
-        let passes: Vec<Option<&TypeFilter>> = if searches.is_empty() {
-            vec![None]
-        } else {
-            searches.iter().map(Some).collect()
-        };
+        let searches = Arc::new(searches);
+        let table = crate::assemble::tables(resource_type)
+            .and_then(|tables| tables.first())
+            .ok_or_else(|| crate::assemble::AssembleError::UnknownType(resource_type.clone()))?;
+        let splits = store
+            .id_splits(table, &filters, workers, i64::from(PAGE))
+            .await?;
         let file_name = format!("{resource_type}.ndjson");
         let mut file = files.create(&file_name)?;
-        let mut seen = std::collections::HashSet::new();
-        for search in passes {
-            let mut pass_filters = filters.clone();
-            if let Some(search) = search {
-                pass_filters.extend(search.filters().iter().cloned());
+        let (out, mut pages) = tokio::sync::mpsc::channel(PAGES_IN_FLIGHT * (splits.len() + 1));
+        // Dropped on an early return: the workers are aborted with it.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (from, until) in id_ranges(splits) {
+            let mut range = filters.clone();
+            range.extend(from.map(|id| Filter::compare("id", ">=", SqlValue::text(id))));
+            range.extend(until.map(|id| Filter::compare("id", "<", SqlValue::text(id))));
+            let worker = RangeWorker {
+                store: store.clone(),
+                mapping: Arc::clone(mapping),
+                gate: Gate::new(audience.clone(), policy.clone(), today),
+                today,
+                resource_type: resource_type.clone(),
+                filters: range,
+                searches: Arc::clone(&searches),
+                out: out.clone(),
+            };
+            tasks.spawn(worker.run());
+        }
+        drop(out);
+        while let Some(page) = pages.recv().await {
+            let page: SerializedPage = page?;
+            file.write_lines(&page.bytes, page.lines)?;
+            let progress = format!(
+                "{resource_type} ({} of {} types): {} written",
+                n + 1,
+                request.types.len(),
+                file.lines()
+            );
+            if !still_ours(progress).await? {
+                return Err(RunError::NoLongerOurs);
             }
-            let mut after: Option<String> = None;
-            loop {
-                let page = assembler
-                    .page(
-                        resource_type,
-                        &pass_filters,
-                        Keyset::After(after.as_deref()),
-                        PAGE,
-                    )
-                    .await?;
-                let matched: Vec<Value> = page
-                    .resources
-                    .into_iter()
-                    .filter(|r| search.is_none_or(|s| s.matches(r)))
-                    .filter(|r| {
-                        searches.len() < 2
-                            || seen.insert(r["id"].as_str().unwrap_or_default().to_owned())
-                    })
-                    .collect();
-                for resource in gate.admit(store, matched).await? {
-                    file.write(&resource)?;
-                }
-                let progress = format!(
-                    "{resource_type} ({} of {} types): {} written",
-                    n + 1,
-                    request.types.len(),
-                    file.lines()
-                );
-                if !still_ours(progress).await? {
-                    return Err(RunError::NoLongerOurs);
-                }
-                match (page.full, page.last_row) {
-                    (true, Some(last)) => after = Some(last),
-                    _ => break,
-                }
-            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            written.part2 |= done.map_err(|e| RunError::Worker(e.to_string()))?;
         }
         let count = file.finish()?;
         if count > 0 {
@@ -201,8 +205,109 @@ where
             count: file.finish()?,
         });
     }
-    written.part2 = gate.part2_disclosed();
     Ok(written)
+}
+
+/// `[from, until)` id ranges cut at `splits` (the first from the start, the last to the end).
+fn id_ranges(splits: Vec<String>) -> Vec<(Option<String>, Option<String>)> {
+    let mut ranges = Vec::with_capacity(splits.len() + 1);
+    let mut from = None;
+    for split in splits {
+        ranges.push((from.take(), Some(split.clone())));
+        from = Some(split);
+    }
+    ranges.push((from, None));
+    ranges
+}
+
+/// A page's admitted resources as NDJSON lines.
+struct SerializedPage {
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+/// One id range of one type: its pages through the assembler, the `_typeFilter`s and the gate,
+/// serialized and handed to the writer.
+struct RangeWorker {
+    store: Store,
+    mapping: Arc<MappingConfig>,
+    gate: Gate,
+    today: chrono::NaiveDate,
+    resource_type: String,
+    filters: Vec<Filter>,
+    searches: Arc<Vec<TypeFilter>>,
+    out: tokio::sync::mpsc::Sender<Result<SerializedPage, RunError>>,
+}
+
+impl RangeWorker {
+    /// Whether Part 2 records were admitted. A failure goes to the writer, which stops the job.
+    async fn run(mut self) -> bool {
+        match self.pages().await {
+            Ok(()) => self.gate.part2_disclosed(),
+            Err(err) => {
+                let _ = self.out.send(Err(err)).await;
+                false
+            }
+        }
+    }
+
+    async fn pages(&mut self) -> Result<(), RunError> {
+        let assembler = Assembler::new(&self.store, &self.mapping, self.today);
+        let passes: Vec<Option<&TypeFilter>> = if self.searches.is_empty() {
+            vec![None]
+        } else {
+            self.searches.iter().map(Some).collect()
+        };
+        let ored = passes.len() > 1;
+        let mut seen = HashSet::new();
+        for search in passes {
+            let mut filters = self.filters.clone();
+            if let Some(search) = search {
+                filters.extend(search.filters().iter().cloned());
+            }
+            let mut after: Option<String> = None;
+            loop {
+                let page = assembler
+                    .page(
+                        &self.resource_type,
+                        &filters,
+                        Keyset::After(after.as_deref()),
+                        PAGE,
+                    )
+                    .await?;
+                let matched: Vec<Value> = page
+                    .resources
+                    .into_iter()
+                    .filter(|r| search.is_none_or(|s| s.matches(r)))
+                    .filter(|r| {
+                        !ored || seen.insert(r["id"].as_str().unwrap_or_default().to_owned())
+                    })
+                    .collect();
+                let admitted = self.gate.admit(&self.store, matched).await?;
+                let mut bytes = Vec::with_capacity(admitted.len() * 1024);
+                for resource in &admitted {
+                    serde_json::to_writer(&mut bytes, resource).map_err(std::io::Error::from)?;
+                    bytes.push(b'\n');
+                }
+                let lines = admitted.len() as u64;
+                drop(admitted);
+                // Sent even when empty: the writer checks after every page that the job goes on.
+                if self
+                    .out
+                    .send(Ok(SerializedPage { bytes, lines }))
+                    .await
+                    .is_err()
+                {
+                    return Ok(()); // the writer stopped: the job is over
+                }
+                match (page.full, page.last_row) {
+                    (true, Some(last)) => after = Some(last),
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn outcome(severity: &str, code: &str, diagnostics: &str) -> Value {

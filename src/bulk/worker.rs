@@ -26,6 +26,8 @@ pub struct BulkSettings {
     pub poll: Duration,
     /// Jobs run at once by this process.
     pub concurrency: usize,
+    /// Workers (tasks) per running job, each exporting its own id range of a type.
+    pub workers_per_job: usize,
 }
 
 impl Default for BulkSettings {
@@ -36,6 +38,7 @@ impl Default for BulkSettings {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(500),
             concurrency: 2,
+            workers_per_job: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -87,7 +90,7 @@ pub fn spawn(
 /// Runs one claimed job to its end (done, failed, or given up because it is no longer ours).
 pub async fn execute(
     store: &Store,
-    mapping: &MappingConfig,
+    mapping: &Arc<MappingConfig>,
     policy: &Policy,
     settings: &BulkSettings,
     holder: &str,
@@ -138,6 +141,7 @@ pub async fn execute(
         policy.clone(),
         &settings.dir,
         &job,
+        settings.workers_per_job,
         still_ours,
     )
     .await;

@@ -359,7 +359,7 @@ async fn metadata(
             &base_url(&state, &headers),
             &state.security,
             &state.public_url.origin(&headers),
-            state.validator.registry().iop_profiles(),
+            state.validator.iop_profiles(),
         ),
         pretty(&params),
     ))

@@ -192,7 +192,7 @@ pub(super) fn task_created_by_referrals() -> ApiError {
 /// (`validation::IopProfiles`). Every API type has one (a test keeps it so); were one missing,
 /// the write fails rather than pass unchecked.
 fn iop_profile(state: &FhirState, resource_type: &str) -> Result<String, ApiError> {
-    let table = state.validator.registry().iop_profiles();
+    let table = state.validator.iop_profiles();
     table
         .of_type(resource_type)
         .map(str::to_owned)
@@ -209,7 +209,7 @@ fn inbound_profile(state: &FhirState, resource_type: &str) -> Option<String> {
     if !WRITABLE.contains(&resource_type) {
         return None;
     }
-    let table = state.validator.registry().iop_profiles();
+    let table = state.validator.iop_profiles();
     table.inbound_of_type(resource_type).map(str::to_owned)
 }
 
@@ -447,7 +447,6 @@ pub fn read_body(
     let resource = parse_resource(body, resource_type)?;
     if let Some(validator) = validator {
         let profile = validator
-            .registry()
             .iop_profiles()
             .inbound_of_type(resource_type)
             .ok_or_else(|| ApiError::bad_request("not a writable type"))?;
@@ -910,7 +909,7 @@ pub(super) fn validate_operation(
         )));
     }
     // The IOP profile of its type, or the one of its type it names (a relapse prevention plan).
-    let table = state.validator.registry().iop_profiles();
+    let table = state.validator.iop_profiles();
     let mut required: Vec<String> = match table.of_resource(&resource) {
         Some(profile) => vec![profile.to_owned()],
         None => vec![iop_profile(state, resource_type)?],

@@ -432,7 +432,7 @@ fn check_one(validator: &Validator, resource_type: &str, text: &str) -> Result<V
             found.unwrap_or("resource without resourceType")
         ));
     }
-    let profiles = validator.registry().iop_profiles();
+    let profiles = validator.iop_profiles();
     // The IOP profile the resource names (a CarePlan may be either plan), else its type's.
     let profile = resource
         .pointer("/meta/profile")

@@ -71,11 +71,7 @@ pub fn patient_issues(
     which: &str,
 ) -> Vec<crate::validation::Issue> {
     let validator = &state.validator;
-    let Some(profile) = validator
-        .registry()
-        .iop_profiles()
-        .inbound_of_type("Patient")
-    else {
+    let Some(profile) = validator.iop_profiles().inbound_of_type("Patient") else {
         return Vec::new();
     };
     validator

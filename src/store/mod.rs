@@ -61,6 +61,24 @@ impl Backend {
     }
 }
 
+/// A one-column query with its values bound in order.
+fn scalar<'q, O>(
+    sql: String,
+    binds: &[SqlValue],
+) -> sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments>
+where
+    (O,): for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+{
+    let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
+    for value in binds.iter().cloned() {
+        query = match value {
+            SqlValue::Text(v) => query.bind(v),
+            SqlValue::Int(v) => query.bind(v),
+        };
+    }
+    query
+}
+
 /// The URL without its password, for messages and logs.
 /// `WHERE` over every filter and an optional keyset bound on `id` (`>` or `<`), with the values
 /// to bind in order; empty when there is no condition.
@@ -120,7 +138,7 @@ impl Workload {
         match self {
             Self::Online => {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                 PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
+                 PRAGMA busy_timeout = 10000; PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY;"
             }
             Self::Bulk => {
                 "PRAGMA journal_mode = TRUNCATE; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
@@ -468,6 +486,36 @@ impl Store {
             };
         }
         Ok(query.fetch_one(&self.pool).await?)
+    }
+
+    /// Ids that cut the rows of `table` matching `filters`, in id order, into `parts` runs of
+    /// about the same length: each id is the first of a run after the first. Fewer (none) when
+    /// there are too few rows to be worth cutting. For sharing one long scan among workers;
+    /// ids need not be evenly spread (time-ordered UUIDs are not).
+    pub async fn id_splits(
+        &self,
+        table: &'static str,
+        filters: &[Filter],
+        parts: usize,
+        at_least_per_part: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let (condition, binds) = where_clause(filters, None);
+        let rows: i64 = scalar(format!("SELECT COUNT(*) FROM {table} {condition}"), &binds)
+            .fetch_one(&self.pool)
+            .await?;
+        let parts = (parts as i64).min(rows / at_least_per_part.max(1)).max(1);
+        let mut splits: Vec<String> = Vec::new();
+        for part in 1..parts {
+            let offset = rows * part / parts;
+            let id: Option<String> = scalar(
+                format!("SELECT id FROM {table} {condition} ORDER BY id LIMIT 1 OFFSET {offset}"),
+                &binds,
+            )
+            .fetch_optional(&self.pool)
+            .await?;
+            splits.extend(id.filter(|id| splits.last() != Some(id)));
+        }
+        Ok(splits)
     }
 
     pub async fn count<R: Record>(&self) -> Result<i64, StoreError> {

@@ -825,7 +825,6 @@ impl PushRun<'_> {
         let profile = self
             .engine
             .validator
-            .registry()
             .iop_profiles()
             .of_type(resource_type)
             .map(str::to_owned);

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value as Json;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct IopProfiles {
     /// Profile URLs by resource type, the type's profile first: what the gateway emits.
     by_type: BTreeMap<String, Vec<String>>,

@@ -59,12 +59,17 @@ impl Registry {
                 }
             }
         }
+        registry.iop = Self::builtin_iop_profiles();
+        registry
+    }
+
+    /// The IOP profile of each resource type, from the built-in IOP definitions alone.
+    pub fn builtin_iop_profiles() -> IopProfiles {
         let iop: Vec<Json> = IOP
             .files()
             .filter_map(|f| serde_json::from_slice(f.contents()).ok())
             .collect();
-        registry.iop = IopProfiles::derive(&iop);
-        registry
+        IopProfiles::derive(&iop)
     }
 
     /// The IOP profile of each resource type (see `iop.rs`): empty unless built with `builtin`.

@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 
 use super::bundle::BundleIndex;
 use super::element::{Check, Compiled, Context, Element};
+use super::iop::IopProfiles;
 use super::outcome::{Issue, Severity};
 use super::primitive;
 use super::registry::{Expansion, Registry};
@@ -15,7 +16,12 @@ use crate::fhirpath::{self, Environment, Item};
 
 /// Validates resources against loaded definitions. Compiles each StructureDefinition once.
 pub struct Validator {
-    registry: Arc<Registry>,
+    /// The definitions; for `builtin_on_first_use`, built by the first check that needs them.
+    registry: std::sync::OnceLock<Arc<Registry>>,
+    build_registry: Option<fn() -> Registry>,
+    /// The IOP profile of each type, known without the registry (a CapabilityStatement and the
+    /// FHIR API's reads need these, not the definitions).
+    iop: IopProfiles,
     /// The R4 JSON Schema, loaded on first use (or why it could not be: then every verdict says so).
     schema: std::sync::OnceLock<Result<super::schema::StructuralSchema, String>>,
     /// Compiled definitions by the address of the registry's `Arc<Json>` (the registry owns them
@@ -91,15 +97,36 @@ struct Run<'v, 'r, 'b> {
 
 impl Validator {
     pub fn new(registry: Arc<Registry>) -> Self {
+        let iop = registry.iop_profiles().clone();
         Self {
-            registry,
+            registry: std::sync::OnceLock::from(registry),
+            build_registry: None,
+            iop,
+            schema: std::sync::OnceLock::new(),
+            compiled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A validator of the built-in definitions (`Registry::builtin`) that loads them when first
+    /// asked to check something: about 65 MB a server that only reads and exports never needs.
+    pub fn builtin_on_first_use() -> Self {
+        Self {
+            registry: std::sync::OnceLock::new(),
+            build_registry: Some(Registry::builtin),
+            iop: Registry::builtin_iop_profiles(),
             schema: std::sync::OnceLock::new(),
             compiled: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        self.registry
+            .get_or_init(|| Arc::new(self.build_registry.map(|build| build()).unwrap_or_default()))
+    }
+
+    /// The IOP profile of each resource type (the registry's, without loading it).
+    pub fn iop_profiles(&self) -> &IopProfiles {
+        &self.iop
     }
 
     fn compiled(&self, definition: &Arc<Json>) -> Arc<Compiled> {
@@ -242,7 +269,7 @@ impl Run<'_, '_, '_> {
             return;
         };
         let location = *location;
-        let registry = &self.validator.registry;
+        let registry = self.validator.registry();
         let Some(base) = registry.type_definition(resource_type).cloned() else {
             // The built-in set holds the R4 types the gateway maps; other R4 types are still
             // checked by the JSON Schema, and an R4 core package (--package) checks them fully.
@@ -406,7 +433,12 @@ impl Run<'_, '_, '_> {
             // A recursive element (`Consent.provision.provision`) follows the base definition of
             // the element it repeats, not a profile's constraints on that element.
             let root_type = target.split('.').next().unwrap_or_default();
-            if let Some(definition) = self.validator.registry.type_definition(root_type).cloned() {
+            if let Some(definition) = self
+                .validator
+                .registry()
+                .type_definition(root_type)
+                .cloned()
+            {
                 let base = self.validator.compiled(&definition);
                 if let Some(index) = base.index_of(target) {
                     self.children(&base, index, map, location, depth + 1);
@@ -427,7 +459,7 @@ impl Run<'_, '_, '_> {
         for profile in element.types.iter().flat_map(|t| t.profiles.iter()) {
             if let Some(definition) = self
                 .validator
-                .registry
+                .registry()
                 .structure_definition(profile)
                 .cloned()
             {
@@ -449,7 +481,7 @@ impl Run<'_, '_, '_> {
     ) -> Option<Arc<Compiled>> {
         let lookup = |code: &str| {
             self.validator
-                .registry
+                .registry()
                 .type_definition(code)
                 .map(|d| self.validator.compiled(d))
         };
@@ -863,7 +895,7 @@ impl Run<'_, '_, '_> {
 
     /// Does `node` conform to the profile `url` (no errors against it)? Unloaded profiles do not.
     fn conforms(&self, node: &Json, url: &str, depth: usize) -> bool {
-        let Some(definition) = self.validator.registry.structure_definition(url).cloned() else {
+        let Some(definition) = self.validator.registry().structure_definition(url).cloned() else {
             return false;
         };
         let compiled = self.validator.compiled(&definition);
@@ -897,7 +929,7 @@ impl Run<'_, '_, '_> {
         if !url.contains(':') && host.element.id.starts_with("Extension") {
             return;
         }
-        match self.validator.registry.structure_definition(url).cloned() {
+        match self.validator.registry().structure_definition(url).cloned() {
             Some(definition) => {
                 let compiled = self.validator.compiled(&definition);
                 if !compiled.contexts.is_empty()
@@ -960,7 +992,7 @@ impl Run<'_, '_, '_> {
         if codings.is_empty() {
             return;
         }
-        let expansion = self.validator.registry.expand(value_set);
+        let expansion = self.validator.registry().expand(value_set);
         match expansion.as_ref() {
             Expansion::Codes(codes) => {
                 let found = codings.iter().any(|(system, code)| {
@@ -1193,7 +1225,7 @@ impl Run<'_, '_, '_> {
                 .flat_map(|t| t.target_profiles.iter())
                 .filter_map(|p| {
                     self.validator
-                        .registry
+                        .registry()
                         .structure_definition(p)
                         .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned))
                         .or_else(|| {
