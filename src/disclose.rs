@@ -122,7 +122,7 @@ impl Verdict {
 }
 
 /// Clients whose contexts a gate keeps at most (an export's gate sees every client).
-const MAX_CLIENTS_KEPT: usize = 20_000;
+const MAX_CLIENTS_KEPT: usize = 5_000;
 
 /// Rows by their client's id.
 fn by_client<R>(

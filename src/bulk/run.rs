@@ -25,7 +25,7 @@ use crate::store::{ExportJob, Filter, SqlValue, Store, StoreError};
 const PAGES_IN_FLIGHT: usize = 2;
 
 /// Rows read per page.
-const PAGE: u32 = 1_000;
+const PAGE: u32 = 250;
 
 /// What a finished job wrote (stored; the status answer turns it into the manifest).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
