@@ -100,22 +100,11 @@ pub fn token_record(
     token_id: Option<String>,
 ) -> AuditRecord {
     AuditRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        recorded: Timestamp::now(),
-        interaction: AuditInteraction::Token,
-        outcome,
-        outcome_desc,
         client_id: client.map(|c| c.client_id.to_string()),
         organization_id: client.and_then(|c| c.organization_id.clone()),
         purpose_of_use: client.map(|c| c.purpose_of_use.clone()),
         token_id,
-        request_id: (!context.request_id.is_empty()).then(|| context.request_id.clone()),
-        source_address: context.source_address.clone(),
-        resource_type: None,
-        query: None,
-        entities: Vec::new(),
-        consents: Vec::new(),
-        patients: Vec::new(),
+        ..request_record(context, AuditInteraction::Token, outcome, outcome_desc)
     }
 }
 
@@ -129,12 +118,25 @@ pub fn operator_record(
     outcome_desc: Option<String>,
 ) -> AuditRecord {
     AuditRecord {
+        client_id: operator.map(|name| format!("operator:{name}")),
+        ..request_record(context, interaction, outcome, outcome_desc)
+    }
+}
+
+/// A record of one request that disclosed nothing: who and what are filled in by the caller.
+fn request_record(
+    context: &RequestContext,
+    interaction: AuditInteraction,
+    outcome: AuditOutcome,
+    outcome_desc: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
         id: uuid::Uuid::now_v7().to_string(),
         recorded: Timestamp::now(),
         interaction,
         outcome,
         outcome_desc,
-        client_id: operator.map(|name| format!("operator:{name}")),
+        client_id: None,
         organization_id: None,
         purpose_of_use: None,
         token_id: None,

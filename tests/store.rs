@@ -293,18 +293,24 @@ async fn every_change_is_logged_in_the_same_transaction(store: &Store) {
     assert_eq!(store.change_count().await.unwrap(), inserted + 3);
 }
 
-async fn pages_walk_every_row_once(store: &Store) {
-    let clients: Vec<Client> = (0..25)
+/// `n` new clients, MRNs `{prefix}-0`, `{prefix}-1`, ..., inserted in one transaction.
+async fn insert_clients(store: &Store, prefix: &str, n: usize) -> Vec<Client> {
+    let clients: Vec<Client> = (0..n)
         .map(|i| {
             let mut c = graph("X").client;
             c.id = Id::generate();
-            c.mrn = Mrn::parse(&format!("PAGE-{i}")).unwrap();
+            c.mrn = Mrn::parse(&format!("{prefix}-{i}")).unwrap();
             c
         })
         .collect();
     let mut tx = store.begin().await.unwrap();
     tx.insert_many(&clients).await.unwrap();
     tx.commit().await.unwrap();
+    clients
+}
+
+async fn pages_walk_every_row_once(store: &Store) {
+    let clients = insert_clients(store, "PAGE", 25).await;
     let mut seen = Vec::new();
     let mut after = None;
     loop {
@@ -323,17 +329,7 @@ async fn pages_walk_every_row_once(store: &Store) {
 /// A long scan cut among workers: the ranges between the splits hold every row once, in
 /// parts of about the same size; too few rows are not cut.
 async fn id_splits_cut_rows_into_even_ranges(store: &Store) {
-    let clients: Vec<Client> = (0..25)
-        .map(|i| {
-            let mut c = graph("X").client;
-            c.id = Id::generate();
-            c.mrn = Mrn::parse(&format!("SPLIT-{i}")).unwrap();
-            c
-        })
-        .collect();
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_many(&clients).await.unwrap();
-    tx.commit().await.unwrap();
+    insert_clients(store, "SPLIT", 25).await;
     let splits = store.id_splits(Client::TABLE, &[], 3, 5).await.unwrap();
     assert_eq!(splits.len(), 2, "{splits:?}");
     let bounds: Vec<Option<&String>> = std::iter::once(None)
