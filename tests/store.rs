@@ -4,7 +4,9 @@ mod common;
 
 use common::graph::{Graph, day, graph};
 use iop_gateway::domain::*;
-use iop_gateway::store::{Filter, Operation, Record, SqlValue, Store, StoreError};
+use iop_gateway::store::{
+    AuditQuery, AuditWriter, Filter, Operation, Record, SqlValue, Store, StoreError,
+};
 
 async fn insert_graph(store: &Store, g: &Graph) {
     let mut tx = store.begin().await.unwrap();
@@ -355,6 +357,85 @@ async fn id_splits_cut_rows_into_even_ranges(store: &Store) {
     assert!(one.is_empty(), "one matching row is one part: {one:?}");
 }
 
+fn read_record(id: &str, client: &str) -> AuditRecord {
+    AuditRecord {
+        id: id.to_owned(),
+        recorded: Timestamp::now(),
+        interaction: AuditInteraction::Read,
+        outcome: AuditOutcome::Success,
+        outcome_desc: None,
+        client_id: Some(client.to_owned()),
+        organization_id: None,
+        purpose_of_use: None,
+        token_id: None,
+        request_id: None,
+        source_address: None,
+        resource_type: Some("Patient".into()),
+        query: None,
+        entities: vec![format!("Patient/{id}")],
+        consents: Vec::new(),
+        patients: vec![id.to_owned()],
+    }
+}
+
+/// Reads audited at once share commits, and each caller hears of its own record: all 321
+/// written once; a record the database refuses (a duplicate id) fails alone, not its batch.
+async fn audit_records_are_committed_in_groups(store: &Store) {
+    let writer = AuditWriter::new(store.clone());
+    writer
+        .append(read_record("group-first", "many"))
+        .await
+        .unwrap();
+    let appends = (0..300).map(|n| {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .append(read_record(&format!("group-{n}"), "many"))
+                .await
+        })
+    });
+    let mut tasks: Vec<_> = appends.collect();
+    // Again an id already sent: refused by the database, while its neighbours still commit.
+    let duplicate = {
+        let writer = writer.clone();
+        tokio::spawn(async move { writer.append(read_record("group-first", "duplicate")).await })
+    };
+    tasks.extend((300..320).map(|n| {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .append(read_record(&format!("group-{n}"), "many"))
+                .await
+        })
+    }));
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let refused = duplicate.await.unwrap();
+    assert!(
+        matches!(refused, Err(StoreError::Duplicate { .. })),
+        "{refused:?}"
+    );
+    let written = store
+        .audit_page(&AuditQuery {
+            client_id: Some("many".into()),
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 321);
+    let stray = store
+        .audit_page(&AuditQuery {
+            client_id: Some("duplicate".into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
 async fn migrating_twice_is_harmless(store: &Store) {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
@@ -371,5 +452,6 @@ on_both_backends!(
     every_change_is_logged_in_the_same_transaction,
     pages_walk_every_row_once,
     id_splits_cut_rows_into_even_ranges,
+    audit_records_are_committed_in_groups,
     migrating_twice_is_harmless,
 );

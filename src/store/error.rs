@@ -43,6 +43,8 @@ pub enum StoreError {
     },
     #[error("clinic database error: {0}")]
     Database(#[source] sqlx::Error),
+    #[error("the audit trail's writer stopped")]
+    AuditWriterGone,
 }
 
 impl StoreError {

@@ -6,6 +6,7 @@
 //! written to `change_log` by a trigger in the same transaction.
 
 mod access;
+mod audit_writer;
 mod change_log;
 mod error;
 mod export_jobs;
@@ -29,6 +30,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
 
 pub use access::{AuditQuery, Comparison};
+pub use audit_writer::AuditWriter;
 pub use change_log::{Change, Operation};
 pub use error::StoreError;
 pub use export_jobs::{ExportJob, JobState};
