@@ -8,6 +8,7 @@
 //! the rules are `consent`'s.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use serde_json::{Value, json};
@@ -19,6 +20,7 @@ use crate::domain::{
     Consent, Enrollment, InformationCategory, Organization, OrganizationKind, Referral,
 };
 use crate::mapping::audit::patients_of;
+use crate::read_cache::{ClientRows, ReadCache, Seen};
 use crate::store::{Filter, SqlValue, Store, StoreError};
 
 /// The 42 CFR §2.32 notice that goes with every disclosure of Part 2 records.
@@ -149,10 +151,12 @@ pub struct Gate {
     audience: Audience,
     policy: Policy,
     today: NaiveDate,
-    clinic: Option<Vec<String>>,
+    clinic: Option<Arc<Vec<String>>>,
     clients: HashMap<String, ClientContext>,
     consents_used: Vec<String>,
     part2_disclosed: bool,
+    /// Rows kept across requests (the API's gates), and the state of it this request saw.
+    cache: Option<(Arc<ReadCache>, Seen)>,
 }
 
 impl Gate {
@@ -165,7 +169,14 @@ impl Gate {
             clients: HashMap::new(),
             consents_used: Vec::new(),
             part2_disclosed: false,
+            cache: None,
         }
+    }
+
+    /// This gate reads through `cache`, brought up to date for this request (`seen`).
+    pub fn with_cache(mut self, cache: Arc<ReadCache>, seen: Seen) -> Self {
+        self.cache = Some((cache, seen));
+        self
     }
 
     pub fn audience(&self) -> &Audience {
@@ -178,8 +189,22 @@ impl Gate {
         if self.audience == Audience::Unfiltered {
             return Ok(());
         }
+        let seen = self
+            .cache
+            .as_ref()
+            .map(|(cache, seen)| (Arc::clone(cache), *seen));
         if self.clinic.is_none() {
-            self.clinic = Some(clinic_organizations(store).await?);
+            let kept = seen.as_ref().and_then(|(cache, _)| cache.clinic());
+            self.clinic = Some(match kept {
+                Some(clinic) => clinic,
+                None => {
+                    let clinic = Arc::new(clinic_organizations(store).await?);
+                    if let Some((cache, seen_at)) = &seen {
+                        cache.keep_clinic(*seen_at, Arc::clone(&clinic));
+                    }
+                    clinic
+                }
+            });
         }
         let mut wanted: Vec<String> = resources.iter().flat_map(patients_of).collect();
         wanted.sort();
@@ -190,36 +215,53 @@ impl Gate {
             self.clients.clear();
         }
         wanted.retain(|p| !self.clients.contains_key(p));
-        if wanted.is_empty() {
-            return Ok(());
+        let mut rows: HashMap<String, Arc<ClientRows>> = HashMap::new();
+        if let Some((cache, _)) = &seen {
+            wanted.retain(|client| match cache.client(client) {
+                Some(kept) => {
+                    rows.insert(client.clone(), kept);
+                    false
+                }
+                None => true,
+            });
         }
-        let of_clients = Filter::one_of("client_id", wanted.iter().map(SqlValue::text).collect());
-        let of_clients = std::slice::from_ref(&of_clients);
-        let (consents, enrollments, referrals) = tokio::try_join!(
-            store.page_where::<Consent>(of_clients, None, u32::MAX),
-            store.page_where::<Enrollment>(of_clients, None, u32::MAX),
-            store.page_where::<Referral>(of_clients, None, u32::MAX),
-        )?;
-        // Each client's rows, found by one pass over each table's (not one per client).
-        let mut consents = by_client(consents, |c| c.client_id.to_string());
-        let mut enrollments = by_client(enrollments, |e| e.client_id.to_string());
-        let mut referrals = by_client(referrals, |r| r.client_id.to_string());
+        if !wanted.is_empty() {
+            let of_clients =
+                Filter::one_of("client_id", wanted.iter().map(SqlValue::text).collect());
+            let of_clients = std::slice::from_ref(&of_clients);
+            let (consents, enrollments, referrals) = tokio::try_join!(
+                store.page_where::<Consent>(of_clients, None, u32::MAX),
+                store.page_where::<Enrollment>(of_clients, None, u32::MAX),
+                store.page_where::<Referral>(of_clients, None, u32::MAX),
+            )?;
+            // Each client's rows, found by one pass over each table's (not one per client).
+            let mut consents = by_client(consents, |c| c.client_id.to_string());
+            let mut enrollments = by_client(enrollments, |e| e.client_id.to_string());
+            let mut referrals = by_client(referrals, |r| r.client_id.to_string());
+            for client in wanted {
+                let loaded = Arc::new(ClientRows {
+                    consents: consents.remove(&client).unwrap_or_default(),
+                    enrollments: enrollments.remove(&client).unwrap_or_default(),
+                    referrals: referrals.remove(&client).unwrap_or_default(),
+                });
+                if let Some((cache, seen_at)) = &seen {
+                    cache.keep_client(*seen_at, client.clone(), Arc::clone(&loaded));
+                }
+                rows.insert(client, loaded);
+            }
+        }
         let clinic = self.clinic.clone().unwrap_or_default();
-        for client in wanted {
-            let own = consents.remove(&client).unwrap_or_default();
-            let care_team = consent::care_team(
-                &clinic,
-                enrollments.remove(&client).unwrap_or_default().iter(),
-                referrals.remove(&client).unwrap_or_default().iter(),
-            );
-            let covered = consent::covered_contacts(&own, self.today)
+        for (client, rows) in rows {
+            let care_team =
+                consent::care_team(&clinic, rows.enrollments.iter(), rows.referrals.iter());
+            let covered = consent::covered_contacts(&rows.consents, self.today)
                 .into_iter()
                 .map(|id| id.to_string())
                 .collect();
             self.clients.insert(
                 client,
                 ClientContext {
-                    directives: own.iter().map(consent::directive_from).collect(),
+                    directives: rows.consents.iter().map(consent::directive_from).collect(),
                     care_team,
                     covered_contacts: covered,
                 },

@@ -28,6 +28,7 @@ pub mod http;
 pub mod import;
 pub mod mapping;
 pub mod outbound;
+pub mod read_cache;
 pub mod referrals;
 pub mod seed;
 pub mod store;

@@ -899,6 +899,66 @@ async fn revoked_consent_discloses_nothing(store: &Store) {
     sees_nothing(&partner, &open, &p).await;
 }
 
+/// What a gateway keeps across requests (gate rows, assembled resources) never outlives a
+/// change: a record changed through the store is read at its new version, a revocation is
+/// obeyed by the very next request, and what one recipient may see is never served to another.
+async fn the_read_cache_never_outlives_a_change(store: &Store) {
+    let w = world(store).await;
+    let p = person(store, &w, false, None, &[]).await;
+    let gw = gateway(store).await;
+    let partner = gw.client(store, Some(w.partner.id.to_string())).await;
+    let practice = gw.client(store, Some(w.practice.id.to_string())).await;
+    let consent = release_to(&p, &w.partner, InformationScope::All);
+    store_consent(store, &consent).await;
+    let patient = format!("Patient/{}", p.id());
+    let first = partner.get(&patient).await;
+    assert_eq!(first.status, 200, "{}", first.raw);
+    // Read again (now from what the gateway kept), by the partner and by a recipient without
+    // consent, in both orders.
+    for _ in 0..2 {
+        assert_eq!(
+            practice.get(&patient).await.status,
+            404,
+            "no consent: withheld"
+        );
+        let again = partner.get(&patient).await;
+        assert_eq!(again.status, 200, "{}", again.raw);
+        assert_eq!(again.json, first.json, "unchanged: the same resource");
+    }
+
+    let stored = store.get(p.client.id).await.unwrap().unwrap();
+    let mut client = stored.record.clone();
+    client.gender = if client.gender == Gender::Female {
+        Gender::Male
+    } else {
+        Gender::Female
+    };
+    store.update(&client, stored.meta.version).await.unwrap();
+    let changed = partner.get(&patient).await;
+    assert_eq!(changed.status, 200, "{}", changed.raw);
+    assert_eq!(
+        changed.json["gender"],
+        client.gender.code(),
+        "the new record"
+    );
+    assert_ne!(
+        changed.json["meta"]["versionId"], first.json["meta"]["versionId"],
+        "a new version"
+    );
+    assert_eq!(practice.get(&patient).await.status, 404, "still withheld");
+
+    change_consent(store, consent.id, |c| c.revoked_on = Some(today())).await;
+    let revoked = partner.get(&patient).await;
+    assert_eq!(
+        revoked.status, 404,
+        "revoked: the next read withholds it: {}",
+        revoked.raw
+    );
+    // Nothing else of theirs either (a new caller: this one's earlier answers disclosed).
+    let partner = gw.client(store, Some(w.partner.id.to_string())).await;
+    sees_nothing(&partner, &gw.open_access(), &p).await;
+}
+
 fn security_codes(resource: &Value) -> Vec<(String, String)> {
     resource["meta"]["security"]
         .as_array()
@@ -1630,6 +1690,7 @@ on_both_backends!(
     chosen_family_only_the_named_contact_shows,
     expired_consent_discloses_nothing,
     revoked_consent_discloses_nothing,
+    the_read_cache_never_outlives_a_change,
     part2_consent_to_the_referring_hospital,
     part2_client_without_consent_is_invisible_to_the_clinic,
     consent_for_another_recipient_does_not_release,

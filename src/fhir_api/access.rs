@@ -13,6 +13,7 @@ use crate::audit::{self, Event, RequestContext};
 use crate::auth::{Letter, Principal};
 use crate::disclose::{Audience, Gate, Verdict};
 use crate::domain::{AuditInteraction, AuditOutcome, AuditRecord};
+use crate::read_cache::Seen;
 
 /// The authenticated caller of a FHIR request.
 #[derive(Debug, Clone)]
@@ -100,7 +101,7 @@ pub async fn require_any(
         },
         &[],
     );
-    append(state, &record).await?;
+    append(state, record).await?;
     tracing::info!(client = %caller.principal.client_id, resource_type, "refused: scope not granted");
     Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message))
 }
@@ -109,7 +110,18 @@ pub async fn require_any(
 /// organization, the purpose its purpose of use (TREAT when none is registered). One of the
 /// clinic's own applications is the clinic itself, not a recipient (42 CFR 2.12(c)(3):
 /// communications within the program are not disclosures): unfiltered, and audited.
-pub fn gate(state: &FhirState, caller: &Caller) -> Gate {
+pub async fn gate(state: &FhirState, caller: &Caller) -> Result<Gate, ApiError> {
+    let seen = fresh(state).await?;
+    Ok(gate_as_of(state, caller, seen))
+}
+
+/// The read cache brought up to date with the change log, for this request.
+pub async fn fresh(state: &FhirState) -> Result<Seen, ApiError> {
+    Ok(state.read_cache.refresh(&state.store).await?)
+}
+
+/// `gate`, for a request that has brought the read cache up to date already (`fresh`).
+pub fn gate_as_of(state: &FhirState, caller: &Caller, seen: Seen) -> Gate {
     let principal = &caller.principal;
     let audience = Audience::of(
         principal.open_access || principal.clinic_app,
@@ -121,6 +133,7 @@ pub fn gate(state: &FhirState, caller: &Caller) -> Gate {
         (*state.consent_policy).clone(),
         chrono::Utc::now().date_naive(),
     )
+    .with_cache(std::sync::Arc::clone(&state.read_cache), seen)
 }
 
 /// A resource the gate withholds is answered as if it did not exist (its existence must not
@@ -147,7 +160,7 @@ pub async fn withheld(
         },
         &[],
     );
-    if let Err(err) = append(state, &record).await {
+    if let Err(err) = append(state, record).await {
         return err;
     }
     ApiError::not_found(format!("{resource_type}/{id} is not known"))
@@ -160,11 +173,11 @@ pub async fn disclosed(
     event: Event<'_>,
     resources: &[&Value],
 ) -> Result<(), ApiError> {
-    append(state, &caller.record(event, resources)).await
+    append(state, caller.record(event, resources)).await
 }
 
-async fn append(state: &FhirState, record: &AuditRecord) -> Result<(), ApiError> {
-    state.store.append_audit(record).await.map_err(|err| {
+async fn append(state: &FhirState, record: AuditRecord) -> Result<(), ApiError> {
+    state.audit.append(record).await.map_err(|err| {
         tracing::error!(error = %err, "the audit record could not be written: request refused");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

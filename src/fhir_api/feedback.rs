@@ -37,7 +37,7 @@ pub(super) async fn read(
         .await?
         .filter(feedback::has_feedback)
         .ok_or_else(not_found)?;
-    let mut gate = access::gate(state, caller);
+    let mut gate = access::gate(state, caller).await?;
     let verdict = gate.permits(&state.store, &task).await?;
     if !verdict.permit {
         return Err(access::withheld(

@@ -45,7 +45,7 @@ pub(super) async fn instance(
         .map_err(|_| ApiError::not_found(format!("{resource_type}/{id} is not known")))?
         .to_string();
     // The history of a resource the caller may not see is 404, as if it did not exist.
-    let mut gate = access::gate(&state, &caller);
+    let mut gate = access::gate(&state, &caller).await?;
     if *gate.audience() != Audience::Unfiltered {
         let current = super::find(&state, &resource_type, &id)
             .await?
@@ -99,7 +99,7 @@ pub(super) async fn type_level(
         AuditInteraction::History,
     )
     .await?;
-    let mut gate = access::gate(&state, &caller);
+    let mut gate = access::gate(&state, &caller).await?;
     let bundle = history(&state, &mut gate, &resource_type, None, &params, &headers).await?;
     audit_page(&state, &caller, &gate, &resource_type, &bundle).await?;
     Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))

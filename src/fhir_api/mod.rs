@@ -48,7 +48,8 @@ use crate::audit::Event;
 use crate::auth::Letter;
 use crate::domain::AuditInteraction;
 use crate::mapping::MappingConfig;
-use crate::store::Store;
+use crate::read_cache::Seen;
+use crate::store::{AuditWriter, Store};
 use crate::validation::Validator;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -59,6 +60,10 @@ const MAX_COUNT: u32 = 1000;
 #[derive(Clone)]
 pub struct FhirState {
     pub store: Store,
+    /// Audit records of reads and searches, committed in groups (`AuditWriter`).
+    pub audit: AuditWriter,
+    /// Gate rows and assembled resources kept across requests (`read_cache`).
+    pub read_cache: Arc<crate::read_cache::ReadCache>,
     pub validator: Arc<Validator>,
     pub mapping: Arc<MappingConfig>,
     /// What the CapabilityStatement says of security (from the authenticator).
@@ -85,6 +90,8 @@ impl FhirState {
         consent_policy: Arc<crate::consent::Policy>,
     ) -> Self {
         Self {
+            audit: AuditWriter::new(store.clone()),
+            read_cache: Default::default(),
             store,
             validator,
             mapping,
@@ -382,6 +389,26 @@ async fn find(state: &FhirState, resource_type: &str, id: &str) -> Result<Option
     Ok(found.remove(id))
 }
 
+/// `find` through the read cache, brought up to date for this request (`seen`).
+async fn find_cached(
+    state: &FhirState,
+    seen: Seen,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Value>, ApiError> {
+    if let Some(kept) = state.read_cache.resource(resource_type, id) {
+        return Ok(Some(Value::clone(&kept)));
+    }
+    let found = find(state, resource_type, id).await?;
+    if let Some(resource) = &found {
+        let kept = Arc::new(resource.clone());
+        state
+            .read_cache
+            .keep_resource(seen, resource_type, id, kept);
+    }
+    Ok(found)
+}
+
 async fn find_many(
     state: &FhirState,
     resource_type: &str,
@@ -425,12 +452,14 @@ async fn read(
         AuditInteraction::Read,
     )
     .await?;
-    let resource = find(&state, &resource_type, &id)
+    let seen = access::fresh(&state).await?;
+    let resource = find_cached(&state, seen, &resource_type, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
     let (resource, consents) = disclosable(
         &state,
         &caller,
+        seen,
         AuditInteraction::Read,
         &resource_type,
         &id,
@@ -454,12 +483,13 @@ async fn read(
 async fn disclosable(
     state: &FhirState,
     caller: &Caller,
+    seen: Seen,
     interaction: AuditInteraction,
     resource_type: &str,
     id: &str,
     mut resource: Value,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    let mut gate = access::gate(state, caller);
+    let mut gate = access::gate_as_of(state, caller, seen);
     let verdict = gate.permits(&state.store, &resource).await?;
     if !verdict.permit {
         return Err(
@@ -490,12 +520,14 @@ async fn vread(
         AuditInteraction::Vread,
     )
     .await?;
-    let resource = find(&state, &resource_type, &id)
+    let seen = access::fresh(&state).await?;
+    let resource = find_cached(&state, seen, &resource_type, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
     let (resource, consents) = disclosable(
         &state,
         &caller,
+        seen,
         AuditInteraction::Vread,
         &resource_type,
         &id,

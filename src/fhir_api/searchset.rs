@@ -302,7 +302,7 @@ pub(super) async fn search(
     let assembler = assembler(state);
     let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset" });
     // Every resource found or included passes the gate; counts are of what it lets through.
-    let mut gate = access::gate(state, caller);
+    let mut gate = access::gate(state, caller).await?;
     let unfiltered = *gate.audience() == Audience::Unfiltered;
     if request.summary_count && request.predicates.is_empty() && unfiltered {
         bundle["total"] = json!(assembler.count(resource_type, &request.filters).await?);

@@ -669,7 +669,7 @@ pub(super) async fn answer_written(
     let mut resource = current(state, resource_type, id).await?;
     // What is echoed passes the gate too. A withheld answer has no body (and, for
     // an existing record a conditional create found, no Location either).
-    let mut gate = access::gate(state, caller);
+    let mut gate = access::gate(state, caller).await?;
     if !gate.permits(&state.store, &resource).await?.permit {
         tracing::info!(resource_type, %id, ?done, "written; the answer withheld by consent");
         let mut response = fhir_json(status, &Value::Null, false);

@@ -113,6 +113,8 @@ pub fn router(state: AppState) -> Router {
     let fhir = fhir_api::router(
         FhirState {
             store: state.store.clone(),
+            audit: crate::store::AuditWriter::new(state.store.clone()),
+            read_cache: Default::default(),
             validator: Arc::clone(&state.validator),
             mapping: Arc::clone(&state.mapping),
             security: fhir_api::Security {

@@ -13,7 +13,7 @@
 //!
 //! What leaves passes the disclosure gate with the target's organization as the recipient.
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod connect;
 mod counters;
 mod lease;
