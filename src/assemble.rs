@@ -75,7 +75,7 @@ pub enum Keyset<'k> {
 }
 
 /// One page of resources: what the rows after the cursor became, and the cursor after them.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Page {
     pub resources: Vec<Value>,
     /// The ids of the first and last rows read (in id order); None when the page was empty.

@@ -1,7 +1,8 @@
 //! What reads keep across requests of one process, never served stale: the rows the disclosure
 //! gate decides with (each client's consents, enrollments and referrals, and the clinic's own
-//! organizations) and assembled resources (before the gate: each request still decides for its
-//! own recipient, purpose and day, and redacts its own copy).
+//! organizations), assembled resources and search pages (before the gate: each request still
+//! decides for its own recipient, purpose and day, and redacts its own copy). Assembled
+//! resources are kept for the day they were assembled on (a consent's status depends on it).
 //!
 //! Every request first brings the cache up to date with the change log (`refresh`): a change to
 //! a table the gate reads empties the gate's part, any change empties the resources. So a
@@ -19,9 +20,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, NaiveDate, Utc};
 use serde_json::Value;
 
+use crate::assemble::Page;
 use crate::domain::{Consent, Enrollment, Organization, Program, Referral};
 use crate::store::{Record, Store, StoreError};
 use crate::sync::checkpoint::safe_checkpoint;
@@ -41,6 +43,10 @@ const CHANGES_PER_READ: u32 = 5_000;
 /// Clients and resources kept at most; past it that part starts again (memory stays bounded).
 const MOST_CLIENTS: usize = 20_000;
 const MOST_RESOURCES: usize = 10_000;
+/// Search pages kept at most, and resources in them at most; larger pages are not kept.
+const MOST_PAGES: usize = 5_000;
+const MOST_PAGE_RESOURCES: usize = 20_000;
+const LARGEST_PAGE_KEPT: usize = 100;
 /// How far back the first read of the change log starts: a transaction still open then is
 /// taken to have rolled back (the cache is empty, so nothing older can be stale in it).
 const PRIMING_CHANGES: u32 = 1_000;
@@ -59,6 +65,14 @@ pub struct ClientRows {
 pub struct Seen {
     gate: u64,
     resources: u64,
+    day: NaiveDate,
+}
+
+impl Seen {
+    /// The day the request assembles resources as of (what is kept is kept for that day).
+    pub fn day(&self) -> NaiveDate {
+        self.day
+    }
 }
 
 #[derive(Default)]
@@ -81,6 +95,17 @@ struct Inner {
     clinic: Option<Arc<Vec<String>>>,
     clients: HashMap<String, Arc<ClientRows>>,
     resources: HashMap<(String, String), Arc<Value>>,
+    pages: HashMap<String, Arc<Page>>,
+    page_resources: usize,
+}
+
+impl Inner {
+    fn forget_resources(&mut self) {
+        self.resources.clear();
+        self.pages.clear();
+        self.page_resources = 0;
+        self.seen.resources += 1;
+    }
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -143,9 +168,10 @@ impl ReadCache {
             changed = true;
             gate_changed |= GATE_TABLES.contains(&change.table.as_str());
         }
-        if changed {
-            inner.resources.clear();
-            inner.seen.resources += 1;
+        let today = Utc::now().date_naive();
+        if changed || inner.seen.day != today {
+            inner.forget_resources();
+            inner.seen.day = today;
         }
         if gate_changed {
             inner.clinic = None;
@@ -215,6 +241,28 @@ impl ReadCache {
         inner
             .resources
             .insert((resource_type.to_owned(), id.to_owned()), resource);
+    }
+
+    /// A search page as the assembler made it (before any gate), by its key (`page_key`).
+    pub fn page(&self, key: &str) -> Option<Arc<Page>> {
+        self.lock().pages.get(key).cloned()
+    }
+
+    pub fn keep_page(&self, seen: Seen, key: String, page: Arc<Page>) {
+        let size = page.resources.len();
+        if size > LARGEST_PAGE_KEPT {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.seen.resources != seen.resources {
+            return;
+        }
+        if inner.pages.len() >= MOST_PAGES || inner.page_resources + size > MOST_PAGE_RESOURCES {
+            inner.pages.clear();
+            inner.page_resources = 0;
+        }
+        inner.page_resources += size;
+        inner.pages.insert(key, page);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -911,6 +911,7 @@ async fn the_read_cache_never_outlives_a_change(store: &Store) {
     let consent = release_to(&p, &w.partner, InformationScope::All);
     store_consent(store, &consent).await;
     let patient = format!("Patient/{}", p.id());
+    let by_id = format!("Patient?_id={}", p.id());
     let first = partner.get(&patient).await;
     assert_eq!(first.status, 200, "{}", first.raw);
     // Read again (now from what the gateway kept), by the partner and by a recipient without
@@ -924,6 +925,9 @@ async fn the_read_cache_never_outlives_a_change(store: &Store) {
         let again = partner.get(&patient).await;
         assert_eq!(again.status, 200, "{}", again.raw);
         assert_eq!(again.json, first.json, "unchanged: the same resource");
+        // Search pages are kept too: the same page, gated per caller.
+        assert_eq!(partner.search_all(&by_id).await, vec![first.json.clone()]);
+        assert!(practice.search_all(&by_id).await.is_empty());
     }
 
     let stored = store.get(p.client.id).await.unwrap().unwrap();
@@ -946,6 +950,8 @@ async fn the_read_cache_never_outlives_a_change(store: &Store) {
         "a new version"
     );
     assert_eq!(practice.get(&patient).await.status, 404, "still withheld");
+    assert_eq!(partner.search_all(&by_id).await, vec![changed.json.clone()]);
+    assert!(practice.search_all(&by_id).await.is_empty());
 
     change_consent(store, consent.id, |c| c.revoked_on = Some(today())).await;
     let revoked = partner.get(&patient).await;

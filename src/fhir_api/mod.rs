@@ -346,11 +346,13 @@ fn version_headers(response: &mut Response, resource: &Value) {
 
 /// An assembler for one request; "today" (for consent and contact status) is the request's day.
 fn assembler(state: &FhirState) -> Assembler<'_> {
-    Assembler::new(
-        &state.store,
-        &state.mapping,
-        chrono::Utc::now().date_naive(),
-    )
+    assembler_on(state, chrono::Utc::now().date_naive())
+}
+
+/// An assembler as of `day`: a request that reads through the read cache assembles as of the
+/// day the cache keeps resources for (`Seen::day`).
+fn assembler_on(state: &FhirState, day: chrono::NaiveDate) -> Assembler<'_> {
+    Assembler::new(&state.store, &state.mapping, day)
 }
 
 async fn metadata(
@@ -399,7 +401,10 @@ async fn find_cached(
     if let Some(kept) = state.read_cache.resource(resource_type, id) {
         return Ok(Some(Value::clone(&kept)));
     }
-    let found = find(state, resource_type, id).await?;
+    let found = assembler_on(state, seen.day())
+        .by_ids(resource_type, &[id.to_owned()])
+        .await?
+        .remove(id);
     if let Some(resource) = &found {
         let kept = Arc::new(resource.clone());
         state

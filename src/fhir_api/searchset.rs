@@ -10,15 +10,17 @@ use serde_json::{Value, json};
 
 use super::access::{self, Caller};
 use super::{
-    ApiError, DEFAULT_COUNT, FhirState, MAX_COUNT, assembler, base_url, check_accept, fhir_json,
+    ApiError, DEFAULT_COUNT, FhirState, MAX_COUNT, assembler_on, base_url, check_accept, fhir_json,
     filters, find_many, known_type, matching, pretty,
 };
-use crate::assemble::{Keyset, RESOURCE_TYPES};
+use crate::assemble::{Assembler, Keyset, Page, RESOURCE_TYPES};
 use crate::audit::Event;
 use crate::auth::Letter;
 use crate::disclose::Audience;
 use crate::domain::AuditInteraction;
 use crate::mapping::MappingConfig;
+use crate::read_cache::Seen;
+use crate::store::Filter;
 
 /// Rows scanned at most per search request when resource-level parameters filter (a page may
 /// then hold fewer matches than `_count`, with a `next` link to go on).
@@ -262,6 +264,29 @@ fn references_at(resource: &Value, parameter: &str) -> Vec<(String, String)> {
     out
 }
 
+/// `Assembler::page` through the read cache (brought up to date for this request: `seen`).
+async fn cached_page(
+    state: &FhirState,
+    seen: Seen,
+    assembler: &Assembler<'_>,
+    resource_type: &str,
+    filters: &[Filter],
+    keyset: Keyset<'_>,
+    limit: u32,
+) -> Result<Page, ApiError> {
+    let key = format!("{resource_type} {filters:?} {keyset:?} {limit}");
+    if let Some(kept) = state.read_cache.page(&key) {
+        return Ok(Page::clone(&kept));
+    }
+    let page = assembler
+        .page(resource_type, filters, keyset, limit)
+        .await?;
+    state
+        .read_cache
+        .keep_page(seen, key, std::sync::Arc::new(page.clone()));
+    Ok(page)
+}
+
 pub(super) async fn search(
     state: &FhirState,
     caller: &Caller,
@@ -299,10 +324,11 @@ pub(super) async fn search(
     }
     let event = Event::success(AuditInteraction::Search, resource_type).with_query(&params);
     let base = base_url(state, headers);
-    let assembler = assembler(state);
+    let seen = access::fresh(state).await?;
+    let assembler = assembler_on(state, seen.day());
     let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset" });
     // Every resource found or included passes the gate; counts are of what it lets through.
-    let mut gate = access::gate(state, caller).await?;
+    let mut gate = access::gate_as_of(state, caller, seen);
     let unfiltered = *gate.audience() == Audience::Unfiltered;
     if request.summary_count && request.predicates.is_empty() && unfiltered {
         bundle["total"] = json!(assembler.count(resource_type, &request.filters).await?);
@@ -331,9 +357,16 @@ pub(super) async fn search(
                 (Some(before), true) => Keyset::Before(before),
                 (after, _) => Keyset::After(after.as_deref()),
             };
-            let page = assembler
-                .page(resource_type, &request.filters, keyset, want as u32)
-                .await?;
+            let page = cached_page(
+                state,
+                seen,
+                &assembler,
+                resource_type,
+                &request.filters,
+                keyset,
+                want as u32,
+            )
+            .await?;
             scanned += want;
             let matched: Vec<Value> = page.resources.into_iter().filter(|r| matches(r)).collect();
             let matched = gate.admit(&state.store, matched).await?;

@@ -417,42 +417,80 @@ fn audit_of(row: &AnyRow) -> Result<AuditRecord, StoreError> {
     })
 }
 
+/// Audit records per multi-row statement: 16 values each stays far below both databases'
+/// limits on bound values.
+const AUDITS_PER_STATEMENT: usize = 256;
+
 impl Tx {
     /// Appends one audit record inside this transaction: it exists exactly when the write it
     /// accounts for does.
     pub async fn append_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
-        sqlx::query(
+        self.append_audits(std::slice::from_ref(record)).await
+    }
+
+    /// Appends audit records with one statement per table for each 256 (group commit's path:
+    /// statements, not rows, are what a request waits for).
+    pub async fn append_audits(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for chunk in records.chunks(AUDITS_PER_STATEMENT) {
+            self.insert_audit_events(chunk).await?;
+            self.insert_audit_patients(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_audit_events(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        const COLUMNS: usize = 16;
+        let mut sql = String::from(
             "INSERT INTO audit_events (id, recorded, interaction, action, outcome, outcome_desc, \
              client_id, organization_id, purpose_of_use, token_id, request_id, source_address, \
-             resource_type, query, entities, consents) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(record.id.clone())
-        .bind(record.recorded.to_db_text())
-        .bind(record.interaction.code().to_owned())
-        .bind(record.action().to_owned())
-        .bind(record.outcome.code())
-        .bind(record.outcome_desc.clone())
-        .bind(record.client_id.clone())
-        .bind(record.organization_id.clone())
-        .bind(record.purpose_of_use.clone())
-        .bind(record.token_id.clone())
-        .bind(record.request_id.clone())
-        .bind(record.source_address.clone())
-        .bind(record.resource_type.clone())
-        .bind(record.query.clone())
-        .bind(serde_json::to_string(&record.entities).unwrap_or_else(|_| "[]".into()))
-        .bind(serde_json::to_string(&record.consents).unwrap_or_else(|_| "[]".into()))
-        .execute(&mut *self.inner)
-        .await
-        .map_err(|e| StoreError::on_write(AUDIT, e))?;
-        let mut patients: Vec<&String> = record.patients.iter().collect();
-        patients.sort();
-        patients.dedup();
-        for patient in patients {
-            sqlx::query("INSERT INTO audit_event_patients (audit_id, patient_id) VALUES ($1, $2)")
+             resource_type, query, entities, consents) VALUES ",
+        );
+        self.push_rows(&mut sql, records.len(), COLUMNS);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for record in records {
+            query = query
                 .bind(record.id.clone())
-                .bind(patient.clone())
+                .bind(record.recorded.to_db_text())
+                .bind(record.interaction.code().to_owned())
+                .bind(record.action().to_owned())
+                .bind(record.outcome.code())
+                .bind(record.outcome_desc.clone())
+                .bind(record.client_id.clone())
+                .bind(record.organization_id.clone())
+                .bind(record.purpose_of_use.clone())
+                .bind(record.token_id.clone())
+                .bind(record.request_id.clone())
+                .bind(record.source_address.clone())
+                .bind(record.resource_type.clone())
+                .bind(record.query.clone())
+                .bind(serde_json::to_string(&record.entities).unwrap_or_else(|_| "[]".into()))
+                .bind(serde_json::to_string(&record.consents).unwrap_or_else(|_| "[]".into()));
+        }
+        query
+            .execute(&mut *self.inner)
+            .await
+            .map_err(|e| StoreError::on_write(AUDIT, e))?;
+        Ok(())
+    }
+
+    async fn insert_audit_patients(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        let mut rows: Vec<(&String, &String)> = Vec::new();
+        for record in records {
+            let mut patients: Vec<&String> = record.patients.iter().collect();
+            patients.sort();
+            patients.dedup();
+            rows.extend(patients.into_iter().map(|patient| (&record.id, patient)));
+        }
+        // Many patients per record (a search page): chunks keep the bound values bounded.
+        for chunk in rows.chunks(AUDITS_PER_STATEMENT * 8) {
+            let mut sql =
+                String::from("INSERT INTO audit_event_patients (audit_id, patient_id) VALUES ");
+            self.push_rows(&mut sql, chunk.len(), 2);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (audit_id, patient) in chunk {
+                query = query.bind((*audit_id).clone()).bind((*patient).clone());
+            }
+            query
                 .execute(&mut *self.inner)
                 .await
                 .map_err(|e| StoreError::on_write("audit_event_patients", e))?;

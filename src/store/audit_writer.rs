@@ -66,34 +66,33 @@ impl AuditWriter {
 async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MOST_PER_COMMIT);
     while queue.recv_many(&mut batch, MOST_PER_COMMIT).await > 0 {
-        match write_all(&store, &batch).await {
+        let (records, answers): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|p| (p.record, p.written)).unzip();
+        match write_all(&store, &records).await {
             Ok(()) => {
-                for pending in batch.drain(..) {
-                    let _ = pending.written.send(Ok(()));
+                for answer in answers {
+                    let _ = answer.send(Ok(()));
                 }
             }
             // One bad record must not fail the others: each is tried on its own, and answered
             // with its own outcome.
-            Err(err) if batch.len() > 1 => {
-                tracing::warn!(error = %err, records = batch.len(), "an audit batch failed: writing its records one by one");
-                for pending in batch.drain(..) {
-                    let outcome = store.append_audit(&pending.record).await;
-                    let _ = pending.written.send(outcome);
+            Err(err) if records.len() > 1 => {
+                tracing::warn!(error = %err, records = records.len(), "an audit batch failed: writing its records one by one");
+                for (record, answer) in records.iter().zip(answers) {
+                    let _ = answer.send(store.append_audit(record).await);
                 }
             }
             Err(err) => {
-                if let Some(pending) = batch.pop() {
-                    let _ = pending.written.send(Err(err));
+                if let Some(answer) = answers.into_iter().next() {
+                    let _ = answer.send(Err(err));
                 }
             }
         }
     }
 }
 
-async fn write_all(store: &Store, batch: &[Pending]) -> Result<(), StoreError> {
+async fn write_all(store: &Store, records: &[AuditRecord]) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
-    for pending in batch {
-        tx.append_audit(&pending.record).await?;
-    }
+    tx.append_audits(records).await?;
     tx.commit().await
 }

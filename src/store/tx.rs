@@ -82,6 +82,23 @@ impl Tx {
         }
     }
 
+    /// Writes `rows` parenthesized rows of `columns` placeholders each, comma-separated: the
+    /// VALUES list of a multi-row insert.
+    pub(super) fn push_rows(&self, sql: &mut String, rows: usize, columns: usize) {
+        let mut n = 0;
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..columns {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                n += 1;
+                self.push_placeholder(sql, n);
+            }
+            sql.push(')');
+        }
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         self.inner.commit().await.map_err(StoreError::Database)
     }
