@@ -395,3 +395,42 @@ async fn seeding_is_deterministic_across_backends() {
         db.cleanup().await;
     }
 }
+
+/// After a seed, PostgreSQL has statistics for the tables it filled and none for the tables it
+/// left empty: statistics saying "empty" would plan the growing audit trail's lookups (the
+/// foreign-key check of every audit write among them) as sequential scans.
+#[tokio::test]
+async fn seeding_leaves_empty_tables_unanalyzed_on_postgres() {
+    use sqlx::Connection;
+    let Some(db) = common::postgres().await else {
+        return;
+    };
+    seed(&db.store, options(20), |_, _| {}).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let analyzed = |table: &'static str| {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = $1",
+        )
+        .bind(table)
+    };
+    assert!(analyzed("clients").fetch_one(&mut conn).await.unwrap());
+    assert!(analyzed("sessions").fetch_one(&mut conn).await.unwrap());
+    assert!(!analyzed("audit_events").fetch_one(&mut conn).await.unwrap());
+    assert!(
+        !analyzed("audit_event_patients")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    );
+    let plan: Vec<String> =
+        sqlx::query_scalar("EXPLAIN SELECT 1 FROM audit_events WHERE id = 'x' FOR KEY SHARE")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        plan.iter().any(|line| line.contains("Index")),
+        "the audit trail's key is looked up by its index: {plan:?}"
+    );
+    let _ = conn.close().await;
+    db.cleanup().await;
+}

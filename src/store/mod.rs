@@ -470,9 +470,34 @@ impl Store {
         rows.iter().map(tx::read_stored).collect()
     }
 
-    /// Refreshes the query planner's statistics (after bulk loads).
+    /// Refreshes the query planner's statistics (after bulk loads). On PostgreSQL only tables
+    /// that hold rows: statistics of an empty table say "empty" until autovacuum next analyzes
+    /// it, and the audit trail, empty after a seed, then grows under sequential scans, the
+    /// foreign-key checks of every audit write among them (each connection caches that plan).
+    /// A table never analyzed is planned as if it held some pages, which picks its indexes.
     pub async fn analyze(&self) -> Result<(), StoreError> {
-        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        if self.backend != Backend::Postgres {
+            sqlx::query("ANALYZE").execute(&self.pool).await?;
+            return Ok(());
+        }
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
+             ORDER BY tablename",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for table in tables {
+            let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM {quoted})");
+            let filled: bool = sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_one(&self.pool)
+                .await?;
+            if filled {
+                sqlx::query(AssertSqlSafe(format!("ANALYZE {quoted}")))
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
