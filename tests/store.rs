@@ -382,32 +382,17 @@ fn read_record(id: &str, client: &str) -> AuditRecord {
 /// written once; a record the database refuses (a duplicate id) fails alone, not its batch.
 async fn audit_records_are_committed_in_groups(store: &Store) {
     let writer = AuditWriter::new(store.clone());
-    writer
-        .append(read_record("group-first", "many"))
-        .await
-        .unwrap();
-    let appends = (0..300).map(|n| {
+    let append = |id: String, client: &'static str| {
         let writer = writer.clone();
-        tokio::spawn(async move {
-            writer
-                .append(read_record(&format!("group-{n}"), "many"))
-                .await
-        })
-    });
-    let mut tasks: Vec<_> = appends.collect();
-    // Again an id already sent: refused by the database, while its neighbours still commit.
-    let duplicate = {
-        let writer = writer.clone();
-        tokio::spawn(async move { writer.append(read_record("group-first", "duplicate")).await })
+        tokio::spawn(async move { writer.append(read_record(&id, client)).await })
     };
-    tasks.extend((300..320).map(|n| {
-        let writer = writer.clone();
-        tokio::spawn(async move {
-            writer
-                .append(read_record(&format!("group-{n}"), "many"))
-                .await
-        })
-    }));
+    append("group-first".into(), "many").await.unwrap().unwrap();
+    let mut tasks: Vec<_> = (0..300)
+        .map(|n| append(format!("group-{n}"), "many"))
+        .collect();
+    // Again an id already sent: refused by the database, while its neighbours still commit.
+    let duplicate = append("group-first".into(), "duplicate");
+    tasks.extend((300..320).map(|n| append(format!("group-{n}"), "many")));
     for task in tasks {
         task.await.unwrap().unwrap();
     }
