@@ -103,11 +103,15 @@ enum Command {
         keep_going: bool,
     },
     /// Validate FHIR resources (a resource, a Bundle or NDJSON per FILE; - for stdin) against
-    /// the R4 definitions, the IOP profiles, their meta.profile and any --profile
+    /// the R4 definitions, their meta.profile and any --profile (with --iop, the IOP profiles too)
     Validate {
         /// Also validate against this profile (canonical URL), for resources of its type
         #[arg(long = "profile", value_name = "URL")]
         profiles: Vec<String>,
+        /// Also apply the IOP profile of each resource's type, as the API does to writes,
+        /// whatever its meta.profile says (what the gateway emits names its profiles anyway)
+        #[arg(long)]
+        iop: bool,
         /// Load a FHIR package (.tgz or folder), a JSON file or a Bundle of conformance resources
         #[arg(long = "package", value_name = "PATH")]
         packages: Vec<PathBuf>,
@@ -269,12 +273,19 @@ impl ServeArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     if let Command::Validate {
         profiles,
+        iop,
         packages,
         format,
         files,
     } = &cli.command
     {
-        return crate::cli_validate::run(profiles, packages, format == "json", files);
+        let options = crate::cli_validate::Options {
+            profiles,
+            iop: *iop,
+            packages,
+            json: format == "json",
+        };
+        return crate::cli_validate::run(&options, files);
     }
     let file = FileConfig::load(cli.config.as_deref())?;
     let database_url = config::resolve(

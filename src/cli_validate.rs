@@ -16,15 +16,12 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::validation::{BundleIndex, Issue, Registry, Severity, Validator, operation_outcome};
+use crate::validation::{Issue, Registry, Severity, Validator, operation_outcome};
 
 /// Resources (or NDJSON lines) per chunk: enough to keep a worker busy between hand-overs.
 const CHUNK: usize = 256;
 /// Chunks read but not yet printed, per worker.
 const IN_FLIGHT_PER_WORKER: usize = 4;
-
-/// A resource to check, with the Bundle it came from (its references to other entries resolve).
-type Input = (Value, Option<Arc<BundleIndex>>);
 
 /// One piece of input as the reader hands it over.
 enum Item {
@@ -34,9 +31,11 @@ enum Item {
         origin: Arc<str>,
         number: usize,
     },
-    /// A document read whole: a resource, or a Bundle whose entries are checked.
+    /// A document read whole: a resource or a Bundle (checked as one resource, entries within).
     Document(Value),
-    /// Input that cannot be read: the run stops there (exit 2).
+    /// Text that is not JSON: a fatal verdict on it, and the run goes on.
+    NotJson { name: String, reason: String },
+    /// Input that cannot be read (an I/O error): the run stops there (exit 2).
     Unreadable(String),
 }
 
@@ -44,6 +43,19 @@ enum Item {
 enum Verdict {
     Checked { name: String, issues: Vec<Issue> },
     Unreadable(String),
+}
+
+/// The verdict on text that is not JSON: fatal, as the reference validator's parse errors are.
+fn not_json(name: String, reason: String) -> Verdict {
+    Verdict::Checked {
+        name,
+        issues: vec![Issue {
+            severity: Severity::Fatal,
+            code: "structure",
+            message: format!("not JSON: {reason}"),
+            expression: String::new(),
+        }],
+    }
 }
 
 /// The verdict on an input the validator failed on: fatal, never a pass.
@@ -70,30 +82,15 @@ fn name_of(resource: &Value) -> String {
     )
 }
 
-/// The resources of a document: itself, or the entries of a Bundle.
-fn inputs_of(document: Value) -> Vec<Input> {
-    if document.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return vec![(document, None)];
-    }
-    let index = Arc::new(BundleIndex::of(&document));
-    document
-        .get("entry")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.get("resource").cloned())
-        .map(|r| (r, Some(Arc::clone(&index))))
-        .collect()
-}
-
 /// The verdicts on one item: `check` on each of its resources. A check that panics gives its
 /// own resource a fatal verdict (and says so on stderr); the others keep theirs.
 fn judge<F>(item: Item, check: &F) -> Vec<Verdict>
 where
-    F: Fn(&Input) -> Vec<Issue>,
+    F: Fn(&Value) -> Vec<Issue>,
 {
     let document = match item {
         Item::Unreadable(reason) => return vec![Verdict::Unreadable(reason)],
+        Item::NotJson { name, reason } => return vec![not_json(name, reason)],
         Item::Document(document) => document,
         Item::Line {
             text,
@@ -101,27 +98,18 @@ where
             number,
         } => match serde_json::from_str(&text) {
             Ok(document) => document,
-            Err(e) => {
-                return vec![Verdict::Unreadable(format!(
-                    "{origin} line {number}: not JSON ({e})"
-                ))];
-            }
+            Err(e) => return vec![not_json(format!("{origin} line {number}"), e.to_string())],
         },
     };
-    inputs_of(document)
-        .into_iter()
-        .map(|input| {
-            let issues = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&input)))
-                .unwrap_or_else(|_| {
-                    eprintln!("error: the validator failed on {}", name_of(&input.0));
-                    not_checked(&input.0)
-                });
-            Verdict::Checked {
-                name: name_of(&input.0),
-                issues,
-            }
-        })
-        .collect()
+    let issues = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&document)))
+        .unwrap_or_else(|_| {
+            eprintln!("error: the validator failed on {}", name_of(&document));
+            not_checked(&document)
+        });
+    vec![Verdict::Checked {
+        name: name_of(&document),
+        issues,
+    }]
 }
 
 /// Reads `source` as NDJSON (when its first line is a JSON value on its own) or as one document
@@ -153,7 +141,10 @@ fn read_source(
         }
         return match serde_json::from_str(text.trim()) {
             Ok(document) => send(Item::Document(document)),
-            Err(e) => send(Item::Unreadable(format!("{origin}: not JSON ({e})"))),
+            Err(e) => send(Item::NotJson {
+                name: origin.to_string(),
+                reason: e.to_string(),
+            }),
         };
     }
     if !send(Item::Line {
@@ -192,7 +183,7 @@ fn stream<F, P>(
     mut print: P,
 ) -> anyhow::Result<Option<String>>
 where
-    F: Fn(&Input) -> Vec<Issue> + Sync,
+    F: Fn(&Value) -> Vec<Issue> + Sync,
     P: FnMut(String, Vec<Issue>) -> anyhow::Result<()>,
 {
     let workers = workers.max(1);
@@ -268,7 +259,7 @@ fn worker<F>(
     done: &SyncSender<(usize, Vec<Verdict>)>,
     check: &F,
 ) where
-    F: Fn(&Input) -> Vec<Issue>,
+    F: Fn(&Value) -> Vec<Issue>,
 {
     loop {
         // The lock is held only to take the next chunk.
@@ -318,12 +309,24 @@ fn open(path: &PathBuf) -> anyhow::Result<Box<dyn BufRead + Send>> {
     Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
 }
 
-pub fn run(
-    profiles: &[String],
-    packages: &[PathBuf],
-    json: bool,
-    files: &[PathBuf],
-) -> anyhow::Result<ExitCode> {
+/// How `validate` was asked to check.
+pub struct Options<'a> {
+    /// Required of every resource of their type (`--profile`).
+    pub profiles: &'a [String],
+    /// Apply the IOP profile of each resource's type too (`--iop`).
+    pub iop: bool,
+    pub packages: &'a [PathBuf],
+    /// An OperationOutcome per resource instead of text.
+    pub json: bool,
+}
+
+pub fn run(options: &Options<'_>, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let Options {
+        profiles,
+        iop,
+        packages,
+        json,
+    } = *options;
     let mut registry = Registry::builtin();
     for package in packages {
         if let Err(err) = crate::fhir_packages::load(&mut registry, package) {
@@ -352,20 +355,14 @@ pub fn run(
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let check = |(resource, bundle): &Input| {
-        // Each resource gets the IOP profile of its type (or the one of its type it names)
-        // besides every `--profile`.
-        let mut required = profiles.to_vec();
-        if let Some(iop) = validator.iop_profiles().of_resource(resource)
-            && !required.iter().any(|p| p == iop)
-        {
-            required.push(iop.to_owned());
-        }
-        match bundle {
-            Some(bundle) => validator.validate_entry(resource, bundle, &required),
-            None => validator.validate(resource, &required),
-        }
+    let validator = if iop {
+        validator.applying_iop_profiles()
+    } else {
+        validator
     };
+    // With --iop, every resource (and every resource inside a Bundle or `contained`) also gets
+    // the IOP profile of its type, or the one of its type it names.
+    let check = |resource: &Value| validator.validate(resource, profiles);
     let (mut passed, mut failed) = (0, 0);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -425,7 +422,7 @@ mod tests {
     }
 
     /// The verdict names the resource it was made for; resource 4 makes the check panic.
-    fn check((resource, _): &Input) -> Vec<Issue> {
+    fn check(resource: &Value) -> Vec<Issue> {
         let id = resource["id"].as_str().unwrap().to_owned();
         assert_ne!(id, "4", "a defect provoked by the test");
         vec![Issue {
@@ -464,9 +461,10 @@ mod tests {
     }
 
     #[test]
-    fn a_document_over_many_lines_and_a_bundle_are_read_whole() {
+    fn a_bundle_over_many_lines_is_read_whole_and_judged_as_one_resource() {
         let bundle = serde_json::to_string_pretty(&json!({
             "resourceType": "Bundle",
+            "id": "b",
             "type": "collection",
             "entry": [
                 { "resource": { "resourceType": "Patient", "id": "0" } },
@@ -489,11 +487,11 @@ mod tests {
         )
         .unwrap();
         assert!(stopped.is_none());
-        assert_eq!(found, ["Patient/0", "Patient/1"]);
+        assert_eq!(found, ["Bundle/b"]);
     }
 
     #[test]
-    fn an_unreadable_line_stops_the_run_after_what_came_before() {
+    fn a_line_that_is_not_json_gets_a_fatal_verdict_and_the_run_goes_on() {
         let text = "{\"resourceType\":\"Patient\",\"id\":\"0\"}\nnot json\n{\"resourceType\":\"Patient\",\"id\":\"2\"}\n";
         let mut found = Vec::new();
         let stopped = stream(
@@ -509,7 +507,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(found, ["Patient/0"]);
-        assert!(stopped.unwrap().contains("c.ndjson line 2: not JSON"));
+        assert!(stopped.is_none());
+        assert_eq!(found, ["Patient/0", "c.ndjson line 2", "Patient/2"]);
     }
 }

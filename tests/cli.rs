@@ -237,7 +237,7 @@ async fn seed_works_on_postgres_from_the_command_line() {
 /// `validate` applies the IOP profile of each resource's type, whether or not its `meta.profile`
 /// names it: a RelatedPerson that base R4 accepts is invalid for lack of what IOP requires.
 #[test]
-fn validate_applies_the_iop_profile_of_each_type() {
+fn validate_checks_what_resources_name_and_with_iop_the_iop_profile_of_each_type() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = |name: &str| -> serde_json::Value {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -255,8 +255,17 @@ fn validate_applies_the_iop_profile_of_each_type() {
     let lines = [good.to_string(), bare.to_string(), relapse.to_string()];
     let file = dir.path().join("in.ndjson");
     std::fs::write(&file, lines.join("\n")).unwrap();
+    // Without --iop, R4 and what each resource names: the bare RelatedPerson is valid R4.
     let output = gateway(dir.path())
         .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.ends_with("3 passed, 0 failed\n"), "{stdout}");
+    let output = gateway(dir.path())
+        .args(["validate", "--iop"])
         .arg(&file)
         .output()
         .unwrap();

@@ -10,9 +10,14 @@ use super::functions;
 use super::parser::{Expr, Literal};
 use super::value::{Item, Temporal, Value, to_base};
 
-/// Variables of an evaluation: `%resource`, `%context` and any the caller adds.
+/// Variables of an evaluation: `%resource`, `%context`, `%rootResource` and any the caller adds.
 pub struct Environment<'a> {
     pub resource: &'a Json,
+    /// What the expression is evaluated on (an invariant's element); the resource if not set.
+    pub context: Option<&'a Json>,
+    /// The outermost resource (the Bundle or the container of a nested resource); the resource
+    /// if not set.
+    pub root_resource: Option<&'a Json>,
     pub variables: HashMap<String, Value<'a>>,
 }
 
@@ -20,8 +25,20 @@ impl<'a> Environment<'a> {
     pub fn new(resource: &'a Json) -> Self {
         Self {
             resource,
+            context: None,
+            root_resource: None,
             variables: HashMap::new(),
         }
+    }
+
+    pub fn with_context(mut self, context: &'a Json) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    pub fn with_root_resource(mut self, root: &'a Json) -> Self {
+        self.root_resource = Some(root);
+        self
     }
 }
 
@@ -268,7 +285,12 @@ pub(super) fn eval<'a>(
             })
         }
         Expr::External(name) => match name.as_str() {
-            "resource" | "context" | "rootResource" => Ok(vec![Item::Node(env.resource, None)]),
+            "resource" => Ok(vec![Item::Node(env.resource, None)]),
+            "context" => Ok(vec![Item::Node(env.context.unwrap_or(env.resource), None)]),
+            "rootResource" => Ok(vec![Item::Node(
+                env.root_resource.unwrap_or(env.resource),
+                None,
+            )]),
             "ucum" => Ok(vec![Item::String("http://unitsofmeasure.org".into())]),
             "sct" => Ok(vec![Item::String("http://snomed.info/sct".into())]),
             "loinc" => Ok(vec![Item::String("http://loinc.org".into())]),

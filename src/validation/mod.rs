@@ -15,6 +15,7 @@ mod outcome;
 mod primitive;
 mod registry;
 mod schema;
+mod snapshot;
 mod walk;
 
 pub use bundle::BundleIndex;

@@ -1,19 +1,24 @@
 //! Conformance resources by canonical URL: StructureDefinitions, ValueSets, CodeSystems.
 //!
-//! Loaded once and shared (`Arc`) by every validation: the built-in set (the vendored R4 subset and
-//! the IOP profiles, compiled into the binary), plus FHIR packages, JSON resources and Bundles
-//! handed over as bytes at run time (`fhir_packages` reads them from disk: no I/O here).
+//! Loaded once and shared (`Arc`) by every validation: the built-in set (all of FHIR R4 4.0.1's
+//! definitions and the IOP profiles, compiled into the binary), plus FHIR packages, JSON resources
+//! and Bundles handed over as bytes at run time (`fhir_packages` reads them from disk: no I/O here).
+//!
+//! R4 is compiled in packed (`fhir-profiles/r4/`: each resource deflated on its own, and an index
+//! of canonical URLs), and a resource is inflated and parsed only when a validation first asks for
+//! it: validating one Patient parses a few dozen definitions, not three thousand.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use include_dir::{Dir, include_dir};
 use serde_json::Value as Json;
 
 use super::iop::IopProfiles;
 
-static R4: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/fhir-profiles/r4");
+static R4_INDEX: &[u8] = include_bytes!("../../fhir-profiles/r4/index.json");
+static R4_PACK: &[u8] = include_bytes!("../../fhir-profiles/r4/definitions.deflate");
 static IOP: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/fhir-profiles/iop");
 
 #[derive(Debug, thiserror::Error)]
@@ -32,16 +37,62 @@ pub enum Expansion {
     Unavailable(String),
 }
 
+/// One conformance resource: parsed when added, or packed in the binary until first asked for.
+struct Entry {
+    packed: &'static [u8],
+    parsed: OnceLock<Option<Arc<Json>>>,
+    /// A StructureDefinition with only a differential, completed with a generated snapshot.
+    generated: OnceLock<Generated>,
+}
+
+struct Generated {
+    definition: Option<Arc<Json>>,
+    /// What of the differential could not be applied (see `snapshot::generate`).
+    problems: Vec<String>,
+}
+
+impl Entry {
+    fn parsed(resource: Arc<Json>) -> Self {
+        Self {
+            packed: &[],
+            parsed: OnceLock::from(Some(resource)),
+            generated: OnceLock::new(),
+        }
+    }
+
+    fn packed(packed: &'static [u8]) -> Self {
+        Self {
+            packed,
+            parsed: OnceLock::new(),
+            generated: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> Option<&Arc<Json>> {
+        self.parsed
+            .get_or_init(|| {
+                let mut json = Vec::with_capacity(self.packed.len() * 8);
+                flate2::read::DeflateDecoder::new(self.packed)
+                    .read_to_end(&mut json)
+                    .ok()?;
+                serde_json::from_slice(&json).ok().map(Arc::new)
+            })
+            .as_ref()
+    }
+}
+
 #[derive(Default)]
 pub struct Registry {
-    structure_definitions: HashMap<String, Arc<Json>>,
-    value_sets: HashMap<String, Arc<Json>>,
-    code_systems: HashMap<String, Arc<Json>>,
-    /// Base (core) StructureDefinitions by type name: `Patient`, `Reference`, `string`.
-    types: HashMap<String, Arc<Json>>,
+    structure_definitions: HashMap<String, Entry>,
+    value_sets: HashMap<String, Entry>,
+    code_systems: HashMap<String, Entry>,
+    /// The canonical URL of each base (core) type's definition: `Patient`, `Reference`, `string`.
+    types: HashMap<String, String>,
     expansions: Mutex<HashMap<String, Arc<Expansion>>>,
     /// The IOP profile of each resource type, from the built-in IOP definitions.
     iop: IopProfiles,
+    /// Profiles for every resource of a type, from loaded ImplementationGuides' `global`.
+    global: HashMap<String, Vec<String>>,
 }
 
 fn canonical(url: &str) -> &str {
@@ -49,18 +100,41 @@ fn canonical(url: &str) -> &str {
 }
 
 impl Registry {
-    /// The FHIR R4 subset and the IOP profiles that ship with the gateway.
+    /// All of FHIR R4 and the IOP profiles, as they ship with the gateway.
     pub fn builtin() -> Self {
         let mut registry = Self::default();
-        for dir in [&R4, &IOP] {
-            for file in dir.files() {
-                if let Ok(resource) = serde_json::from_slice::<Json>(file.contents()) {
-                    registry.add(resource);
-                }
+        registry.add_packed_r4();
+        for file in IOP.files() {
+            if let Ok(resource) = serde_json::from_slice::<Json>(file.contents()) {
+                registry.add(resource);
             }
         }
         registry.iop = Self::builtin_iop_profiles();
         registry
+    }
+
+    /// Indexes the packed R4 definitions (see the module comment); parses none of them.
+    fn add_packed_r4(&mut self) {
+        // Built by `fhir-profiles/scripts/vendor-r4.mjs`: [resourceType, url, base type, offset, length].
+        let index: Vec<(String, String, String, usize, usize)> =
+            serde_json::from_slice(R4_INDEX).expect("fhir-profiles/r4/index.json is the packer's");
+        for (kind, url, base_type, offset, length) in index {
+            let entry = Entry::packed(&R4_PACK[offset..offset + length]);
+            match kind.as_str() {
+                "StructureDefinition" => {
+                    if !base_type.is_empty() {
+                        self.types.insert(base_type, url.clone());
+                    }
+                    self.structure_definitions.insert(url, entry);
+                }
+                "ValueSet" => {
+                    self.value_sets.insert(url, entry);
+                }
+                _ => {
+                    self.code_systems.insert(url, entry);
+                }
+            }
+        }
     }
 
     /// The IOP profile of each resource type, from the built-in IOP definitions alone.
@@ -96,6 +170,24 @@ impl Registry {
                     }
                 }
             }
+            Some("ImplementationGuide") => {
+                for global in resource
+                    .get("global")
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(kind), Some(profile)) = (
+                        global.get("type").and_then(Json::as_str),
+                        global.get("profile").and_then(Json::as_str),
+                    ) {
+                        let list = self.global.entry(kind.to_owned()).or_default();
+                        if !list.iter().any(|p| p == profile) {
+                            list.push(profile.to_owned());
+                        }
+                    }
+                }
+            }
             Some(kind @ ("StructureDefinition" | "ValueSet" | "CodeSystem")) => {
                 let Some(url) = resource
                     .get("url")
@@ -110,15 +202,16 @@ impl Registry {
                         let base =
                             resource.get("derivation").and_then(Json::as_str) != Some("constraint");
                         if base && let Some(t) = resource.get("type").and_then(Json::as_str) {
-                            self.types.insert(t.to_owned(), Arc::clone(&resource));
+                            self.types.insert(t.to_owned(), url.clone());
                         }
-                        self.structure_definitions.insert(url, resource);
+                        self.structure_definitions
+                            .insert(url, Entry::parsed(resource));
                     }
                     "ValueSet" => {
-                        self.value_sets.insert(url, resource);
+                        self.value_sets.insert(url, Entry::parsed(resource));
                     }
                     _ => {
-                        self.code_systems.insert(url, resource);
+                        self.code_systems.insert(url, Entry::parsed(resource));
                     }
                 }
             }
@@ -170,17 +263,108 @@ impl Registry {
         self.len() == 0
     }
 
+    /// A StructureDefinition by canonical URL. One with only a differential comes with the
+    /// snapshot generated from it and its base (`snapshot_problems` says what did not apply).
     pub fn structure_definition(&self, url: &str) -> Option<&Arc<Json>> {
-        self.structure_definitions.get(canonical(url))
+        let entry = self.structure_definitions.get(canonical(url))?;
+        let raw = entry.get()?;
+        if raw.pointer("/snapshot/element").is_some() || raw.get("differential").is_none() {
+            return Some(raw);
+        }
+        let generated = entry
+            .generated
+            .get_or_init(|| self.generate_snapshot(canonical(url), raw));
+        Some(generated.definition.as_ref().unwrap_or(raw))
+    }
+
+    /// Profiles that loaded ImplementationGuides declare for every resource of `resource_type`.
+    pub fn global_profiles(&self, resource_type: &str) -> &[String] {
+        self.global
+            .get(resource_type)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// What of a profile's differential its generated snapshot could not apply.
+    pub fn snapshot_problems(&self, url: &str) -> &[String] {
+        self.structure_definitions
+            .get(canonical(url))
+            .and_then(|entry| entry.generated.get())
+            .map(|g| g.problems.as_slice())
+            .unwrap_or_default()
+    }
+
+    fn generate_snapshot(&self, url: &str, raw: &Arc<Json>) -> Generated {
+        let failed = |problem: String| Generated {
+            definition: None,
+            problems: vec![problem],
+        };
+        // Bases are generated first (recursively): refuse a chain that comes back to itself,
+        // before any generation starts, so no snapshot waits on its own.
+        let mut chain = vec![url.to_owned()];
+        let mut at = Arc::clone(raw);
+        while let Some(base) = at.get("baseDefinition").and_then(Json::as_str) {
+            let base = canonical(base).to_owned();
+            if chain.contains(&base) || chain.len() > 32 {
+                return failed(format!("its base definitions come back to {base}"));
+            }
+            let Some(next) = self
+                .structure_definitions
+                .get(&base)
+                .and_then(Entry::get)
+                .cloned()
+            else {
+                break;
+            };
+            chain.push(base);
+            if next.pointer("/snapshot/element").is_some() {
+                break;
+            }
+            at = next;
+        }
+        let Some(base_url) = raw.get("baseDefinition").and_then(Json::as_str) else {
+            return failed("it has no snapshot and no baseDefinition to generate one from".into());
+        };
+        let Some(base_elements) = self
+            .structure_definition(base_url)
+            .and_then(|b| b.pointer("/snapshot/element"))
+            .and_then(Json::as_array)
+        else {
+            return failed(format!(
+                "its base {base_url} is not loaded (or has no snapshot), so no snapshot could be generated"
+            ));
+        };
+        let type_snapshot = |code: &str| {
+            self.type_definition(code)
+                .and_then(|t| t.pointer("/snapshot/element"))
+                .and_then(Json::as_array)
+                .cloned()
+        };
+        let (elements, problems) = super::snapshot::generate(raw, base_elements, &type_snapshot);
+        let mut definition = (**raw).clone();
+        if let Json::Object(object) = &mut definition {
+            object.insert(
+                "snapshot".into(),
+                serde_json::json!({ "element": elements }),
+            );
+        }
+        Generated {
+            definition: Some(Arc::new(definition)),
+            problems,
+        }
     }
 
     /// The core definition of a type (`Patient`, `HumanName`, `string`).
     pub fn type_definition(&self, type_name: &str) -> Option<&Arc<Json>> {
-        self.types.get(type_name)
+        self.structure_definition(self.types.get(type_name)?)
     }
 
     pub fn code_system(&self, url: &str) -> Option<&Arc<Json>> {
-        self.code_systems.get(canonical(url))
+        self.code_systems.get(canonical(url))?.get()
+    }
+
+    pub fn value_set(&self, url: &str) -> Option<&Arc<Json>> {
+        self.value_sets.get(canonical(url))?.get()
     }
 
     /// The codes of a ValueSet, expanded offline (and cached): enumerated concepts, whole code
@@ -203,7 +387,7 @@ impl Registry {
     }
 
     fn expand_uncached(&self, url: &str, depth: usize) -> Expansion {
-        let Some(value_set) = self.value_sets.get(url) else {
+        let Some(value_set) = self.value_set(url) else {
             return Expansion::Unavailable(format!("ValueSet {url} is not loaded"));
         };
         if depth > 8 {
@@ -262,7 +446,7 @@ impl Registry {
             {
                 return Err(format!("filters over {system} are not expanded offline"));
             }
-            let Some(code_system) = self.code_systems.get(canonical(system)) else {
+            let Some(code_system) = self.code_system(system) else {
                 return Err(format!("code system {system} is not available offline"));
             };
             if code_system

@@ -27,6 +27,8 @@ pub struct Validator {
     /// Compiled definitions by the address of the registry's `Arc<Json>` (the registry owns them
     /// for the validator's whole life, so the address is a stable key and needs no hashing of URLs).
     compiled: Mutex<HashMap<usize, Arc<Compiled>>>,
+    /// Every resource walked (nested ones too) is also held to the IOP profile of its type.
+    apply_iop: bool,
 }
 
 const MAX_DEPTH: usize = 24;
@@ -84,6 +86,8 @@ struct Run<'v, 'r, 'b> {
     validator: &'v Validator,
     /// The resource being walked (what `#id` references and `%resource` mean).
     root: &'r Json,
+    /// The outermost resource: the Bundle or container the walk started on (`%rootResource`).
+    outer: &'r Json,
     /// The Bundle the resource sits in, where references between entries resolve.
     bundle: Option<&'b BundleIndex>,
     issues: Vec<Issue>,
@@ -104,6 +108,7 @@ impl Validator {
             iop,
             schema: std::sync::OnceLock::new(),
             compiled: Mutex::new(HashMap::new()),
+            apply_iop: false,
         }
     }
 
@@ -116,7 +121,15 @@ impl Validator {
             iop: Registry::builtin_iop_profiles(),
             schema: std::sync::OnceLock::new(),
             compiled: Mutex::new(HashMap::new()),
+            apply_iop: false,
         }
+    }
+
+    /// Holds every resource it walks, nested ones too, to the IOP profile of its type (or the one
+    /// of its type the resource names), besides what each validation requires.
+    pub fn applying_iop_profiles(mut self) -> Self {
+        self.apply_iop = true;
+        self
     }
 
     pub fn registry(&self) -> &Registry {
@@ -171,6 +184,7 @@ impl Validator {
         let mut run = Run {
             validator: self,
             root: resource,
+            outer: resource,
             bundle,
             issues: Vec::new(),
             unavailable: HashSet::new(),
@@ -247,6 +261,7 @@ impl Run<'_, '_, '_> {
         let mut sub = Run {
             validator: self.validator,
             root: resource,
+            outer: self.outer,
             bundle: self.bundle,
             issues: Vec::new(),
             unavailable: std::mem::take(&mut self.unavailable),
@@ -291,6 +306,20 @@ impl Run<'_, '_, '_> {
             return;
         };
         let mut definitions = vec![base];
+        let mut required = required.to_vec();
+        if self.validator.apply_iop
+            && let Some(iop) = self.validator.iop.of_resource(resource)
+            && !required.iter().any(|p| p == iop)
+        {
+            required.push(iop.to_owned());
+        }
+        // Profiles an ImplementationGuide loaded with the definitions declares for every
+        // resource of the type (`ImplementationGuide.global`).
+        for global in registry.global_profiles(resource_type) {
+            if !required.contains(global) {
+                required.push(global.clone());
+            }
+        }
         let declared: Vec<String> = resource
             .pointer("/meta/profile")
             .and_then(Json::as_array)
@@ -314,7 +343,7 @@ impl Run<'_, '_, '_> {
                 ),
             }
         }
-        for url in required {
+        for url in &required {
             match registry.structure_definition(url) {
                 Some(sd)
                     if sd.get("type").and_then(Json::as_str) == Some(resource_type)
@@ -335,6 +364,17 @@ impl Run<'_, '_, '_> {
             }
         }
         for definition in definitions {
+            let url = definition.get("url").and_then(Json::as_str).unwrap_or("?");
+            for problem in registry.snapshot_problems(url) {
+                self.issue(
+                    Severity::Warning,
+                    "not-supported",
+                    location,
+                    format!(
+                        "profile {url} has no snapshot; the one generated from its differential leaves out {problem}"
+                    ),
+                );
+            }
             let compiled = self.validator.compiled(&definition);
             match compiled.root() {
                 Some(root) => self.element(&compiled, root, resource, &location, None, depth),
@@ -793,21 +833,28 @@ impl Run<'_, '_, '_> {
                         .any(|t| allowed.contains(&t.as_str()))
                 }
                 "profile" => {
-                    let profiles: Vec<&String> = sub
-                        .types
-                        .iter()
-                        .flat_map(|t| {
-                            if path.ends_with("resolve()") {
-                                t.target_profiles.iter()
-                            } else {
-                                t.profiles.iter()
-                            }
-                        })
-                        .collect();
                     let targets = self.nodes_at(item, path);
-                    targets
-                        .iter()
-                        .any(|node| profiles.iter().any(|p| self.conforms(node, p, depth)))
+                    // A profile that is not loaded cannot decide: the value's type does, as the
+                    // reference validator does.
+                    let registry = self.validator.registry();
+                    sub.types.iter().any(|t| {
+                        let profiles = if path.ends_with("resolve()") {
+                            &t.target_profiles
+                        } else {
+                            &t.profiles
+                        };
+                        targets.iter().any(|node| {
+                            profiles
+                                .iter()
+                                .any(|p| match registry.structure_definition(p) {
+                                    Some(_) => self.conforms(node, p, depth),
+                                    None => {
+                                        node.get("resourceType").and_then(Json::as_str)
+                                            == Some(t.code.as_str())
+                                    }
+                                })
+                        })
+                    })
                 }
                 _ => false,
             }
@@ -904,6 +951,7 @@ impl Run<'_, '_, '_> {
         };
         let mut sub = Run {
             validator: self.validator,
+            outer: self.outer,
             root: if node.get("resourceType").is_some() {
                 node
             } else {
@@ -1095,7 +1143,9 @@ impl Run<'_, '_, '_> {
                     continue;
                 }
                 Check::FhirPath(expression) => {
-                    let env = Environment::new(self.root);
+                    let env = Environment::new(self.root)
+                        .with_context(value)
+                        .with_root_resource(self.outer);
                     match fhirpath::evaluate_on(expression, &env, value) {
                         Ok(result) => !matches!(result.as_slice(), [Item::Boolean(false)]),
                         Err(err) => {
