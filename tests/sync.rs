@@ -685,7 +685,9 @@ async fn a_target_that_requires_smart_backend_services_gets_its_tokens_renewed_m
     }
     let Some(mut standin) = StandIn::start(&[
         ("EHR_SMART_JWKS", jwks.to_str().unwrap()),
-        ("EHR_TOKEN_SECONDS", "5"),
+        // Short enough that the push (about two seconds here) outlives several tokens: one is
+        // renewed once half its life is gone.
+        ("EHR_TOKEN_SECONDS", "2"),
     ])
     .await
     else {
