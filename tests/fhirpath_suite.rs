@@ -67,7 +67,7 @@ const MUST_PASS: &[&str] = &[
 ];
 
 /// The lowest acceptable share of the whole suite, in percent. Raise it as the engine improves.
-const FLOOR_PERCENT: f64 = 90.0;
+const FLOOR_PERCENT: f64 = 91.0;
 
 fn shared() -> PathBuf {
     common::shared_dir().join("fhirpath-tests")
@@ -78,7 +78,14 @@ fn expected_text(output: &Value) -> String {
 }
 
 fn actual_text(item: &Item<'_>, kind: Option<&str>) -> String {
-    let text = render(&item.primitive()).unwrap_or_else(|| "<node>".into());
+    let primitive = item.primitive();
+    let text = render(&primitive).unwrap_or_else(|| "<node>".into());
+    // Outputs without a type (the newer groups) write dates and times as FHIRPath literals.
+    let kind = kind.or(match primitive {
+        Item::Date(_) | Item::DateTime(_) => Some("date"),
+        Item::Time(_) => Some("time"),
+        _ => None,
+    });
     match kind {
         Some("date" | "dateTime") => format!("@{text}"),
         Some("time") => format!("@T{text}"),

@@ -308,3 +308,108 @@ fn references_between_bundle_entries_resolve() {
         "{messages:#?}"
     );
 }
+
+#[test]
+fn unknown_extensions_are_errors_unless_a_loaded_profile_names_them() {
+    let validator = validator_with(Vec::new());
+    let mut patient = fixture("Patient-client.json");
+    let unknown =
+        json!({ "url": "https://example.com/ext/favourite-colour", "valueString": "teal" });
+    // On the resource and on a primitive (`_birthDate`), as the HL7 reference validator has it.
+    patient["extension"] = json!([unknown.clone()]);
+    patient["_birthDate"] = json!({ "extension": [unknown] });
+    let issues = validator.validate(&patient, &[]);
+    assert_eq!(
+        error_locations(&issues),
+        BTreeSet::from([
+            "Patient.extension[0]".to_owned(),
+            "Patient.birthDate.extension[0]".to_owned()
+        ]),
+        "{:#?}",
+        error_messages(&issues)
+    );
+    // US Core's race extension is not loaded, but the IOP Patient profile names it: a warning.
+    let mut patient = fixture("Patient-client.json");
+    patient["extension"] = json!([{
+        "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+        "extension": [{ "url": "text", "valueString": "Unknown" }]
+    }]);
+    let issues = validator.validate(&patient, &[]);
+    assert!(
+        error_messages(&issues).is_empty(),
+        "{:#?}",
+        error_messages(&issues)
+    );
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.message.contains("us-core-race is named by a profile")),
+        "{issues:#?}"
+    );
+}
+
+#[test]
+fn min_and_max_values_compare_quantities_after_ucum_conversion() {
+    let registry = Registry::builtin();
+    let mut profile = registry
+        .type_definition("Observation")
+        .unwrap()
+        .as_ref()
+        .clone();
+    profile["url"] = json!("https://example.org/fhir/StructureDefinition/weight-limits");
+    profile["derivation"] = json!("constraint");
+    profile["baseDefinition"] = json!("http://hl7.org/fhir/StructureDefinition/Observation");
+    for element in profile["snapshot"]["element"].as_array_mut().unwrap() {
+        if element["id"] == "Observation.value[x]" {
+            let ucum = "http://unitsofmeasure.org";
+            element["minValueQuantity"] = json!({ "value": 0, "system": ucum, "code": "kg" });
+            element["maxValueQuantity"] = json!({ "value": 10, "system": ucum, "code": "kg" });
+        }
+    }
+    let validator = validator_with(vec![profile]);
+    let observation = |grams: f64| {
+        json!({
+            "resourceType": "Observation", "status": "final",
+            "meta": { "profile": ["https://example.org/fhir/StructureDefinition/weight-limits"] },
+            "code": { "text": "weight" },
+            "valueQuantity": { "value": grams, "system": "http://unitsofmeasure.org", "code": "g" }
+        })
+    };
+    assert!(error_messages(&validator.validate(&observation(9000.0), &[])).is_empty());
+    let too_heavy = error_messages(&validator.validate(&observation(11000.0), &[]));
+    assert!(
+        too_heavy.len() == 1 && too_heavy[0].contains("greater than the specified maxValue"),
+        "{too_heavy:#?}"
+    );
+    let negative = error_messages(&validator.validate(&observation(-1.0), &[]));
+    assert!(
+        negative.len() == 1 && negative[0].contains("less than"),
+        "{negative:#?}"
+    );
+}
+
+#[test]
+fn an_observation_with_a_vital_sign_code_is_held_to_its_vital_signs_profile() {
+    let validator = validator_with(Vec::new());
+    // A body weight without a value in kg or lb (the bodyweight profile binds its unit).
+    let weight = json!({
+        "resourceType": "Observation", "status": "final",
+        "category": [{ "coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs" }] }],
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "29463-7" }] },
+        "subject": { "reference": "Patient/1" },
+        "effectiveDateTime": "2026-12-01",
+        "valueQuantity": { "value": 70, "unit": "m", "system": "http://unitsofmeasure.org", "code": "m" }
+    });
+    let messages = error_messages(&validator.validate(&weight, &[]));
+    assert!(
+        messages.len() == 1 && messages[0].starts_with("Observation.valueQuantity.code"),
+        "{messages:#?}"
+    );
+    let mut in_kg = weight.clone();
+    in_kg["valueQuantity"]["code"] = json!("kg");
+    in_kg["valueQuantity"]["unit"] = json!("kg");
+    let messages = error_messages(&validator.validate(&in_kg, &[]));
+    assert!(messages.is_empty(), "{messages:#?}");
+}

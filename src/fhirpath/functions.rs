@@ -473,6 +473,56 @@ pub(super) fn call<'a>(
                 chars[start as usize..].iter().take(length).collect(),
             )))
         }
+        "comparable" => {
+            arity(name, args, 1, 1)?;
+            let other = single(&argument(&args[0], env, scope)?)?.map(|i| i.primitive());
+            match (single(focus)?.map(|i| i.primitive()), other) {
+                (Some(Item::Quantity(_, a)), Some(Item::Quantity(_, b))) => {
+                    let unit = |u: &str| ucum_unit(super::value::canonical_unit(u)).to_owned();
+                    Ok(one(Item::Boolean(
+                        ucum::is_comparable(&unit(&a), &unit(&b)).unwrap_or(false),
+                    )))
+                }
+                (None, _) | (_, None) => Ok(vec![]),
+                _ => Err(error("comparable() compares two quantities")),
+            }
+        }
+        "lowBoundary" | "highBoundary" => {
+            arity(name, args, 0, 1)?;
+            let precision = match args.first() {
+                Some(arg) => integer_arg(arg, env, scope)?,
+                None => None,
+            };
+            let high = name == "highBoundary";
+            Ok(match single(focus)?.map(|i| i.primitive()) {
+                Some(Item::Date(t)) => temporal_boundary(&t, precision, high)
+                    .map(Item::Date)
+                    .into_iter()
+                    .collect(),
+                Some(Item::DateTime(t)) => temporal_boundary(&t, precision, high)
+                    .map(|b| {
+                        if b.parts.len() <= 3 {
+                            Item::Date(b)
+                        } else {
+                            Item::DateTime(b)
+                        }
+                    })
+                    .into_iter()
+                    .collect(),
+                Some(Item::Time(t)) => temporal_boundary(&t, precision, high)
+                    .map(Item::Time)
+                    .into_iter()
+                    .collect(),
+                None => vec![],
+                // Decimals are held as binary floating point without the digits as written,
+                // so their boundaries cannot be told: say so rather than guess.
+                Some(_) => {
+                    return Err(error(
+                        "lowBoundary()/highBoundary() of a number needs the digits as written, which this engine does not keep",
+                    ));
+                }
+            })
+        }
         "precision" => {
             arity(name, args, 0, 0)?;
             let item = match focus.as_slice() {
@@ -746,6 +796,76 @@ pub(super) fn to_string(item: &Item<'_>) -> Option<String> {
 
 /// How many digits a date, date-time or time was given with (`@2014` 4, `@T10:30` 4,
 /// `@2014-01-05T10:30:00.000` 17): milliseconds count three, every other part two, the year four.
+/// A calendar-duration word as UCUM (`year` is `a`); other units are UCUM already.
+fn ucum_unit(unit: &str) -> &str {
+    match unit {
+        "wk" | "mo" | "a" | "d" | "h" | "min" | "s" | "ms" => unit,
+        other => other.trim_matches('\''),
+    }
+}
+
+/// The earliest (or latest) moment a date, date-time or time could stand for, to `precision`
+/// digits (date-times: 4 year, 6 month, 8 day, 10 hour, 12 minute, 14 second, 17 millisecond;
+/// times: 2, 4, 6, 9). A date-time without an offset spans every zone: +14:00 at its earliest,
+/// -12:00 at its latest. None for a precision that names no boundary.
+fn temporal_boundary(t: &Temporal, precision: Option<i64>, high: bool) -> Option<Temporal> {
+    let widths: &[i64] = if t.time_only {
+        &[2, 2, 2, 3]
+    } else {
+        &[4, 2, 2, 2, 2, 2, 3]
+    };
+    let full: i64 = widths.iter().sum();
+    let wanted = precision.unwrap_or(full);
+    let mut digits = 0;
+    let mut count = None;
+    for (i, w) in widths.iter().enumerate() {
+        digits += w;
+        if digits == wanted {
+            count = Some(i + 1);
+        }
+    }
+    let count = count?;
+    let start = if t.time_only { 3 } else { 0 };
+    let mut parts = t.parts.clone();
+    parts.truncate(count);
+    while parts.len() < count {
+        let k = parts.len() + start;
+        let value = match (k, high) {
+            (1, false) | (2, false) => 1,
+            (1, true) => 12,
+            (2, true) => days_in_month(parts[0], parts[1]),
+            (3, true) => 23,
+            (4, true) | (5, true) => 59,
+            (6, true) => 999,
+            _ => 0,
+        };
+        parts.push(value);
+    }
+    let offset = match t.offset {
+        Some(o) => Some(o),
+        None if !t.time_only && count > 3 => Some(if high { -12 * 60 } else { 14 * 60 }),
+        None => None,
+    };
+    Some(Temporal {
+        parts,
+        offset: if count > 3 { offset } else { None },
+        time_only: t.time_only,
+    })
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let first = |y: i64, m: i64| NaiveDate::from_ymd_opt(y as i32, m as u32, 1);
+    let next = if month == 12 {
+        first(year + 1, 1)
+    } else {
+        first(year, month + 1)
+    };
+    match (first(year, month), next) {
+        (Some(a), Some(b)) => (b - a).num_days(),
+        _ => 31,
+    }
+}
+
 fn temporal_precision(t: &Temporal) -> i64 {
     let widths: &[i64] = if t.time_only {
         &[2, 2, 2, 3]

@@ -7,6 +7,8 @@ use serde_json::Value as Json;
 
 #[derive(Debug, Default)]
 pub struct BundleIndex {
+    /// `Bundle.type`: a transaction or batch must resolve every `urn:uuid:` it uses.
+    kind: String,
     resources: Vec<Json>,
     by_address: HashMap<String, usize>,
 }
@@ -15,7 +17,14 @@ impl BundleIndex {
     /// Indexes `bundle.entry[].resource` by `fullUrl` and, where the resource has an id, by
     /// `Type/id` (what a relative reference in the same Bundle names).
     pub fn of(bundle: &Json) -> Self {
-        let mut index = Self::default();
+        let mut index = Self {
+            kind: bundle
+                .get("type")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            ..Self::default()
+        };
         let entries = bundle.get("entry").and_then(Json::as_array);
         for entry in entries.into_iter().flatten() {
             let Some(resource) = entry.get("resource") else {
@@ -52,6 +61,14 @@ impl BundleIndex {
         self.by_address
             .get(&format!("{kind}/{id}"))
             .and_then(|at| self.resources.get(*at))
+    }
+
+    /// A transaction or batch: its entries are processed, so every `urn:uuid:` must name one.
+    pub fn is_processed(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "transaction" | "batch" | "transaction-response" | "batch-response"
+        )
     }
 
     pub fn is_empty(&self) -> bool {

@@ -53,10 +53,14 @@ fn verdict_without_inputs(expression: &Expr) -> Option<(Vec<String>, bool)> {
     let empty = Json::Object(serde_json::Map::new());
     let env = fhirpath::Environment::new(&empty);
     let result = fhirpath::evaluate_on(expression, &env, &empty).ok()?;
-    Some((
-        names,
-        !matches!(result.as_slice(), [fhirpath::Item::Boolean(false)]),
-    ))
+    Some((names, invariant_holds(&result)))
+}
+
+/// Whether an invariant's result means it holds: as the HL7 validator reads it, an empty result
+/// or `false` fails (per-1 on a date and a dateTime of different precision is empty: not
+/// comparable, so not shown to be in order); anything else holds.
+pub fn invariant_holds(result: &[fhirpath::Item]) -> bool {
+    !matches!(result, [] | [fhirpath::Item::Boolean(false)])
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +89,9 @@ pub struct Element {
     pub types: Vec<TypeRef>,
     pub fixed: Option<Json>,
     pub pattern: Option<Json>,
+    /// `minValue[x]` and `maxValue[x]`.
+    pub min_value: Option<Json>,
+    pub max_value: Option<Json>,
     pub binding: Option<(String, String)>,
     pub constraints: Vec<Constraint>,
     pub discriminators: Vec<Discriminator>,
@@ -252,6 +259,8 @@ impl Compiled {
                 types,
                 fixed: first_value_with_prefix(e, "fixed").cloned(),
                 pattern: first_value_with_prefix(e, "pattern").cloned(),
+                min_value: first_value_with_prefix(e, "minValue").cloned(),
+                max_value: first_value_with_prefix(e, "maxValue").cloned(),
                 binding: e.get("binding").and_then(|b| {
                     Some((
                         b.get("strength")?.as_str()?.to_owned(),

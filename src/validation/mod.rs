@@ -2,21 +2,25 @@
 //! invariants. Pure: the registry is loaded by the caller; `Validator::validate` does no I/O.
 //!
 //! Rules: the R4 JSON Schema as a safety net, cardinality, unknown elements, choice types,
-//! primitive formats, fixed and pattern values, required/extensible bindings on offline
+//! primitive formats, fixed and pattern values, minValue/maxValue (UCUM-converted quantities), required/extensible bindings on offline
 //! ValueSets, element and resource invariants, extension definitions and contexts, reference
 //! formats and target types (resolved in `contained` and between Bundle entries), `meta.profile`,
 //! and slicing by value, pattern, exists, type and profile discriminators (open, closed,
-//! ordered, openAtEnd).
+//! ordered, openAtEnd); element ids unique within a resource, narrative links resolving and
+//! the Bundle rules (`resource_rules.rs`); narrative XHTML parsed (`xhtml.rs`).
 
 mod bundle;
 mod element;
 mod iop;
+mod limits;
 mod outcome;
 mod primitive;
 mod registry;
+mod resource_rules;
 mod schema;
 mod snapshot;
 mod walk;
+mod xhtml;
 
 pub use bundle::BundleIndex;
 pub use iop::IopProfiles;

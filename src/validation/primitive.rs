@@ -83,10 +83,10 @@ pub fn check(type_code: &str, value: &Value) -> Option<String> {
             text.is_some_and(|t| !t.trim().is_empty()),
             "must not be empty",
         ),
-        "xhtml" => needs_string(
-            text.is_some_and(safe_xhtml),
-            "a <div> in the XHTML namespace without scripts, event handlers or external resources",
-        ),
+        "xhtml" => match text {
+            Some(div) => super::xhtml::problem(div),
+            None => Some("must be a JSON string".into()),
+        },
         _ => None,
     }
 }
@@ -178,75 +178,6 @@ pub fn narrative_has_text(div: &str) -> bool {
         }
         c => !in_tag && !c.is_whitespace(),
     })
-}
-
-/// FHIR narrative rules (txt-1, txt-2): an XHTML div, no scripts, forms or event attributes.
-fn safe_xhtml(div: &str) -> bool {
-    let lower = div.to_ascii_lowercase();
-    let shape = lower.starts_with("<div")
-        && lower.contains("http://www.w3.org/1999/xhtml")
-        && lower.trim_end().ends_with("</div>");
-    let banned_tag = [
-        "<script", "<form", "<iframe", "<object", "<embed", "<base", "<link", "<style",
-    ]
-    .iter()
-    .any(|t| lower.contains(t));
-    shape && !banned_tag && !has_event_attribute(&lower) && !lower.contains("javascript:")
-}
-
-/// An `on...` attribute name in any tag. Quoted values are skipped: a `title` whose text has a
-/// word starting with "on" is not an event handler.
-fn has_event_attribute(lower: &str) -> bool {
-    let b = lower.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'<' {
-            i += 1;
-            continue;
-        }
-        // Skip the tag name, then read attributes up to '>'.
-        i += 1;
-        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'>' {
-            i += 1;
-        }
-        while i < b.len() && b[i] != b'>' {
-            if b[i].is_ascii_whitespace() || b[i] == b'/' {
-                i += 1;
-                continue;
-            }
-            let name_start = i;
-            while i < b.len() && !b"= \t\n\r/>".contains(&b[i]) {
-                i += 1;
-            }
-            if lower[name_start..i].starts_with("on") {
-                return true;
-            }
-            while i < b.len() && b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            if i < b.len() && b[i] == b'=' {
-                i += 1;
-                while i < b.len() && b[i].is_ascii_whitespace() {
-                    i += 1;
-                }
-                match b.get(i) {
-                    Some(&q @ (b'"' | b'\'')) => {
-                        i += 1;
-                        while i < b.len() && b[i] != q {
-                            i += 1;
-                        }
-                        i += 1;
-                    }
-                    _ => {
-                        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'>' {
-                            i += 1;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    false
 }
 
 #[cfg(test)]

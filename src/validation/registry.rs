@@ -93,6 +93,9 @@ pub struct Registry {
     iop: IopProfiles,
     /// Profiles for every resource of a type, from loaded ImplementationGuides' `global`.
     global: HashMap<String, Vec<String>>,
+    /// Extensions that a loaded (not packed) profile names on an `extension` element, though
+    /// their definitions may not be loaded (US Core's, named by the IOP profiles).
+    named_extensions: std::collections::HashSet<String>,
 }
 
 fn canonical(url: &str) -> &str {
@@ -199,6 +202,7 @@ impl Registry {
                 let resource = Arc::new(resource);
                 match kind {
                     "StructureDefinition" => {
+                        self.named_extensions.extend(extensions_named_by(&resource));
                         let base =
                             resource.get("derivation").and_then(Json::as_str) != Some("constraint");
                         if base && let Some(t) = resource.get("type").and_then(Json::as_str) {
@@ -217,6 +221,12 @@ impl Registry {
             }
             _ => {}
         }
+    }
+
+    /// Whether a loaded profile names the extension `url` where it slices `extension`: it is
+    /// expected, even if its own definition is not loaded.
+    pub fn names_extension(&self, url: &str) -> bool {
+        self.named_extensions.contains(canonical(url))
     }
 
     /// Adds the conformance resources of a FHIR package, given as its `.tgz` bytes (the caller
@@ -292,6 +302,26 @@ impl Registry {
             .and_then(|entry| entry.generated.get())
             .map(|g| g.problems.as_slice())
             .unwrap_or_default()
+    }
+
+    /// The mistakes in a StructureDefinition's differential (an element that is not in its
+    /// base, an id that does not match its path), found by generating its snapshot: what the
+    /// reference validator reports when a StructureDefinition is validated as a resource.
+    pub fn differential_mistakes(&self, definition: &Arc<Json>) -> Vec<String> {
+        if definition.get("differential").is_none()
+            || definition.get("derivation").and_then(Json::as_str) != Some("constraint")
+        {
+            return Vec::new();
+        }
+        let url = definition
+            .get("url")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        self.generate_snapshot(canonical(url), definition)
+            .problems
+            .into_iter()
+            .filter(|p| super::snapshot::is_differential_mistake(p))
+            .collect()
     }
 
     fn generate_snapshot(&self, url: &str, raw: &Arc<Json>) -> Generated {
@@ -512,4 +542,26 @@ fn collect_contains(contains: &[Json], out: &mut HashSet<(String, String)>) {
             collect_contains(children, out);
         }
     }
+}
+
+/// The extension URLs a StructureDefinition names as the type profile of its `extension` and
+/// `modifierExtension` elements (snapshot and differential).
+fn extensions_named_by(definition: &Json) -> Vec<String> {
+    let mut named = Vec::new();
+    for part in ["snapshot", "differential"] {
+        let elements = definition[part]["element"].as_array().into_iter().flatten();
+        for element in elements {
+            let path = element["path"].as_str().unwrap_or_default();
+            if !(path.ends_with(".extension") || path.ends_with(".modifierExtension")) {
+                continue;
+            }
+            let profiles = element["type"].as_array().into_iter().flatten();
+            for profile in profiles.flat_map(|t| t["profile"].as_array().into_iter().flatten()) {
+                if let Some(url) = profile.as_str() {
+                    named.push(canonical(url).to_owned());
+                }
+            }
+        }
+    }
+    named
 }

@@ -15,6 +15,19 @@
 
 use serde_json::{Map, Value as Json};
 
+/// Problems that are mistakes in the differential itself (not what this generator leaves out).
+const NOT_AN_ELEMENT: &str = "is not an element of";
+const NOT_ITS_PATH: &str = "the element's id does not match its path";
+const FIXED_CHANGED: &str = "changes the fixed value of its base";
+
+/// Whether a problem `generate` reported is a mistake in the differential (an error in the
+/// StructureDefinition), rather than something this generator does not support.
+pub fn is_differential_mistake(problem: &str) -> bool {
+    [NOT_AN_ELEMENT, NOT_ITS_PATH, FIXED_CHANGED]
+        .iter()
+        .any(|mistake| problem.contains(mistake))
+}
+
 /// Differential elements deeper than this many unfolded types are not applied.
 const MAX_UNFOLD: usize = 64;
 
@@ -48,6 +61,16 @@ pub fn generate(
         };
         if let Some(path) = diff.get("path").and_then(Json::as_str) {
             last_id_of_path.insert(path.to_owned(), id.clone());
+            let id_as_path: Vec<&str> = id
+                .split('.')
+                .map(|step| step.split(':').next().unwrap_or(step))
+                .collect();
+            if id_as_path.join(".") != path {
+                builder
+                    .problems
+                    .push(format!("{id}: {NOT_ITS_PATH} ({path})"));
+                continue;
+            }
         }
         match builder.locate(&id, 0) {
             Ok(index) => builder.merge(index, diff),
@@ -218,7 +241,7 @@ impl Builder<'_> {
                 Ok(index)
             }
             None => Err(format!(
-                "{segment} is not an element of {}",
+                "{segment} {NOT_AN_ELEMENT} {}",
                 id_of(&self.elements[parent])
             )),
         }
@@ -376,6 +399,16 @@ impl Builder<'_> {
         let Some(diff) = diff.as_object() else {
             return;
         };
+        // A fixed value is final: a derived profile may repeat it, not change it.
+        for (key, value) in diff.iter().filter(|(k, _)| k.starts_with("fixed")) {
+            if let Some(base) = self.elements[index].get(key.as_str())
+                && base != value
+            {
+                let id = id_of(&self.elements[index]).to_owned();
+                self.problems
+                    .push(format!("{id}: {FIXED_CHANGED}: {value} in place of {base}"));
+            }
+        }
         let element: &mut Map<String, Json> =
             self.elements[index].as_object_mut().expect("objects");
         for (key, value) in diff {

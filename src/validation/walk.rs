@@ -9,10 +9,11 @@ use serde_json::Value as Json;
 use super::bundle::BundleIndex;
 use super::element::{Check, Compiled, Context, Element};
 use super::iop::IopProfiles;
+use super::limits::{self, Bound, Incomparable};
 use super::outcome::{Issue, Severity};
 use super::primitive;
 use super::registry::{Expansion, Registry};
-use crate::fhirpath::{self, Environment, Item};
+use crate::fhirpath::{self, Environment};
 
 /// Validates resources against loaded definitions. Compiles each StructureDefinition once.
 pub struct Validator {
@@ -88,6 +89,9 @@ struct Run<'v, 'r, 'b> {
     root: &'r Json,
     /// The outermost resource: the Bundle or container the walk started on (`%rootResource`).
     outer: &'r Json,
+    /// The resource this one is nested in, if any: a contained resource's `#id` references
+    /// name its container's other contained resources.
+    container: Option<&'r Json>,
     /// The Bundle the resource sits in, where references between entries resolve.
     bundle: Option<&'b BundleIndex>,
     issues: Vec<Issue>,
@@ -165,7 +169,7 @@ impl Validator {
     }
 
     /// Validates one entry of a Bundle (indexed with `BundleIndex::of`): references to other
-    /// entries resolve, and a `urn:uuid:` reference that names no entry is an error.
+    /// entries resolve, and a `urn:uuid:` reference that names no entry is an error (in a transaction or batch).
     pub fn validate_entry(
         &self,
         resource: &Json,
@@ -185,6 +189,7 @@ impl Validator {
             validator: self,
             root: resource,
             outer: resource,
+            container: None,
             bundle,
             issues: Vec::new(),
             unavailable: HashSet::new(),
@@ -262,6 +267,7 @@ impl Run<'_, '_, '_> {
             validator: self.validator,
             root: resource,
             outer: self.outer,
+            container: Some(self.root),
             bundle: self.bundle,
             issues: Vec::new(),
             unavailable: std::mem::take(&mut self.unavailable),
@@ -284,10 +290,28 @@ impl Run<'_, '_, '_> {
             return;
         };
         let location = *location;
+        for finding in super::resource_rules::check(resource, &location.to_string()) {
+            self.issue(
+                finding.severity,
+                finding.code,
+                finding.expression,
+                finding.message,
+            );
+        }
         let registry = self.validator.registry();
+        if resource_type == "StructureDefinition" {
+            for mistake in registry.differential_mistakes(&Arc::new(resource.clone())) {
+                self.issue(
+                    Severity::Error,
+                    "invalid",
+                    location,
+                    format!("Error generating the snapshot: {mistake}"),
+                );
+            }
+        }
         let Some(base) = registry.type_definition(resource_type).cloned() else {
-            // The built-in set holds the R4 types the gateway maps; other R4 types are still
-            // checked by the JSON Schema, and an R4 core package (--package) checks them fully.
+            // The built-in set holds all of R4; a registry built without it (tests, a bare
+            // `Registry::default`) still checks R4 types by the JSON Schema.
             let known_r4 = super::schema::StructuralSchema::knows(resource_type);
             let (severity, message) = if known_r4 {
                 (
@@ -318,6 +342,11 @@ impl Run<'_, '_, '_> {
         for global in registry.global_profiles(resource_type) {
             if !required.contains(global) {
                 required.push(global.clone());
+            }
+        }
+        for profile in super::resource_rules::required_by_specification(resource) {
+            if !required.contains(&profile) && registry.structure_definition(&profile).is_some() {
+                required.push(profile);
             }
         }
         let declared: Vec<String> = resource
@@ -438,10 +467,19 @@ impl Run<'_, '_, '_> {
                 format!("must match the pattern {pattern}"),
             );
         }
-        if let Some((strength, value_set)) = &element.binding {
-            self.binding(strength, value_set, value, type_code, location);
+        for (limit, bound) in [
+            (&element.min_value, Bound::Min),
+            (&element.max_value, Bound::Max),
+        ] {
+            if let Some(limit) = limit {
+                self.limit(value, limit, bound, location);
+            }
         }
-        self.constraints(element, value, location);
+        if let Some((strength, value_set)) = &element.binding {
+            let single_type = element.types.len() == 1;
+            self.binding(strength, value_set, value, type_code, single_type, location);
+        }
+        self.constraints(element, value, type_code, location);
         if let Some(code) = type_code {
             if code == "Reference" {
                 self.reference(element, value, location);
@@ -491,7 +529,7 @@ impl Run<'_, '_, '_> {
         } else if let Some(type_compiled) = self.type_compiled(element, choice, type_code) {
             // The element's type is not unfolded here: its own definition says what it holds.
             if let Some(root) = type_compiled.root() {
-                self.constraints(root, value, location);
+                self.constraints(root, value, type_code, location);
                 self.children(&type_compiled, root.index, map, location, depth + 1);
             }
         }
@@ -555,7 +593,9 @@ impl Run<'_, '_, '_> {
                 None => (key.as_str(), false),
             };
             if let Some(child) = compiled.child_named(parent, name) {
-                if !primitive_extension {
+                if primitive_extension {
+                    self.primitive_extensions(child, key, v, location, depth);
+                } else {
                     assigned.push((child.index, key, None, v));
                 }
                 continue;
@@ -571,6 +611,7 @@ impl Run<'_, '_, '_> {
                 }
                 known = true;
                 if primitive_extension {
+                    self.primitive_extensions(child, key, v, location, depth);
                     break;
                 }
                 match child
@@ -815,7 +856,9 @@ impl Run<'_, '_, '_> {
                             });
                     match expected {
                         Some(expected) => actual.iter().any(|a| pattern_matches(a, &expected)),
-                        None => false,
+                        // A slice that leaves one of several discriminators unconstrained is
+                        // told apart by the others (type and subtype slicing).
+                        None => sliced.discriminators.len() > 1,
                     }
                 }
                 "exists" => {
@@ -930,14 +973,20 @@ impl Run<'_, '_, '_> {
     /// A reference resolved in the current resource's `contained` or the Bundle.
     fn resolve(&self, reference: &str) -> Option<&Json> {
         if let Some(local) = reference.strip_prefix('#') {
-            return self
-                .root
-                .get("contained")
-                .and_then(Json::as_array)?
-                .iter()
-                .find(|r| r.get("id").and_then(Json::as_str) == Some(local));
+            return self.contained(local);
         }
         self.bundle.and_then(|b| b.resolve(reference))
+    }
+
+    /// The contained resource `#id` names: one of this resource's, or (for a contained
+    /// resource) one of its container's.
+    fn contained(&self, id: &str) -> Option<&Json> {
+        [Some(self.root), self.container]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("contained").and_then(Json::as_array))
+            .flatten()
+            .find(|r| r.get("id").and_then(Json::as_str) == Some(id))
     }
 
     /// Does `node` conform to the profile `url` (no errors against it)? Unloaded profiles do not.
@@ -952,6 +1001,7 @@ impl Run<'_, '_, '_> {
         let mut sub = Run {
             validator: self.validator,
             outer: self.outer,
+            container: self.container,
             root: if node.get("resourceType").is_some() {
                 node
             } else {
@@ -966,6 +1016,42 @@ impl Run<'_, '_, '_> {
         let name = root.id.clone();
         sub.element(&compiled, root, node, &Loc::root(&name), None, depth + 1);
         !sub.issues.iter().any(Issue::is_error)
+    }
+
+    /// The extensions of a primitive (`_birthDate`, `_given[1]`): each checked as an extension
+    /// on the primitive element (its definition, its context).
+    fn primitive_extensions(
+        &mut self,
+        element: &Element,
+        key: &str,
+        value: &Json,
+        location: &Loc<'_>,
+        depth: usize,
+    ) {
+        let name = &key[1..];
+        let check = |run: &mut Self, object: &Json, at: &Loc<'_>| {
+            let Json::Object(map) = object else {
+                return;
+            };
+            let host = Host {
+                element,
+                object: map,
+                location: at,
+            };
+            let extensions = map.get("extension").and_then(Json::as_array);
+            for (i, item) in extensions.into_iter().flatten().enumerate() {
+                let item_location = Loc::item(at, "extension", i);
+                run.extension(item, &item_location, &host, depth + 1);
+            }
+        };
+        match value {
+            Json::Array(items) => {
+                for (i, object) in items.iter().enumerate() {
+                    check(self, object, &Loc::item(location, name, i));
+                }
+            }
+            object => check(self, object, &Loc::child(location, name)),
+        }
     }
 
     fn extension(&mut self, item: &Json, location: &Loc<'_>, host: &Host<'_>, depth: usize) {
@@ -999,15 +1085,46 @@ impl Run<'_, '_, '_> {
                     );
                 }
                 if let (Some(root), Json::Object(map)) = (compiled.root(), item) {
-                    self.constraints(root, item, location);
+                    self.constraints(root, item, None, location);
                     self.children(&compiled, 0, map, location, depth + 1);
                 }
             }
-            None => self.issue(
+            // HL7's own (the extensions pack, other FHIR versions' core extensions): the
+            // reference validator loads those itself; here they are not checked, and say so.
+            None if is_hl7_core_extension(url) => self.issue(
                 Severity::Warning,
                 "extension",
                 location,
-                format!("unknown extension {url}: its definition is not loaded"),
+                format!("extension {url} is not checked: its definition is not loaded (HL7's extensions beyond R4 core need their package, e.g. hl7.fhir.uv.extensions, loaded with --package)"),
+            ),
+            // A profile that names it vouches for it; otherwise, as the HL7 reference validator
+            // does, an extension nobody defines is not allowed.
+            None if self.validator.registry().names_extension(url) => self.issue(
+                Severity::Warning,
+                "extension",
+                location,
+                format!("extension {url} is named by a profile but its definition is not loaded"),
+            ),
+            None => self.issue(
+                Severity::Error,
+                "extension",
+                location,
+                format!(
+                    "the extension {url} could not be found so is not allowed here (its definition is not loaded)"
+                ),
+            ),
+        }
+    }
+
+    fn limit(&mut self, value: &Json, limit: &Json, bound: Bound, location: &Loc<'_>) {
+        match limits::check(value, limit, bound) {
+            Ok(None) => {}
+            Ok(Some(message)) => self.issue(Severity::Error, "value", location, message),
+            Err(Incomparable(why)) => self.issue(
+                Severity::Warning,
+                "not-supported",
+                location,
+                format!("the value could not be held to its minValue/maxValue: {why}"),
             ),
         }
     }
@@ -1018,6 +1135,7 @@ impl Run<'_, '_, '_> {
         value_set: &str,
         value: &Json,
         type_code: Option<&str>,
+        single_type: bool,
         location: &Loc<'_>,
     ) {
         if strength != "required" && strength != "extensible" {
@@ -1028,6 +1146,14 @@ impl Run<'_, '_, '_> {
                 value.as_str().map(|c| vec![(None, c)]).unwrap_or_default()
             }
             Some("Coding") => coding(value).into_iter().collect(),
+            // A Quantity's unit code (`code` in `system`) is what a binding on it constrains.
+            // (Only where the element is a Quantity alone: the reference validator leaves a
+            // binding on a many-typed `value[x]` to its coded types.)
+            Some("Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity")
+                if single_type =>
+            {
+                coding(value).into_iter().collect()
+            }
             Some("CodeableConcept") => value
                 .get("coding")
                 .and_then(Json::as_array)
@@ -1090,7 +1216,13 @@ impl Run<'_, '_, '_> {
         }
     }
 
-    fn constraints(&mut self, element: &Element, value: &Json, location: &Loc<'_>) {
+    fn constraints(
+        &mut self,
+        element: &Element,
+        value: &Json,
+        type_code: Option<&str>,
+        location: &Loc<'_>,
+    ) {
         for constraint in &element.constraints {
             let holds = match &constraint.check {
                 Check::HasValueOrChildren => match value {
@@ -1143,11 +1275,14 @@ impl Run<'_, '_, '_> {
                     continue;
                 }
                 Check::FhirPath(expression) => {
-                    let env = Environment::new(self.root)
+                    let mut env = Environment::new(self.root)
                         .with_context(value)
                         .with_root_resource(self.outer);
+                    if let Some(code) = type_code {
+                        env = env.with_focus_type(code);
+                    }
                     match fhirpath::evaluate_on(expression, &env, value) {
-                        Ok(result) => !matches!(result.as_slice(), [Item::Boolean(false)]),
+                        Ok(result) => super::element::invariant_holds(&result),
                         Err(err) => {
                             if constraint.error && self.unavailable.insert(constraint.key.clone()) {
                                 self.issue(
@@ -1193,14 +1328,7 @@ impl Run<'_, '_, '_> {
             return;
         };
         if let Some(local) = reference.strip_prefix('#') {
-            let found = self
-                .root
-                .get("contained")
-                .and_then(Json::as_array)
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|r| r.get("id").and_then(Json::as_str) == Some(local))
-                });
+            let found = self.contained(local).is_some();
             if !found && !local.is_empty() {
                 self.issue(
                     Severity::Error,
@@ -1214,8 +1342,15 @@ impl Run<'_, '_, '_> {
         let resolved = self.bundle.and_then(|b| b.resolve(reference));
         if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
             match (self.bundle, resolved) {
-                (Some(_), None) => self.issue(
-                    Severity::Error,
+                // A transaction cannot be carried out with a dangling `urn:uuid:`; in other
+                // Bundles the target may simply not be included (a warning, as the reference
+                // validator gives).
+                (Some(bundle), None) => self.issue(
+                    if bundle.is_processed() {
+                        Severity::Error
+                    } else {
+                        Severity::Warning
+                    },
                     "not-found",
                     format!("{location}.reference"),
                     format!("no entry of the Bundle has fullUrl {reference}"),
@@ -1254,7 +1389,11 @@ impl Run<'_, '_, '_> {
         if primitive::check("id", &Json::String(id.to_owned())).is_some()
             || !kind.starts_with(|c: char| c.is_ascii_uppercase())
         {
-            self.malformed_reference(location);
+            // An absolute URL need not end in Type/id (an endpoint's address, another
+            // server's scheme): it cannot be resolved or type-checked here, but it is a reference.
+            if !reference.contains("://") {
+                self.malformed_reference(location);
+            }
             return;
         }
         // An entry of the Bundle answers for what it really is; otherwise the URL's type segment.
@@ -1343,6 +1482,21 @@ fn coding(value: &Json) -> Option<(Option<&str>, &str)> {
     ))
 }
 
+/// An extension of FHIR itself rather than of an implementation guide: the core namespace
+/// (`http://hl7.org/fhir/StructureDefinition/`), another version's (`.../fhir/5.0/...`) or the
+/// test namespace — where the extensions pack and cross-version extensions live.
+fn is_hl7_core_extension(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://hl7.org/fhir/") else {
+        return false;
+    };
+    let first = rest.split('/').next().unwrap_or_default();
+    first == "StructureDefinition"
+        || first == "test"
+        || first
+            .split('.')
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The element an extension sits on, for checking the extension's context.
 struct Host<'a> {
     element: &'a Element,
@@ -1364,9 +1518,17 @@ impl Host<'_> {
                     .map(|step| step.split(':').next().unwrap_or(step));
                 let is_resource =
                     self.element.index == 0 && self.object.contains_key("resourceType");
+                let path: Vec<&str> = path.collect();
+                // `Address.line` on `Patient.address.line`, where a profile unfolded the data
+                // type into the resource (the type of `address` itself is not at hand here).
+                let in_unfolded_type = wanted.split_once('.').is_some_and(|(kind, rest)| {
+                    kind.starts_with(|c: char| c.is_ascii_uppercase())
+                        && path.join(".").ends_with(&format!(".{rest}"))
+                });
                 matches!(wanted, "Element" | "Base")
                     || (is_resource && matches!(wanted, "Resource" | "DomainResource"))
-                    || path.eq(wanted.split('.'))
+                    || path.iter().copied().eq(wanted.split('.'))
+                    || in_unfolded_type
                     || self.element.types.iter().any(|t| t.code == wanted)
                     || self.location.without_indexes() == wanted
             }

@@ -98,7 +98,7 @@ Description: "An IOP session: individual, group, family, medication management, 
 
 Invariant: iop-enc-1
 Description: "A no-show or cancelled session has status cancelled; an attended one is finished."
-Expression: "(extension('https://iop-gateway.org/fhir/StructureDefinition/iop-attendance').value in ('no-show' | 'cancelled')) implies status = 'cancelled'"
+Expression: "extension('https://iop-gateway.org/fhir/StructureDefinition/iop-attendance').value.where($this = 'no-show' or $this = 'cancelled').exists() implies status ~ 'cancelled'"
 Severity: #error
 
 Profile: IopEpisodeOfCare
@@ -121,7 +121,7 @@ Description: "A client's enrollment in an IOP program: level of care, referral s
 
 Invariant: iop-eoc-1
 Description: "A finished episode states its end date and discharge disposition."
-Expression: "status = 'finished' implies (period.end.exists() and extension('https://iop-gateway.org/fhir/StructureDefinition/iop-discharge-disposition').exists())"
+Expression: "status ~ 'finished' implies (period.end.exists() and extension('https://iop-gateway.org/fhir/StructureDefinition/iop-discharge-disposition').exists())"
 Severity: #error
 
 Profile: IopRelatedPerson
