@@ -478,7 +478,8 @@ pub(super) fn call<'a>(
             let other = single(&argument(&args[0], env, scope)?)?.map(|i| i.primitive());
             match (single(focus)?.map(|i| i.primitive()), other) {
                 (Some(Item::Quantity(_, a)), Some(Item::Quantity(_, b))) => {
-                    let unit = |u: &str| ucum_unit(super::value::canonical_unit(u)).to_owned();
+                    // Calendar words (`week`) as their UCUM units (`wk`).
+                    let unit = |u: &str| super::value::canonical_unit(u).to_owned();
                     Ok(one(Item::Boolean(
                         ucum::is_comparable(&unit(&a), &unit(&b)).unwrap_or(false),
                     )))
@@ -632,6 +633,7 @@ pub(super) fn call<'a>(
             .and_then(|i| match i.primitive() {
                 Item::Integer(n) => Some(Item::Quantity(n as f64, "1".into())),
                 Item::Decimal(d) => Some(Item::Quantity(d, "1".into())),
+                Item::Boolean(b) => Some(Item::Quantity(if b { 1.0 } else { 0.0 }, "1".into())),
                 q @ Item::Quantity(..) => Some(q),
                 Item::String(s) => parse_quantity(&s),
                 _ => None,
@@ -788,20 +790,12 @@ pub(super) fn to_string(item: &Item<'_>) -> Option<String> {
             let s = format!("{d}");
             if s.contains('.') { s } else { format!("{s}.0") }
         }
+        // A calendar duration is written with its word (`1 week`), a UCUM unit quoted.
+        Item::Quantity(v, u) if super::value::canonical_unit(&u) != u => format!("{v} {u}"),
         Item::Quantity(v, u) => format!("{v} '{u}'"),
         Item::Date(t) | Item::DateTime(t) | Item::Time(t) => format_temporal(&t),
         Item::Node(..) | Item::TypeInfo(..) => return None,
     })
-}
-
-/// How many digits a date, date-time or time was given with (`@2014` 4, `@T10:30` 4,
-/// `@2014-01-05T10:30:00.000` 17): milliseconds count three, every other part two, the year four.
-/// A calendar-duration word as UCUM (`year` is `a`); other units are UCUM already.
-fn ucum_unit(unit: &str) -> &str {
-    match unit {
-        "wk" | "mo" | "a" | "d" | "h" | "min" | "s" | "ms" => unit,
-        other => other.trim_matches('\''),
-    }
 }
 
 /// The earliest (or latest) moment a date, date-time or time could stand for, to `precision`
@@ -866,6 +860,8 @@ fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
+/// How many digits a date, date-time or time was given with (`@2014` 4, `@T10:30` 4,
+/// `@2014-01-05T10:30:00.000` 17): milliseconds count three, every other part two, the year four.
 fn temporal_precision(t: &Temporal) -> i64 {
     let widths: &[i64] = if t.time_only {
         &[2, 2, 2, 3]
@@ -1071,14 +1067,16 @@ pub(super) fn add_duration(
     // of range", never an overflow.
     let plus = |delta: Option<Duration>| delta.and_then(|d| at.checked_add_signed(d));
     let shifted = match unit {
-        "year" | "years" | "a" => i32::try_from(whole)
+        // UCUM `a` and `mo` are not calendar durations (a UCUM year is 365.25 days): FHIRPath
+        // refuses them in date arithmetic, as it does any unit not listed here.
+        "year" | "years" => i32::try_from(whole)
             .ok()
             .and_then(|w| at.year().checked_add(w))
             .and_then(|year| {
                 at.with_year(year)
                     .or_else(|| (at - Duration::days(1)).with_year(year))
             }),
-        "month" | "months" | "mo" => (i64::from(at.year()) * 12 + i64::from(at.month0()))
+        "month" | "months" => (i64::from(at.year()) * 12 + i64::from(at.month0()))
             .checked_add(whole)
             .and_then(|months| {
                 let year = i32::try_from(months.div_euclid(12)).ok()?;
@@ -1093,7 +1091,8 @@ pub(super) fn add_duration(
         "day" | "days" | "d" => plus(Duration::try_days(whole)),
         "hour" | "hours" | "h" => plus(Duration::try_hours(whole)),
         "minute" | "minutes" | "min" => plus(Duration::try_minutes(whole)),
-        "second" | "seconds" | "s" => plus(Duration::try_milliseconds((amount * 1000.0) as i64)),
+        // The decimal part of seconds is ignored (FHIRPath: only milliseconds add below a second).
+        "second" | "seconds" | "s" => plus(Duration::try_seconds(whole)),
         "millisecond" | "milliseconds" | "ms" => plus(Duration::try_milliseconds(whole)),
         _ => return Err(error("cannot add a quantity with that unit to a date")),
     }
