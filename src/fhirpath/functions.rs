@@ -803,11 +803,7 @@ pub(super) fn to_string(item: &Item<'_>) -> Option<String> {
 /// times: 2, 4, 6, 9). A date-time without an offset spans every zone: +14:00 at its earliest,
 /// -12:00 at its latest. None for a precision that names no boundary.
 fn temporal_boundary(t: &Temporal, precision: Option<i64>, high: bool) -> Option<Temporal> {
-    let widths: &[i64] = if t.time_only {
-        &[2, 2, 2, 3]
-    } else {
-        &[4, 2, 2, 2, 2, 2, 3]
-    };
+    let widths = part_widths(t);
     let full: i64 = widths.iter().sum();
     let wanted = precision.unwrap_or(full);
     let mut digits = 0;
@@ -863,12 +859,16 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 /// How many digits a date, date-time or time was given with (`@2014` 4, `@T10:30` 4,
 /// `@2014-01-05T10:30:00.000` 17): milliseconds count three, every other part two, the year four.
 fn temporal_precision(t: &Temporal) -> i64 {
-    let widths: &[i64] = if t.time_only {
+    part_widths(t).iter().take(t.parts.len()).sum()
+}
+
+/// The digits each part of a date-time (year .. millisecond) or a time (hour ..) is written with.
+fn part_widths(t: &Temporal) -> &'static [i64] {
+    if t.time_only {
         &[2, 2, 2, 3]
     } else {
         &[4, 2, 2, 2, 2, 2, 3]
-    };
-    widths.iter().take(t.parts.len()).sum()
+    }
 }
 
 fn format_temporal(t: &Temporal) -> String {

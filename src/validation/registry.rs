@@ -95,7 +95,7 @@ pub struct Registry {
     global: HashMap<String, Vec<String>>,
     /// Extensions that a loaded (not packed) profile names on an `extension` element, though
     /// their definitions may not be loaded (US Core's, named by the IOP profiles).
-    named_extensions: std::collections::HashSet<String>,
+    named_extensions: HashSet<String>,
 }
 
 fn canonical(url: &str) -> &str {
@@ -307,7 +307,7 @@ impl Registry {
     /// The mistakes in a StructureDefinition's differential (an element that is not in its
     /// base, an id that does not match its path), found by generating its snapshot: what the
     /// reference validator reports when a StructureDefinition is validated as a resource.
-    pub fn differential_mistakes(&self, definition: &Arc<Json>) -> Vec<String> {
+    pub fn differential_mistakes(&self, definition: &Json) -> Vec<String> {
         if definition.get("differential").is_none()
             || definition.get("derivation").and_then(Json::as_str) != Some("constraint")
         {
@@ -324,33 +324,33 @@ impl Registry {
             .collect()
     }
 
-    fn generate_snapshot(&self, url: &str, raw: &Arc<Json>) -> Generated {
+    fn generate_snapshot(&self, url: &str, raw: &Json) -> Generated {
         let failed = |problem: String| Generated {
             definition: None,
             problems: vec![problem],
         };
         // Bases are generated first (recursively): refuse a chain that comes back to itself,
         // before any generation starts, so no snapshot waits on its own.
+        let base_of = |definition: &Json| {
+            definition
+                .get("baseDefinition")
+                .and_then(Json::as_str)
+                .map(|base| canonical(base).to_owned())
+        };
         let mut chain = vec![url.to_owned()];
-        let mut at = Arc::clone(raw);
-        while let Some(base) = at.get("baseDefinition").and_then(Json::as_str) {
-            let base = canonical(base).to_owned();
+        let mut next_base = base_of(raw);
+        while let Some(base) = next_base {
             if chain.contains(&base) || chain.len() > 32 {
                 return failed(format!("its base definitions come back to {base}"));
             }
-            let Some(next) = self
-                .structure_definitions
-                .get(&base)
-                .and_then(Entry::get)
-                .cloned()
-            else {
+            let Some(next) = self.structure_definitions.get(&base).and_then(Entry::get) else {
                 break;
             };
             chain.push(base);
             if next.pointer("/snapshot/element").is_some() {
                 break;
             }
-            at = next;
+            next_base = base_of(next);
         }
         let Some(base_url) = raw.get("baseDefinition").and_then(Json::as_str) else {
             return failed("it has no snapshot and no baseDefinition to generate one from".into());
@@ -371,7 +371,7 @@ impl Registry {
                 .cloned()
         };
         let (elements, problems) = super::snapshot::generate(raw, base_elements, &type_snapshot);
-        let mut definition = (**raw).clone();
+        let mut definition = raw.clone();
         if let Json::Object(object) = &mut definition {
             object.insert(
                 "snapshot".into(),

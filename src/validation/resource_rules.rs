@@ -1,8 +1,10 @@
 //! Rules about a resource as a whole that no element definition states: element ids unique
-//! within a resource, and the Bundle rules of the specification's Bundle page (absolute
-//! `fullUrl`, search results, link relations). Pure: a resource in, findings out.
+//! within a resource, narrative `#` links that resolve, the Bundle rules of the specification's
+//! Bundle page (absolute `fullUrl`, search results, link relations), and the vital signs profiles
+//! the specification requires of an Observation. Pure: a resource in, findings out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
 
 use serde_json::Value as Json;
 
@@ -25,13 +27,14 @@ fn error(expression: String, message: String) -> Finding {
     }
 }
 
-/// The findings for `resource` (at `at`, e.g. `Bundle` or `Bundle.entry[2].resource`).
-pub fn check(resource: &Json, at: &str) -> Vec<Finding> {
+/// The findings for `resource` (at `at`, e.g. `Bundle` or `Bundle.entry[2].resource`; rendered
+/// only for a finding).
+pub fn check(resource: &Json, at: impl Display) -> Vec<Finding> {
     let mut findings = Vec::new();
-    duplicate_element_ids(resource, at, &mut findings);
-    narrative_links(resource, at, &mut findings);
+    duplicate_element_ids(resource, &at, &mut findings);
+    narrative_links(resource, &at, &mut findings);
     if resource.get("resourceType").and_then(Json::as_str) == Some("Bundle") {
-        bundle(resource, at, &mut findings);
+        bundle(resource, &at, &mut findings);
     }
     findings
 }
@@ -63,9 +66,12 @@ pub fn required_by_specification(resource: &Json) -> Vec<String> {
     for coding in codings.into_iter().flatten() {
         let system = coding.get("system").and_then(Json::as_str);
         let code = coding.get("code").and_then(Json::as_str);
-        for (s, c, profile) in VITAL_SIGNS {
+        for (_, _, profile) in VITAL_SIGNS
+            .iter()
+            .filter(|(s, c, _)| system == Some(*s) && code == Some(*c))
+        {
             let url = format!("http://hl7.org/fhir/StructureDefinition/{profile}");
-            if system == Some(*s) && code == Some(*c) && !profiles.contains(&url) {
+            if !profiles.contains(&url) {
                 profiles.push(url);
             }
         }
@@ -75,48 +81,99 @@ pub fn required_by_specification(resource: &Json) -> Vec<String> {
 
 /// Element ids (`"id"` on anything but the resource itself) are unique within a resource:
 /// internal references (`#id`) and narrative links name them. Nested resources are their own
-/// scope.
-fn duplicate_element_ids(resource: &Json, at: &str, findings: &mut Vec<Finding>) {
-    let mut seen: HashMap<&str, String> = HashMap::new();
-    if let Json::Object(map) = resource {
-        for (key, value) in map {
-            if key != "id" && key != "contained" {
-                collect_ids(value, format!("{at}.{key}"), &mut seen, findings);
+/// scope. Every resource passes here, so the ids are first gathered without locations; only a
+/// resource with a duplicate is walked again to say where.
+fn duplicate_element_ids(resource: &Json, at: &impl Display, findings: &mut Vec<Finding>) {
+    let Json::Object(map) = resource else {
+        return;
+    };
+    let mut seen = HashSet::new();
+    let mut duplicates = HashSet::new();
+    let own = map
+        .iter()
+        .filter(|(key, _)| *key != "id" && *key != "contained");
+    for (_, value) in own.clone() {
+        element_ids(value, &mut |id| {
+            if !seen.insert(id) {
+                duplicates.insert(id);
             }
-        }
+        });
+    }
+    if duplicates.is_empty() {
+        return;
+    }
+    let mut first_seen = HashSet::new();
+    for (key, value) in own {
+        locate_duplicates(
+            value,
+            format!("{at}.{key}"),
+            &duplicates,
+            &mut first_seen,
+            findings,
+        );
     }
 }
 
-fn collect_ids<'a>(
+/// Calls `found` with each element id in `value`, not descending into nested resources.
+fn element_ids<'a>(value: &'a Json, found: &mut impl FnMut(&'a str)) {
+    match value {
+        Json::Array(items) => items.iter().for_each(|item| element_ids(item, found)),
+        // A nested resource (Bundle.entry.resource, Parameters.parameter.resource) has ids of its own.
+        Json::Object(map) if !map.contains_key("resourceType") => {
+            if let Some(id) = map.get("id").and_then(Json::as_str) {
+                found(id);
+            }
+            for (key, child) in map {
+                if key != "id" {
+                    element_ids(child, found);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reports the second and later occurrences of each duplicated id, where they are.
+fn locate_duplicates<'a>(
     value: &'a Json,
     location: String,
-    seen: &mut HashMap<&'a str, String>,
+    duplicates: &HashSet<&str>,
+    first_seen: &mut HashSet<&'a str>,
     findings: &mut Vec<Finding>,
 ) {
     match value {
         Json::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                collect_ids(item, format!("{location}[{i}]"), seen, findings);
+                locate_duplicates(
+                    item,
+                    format!("{location}[{i}]"),
+                    duplicates,
+                    first_seen,
+                    findings,
+                );
             }
         }
-        Json::Object(map) => {
-            // A nested resource (Bundle.entry.resource, Parameters.parameter.resource) has ids of its own.
-            if map.contains_key("resourceType") {
-                return;
-            }
-            if let Some(id) = map.get("id").and_then(Json::as_str) {
-                if seen.contains_key(id) {
-                    findings.push(error(
-                        location.clone(),
-                        format!("Duplicate id value '{id}': element ids must be unique within a resource"),
-                    ));
-                } else {
-                    seen.insert(id, location.clone());
-                }
+        Json::Object(map) if !map.contains_key("resourceType") => {
+            if let Some(id) = map.get("id").and_then(Json::as_str)
+                && duplicates.contains(id)
+                && !first_seen.insert(id)
+            {
+                findings.push(error(
+                    location.clone(),
+                    format!(
+                        "Duplicate id value '{id}': element ids must be unique within a resource"
+                    ),
+                ));
             }
             for (key, child) in map {
                 if key != "id" {
-                    collect_ids(child, format!("{location}.{key}"), seen, findings);
+                    locate_duplicates(
+                        child,
+                        format!("{location}.{key}"),
+                        duplicates,
+                        first_seen,
+                        findings,
+                    );
                 }
             }
         }
@@ -126,8 +183,13 @@ fn collect_ids<'a>(
 
 /// Every `#x` link of the narrative names something in the resource: an element or contained
 /// resource with id `x`, or an anchor (`id`, `name`) of the narrative itself.
-fn narrative_links(resource: &Json, at: &str, findings: &mut Vec<Finding>) {
-    let Some(div) = resource.pointer("/text/div").and_then(Json::as_str) else {
+fn narrative_links(resource: &Json, at: &impl Display, findings: &mut Vec<Finding>) {
+    // The xhtml check has parsed the narrative already; parse it again only if it may link.
+    let Some(div) = resource
+        .pointer("/text/div")
+        .and_then(Json::as_str)
+        .filter(|div| div.contains('#'))
+    else {
         return;
     };
     // A narrative that does not parse is reported by the xhtml check.
@@ -182,7 +244,7 @@ fn is_absolute(url: &str) -> bool {
 /// Link relations only a search (or history) Bundle may carry: paging.
 const PAGING_RELATIONS: [&str; 5] = ["first", "previous", "prev", "next", "last"];
 
-fn bundle(bundle: &Json, at: &str, findings: &mut Vec<Finding>) {
+fn bundle(bundle: &Json, at: &impl Display, findings: &mut Vec<Finding>) {
     let kind = bundle
         .get("type")
         .and_then(Json::as_str)

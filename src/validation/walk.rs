@@ -290,7 +290,7 @@ impl Run<'_, '_, '_> {
             return;
         };
         let location = *location;
-        for finding in super::resource_rules::check(resource, &location.to_string()) {
+        for finding in super::resource_rules::check(resource, location) {
             self.issue(
                 finding.severity,
                 finding.code,
@@ -300,7 +300,7 @@ impl Run<'_, '_, '_> {
         }
         let registry = self.validator.registry();
         if resource_type == "StructureDefinition" {
-            for mistake in registry.differential_mistakes(&Arc::new(resource.clone())) {
+            for mistake in registry.differential_mistakes(resource) {
                 self.issue(
                     Severity::Error,
                     "invalid",
@@ -1518,19 +1518,24 @@ impl Host<'_> {
                     .map(|step| step.split(':').next().unwrap_or(step));
                 let is_resource =
                     self.element.index == 0 && self.object.contains_key("resourceType");
-                let path: Vec<&str> = path.collect();
                 // `Address.line` on `Patient.address.line`, where a profile unfolded the data
                 // type into the resource (the type of `address` itself is not at hand here).
-                let in_unfolded_type = wanted.split_once('.').is_some_and(|(kind, rest)| {
-                    kind.starts_with(|c: char| c.is_ascii_uppercase())
-                        && path.join(".").ends_with(&format!(".{rest}"))
-                });
+                let in_unfolded_type = || {
+                    wanted.split_once('.').is_some_and(|(kind, rest)| {
+                        kind.starts_with(|c: char| c.is_ascii_uppercase())
+                            && path
+                                .clone()
+                                .collect::<Vec<_>>()
+                                .join(".")
+                                .ends_with(&format!(".{rest}"))
+                    })
+                };
                 matches!(wanted, "Element" | "Base")
                     || (is_resource && matches!(wanted, "Resource" | "DomainResource"))
-                    || path.iter().copied().eq(wanted.split('.'))
-                    || in_unfolded_type
+                    || path.clone().eq(wanted.split('.'))
                     || self.element.types.iter().any(|t| t.code == wanted)
                     || self.location.without_indexes() == wanted
+                    || in_unfolded_type()
             }
             "extension" => {
                 self.object.get("url").and_then(Json::as_str) == Some(context.expression.as_str())
