@@ -5,10 +5,13 @@ use std::collections::HashMap;
 
 use serde_json::Value as Json;
 
-use super::FhirPathError;
 use super::functions;
 use super::parser::{Expr, Literal};
-use super::value::{Item, Temporal, Value, to_base};
+use super::{FhirPathError, TypeModel};
+use rust_decimal::Decimal;
+
+use super::decimal;
+use super::value::{Item, Temporal, Value, canonical_unit, to_base};
 
 /// Variables of an evaluation: `%resource`, `%context`, `%rootResource` and any the caller adds.
 pub struct Environment<'a> {
@@ -22,6 +25,8 @@ pub struct Environment<'a> {
     /// type; JSON alone cannot tell a `dateTime` from a `string`).
     pub focus_type: Option<&'static str>,
     pub variables: HashMap<String, Value<'a>>,
+    /// Element types beyond what the JSON says (see `TypeModel`).
+    pub model: Option<&'a dyn TypeModel>,
 }
 
 impl<'a> Environment<'a> {
@@ -32,7 +37,14 @@ impl<'a> Environment<'a> {
             root_resource: None,
             focus_type: None,
             variables: HashMap::new(),
+            model: None,
         }
+    }
+
+    /// Types elements by `model` (`Patient.gender` is a `code`, `Patient.name` a `HumanName`).
+    pub fn with_model(mut self, model: &'a dyn TypeModel) -> Self {
+        self.model = Some(model);
+        self
     }
 
     pub fn with_context(mut self, context: &'a Json) -> Self {
@@ -140,7 +152,12 @@ fn element_type(name: &str) -> Option<&'static str> {
     })
 }
 
-pub(super) fn children<'a>(item: &Item<'a>, name: &str, out: &mut Value<'a>) {
+pub(super) fn children<'a>(
+    item: &Item<'a>,
+    name: &str,
+    model: Option<&'a dyn TypeModel>,
+    out: &mut Value<'a>,
+) {
     if let Item::TypeInfo(namespace, type_name) = item {
         match name {
             "namespace" => out.push(Item::String((*namespace).to_owned())),
@@ -149,15 +166,29 @@ pub(super) fn children<'a>(item: &Item<'a>, name: &str, out: &mut Value<'a>) {
         }
         return;
     }
-    let Item::Node(Json::Object(map), _) = item else {
+    if let Item::Extended(_, element, _) = item {
+        // A primitive's own children are its `id` and `extension`, kept beside it.
+        return children(&Item::Node(element, Some("Element")), name, model, out);
+    }
+    let Item::Node(Json::Object(map), parent_type) = item else {
         return;
     };
     let mut push = |node: &'a Json, ty: Option<&'a str>| match node {
         Json::Array(items) => out.extend(items.iter().map(|i| Item::Node(i, ty))),
         other => out.push(Item::Node(other, ty)),
     };
-    if let Some(node) = map.get(name) {
-        push(node, element_type(name));
+    let value = map.get(name);
+    let extensions = sibling_of_primitive(map, name);
+    if value.is_some() || extensions.is_some() {
+        let parent = parent_type.or_else(|| map.get("resourceType").and_then(Json::as_str));
+        let modelled = model
+            .zip(parent)
+            .and_then(|(model, parent)| model.element_type(parent, name));
+        let ty = modelled.or_else(|| element_type(name));
+        match extensions {
+            None => push(value.unwrap_or(&Json::Null), ty),
+            Some(extensions) => push_extended(value, extensions, ty, out),
+        }
         return;
     }
     for (key, node) in map {
@@ -166,6 +197,45 @@ pub(super) fn children<'a>(item: &Item<'a>, name: &str, out: &mut Value<'a>) {
         {
             push(node, Some(choice_type(suffix)));
         }
+    }
+}
+
+/// The `_name` member beside `name`, looked up without allocating (this runs for every member
+/// access of every invariant the validator evaluates).
+fn sibling_of_primitive<'a>(
+    map: &'a serde_json::Map<String, Json>,
+    name: &str,
+) -> Option<&'a Json> {
+    let mut buffer = [0u8; 64];
+    let key = buffer.get_mut(..=name.len())?;
+    key[0] = b'_';
+    key[1..].copy_from_slice(name.as_bytes());
+    map.get(std::str::from_utf8(key).ok()?)
+}
+
+/// Pairs a primitive (or a list of them) with its `_name` sibling, item by item; a value given
+/// only as extensions is JSON null.
+fn push_extended<'a>(
+    value: Option<&'a Json>,
+    extensions: &'a Json,
+    ty: Option<&'a str>,
+    out: &mut Value<'a>,
+) {
+    static NULL: Json = Json::Null;
+    let pair = |value: &'a Json, element: &'a Json| match element {
+        Json::Object(_) => Item::Extended(value, element, ty),
+        _ => Item::Node(value, ty),
+    };
+    match (value, extensions) {
+        (Some(Json::Array(values)), Json::Array(elements)) => out.extend(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| pair(v, elements.get(i).unwrap_or(&NULL))),
+        ),
+        (None, Json::Array(elements)) => out.extend(elements.iter().map(|e| pair(&NULL, e))),
+        (Some(Json::Array(values)), _) => out.extend(values.iter().map(|v| Item::Node(v, ty))),
+        (value, element) => out.push(pair(value.unwrap_or(&NULL), element)),
     }
 }
 
@@ -211,7 +281,7 @@ pub(super) fn eval<'a>(
                     out.push(item.clone());
                     continue;
                 }
-                children(item, name, &mut out);
+                children(item, name, env.model, &mut out);
             }
             if out.is_empty()
                 && name.starts_with(|c: char| c.is_ascii_uppercase())
@@ -229,7 +299,7 @@ pub(super) fn eval<'a>(
             let target = eval(target, env, input, scope)?;
             let mut out = Vec::new();
             for item in &target {
-                children(item, name, &mut out);
+                children(item, name, env.model, &mut out);
             }
             Ok(out)
         }
@@ -260,8 +330,8 @@ pub(super) fn eval<'a>(
                 (_, Some(Item::Integer(i))) => {
                     Ok(i.checked_neg().map(Item::Integer).into_iter().collect())
                 }
-                (_, Some(Item::Decimal(d))) => Ok(vec![Item::Decimal(-d)]),
-                (_, Some(Item::Quantity(v, u))) => Ok(vec![Item::Quantity(-v, u)]),
+                (_, Some(Item::Decimal(d))) => Ok(vec![Item::Decimal(decimal::negate(d))]),
+                (_, Some(Item::Quantity(v, u))) => Ok(vec![Item::Quantity(decimal::negate(v), u)]),
                 _ => Err(error("unary minus needs a number")),
             }
         }
@@ -287,7 +357,8 @@ pub(super) fn eval<'a>(
             let Some(item) = value.into_iter().next() else {
                 return Ok(vec![]);
             };
-            let matches = is_type(&item, type_name);
+            known_type(env, type_name)?;
+            let matches = is_type(&item, type_name, *op == "is");
             Ok(match *op {
                 "is" => vec![Item::Boolean(matches)],
                 _ if matches => vec![item],
@@ -333,7 +404,34 @@ pub(super) fn eval<'a>(
 }
 
 /// Whether `item` is of type `name` (`Quantity`, `FHIR.string`, `System.Integer`, `Resource`).
-pub(super) fn is_type(item: &Item<'_>, name: &str) -> bool {
+const SYSTEM_TYPES: &[&str] = &[
+    "Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity",
+];
+
+/// With a model to ask, a type name that is neither a System nor a FHIR type is an error (a typo
+/// such as `as(string1)` would otherwise quietly match nothing).
+pub(super) fn known_type(env: &Environment<'_>, name: &str) -> Result<(), FhirPathError> {
+    let Some(model) = env.model else {
+        return Ok(());
+    };
+    let known = match name.split_once('.') {
+        // A System name that is not one (`System.Patient`) simply matches nothing.
+        Some(("System", _)) => true,
+        Some(("FHIR", n)) => model.is_type_name(n),
+        Some(_) => false,
+        None => SYSTEM_TYPES.contains(&name) || model.is_type_name(name),
+    };
+    if known {
+        Ok(())
+    } else {
+        Err(error(format!("`{name}` is not a known type")))
+    }
+}
+
+/// Whether `item` is of type `name` (possibly qualified: `FHIR.string`), or of a type derived from
+/// it. `is` counts the primitive specializations (a `code` is a `string`, a `uuid` a `uri`); `as`
+/// and `ofType` do not (`gender.as(string)` is empty), as the HL7 engines have it.
+pub(super) fn is_type(item: &Item<'_>, name: &str, primitive_specializations: bool) -> bool {
     let (namespace, wanted) = match name.split_once('.') {
         Some((ns, n)) => (Some(ns), n),
         None => (None, name),
@@ -345,29 +443,28 @@ pub(super) fn is_type(item: &Item<'_>, name: &str) -> bool {
     if actual == wanted {
         return true;
     }
-    if kind == "FHIR" {
-        let is_resource = matches!(item, Item::Node(n, _) if n.get("resourceType").is_some());
-        return is_resource && matches!(wanted, "Resource" | "DomainResource")
-            || matches!(
-                (actual.as_str(), wanted),
-                (
-                    "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "uuid" | "oid",
-                    "string"
-                )
-            )
-            || matches!(
-                (actual.as_str(), wanted),
-                ("positiveInt" | "unsignedInt", "integer")
-            )
-            || matches!(
-                (actual.as_str(), wanted),
-                (
-                    "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity",
-                    "Quantity"
-                )
-            );
+    if kind != "FHIR" {
+        return false;
     }
-    false
+    let is_resource = matches!(item, Item::Node(n, _) if n.get("resourceType").is_some());
+    let specializes = |base: &str| -> bool {
+        match actual.as_str() {
+            "code" | "id" | "markdown" => base == "string",
+            "url" | "canonical" | "uuid" | "oid" => matches!(base, "uri" | "string"),
+            "uri" => base == "string",
+            "positiveInt" | "unsignedInt" => base == "integer",
+            _ => false,
+        }
+    };
+    is_resource && matches!(wanted, "Resource" | "DomainResource")
+        || (primitive_specializations && specializes(wanted))
+        || matches!(
+            (actual.as_str(), wanted),
+            (
+                "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity",
+                "Quantity"
+            )
+        )
 }
 
 pub(super) fn single<'a>(value: &Value<'a>) -> Result<Option<Item<'a>>, FhirPathError> {
@@ -383,18 +480,41 @@ pub(super) fn as_boolean(value: &Value<'_>) -> Result<Option<bool>, FhirPathErro
     // A single non-boolean item counts as true: no conversion needed to tell.
     match value.as_slice() {
         [] => Ok(None),
-        [Item::Boolean(b) | Item::Node(Json::Bool(b), _)] => Ok(Some(*b)),
+        [Item::Boolean(b) | Item::Node(Json::Bool(b), _) | Item::Extended(Json::Bool(b), _, _)] => {
+            Ok(Some(*b))
+        }
         [_] => Ok(Some(true)),
         _ => Err(error("expected a single item, found a collection")),
     }
 }
 
-fn number(item: &Item<'_>) -> Option<f64> {
+fn number(item: &Item<'_>) -> Option<Decimal> {
     match item {
-        Item::Integer(i) => Some(*i as f64),
+        Item::Integer(i) => Some(Decimal::from(*i)),
         Item::Decimal(d) => Some(*d),
         _ => None,
     }
+}
+
+/// Two quantities' values in one unit (the first's, or a shared base unit): exact through the
+/// table of simple factors, else through UCUM. None when the units do not convert, and between a
+/// calendar duration and a UCUM unit other than its own (`1 year` is no `365.25 'd'`).
+fn aligned(v1: Decimal, u1: &str, v2: Decimal, u2: &str) -> Option<(Decimal, Decimal)> {
+    // A calendar year or month is no UCUM `a` or `mo` (those are 365.25 and 30.4375 days).
+    let calendar_year_or_month = |u: &str| matches!(u, "year" | "years" | "month" | "months");
+    if calendar_year_or_month(u1) != calendar_year_or_month(u2) {
+        return None;
+    }
+    if let (Some((a, ua)), Some((b, ub))) = (to_base(v1, u1), to_base(v2, u2))
+        && ua == ub
+    {
+        return Some((a, b));
+    }
+    if is_calendar(u1) || is_calendar(u2) {
+        return None;
+    }
+    let converted = ucum::convert(decimal::to_f64(v2), canonical_unit(u2), canonical_unit(u1));
+    Some((v1, decimal::from_f64(converted.ok()?)?))
 }
 
 /// Two items as comparable values: strings that meet a date become dates.
@@ -440,23 +560,14 @@ pub(super) fn item_equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
         (Item::String(x), Item::String(y)) => Some(x == y),
         (Item::Boolean(x), Item::Boolean(y)) => Some(x == y),
         (Item::Integer(x), Item::Integer(y)) => Some(x == y),
-        (x, y) if number(x).is_some() && number(y).is_some() => {
-            Some((number(x)? - number(y)?).abs() < 1e-12)
-        }
+        (x, y) if number(x).is_some() && number(y).is_some() => Some(number(x)? == number(y)?),
         (Item::Date(x) | Item::DateTime(x), Item::Date(y) | Item::DateTime(y))
         | (Item::Time(x), Item::Time(y)) => x.compare(y).map(|o| o == Ordering::Equal),
-        (Item::Quantity(v1, u1), Item::Quantity(v2, u2)) => {
-            let ((a, ua), (b, ub)) = (to_base(*v1, u1), to_base(*v2, u2));
-            if ua != ub {
-                if is_calendar(u1) != is_calendar(u2) {
-                    None
-                } else {
-                    Some(false)
-                }
-            } else {
-                Some((a - b).abs() < 1e-9)
-            }
-        }
+        (Item::Quantity(v1, u1), Item::Quantity(v2, u2)) => match aligned(*v1, u1, *v2, u2) {
+            Some((a, b)) => Some(a == b),
+            None if is_calendar(u1) != is_calendar(u2) => None,
+            None => Some(false),
+        },
         _ => Some(false),
     }
 }
@@ -475,11 +586,6 @@ fn normalize_text(s: &str) -> String {
         .to_lowercase()
 }
 
-fn decimals(x: f64) -> usize {
-    let text = format!("{x}");
-    text.split_once('.').map(|(_, d)| d.len()).unwrap_or(0)
-}
-
 /// `~` on two items.
 pub(super) fn item_equivalent(a: &Item<'_>, b: &Item<'_>) -> bool {
     if let (Item::Node(x, _), Item::Node(y, _)) = (a, b)
@@ -490,11 +596,11 @@ pub(super) fn item_equivalent(a: &Item<'_>, b: &Item<'_>) -> bool {
     let (a, b) = coerce(a, b);
     match (&a, &b) {
         (Item::String(x), Item::String(y)) => normalize_text(x) == normalize_text(y),
-        (x, y) if number(x).is_some() && number(y).is_some() => {
-            let (x, y) = (number(x).unwrap_or(0.0), number(y).unwrap_or(0.0));
-            let precision = decimals(x).min(decimals(y)) as i32;
-            let scale = 10f64.powi(precision);
-            (x * scale).round() == (y * scale).round()
+        (x, y) if number(x).is_some() && number(y).is_some() => number(x)
+            .zip(number(y))
+            .is_some_and(|(x, y)| decimal::equivalent(x, y)),
+        (Item::Quantity(v1, u1), Item::Quantity(v2, u2)) => {
+            aligned(*v1, u1, *v2, u2).is_some_and(|(a, b)| decimal::equivalent(a, b))
         }
         (Item::Date(x) | Item::DateTime(x), Item::Date(y) | Item::DateTime(y))
         | (Item::Time(x), Item::Time(y)) => x.compare(y) == Some(Ordering::Equal),
@@ -509,13 +615,10 @@ fn compare(a: &Item<'_>, b: &Item<'_>) -> Result<Option<Ordering>, FhirPathError
         (x, y) if number(x).is_some() && number(y).is_some() => number(x).partial_cmp(&number(y)),
         (Item::Date(x) | Item::DateTime(x), Item::Date(y) | Item::DateTime(y))
         | (Item::Time(x), Item::Time(y)) => x.compare(y),
-        (Item::Quantity(v1, u1), Item::Quantity(v2, u2)) => {
-            let ((a, ua), (b, ub)) = (to_base(*v1, u1), to_base(*v2, u2));
-            if ua != ub {
-                return Err(error("cannot compare quantities of different dimensions"));
-            }
-            a.partial_cmp(&b)
-        }
+        (Item::Quantity(v1, u1), Item::Quantity(v2, u2)) => match aligned(*v1, u1, *v2, u2) {
+            Some((a, b)) => Some(a.cmp(&b)),
+            None => return Err(error("cannot compare quantities of different dimensions")),
+        },
         _ => return Err(error("cannot compare these types")),
     })
 }
@@ -662,9 +765,9 @@ fn arithmetic<'a>(op: &str, a: Item<'a>, b: Item<'a>) -> Result<Value<'a>, FhirP
             None => return Ok(vec![]),
         },
         (op, Date(t) | DateTime(t), Quantity(v, u)) if op == "+" || op == "-" => {
-            let sign = if op == "-" { -1.0 } else { 1.0 };
+            let amount = if op == "-" { -v } else { v };
             let date_only = t.is_date_only();
-            let shifted = functions::add_duration(&t, sign * v, &u)?;
+            let shifted = functions::add_duration(&t, decimal::to_f64(amount), &u)?;
             if date_only {
                 Date(shifted)
             } else {
@@ -672,36 +775,73 @@ fn arithmetic<'a>(op: &str, a: Item<'a>, b: Item<'a>) -> Result<Value<'a>, FhirP
             }
         }
         (op, Quantity(v1, u1), Quantity(v2, u2)) if op == "+" || op == "-" => {
-            let ((a, ua), (b, ub)) = (to_base(v1, &u1), to_base(v2, &u2));
+            let sum = |a: rust_decimal::Decimal, b: rust_decimal::Decimal| {
+                if op == "+" {
+                    a.checked_add(b)
+                } else {
+                    a.checked_sub(b)
+                }
+            };
+            if u1 == u2 {
+                return Ok(sum(v1, v2).map(|r| Quantity(r, u1)).into_iter().collect());
+            }
+            let (Some((a, ua)), Some((b, ub))) = (to_base(v1, &u1), to_base(v2, &u2)) else {
+                return Ok(vec![]);
+            };
             if ua != ub {
                 return Ok(vec![]);
             }
-            let r = if op == "+" { a + b } else { a - b };
-            if u1 == u2 {
-                Quantity(if op == "+" { v1 + v2 } else { v1 - v2 }, u1)
+            return Ok(sum(a, b).map(|r| Quantity(r, ua)).into_iter().collect());
+        }
+        // Products and quotients of quantities compose their units as UCUM does (`(cm).(m)`),
+        // which compares with `m2` through UCUM conversion.
+        (op @ ("*" | "/"), Quantity(v1, u1), Quantity(v2, u2)) => {
+            let (u1, u2) = (canonical_unit(&u1), canonical_unit(&u2));
+            let value = if op == "*" {
+                v1.checked_mul(v2)
             } else {
-                Quantity(r, ua)
-            }
+                v1.checked_div(v2)
+            };
+            let unit = match (u1, u2) {
+                ("1", "1") => "1".to_owned(),
+                (u, "1") => u.to_owned(),
+                ("1", u) if op == "*" => u.to_owned(),
+                _ => format!("({u1}){}({u2})", if op == "*" { "." } else { "/" }),
+            };
+            return Ok(value.map(|v| Quantity(v, unit)).into_iter().collect());
         }
         ("*", Quantity(v, u), x) | ("*", x, Quantity(v, u)) if number(&x).is_some() => {
-            Quantity(v * number(&x).unwrap_or(1.0), u)
+            match number(&x).and_then(|n| v.checked_mul(n)) {
+                Some(r) => Quantity(r, u),
+                None => return Ok(vec![]),
+            }
         }
         ("/", Quantity(v, u), x) if number(&x).is_some() => {
-            Quantity(v / number(&x).unwrap_or(1.0), u)
+            match number(&x).and_then(|n| v.checked_div(n)) {
+                Some(r) => Quantity(r, u),
+                None => return Ok(vec![]),
+            }
         }
         (op, x, y) if number(&x).is_some() && number(&y).is_some() => {
-            let (x, y) = (number(&x).unwrap_or(0.0), number(&y).unwrap_or(0.0));
-            match op {
-                "+" => Decimal(x + y),
-                "-" => Decimal(x - y),
-                "*" => Decimal(x * y),
-                "/" if y == 0.0 => return Ok(vec![]),
-                "/" => Decimal(x / y),
-                "div" if y == 0.0 => return Ok(vec![]),
-                "div" => Integer((x / y).trunc() as i64),
-                "mod" if y == 0.0 => return Ok(vec![]),
-                "mod" => Decimal(x % y),
+            let (Some(x), Some(y)) = (number(&x), number(&y)) else {
+                return Ok(vec![]);
+            };
+            // Overflow and a zero divisor are empty, as for integers.
+            let result = match op {
+                "+" => x.checked_add(y).map(Decimal),
+                "-" => x.checked_sub(y).map(Decimal),
+                "*" => x.checked_mul(y).map(Decimal),
+                "/" => x.checked_div(y).map(Decimal),
+                "div" => x
+                    .checked_div(y)
+                    .and_then(|q| rust_decimal::prelude::ToPrimitive::to_i64(&q.trunc()))
+                    .map(Integer),
+                "mod" => x.checked_rem(y).map(Decimal),
                 _ => return Err(error(format!("unknown operator {op}"))),
+            };
+            match result {
+                Some(r) => r,
+                None => return Ok(vec![]),
             }
         }
         (op, _, _) => return Err(error(format!("`{op}` is not defined for these operands"))),

@@ -1,11 +1,15 @@
 //! The FHIRPath function library (the functions of FHIRPath N1 that FHIR R4 uses).
 
 use chrono::{Datelike, Duration, NaiveDate, Timelike};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value as Json;
 
 use super::FhirPathError;
+use super::decimal;
 use super::eval::{
-    Environment, Scope, as_boolean, children, error, eval, is_type, item_equal, single, union,
+    Environment, Scope, as_boolean, children, error, eval, is_type, item_equal, known_type, single,
+    union,
 };
 use super::parser::Expr;
 use super::value::{Item, Temporal, Value};
@@ -200,19 +204,21 @@ pub(super) fn call<'a>(
         "ofType" => {
             arity(name, args, 1, 1)?;
             let type_name = type_arg(&args[0])?;
+            known_type(env, &type_name)?;
             Ok(focus
                 .iter()
-                .filter(|i| is_type(i, &type_name))
+                .filter(|i| is_type(i, &type_name, false))
                 .cloned()
                 .collect())
         }
         "is" | "as" => {
             arity(name, args, 1, 1)?;
             let type_name = type_arg(&args[0])?;
+            known_type(env, &type_name)?;
             let Some(item) = single(focus)? else {
                 return Ok(vec![]);
             };
-            let matches = is_type(&item, &type_name);
+            let matches = is_type(&item, &type_name, name == "is");
             Ok(if name == "is" {
                 boolean(matches)
             } else if matches {
@@ -291,18 +297,30 @@ pub(super) fn call<'a>(
             .into_iter()
             .collect()),
         "hasValue" => Ok(boolean(
-            matches!(single(focus)?, Some(Item::Node(n, _)) if !n.is_object() && !n.is_array()),
+            matches!(single(focus)?, Some(Item::Node(n, _) | Item::Extended(n, _, _)) if !n.is_object() && !n.is_array() && !n.is_null()),
         )),
         "children" => {
             let mut out = Vec::new();
             for item in focus {
-                if let Item::Node(Json::Object(map), _) = item {
-                    for key in map
-                        .keys()
-                        .filter(|k| !k.starts_with('_') && *k != "resourceType")
-                    {
-                        children(item, key, &mut out);
+                match item {
+                    Item::Node(Json::Object(map), _) => {
+                        // `_given` alone stands for `given` given only as extensions.
+                        let names = map.keys().filter_map(|k| match k.strip_prefix('_') {
+                            Some(base) if map.contains_key(base) => None,
+                            Some(base) => Some(base),
+                            None => (k != "resourceType").then_some(k.as_str()),
+                        });
+                        for key in names {
+                            children(item, key, env.model, &mut out);
+                        }
                     }
+                    Item::Extended(_, element, _) => {
+                        let element = Item::Node(element, Some("Element"));
+                        for key in ["id", "extension"] {
+                            children(&element, key, env.model, &mut out);
+                        }
+                    }
+                    _ => {}
                 }
             }
             Ok(out)
@@ -323,7 +341,7 @@ pub(super) fn call<'a>(
             let mut out = Vec::new();
             for item in focus {
                 let mut exts = Vec::new();
-                children(item, "extension", &mut exts);
+                children(item, "extension", env.model, &mut exts);
                 out.extend(exts.into_iter().filter(|e| matches!(e, Item::Node(n, _) if n.get("url").and_then(Json::as_str) == Some(url.as_str()))));
             }
             Ok(out)
@@ -514,14 +532,19 @@ pub(super) fn call<'a>(
                     .map(Item::Time)
                     .into_iter()
                     .collect(),
-                None => vec![],
-                // Decimals are held as binary floating point without the digits as written,
-                // so their boundaries cannot be told: say so rather than guess.
-                Some(_) => {
-                    return Err(error(
-                        "lowBoundary()/highBoundary() of a number needs the digits as written, which this engine does not keep",
-                    ));
-                }
+                Some(Item::Integer(i)) => decimal::boundary(Decimal::from(i), precision, high)
+                    .map(Item::Decimal)
+                    .into_iter()
+                    .collect(),
+                Some(Item::Decimal(d)) => decimal::boundary(d, precision, high)
+                    .map(Item::Decimal)
+                    .into_iter()
+                    .collect(),
+                Some(Item::Quantity(v, unit)) => decimal::boundary(v, precision, high)
+                    .map(|b| Item::Quantity(b, unit))
+                    .into_iter()
+                    .collect(),
+                _ => vec![],
             })
         }
         "precision" => {
@@ -535,11 +558,7 @@ pub(super) fn call<'a>(
                 Item::Date(t) | Item::DateTime(t) | Item::Time(t) => {
                     Ok(one(Item::Integer(temporal_precision(&t))))
                 }
-                // Decimals are held as binary floating point, which does not keep how many
-                // digits were written (1.58700 has 5): say so rather than guess.
-                Item::Decimal(_) | Item::Integer(_) | Item::Quantity(..) => Err(error(
-                    "precision() of a number needs the digits as written, which this engine does not keep",
-                )),
+                Item::Decimal(d) => Ok(one(Item::Integer(decimal::precision(d)))),
                 _ => Ok(vec![]),
             }
         }
@@ -631,9 +650,9 @@ pub(super) fn call<'a>(
             .collect()),
         "toQuantity" => Ok(single(focus)?
             .and_then(|i| match i.primitive() {
-                Item::Integer(n) => Some(Item::Quantity(n as f64, "1".into())),
+                Item::Integer(n) => Some(Item::Quantity(Decimal::from(n), "1".into())),
                 Item::Decimal(d) => Some(Item::Quantity(d, "1".into())),
-                Item::Boolean(b) => Some(Item::Quantity(if b { 1.0 } else { 0.0 }, "1".into())),
+                Item::Boolean(b) => Some(Item::Quantity(Decimal::from(u8::from(b)), "1".into())),
                 q @ Item::Quantity(..) => Some(q),
                 Item::String(s) => parse_quantity(&s),
                 _ => None,
@@ -696,9 +715,9 @@ fn resolve<'a>(resource: &'a Json, reference: &str) -> Option<&'a Json> {
     })
 }
 
-fn number(item: &Item<'_>) -> Option<f64> {
+fn number(item: &Item<'_>) -> Option<Decimal> {
     match item.primitive() {
-        Item::Integer(i) => Some(i as f64),
+        Item::Integer(i) => Some(Decimal::from(i)),
         Item::Decimal(d) => Some(d),
         _ => None,
     }
@@ -720,63 +739,64 @@ fn math<'a>(
     }
     let x = number(&item).ok_or_else(|| error(format!("{name}() needs a number")))?;
     let integer = matches!(item, Item::Integer(_));
-    let arg = |i: usize| -> Result<Option<f64>, FhirPathError> {
+    let arg = |i: usize| -> Result<Option<Item<'a>>, FhirPathError> {
         match args.get(i) {
-            Some(a) => Ok(single(&argument(a, env, scope)?)?.and_then(|v| number(&v))),
+            Some(a) => Ok(single(&argument(a, env, scope)?)?.map(|v| v.primitive())),
             None => Ok(None),
         }
     };
-    let decimal = |v: f64| {
-        if v.is_finite() {
-            vec![Item::Decimal(v)]
-        } else {
-            vec![]
-        }
+    // The transcendental functions in binary floating point; their results as decimals.
+    let float = |v: f64| -> Value<'a> {
+        decimal::from_f64(v)
+            .map(Item::Decimal)
+            .into_iter()
+            .collect()
     };
+    let whole = |v: Decimal| -> Value<'a> { v.to_i64().map(Item::Integer).into_iter().collect() };
+    let fx = decimal::to_f64(x);
     Ok(match name {
         "abs" if integer => match item {
             Item::Integer(i) => i.checked_abs().map(Item::Integer).into_iter().collect(),
             _ => vec![],
         },
-        "abs" => decimal(x.abs()),
-        "ceiling" => one(Item::Integer(x.ceil() as i64)),
-        "floor" => one(Item::Integer(x.floor() as i64)),
-        "truncate" => one(Item::Integer(x.trunc() as i64)),
-        "sqrt" if x < 0.0 => vec![],
-        "sqrt" => decimal(x.sqrt()),
-        "exp" => decimal(x.exp()),
-        "ln" => decimal(x.ln()),
-        "log" => match arg(0)? {
-            Some(base) => decimal(x.ln() / base.ln()),
+        "abs" => one(Item::Decimal(x.abs())),
+        "ceiling" => whole(x.ceil()),
+        "floor" => whole(x.floor()),
+        "truncate" => whole(x.trunc()),
+        "sqrt" if fx < 0.0 => vec![],
+        "sqrt" => float(fx.sqrt()),
+        "exp" => float(fx.exp()),
+        "ln" => float(fx.ln()),
+        "log" => match arg(0)?.as_ref().and_then(number) {
+            Some(base) => float(fx.ln() / decimal::to_f64(base).ln()),
             None => vec![],
         },
         "power" => match arg(0)? {
-            Some(p) => {
-                let r = x.powf(p);
-                let int_arg = args
-                    .first()
-                    .map(|a| {
-                        matches!(
-                            single(&argument(a, env, scope).unwrap_or_default())
-                                .ok()
-                                .flatten()
-                                .map(|v| v.primitive()),
-                            Some(Item::Integer(_))
-                        )
-                    })
-                    .unwrap_or(false);
-                if integer && int_arg && r.is_finite() {
+            Some(exponent) => {
+                let Some(p) = number(&exponent) else {
+                    return Ok(vec![]);
+                };
+                let r = fx.powf(decimal::to_f64(p));
+                if integer && matches!(exponent, Item::Integer(_)) && r.is_finite() {
                     one(Item::Integer(r as i64))
                 } else {
-                    decimal(r)
+                    float(r)
                 }
             }
             None => vec![],
         },
         _ => {
-            let digits = arg(0)?.unwrap_or(0.0) as i32;
-            let scale = 10f64.powi(digits);
-            decimal((x * scale).round() / scale)
+            let digits = match arg(0)? {
+                Some(Item::Integer(d)) => d,
+                None => 0,
+                Some(_) => return Err(error("round() takes an integer precision")),
+            };
+            let digits = u32::try_from(digits)
+                .map_err(|_| error("round() needs a precision of zero or more"))?;
+            one(Item::Decimal(decimal::round(
+                x,
+                digits.min(Decimal::MAX_SCALE),
+            )))
         }
     })
 }
@@ -786,15 +806,12 @@ pub(super) fn to_string(item: &Item<'_>) -> Option<String> {
         Item::String(s) => s,
         Item::Boolean(b) => b.to_string(),
         Item::Integer(i) => i.to_string(),
-        Item::Decimal(d) => {
-            let s = format!("{d}");
-            if s.contains('.') { s } else { format!("{s}.0") }
-        }
+        Item::Decimal(d) => d.to_string(),
         // A calendar duration is written with its word (`1 week`), a UCUM unit quoted.
         Item::Quantity(v, u) if super::value::canonical_unit(&u) != u => format!("{v} {u}"),
         Item::Quantity(v, u) => format!("{v} '{u}'"),
         Item::Date(t) | Item::DateTime(t) | Item::Time(t) => format_temporal(&t),
-        Item::Node(..) | Item::TypeInfo(..) => return None,
+        Item::Node(..) | Item::Extended(..) | Item::TypeInfo(..) => return None,
     })
 }
 
@@ -915,11 +932,11 @@ fn to_integer(item: &Item<'_>) -> Option<i64> {
     }
 }
 
-fn to_decimal(item: &Item<'_>) -> Option<f64> {
+fn to_decimal(item: &Item<'_>) -> Option<Decimal> {
     match item.primitive() {
-        Item::Integer(i) => Some(i as f64),
+        Item::Integer(i) => Some(Decimal::from(i)),
         Item::Decimal(d) => Some(d),
-        Item::Boolean(b) => Some(if b { 1.0 } else { 0.0 }),
+        Item::Boolean(b) => Some(Decimal::from(u8::from(b))),
         Item::String(s) => {
             let t = s.strip_prefix(['+', '-']).unwrap_or(&s);
             let ok = !t.is_empty()
@@ -927,7 +944,7 @@ fn to_decimal(item: &Item<'_>) -> Option<f64> {
                 && t.matches('.').count() <= 1
                 && !t.ends_with('.')
                 && !t.starts_with('.');
-            if ok { s.parse().ok() } else { None }
+            if ok { decimal::parse(&s) } else { None }
         }
         _ => None,
     }
@@ -938,8 +955,8 @@ fn to_boolean(item: &Item<'_>) -> Option<bool> {
         Item::Boolean(b) => Some(b),
         Item::Integer(1) => Some(true),
         Item::Integer(0) => Some(false),
-        Item::Decimal(1.0) => Some(true),
-        Item::Decimal(0.0) => Some(false),
+        Item::Decimal(d) if d == Decimal::ONE => Some(true),
+        Item::Decimal(d) if d.is_zero() => Some(false),
         Item::String(s) => match s.to_lowercase().as_str() {
             "true" | "t" | "yes" | "y" | "1" | "1.0" => Some(true),
             "false" | "f" | "no" | "n" | "0" | "0.0" => Some(false),

@@ -6,6 +6,7 @@
 //! `tests/fhirpath_suite.rs`.
 
 mod analysis;
+mod decimal;
 mod eval;
 mod functions;
 mod lexer;
@@ -16,6 +17,20 @@ pub use analysis::input_properties;
 pub use eval::{Environment, evaluate, evaluate_on};
 pub use parser::{Expr, parse};
 pub use value::{Item, Value};
+
+/// What FHIRPath needs of the FHIR model: the type of an element where JSON alone cannot tell
+/// (a `code` from a `string`, a `HumanName` from any object). The validator's `Registry`
+/// implements it from the R4 definitions; without one, types come from choice-element suffixes
+/// (`valueQuantity`) and a few well-known element names.
+pub trait TypeModel {
+    /// The type of `name` within `parent` (a type name, or a backbone element's path such as
+    /// `Patient.contact`): a type name, or the element's own path where it is a backbone element.
+    /// None for choice elements and unknown names.
+    fn element_type(&self, parent: &str, name: &str) -> Option<&str>;
+
+    /// Whether `name` is a FHIR type (`Patient`, `HumanName`, `code`): `as(string1)` is an error.
+    fn is_type_name(&self, name: &str) -> bool;
+}
 
 /// An item as FHIRPath's `toString()` renders it (None for complex nodes).
 pub fn render(item: &Item<'_>) -> Option<String> {

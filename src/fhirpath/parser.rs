@@ -1,5 +1,7 @@
 //! FHIRPath grammar: a precedence-climbing parser producing `Expr`.
 
+use rust_decimal::Decimal;
+
 use super::FhirPathError;
 use super::lexer::{Token, lex};
 
@@ -9,11 +11,11 @@ pub enum Literal {
     Boolean(bool),
     String(String),
     Integer(i64),
-    Decimal(f64),
+    Decimal(Decimal),
     Date(String),
     DateTime(String),
     Time(String),
-    Quantity(f64, String),
+    Quantity(Decimal, String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -275,9 +277,9 @@ impl Parser {
             Token::DateTime(d) => Ok(Expr::Literal(Literal::DateTime(d))),
             Token::Time(t) => Ok(Expr::Literal(Literal::Time(t))),
             Token::Number(n) => {
-                let value: f64 = n.parse().map_err(|_| FhirPathError::Syntax {
+                let value: Decimal = n.parse().map_err(|_| FhirPathError::Syntax {
                     position,
-                    message: "bad number".into(),
+                    message: "number out of range (decimals have 28 digits)".into(),
                 })?;
                 let unit = match self.peek() {
                     Token::String(unit) => Some(unit.clone()),

@@ -4,7 +4,10 @@
 
 use std::cmp::Ordering;
 
+use rust_decimal::Decimal;
 use serde_json::Value as Json;
+
+use super::decimal;
 
 /// A partial date, date-time or time: components down to the precision given, and the time-zone
 /// offset in minutes where the text had one.
@@ -197,14 +200,18 @@ fn parse_clock(text: &str) -> Option<Vec<i64>> {
 pub enum Item<'a> {
     /// A node of the input, with its FHIR type name where known (`Quantity`, `Patient`, `string`).
     Node(&'a Json, Option<&'a str>),
+    /// A primitive node with its `_name` sibling, which holds its `id` and `extension`
+    /// (`birthDate` with `_birthDate`); the value is JSON null where only extensions were given.
+    Extended(&'a Json, &'a Json, Option<&'a str>),
     Boolean(bool),
     String(String),
     Integer(i64),
-    Decimal(f64),
+    /// A decimal with its digits as written (`1.50` keeps two).
+    Decimal(Decimal),
     Date(Temporal),
     DateTime(Temporal),
     Time(Temporal),
-    Quantity(f64, String),
+    Quantity(Decimal, String),
     /// What `type()` returns: a namespace (`System`, `FHIR`) and a type name.
     TypeInfo(&'static str, String),
 }
@@ -219,10 +226,12 @@ impl<'a> Item<'a> {
     /// The System value of a primitive node (a JSON string, number or boolean), or the item itself.
     pub fn primitive(&self) -> Item<'a> {
         match self {
+            Item::Extended(value, _, ty) => Item::Node(value, *ty).primitive(),
             Item::Node(Json::Bool(b), _) => Item::Boolean(*b),
             Item::Node(Json::Number(n), ty) => match (n.as_i64(), *ty) {
                 (Some(i), ty) if ty != Some("decimal") => Item::Integer(i),
-                _ => Item::Decimal(n.as_f64().unwrap_or(f64::NAN)),
+                // Beyond a decimal's 28 digits the node stays a node: it compares with nothing.
+                _ => decimal::from_json(n).map_or_else(|| self.clone(), Item::Decimal),
             },
             Item::Node(Json::String(s), ty) => match *ty {
                 Some(t) if DATE_TYPES.contains(&t) => Temporal::parse_date_time(s)
@@ -241,7 +250,10 @@ impl<'a> Item<'a> {
                     || (map.contains_key("value")
                         && (map.contains_key("code") || map.contains_key("unit"))) =>
             {
-                let value = node.get("value").and_then(Json::as_f64);
+                let value = match node.get("value") {
+                    Some(Json::Number(n)) => decimal::from_json(n),
+                    _ => None,
+                };
                 let unit = node
                     .get("code")
                     .or_else(|| node.get("unit"))
@@ -266,6 +278,7 @@ impl<'a> Item<'a> {
     /// The FHIRPath type name of this item (System or FHIR namespace).
     pub fn type_name(&self) -> (&'static str, String) {
         match self {
+            Item::Extended(value, _, ty) => Item::Node(value, *ty).type_name(),
             Item::Node(node, ty) => {
                 let name = ty.or_else(|| node.get("resourceType").and_then(Json::as_str));
                 let name = name.unwrap_or(match node {
@@ -275,6 +288,12 @@ impl<'a> Item<'a> {
                     Json::String(_) => "string",
                     _ => "Element",
                 });
+                // A backbone element is typed by its path (`Patient.contact`) to find its children.
+                let name = if name.contains('.') {
+                    "BackboneElement"
+                } else {
+                    name
+                };
                 ("FHIR", name.to_owned())
             }
             Item::Boolean(_) => ("System", "Boolean".into()),
@@ -305,32 +324,34 @@ pub fn canonical_unit(unit: &str) -> &str {
     }
 }
 
-/// Converts a value in `unit` to a base unit where a simple factor is known (mass, length, time).
-pub fn to_base(value: f64, unit: &str) -> (f64, String) {
-    let factor = |u: &str| -> Option<(f64, &'static str)> {
+/// Converts a value in `unit` to a base unit where a simple factor is known (mass, length, time):
+/// exact, so `4040 'mg'` is `4.040 'g'`.
+pub fn to_base(value: Decimal, unit: &str) -> Option<(Decimal, String)> {
+    let factor = |u: &str| -> Option<(Decimal, &'static str)> {
+        let power_of_ten = |exponent: u32| Decimal::new(1, exponent);
         Some(match u {
-            "g" => (1.0, "g"),
-            "mg" => (1e-3, "g"),
-            "kg" => (1e3, "g"),
-            "ug" => (1e-6, "g"),
-            "m" => (1.0, "m"),
-            "cm" => (1e-2, "m"),
-            "mm" => (1e-3, "m"),
-            "km" => (1e3, "m"),
-            "s" => (1.0, "s"),
-            "ms" => (1e-3, "s"),
-            "min" => (60.0, "s"),
-            "h" => (3600.0, "s"),
-            "d" => (86400.0, "s"),
-            "wk" => (604800.0, "s"),
+            "g" => (Decimal::ONE, "g"),
+            "mg" => (power_of_ten(3), "g"),
+            "kg" => (Decimal::ONE_THOUSAND, "g"),
+            "ug" => (power_of_ten(6), "g"),
+            "m" => (Decimal::ONE, "m"),
+            "cm" => (power_of_ten(2), "m"),
+            "mm" => (power_of_ten(3), "m"),
+            "km" => (Decimal::ONE_THOUSAND, "m"),
+            "s" => (Decimal::ONE, "s"),
+            "ms" => (power_of_ten(3), "s"),
+            "min" => (Decimal::from(60), "s"),
+            "h" => (Decimal::from(3600), "s"),
+            "d" => (Decimal::from(86400), "s"),
+            "wk" => (Decimal::from(604800), "s"),
             _ => return None,
         })
     };
     let unit = canonical_unit(unit);
-    match factor(unit) {
-        Some((f, base)) => (value * f, base.to_owned()),
+    Some(match factor(unit) {
+        Some((f, base)) => (value.checked_mul(f)?, base.to_owned()),
         None => (value, unit.to_owned()),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -519,6 +519,42 @@ impl Registry {
     }
 }
 
+/// Element types for FHIRPath from the core definitions' snapshots (a linear search per lookup:
+/// meant for evaluating expressions, not for the validator's per-element walk).
+impl crate::fhirpath::TypeModel for Registry {
+    fn element_type(&self, parent: &str, name: &str) -> Option<&str> {
+        let root = parent.split('.').next()?;
+        let elements = self
+            .type_definition(root)?
+            .pointer("/snapshot/element")?
+            .as_array()?;
+        let element = elements.iter().find(|e| {
+            e["path"].as_str().is_some_and(|path| {
+                path.strip_prefix(parent)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    == Some(name)
+            })
+        })?;
+        // `Questionnaire.item.item` is typed by the element it refers to.
+        if let Some(reference) = element["contentReference"].as_str() {
+            return reference.strip_prefix('#');
+        }
+        let [only] = element["type"].as_array()?.as_slice() else {
+            return None;
+        };
+        match only["code"].as_str()? {
+            "BackboneElement" | "Element" => element["path"].as_str(),
+            // `Element.id` and `Extension.url` are FHIRPath System strings.
+            system if system.starts_with("http://hl7.org/fhirpath/") => None,
+            code => Some(code),
+        }
+    }
+
+    fn is_type_name(&self, name: &str) -> bool {
+        self.types.contains_key(name)
+    }
+}
+
 fn collect_concepts(concepts: &[Json], out: &mut HashSet<String>) {
     for concept in concepts {
         if let Some(code) = concept.get("code").and_then(Json::as_str) {
