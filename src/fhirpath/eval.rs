@@ -450,8 +450,8 @@ pub(super) fn is_type(item: &Item<'_>, name: &str, primitive_specializations: bo
     let specializes = |base: &str| -> bool {
         match actual.as_str() {
             "code" | "id" | "markdown" => base == "string",
-            "url" | "canonical" | "uuid" | "oid" => matches!(base, "uri" | "string"),
-            "uri" => base == "string",
+            // In R4 the uri family derives from `uri`, not from `string`.
+            "url" | "canonical" | "uuid" | "oid" => base == "uri",
             "positiveInt" | "unsignedInt" => base == "integer",
             _ => false,
         }
@@ -608,7 +608,13 @@ pub(super) fn item_equivalent(a: &Item<'_>, b: &Item<'_>) -> bool {
     }
 }
 
-fn compare(a: &Item<'_>, b: &Item<'_>) -> Result<Option<Ordering>, FhirPathError> {
+/// `a + b` for the aggregates: None where the sum is empty (an overflow).
+pub(super) fn add<'a>(a: Item<'a>, b: Item<'a>) -> Result<Option<Item<'a>>, FhirPathError> {
+    Ok(arithmetic("+", a, b)?.into_iter().next())
+}
+
+/// The order of two items as `<` sees it (None where precision leaves it open).
+pub(super) fn compare(a: &Item<'_>, b: &Item<'_>) -> Result<Option<Ordering>, FhirPathError> {
     let (a, b) = coerce(a, b);
     Ok(match (&a, &b) {
         (Item::String(x), Item::String(y)) => Some(x.cmp(y)),

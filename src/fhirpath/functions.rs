@@ -1,5 +1,7 @@
 //! The FHIRPath function library (the functions of FHIRPath N1 that FHIR R4 uses).
 
+use std::cmp::Ordering;
+
 use chrono::{Datelike, Duration, NaiveDate, Timelike};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
@@ -296,9 +298,12 @@ pub(super) fn call<'a>(
             .map(|b| Item::Boolean(!b))
             .into_iter()
             .collect()),
-        "hasValue" => Ok(boolean(
-            matches!(single(focus)?, Some(Item::Node(n, _) | Item::Extended(n, _, _)) if !n.is_object() && !n.is_array() && !n.is_null()),
-        )),
+        // True only for a single primitive with a value: a collection of several is false, not
+        // an error (as the specification words it, and HL7's engines do).
+        "hasValue" => Ok(boolean(matches!(
+            focus.as_slice(),
+            [Item::Node(n, _) | Item::Extended(n, _, _)] if !n.is_object() && !n.is_array() && !n.is_null()
+        ))),
         "children" => {
             let mut out = Vec::new();
             for item in focus {
@@ -596,8 +601,63 @@ pub(super) fn call<'a>(
                 Some(a) => string_arg(a, env, scope)?.unwrap_or_default(),
                 None => String::new(),
             };
+            if focus.is_empty() {
+                return Ok(vec![]);
+            }
             let parts: Vec<String> = focus.iter().filter_map(|i| i.as_string()).collect();
             Ok(one(Item::String(parts.join(&separator))))
+        }
+        // The aggregates of FHIRPath 3.0 (`sum()`, `min()`, `max()`, `avg()`): numbers, or for
+        // min and max anything ordered (strings, dates); empty in, empty out.
+        "sum" | "avg" => {
+            arity(name, args, 0, 0)?;
+            let mut total: Option<Item<'a>> = None;
+            for item in focus {
+                let item = item.primitive();
+                total = Some(match total {
+                    None => item,
+                    Some(sum) => match super::eval::add(sum, item)? {
+                        Some(sum) => sum,
+                        None => return Ok(vec![]),
+                    },
+                });
+            }
+            let Some(total) = total else {
+                return Ok(vec![]);
+            };
+            if name == "sum" {
+                return Ok(one(total));
+            }
+            let count = Decimal::from(focus.len());
+            Ok(number(&total)
+                .and_then(|t| t.checked_div(count))
+                .map(Item::Decimal)
+                .into_iter()
+                .collect())
+        }
+        "min" | "max" => {
+            arity(name, args, 0, 0)?;
+            let mut best: Option<Item<'a>> = None;
+            for item in focus {
+                let item = item.primitive();
+                best = Some(match best {
+                    None => item,
+                    Some(current) => {
+                        let order = super::eval::compare(&item, &current)?;
+                        let wanted = if name == "min" {
+                            Ordering::Less
+                        } else {
+                            Ordering::Greater
+                        };
+                        match order {
+                            Some(o) if o == wanted => item,
+                            Some(_) => current,
+                            None => return Ok(vec![]),
+                        }
+                    }
+                });
+            }
+            Ok(best.into_iter().collect())
         }
         "encode" | "decode" => {
             arity(name, args, 1, 1)?;

@@ -288,6 +288,10 @@ impl<'a> Item<'a> {
                     Json::String(_) => "string",
                     _ => "Element",
                 });
+                // A model may type a node as a System value (`Element.id` is a `System.String`).
+                if let Some(system) = name.strip_prefix("System.") {
+                    return ("System", system.to_owned());
+                }
                 // A backbone element is typed by its path (`Patient.contact`) to find its children.
                 let name = if name.contains('.') {
                     "BackboneElement"

@@ -528,13 +528,18 @@ impl crate::fhirpath::TypeModel for Registry {
             .type_definition(root)?
             .pointer("/snapshot/element")?
             .as_array()?;
-        let element = elements.iter().find(|e| {
-            e["path"].as_str().is_some_and(|path| {
-                path.strip_prefix(parent)
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    == Some(name)
-            })
-        })?;
+        let child = |e| child_name(e, parent);
+        let Some(element) = elements.iter().find(|e| child(e) == Some(name)) else {
+            // `dueDate` is `due[x]` as a `date`: the suffix names one of its types.
+            return elements.iter().find_map(|e| {
+                let suffix = name.strip_prefix(child(e)?.strip_suffix("[x]")?)?;
+                e["type"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|t| t["code"].as_str())
+                    .find(|code| names_type(suffix, code))
+            });
+        };
         // `Questionnaire.item.item` is typed by the element it refers to.
         if let Some(reference) = element["contentReference"].as_str() {
             return reference.strip_prefix('#');
@@ -544,14 +549,34 @@ impl crate::fhirpath::TypeModel for Registry {
         };
         match only["code"].as_str()? {
             "BackboneElement" | "Element" => element["path"].as_str(),
-            // `Element.id` and `Extension.url` are FHIRPath System strings.
-            system if system.starts_with("http://hl7.org/fhirpath/") => None,
+            // `Element.id` and `Extension.url` are FHIRPath System strings (`System.String`).
+            system if system.starts_with("http://hl7.org/fhirpath/") => {
+                system.strip_prefix("http://hl7.org/fhirpath/")
+            }
             code => Some(code),
         }
     }
 
     fn is_type_name(&self, name: &str) -> bool {
         self.types.contains_key(name)
+    }
+}
+
+/// The name of `element` below `parent` (`gender` of `Patient.gender` below `Patient`).
+fn child_name<'e>(element: &'e Json, parent: &str) -> Option<&'e str> {
+    element["path"]
+        .as_str()?
+        .strip_prefix(parent)?
+        .strip_prefix('.')
+}
+
+/// Whether a choice element's suffix (`Date` of `dueDate`) names the type `code` (`date`).
+fn names_type(suffix: &str, code: &str) -> bool {
+    let mut s = suffix.chars();
+    let mut c = code.chars();
+    match (s.next(), c.next()) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(&b) && s.as_str() == c.as_str(),
+        _ => false,
     }
 }
 
