@@ -413,3 +413,37 @@ fn an_observation_with_a_vital_sign_code_is_held_to_its_vital_signs_profile() {
     let messages = error_messages(&validator.validate(&in_kg, &[]));
     assert!(messages.is_empty(), "{messages:#?}");
 }
+
+#[test]
+fn a_profile_slicing_by_an_element_that_is_not_there_is_refused() {
+    let validator = validator_with(Vec::new());
+    let profile = |discriminator: &str| {
+        json!({
+            "resourceType": "StructureDefinition",
+            "url": "https://example.org/fhir/StructureDefinition/agent-ids",
+            "name": "AgentIds", "status": "draft", "kind": "resource", "abstract": false,
+            "type": "AuditEvent", "derivation": "constraint",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+            "differential": { "element": [
+                { "id": "AuditEvent.agent", "path": "AuditEvent.agent",
+                  "slicing": { "discriminator": [{ "type": "pattern", "path": "type" }], "rules": "open" } },
+                { "id": "AuditEvent.agent.extension", "path": "AuditEvent.agent.extension",
+                  "slicing": { "discriminator": [{ "type": "value", "path": discriminator }], "rules": "open" } }
+            ] }
+        })
+    };
+    // `url` is an element of Extension (and `type` one of the agent backbone): fine.
+    let fine = error_messages(&validator.validate(&profile("url"), &[]));
+    assert!(
+        !fine.iter().any(|m| m.contains("discriminator")),
+        "{fine:#?}"
+    );
+    // An Extension has no `type`: its slices could never be told apart.
+    let wrong = error_messages(&validator.validate(&profile("type"), &[]));
+    assert!(
+        wrong
+            .iter()
+            .any(|m| m.contains("discriminator names no element") && m.contains("'type'")),
+        "{wrong:#?}"
+    );
+}

@@ -16,6 +16,7 @@ use include_dir::{Dir, include_dir};
 use serde_json::Value as Json;
 
 use super::iop::IopProfiles;
+use super::snapshot::NOT_A_DISCRIMINATOR;
 
 static R4_INDEX: &[u8] = include_bytes!("../../fhir-profiles/r4/index.json");
 static R4_PACK: &[u8] = include_bytes!("../../fhir-profiles/r4/definitions.deflate");
@@ -317,11 +318,110 @@ impl Registry {
             .get("url")
             .and_then(Json::as_str)
             .unwrap_or_default();
-        self.generate_snapshot(canonical(url), definition)
+        let generated = self.generate_snapshot(canonical(url), definition);
+        let mut mistakes: Vec<String> = generated
             .problems
             .into_iter()
             .filter(|p| super::snapshot::is_differential_mistake(p))
-            .collect()
+            .collect();
+        if let Some(snapshot) = generated
+            .definition
+            .as_ref()
+            .and_then(|d| d.pointer("/snapshot/element"))
+            .and_then(Json::as_array)
+        {
+            mistakes.extend(self.discriminator_mistakes(definition, snapshot));
+        }
+        mistakes
+    }
+
+    /// Discriminators of the differential's slicings whose path names no element of what is
+    /// sliced (`type` on an `extension`): such a slicing can never tell its slices apart.
+    fn discriminator_mistakes(&self, definition: &Json, snapshot: &[Json]) -> Vec<String> {
+        let mut mistakes = Vec::new();
+        for element in definition
+            .pointer("/differential/element")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(id), Some(path)) = (
+                element.get("id").and_then(Json::as_str),
+                element.get("path").and_then(Json::as_str),
+            ) else {
+                continue;
+            };
+            let Some(sliced) = snapshot
+                .iter()
+                .find(|e| e.get("id").and_then(Json::as_str) == Some(id))
+            else {
+                continue;
+            };
+            for discriminator in element
+                .pointer("/slicing/discriminator")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(first) = discriminator
+                    .get("path")
+                    .and_then(Json::as_str)
+                    .and_then(|p| p.split('.').next())
+                else {
+                    continue;
+                };
+                // `$this`, and functions (`resolve()`, `extension('...')`), are not checked here.
+                if first == "$this" || first.contains('(') || first.is_empty() {
+                    continue;
+                }
+                if !self.names_child(sliced, path, snapshot, first) {
+                    mistakes.push(format!(
+                        "{NOT_A_DISCRIMINATOR}: '{first}' is no element of {id}, which {id} slices by it"
+                    ));
+                }
+            }
+        }
+        mistakes
+    }
+
+    /// Whether `name` is a child of the element `sliced` (at `path` in `snapshot`): an element
+    /// of its backbone, or of one of its data types.
+    fn names_child(&self, sliced: &Json, path: &str, snapshot: &[Json], name: &str) -> bool {
+        let is_child = |elements: &[Json], parent: &str| {
+            elements.iter().any(|e| {
+                e.get("path")
+                    .and_then(Json::as_str)
+                    .and_then(|p| p.strip_prefix(parent))
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|child| {
+                        child == name
+                            || child
+                                .strip_suffix("[x]")
+                                .is_some_and(|choice| name.starts_with(choice))
+                    })
+            })
+        };
+        let codes: Vec<&str> = sliced
+            .get("type")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("code").and_then(Json::as_str))
+            .collect();
+        if matches!(name, "id" | "extension") || is_child(snapshot, path) {
+            return true;
+        }
+        // A backbone's children are in the snapshot (looked at above); a resource's vary.
+        codes.is_empty()
+            || codes.iter().any(|code| {
+                matches!(*code, "Resource" | "DomainResource")
+                    || (!matches!(*code, "BackboneElement" | "Element")
+                        && self
+                            .type_definition(code)
+                            .and_then(|t| t.pointer("/snapshot/element"))
+                            .and_then(Json::as_array)
+                            .is_none_or(|elements| is_child(elements, code)))
+            })
     }
 
     fn generate_snapshot(&self, url: &str, raw: &Json) -> Generated {

@@ -22,6 +22,9 @@ const FIXED_CHANGED: &str = "changes the fixed value of its base";
 
 /// Whether a problem `generate` reported is a mistake in the differential (an error in the
 /// StructureDefinition), rather than something this generator does not support.
+/// How a discriminator naming no element of the sliced element is reported.
+pub const NOT_A_DISCRIMINATOR: &str = "a slicing discriminator names no element";
+
 pub fn is_differential_mistake(problem: &str) -> bool {
     [NOT_AN_ELEMENT, NOT_ITS_PATH, FIXED_CHANGED]
         .iter()

@@ -533,17 +533,39 @@ impl Run<'_, '_, '_> {
                 self.children(&type_compiled, root.index, map, location, depth + 1);
             }
         }
-        // A type profile (an extension definition, a data type profile) applies as well.
-        for profile in element.types.iter().flat_map(|t| t.profiles.iter()) {
-            if let Some(definition) = self
-                .validator
-                .registry()
-                .structure_definition(profile)
-                .cloned()
-            {
-                let profile_compiled = self.validator.compiled(&definition);
-                if profile_compiled.has_children(0) {
-                    self.children(&profile_compiled, 0, map, location, depth + 1);
+        // A type profile (an extension definition, a data type profile) applies as well: those
+        // of the value's own type, where the element allows several.
+        let value_type = map.get("resourceType").and_then(Json::as_str).or(type_code);
+        for element_type in element
+            .types
+            .iter()
+            .filter(|t| element.types.len() == 1 || Some(t.code.as_str()) == value_type)
+        {
+            for profile in &element_type.profiles {
+                match self
+                    .validator
+                    .registry()
+                    .structure_definition(profile)
+                    .cloned()
+                {
+                    Some(definition) => {
+                        let profile_compiled = self.validator.compiled(&definition);
+                        if profile_compiled.has_children(0) {
+                            self.children(&profile_compiled, 0, map, location, depth + 1);
+                        }
+                    }
+                    // Extensions not loaded have their own policy (`extension` below); any other
+                    // profile the element requires is a check that could not be made: never a
+                    // silent pass.
+                    None if element_type.code != "Extension" => self.issue(
+                        Severity::Error,
+                        "not-supported",
+                        location,
+                        format!(
+                            "the profile {profile} that this element requires is not loaded, so the value could not be checked against it"
+                        ),
+                    ),
+                    None => {}
                 }
             }
         }
