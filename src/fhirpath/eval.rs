@@ -877,6 +877,19 @@ mod tests {
     }
 
     #[test]
+    fn aggregates_fold_the_collection() {
+        assert_eq!(eval("(1 | 2 | 3).sum()"), ["6"]);
+        assert_eq!(eval("(1 | 2.5).avg() = 1.75"), ["true"]);
+        assert_eq!(eval("('b' | 'a' | 'c').min()"), ["a"]);
+        assert_eq!(eval("(@2020-01-01 | @2021-06-01).max()"), ["2021-06-01"]);
+        assert_eq!(eval("{}.sum()"), Vec::<String>::new());
+        assert_eq!(
+            eval("(9223372036854775807 | 1).sum()"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
     fn date_arithmetic_past_any_calendar_is_an_error_not_a_panic() {
         let resource = serde_json::json!({});
         let env = Environment::new(&resource);

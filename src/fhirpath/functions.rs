@@ -611,18 +611,7 @@ pub(super) fn call<'a>(
         // min and max anything ordered (strings, dates); empty in, empty out.
         "sum" | "avg" => {
             arity(name, args, 0, 0)?;
-            let mut total: Option<Item<'a>> = None;
-            for item in focus {
-                let item = item.primitive();
-                total = Some(match total {
-                    None => item,
-                    Some(sum) => match super::eval::add(sum, item)? {
-                        Some(sum) => sum,
-                        None => return Ok(vec![]),
-                    },
-                });
-            }
-            let Some(total) = total else {
+            let Some(total) = fold(focus, |sum, item| super::eval::add(sum, item))? else {
                 return Ok(vec![]);
             };
             if name == "sum" {
@@ -637,26 +626,18 @@ pub(super) fn call<'a>(
         }
         "min" | "max" => {
             arity(name, args, 0, 0)?;
-            let mut best: Option<Item<'a>> = None;
-            for item in focus {
-                let item = item.primitive();
-                best = Some(match best {
-                    None => item,
-                    Some(current) => {
-                        let order = super::eval::compare(&item, &current)?;
-                        let wanted = if name == "min" {
-                            Ordering::Less
-                        } else {
-                            Ordering::Greater
-                        };
-                        match order {
-                            Some(o) if o == wanted => item,
-                            Some(_) => current,
-                            None => return Ok(vec![]),
-                        }
-                    }
-                });
-            }
+            let wanted = if name == "min" {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+            let best = fold(focus, |best, item| {
+                Ok(match super::eval::compare(&item, &best)? {
+                    Some(order) if order == wanted => Some(item),
+                    Some(_) => Some(best),
+                    None => None,
+                })
+            })?;
             Ok(best.into_iter().collect())
         }
         "encode" | "decode" => {
@@ -738,6 +719,25 @@ pub(super) fn call<'a>(
             "unknown function {other}()"
         ))),
     }
+}
+
+/// Folds the focus's values pairwise (`sum()`, `min()`, `max()`): None for an empty focus, and as
+/// soon as a step is empty (an overflow, an order that precision leaves open).
+fn fold<'a>(
+    focus: &Value<'a>,
+    mut step: impl FnMut(Item<'a>, Item<'a>) -> Result<Option<Item<'a>>, FhirPathError>,
+) -> Result<Option<Item<'a>>, FhirPathError> {
+    let mut items = focus.iter().map(Item::primitive);
+    let Some(mut acc) = items.next() else {
+        return Ok(None);
+    };
+    for item in items {
+        match step(acc, item)? {
+            Some(next) => acc = next,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(acc))
 }
 
 /// A single-item conversion (`toInteger()` and kin): empty when the focus is empty or does not convert.
