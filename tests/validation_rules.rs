@@ -447,3 +447,76 @@ fn a_profile_slicing_by_an_element_that_is_not_there_is_refused() {
         "{wrong:#?}"
     );
 }
+
+/// A Parameters profile whose `parameter.resource` names Patient profiles: the nested resource
+/// is held to them (to one of them where several are named), and a profile of another type
+/// does not fit it.
+#[test]
+fn resources_nested_in_parameters_meet_the_profiles_their_element_names() {
+    let patient_profile = |name: &str, must_have: &str| {
+        json!({
+            "resourceType": "StructureDefinition",
+            "url": format!("https://example.org/fhir/StructureDefinition/{name}"),
+            "name": name, "status": "draft", "kind": "resource", "abstract": false,
+            "type": "Patient", "derivation": "constraint",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+            "differential": { "element": [
+                { "id": format!("Patient.{must_have}"), "path": format!("Patient.{must_have}"), "min": 1 }
+            ] }
+        })
+    };
+    let parameters_profile = |name: &str, profiles: &[&str]| {
+        let profiles: Vec<String> = profiles
+            .iter()
+            .map(|p| format!("https://example.org/fhir/StructureDefinition/{p}"))
+            .collect();
+        json!({
+            "resourceType": "StructureDefinition",
+            "url": format!("https://example.org/fhir/StructureDefinition/{name}"),
+            "name": name, "status": "draft", "kind": "resource", "abstract": false,
+            "type": "Parameters", "derivation": "constraint",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Parameters",
+            "differential": { "element": [
+                { "id": "Parameters.parameter.resource", "path": "Parameters.parameter.resource",
+                  "type": [{ "code": "Resource", "profile": profiles }] }
+            ] }
+        })
+    };
+    let validator = validator_with(vec![
+        patient_profile("named-patient", "name"),
+        patient_profile("born-patient", "birthDate"),
+        parameters_profile("one-profile", &["named-patient"]),
+        parameters_profile("either-profile", &["named-patient", "born-patient"]),
+        parameters_profile("unloaded-profile", &["no-such-patient"]),
+    ]);
+    let url = |name: &str| format!("https://example.org/fhir/StructureDefinition/{name}");
+    let parameters = |patient: Value| json!({ "resourceType": "Parameters", "parameter": [{ "name": "who", "resource": patient }] });
+    let born = parameters(json!({ "resourceType": "Patient", "birthDate": "1980-02-03" }));
+    let named = parameters(json!({ "resourceType": "Patient", "name": [{ "family": "Doe" }] }));
+
+    let missing_name = error_messages(&validator.validate(&born, &[url("one-profile")]));
+    assert!(
+        missing_name.iter().any(|m| m.contains("needs at least 1")),
+        "{missing_name:#?}"
+    );
+    let fine = error_messages(&validator.validate(&named, &[url("one-profile")]));
+    assert!(fine.is_empty(), "{fine:#?}");
+    // Of two profiles, meeting one is enough.
+    let either = error_messages(&validator.validate(&born, &[url("either-profile")]));
+    assert!(either.is_empty(), "{either:#?}");
+    let neither = parameters(json!({ "resourceType": "Patient", "gender": "other" }));
+    let none = error_messages(&validator.validate(&neither, &[url("either-profile")]));
+    assert!(
+        none.iter()
+            .any(|m| m.contains("meets none of the profiles")),
+        "{none:#?}"
+    );
+    // A profile the element names but that is not loaded is never a silent pass.
+    let unloaded = error_messages(&validator.validate(&named, &[url("unloaded-profile")]));
+    assert!(
+        unloaded
+            .iter()
+            .any(|m| m.contains("no-such-patient") && m.contains("not loaded")),
+        "{unloaded:#?}"
+    );
+}

@@ -261,8 +261,42 @@ impl Run<'_, '_, '_> {
     }
 
     /// A resource nested in the one being walked (`contained`, `Bundle.entry.resource`): walked
-    /// as a resource of its own, so `#id` and `%resource` mean the nested one.
-    fn nested(&mut self, resource: &Json, location: &Loc<'_>, depth: usize) {
+    /// as a resource of its own, so `#id` and `%resource` mean the nested one. `profiles`: those
+    /// the element holding it names for it (`type.profile`); of several, it must meet one.
+    fn nested(&mut self, resource: &Json, profiles: &[String], location: &Loc<'_>, depth: usize) {
+        if profiles.len() <= 1 {
+            let mut issues = self.nested_run(resource, profiles, location, depth);
+            self.issues.append(&mut issues);
+            return;
+        }
+        let mut first_failure = None;
+        for profile in profiles {
+            let issues = self.nested_run(resource, std::slice::from_ref(profile), location, depth);
+            if !issues.iter().any(Issue::is_error) {
+                self.issues.extend(issues);
+                return;
+            }
+            first_failure.get_or_insert(issues);
+        }
+        self.issue(
+            Severity::Error,
+            "structure",
+            location,
+            format!(
+                "meets none of the profiles this element allows ({}); what the first found:",
+                profiles.join(", ")
+            ),
+        );
+        self.issues.extend(first_failure.unwrap_or_default());
+    }
+
+    fn nested_run(
+        &mut self,
+        resource: &Json,
+        required: &[String],
+        location: &Loc<'_>,
+        depth: usize,
+    ) -> Vec<Issue> {
         let mut sub = Run {
             validator: self.validator,
             root: resource,
@@ -274,9 +308,9 @@ impl Run<'_, '_, '_> {
             evaluated: HashSet::new(),
             too_deep: false,
         };
-        sub.resource(resource, &[], depth, location);
+        sub.resource(resource, required, depth, location);
         self.unavailable = sub.unavailable;
-        self.issues.append(&mut sub.issues);
+        sub.issues
     }
 
     fn resource(&mut self, resource: &Json, required: &[String], depth: usize, location: &Loc<'_>) {
@@ -504,7 +538,8 @@ impl Run<'_, '_, '_> {
         };
         // Nested resources (contained, Bundle.entry.resource) are validated as resources.
         if type_code == Some("Resource") && depth > 0 {
-            self.nested(value, location, depth + 1);
+            let required = self.nested_profiles(element, map, location);
+            self.nested(value, &required, location, depth + 1);
             return;
         }
         if let Some(target) = &element.content_reference {
@@ -569,6 +604,49 @@ impl Run<'_, '_, '_> {
                 }
             }
         }
+    }
+
+    /// The profiles a nested resource must meet: those its element names for any resource or for
+    /// the resource's own type. A loaded profile of another type is a mismatch, said here; one
+    /// not loaded is returned, so that the resource's walk reports it as not checked.
+    fn nested_profiles(
+        &mut self,
+        element: &Element,
+        resource: &serde_json::Map<String, Json>,
+        location: &Loc<'_>,
+    ) -> Vec<String> {
+        let own_type = resource
+            .get("resourceType")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        let mut required = Vec::new();
+        for element_type in &element.types {
+            let code = element_type.code.as_str();
+            if !matches!(code, "Resource" | "DomainResource") && code != own_type {
+                continue;
+            }
+            for profile in &element_type.profiles {
+                let profile_type = self
+                    .validator
+                    .registry()
+                    .structure_definition(profile)
+                    .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned));
+                match profile_type {
+                    Some(t) if t != own_type && !matches!(t.as_str(), "Resource" | "DomainResource") => {
+                        self.issue(
+                            Severity::Error,
+                            "structure",
+                            location,
+                            format!(
+                                "a {own_type} is here, but this element requires the profile {profile}, which is for a {t}"
+                            ),
+                        )
+                    }
+                    _ => required.push(profile.clone()),
+                }
+            }
+        }
+        required
     }
 
     /// The compiled definition of the value's type. For an element with one type it is looked up
