@@ -102,8 +102,9 @@ enum Command {
         #[arg(long = "continue")]
         keep_going: bool,
     },
-    /// Validate FHIR resources (a resource, a Bundle or NDJSON per FILE; - for stdin) against
-    /// the R4 definitions, their meta.profile and any --profile (with --iop, the IOP profiles too)
+    /// Validate FHIR resources (a resource or a Bundle in JSON or FHIR XML, or NDJSON, per FILE;
+    /// stdin for "-") against the R4 definitions, their meta.profile and any --profile (with
+    /// --iop, the IOP profiles too)
     Validate {
         /// Also validate against this profile (canonical URL), for resources of its type
         #[arg(long = "profile", value_name = "URL")]
@@ -112,7 +113,8 @@ enum Command {
         /// whatever its meta.profile says (what the gateway emits names its profiles anyway)
         #[arg(long)]
         iop: bool,
-        /// Load a FHIR package (.tgz or folder), a JSON file or a Bundle of conformance resources
+        /// Load a FHIR package (.tgz or folder), a JSON or FHIR XML file or a Bundle of
+        /// conformance resources
         #[arg(long = "package", value_name = "PATH")]
         packages: Vec<PathBuf>,
         /// text: a line per resource and its issues; json: an OperationOutcome per resource

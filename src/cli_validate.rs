@@ -23,6 +23,9 @@ const CHUNK: usize = 256;
 /// Chunks read but not yet printed, per worker.
 const IN_FLIGHT_PER_WORKER: usize = 4;
 
+/// Reads a FHIR XML document into its JSON form, or says why it cannot.
+type FromXml<'a> = dyn Fn(&str) -> Result<Value, String> + Sync + 'a;
+
 /// One piece of input as the reader hands it over.
 enum Item {
     /// An NDJSON line, parsed by the worker that takes it.
@@ -33,6 +36,8 @@ enum Item {
     },
     /// A document read whole: a resource or a Bundle (checked as one resource, entries within).
     Document(Value),
+    /// A FHIR XML document read whole, converted by the worker that takes it.
+    Xml { text: String, origin: Arc<str> },
     /// Text that is not JSON: a fatal verdict on it, and the run goes on.
     NotJson { name: String, reason: String },
     /// Input that cannot be read (an I/O error): the run stops there (exit 2).
@@ -47,12 +52,17 @@ enum Verdict {
 
 /// The verdict on text that is not JSON: fatal, as the reference validator's parse errors are.
 fn not_json(name: String, reason: String) -> Verdict {
+    unreadable(name, format!("not JSON: {reason}"))
+}
+
+/// The verdict on a document that cannot be read as a resource: fatal.
+fn unreadable(name: String, message: String) -> Verdict {
     Verdict::Checked {
         name,
         issues: vec![Issue {
             severity: Severity::Fatal,
             code: "structure",
-            message: format!("not JSON: {reason}"),
+            message,
             expression: String::new(),
         }],
     }
@@ -82,9 +92,10 @@ fn name_of(resource: &Value) -> String {
     )
 }
 
-/// The verdicts on one item: `check` on each of its resources. A check that panics gives its
-/// own resource a fatal verdict (and says so on stderr); the others keep theirs.
-fn judge<F>(item: Item, check: &F) -> Vec<Verdict>
+/// The verdicts on one item: `check` on each of its resources (`from_xml` reads FHIR XML). A
+/// check that panics gives its own resource a fatal verdict (and says so on stderr); the others
+/// keep theirs.
+fn judge<F>(item: Item, check: &F, from_xml: &FromXml<'_>) -> Vec<Verdict>
 where
     F: Fn(&Value) -> Vec<Issue>,
 {
@@ -92,6 +103,10 @@ where
         Item::Unreadable(reason) => return vec![Verdict::Unreadable(reason)],
         Item::NotJson { name, reason } => return vec![not_json(name, reason)],
         Item::Document(document) => document,
+        Item::Xml { text, origin } => match from_xml(&text) {
+            Ok(document) => document,
+            Err(reason) => return vec![unreadable(origin.to_string(), reason)],
+        },
         Item::Line {
             text,
             origin,
@@ -139,6 +154,9 @@ fn read_source(
         if let Err(e) = source.read_to_string(&mut text) {
             return send(Item::Unreadable(format!("cannot read {origin}: {e}")));
         }
+        if crate::fhir_xml::looks_like_xml(&text) {
+            return send(Item::Xml { text, origin });
+        }
         return match serde_json::from_str(text.trim()) {
             Ok(document) => send(Item::Document(document)),
             Err(e) => send(Item::NotJson {
@@ -180,6 +198,7 @@ fn stream<F, P>(
     sources: Vec<(Box<dyn BufRead + Send>, String)>,
     workers: usize,
     check: F,
+    from_xml: &FromXml<'_>,
     mut print: P,
 ) -> anyhow::Result<Option<String>>
 where
@@ -201,7 +220,7 @@ where
             let work_rx = Arc::clone(&work_rx);
             let done_tx = done_tx.clone();
             let check = &check;
-            scope.spawn(move || worker(&work_rx, &done_tx, check));
+            scope.spawn(move || worker(&work_rx, &done_tx, check, from_xml));
         }
         // Only the workers hold these now: when they are gone, the reader's hand-over fails
         // rather than waits; when the printer is gone, theirs does.
@@ -258,6 +277,7 @@ fn worker<F>(
     work: &Mutex<Receiver<(usize, Vec<Item>)>>,
     done: &SyncSender<(usize, Vec<Verdict>)>,
     check: &F,
+    from_xml: &FromXml<'_>,
 ) where
     F: Fn(&Value) -> Vec<Issue>,
 {
@@ -267,7 +287,10 @@ fn worker<F>(
         let Ok(Ok((number, items))) = next else {
             return;
         };
-        let verdicts = items.into_iter().flat_map(|i| judge(i, check)).collect();
+        let verdicts = items
+            .into_iter()
+            .flat_map(|i| judge(i, check, from_xml))
+            .collect();
         if done.send((number, verdicts)).is_err() {
             return;
         }
@@ -366,7 +389,10 @@ pub fn run(options: &Options<'_>, files: &[PathBuf]) -> anyhow::Result<ExitCode>
     let (mut passed, mut failed) = (0, 0);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let stopped = stream(sources, workers, check, |name, issues| {
+    let from_xml = |text: &str| {
+        crate::fhir_xml::to_json(text, validator.registry()).map_err(|e| e.to_string())
+    };
+    let stopped = stream(sources, workers, check, &from_xml, |name, issues| {
         let invalid = issues.iter().any(Issue::is_error);
         if invalid {
             failed += 1
@@ -421,6 +447,10 @@ mod tests {
         Box::new(std::io::Cursor::new(text.into_bytes()))
     }
 
+    fn no_xml(_: &str) -> Result<Value, String> {
+        Err("no XML in these tests".into())
+    }
+
     /// The verdict names the resource it was made for; resource 4 makes the check panic.
     fn check(resource: &Value) -> Vec<Issue> {
         let id = resource["id"].as_str().unwrap().to_owned();
@@ -441,6 +471,7 @@ mod tests {
                 vec![(ndjson(2_000), "a.ndjson".into())],
                 workers,
                 check,
+                &no_xml,
                 |name, issues| {
                     found.push((name, issues));
                     Ok(())
@@ -480,6 +511,7 @@ mod tests {
             )],
             2,
             check,
+            &no_xml,
             |name, _| {
                 found.push(name);
                 Ok(())
@@ -501,6 +533,7 @@ mod tests {
             )],
             2,
             check,
+            &no_xml,
             |name, _| {
                 found.push(name);
                 Ok(())

@@ -1,6 +1,6 @@
 //! Reads conformance resources from disk into a validation `Registry`: FHIR packages (`.tgz`, or
-//! a folder such as `~/.fhir/packages/x#1/package`), single JSON files (a resource or a Bundle)
-//! and folders of JSON files. The file-reading edge of validation, so that the validator itself
+//! a folder such as `~/.fhir/packages/x#1/package`), single JSON or FHIR XML files (a resource
+//! or a Bundle) and folders of such files. The file-reading edge of validation, so that the validator itself
 //! does no I/O.
 
 use std::path::Path;
@@ -30,11 +30,13 @@ pub fn load(registry: &mut Registry, path: &Path) -> Result<usize, LoadError> {
         let mut added = 0;
         for entry in std::fs::read_dir(&dir).map_err(|e| error(e.to_string()))? {
             let file = entry.map_err(|e| error(e.to_string()))?.path();
-            if file.extension().is_none_or(|e| e != "json") || file.ends_with("package.json") {
+            if file.extension().is_none_or(|e| e != "json" && e != "xml")
+                || file.ends_with("package.json")
+            {
                 continue;
             }
-            // A folder may hold JSON that is not a resource (an index, a config): skipped.
-            added += registry.add_json(&read(&file)?).unwrap_or(0);
+            // A folder may hold files that are not resources (an index, a config): skipped.
+            added += add_document(registry, &read(&file)?).unwrap_or(0);
         }
         return Ok(added);
     }
@@ -43,9 +45,20 @@ pub fn load(registry: &mut Registry, path: &Path) -> Result<usize, LoadError> {
     let added = if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
         registry.add_package(&bytes)
     } else {
-        registry.add_json(&bytes)
+        add_document(registry, &bytes)
     };
     added.map_err(|e: RegistryError| error(e.to_string()))
+}
+
+/// Adds one JSON or FHIR XML document (XML is read with the definitions loaded so far).
+fn add_document(registry: &mut Registry, bytes: &[u8]) -> Result<usize, RegistryError> {
+    let text = String::from_utf8_lossy(bytes);
+    if !crate::fhir_xml::looks_like_xml(&text) {
+        return registry.add_json(bytes);
+    }
+    let resource = crate::fhir_xml::to_json(&text, registry)
+        .map_err(|e| RegistryError::NotReadable(e.to_string()))?;
+    registry.add_json(resource.to_string().as_bytes())
 }
 
 #[cfg(test)]

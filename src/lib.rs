@@ -23,6 +23,7 @@ pub mod disclose;
 pub mod export;
 pub mod fhir_api;
 pub mod fhir_packages;
+pub mod fhir_xml;
 pub mod fhirpath;
 pub mod http;
 pub mod import;

@@ -282,6 +282,70 @@ fn validate_checks_what_resources_name_and_with_iop_the_iop_profile_of_each_type
     assert!(stdout.ends_with("2 passed, 1 failed\n"), "{stdout}");
 }
 
+/// FHIR XML is read as well as JSON: a resource to check, and a profile given with `--package`
+/// (the profile's own elements in XML, `id` as an attribute). What is not FHIR XML gets a fatal
+/// verdict of its own, and the run goes on.
+#[test]
+fn validate_reads_fhir_xml_resources_and_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("born-patient.xml");
+    std::fs::write(
+        &profile,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<StructureDefinition xmlns="http://hl7.org/fhir">
+  <url value="https://example.org/fhir/StructureDefinition/born-patient"/>
+  <name value="BornPatient"/>
+  <status value="draft"/>
+  <kind value="resource"/>
+  <abstract value="false"/>
+  <type value="Patient"/>
+  <baseDefinition value="http://hl7.org/fhir/StructureDefinition/Patient"/>
+  <derivation value="constraint"/>
+  <differential>
+    <element id="Patient.birthDate">
+      <path value="Patient.birthDate"/>
+      <min value="1"/>
+    </element>
+  </differential>
+</StructureDefinition>"#,
+    )
+    .unwrap();
+    let patient = |id: &str, birth: &str| {
+        format!(
+            r#"<Patient xmlns="http://hl7.org/fhir">
+  <id value="{id}"/>
+  <meta><profile value="https://example.org/fhir/StructureDefinition/born-patient"/></meta>
+  <active value="true"/>
+  {birth}
+</Patient>"#
+        )
+    };
+    let born = dir.path().join("born.xml");
+    std::fs::write(&born, patient("born", r#"<birthDate value="1980-02-03"/>"#)).unwrap();
+    let unborn = dir.path().join("unborn.xml");
+    std::fs::write(&unborn, patient("unborn", "")).unwrap();
+    let odd = dir.path().join("odd.xml");
+    std::fs::write(&odd, patient("odd", r#"<shoeSize value="9"/>"#)).unwrap();
+
+    let output = gateway(dir.path())
+        .arg("validate")
+        .arg("--package")
+        .arg(&profile)
+        .args([&born, &unborn, &odd])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ok Patient/born"), "{stdout}");
+    assert!(stdout.contains("invalid Patient/unborn"), "{stdout}");
+    assert!(stdout.contains("at Patient.birthDate"), "{stdout}");
+    assert!(
+        stdout.contains("Patient.shoeSize is not an element of FHIR R4"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("1 passed, 2 failed\n"), "{stdout}");
+}
+
 trait ArgOwned {
     fn arg_owned(self, arg: &str) -> Self;
 }

@@ -25,5 +25,6 @@ mod xhtml;
 pub use bundle::BundleIndex;
 pub use iop::IopProfiles;
 pub use outcome::{Issue, Severity, operation_outcome};
+pub(crate) use registry::names_type;
 pub use registry::{Expansion, Registry, RegistryError};
 pub use walk::Validator;

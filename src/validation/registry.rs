@@ -28,6 +28,9 @@ pub enum RegistryError {
     Package(String),
     #[error("not JSON: {0}")]
     NotJson(String),
+    /// A document in another format (FHIR XML) that could not be read.
+    #[error("{0}")]
+    NotReadable(String),
 }
 
 /// The codes a ValueSet holds, or why it cannot be expanded offline.
@@ -671,7 +674,7 @@ fn child_name<'e>(element: &'e Json, parent: &str) -> Option<&'e str> {
 }
 
 /// Whether a choice element's suffix (`Date` of `dueDate`) names the type `code` (`date`).
-fn names_type(suffix: &str, code: &str) -> bool {
+pub(crate) fn names_type(suffix: &str, code: &str) -> bool {
     let mut s = suffix.chars();
     let mut c = code.chars();
     match (s.next(), c.next()) {
