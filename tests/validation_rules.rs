@@ -520,3 +520,58 @@ fn resources_nested_in_parameters_meet_the_profiles_their_element_names() {
         "{unloaded:#?}"
     );
 }
+
+/// An element naming several profiles for its data type: the value meets one of them, or it is
+/// an error that says so (`ElementDefinition.type.profile`: "at least one of them").
+#[test]
+fn a_value_meets_one_of_the_data_type_profiles_its_element_names() {
+    let identifier_profile = |name: &str, must_have: &str| {
+        json!({
+            "resourceType": "StructureDefinition",
+            "url": format!("https://example.org/fhir/StructureDefinition/{name}"),
+            "name": name, "status": "draft", "kind": "complex-type", "abstract": false,
+            "type": "Identifier", "derivation": "constraint",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Identifier",
+            "differential": { "element": [
+                { "id": format!("Identifier.{must_have}"), "path": format!("Identifier.{must_have}"), "min": 1 }
+            ] }
+        })
+    };
+    let patient_profile = json!({
+        "resourceType": "StructureDefinition",
+        "url": "https://example.org/fhir/StructureDefinition/identified-patient",
+        "name": "IdentifiedPatient", "status": "draft", "kind": "resource", "abstract": false,
+        "type": "Patient", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "differential": { "element": [
+            { "id": "Patient.identifier", "path": "Patient.identifier",
+              "type": [{ "code": "Identifier", "profile": [
+                  "https://example.org/fhir/StructureDefinition/system-identifier",
+                  "https://example.org/fhir/StructureDefinition/valued-identifier"
+              ] }] }
+        ] }
+    });
+    let validator = validator_with(vec![
+        identifier_profile("system-identifier", "system"),
+        identifier_profile("valued-identifier", "value"),
+        patient_profile,
+    ]);
+    let required = ["https://example.org/fhir/StructureDefinition/identified-patient".to_owned()];
+    let patient =
+        |identifier: Value| json!({ "resourceType": "Patient", "identifier": [identifier] });
+    let valued =
+        error_messages(&validator.validate(&patient(json!({ "value": "123" })), &required));
+    assert!(valued.is_empty(), "{valued:#?}");
+    let neither =
+        error_messages(&validator.validate(&patient(json!({ "use": "usual" })), &required));
+    assert!(
+        neither
+            .iter()
+            .any(|m| m.contains("meets none of the profiles")),
+        "{neither:#?}"
+    );
+    assert!(
+        neither.iter().any(|m| m.contains("needs at least 1")),
+        "{neither:#?}"
+    );
+}

@@ -569,40 +569,81 @@ impl Run<'_, '_, '_> {
             }
         }
         // A type profile (an extension definition, a data type profile) applies as well: those
-        // of the value's own type, where the element allows several.
+        // of the value's own type, where the element allows several; of several profiles for
+        // one type, the value must meet one (ElementDefinition.type.profile).
         let value_type = map.get("resourceType").and_then(Json::as_str).or(type_code);
         for element_type in element
             .types
             .iter()
             .filter(|t| element.types.len() == 1 || Some(t.code.as_str()) == value_type)
         {
+            let code = element_type.code.as_str();
+            if let [only] = element_type.profiles.as_slice() {
+                self.type_profile(code, only, map, location, depth);
+                continue;
+            }
+            let (issues_before, evaluated_before) = (self.issues.len(), self.evaluated.clone());
+            let mut first_failure = None;
+            let mut met = element_type.profiles.is_empty();
             for profile in &element_type.profiles {
-                match self
-                    .validator
-                    .registry()
-                    .structure_definition(profile)
-                    .cloned()
-                {
-                    Some(definition) => {
-                        let profile_compiled = self.validator.compiled(&definition);
-                        if profile_compiled.has_children(0) {
-                            self.children(&profile_compiled, 0, map, location, depth + 1);
-                        }
-                    }
-                    // Extensions not loaded have their own policy (`extension` below); any other
-                    // profile the element requires is a check that could not be made: never a
-                    // silent pass.
-                    None if element_type.code != "Extension" => self.issue(
-                        Severity::Error,
-                        "not-supported",
-                        location,
-                        format!(
-                            "the profile {profile} that this element requires is not loaded, so the value could not be checked against it"
-                        ),
+                self.type_profile(code, profile, map, location, depth);
+                if !self.issues[issues_before..].iter().any(Issue::is_error) {
+                    met = true;
+                    break;
+                }
+                // Undone, so that the next profile is tried afresh (its invariants included).
+                let failed: Vec<Issue> = self.issues.drain(issues_before..).collect();
+                first_failure.get_or_insert(failed);
+                self.evaluated = evaluated_before.clone();
+            }
+            if !met {
+                self.issue(
+                    Severity::Error,
+                    "structure",
+                    location,
+                    format!(
+                        "meets none of the profiles this element allows ({}); what the first found:",
+                        element_type.profiles.join(", ")
                     ),
-                    None => {}
+                );
+                self.issues.extend(first_failure.unwrap_or_default());
+            }
+        }
+    }
+
+    /// Checks a value against one profile of its type (`type.profile`).
+    fn type_profile(
+        &mut self,
+        type_code: &str,
+        profile: &str,
+        map: &serde_json::Map<String, Json>,
+        location: &Loc<'_>,
+        depth: usize,
+    ) {
+        match self
+            .validator
+            .registry()
+            .structure_definition(profile)
+            .cloned()
+        {
+            Some(definition) => {
+                let profile_compiled = self.validator.compiled(&definition);
+                if profile_compiled.has_children(0) {
+                    self.children(&profile_compiled, 0, map, location, depth + 1);
                 }
             }
+            // Extensions not loaded have their own policy (`extension` below); any other
+            // profile the element requires is a check that could not be made: never a
+            // silent pass.
+            None if type_code != "Extension" => self.issue(
+                Severity::Error,
+                "not-supported",
+                location,
+                format!(
+                    "the profile {profile} that this element requires is not loaded, so the value could not be checked against it"
+                ),
+            ),
+            None => {}
         }
     }
 
