@@ -488,6 +488,18 @@ fn resources_nested_in_parameters_meet_the_profiles_their_element_names() {
         parameters_profile("one-profile", &["named-patient"]),
         parameters_profile("either-profile", &["named-patient", "born-patient"]),
         parameters_profile("unloaded-profile", &["no-such-patient"]),
+        json!({
+            "resourceType": "StructureDefinition",
+            "url": "https://example.org/fhir/StructureDefinition/named-group",
+            "name": "NamedGroup", "status": "draft", "kind": "resource", "abstract": false,
+            "type": "Group", "derivation": "constraint",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Group",
+            "differential": { "element": [
+                { "id": "Group.name", "path": "Group.name", "min": 1 }
+            ] }
+        }),
+        parameters_profile("patient-or-group", &["named-group", "named-patient"]),
+        parameters_profile("group-only", &["named-group"]),
     ]);
     let url = |name: &str| format!("https://example.org/fhir/StructureDefinition/{name}");
     let parameters = |patient: Value| json!({ "resourceType": "Parameters", "parameter": [{ "name": "who", "resource": patient }] });
@@ -510,6 +522,17 @@ fn resources_nested_in_parameters_meet_the_profiles_their_element_names() {
         none.iter()
             .any(|m| m.contains("meets none of the profiles")),
         "{none:#?}"
+    );
+    // Profiles for other resource types are another choice, not a failure; where only those are
+    // named, the resource fits none.
+    let chosen = error_messages(&validator.validate(&named, &[url("patient-or-group")]));
+    assert!(chosen.is_empty(), "{chosen:#?}");
+    let wrong_type = error_messages(&validator.validate(&named, &[url("group-only")]));
+    assert!(
+        wrong_type
+            .iter()
+            .any(|m| m.contains("a Patient is here") && m.contains("named-group")),
+        "{wrong_type:#?}"
     );
     // A profile the element names but that is not loaded is never a silent pass.
     let unloaded = error_messages(&validator.validate(&named, &[url("unloaded-profile")]));

@@ -648,8 +648,9 @@ impl Run<'_, '_, '_> {
     }
 
     /// The profiles a nested resource must meet: those its element names for any resource or for
-    /// the resource's own type. A loaded profile of another type is a mismatch, said here; one
-    /// not loaded is returned, so that the resource's walk reports it as not checked.
+    /// the resource's own type, leaving out loaded profiles of other types (a choice among
+    /// resource types); where only such remain, the resource fits none of them, said here. One not
+    /// loaded is kept, so that the resource's walk reports it as not checked.
     fn nested_profiles(
         &mut self,
         element: &Element,
@@ -660,7 +661,7 @@ impl Run<'_, '_, '_> {
             .get("resourceType")
             .and_then(Json::as_str)
             .unwrap_or_default();
-        let mut required = Vec::new();
+        let (mut candidates, mut other_types) = (Vec::new(), Vec::new());
         for element_type in &element.types {
             let code = element_type.code.as_str();
             if !matches!(code, "Resource" | "DomainResource") && code != own_type {
@@ -671,23 +672,27 @@ impl Run<'_, '_, '_> {
                     .validator
                     .registry()
                     .structure_definition(profile)
-                    .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned));
+                    .and_then(|sd| sd.get("type").and_then(Json::as_str));
                 match profile_type {
-                    Some(t) if t != own_type && !matches!(t.as_str(), "Resource" | "DomainResource") => {
-                        self.issue(
-                            Severity::Error,
-                            "structure",
-                            location,
-                            format!(
-                                "a {own_type} is here, but this element requires the profile {profile}, which is for a {t}"
-                            ),
-                        )
+                    Some(t) if t != own_type && !matches!(t, "Resource" | "DomainResource") => {
+                        other_types.push(profile.as_str())
                     }
-                    _ => required.push(profile.clone()),
+                    _ => candidates.push(profile.clone()),
                 }
             }
         }
-        required
+        if candidates.is_empty() && !other_types.is_empty() {
+            self.issue(
+                Severity::Error,
+                "structure",
+                location,
+                format!(
+                    "a {own_type} is here, but this element allows only the profiles {}, which are for other resource types",
+                    other_types.join(", ")
+                ),
+            );
+        }
+        candidates
     }
 
     /// The compiled definition of the value's type. For an element with one type it is looked up
