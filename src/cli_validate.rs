@@ -149,6 +149,10 @@ fn read_source(
             break;
         }
     }
+    // A UTF-8 byte order mark (some editors write one) is not part of the content.
+    if let Some(unmarked) = first.strip_prefix('\u{feff}') {
+        first = unmarked.to_owned();
+    }
     if serde_json::from_str::<serde::de::IgnoredAny>(first.trim()).is_err() {
         let mut text = first;
         if let Err(e) = source.read_to_string(&mut text) {
@@ -542,5 +546,31 @@ mod tests {
         .unwrap();
         assert!(stopped.is_none());
         assert_eq!(found, ["Patient/0", "c.ndjson line 2", "Patient/2"]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_line_is_not_content() {
+        for text in [
+            "\u{feff}{\"resourceType\":\"Patient\",\"id\":\"0\"}\n",
+            "\u{feff}{\n  \"resourceType\": \"Patient\",\n  \"id\": \"0\"\n}\n",
+        ] {
+            let mut found = Vec::new();
+            let stopped = stream(
+                vec![(
+                    Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+                    "bom.json".into(),
+                )],
+                1,
+                check,
+                &no_xml,
+                |name, _| {
+                    found.push(name);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert!(stopped.is_none());
+            assert_eq!(found, ["Patient/0"], "{text:?}");
+        }
     }
 }

@@ -52,11 +52,13 @@ pub fn load(registry: &mut Registry, path: &Path) -> Result<usize, LoadError> {
 
 /// Adds one JSON or FHIR XML document (XML is read with the definitions loaded so far).
 fn add_document(registry: &mut Registry, bytes: &[u8]) -> Result<usize, RegistryError> {
-    let text = String::from_utf8_lossy(bytes);
-    if !crate::fhir_xml::looks_like_xml(&text) {
+    let unmarked = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if unmarked.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'<') {
         return registry.add_json(bytes);
     }
-    let resource = crate::fhir_xml::to_json(&text, registry)
+    let text = std::str::from_utf8(unmarked)
+        .map_err(|e| RegistryError::NotReadable(format!("not UTF-8: {e}")))?;
+    let resource = crate::fhir_xml::to_json(text, registry)
         .map_err(|e| RegistryError::NotReadable(e.to_string()))?;
     registry.add_json(resource.to_string().as_bytes())
 }

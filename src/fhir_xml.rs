@@ -26,6 +26,7 @@ pub enum XmlError {
 
 /// The JSON form of the FHIR resource `xml` holds (its root element is the resource).
 pub fn to_json(xml: &str, registry: &Registry) -> Result<Json, XmlError> {
+    let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
     let document = roxmltree::Document::parse(xml)?;
     Converter { registry, xml }.resource(document.root_element())
 }

@@ -262,6 +262,8 @@ impl Registry {
     /// Adds one JSON document (a resource or a Bundle of them), given as bytes.
     pub fn add_json(&mut self, bytes: &[u8]) -> Result<usize, RegistryError> {
         let before = self.len();
+        // A UTF-8 byte order mark (some editors write one) is not part of the content.
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         let resource = serde_json::from_slice::<Json>(bytes)
             .map_err(|e| RegistryError::NotJson(e.to_string()))?;
         self.add(resource);
