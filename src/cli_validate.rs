@@ -455,6 +455,27 @@ mod tests {
         Err("no XML in these tests".into())
     }
 
+    /// The names of the verdicts on `text` read as the file `origin`, in order.
+    fn verdict_names(text: &str, origin: &str, workers: usize) -> Vec<String> {
+        let mut found = Vec::new();
+        let stopped = stream(
+            vec![(
+                Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+                origin.into(),
+            )],
+            workers,
+            check,
+            &no_xml,
+            |name, _| {
+                found.push(name);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(stopped.is_none());
+        found
+    }
+
     /// The verdict names the resource it was made for; resource 4 makes the check panic.
     fn check(resource: &Value) -> Vec<Issue> {
         let id = resource["id"].as_str().unwrap().to_owned();
@@ -507,44 +528,14 @@ mod tests {
             ],
         }))
         .unwrap();
-        let mut found = Vec::new();
-        let stopped = stream(
-            vec![(
-                Box::new(std::io::Cursor::new(bundle.into_bytes())),
-                "b.json".into(),
-            )],
-            2,
-            check,
-            &no_xml,
-            |name, _| {
-                found.push(name);
-                Ok(())
-            },
-        )
-        .unwrap();
-        assert!(stopped.is_none());
+        let found = verdict_names(&bundle, "b.json", 2);
         assert_eq!(found, ["Bundle/b"]);
     }
 
     #[test]
     fn a_line_that_is_not_json_gets_a_fatal_verdict_and_the_run_goes_on() {
         let text = "{\"resourceType\":\"Patient\",\"id\":\"0\"}\nnot json\n{\"resourceType\":\"Patient\",\"id\":\"2\"}\n";
-        let mut found = Vec::new();
-        let stopped = stream(
-            vec![(
-                Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
-                "c.ndjson".into(),
-            )],
-            2,
-            check,
-            &no_xml,
-            |name, _| {
-                found.push(name);
-                Ok(())
-            },
-        )
-        .unwrap();
-        assert!(stopped.is_none());
+        let found = verdict_names(text, "c.ndjson", 2);
         assert_eq!(found, ["Patient/0", "c.ndjson line 2", "Patient/2"]);
     }
 
@@ -554,22 +545,7 @@ mod tests {
             "\u{feff}{\"resourceType\":\"Patient\",\"id\":\"0\"}\n",
             "\u{feff}{\n  \"resourceType\": \"Patient\",\n  \"id\": \"0\"\n}\n",
         ] {
-            let mut found = Vec::new();
-            let stopped = stream(
-                vec![(
-                    Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
-                    "bom.json".into(),
-                )],
-                1,
-                check,
-                &no_xml,
-                |name, _| {
-                    found.push(name);
-                    Ok(())
-                },
-            )
-            .unwrap();
-            assert!(stopped.is_none());
+            let found = verdict_names(text, "bom.json", 1);
             assert_eq!(found, ["Patient/0"], "{text:?}");
         }
     }

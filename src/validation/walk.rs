@@ -278,6 +278,17 @@ impl Run<'_, '_, '_> {
             }
             first_failure.get_or_insert(issues);
         }
+        self.met_none(profiles, first_failure, location);
+    }
+
+    /// Reports a value that meets none of the profiles its element allows, with what checking
+    /// it against the first of them found.
+    fn met_none(
+        &mut self,
+        profiles: &[String],
+        first_failure: Option<Vec<Issue>>,
+        location: &Loc<'_>,
+    ) {
         self.issue(
             Severity::Error,
             "structure",
@@ -597,16 +608,7 @@ impl Run<'_, '_, '_> {
                 self.evaluated = evaluated_before.clone();
             }
             if !met {
-                self.issue(
-                    Severity::Error,
-                    "structure",
-                    location,
-                    format!(
-                        "meets none of the profiles this element allows ({}); what the first found:",
-                        element_type.profiles.join(", ")
-                    ),
-                );
-                self.issues.extend(first_failure.unwrap_or_default());
+                self.met_none(&element_type.profiles, first_failure, location);
             }
         }
     }
