@@ -28,8 +28,22 @@ pub enum XmlError {
 pub fn to_json(xml: &str, registry: &Registry) -> Result<Json, XmlError> {
     let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
     let document = roxmltree::Document::parse(xml)?;
+    // The conversion recurses per element: bound the nesting first, so that no document can
+    // exhaust the stack (FHIR resources are a few dozen elements deep).
+    // (`ancestors` counts the document node too.)
+    let too_deep = document
+        .descendants()
+        .any(|node| node.ancestors().take(MAX_DEPTH + 2).count() > MAX_DEPTH + 1);
+    if too_deep {
+        return Err(not_fhir(format!(
+            "elements are nested more than {MAX_DEPTH} deep"
+        )));
+    }
     Converter { registry, xml }.resource(document.root_element())
 }
+
+/// The deepest element nesting read (the validator itself stops at far less).
+const MAX_DEPTH: usize = 128;
 
 /// Whether `text` looks like XML rather than JSON (its first non-blank character is `<`).
 pub fn looks_like_xml(text: &str) -> bool {
@@ -483,5 +497,17 @@ mod tests {
             r##"<!DOCTYPE Patient [<!ENTITY x "y">]><Patient xmlns="http://hl7.org/fhir"/>"##,
         );
         assert!(dtd.is_err());
+        // Nesting deep enough to exhaust the stack is refused before it is walked.
+        let deep = format!(
+            r#"<Patient xmlns="http://hl7.org/fhir">{}{}</Patient>"#,
+            r#"<extension url="u">"#.repeat(5_000),
+            "</extension>".repeat(5_000)
+        );
+        assert!(
+            convert(&deep)
+                .unwrap_err()
+                .to_string()
+                .contains("nested more than")
+        );
     }
 }
