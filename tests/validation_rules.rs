@@ -598,3 +598,82 @@ fn a_value_meets_one_of_the_data_type_profiles_its_element_names() {
         "{neither:#?}"
     );
 }
+
+/// A Patient profile with a full snapshot: the base's, with `change` applied to its elements.
+fn patient_profile_from_base(url: &str, change: impl Fn(&mut Value)) -> Value {
+    let registry = Registry::builtin();
+    let mut profile = (**registry.type_definition("Patient").unwrap()).clone();
+    profile["url"] = json!(url);
+    profile["derivation"] = json!("constraint");
+    profile["baseDefinition"] = json!("http://hl7.org/fhir/StructureDefinition/Patient");
+    for element in profile["snapshot"]["element"].as_array_mut().unwrap() {
+        change(element);
+    }
+    profile
+}
+
+#[test]
+fn the_base_rules_hold_on_a_profiled_resource_whether_or_not_the_profile_repeats_them() {
+    // One profile repeats every rule of Patient; the other binds gender to a value set of its
+    // own, by example only, and drops the invariant pat-1 from contacts: the base's binding
+    // and invariant must still be applied beside it.
+    let same = "https://example.org/fhir/StructureDefinition/same-as-patient";
+    let loosened = "https://example.org/fhir/StructureDefinition/loosened-patient";
+    let validator = validator_with(vec![
+        patient_profile_from_base(same, |_| {}),
+        patient_profile_from_base(loosened, |element| {
+            if element["id"] == "Patient.gender" {
+                element["binding"] = json!({ "strength": "example", "valueSet": "https://example.org/fhir/ValueSet/any" });
+            }
+            if element["id"] == "Patient.contact" {
+                element["constraint"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|c| c["key"] != "pat-1");
+            }
+        }),
+    ]);
+    for url in [same, loosened] {
+        let patient = json!({
+            "resourceType": "Patient",
+            "meta": { "profile": [url] },
+            "gender": "robot",
+            "birthDate": "1990-13-01",
+            "generalPractitioner": [{ "reference": "Group/1" }],
+            "contact": [{ "gender": "female" }]
+        });
+        let errors = error_locations(&validator.validate(&patient, &[]));
+        for expected in [
+            "Patient.gender",
+            "Patient.birthDate",
+            "Patient.generalPractitioner[0].reference",
+            "Patient.contact[0]",
+        ] {
+            assert!(
+                errors.contains(expected),
+                "{url}: {expected} in {errors:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_reference_whose_target_profiles_are_not_loaded_still_keeps_to_the_base_targets() {
+    // The IOP CarePlan's subject names US Core's Patient profile, which is not built in: the
+    // reference must still be to a Patient or a Group, as the base CarePlan says.
+    let validator = validator_with(vec![]);
+    let mut care_plan = fixture("CarePlan-treatment-plan.json");
+    assert!(
+        error_messages(&validator.validate(&care_plan, &[])).is_empty(),
+        "the fixture is valid"
+    );
+    care_plan["subject"] =
+        json!({ "reference": "Practitioner/b1fdb51b-3f7f-50cb-8145-f93aeb842ffe" });
+    let errors = error_messages(&validator.validate(&care_plan, &[]));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("CarePlan.subject.reference: must refer to Patient or Group")),
+        "{errors:#?}"
+    );
+}

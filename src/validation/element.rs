@@ -93,6 +93,8 @@ pub struct Element {
     pub min_value: Option<Json>,
     pub max_value: Option<Json>,
     pub binding: Option<(String, String)>,
+    /// The binding's value set expanded, filled on first use by the walk.
+    pub expansion: std::sync::OnceLock<Arc<super::Expansion>>,
     pub constraints: Vec<Constraint>,
     pub discriminators: Vec<Discriminator>,
     pub closed: bool,
@@ -140,6 +142,9 @@ pub struct Compiled {
     required: Vec<Vec<usize>>,
     /// Choice (`value[x]`) children of each element.
     choices: Vec<Vec<usize>>,
+    /// Whether this profile holds every rule of its type's base definition
+    /// (`holds_every_rule_of`), found on first use by the walk.
+    pub covers_its_base: std::sync::OnceLock<bool>,
 }
 
 fn parent_of(id: &str) -> Option<&str> {
@@ -295,6 +300,7 @@ impl Compiled {
                 open_at_end: slicing.and_then(|s| s.get("rules")).and_then(Json::as_str)
                     == Some("openAtEnd"),
                 type_compiled: std::sync::OnceLock::new(),
+                expansion: std::sync::OnceLock::new(),
                 content_reference: e
                     .get("contentReference")
                     .and_then(Json::as_str)
@@ -357,7 +363,68 @@ impl Compiled {
             named,
             required,
             choices,
+            covers_its_base: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Does this profile's snapshot hold every rule of `base` (its resource type's definition)?
+    /// Then walking the base as well finds nothing the profile's walk does not: every base
+    /// element is here with a cardinality as tight, types among the base's, the same type and
+    /// profiles where the base names any, reference targets among the base's (`narrower_targets`
+    /// of the profile's and the base's element: the walk resolves targets), the base's
+    /// invariants, fixed and pattern values and limits, and the base's binding (same value set,
+    /// as strong). A profile that loosens or changes any of these — or leaves an element out —
+    /// keeps the base walk.
+    pub fn holds_every_rule_of(
+        &self,
+        base: &Compiled,
+        narrower_targets: &dyn Fn(&Element, &Element) -> bool,
+    ) -> bool {
+        base.elements.iter().all(|b| {
+            let Some(p) = self.get(&b.id) else {
+                return false;
+            };
+            let max_ok = match (b.max, p.max) {
+                (None, _) => true,
+                (Some(b), Some(p)) => p <= b,
+                (Some(_), None) => false,
+            };
+            let types_ok = p.types.iter().all(|pt| {
+                b.types.iter().any(|bt| {
+                    bt.code == pt.code && (bt.profiles.is_empty() || bt.profiles == pt.profiles)
+                })
+            }) && (b.types.is_empty() || !p.types.is_empty())
+                && narrower_targets(p, b);
+            let constraints_ok = b.constraints.iter().all(|bc| {
+                p.constraints
+                    .iter()
+                    .any(|pc| pc.identity == bc.identity && pc.error == bc.error)
+            });
+            let binding_ok = match (&b.binding, &p.binding) {
+                (Some((strength, _)), _)
+                    if !matches!(strength.as_str(), "required" | "extensible") =>
+                {
+                    true
+                }
+                (None, _) => true,
+                (Some((b_strength, b_set)), Some((p_strength, p_set))) => {
+                    without_version(b_set) == without_version(p_set)
+                        && (p_strength == b_strength || p_strength == "required")
+                }
+                (Some(_), None) => false,
+            };
+            p.min >= b.min
+                && max_ok
+                && p.repeats == b.repeats
+                && types_ok
+                && constraints_ok
+                && binding_ok
+                && p.content_reference == b.content_reference
+                && (b.fixed.is_none() || p.fixed == b.fixed)
+                && (b.pattern.is_none() || p.pattern == b.pattern)
+                && (b.min_value.is_none() || p.min_value == b.min_value)
+                && (b.max_value.is_none() || p.max_value == b.max_value)
+        })
     }
 
     pub fn root(&self) -> Option<&Element> {
@@ -407,6 +474,10 @@ impl Compiled {
             .flatten()
             .map(|i| &self.elements[*i])
     }
+}
+
+fn without_version(canonical: &str) -> &str {
+    canonical.split('|').next().unwrap_or(canonical)
 }
 
 /// The first eight bytes of a name as a big-endian integer (orders like the bytes).

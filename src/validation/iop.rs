@@ -90,8 +90,7 @@ impl IopProfiles {
     pub fn of_resource(&self, resource: &Json) -> Option<&str> {
         let resource_type = resource.get("resourceType").and_then(Json::as_str)?;
         let all = self.all_of_type(resource_type);
-        let declared = resource
-            .pointer("/meta/profile")
+        let declared = super::at(resource, &["meta", "profile"])
             .and_then(Json::as_array)
             .into_iter()
             .flatten()
@@ -127,7 +126,7 @@ fn derives_from(url: &str, ancestor: &str, by_url: &HashMap<&str, &Json>) -> boo
 
 /// Does some element of `sd` allow a reference only to instances of `target`?
 fn refers_to(sd: &Json, target: &str) -> bool {
-    sd.pointer("/snapshot/element")
+    super::at(sd, &["snapshot", "element"])
         .and_then(Json::as_array)
         .into_iter()
         .flatten()

@@ -28,3 +28,9 @@ pub use outcome::{Issue, Severity, operation_outcome};
 pub(crate) use registry::names_type;
 pub use registry::{Expansion, Registry, RegistryError};
 pub use walk::Validator;
+
+/// The value at `keys` below `value`: `Value::pointer` without its cost, which parses the
+/// pointer and allocates two strings per step — too much for lookups made per element.
+pub(crate) fn at<'a>(value: &'a serde_json::Value, keys: &[&str]) -> Option<&'a serde_json::Value> {
+    keys.iter().try_fold(value, |v, key| v.get(key))
+}

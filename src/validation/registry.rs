@@ -36,9 +36,42 @@ pub enum RegistryError {
 /// The codes a ValueSet holds, or why it cannot be expanded offline.
 #[derive(Debug, Clone)]
 pub enum Expansion {
-    Codes(HashSet<(String, String)>),
+    Codes(CodeSet),
     /// Names the code system that is not available (e.g. SNOMED CT) or the rule that is not supported.
     Unavailable(String),
+}
+
+/// The (system, code) pairs of an expansion, indexed by code: a binding check asks for one
+/// code, with or without its system, on every coded value (a scan of the set was the walk's
+/// costliest lookup).
+#[derive(Debug, Clone, Default)]
+pub struct CodeSet {
+    systems_by_code: HashMap<String, Vec<String>>,
+}
+
+impl CodeSet {
+    fn from_pairs(pairs: HashSet<(String, String)>) -> Self {
+        let mut systems_by_code: HashMap<String, Vec<String>> = HashMap::new();
+        for (system, code) in pairs {
+            systems_by_code.entry(code).or_default().push(system);
+        }
+        Self { systems_by_code }
+    }
+
+    /// Is `code` in the set — in `system`, where one is given?
+    pub fn contains(&self, system: Option<&str>, code: &str) -> bool {
+        self.systems_by_code
+            .get(code)
+            .is_some_and(|systems| system.is_none_or(|wanted| systems.iter().any(|s| s == wanted)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.systems_by_code.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.systems_by_code.is_empty()
+    }
 }
 
 /// One conformance resource: parsed when added, or packed in the binary until first asked for.
@@ -284,7 +317,7 @@ impl Registry {
     pub fn structure_definition(&self, url: &str) -> Option<&Arc<Json>> {
         let entry = self.structure_definitions.get(canonical(url))?;
         let raw = entry.get()?;
-        if raw.pointer("/snapshot/element").is_some() || raw.get("differential").is_none() {
+        if super::at(raw, &["snapshot", "element"]).is_some() || raw.get("differential").is_none() {
             return Some(raw);
         }
         let generated = entry
@@ -332,7 +365,7 @@ impl Registry {
         if let Some(snapshot) = generated
             .definition
             .as_ref()
-            .and_then(|d| d.pointer("/snapshot/element"))
+            .and_then(|d| super::at(d, &["snapshot", "element"]))
             .and_then(Json::as_array)
         {
             mistakes.extend(self.discriminator_mistakes(definition, snapshot));
@@ -423,7 +456,7 @@ impl Registry {
                     || (!matches!(*code, "BackboneElement" | "Element")
                         && self
                             .type_definition(code)
-                            .and_then(|t| t.pointer("/snapshot/element"))
+                            .and_then(|t| super::at(t, &["snapshot", "element"]))
                             .and_then(Json::as_array)
                             .is_none_or(|elements| is_child(elements, code)))
             })
@@ -452,7 +485,7 @@ impl Registry {
                 break;
             };
             chain.push(base);
-            if next.pointer("/snapshot/element").is_some() {
+            if super::at(next, &["snapshot", "element"]).is_some() {
                 break;
             }
             next_base = base_of(next);
@@ -462,7 +495,7 @@ impl Registry {
         };
         let Some(base_elements) = self
             .structure_definition(base_url)
-            .and_then(|b| b.pointer("/snapshot/element"))
+            .and_then(|b| super::at(b, &["snapshot", "element"]))
             .and_then(Json::as_array)
         else {
             return failed(format!(
@@ -471,7 +504,7 @@ impl Registry {
         };
         let type_snapshot = |code: &str| {
             self.type_definition(code)
-                .and_then(|t| t.pointer("/snapshot/element"))
+                .and_then(|t| super::at(t, &["snapshot", "element"]))
                 .and_then(Json::as_array)
                 .cloned()
         };
@@ -490,6 +523,17 @@ impl Registry {
     }
 
     /// The core definition of a type (`Patient`, `HumanName`, `string`).
+    /// The type whose base definition `url` is (`…/StructureDefinition/Patient`: Patient),
+    /// known without reading the definition; None for a profile.
+    pub fn base_type_of(&self, url: &str) -> Option<&str> {
+        let url = canonical(url);
+        let name = url.rsplit('/').next()?;
+        self.types
+            .get_key_value(name)
+            .filter(|(_, base)| base.as_str() == url)
+            .map(|(name, _)| name.as_str())
+    }
+
     pub fn type_definition(&self, type_name: &str) -> Option<&Arc<Json>> {
         self.structure_definition(self.types.get(type_name)?)
     }
@@ -514,19 +558,27 @@ impl Registry {
         {
             return found;
         }
-        let expansion = Arc::new(self.expand_uncached(&url, 0));
+        let expansion = Arc::new(match self.expand_uncached(&url, 0) {
+            Ok(pairs) => Expansion::Codes(CodeSet::from_pairs(pairs)),
+            Err(reason) => Expansion::Unavailable(reason),
+        });
         if let Ok(mut cache) = self.expansions.lock() {
             cache.insert(url, Arc::clone(&expansion));
         }
         expansion
     }
 
-    fn expand_uncached(&self, url: &str, depth: usize) -> Expansion {
+    /// The (system, code) pairs of a ValueSet, or why they are not known offline.
+    fn expand_uncached(
+        &self,
+        url: &str,
+        depth: usize,
+    ) -> Result<HashSet<(String, String)>, String> {
         let Some(value_set) = self.value_set(url) else {
-            return Expansion::Unavailable(format!("ValueSet {url} is not loaded"));
+            return Err(format!("ValueSet {url} is not loaded"));
         };
         if depth > 8 {
-            return Expansion::Unavailable(format!("ValueSet {url} includes itself"));
+            return Err(format!("ValueSet {url} includes itself"));
         }
         if let Some(contains) = value_set
             .pointer("/expansion/contains")
@@ -534,7 +586,7 @@ impl Registry {
         {
             let mut codes = HashSet::new();
             collect_contains(contains, &mut codes);
-            return Expansion::Codes(codes);
+            return Ok(codes);
         }
         let mut codes = HashSet::new();
         let compose = value_set.get("compose");
@@ -546,7 +598,7 @@ impl Registry {
         {
             match self.include(include, depth) {
                 Ok(found) => codes.extend(found),
-                Err(reason) => return Expansion::Unavailable(reason),
+                Err(reason) => return Err(reason),
             }
         }
         for exclude in compose
@@ -559,7 +611,7 @@ impl Registry {
                 codes.retain(|c| !found.contains(c));
             }
         }
-        Expansion::Codes(codes)
+        Ok(codes)
     }
 
     fn include(&self, include: &Json, depth: usize) -> Result<HashSet<(String, String)>, String> {
@@ -610,14 +662,14 @@ impl Registry {
             .filter_map(Json::as_str)
         {
             match self.expand_uncached(canonical(nested), depth + 1) {
-                Expansion::Codes(found) => {
+                Ok(found) => {
                     if codes.is_empty() && system.is_none() {
                         codes = found;
                     } else {
                         codes.retain(|c| found.contains(c));
                     }
                 }
-                Expansion::Unavailable(reason) => return Err(reason),
+                Err(reason) => return Err(reason),
             }
         }
         Ok(codes)

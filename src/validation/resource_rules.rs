@@ -61,7 +61,7 @@ pub fn required_by_specification(resource: &Json) -> Vec<String> {
     if resource.get("resourceType").and_then(Json::as_str) != Some("Observation") {
         return Vec::new();
     }
-    let codings = resource.pointer("/code/coding").and_then(Json::as_array);
+    let codings = super::at(resource, &["code", "coding"]).and_then(Json::as_array);
     let mut profiles = Vec::new();
     for coding in codings.into_iter().flatten() {
         let system = coding.get("system").and_then(Json::as_str);
@@ -185,8 +185,7 @@ fn locate_duplicates<'a>(
 /// resource with id `x`, or an anchor (`id`, `name`) of the narrative itself.
 fn narrative_links(resource: &Json, at: &impl Display, findings: &mut Vec<Finding>) {
     // The xhtml check has parsed the narrative already; parse it again only if it may link.
-    let Some(div) = resource
-        .pointer("/text/div")
+    let Some(div) = super::at(resource, &["text", "div"])
         .and_then(Json::as_str)
         .filter(|div| div.contains('#'))
     else {
@@ -326,8 +325,7 @@ fn search_entry(
     search_types: Option<&[String]>,
     findings: &mut Vec<Finding>,
 ) {
-    let mode = entry
-        .pointer("/search/mode")
+    let mode = super::at(entry, &["search", "mode"])
         .and_then(Json::as_str)
         .unwrap_or("match");
     let resource_type = resource

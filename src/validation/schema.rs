@@ -105,7 +105,7 @@ impl StructuralSchema {
                 serde_json::from_str::<Json>(SCHEMA)
                     .ok()
                     .and_then(|s| {
-                        s.pointer("/discriminator/mapping")
+                        super::at(&s, &["discriminator", "mapping"])
                             .and_then(Json::as_object)
                             .map(|m| m.keys().cloned().collect())
                     })

@@ -152,10 +152,71 @@ impl Validator {
             return found;
         }
         let compiled = Arc::new(Compiled::compile(definition));
+        self.narrow_unloaded_targets(&compiled, definition);
         if let Ok(mut cache) = self.compiled.lock() {
             cache.insert(key, Arc::clone(&compiled));
         }
         compiled
+    }
+
+    /// The resource types `element`'s references may point to, from its target profiles
+    /// (empty: any), resolved on first use.
+    fn targets<'e>(&self, element: &'e Element) -> &'e [String] {
+        element
+            .target_types
+            .get_or_init(|| self.resolve_targets(element))
+    }
+
+    fn resolve_targets(&self, element: &Element) -> Vec<String> {
+        element
+            .types
+            .iter()
+            .filter(|t| t.code == "Reference")
+            .flat_map(|t| t.target_profiles.iter())
+            .filter_map(|p| {
+                let registry = self.registry();
+                if let Some(base_type) = registry.base_type_of(p) {
+                    return Some(base_type.to_owned());
+                }
+                registry
+                    .structure_definition(p)
+                    .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned))
+                    .or_else(|| {
+                        p.strip_prefix("http://hl7.org/fhir/StructureDefinition/")
+                            .map(str::to_owned)
+                    })
+            })
+            .collect()
+    }
+
+    /// A profile's reference element whose target profiles are none of them loaded (US Core's,
+    /// say) names no type; it still narrows its base element's targets, which it takes instead
+    /// of allowing any type (a profile may only narrow). Done as the profile is compiled, so
+    /// that every walk of it sees the same targets.
+    fn narrow_unloaded_targets(&self, compiled: &Compiled, definition: &Json) {
+        let Some(base) = definition
+            .get("type")
+            .and_then(Json::as_str)
+            .and_then(|t| self.registry().type_definition(t))
+            .cloned()
+        else {
+            return;
+        };
+        if std::ptr::eq(Arc::as_ptr(&base), definition) {
+            return;
+        }
+        let base = self.compiled(&base);
+        for element in &compiled.elements {
+            if !element.types.iter().any(|t| !t.target_profiles.is_empty()) {
+                continue;
+            }
+            let own = self.resolve_targets(element);
+            let targets = match base.get(&element.id) {
+                Some(wide) if own.is_empty() => self.targets(wide).to_vec(),
+                _ => own,
+            };
+            let _ = element.target_types.set(targets);
+        }
     }
 
     /// Validates `resource` against its base definition, every loaded profile in `meta.profile`,
@@ -394,8 +455,7 @@ impl Run<'_, '_, '_> {
                 required.push(profile);
             }
         }
-        let declared: Vec<String> = resource
-            .pointer("/meta/profile")
+        let declared: Vec<String> = super::at(resource, &["meta", "profile"])
             .and_then(Json::as_array)
             .into_iter()
             .flatten()
@@ -436,6 +496,36 @@ impl Run<'_, '_, '_> {
                     ),
                 ),
             }
+        }
+        // The base walk finds nothing more where a profile applied here holds all its rules
+        // (a profile's snapshot usually does): it is left out, halving the work on a profiled
+        // resource. A profile whose snapshot was generated with problems never stands in for it.
+        let base_compiled = self.validator.compiled(&definitions[0]);
+        let base_covered = definitions[1..].iter().any(|profile| {
+            let url = profile.get("url").and_then(Json::as_str).unwrap_or("?");
+            profile.get("type").and_then(Json::as_str) == Some(resource_type)
+                && registry.snapshot_problems(url).is_empty()
+                && *self
+                    .validator
+                    .compiled(profile)
+                    .covers_its_base
+                    .get_or_init(|| {
+                        self.validator.compiled(profile).holds_every_rule_of(
+                            &base_compiled,
+                            &|profiled, base| {
+                                let (narrow, wide) = (
+                                    self.validator.targets(profiled),
+                                    self.validator.targets(base),
+                                );
+                                wide.is_empty()
+                                    || (!narrow.is_empty()
+                                        && narrow.iter().all(|t| wide.contains(t)))
+                            },
+                        )
+                    })
+        });
+        if base_covered {
+            definitions.remove(0);
         }
         for definition in definitions {
             let url = definition.get("url").and_then(Json::as_str).unwrap_or("?");
@@ -520,9 +610,8 @@ impl Run<'_, '_, '_> {
                 self.limit(value, limit, bound, location);
             }
         }
-        if let Some((strength, value_set)) = &element.binding {
-            let single_type = element.types.len() == 1;
-            self.binding(strength, value_set, value, type_code, single_type, location);
+        if element.binding.is_some() {
+            self.binding(element, value, type_code, location);
         }
         self.constraints(element, value, type_code, location);
         if let Some(code) = type_code {
@@ -589,13 +678,18 @@ impl Run<'_, '_, '_> {
             .filter(|t| element.types.len() == 1 || Some(t.code.as_str()) == value_type)
         {
             let code = element_type.code.as_str();
-            if let [only] = element_type.profiles.as_slice() {
-                self.type_profile(code, only, map, location, depth);
-                continue;
+            match element_type.profiles.as_slice() {
+                [] => continue,
+                [only] => {
+                    self.type_profile(code, only, map, location, depth);
+                    continue;
+                }
+                _ => {}
             }
+            // Only where there is a choice is the state kept to be undone (a copy per value).
             let (issues_before, evaluated_before) = (self.issues.len(), self.evaluated.clone());
             let mut first_failure = None;
-            let mut met = element_type.profiles.is_empty();
+            let mut met = false;
             for profile in &element_type.profiles {
                 self.type_profile(code, profile, map, location, depth);
                 if !self.issues[issues_before..].iter().any(Issue::is_error) {
@@ -1279,16 +1373,18 @@ impl Run<'_, '_, '_> {
 
     fn binding(
         &mut self,
-        strength: &str,
-        value_set: &str,
+        element: &Element,
         value: &Json,
         type_code: Option<&str>,
-        single_type: bool,
         location: &Loc<'_>,
     ) {
+        let Some((strength, value_set)) = &element.binding else {
+            return;
+        };
         if strength != "required" && strength != "extensible" {
             return;
         }
+        let single_type = element.types.len() == 1;
         let codings: Vec<(Option<&str>, &str)> = match type_code {
             Some("code") | Some("string") | Some("uri") => {
                 value.as_str().map(|c| vec![(None, c)]).unwrap_or_default()
@@ -1314,14 +1410,15 @@ impl Run<'_, '_, '_> {
         if codings.is_empty() {
             return;
         }
-        let expansion = self.validator.registry().expand(value_set);
+        // Kept on the element: the registry's cache is keyed by URL behind a lock.
+        let expansion = element
+            .expansion
+            .get_or_init(|| self.validator.registry().expand(value_set));
         match expansion.as_ref() {
             Expansion::Codes(codes) => {
-                let found = codings.iter().any(|(system, code)| {
-                    codes
-                        .iter()
-                        .any(|(s, c)| c == code && system.is_none_or(|sys| sys == s))
-                });
+                let found = codings
+                    .iter()
+                    .any(|(system, code)| codes.contains(*system, code));
                 if !found {
                     let shown: Vec<String> = codings
                         .iter()
@@ -1554,24 +1651,7 @@ impl Run<'_, '_, '_> {
 
     /// Is `kind` one of the types the element's `targetProfile`s allow?
     fn target_type(&mut self, element: &Element, kind: &str, location: &Loc<'_>) {
-        let targets = element.target_types.get_or_init(|| {
-            element
-                .types
-                .iter()
-                .filter(|t| t.code == "Reference")
-                .flat_map(|t| t.target_profiles.iter())
-                .filter_map(|p| {
-                    self.validator
-                        .registry()
-                        .structure_definition(p)
-                        .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned))
-                        .or_else(|| {
-                            p.strip_prefix("http://hl7.org/fhir/StructureDefinition/")
-                                .map(str::to_owned)
-                        })
-                })
-                .collect()
-        });
+        let targets = self.validator.targets(element);
         if !targets.is_empty() && !targets.iter().any(|t| t == kind || t == "Resource") {
             self.issue(
                 Severity::Error,
