@@ -1,6 +1,8 @@
 //! What an expression can read of its input: lets a caller skip evaluating an invariant whose
 //! every input property is absent (most of FHIR's `x.empty() or ...` rules, on most elements).
 
+use serde_json::Value as Json;
+
 use super::parser::Expr;
 
 /// Functions that ignore their input when called without a target.
@@ -48,10 +50,71 @@ fn collect(expr: &Expr, names: &mut Vec<String>) -> bool {
     }
 }
 
+/// An invariant about nothing but which members of its focus are present —
+/// `duration.empty() or durationUnit.exists()`, `detail.empty() or reference.empty()`, most of
+/// Timing's and many other data types' rules — decided without the evaluator: each leaf is a
+/// member looked up as the evaluator looks it up (`children`), and the connectives see only
+/// booleans, so two-valued logic gives the evaluator's answer.
+#[derive(Debug, Clone)]
+pub enum Presence {
+    Exists(String),
+    Not(Box<Presence>),
+    Both(&'static str, Box<Presence>, Box<Presence>),
+}
+
+impl Presence {
+    /// The formula `expr` is, if it is one.
+    pub fn of(expr: &Expr) -> Option<Self> {
+        match expr {
+            Expr::Function(Some(target), name, args) if args.is_empty() => {
+                match (name.as_str(), target.as_ref()) {
+                    ("exists", Expr::Identifier(member)) if is_member(member) => {
+                        Some(Self::Exists(member.clone()))
+                    }
+                    ("empty", Expr::Identifier(member)) if is_member(member) => {
+                        Some(Self::Not(Box::new(Self::Exists(member.clone()))))
+                    }
+                    ("not", inner) => Some(Self::Not(Box::new(Self::of(inner)?))),
+                    _ => None,
+                }
+            }
+            Expr::Binary(op @ ("and" | "or" | "xor" | "implies"), a, b) => Some(Self::Both(
+                op,
+                Box::new(Self::of(a)?),
+                Box::new(Self::of(b)?),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Does the formula hold on `focus`?
+    pub fn holds(&self, focus: &Json) -> bool {
+        match self {
+            Self::Exists(member) => super::eval::has_member(focus, member),
+            Self::Not(inner) => !inner.holds(focus),
+            Self::Both(op, a, b) => {
+                let a = a.holds(focus);
+                match *op {
+                    "and" => a && b.holds(focus),
+                    "or" => a || b.holds(focus),
+                    "xor" => a != b.holds(focus),
+                    _ => !a || b.holds(focus),
+                }
+            }
+        }
+    }
+}
+
+/// A lower-case name: a member (an upper-case one may be a type test on the input).
+fn is_member(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fhirpath::parse;
+    use serde_json::json;
 
     fn names(text: &str) -> Option<Vec<String>> {
         input_properties(&parse(text).unwrap())
@@ -72,5 +135,54 @@ mod tests {
         assert_eq!(names("Patient.name.exists()"), None);
         assert_eq!(names("reference in %resource.contained.id"), None);
         assert_eq!(names("start <= today()"), Some(vec!["start".into()]));
+    }
+
+    #[test]
+    fn a_presence_formula_answers_as_the_evaluator_does() {
+        let formulas = [
+            "duration.empty() or durationUnit.exists()",
+            "detail.empty() or reference.empty()",
+            "value.exists() implies unit.exists()",
+            "(low.exists() and high.exists()).not() xor given.empty()",
+            "given.exists().not() and family.empty()",
+        ];
+        let focuses = [
+            json!({}),
+            json!({ "duration": 3 }),
+            json!({ "duration": 3, "durationUnit": "min" }),
+            json!({ "detail": {}, "reference": { "reference": "x" } }),
+            json!({ "valueQuantity": { "value": 1 } }),
+            json!({ "valueQuantity": { "value": 1 }, "unit": "mg" }),
+            json!({ "value": [] , "valueString": "x" }),
+            json!({ "given": [], "_given": [{ "id": "a" }] }),
+            json!({ "_durationUnit": { "extension": [] } }),
+            json!({ "low": 1, "high": 2 }),
+            json!({ "given": ["Ann"] }),
+            json!("a primitive"),
+        ];
+        for text in formulas {
+            let expr = parse(text).unwrap();
+            let presence = Presence::of(&expr).unwrap_or_else(|| panic!("{text} is one"));
+            for focus in &focuses {
+                let env = crate::fhirpath::Environment::new(focus);
+                let evaluated = crate::fhirpath::evaluate_on(&expr, &env, focus).unwrap();
+                let holds = !matches!(
+                    evaluated.as_slice(),
+                    [] | [crate::fhirpath::Item::Boolean(false)]
+                );
+                assert_eq!(presence.holds(focus), holds, "{text} on {focus}");
+            }
+        }
+        for not_one in [
+            "value > 0",
+            "name.given.exists()",
+            "Patient.exists()",
+            "exists()",
+        ] {
+            assert!(
+                Presence::of(&parse(not_one).unwrap()).is_none(),
+                "{not_one}"
+            );
+        }
     }
 }

@@ -200,6 +200,31 @@ pub(super) fn children<'a>(
     }
 }
 
+/// Whether `name` on the node `focus` gives anything: what `children` would find, without
+/// building it (`Presence` asks this of most data types' invariants).
+pub(super) fn has_member(focus: &Json, name: &str) -> bool {
+    let Json::Object(map) = focus else {
+        return false;
+    };
+    let present = |node: &Json| !matches!(node, Json::Array(items) if items.is_empty());
+    let value = map.get(name);
+    if value.is_some_and(present) {
+        return true;
+    }
+    if sibling_of_primitive(map, name).is_some() {
+        // A primitive's `_name` (rare): let `children` pair it with its value.
+        let mut found = Vec::new();
+        children(&Item::Node(focus, None), name, None, &mut found);
+        return !found.is_empty();
+    }
+    value.is_none()
+        && map.iter().any(|(key, node)| {
+            key.strip_prefix(name)
+                .is_some_and(|suffix| suffix.starts_with(|c: char| c.is_ascii_uppercase()))
+                && present(node)
+        })
+}
+
 /// The `_name` member beside `name`, looked up without allocating (this runs for every member
 /// access of every invariant the validator evaluates).
 fn sibling_of_primitive<'a>(

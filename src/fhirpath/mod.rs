@@ -13,7 +13,7 @@ mod lexer;
 mod parser;
 mod value;
 
-pub use analysis::input_properties;
+pub use analysis::{Presence, input_properties};
 pub use eval::{Environment, evaluate, evaluate_on};
 pub use parser::{Expr, parse};
 pub use value::{Item, Value};

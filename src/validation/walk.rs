@@ -1501,6 +1501,7 @@ impl Run<'_, '_, '_> {
                     continue;
                 }
                 Check::NarrativeText => value.as_str().is_none_or(primitive::narrative_has_text),
+                Check::Presence(presence) => presence.holds(value),
                 Check::FhirPath(_)
                     if constraint
                         .shortcut
