@@ -677,3 +677,39 @@ fn a_reference_whose_target_profiles_are_not_loaded_still_keeps_to_the_base_targ
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_resource_id_extension_url_and_stray_properties_are_checked_by_the_walk_itself() {
+    // R4 types these as FHIRPath System strings; their FHIR types (`id` for a resource's own
+    // id, `uri` for an extension's url) decide their format. The walk says so at the element,
+    // not only the JSON Schema behind it.
+    let validator = validator_with(vec![]);
+    let location = json!({
+        "resourceType": "Location",
+        "id": "org_1",
+        "name": "Day room",
+        "extension": [{ "url": "http://example.org/an extension", "valueString": "x" }],
+        "fhir_comments": ["DSTU2 JSON"]
+    });
+    let errors = error_messages(&validator.validate(&location, &[]));
+    for expected in [
+        "Location.id: is not a valid id",
+        "Location.extension[0].url: is not a valid uri",
+        "Location.fhir_comments: unknown element `fhir_comments`",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "{expected} in {errors:#?}"
+        );
+    }
+    let long_id = json!({ "resourceType": "Location", "id": "a".repeat(65), "name": "Day room" });
+    let errors = error_messages(&validator.validate(&long_id, &[]));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("Location.id: is not a valid id")),
+        "{errors:#?}"
+    );
+    let fine = json!({ "resourceType": "Location", "id": "a".repeat(64), "name": "Day room" });
+    assert!(error_messages(&validator.validate(&fine, &[])).is_empty());
+}

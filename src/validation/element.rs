@@ -165,6 +165,12 @@ fn first_value_with_prefix<'a>(element: &'a Json, prefix: &str) -> Option<&'a Js
 impl Compiled {
     pub fn compile(definition: &Json) -> Self {
         let mut elements = Vec::new();
+        // A resource's own id is an `id` (64 letters, digits, '-' or '.'), though R4 types it
+        // as a string like every other element id.
+        let resource_id = (definition.get("kind").and_then(Json::as_str) == Some("resource"))
+            .then(|| definition.get("type").and_then(Json::as_str))
+            .flatten()
+            .map(|t| format!("{t}.id"));
         for e in definition
             .pointer("/snapshot/element")
             .and_then(Json::as_array)
@@ -185,11 +191,7 @@ impl Compiled {
                 .into_iter()
                 .flatten()
                 .map(|t| TypeRef {
-                    code: t
-                        .get("code")
-                        .and_then(Json::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
+                    code: fhir_type(t, &id, resource_id.as_deref()),
                     profiles: strings(t.get("profile")),
                     target_profiles: strings(t.get("targetProfile")),
                 })
@@ -480,6 +482,35 @@ impl Compiled {
             .flatten()
             .map(|i| &self.elements[*i])
     }
+}
+
+/// The FHIR type of an element's type entry. R4 types `Element.id`, `Extension.url` and a
+/// resource's `id` as FHIRPath System strings, with the FHIR type (`string`, `uri`) in the
+/// `structuredefinition-fhir-type` extension: that is the one whose format applies.
+fn fhir_type(type_entry: &Json, element_id: &str, resource_id: Option<&str>) -> String {
+    let code = type_entry
+        .get("code")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
+    if !code.starts_with("http://hl7.org/fhirpath/") {
+        return code.to_owned();
+    }
+    if resource_id == Some(element_id) {
+        return "id".to_owned();
+    }
+    type_entry
+        .get("extension")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .find(|e| {
+            e.get("url").and_then(Json::as_str)
+                == Some("http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type")
+        })
+        .and_then(|e| e.get("valueUrl").or_else(|| e.get("valueUri")))
+        .and_then(Json::as_str)
+        .unwrap_or(code)
+        .to_owned()
 }
 
 fn without_version(canonical: &str) -> &str {

@@ -826,7 +826,8 @@ impl Run<'_, '_, '_> {
         // One pass over the JSON properties: each goes to the element that defines it.
         let mut assigned: Vec<(usize, &str, Option<&str>, &Json)> = Vec::with_capacity(map.len());
         for (key, v) in map {
-            if key == "resourceType" || key == "fhir_comments" {
+            // (`fhir_comments`, from DSTU2's JSON, is not R4: reported as unknown below.)
+            if key == "resourceType" {
                 continue;
             }
             // `_birthDate` carries the id and extensions of the primitive `birthDate`.
