@@ -713,3 +713,20 @@ fn a_resource_id_extension_url_and_stray_properties_are_checked_by_the_walk_itse
     let fine = json!({ "resourceType": "Location", "id": "a".repeat(64), "name": "Day room" });
     assert!(error_messages(&validator.validate(&fine, &[])).is_empty());
 }
+
+#[test]
+fn an_element_a_profile_unfolds_keeps_the_invariants_of_its_type() {
+    // The IOP CarePlan unfolds CarePlan.period (its snapshot lists Period's elements) without
+    // copying Period's own per-1; with the base walk left out for such a profile, per-1 must
+    // still come from the type.
+    let validator = validator_with(vec![]);
+    let mut care_plan = fixture("CarePlan-treatment-plan.json");
+    care_plan["period"] = json!({ "start": "2026-11-20", "end": "2026-10-01" });
+    let errors = error_messages(&validator.validate(&care_plan, &[]));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("CarePlan.period: per-1")),
+        "{errors:#?}"
+    );
+}

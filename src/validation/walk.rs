@@ -660,6 +660,14 @@ impl Run<'_, '_, '_> {
             return;
         }
         if compiled.has_children(element.index) {
+            // An element a profile unfolds keeps the rules on its type itself (Period's per-1,
+            // ContactPoint's cpt-2): a snapshot copies the type's elements, not always those.
+            if !matches!(type_code, Some("BackboneElement" | "Element"))
+                && let Some(type_compiled) = self.type_compiled(element, choice, type_code)
+                && let Some(root) = type_compiled.root()
+            {
+                self.constraints(root, value, type_code, location);
+            }
             self.children(compiled, element.index, map, location, depth);
         } else if let Some(type_compiled) = self.type_compiled(element, choice, type_code) {
             // The element's type is not unfolded here: its own definition says what it holds.
