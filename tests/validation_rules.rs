@@ -730,3 +730,17 @@ fn an_element_a_profile_unfolds_keeps_the_invariants_of_its_type() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_binding_to_a_value_set_that_is_not_loaded_still_keeps_to_the_base_binding() {
+    // The IOP CarePlan binds text.status to US Core's narrative status value set, which is not
+    // built in: the code must still come from R4's narrative-status, which it narrows.
+    let validator = validator_with(vec![]);
+    let mut care_plan = fixture("CarePlan-treatment-plan.json");
+    care_plan["text"]["status"] = json!("bogus");
+    let errors = error_messages(&validator.validate(&care_plan, &[]));
+    assert!(
+        errors.iter().any(|e| e.starts_with("CarePlan.text.status: #bogus is not in ValueSet http://hl7.org/fhir/ValueSet/narrative-status")),
+        "{errors:#?}"
+    );
+}

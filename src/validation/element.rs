@@ -98,6 +98,12 @@ pub struct Element {
     pub binding: Option<(String, String)>,
     /// The binding's value set expanded, filled on first use by the walk.
     pub expansion: std::sync::OnceLock<Arc<super::Expansion>>,
+    /// Where this element's required binding names a value set that is not loaded (US Core's),
+    /// the required binding of the element it constrains (`base.path`), which it can only narrow:
+    /// checked instead. Set as the profile is compiled.
+    pub base_binding: std::sync::OnceLock<(String, String)>,
+    /// `base.path`: the element of the base resource or type this one constrains.
+    pub base_path: Option<String>,
     pub constraints: Vec<Constraint>,
     pub discriminators: Vec<Discriminator>,
     pub closed: bool,
@@ -113,6 +119,54 @@ pub struct Element {
 }
 
 impl Element {
+    /// Does this (a profile's element) keep every rule of `b` (the same element in its base)?
+    fn holds_rules_of(
+        &self,
+        b: &Element,
+        narrower_targets: &dyn Fn(&Element, &Element) -> bool,
+    ) -> bool {
+        let p = self;
+        let max_ok = match (b.max, p.max) {
+            (None, _) => true,
+            (Some(b), Some(p)) => p <= b,
+            (Some(_), None) => false,
+        };
+        let types_ok = p.types.iter().all(|pt| {
+            b.types.iter().any(|bt| {
+                bt.code == pt.code && (bt.profiles.is_empty() || bt.profiles == pt.profiles)
+            })
+        }) && (b.types.is_empty() || !p.types.is_empty())
+            && narrower_targets(p, b);
+        let constraints_ok = b.constraints.iter().all(|bc| {
+            p.constraints
+                .iter()
+                .any(|pc| pc.identity == bc.identity && pc.error == bc.error)
+        });
+        let binding_ok = match (&b.binding, &p.binding) {
+            (Some((strength, _)), _) if !matches!(strength.as_str(), "required" | "extensible") => {
+                true
+            }
+            (None, _) => true,
+            (Some((b_strength, b_set)), Some((p_strength, p_set))) => {
+                (without_version(b_set) == without_version(p_set)
+                    && (p_strength == b_strength || p_strength == "required"))
+                    || p.base_binding.get() == b.binding.as_ref()
+            }
+            (Some(_), None) => false,
+        };
+        p.min >= b.min
+            && max_ok
+            && p.repeats == b.repeats
+            && types_ok
+            && constraints_ok
+            && binding_ok
+            && p.content_reference == b.content_reference
+            && (b.fixed.is_none() || p.fixed == b.fixed)
+            && (b.pattern.is_none() || p.pattern == b.pattern)
+            && (b.min_value.is_none() || p.min_value == b.min_value)
+            && (b.max_value.is_none() || p.max_value == b.max_value)
+    }
+
     pub fn is_choice(&self) -> bool {
         self.name.ends_with("[x]")
     }
@@ -309,6 +363,10 @@ impl Compiled {
                     == Some("openAtEnd"),
                 type_compiled: std::sync::OnceLock::new(),
                 expansion: std::sync::OnceLock::new(),
+                base_binding: std::sync::OnceLock::new(),
+                base_path: super::at(e, &["base", "path"])
+                    .and_then(Json::as_str)
+                    .map(str::to_owned),
                 content_reference: e
                     .get("contentReference")
                     .and_then(Json::as_str)
@@ -377,62 +435,87 @@ impl Compiled {
 
     /// Does this profile's snapshot hold every rule of `base` (its resource type's definition)?
     /// Then walking the base as well finds nothing the profile's walk does not: every base
-    /// element is here with a cardinality as tight, types among the base's, the same type and
+    /// element is here with a cardinality as tight, types among the base's, the same type
     /// profiles where the base names any, reference targets among the base's (`narrower_targets`
     /// of the profile's and the base's element: the walk resolves targets), the base's
     /// invariants, fixed and pattern values and limits, and the base's binding (same value set,
-    /// as strong). A profile that loosens or changes any of these — or leaves an element out —
-    /// keeps the base walk.
+    /// as strong). Where the profile unfolds an element the base leaves to its type (the IOP
+    /// CarePlan's `period`), the unfolded elements must hold every rule of the type's definition
+    /// (`type_definition`) the same way, since the base walk would have walked the type. A
+    /// profile that loosens or changes any of these — or leaves an element out — keeps the base
+    /// walk.
     pub fn holds_every_rule_of(
         &self,
         base: &Compiled,
         narrower_targets: &dyn Fn(&Element, &Element) -> bool,
+        type_definition: &dyn Fn(&str) -> Option<Arc<Compiled>>,
     ) -> bool {
-        base.elements.iter().all(|b| {
-            let Some(p) = self.get(&b.id) else {
-                return false;
-            };
-            let max_ok = match (b.max, p.max) {
-                (None, _) => true,
-                (Some(b), Some(p)) => p <= b,
-                (Some(_), None) => false,
-            };
-            let types_ok = p.types.iter().all(|pt| {
-                b.types.iter().any(|bt| {
-                    bt.code == pt.code && (bt.profiles.is_empty() || bt.profiles == pt.profiles)
-                })
-            }) && (b.types.is_empty() || !p.types.is_empty())
-                && narrower_targets(p, b);
-            let constraints_ok = b.constraints.iter().all(|bc| {
-                p.constraints
-                    .iter()
-                    .any(|pc| pc.identity == bc.identity && pc.error == bc.error)
-            });
-            let binding_ok = match (&b.binding, &p.binding) {
-                (Some((strength, _)), _)
-                    if !matches!(strength.as_str(), "required" | "extensible") =>
-                {
-                    true
+        self.holds_rules_below(base, 0, "", narrower_targets, type_definition, 0)
+    }
+
+    /// `holds_every_rule_of` for the elements of `base` from `base_index` down, found here
+    /// under ids where the base's root id is replaced by `at` (empty: the same ids).
+    fn holds_rules_below(
+        &self,
+        base: &Compiled,
+        base_index: usize,
+        at: &str,
+        narrower_targets: &dyn Fn(&Element, &Element) -> bool,
+        type_definition: &dyn Fn(&str) -> Option<Arc<Compiled>>,
+        depth: usize,
+    ) -> bool {
+        let Some(root) = base.elements.get(base_index) else {
+            return false;
+        };
+        let root_id = root.id.as_str();
+        base.elements[base_index..]
+            .iter()
+            .take_while(|b| b.id == root_id || b.id.starts_with(&format!("{root_id}.")))
+            .all(|b| {
+                let id = if at.is_empty() {
+                    b.id.clone()
+                } else {
+                    format!("{at}{}", &b.id[root_id.len()..])
+                };
+                let Some(p) = self.get(&id) else {
+                    return false;
+                };
+                if !p.holds_rules_of(b, narrower_targets) {
+                    return false;
                 }
-                (None, _) => true,
-                (Some((b_strength, b_set)), Some((p_strength, p_set))) => {
-                    without_version(b_set) == without_version(p_set)
-                        && (p_strength == b_strength || p_strength == "required")
+                // Unfolded here, walked by its type in the base: the type's rules must be here.
+                if self.has_children(p.index) && !base.has_children(b.index) {
+                    let [only] = b.types.as_slice() else {
+                        return false;
+                    };
+                    if matches!(only.code.as_str(), "BackboneElement" | "Element") {
+                        return true;
+                    }
+                    let Some(type_compiled) = type_definition(&only.code) else {
+                        return false;
+                    };
+                    return depth < 8
+                        && type_compiled.elements.len() > 1
+                        && (1..type_compiled.elements.len())
+                            .filter(|i| {
+                                parent_of(&type_compiled.elements[*i].id)
+                                    == Some(type_compiled.elements[0].id.as_str())
+                            })
+                            .all(|i| {
+                                let child = &type_compiled.elements[i];
+                                let name = &child.id[type_compiled.elements[0].id.len()..];
+                                self.holds_rules_below(
+                                    &type_compiled,
+                                    i,
+                                    &format!("{}{name}", p.id),
+                                    narrower_targets,
+                                    type_definition,
+                                    depth + 1,
+                                )
+                            });
                 }
-                (Some(_), None) => false,
-            };
-            p.min >= b.min
-                && max_ok
-                && p.repeats == b.repeats
-                && types_ok
-                && constraints_ok
-                && binding_ok
-                && p.content_reference == b.content_reference
-                && (b.fixed.is_none() || p.fixed == b.fixed)
-                && (b.pattern.is_none() || p.pattern == b.pattern)
-                && (b.min_value.is_none() || p.min_value == b.min_value)
-                && (b.max_value.is_none() || p.max_value == b.max_value)
-        })
+                true
+            })
     }
 
     pub fn root(&self) -> Option<&Element> {

@@ -153,10 +153,33 @@ impl Validator {
         }
         let compiled = Arc::new(Compiled::compile(definition));
         self.narrow_unloaded_targets(&compiled, definition);
+        self.keep_base_bindings(&compiled, definition);
         if let Ok(mut cache) = self.compiled.lock() {
             cache.insert(key, Arc::clone(&compiled));
         }
         compiled
+    }
+
+    /// Does `profile` hold every rule of `base`, its type's definition (kept on the compiled
+    /// profile)? A profile whose snapshot was generated with problems never does.
+    fn covers_base(&self, profile: &Arc<Json>, base: &Arc<Json>) -> bool {
+        let url = profile.get("url").and_then(Json::as_str).unwrap_or("?");
+        if !self.registry().snapshot_problems(url).is_empty() {
+            return false;
+        }
+        let compiled = self.compiled(profile);
+        *compiled.covers_its_base.get_or_init(|| {
+            let narrower_targets = |profiled: &Element, base: &Element| {
+                let (narrow, wide) = (self.targets(profiled), self.targets(base));
+                wide.is_empty() || (!narrow.is_empty() && narrow.iter().all(|t| wide.contains(t)))
+            };
+            let type_definition = |type_name: &str| {
+                self.registry()
+                    .type_definition(type_name)
+                    .map(|definition| self.compiled(definition))
+            };
+            compiled.holds_every_rule_of(&self.compiled(base), &narrower_targets, &type_definition)
+        })
     }
 
     /// The resource types `element`'s references may point to, from its target profiles
@@ -216,6 +239,42 @@ impl Validator {
                 _ => own,
             };
             let _ = element.target_types.set(targets);
+        }
+    }
+
+    /// A profile's element bound (required) to a value set that is not loaded checks nothing
+    /// by it; the element it constrains (`base.path`, in its resource's or type's definition)
+    /// may have a required binding of its own, which a profile can only narrow: that one is
+    /// kept on the element and checked instead. Done as the profile is compiled.
+    fn keep_base_bindings(&self, compiled: &Compiled, definition: &Json) {
+        if definition.get("derivation").and_then(Json::as_str) != Some("constraint") {
+            return;
+        }
+        let registry = self.registry();
+        for element in &compiled.elements {
+            let Some((strength, value_set)) = &element.binding else {
+                continue;
+            };
+            if strength != "required" || registry.value_set(value_set).is_some() {
+                continue;
+            }
+            let Some(base_path) = &element.base_path else {
+                continue;
+            };
+            let root = base_path.split('.').next().unwrap_or_default();
+            let Some(base_definition) = registry.type_definition(root).cloned() else {
+                continue;
+            };
+            if std::ptr::eq(Arc::as_ptr(&base_definition), definition) {
+                continue;
+            }
+            let base = self.compiled(&base_definition);
+            if let Some(binding) = base.get(base_path).and_then(|b| b.binding.clone())
+                && binding.0 == "required"
+                && registry.value_set(&binding.1).is_some()
+            {
+                let _ = element.base_binding.set(binding);
+            }
         }
     }
 
@@ -500,29 +559,9 @@ impl Run<'_, '_, '_> {
         // The base walk finds nothing more where a profile applied here holds all its rules
         // (a profile's snapshot usually does): it is left out, halving the work on a profiled
         // resource. A profile whose snapshot was generated with problems never stands in for it.
-        let base_compiled = self.validator.compiled(&definitions[0]);
         let base_covered = definitions[1..].iter().any(|profile| {
-            let url = profile.get("url").and_then(Json::as_str).unwrap_or("?");
             profile.get("type").and_then(Json::as_str) == Some(resource_type)
-                && registry.snapshot_problems(url).is_empty()
-                && *self
-                    .validator
-                    .compiled(profile)
-                    .covers_its_base
-                    .get_or_init(|| {
-                        self.validator.compiled(profile).holds_every_rule_of(
-                            &base_compiled,
-                            &|profiled, base| {
-                                let (narrow, wide) = (
-                                    self.validator.targets(profiled),
-                                    self.validator.targets(base),
-                                );
-                                wide.is_empty()
-                                    || (!narrow.is_empty()
-                                        && narrow.iter().all(|t| wide.contains(t)))
-                            },
-                        )
-                    })
+                && self.validator.covers_base(profile, &definitions[0])
         });
         if base_covered {
             definitions.remove(0);
@@ -1423,6 +1462,29 @@ impl Run<'_, '_, '_> {
         let expansion = element
             .expansion
             .get_or_init(|| self.validator.registry().expand(value_set));
+        // Not loaded: the base's required binding, which this one narrows, is checked instead
+        // (besides saying this one was not).
+        let (strength, value_set, expansion) = match (
+            expansion.as_ref(),
+            element.base_binding.get(),
+        ) {
+            (Expansion::Unavailable(reason), Some((base_strength, base_set))) => {
+                if self.unavailable.insert(value_set.to_owned()) {
+                    self.issue(
+                        Severity::Information,
+                        "informational",
+                        location,
+                        format!("binding to {value_set} not checked: {reason}; checked against {base_set}, which it narrows"),
+                    );
+                }
+                (
+                    base_strength,
+                    base_set,
+                    self.validator.registry().expand(base_set),
+                )
+            }
+            _ => (strength, value_set, Arc::clone(expansion)),
+        };
         match expansion.as_ref() {
             Expansion::Codes(codes) => {
                 let found = codings
@@ -1855,6 +1917,35 @@ mod tests {
 
     fn validator() -> Validator {
         Validator::new(Arc::new(Registry::builtin()))
+    }
+
+    #[test]
+    fn the_iop_profiles_stand_in_for_their_base_walk_and_a_loosened_one_does_not() {
+        // Each IOP resource profile holds every rule of its base (their snapshots repeat it),
+        // so a profiled resource is walked once; a copy with one of Period's invariants dropped
+        // from an element it unfolds (the base walks Period there) does not.
+        let validator = validator();
+        let registry = validator.registry();
+        let url = "https://iop-gateway.org/fhir/StructureDefinition/iop-careplan";
+        let profile = Arc::clone(registry.structure_definition(url).unwrap());
+        let base = Arc::clone(registry.type_definition("CarePlan").unwrap());
+        assert!(validator.covers_base(&profile, &base));
+
+        let mut copy = (*profile).clone();
+        copy["url"] = json!("https://example.org/fhir/StructureDefinition/copied-careplan");
+        assert!(validator.covers_base(&Arc::new(copy), &base));
+
+        let mut loosened = (*profile).clone();
+        loosened["url"] = json!("https://example.org/fhir/StructureDefinition/loosened-careplan");
+        let start = loosened["snapshot"]["element"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|e| e["id"] == "CarePlan.period.start")
+            .expect("the IOP CarePlan unfolds its period");
+        start["constraint"] = json!([]);
+        let loosened = Arc::new(loosened);
+        assert!(!validator.covers_base(&loosened, &base));
     }
 
     fn errors(issues: &[Issue]) -> Vec<String> {
