@@ -744,3 +744,35 @@ fn a_binding_to_a_value_set_that_is_not_loaded_still_keeps_to_the_base_binding()
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_reference_naming_a_target_profile_that_is_not_loaded_allows_what_its_base_allows() {
+    // generalPractitioner narrowed to an Organization or a practitioner profile that is not
+    // loaded: which type that profile is for is not known, so a Practitioner must not be
+    // refused; a Patient, which the base does not allow, still is.
+    let url = "https://example.org/fhir/StructureDefinition/gp-patient";
+    let validator = validator_with(vec![patient_profile_from_base(url, |element| {
+        if element["id"] == "Patient.generalPractitioner" {
+            element["type"] = json!([{ "code": "Reference", "targetProfile": [
+                "https://example.org/fhir/StructureDefinition/not-loaded-practitioner",
+                "http://hl7.org/fhir/StructureDefinition/Organization"
+            ] }]);
+        }
+    })]);
+    let patient = |reference: &str| {
+        json!({
+            "resourceType": "Patient",
+            "meta": { "profile": [url] },
+            "generalPractitioner": [{ "reference": reference }]
+        })
+    };
+    let practitioner = error_messages(&validator.validate(&patient("Practitioner/1"), &[]));
+    assert!(practitioner.is_empty(), "{practitioner:#?}");
+    let other = error_messages(&validator.validate(&patient("Patient/1"), &[]));
+    assert!(
+        other
+            .iter()
+            .any(|e| e.starts_with("Patient.generalPractitioner[0].reference: must refer to")),
+        "{other:#?}"
+    );
+}

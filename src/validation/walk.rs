@@ -187,59 +187,66 @@ impl Validator {
     fn targets<'e>(&self, element: &'e Element) -> &'e [String] {
         element
             .target_types
-            .get_or_init(|| self.resolve_targets(element))
+            .get_or_init(|| self.resolve_targets(element).unwrap_or_default())
     }
 
-    fn resolve_targets(&self, element: &Element) -> Vec<String> {
+    /// The resource types of `element`'s target profiles; None where one of them is not loaded
+    /// (its type is not known, so which types are allowed is not known either).
+    fn resolve_targets(&self, element: &Element) -> Option<Vec<String>> {
+        let registry = self.registry();
         element
             .types
             .iter()
             .filter(|t| t.code == "Reference")
             .flat_map(|t| t.target_profiles.iter())
-            .filter_map(|p| {
-                let registry = self.registry();
-                if let Some(base_type) = registry.base_type_of(p) {
-                    return Some(base_type.to_owned());
-                }
-                registry
+            .map(|p| match registry.base_type_of(p) {
+                Some(base_type) => Some(base_type.to_owned()),
+                None => registry
                     .structure_definition(p)
-                    .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned))
-                    .or_else(|| {
-                        p.strip_prefix("http://hl7.org/fhir/StructureDefinition/")
-                            .map(str::to_owned)
-                    })
+                    .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned)),
             })
             .collect()
     }
 
-    /// A profile's reference element whose target profiles are none of them loaded (US Core's,
-    /// say) names no type; it still narrows its base element's targets, which it takes instead
-    /// of allowing any type (a profile may only narrow). Done as the profile is compiled, so
-    /// that every walk of it sees the same targets.
+    /// A profile's reference element naming a target profile that is not loaded (US Core's,
+    /// say) cannot say which types it allows; it still narrows the targets of the element it
+    /// constrains (`base.path`), which it takes instead of allowing any type (a profile may only
+    /// narrow). Done as the profile is compiled, so that every walk of it sees the same targets.
     fn narrow_unloaded_targets(&self, compiled: &Compiled, definition: &Json) {
-        let Some(base) = definition
-            .get("type")
-            .and_then(Json::as_str)
-            .and_then(|t| self.registry().type_definition(t))
-            .cloned()
-        else {
-            return;
-        };
-        if std::ptr::eq(Arc::as_ptr(&base), definition) {
+        if definition.get("derivation").and_then(Json::as_str) != Some("constraint") {
             return;
         }
-        let base = self.compiled(&base);
         for element in &compiled.elements {
             if !element.types.iter().any(|t| !t.target_profiles.is_empty()) {
                 continue;
             }
-            let own = self.resolve_targets(element);
-            let targets = match base.get(&element.id) {
-                Some(wide) if own.is_empty() => self.targets(wide).to_vec(),
-                _ => own,
+            let targets = match self.resolve_targets(element) {
+                Some(own) => own,
+                None => self
+                    .constrained_element(element, definition)
+                    .map(|(base, index)| self.targets(&base.elements[index]).to_vec())
+                    .unwrap_or_default(),
             };
             let _ = element.target_types.set(targets);
         }
+    }
+
+    /// The element of a base resource or type definition that a profile's `element` constrains
+    /// (`base.path`), with its index there; None within the base definition itself.
+    fn constrained_element(
+        &self,
+        element: &Element,
+        definition: &Json,
+    ) -> Option<(Arc<Compiled>, usize)> {
+        let base_path = element.base_path.as_deref()?;
+        let root = base_path.split('.').next().unwrap_or_default();
+        let base_definition = self.registry().type_definition(root)?.clone();
+        if std::ptr::eq(Arc::as_ptr(&base_definition), definition) {
+            return None;
+        }
+        let base = self.compiled(&base_definition);
+        let index = base.index_of(base_path)?;
+        Some((base, index))
     }
 
     /// A profile's element bound (required) to a value set that is not loaded checks nothing
@@ -258,18 +265,10 @@ impl Validator {
             if strength != "required" || registry.value_set(value_set).is_some() {
                 continue;
             }
-            let Some(base_path) = &element.base_path else {
+            let Some((base, index)) = self.constrained_element(element, definition) else {
                 continue;
             };
-            let root = base_path.split('.').next().unwrap_or_default();
-            let Some(base_definition) = registry.type_definition(root).cloned() else {
-                continue;
-            };
-            if std::ptr::eq(Arc::as_ptr(&base_definition), definition) {
-                continue;
-            }
-            let base = self.compiled(&base_definition);
-            if let Some(binding) = base.get(base_path).and_then(|b| b.binding.clone())
+            if let Some(binding) = base.elements[index].binding.clone()
                 && binding.0 == "required"
                 && registry.value_set(&binding.1).is_some()
             {
