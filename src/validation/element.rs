@@ -468,9 +468,10 @@ impl Compiled {
             return false;
         };
         let root_id = root.id.as_str();
+        let below = format!("{root_id}.");
         base.elements[base_index..]
             .iter()
-            .take_while(|b| b.id == root_id || b.id.starts_with(&format!("{root_id}.")))
+            .take_while(|b| b.id == root_id || b.id.starts_with(&below))
             .all(|b| {
                 let id = if at.is_empty() {
                     b.id.clone()

@@ -64,14 +64,6 @@ impl CodeSet {
             .get(code)
             .is_some_and(|systems| system.is_none_or(|wanted| systems.iter().any(|s| s == wanted)))
     }
-
-    pub fn len(&self) -> usize {
-        self.systems_by_code.values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.systems_by_code.is_empty()
-    }
 }
 
 /// One conformance resource: parsed when added, or packed in the binary until first asked for.
