@@ -7,13 +7,18 @@
 #
 # DATABASE_URL defaults to a new SQLite file; give a PostgreSQL URL of an empty database to
 # measure PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/bulkbench after createdb).
+# GATEWAY=/path/to/iop-gateway measures that build instead of building this checkout (for A/B runs).
 set -euo pipefail
 clients=${1:?number of clients}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 url=${2:-sqlite://$work/clinic.db}
-cd "$here" && cargo build --release --quiet
-gw="$here/target/release/iop-gateway"
+if [ -n "${GATEWAY:-}" ]; then
+    gw=$(realpath "$GATEWAY")
+else
+    (cd "$here" && cargo build --release --quiet)
+    gw="$here/target/release/iop-gateway"
+fi
 cd "$work"
 export IOP_LOG=warn
 "$gw" --database-url "$url" seed --clients "$clients" >/dev/null

@@ -331,22 +331,22 @@ impl Store {
         ids: &[String],
     ) -> Result<std::collections::HashMap<String, Vec<String>>, StoreError> {
         let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
-        for chunk in ids.chunks(500) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT audit_id, patient_id FROM audit_event_patients WHERE audit_id IN ({}) \
-                 ORDER BY audit_id, patient_id",
-                marks.join(", ")
-            );
-            let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                select = select.bind(id.clone());
-            }
-            for row in select.fetch_all(&self.pool).await? {
-                out.entry(row.try_get("audit_id")?)
-                    .or_default()
-                    .push(row.try_get("patient_id")?);
-            }
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT audit_id, patient_id FROM audit_event_patients WHERE {} \
+             ORDER BY audit_id, patient_id",
+            self.backend().one_of_json_array("audit_id", 1)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(super::json_array(ids))
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            out.entry(row.try_get("audit_id")?)
+                .or_default()
+                .push(row.try_get("patient_id")?);
         }
         Ok(out)
     }

@@ -89,25 +89,26 @@ impl Store {
         record_ids: &[String],
     ) -> Result<HashMap<String, Vec<Identifier>>, StoreError> {
         let mut out: HashMap<String, Vec<Identifier>> = HashMap::new();
-        for chunk in record_ids.chunks(500) {
-            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "SELECT record_id, system, value FROM record_identifiers \
-                 WHERE table_name = $1 AND record_id IN ({}) ORDER BY record_id, system, value",
-                marks.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(table.to_owned());
-            for id in chunk {
-                query = query.bind(id.clone());
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                out.entry(row.try_get("record_id")?)
-                    .or_default()
-                    .push(Identifier {
-                        system: row.try_get("system")?,
-                        value: row.try_get("value")?,
-                    });
-            }
+        if record_ids.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT record_id, system, value FROM record_identifiers \
+             WHERE table_name = $1 AND {} ORDER BY record_id, system, value",
+            self.backend().one_of_json_array("record_id", 2)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(table.to_owned())
+            .bind(super::json_array(record_ids))
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            out.entry(row.try_get("record_id")?)
+                .or_default()
+                .push(Identifier {
+                    system: row.try_get("system")?,
+                    value: row.try_get("value")?,
+                });
         }
         Ok(out)
     }

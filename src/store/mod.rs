@@ -52,6 +52,19 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// `column` is one of the strings of the JSON array bound as parameter `n`. One parameter
+    /// however long the list, rather than `IN ($1, $2, ...)`: SQLite finds each bound parameter
+    /// by a linear search of the statement's names, so a list of a parameter per value costs
+    /// the square of its length; and one statement text for every length, prepared once.
+    pub(crate) fn one_of_json_array(self, column: &str, n: usize) -> String {
+        match self {
+            Self::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
+            Self::Postgres => {
+                format!("{column} IN (SELECT json_array_elements_text(${n}::json))")
+            }
+        }
+    }
+
     pub fn of_url(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             Ok(Self::Sqlite)
@@ -61,6 +74,11 @@ impl Backend {
             Err(StoreError::UnsupportedUrl(redact_url(url)))
         }
     }
+}
+
+/// `values` as a JSON array, to bind where `Backend::one_of_json_array` reads it.
+pub(crate) fn json_array(values: &[String]) -> String {
+    serde_json::Value::from(values).to_string()
 }
 
 /// A one-column query with its values bound in order.
@@ -376,27 +394,20 @@ impl Store {
         column: &'static str,
         values: Vec<String>,
     ) -> Result<Vec<Stored<R>>, StoreError> {
-        let mut out = Vec::new();
-        // Well under both backends' bound-parameter limits.
-        for chunk in values.chunks(1_000) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {column} IN ({placeholders}) ORDER BY id",
-                tx::select_list::<R>(),
-                R::TABLE
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for value in chunk {
-                query = query.bind(value.clone());
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                out.push(tx::read_stored(&row)?);
-            }
+        if values.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY id",
+            tx::select_list::<R>(),
+            R::TABLE,
+            self.backend.one_of_json_array(column, 1)
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(json_array(&values))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tx::read_stored).collect()
     }
 
     /// A page of records in id order, after `after` (keyset paging; for exports and syncs).

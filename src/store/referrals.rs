@@ -17,13 +17,6 @@ use crate::domain::{
 /// referring side gave it (its Task's are under `referrals`, the table's own name).
 pub const REFERRAL_REQUEST_IDENTIFIERS: &str = "referral_requests";
 
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl Store {
     /// The enrollment each referral led to and its sessions' attendance, for a page of referrals
     /// (two queries). Referrals that led to no enrollment are absent.
@@ -34,14 +27,12 @@ impl Store {
         let mut out = HashMap::new();
         for chunk in referrals.chunks(500) {
             let sql = format!(
-                "SELECT {} FROM enrollments WHERE referral_id IN ({}) ORDER BY admitted_on, id",
+                "SELECT {} FROM enrollments WHERE {} ORDER BY admitted_on, id",
                 select_list::<Enrollment>(),
-                placeholders(chunk.len())
+                self.backend().one_of_json_array("referral_id", 1)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(id.to_string());
-            }
+            let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+            let query = sqlx::query(AssertSqlSafe(sql)).bind(super::json_array(&ids));
             // The latest enrollment of a referral is the one its Task follows.
             let mut enrollments: HashMap<Id<Enrollment>, Id<Referral>> = HashMap::new();
             for row in query.fetch_all(&self.pool).await? {
@@ -64,13 +55,10 @@ impl Store {
             let ids: Vec<String> = enrollments.keys().map(ToString::to_string).collect();
             let sql = format!(
                 "SELECT enrollment_id, attendance, MAX(scheduled_start) AS latest FROM sessions \
-                 WHERE enrollment_id IN ({}) GROUP BY enrollment_id, attendance",
-                placeholders(ids.len())
+                 WHERE {} GROUP BY enrollment_id, attendance",
+                self.backend().one_of_json_array("enrollment_id", 1)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in &ids {
-                query = query.bind(id.clone());
-            }
+            let query = sqlx::query(AssertSqlSafe(sql)).bind(super::json_array(&ids));
             let mut latest: HashMap<Id<Referral>, String> = HashMap::new();
             for row in query.fetch_all(&self.pool).await? {
                 let enrollment: String = row.try_get("enrollment_id")?;

@@ -383,8 +383,8 @@ impl Store {
         row.as_ref().map(synced_of).transpose()
     }
 
-    /// The identity-map entries of many resources of one type (one query per 500 ids): what a
-    /// push looks up for a whole batch at once.
+    /// The identity-map entries of many resources of one type (one query): what a push looks
+    /// up for a whole batch at once.
     pub async fn synced_many(
         &self,
         target: &str,
@@ -392,23 +392,23 @@ impl Store {
         local_ids: &[String],
     ) -> Result<std::collections::HashMap<String, SyncedResource>, StoreError> {
         let mut found = std::collections::HashMap::new();
-        for chunk in local_ids.chunks(500) {
-            let placeholders: Vec<String> = (3..chunk.len() + 3).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT {MAP_COLUMNS} FROM sync_resources \
-                 WHERE target = $1 AND resource_type = $2 AND local_id IN ({})",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(target.to_owned())
-                .bind(resource_type.to_owned());
-            for id in chunk {
-                query = query.bind(id.clone());
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                let entry = synced_of(&row)?;
-                found.insert(entry.local_id.clone(), entry);
-            }
+        if local_ids.is_empty() {
+            return Ok(found);
+        }
+        let sql = format!(
+            "SELECT {MAP_COLUMNS} FROM sync_resources \
+             WHERE target = $1 AND resource_type = $2 AND {}",
+            self.backend().one_of_json_array("local_id", 3)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(target.to_owned())
+            .bind(resource_type.to_owned())
+            .bind(super::json_array(local_ids))
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            let entry = synced_of(&row)?;
+            found.insert(entry.local_id.clone(), entry);
         }
         Ok(found)
     }
