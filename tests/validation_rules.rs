@@ -776,3 +776,119 @@ fn a_reference_naming_a_target_profile_that_is_not_loaded_allows_what_its_base_a
         "{other:#?}"
     );
 }
+
+/// The errors a validation found, leaving out the JSON Schema safety net's own.
+fn walk_errors(issues: &[Issue]) -> Vec<String> {
+    error_messages(issues)
+        .into_iter()
+        .filter(|e| !e.contains("JSON Schema"))
+        .collect()
+}
+
+#[test]
+fn a_primitives_id_and_extensions_are_walked_as_any_elements_are() {
+    // `_birthDate` holds the id and extensions of `birthDate`; before, only extensions with a
+    // string url were looked at, and only against their definitions.
+    let validator = validator_with(vec![]);
+    let patient = |extras: Value| {
+        let mut p = json!({ "resourceType": "Patient", "birthDate": "1975",
+            "address": [{ "line": ["Musterweg 2"] }] });
+        p.as_object_mut()
+            .unwrap()
+            .extend(extras.as_object().unwrap().clone());
+        p
+    };
+    let birth_time = "http://hl7.org/fhir/StructureDefinition/patient-birthTime";
+    let fine = patient(json!({
+        "_birthDate": { "id": "b", "extension": [{ "url": birth_time, "valueDateTime": "1975-01-01T10:00:00Z" }] },
+        "address": [{ "line": ["Musterweg 2", "3. Etage"], "_line": [null, { "id": "l2" }] }]
+    }));
+    assert_eq!(
+        walk_errors(&validator.validate(&fine, &[])),
+        Vec::<String>::new()
+    );
+    for (extras, expected) in [
+        (
+            json!({ "_birthDate": { "extension": 5 } }),
+            "Patient.birthDate.extension: must be an array",
+        ),
+        (
+            json!({ "_birthDate": { "extension": [{ "url": 5, "valueString": "x" }] } }),
+            "Patient.birthDate.extension[0].url: must be a JSON string",
+        ),
+        (
+            json!({ "_birthDate": { "extension": [{ "url": birth_time, "valueDateTime": 7 }] } }),
+            "Patient.birthDate.extension[0].valueDateTime",
+        ),
+        (
+            json!({ "_birthDate": { "id": 3 } }),
+            "Patient.birthDate.id: must be a string",
+        ),
+        (
+            json!({ "_birthDate": { "coding": [] } }),
+            "Patient.birthDate.coding: unknown element `coding`",
+        ),
+        (
+            json!({ "_birthDate": "x" }),
+            "Patient.birthDate: must be a JSON object",
+        ),
+        (
+            json!({ "_birthDate": [{}] }),
+            "Patient.birthDate: `_birthDate` must be a single object",
+        ),
+        (
+            json!({ "address": [{ "line": ["a"], "_line": { "id": "x" } }] }),
+            "Patient.address[0].line: `_line` must be an array",
+        ),
+    ] {
+        let errors = walk_errors(&validator.validate(&patient(extras.clone()), &[]));
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "{expected} for {extras} in {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_resource_of_its_type_alone_is_valid_where_nested_and_a_publishers_own_type_is_not_fhir() {
+    let validator = validator_with(vec![]);
+    // The R4 JSON Schema as published with the definitions also lists Medplum's own resource
+    // types; one of them matched `{"resourceType": "Patient"}` too, and the schema's `oneOf`
+    // failed a Bundle holding such an entry.
+    let bundle = json!({ "resourceType": "Bundle", "type": "collection", "entry": [
+        { "fullUrl": "urn:uuid:b7b795c0-9343-41b4-910b-361c93d5497c", "resource": { "resourceType": "Patient" } }
+    ] });
+    assert_eq!(
+        error_messages(&validator.validate(&bundle, &[])),
+        Vec::<String>::new()
+    );
+    let project = json!({ "resourceType": "Project", "name": "x" });
+    assert!(
+        error_messages(&validator.validate(&project, &[]))
+            .iter()
+            .any(|e| e.contains("Project is not a FHIR R4 resource type")),
+    );
+    let contained = json!({ "resourceType": "Patient",
+        "contained": [{ "resourceType": "Bot", "id": "b" }],
+        "generalPractitioner": [{ "reference": "#b" }] });
+    assert!(
+        error_messages(&validator.validate(&contained, &[]))
+            .iter()
+            .any(|e| e.starts_with("Patient.contained[0]: Bot is not a FHIR R4 resource type")),
+    );
+    // A nested value that is no resource is reported where it is.
+    let untyped = json!({ "resourceType": "Parameters", "parameter": [
+        { "name": "a", "resource": { "id": "1" } },
+        { "name": "b", "resource": { "resourceType": 7 } }
+    ] });
+    let errors = error_messages(&validator.validate(&untyped, &[]));
+    for expected in [
+        "Parameters.parameter[0].resource: not a FHIR resource: resourceType is missing",
+        "Parameters.parameter[1].resource: not a FHIR resource: resourceType is not a string",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "{expected} in {errors:#?}"
+        );
+    }
+}

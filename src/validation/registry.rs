@@ -127,6 +127,28 @@ pub struct Registry {
     named_extensions: HashSet<String>,
 }
 
+/// Is `name` a type FHIR R4 itself defines (a resource or data type of the built-in
+/// definitions)? The R4 JSON Schema shipped with the definitions also lists the publisher's own
+/// resource types (Medplum's `Project`, `Bot`, ...), which are not FHIR's.
+pub fn is_r4_type(name: &str) -> bool {
+    static TYPES: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    TYPES
+        .get_or_init(|| {
+            let index: Vec<(String, String, String, usize, usize)> =
+                serde_json::from_slice(R4_INDEX).unwrap_or_default();
+            index
+                .into_iter()
+                .filter(|(kind, url, base_type, _, _)| {
+                    kind == "StructureDefinition"
+                        && url.strip_prefix("http://hl7.org/fhir/StructureDefinition/")
+                            == Some(base_type.as_str())
+                })
+                .map(|(_, _, base_type, _, _)| base_type)
+                .collect()
+        })
+        .contains(name)
+}
+
 fn canonical(url: &str) -> &str {
     url.split('|').next().unwrap_or(url)
 }

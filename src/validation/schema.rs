@@ -12,6 +12,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use serde_json::{Value as Json, json};
 
+use super::registry::is_r4_type;
+
 static SCHEMA: &str = include_str!("../../fhir-profiles/r4-schema/fhir.schema.json");
 
 pub struct StructuralSchema {
@@ -47,11 +49,24 @@ impl StructuralSchema {
                 json!({})
             };
         }
-        let mapping = published
+        // The published schema also lists its publisher's own resource types (Medplum's
+        // `Project`, `AccessPolicyResource`, ...): not FHIR R4's, so not resources here. Left in,
+        // they made a nested `{"resourceType": "Patient"}` match two of `ResourceList`'s `oneOf`.
+        let mut mapping = published
             .pointer("/discriminator/mapping")
             .and_then(Json::as_object)
             .cloned()
             .unwrap_or_default();
+        mapping.retain(|name, _| is_r4_type(name));
+        if let Some(Json::Array(list)) = definitions.pointer_mut("/ResourceList/oneOf") {
+            list.retain(|reference| {
+                reference
+                    .get("$ref")
+                    .and_then(Json::as_str)
+                    .and_then(|r| r.strip_prefix("#/definitions/"))
+                    .is_some_and(is_r4_type)
+            });
+        }
         Ok(Self {
             definitions,
             mapping,
@@ -107,7 +122,7 @@ impl StructuralSchema {
                     .and_then(|s| {
                         super::at(&s, &["discriminator", "mapping"])
                             .and_then(Json::as_object)
-                            .map(|m| m.keys().cloned().collect())
+                            .map(|m| m.keys().filter(|t| is_r4_type(t)).cloned().collect())
                     })
                     .unwrap_or_default()
             })
@@ -142,6 +157,9 @@ impl StructuralSchema {
                     if segment.chars().all(|c| c.is_ascii_digit()) {
                         location.push_str(&format!("[{segment}]"));
                     } else {
+                        // `_birthDate` (a primitive's id and extensions) is located at
+                        // `birthDate`, as the walk locates it.
+                        let segment = segment.strip_prefix('_').unwrap_or(segment);
                         location.push('.');
                         location.push_str(&segment.replace("~1", "/").replace("~0", "~"));
                     }

@@ -445,11 +445,16 @@ impl Run<'_, '_, '_> {
 
     fn resource(&mut self, resource: &Json, required: &[String], depth: usize, location: &Loc<'_>) {
         let Some(resource_type) = resource.get("resourceType").and_then(Json::as_str) else {
+            let problem = match resource.get("resourceType") {
+                None => "resourceType is missing",
+                Some(_) => "resourceType is not a string",
+            };
+            // Located where the resource is (a contained one, a Bundle entry's), "" at the root.
             self.issue(
                 Severity::Fatal,
                 "structure",
-                "",
-                "not a FHIR resource: resourceType is missing".into(),
+                location,
+                format!("not a FHIR resource: {problem}"),
             );
             return;
         };
@@ -1318,8 +1323,19 @@ impl Run<'_, '_, '_> {
         depth: usize,
     ) {
         let name = &key[1..];
-        let check = |run: &mut Self, object: &Json, at: &Loc<'_>| {
+        // `_x` holds what a primitive has besides its value: an `id` and `extension`s (in an
+        // array where `x` repeats, null where an item has none), walked here as any element's
+        // id and extensions are, with the primitive as the extensions' context.
+        let check = |run: &mut Self, object: &Json, at: &Loc<'_>, in_array: bool| {
             let Json::Object(map) = object else {
+                if !(in_array && object.is_null()) {
+                    run.issue(
+                        Severity::Error,
+                        "structure",
+                        at,
+                        format!("must be a JSON object (the id and extensions of `{name}`)"),
+                    );
+                }
                 return;
             };
             let host = Host {
@@ -1327,19 +1343,83 @@ impl Run<'_, '_, '_> {
                 object: map,
                 location: at,
             };
-            let extensions = map.get("extension").and_then(Json::as_array);
-            for (i, item) in extensions.into_iter().flatten().enumerate() {
-                let item_location = Loc::item(at, "extension", i);
-                run.extension(item, &item_location, &host, depth + 1);
+            for (member, value) in map {
+                match (member.as_str(), value) {
+                    ("id", Json::String(_)) => {}
+                    ("id", _) => run.issue(
+                        Severity::Error,
+                        "structure",
+                        Loc::child(at, "id"),
+                        "must be a string".into(),
+                    ),
+                    ("extension", Json::Array(items)) => {
+                        for (i, item) in items.iter().enumerate() {
+                            let item_location = Loc::item(at, "extension", i);
+                            run.as_type("Extension", item, &item_location, depth + 1);
+                            run.extension(item, &item_location, &host, depth + 1);
+                        }
+                    }
+                    ("extension", _) => run.issue(
+                        Severity::Error,
+                        "structure",
+                        Loc::child(at, "extension"),
+                        "must be an array".into(),
+                    ),
+                    (other, _) => run.issue(
+                        Severity::Error,
+                        "structure",
+                        Loc::child(at, other),
+                        format!("unknown element `{other}` (a primitive's `_{name}` holds only `id` and `extension`)"),
+                    ),
+                }
             }
         };
         match value {
             Json::Array(items) => {
+                if !element.repeats {
+                    self.issue(
+                        Severity::Error,
+                        "structure",
+                        Loc::child(location, name),
+                        format!("`{key}` must be a single object, not an array"),
+                    );
+                }
                 for (i, object) in items.iter().enumerate() {
-                    check(self, object, &Loc::item(location, name, i));
+                    check(self, object, &Loc::item(location, name, i), true);
                 }
             }
-            object => check(self, object, &Loc::child(location, name)),
+            object => {
+                if element.repeats {
+                    self.issue(
+                        Severity::Error,
+                        "structure",
+                        Loc::child(location, name),
+                        format!("`{key}` must be an array"),
+                    );
+                }
+                check(self, object, &Loc::child(location, name), false)
+            }
+        }
+    }
+
+    /// Walks `value` as a value of the data type `code` (its base definition's rules and elements).
+    fn as_type(&mut self, code: &str, value: &Json, location: &Loc<'_>, depth: usize) {
+        let Some(definition) = self.validator.registry().type_definition(code).cloned() else {
+            return;
+        };
+        let compiled = self.validator.compiled(&definition);
+        let Some(root) = compiled.root() else {
+            return;
+        };
+        self.constraints(root, value, Some(code), location);
+        match value {
+            Json::Object(map) => self.children(&compiled, root.index, map, location, depth + 1),
+            _ => self.issue(
+                Severity::Error,
+                "structure",
+                location,
+                "must be a JSON object".into(),
+            ),
         }
     }
 
