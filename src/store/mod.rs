@@ -59,8 +59,11 @@ impl Backend {
     pub(crate) fn one_of_json_array(self, column: &str, n: usize) -> String {
         match self {
             Self::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
+            // `= ANY(ARRAY(...))`, not `IN (SELECT ...)`: the planner guesses a set-returning
+            // function's rows and chose a sequential scan with a hash join; an array is looked up
+            // in the column's index.
             Self::Postgres => {
-                format!("{column} IN (SELECT json_array_elements_text(${n}::json))")
+                format!("{column} = ANY(ARRAY(SELECT json_array_elements_text(${n}::json)))")
             }
         }
     }
