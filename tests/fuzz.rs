@@ -590,10 +590,10 @@ fn test_case_seeds() -> Vec<Value> {
         .collect()
 }
 
-/// The JSON Schema is the validator's safety net: what it finds, the walk must find too. A
-/// resource the walk passes and the schema fails is a rule the walk lacks (this loop found
-/// a primitive's `_x` unchecked, and the schema's own false alarm on a nested resource holding
-/// only its type).
+/// What the R4 JSON Schema finds, the walk must find too: the validator runs the schema only
+/// where a definition is missing, on the strength of this test. A resource the walk passes and
+/// the schema fails is a rule the walk lacks (this loop found a primitive's `_x` unchecked, and
+/// the schema's own false alarm on a nested resource holding only its type).
 #[test]
 fn fuzz_the_walk_finds_whatever_the_json_schema_finds() {
     let mut seeds = resource_seeds();
@@ -607,21 +607,19 @@ fn fuzz_the_walk_finds_whatever_the_json_schema_finds() {
         let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
             return Vec::new();
         };
-        let issues = validator.validate(&value, &[]);
-        let (schema, walk): (Vec<_>, Vec<_>) = issues
-            .iter()
-            .filter(|i| i.is_error())
-            .partition(|i| i.message.contains("FHIR R4 JSON Schema"));
-        if !walk.is_empty() {
+        let walk = validator.validate(&value, &[]);
+        if walk.iter().any(|i| i.is_error()) {
             return Vec::new();
         }
+        let schema = match validator.json_schema_findings(&value) {
+            Ok(found) => found,
+            Err(err) => vec![("(the schema)".to_owned(), err)],
+        };
         schema
             .iter()
-            .map(|i| {
+            .map(|(location, keyword)| {
                 format!(
-                    "{}: {} in {}",
-                    i.expression,
-                    i.message,
+                    "{location}: {keyword} in {}",
                     String::from_utf8_lossy(bytes)
                 )
             })

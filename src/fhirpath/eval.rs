@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::Value as Json;
 
+use crate::json_member::{in_map, primitive_sibling};
+
 use super::functions;
 use super::parser::{Expr, Literal};
 use super::{FhirPathError, TypeModel};
@@ -177,10 +179,10 @@ pub(super) fn children<'a>(
         Json::Array(items) => out.extend(items.iter().map(|i| Item::Node(i, ty))),
         other => out.push(Item::Node(other, ty)),
     };
-    let value = map.get(name);
-    let extensions = sibling_of_primitive(map, name);
+    let value = in_map(map, name);
+    let extensions = primitive_sibling(map, name);
     if value.is_some() || extensions.is_some() {
-        let parent = parent_type.or_else(|| map.get("resourceType").and_then(Json::as_str));
+        let parent = parent_type.or_else(|| in_map(map, "resourceType").and_then(Json::as_str));
         let modelled = model
             .zip(parent)
             .and_then(|(model, parent)| model.element_type(parent, name));
@@ -207,11 +209,11 @@ pub(super) fn has_member(focus: &Json, name: &str) -> bool {
         return false;
     };
     let present = |node: &Json| !matches!(node, Json::Array(items) if items.is_empty());
-    let value = map.get(name);
+    let value = in_map(map, name);
     if value.is_some_and(present) {
         return true;
     }
-    if sibling_of_primitive(map, name).is_some() {
+    if primitive_sibling(map, name).is_some() {
         // A primitive's `_name` (rare): let `children` pair it with its value.
         let mut found = Vec::new();
         children(&Item::Node(focus, None), name, None, &mut found);
@@ -223,19 +225,6 @@ pub(super) fn has_member(focus: &Json, name: &str) -> bool {
                 .is_some_and(|suffix| suffix.starts_with(|c: char| c.is_ascii_uppercase()))
                 && present(node)
         })
-}
-
-/// The `_name` member beside `name`, looked up without allocating (this runs for every member
-/// access of every invariant the validator evaluates).
-fn sibling_of_primitive<'a>(
-    map: &'a serde_json::Map<String, Json>,
-    name: &str,
-) -> Option<&'a Json> {
-    let mut buffer = [0u8; 64];
-    let key = buffer.get_mut(..=name.len())?;
-    key[0] = b'_';
-    key[1..].copy_from_slice(name.as_bytes());
-    map.get(std::str::from_utf8(key).ok()?)
 }
 
 /// Pairs a primitive (or a list of them) with its `_name` sibling, item by item; a value given

@@ -1,13 +1,14 @@
 //! Profile validation: base R4 definitions, IOP and any loaded profiles, bindings, FHIRPath
 //! invariants. Pure: the registry is loaded by the caller; `Validator::validate` does no I/O.
 //!
-//! Rules: the R4 JSON Schema as a safety net, cardinality, unknown elements, choice types,
+//! Rules: cardinality, unknown elements, choice types,
 //! primitive formats, fixed and pattern values, minValue/maxValue (UCUM-converted quantities), required/extensible bindings on offline
 //! ValueSets, element and resource invariants, extension definitions and contexts, reference
 //! formats and target types (resolved in `contained` and between Bundle entries), `meta.profile`,
 //! and slicing by value, pattern, exists, type and profile discriminators (open, closed,
 //! ordered, openAtEnd); element ids unique within a resource, narrative links resolving and
-//! the Bundle rules (`resource_rules.rs`); narrative XHTML parsed (`xhtml.rs`).
+//! the Bundle rules (`resource_rules.rs`); narrative XHTML parsed (`xhtml.rs`); the R4 JSON
+//! Schema where a type's definition is not loaded (`schema.rs`).
 
 mod bundle;
 mod element;

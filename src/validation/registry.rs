@@ -12,11 +12,14 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use rustc_hash::FxHashMap;
+
 use include_dir::{Dir, include_dir};
 use serde_json::Value as Json;
 
 use super::iop::IopProfiles;
 use super::snapshot::NOT_A_DISCRIMINATOR;
+use crate::json_member::member;
 
 static R4_INDEX: &[u8] = include_bytes!("../../fhir-profiles/r4/index.json");
 static R4_PACK: &[u8] = include_bytes!("../../fhir-profiles/r4/definitions.deflate");
@@ -46,12 +49,12 @@ pub enum Expansion {
 /// costliest lookup).
 #[derive(Debug, Clone, Default)]
 pub struct CodeSet {
-    systems_by_code: HashMap<String, Vec<String>>,
+    systems_by_code: FxHashMap<String, Vec<String>>,
 }
 
 impl CodeSet {
     fn from_pairs(pairs: HashSet<(String, String)>) -> Self {
-        let mut systems_by_code: HashMap<String, Vec<String>> = HashMap::new();
+        let mut systems_by_code: FxHashMap<String, Vec<String>> = FxHashMap::default();
         for (system, code) in pairs {
             systems_by_code.entry(code).or_default().push(system);
         }
@@ -112,11 +115,11 @@ impl Entry {
 
 #[derive(Default)]
 pub struct Registry {
-    structure_definitions: HashMap<String, Entry>,
-    value_sets: HashMap<String, Entry>,
-    code_systems: HashMap<String, Entry>,
+    structure_definitions: FxHashMap<String, Entry>,
+    value_sets: FxHashMap<String, Entry>,
+    code_systems: FxHashMap<String, Entry>,
     /// The canonical URL of each base (core) type's definition: `Patient`, `Reference`, `string`.
-    types: HashMap<String, String>,
+    types: FxHashMap<String, String>,
     expansions: Mutex<HashMap<String, Arc<Expansion>>>,
     /// The IOP profile of each resource type, from the built-in IOP definitions.
     iop: IopProfiles,
@@ -331,7 +334,9 @@ impl Registry {
     pub fn structure_definition(&self, url: &str) -> Option<&Arc<Json>> {
         let entry = self.structure_definitions.get(canonical(url))?;
         let raw = entry.get()?;
-        if super::at(raw, &["snapshot", "element"]).is_some() || raw.get("differential").is_none() {
+        // Asked for on every profiled element: members found without hashing their names.
+        let has_snapshot = member(raw, "snapshot").and_then(|s| member(s, "element"));
+        if has_snapshot.is_some() || member(raw, "differential").is_none() {
             return Some(raw);
         }
         let generated = entry

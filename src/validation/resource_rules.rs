@@ -8,6 +8,8 @@ use std::fmt::Display;
 
 use serde_json::Value as Json;
 
+use crate::json_member::in_map;
+
 use super::outcome::Severity;
 
 /// One finding: severity, issue code, location (FHIRPath-like, below `at`), message.
@@ -119,8 +121,8 @@ fn element_ids<'a>(value: &'a Json, found: &mut impl FnMut(&'a str)) {
     match value {
         Json::Array(items) => items.iter().for_each(|item| element_ids(item, found)),
         // A nested resource (Bundle.entry.resource, Parameters.parameter.resource) has ids of its own.
-        Json::Object(map) if !map.contains_key("resourceType") => {
-            if let Some(id) = map.get("id").and_then(Json::as_str) {
+        Json::Object(map) if in_map(map, "resourceType").is_none() => {
+            if let Some(id) = in_map(map, "id").and_then(Json::as_str) {
                 found(id);
             }
             for (key, child) in map {
@@ -153,8 +155,8 @@ fn locate_duplicates<'a>(
                 );
             }
         }
-        Json::Object(map) if !map.contains_key("resourceType") => {
-            if let Some(id) = map.get("id").and_then(Json::as_str)
+        Json::Object(map) if in_map(map, "resourceType").is_none() => {
+            if let Some(id) = in_map(map, "id").and_then(Json::as_str)
                 && duplicates.contains(id)
                 && !first_seen.insert(id)
             {

@@ -1,8 +1,10 @@
 //! The validation walk: a resource against its base definition and its profiles, element by
 //! element, collecting issues with FHIRPath locations.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde_json::Value as Json;
 
@@ -14,6 +16,7 @@ use super::outcome::{Issue, Severity};
 use super::primitive;
 use super::registry::{Expansion, Registry};
 use crate::fhirpath::{self, Environment};
+use crate::json_member::{in_map, member};
 
 /// Validates resources against loaded definitions. Compiles each StructureDefinition once.
 pub struct Validator {
@@ -23,11 +26,12 @@ pub struct Validator {
     /// The IOP profile of each type, known without the registry (a CapabilityStatement and the
     /// FHIR API's reads need these, not the definitions).
     iop: IopProfiles,
-    /// The R4 JSON Schema, loaded on first use (or why it could not be: then every verdict says so).
+    /// The R4 JSON Schema, loaded on first use (or why it could not be: then every verdict that
+    /// needs it says so). It checks what no loaded definition covers.
     schema: std::sync::OnceLock<Result<super::schema::StructuralSchema, String>>,
     /// Compiled definitions by the address of the registry's `Arc<Json>` (the registry owns them
     /// for the validator's whole life, so the address is a stable key and needs no hashing of URLs).
-    compiled: Mutex<HashMap<usize, Arc<Compiled>>>,
+    compiled: Mutex<FxHashMap<usize, Arc<Compiled>>>,
     /// Every resource walked (nested ones too) is also held to the IOP profile of its type.
     apply_iop: bool,
 }
@@ -95,12 +99,15 @@ struct Run<'v, 'r, 'b> {
     /// The Bundle the resource sits in, where references between entries resolve.
     bundle: Option<&'b BundleIndex>,
     issues: Vec<Issue>,
-    unavailable: HashSet<String>,
+    unavailable: FxHashSet<String>,
     /// FHIRPath invariants already evaluated, by (node address, invariant identity): the base
     /// definition and each profile repeat most invariants on the same nodes.
-    evaluated: HashSet<(usize, u64)>,
+    evaluated: FxHashSet<(usize, u64)>,
     /// Whether the walk already reported reaching `MAX_DEPTH`.
     too_deep: bool,
+    /// Whether a resource's definition was not loaded (a bare registry): only the R4 JSON
+    /// Schema then checks its structure.
+    needs_schema: bool,
 }
 
 impl Validator {
@@ -111,7 +118,7 @@ impl Validator {
             build_registry: None,
             iop,
             schema: std::sync::OnceLock::new(),
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(FxHashMap::default()),
             apply_iop: false,
         }
     }
@@ -124,7 +131,7 @@ impl Validator {
             build_registry: Some(Registry::builtin),
             iop: Registry::builtin_iop_profiles(),
             schema: std::sync::OnceLock::new(),
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(FxHashMap::default()),
             apply_iop: false,
         }
     }
@@ -298,6 +305,19 @@ impl Validator {
         self.validate_in(resource, Some(bundle), required)
     }
 
+    /// The R4 JSON Schema's findings on `resource` alone: (location, schema keyword). The
+    /// walk runs it only where a definition is missing; the differential fuzz test compares it
+    /// with the walk. An error when the type's schema does not load or compile.
+    pub fn json_schema_findings(&self, resource: &Json) -> Result<Vec<(String, String)>, String> {
+        match self
+            .schema
+            .get_or_init(super::schema::StructuralSchema::load)
+        {
+            Ok(schema) => schema.check(resource),
+            Err(err) => Err(err.clone()),
+        }
+    }
+
     fn validate_in(
         &self,
         resource: &Json,
@@ -311,23 +331,24 @@ impl Validator {
             container: None,
             bundle,
             issues: Vec::new(),
-            unavailable: HashSet::new(),
-            evaluated: HashSet::new(),
+            unavailable: FxHashSet::default(),
+            evaluated: FxHashSet::default(),
             too_deep: false,
+            needs_schema: false,
         };
         let resource_type = resource
             .get("resourceType")
             .and_then(Json::as_str)
             .unwrap_or_default();
         run.resource(resource, required, 0, &Loc::root(resource_type));
-        // The JSON Schema is a safety net: its findings count where the walk found nothing at or
-        // below the same place (the walk's locations and messages are more precise).
-        let checked = match self
-            .schema
-            .get_or_init(super::schema::StructuralSchema::load)
-        {
-            Ok(schema) => schema.check(resource),
-            Err(err) => Err(err.clone()),
+        // Where every definition was loaded the walk checks all the R4 JSON Schema would (a
+        // differential fuzz test holds it to that), so the schema runs only where a definition
+        // was missing; its findings count where the walk found nothing at or below the same
+        // place (the walk's locations and messages are more precise).
+        let checked = if run.needs_schema {
+            self.json_schema_findings(resource)
+        } else {
+            Ok(Vec::new())
         };
         match checked {
             Err(err) => run.issue(
@@ -435,11 +456,13 @@ impl Run<'_, '_, '_> {
             bundle: self.bundle,
             issues: Vec::new(),
             unavailable: std::mem::take(&mut self.unavailable),
-            evaluated: HashSet::new(),
+            evaluated: FxHashSet::default(),
             too_deep: false,
+            needs_schema: false,
         };
         sub.resource(resource, required, depth, location);
         self.unavailable = sub.unavailable;
+        self.needs_schema |= sub.needs_schema;
         sub.issues
     }
 
@@ -482,6 +505,7 @@ impl Run<'_, '_, '_> {
             // The built-in set holds all of R4; a registry built without it (tests, a bare
             // `Registry::default`) still checks R4 types by the JSON Schema.
             let known_r4 = super::schema::StructuralSchema::knows(resource_type);
+            self.needs_schema |= known_r4;
             let (severity, message) = if known_r4 {
                 (
                     Severity::Warning,
@@ -722,7 +746,9 @@ impl Run<'_, '_, '_> {
         // A type profile (an extension definition, a data type profile) applies as well: those
         // of the value's own type, where the element allows several; of several profiles for
         // one type, the value must meet one (ElementDefinition.type.profile).
-        let value_type = map.get("resourceType").and_then(Json::as_str).or(type_code);
+        let value_type = in_map(map, "resourceType")
+            .and_then(Json::as_str)
+            .or(type_code);
         for element_type in element
             .types
             .iter()
@@ -1303,9 +1329,10 @@ impl Run<'_, '_, '_> {
             },
             bundle: self.bundle,
             issues: Vec::new(),
-            unavailable: HashSet::new(),
-            evaluated: HashSet::new(),
+            unavailable: FxHashSet::default(),
+            evaluated: FxHashSet::default(),
             too_deep: false,
+            needs_schema: false,
         };
         let name = root.id.clone();
         sub.element(&compiled, root, node, &Loc::root(&name), None, depth + 1);
@@ -1627,8 +1654,7 @@ impl Run<'_, '_, '_> {
                     _ => true,
                 },
                 Check::ExtensionOrValue => {
-                    let has_extension = value
-                        .get("extension")
+                    let has_extension = member(value, "extension")
                         .is_some_and(|e| e.as_array().is_none_or(|a| !a.is_empty()));
                     let has_value = value
                         .as_object()
@@ -1720,7 +1746,7 @@ impl Run<'_, '_, '_> {
     }
 
     fn reference(&mut self, element: &Element, value: &Json, location: &Loc<'_>) {
-        let Some(reference) = value.get("reference").and_then(Json::as_str) else {
+        let Some(reference) = member(value, "reference").and_then(Json::as_str) else {
             return;
         };
         if let Some(local) = reference.strip_prefix('#') {
@@ -1856,8 +1882,8 @@ fn primitive_type_name(suffix: &str) -> bool {
 
 fn coding(value: &Json) -> Option<(Option<&str>, &str)> {
     Some((
-        value.get("system").and_then(Json::as_str),
-        value.get("code").and_then(Json::as_str)?,
+        member(value, "system").and_then(Json::as_str),
+        member(value, "code").and_then(Json::as_str)?,
     ))
 }
 
@@ -1896,7 +1922,7 @@ impl Host<'_> {
                     .split('.')
                     .map(|step| step.split(':').next().unwrap_or(step));
                 let is_resource =
-                    self.element.index == 0 && self.object.contains_key("resourceType");
+                    self.element.index == 0 && in_map(self.object, "resourceType").is_some();
                 // `Address.line` on `Patient.address.line`, where a profile unfolded the data
                 // type into the resource (the type of `address` itself is not at hand here).
                 let in_unfolded_type = || {
@@ -1917,7 +1943,8 @@ impl Host<'_> {
                     || in_unfolded_type()
             }
             "extension" => {
-                self.object.get("url").and_then(Json::as_str) == Some(context.expression.as_str())
+                in_map(self.object, "url").and_then(Json::as_str)
+                    == Some(context.expression.as_str())
             }
             // FHIRPath contexts are rare; they are not evaluated (accepted).
             _ => true,
@@ -2106,14 +2133,32 @@ mod tests {
     }
 
     #[test]
-    fn a_schema_that_cannot_load_is_reported_on_every_verdict() {
-        let validator = validator();
-        assert!(validator.schema.set(Err("test: unreadable".into())).is_ok());
+    fn a_schema_that_cannot_load_is_reported_where_it_is_the_only_check() {
+        // A registry without the R4 definitions: the schema alone checks a Patient.
+        let bare = Validator::new(Arc::new(Registry::default()));
+        assert!(bare.schema.set(Err("test: unreadable".into())).is_ok());
         let patient = json!({ "resourceType": "Patient", "id": "p" });
-        let found = errors(&validator.validate(&patient, &[]));
+        let found = errors(&bare.validate(&patient, &[]));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
             found[0].contains("R4 JSON Schema check could not run: test: unreadable"),
+            "{found:?}"
+        );
+        // With the definitions loaded the walk checks it, and the schema is not needed.
+        let full = validator();
+        assert!(full.schema.set(Err("test: unreadable".into())).is_ok());
+        assert_eq!(errors(&full.validate(&patient, &[])), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_type_whose_definition_is_missing_is_checked_by_the_schema() {
+        let bare = Validator::new(Arc::new(Registry::default()));
+        let patient = json!({ "resourceType": "Patient", "id": "p", "birthDate": 1970 });
+        let found = errors(&bare.validate(&patient, &[]));
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("Patient.birthDate") && e.contains("JSON Schema")),
             "{found:?}"
         );
     }
