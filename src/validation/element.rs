@@ -1,9 +1,9 @@
 //! A StructureDefinition snapshot compiled for validation: elements by id, their children and
 //! slices, and their constraints parsed once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde_json::Value as Json;
 
 use crate::fhirpath::{self, Expr};
@@ -187,7 +187,7 @@ pub struct Compiled {
     pub elements: Vec<Element>,
     /// For an extension definition, the places it may be used; empty means anywhere.
     pub contexts: Vec<Context>,
-    by_id: HashMap<String, usize>,
+    by_id: FxHashMap<String, usize>,
     /// Child element indexes of each element (slices excluded), by the element's index.
     children: Vec<Vec<usize>>,
     /// Slice element indexes of each element, by the sliced element's index.
@@ -199,6 +199,9 @@ pub struct Compiled {
     required: Vec<Vec<usize>>,
     /// Choice (`value[x]`) children of each element.
     choices: Vec<Vec<usize>>,
+    /// Whether this defines a resource (kind `resource`): only a resource's own object has a
+    /// `resourceType` member.
+    pub is_resource: bool,
     /// Whether this profile holds every rule of its type's base definition
     /// (`holds_every_rule_of`), found on first use by the walk.
     pub covers_its_base: std::sync::OnceLock<bool>,
@@ -373,7 +376,7 @@ impl Compiled {
                     .map(|r| r.trim_start_matches('#').to_owned()),
             });
         }
-        let by_id: HashMap<String, usize> = elements
+        let by_id: FxHashMap<String, usize> = elements
             .iter()
             .enumerate()
             .map(|(i, e)| (e.id.clone(), i))
@@ -429,6 +432,7 @@ impl Compiled {
             named,
             required,
             choices,
+            is_resource: definition.get("kind").and_then(Json::as_str) == Some("resource"),
             covers_its_base: std::sync::OnceLock::new(),
         }
     }

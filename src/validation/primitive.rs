@@ -10,6 +10,33 @@ fn pattern(cell: &'static OnceLock<Regex>, text: &str) -> &'static Regex {
 }
 
 /// None when `value` is a valid `type_code`, else what is wrong (without quoting the value).
+/// The first byte below U+0020 other than tab, carriage return and line feed. Every string of
+/// every resource passes here, so eight bytes are tested at a time for any byte below 0x20
+/// (the bit trick of "Bit Twiddling Hacks", `hasless`), and only such a word byte by byte.
+fn control_character(bytes: &[u8]) -> Option<u8> {
+    const ONES: u64 = u64::MAX / 255;
+    let forbidden = |b: &u8| *b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n');
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        if x.wrapping_sub(ONES * 0x20) & !x & (ONES * 0x80) != 0
+            && let Some(b) = word.iter().find(|b| forbidden(b))
+        {
+            return Some(*b);
+        }
+    }
+    words.remainder().iter().find(|b| forbidden(b)).copied()
+}
+
+/// Unicode whitespace anywhere in `text`; ASCII text (nearly every URI) is scanned by byte.
+fn has_whitespace(text: &str) -> bool {
+    if text.is_ascii() {
+        text.bytes().any(|b| b.is_ascii_whitespace() || b == 0x0B)
+    } else {
+        text.contains(char::is_whitespace)
+    }
+}
+
 pub fn check(type_code: &str, value: &Value) -> Option<String> {
     static OID: OnceLock<Regex> = OnceLock::new();
     static UUID: OnceLock<Regex> = OnceLock::new();
@@ -22,6 +49,17 @@ pub fn check(type_code: &str, value: &Value) -> Option<String> {
             _ => None,
         }
     };
+    // R4 (Datatypes, string): no character below U+0020 but tab, carriage return and line
+    // feed, in any string-valued primitive (XML refuses them in a narrative, which is parsed).
+    let not_scanned = matches!(
+        type_code,
+        "boolean" | "integer" | "positiveInt" | "unsignedInt" | "decimal" | "integer64" | "xhtml"
+    );
+    if !not_scanned && let Some(control) = text.and_then(|t| control_character(t.as_bytes())) {
+        return Some(format!(
+            "contains the control character U+{control:04X}: below U+0020 only tab, carriage return and line feed are allowed"
+        ));
+    }
     match type_code {
         "boolean" => (!value.is_boolean()).then(|| "must be true or false".into()),
         "integer" => match value.as_i64() {
@@ -72,11 +110,13 @@ pub fn check(type_code: &str, value: &Value) -> Option<String> {
             "base64",
         ),
         "uri" | "url" | "canonical" => needs_string(
-            text.is_some_and(|t| !t.is_empty() && !t.contains(char::is_whitespace)),
+            text.is_some_and(|t| !t.is_empty() && !has_whitespace(t)),
             "no whitespace",
         ),
         "code" => needs_string(
-            text.is_some_and(|t| !t.is_empty() && t.trim() == t && !t.contains("  ")),
+            text.is_some_and(|t| {
+                !t.is_empty() && t.trim() == t && !t.as_bytes().windows(2).any(|w| w == b"  ")
+            }),
             "no leading, trailing or double spaces",
         ),
         "string" | "markdown" => needs_string(
@@ -183,6 +223,55 @@ pub fn narrative_has_text(div: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[test]
+    fn control_characters_are_found_wherever_they_are() {
+        for length in 0..40 {
+            for at in 0..length {
+                for byte in 0u8..0x80 {
+                    let mut text = vec![b'a'; length];
+                    text[at] = byte;
+                    let expected =
+                        (byte < 0x20 && !matches!(byte, b'\t' | b'\r' | b'\n')).then_some(byte);
+                    assert_eq!(control_character(&text), expected, "{length} {at} {byte}");
+                }
+            }
+        }
+        assert_eq!(control_character("é\u{2028}\t\r\n€".as_bytes()), None);
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_string_but_tab_cr_and_lf() {
+        for type_code in ["string", "code", "markdown", "uri", "id"] {
+            assert!(
+                check(type_code, &json!("a\u{b}b"))
+                    .unwrap()
+                    .contains("U+000B"),
+                "{type_code}"
+            );
+        }
+        assert!(
+            check("string", &json!("a\u{c}b"))
+                .unwrap()
+                .contains("U+000C")
+        );
+        assert_eq!(check("string", &json!("line\r\nnext\tcolumn")), None);
+        assert_eq!(check("markdown", &json!("* a\n* b")), None);
+        let div = "<div xmlns=\"http://www.w3.org/1999/xhtml\">a\u{b}b</div>";
+        assert!(check("xhtml", &json!(div)).is_some());
+    }
+
+    fn whitespace_is_found_as_unicode_defines_it() {
+        for c in (0u32..0x3100).filter_map(char::from_u32) {
+            let text = format!("http://x/{c}y");
+            assert_eq!(
+                has_whitespace(&text),
+                text.contains(char::is_whitespace),
+                "{c:?}"
+            );
+        }
+    }
     use serde_json::json;
 
     #[test]

@@ -903,8 +903,9 @@ impl Run<'_, '_, '_> {
         // One pass over the JSON properties: each goes to the element that defines it.
         let mut assigned: Vec<(usize, &str, Option<&str>, &Json)> = Vec::with_capacity(map.len());
         for (key, v) in map {
-            // (`fhir_comments`, from DSTU2's JSON, is not R4: reported as unknown below.)
-            if key == "resourceType" {
+            // (`fhir_comments`, from DSTU2's JSON, is not R4: reported as unknown below.) Only
+            // a resource's own object names its type; `resource` checked it.
+            if key == "resourceType" && parent == 0 && compiled.is_resource {
                 continue;
             }
             // `_birthDate` carries the id and extensions of the primitive `birthDate`.
@@ -1159,23 +1160,22 @@ impl Run<'_, '_, '_> {
             match d.kind.as_str() {
                 "value" | "pattern" => {
                     let actual = navigate(item, path);
-                    let expected =
-                        sub.fixed
-                            .clone()
-                            .or_else(|| sub.pattern.clone())
-                            .or_else(|| {
-                                (path == "url")
-                                    .then(|| {
-                                        slice
-                                            .types
-                                            .first()
-                                            .and_then(|t| t.profiles.first())
-                                            .map(|p| Json::String(p.clone()))
-                                    })
-                                    .flatten()
-                            });
+                    // An extension slice is told by its url: the profile its type names.
+                    let url_of_profile;
+                    let expected = match sub.fixed.as_ref().or(sub.pattern.as_ref()) {
+                        Some(expected) => Some(expected),
+                        None if path == "url" => {
+                            url_of_profile = slice
+                                .types
+                                .first()
+                                .and_then(|t| t.profiles.first())
+                                .map(|p| Json::String(p.clone()));
+                            url_of_profile.as_ref()
+                        }
+                        None => None,
+                    };
                     match expected {
-                        Some(expected) => actual.iter().any(|a| pattern_matches(a, &expected)),
+                        Some(expected) => actual.iter().any(|a| pattern_matches(a, expected)),
                         // A slice that leaves one of several discriminators unconstrained is
                         // told apart by the others (type and subtype slicing).
                         None => sliced.discriminators.len() > 1,
@@ -2148,6 +2148,35 @@ mod tests {
         let full = validator();
         assert!(full.schema.set(Err("test: unreadable".into())).is_ok());
         assert_eq!(errors(&full.validate(&patient, &[])), Vec::<String>::new());
+    }
+
+    #[test]
+    fn only_a_resources_own_object_names_a_resource_type() {
+        // Found by the differential fuzz test: the walk skipped `resourceType` on any object.
+        let patient = json!({
+            "resourceType": "Patient", "id": "p",
+            "meta": { "resourceType": "Patient", "versionId": "1" },
+            "name": [{ "resourceType": "HumanName", "family": "A" }]
+        });
+        let found = errors(&validator().validate(&patient, &[]));
+        for at in ["Patient.meta.resourceType", "Patient.name[0].resourceType"] {
+            assert!(
+                found
+                    .iter()
+                    .any(|e| e.contains(at) && e.contains("unknown element")),
+                "{at}: {found:?}"
+            );
+        }
+        assert_eq!(found.len(), 2, "{found:?}");
+        // A nested resource keeps its own.
+        let bundle = json!({ "resourceType": "Bundle", "type": "collection", "entry": [
+            { "fullUrl": "urn:uuid:b7b795c0-9343-41b4-910b-361c93d5497c",
+              "resource": { "resourceType": "Patient", "id": "q" } }
+        ] });
+        assert_eq!(
+            errors(&validator().validate(&bundle, &[])),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
