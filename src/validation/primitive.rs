@@ -223,8 +223,8 @@ pub fn narrative_has_text(div: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    #[test]
     #[test]
     fn control_characters_are_found_wherever_they_are() {
         for length in 0..40 {
@@ -262,6 +262,7 @@ mod tests {
         assert!(check("xhtml", &json!(div)).is_some());
     }
 
+    #[test]
     fn whitespace_is_found_as_unicode_defines_it() {
         for c in (0u32..0x3100).filter_map(char::from_u32) {
             let text = format!("http://x/{c}y");
@@ -272,7 +273,6 @@ mod tests {
             );
         }
     }
-    use serde_json::json;
 
     #[test]
     fn long_digit_runs_neither_overflow_nor_pass_out_of_range() {
