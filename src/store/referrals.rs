@@ -25,68 +25,69 @@ impl Store {
         referrals: &[Id<Referral>],
     ) -> Result<HashMap<Id<Referral>, ReferralProgress>, StoreError> {
         let mut out = HashMap::new();
-        for chunk in referrals.chunks(500) {
-            let sql = format!(
-                "SELECT {} FROM enrollments WHERE {} ORDER BY admitted_on, id",
-                select_list::<Enrollment>(),
-                self.backend().one_of_json_array("referral_id", 1)
-            );
-            let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
-            let query = sqlx::query(AssertSqlSafe(sql)).bind(super::json_array(&ids));
-            // The latest enrollment of a referral is the one its Task follows.
-            let mut enrollments: HashMap<Id<Enrollment>, Id<Referral>> = HashMap::new();
-            for row in query.fetch_all(&self.pool).await? {
-                let stored: Stored<Enrollment> = read_stored(&row)?;
-                let Some(referral) = stored.record.referral_id else {
-                    continue;
-                };
-                enrollments.insert(stored.record.id, referral);
-                out.insert(
-                    referral,
-                    ReferralProgress {
-                        enrollment: Some(stored.record.state),
-                        ..ReferralProgress::default()
-                    },
-                );
-            }
-            if enrollments.is_empty() {
+        if referrals.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT {} FROM enrollments WHERE {} ORDER BY admitted_on, id",
+            select_list::<Enrollment>(),
+            self.backend().one_of_json_array("referral_id", 1)
+        );
+        let ids: Vec<String> = referrals.iter().map(ToString::to_string).collect();
+        let query = sqlx::query(AssertSqlSafe(sql)).bind(super::json_array(&ids));
+        // The latest enrollment of a referral is the one its Task follows.
+        let mut enrollments: HashMap<Id<Enrollment>, Id<Referral>> = HashMap::new();
+        for row in query.fetch_all(&self.pool).await? {
+            let stored: Stored<Enrollment> = read_stored(&row)?;
+            let Some(referral) = stored.record.referral_id else {
                 continue;
-            }
-            let ids: Vec<String> = enrollments.keys().map(ToString::to_string).collect();
-            let sql = format!(
-                "SELECT enrollment_id, attendance, MAX(scheduled_start) AS latest FROM sessions \
-                 WHERE {} GROUP BY enrollment_id, attendance",
-                self.backend().one_of_json_array("enrollment_id", 1)
+            };
+            enrollments.insert(stored.record.id, referral);
+            out.insert(
+                referral,
+                ReferralProgress {
+                    enrollment: Some(stored.record.state),
+                    ..ReferralProgress::default()
+                },
             );
-            let query = sqlx::query(AssertSqlSafe(sql)).bind(super::json_array(&ids));
-            let mut latest: HashMap<Id<Referral>, String> = HashMap::new();
-            for row in query.fetch_all(&self.pool).await? {
-                let enrollment: String = row.try_get("enrollment_id")?;
-                let attendance: String = row.try_get("attendance")?;
-                let start: String = row.try_get("latest")?;
-                let (Ok(enrollment), Ok(attendance)) = (
-                    enrollment.parse::<Id<Enrollment>>(),
-                    attendance.parse::<Attendance>(),
-                ) else {
-                    return Err(StoreError::Corrupt {
-                        table: "sessions",
-                        id: String::new(),
-                        column: "attendance",
-                        reason: "not an enrollment id and attendance code".into(),
-                    });
-                };
-                let Some(referral) = enrollments.get(&enrollment) else {
-                    continue;
-                };
-                let Some(progress) = out.get_mut(referral) else {
-                    continue;
-                };
-                if attendance == Attendance::Scheduled {
-                    progress.session_scheduled = true;
-                } else if latest.get(referral).is_none_or(|l| *l < start) {
-                    latest.insert(*referral, start);
-                    progress.last_attendance = Some(attendance);
-                }
+        }
+        if enrollments.is_empty() {
+            return Ok(out);
+        }
+        let ids: Vec<String> = enrollments.keys().map(ToString::to_string).collect();
+        let sql = format!(
+            "SELECT enrollment_id, attendance, MAX(scheduled_start) AS latest FROM sessions \
+             WHERE {} GROUP BY enrollment_id, attendance",
+            self.backend().one_of_json_array("enrollment_id", 1)
+        );
+        let query = sqlx::query(AssertSqlSafe(sql)).bind(super::json_array(&ids));
+        let mut latest: HashMap<Id<Referral>, String> = HashMap::new();
+        for row in query.fetch_all(&self.pool).await? {
+            let enrollment: String = row.try_get("enrollment_id")?;
+            let attendance: String = row.try_get("attendance")?;
+            let start: String = row.try_get("latest")?;
+            let (Ok(enrollment), Ok(attendance)) = (
+                enrollment.parse::<Id<Enrollment>>(),
+                attendance.parse::<Attendance>(),
+            ) else {
+                return Err(StoreError::Corrupt {
+                    table: "sessions",
+                    id: String::new(),
+                    column: "attendance",
+                    reason: "not an enrollment id and attendance code".into(),
+                });
+            };
+            let Some(referral) = enrollments.get(&enrollment) else {
+                continue;
+            };
+            let Some(progress) = out.get_mut(referral) else {
+                continue;
+            };
+            if attendance == Attendance::Scheduled {
+                progress.session_scheduled = true;
+            } else if latest.get(referral).is_none_or(|l| *l < start) {
+                latest.insert(*referral, start);
+                progress.last_attendance = Some(attendance);
             }
         }
         Ok(out)

@@ -224,7 +224,8 @@ impl Compiled {
         let mut elements = Vec::new();
         // A resource's own id is an `id` (64 letters, digits, '-' or '.'), though R4 types it
         // as a string like every other element id.
-        let resource_id = (definition.get("kind").and_then(Json::as_str) == Some("resource"))
+        let is_resource = definition.get("kind").and_then(Json::as_str) == Some("resource");
+        let resource_id = is_resource
             .then(|| definition.get("type").and_then(Json::as_str))
             .flatten()
             .map(|t| format!("{t}.id"));
@@ -432,7 +433,7 @@ impl Compiled {
             named,
             required,
             choices,
-            is_resource: definition.get("kind").and_then(Json::as_str) == Some("resource"),
+            is_resource,
             covers_its_base: std::sync::OnceLock::new(),
         }
     }

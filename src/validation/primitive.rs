@@ -9,7 +9,6 @@ fn pattern(cell: &'static OnceLock<Regex>, text: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(text).expect("valid primitive pattern"))
 }
 
-/// None when `value` is a valid `type_code`, else what is wrong (without quoting the value).
 /// The first byte below U+0020 other than tab, carriage return and line feed. Every string of
 /// every resource passes here, so eight bytes are tested at a time for any byte below 0x20
 /// (the bit trick of "Bit Twiddling Hacks", `hasless`), and only such a word byte by byte.
@@ -37,6 +36,7 @@ fn has_whitespace(text: &str) -> bool {
     }
 }
 
+/// None when `value` is a valid `type_code`, else what is wrong (without quoting the value).
 pub fn check(type_code: &str, value: &Value) -> Option<String> {
     static OID: OnceLock<Regex> = OnceLock::new();
     static UUID: OnceLock<Regex> = OnceLock::new();

@@ -12,9 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rustc_hash::FxHashMap;
-
 use include_dir::{Dir, include_dir};
+use rustc_hash::FxHashMap;
 use serde_json::Value as Json;
 
 use super::iop::IopProfiles;

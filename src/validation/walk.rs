@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::{FxHashMap, FxHashSet};
-
 use serde_json::Value as Json;
 
 use super::bundle::BundleIndex;
