@@ -2,8 +2,9 @@
 //! audit records as IHE Basic Audit Log Patterns (BALP) AuditEvents.
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::build::fhir;
 use crate::domain::{AuditInteraction, AuditRecord};
 
 const BALP: &str = "https://profiles.ihe.net/ITI/BALP/StructureDefinition";
@@ -22,8 +23,8 @@ pub const OPERATOR_SYSTEM: &str = "urn:iop-gateway:console-operator";
 /// An audit record's agent as an identifier: an operator by name, else an OAuth client id.
 fn agent_identifier(client_id: &str) -> Value {
     match client_id.strip_prefix("operator:") {
-        Some(name) => json!({ "system": OPERATOR_SYSTEM, "value": name }),
-        None => json!({ "system": CLIENT_ID_SYSTEM, "value": client_id }),
+        Some(name) => fhir!({ "system": OPERATOR_SYSTEM, "value": name }),
+        None => fhir!({ "system": CLIENT_ID_SYSTEM, "value": client_id }),
     }
 }
 
@@ -114,26 +115,26 @@ pub fn audit_event(record: &AuditRecord, source: &AuditSource) -> Value {
         AuditInteraction::Read | AuditInteraction::Vread | AuditInteraction::History
     );
     let source_role =
-        json!({ "coding": [{ "system": DCM, "code": "110153", "display": "Source Role ID" }] });
-    let destination_role = json!({ "coding": [{ "system": DCM, "code": "110152", "display": "Destination Role ID" }] });
+        fhir!({ "coding": [{ "system": DCM, "code": "110153", "display": "Source Role ID" }] });
+    let destination_role = fhir!({ "coding": [{ "system": DCM, "code": "110152", "display": "Destination Role ID" }] });
     let (client_role, server_role) = if reads {
         (destination_role, source_role)
     } else {
         (source_role, destination_role)
     };
-    let mut client = json!({ "type": client_role, "requestor": record.token_id.is_none() });
+    let mut client = fhir!({ "type": client_role, "requestor": record.token_id.is_none() });
     if let Some(id) = &record.client_id {
-        client["who"] = json!({ "identifier": agent_identifier(id) });
+        client["who"] = fhir!({ "identifier": agent_identifier(id) });
     }
     if let Some(org) = &record.organization_id {
-        client["who"]["reference"] = json!(format!("Organization/{org}"));
+        client["who"]["reference"] = fhir!(format!("Organization/{org}"));
     }
     if let Some(address) = &record.source_address {
-        client["network"] = json!({ "address": address, "type": "2" });
+        client["network"] = fhir!({ "address": address.as_str(), "type": "2" });
     }
     // The consents that authorized the disclosure to this client (42 CFR Part 2 §2.24).
     if !record.consents.is_empty() {
-        client["policy"] = json!(
+        client["policy"] = fhir!(
             record
                 .consents
                 .iter()
@@ -144,24 +145,23 @@ pub fn audit_event(record: &AuditRecord, source: &AuditSource) -> Value {
     let purpose = record
         .purpose_of_use
         .as_ref()
-        .map(|p| json!([{ "coding": [{ "system": ACT_REASON, "code": p }] }]));
-    let server = json!({
+        .map(|p| fhir!([{ "coding": [{ "system": ACT_REASON, "code": p.as_str() }] }]));
+    let server = fhir!({
         "type": server_role,
-        "who": { "display": source.observer },
+        "who": { "display": source.observer.as_str() },
         "requestor": false,
     });
     let mut agents = vec![client, server];
     if let Some(jti) = &record.token_id {
         // BALP OAUTHaccessTokenUse.Minimal: the token's id (never the token) on the agent the
         // token stands for, with its purpose of use.
-        let mut token_user = json!({
+        let mut token_user = fhir!({
             "type": { "coding": [{ "system": UAT, "code": "UserOauthAgent" }] },
             "requestor": true,
             "policy": [format!("urn:ietf:params:oauth:jti:{jti}")],
         });
         if let Some(client_id) = &record.client_id {
-            token_user["who"] =
-                json!({ "identifier": { "system": CLIENT_ID_SYSTEM, "value": client_id } });
+            token_user["who"] = fhir!({ "identifier": { "system": CLIENT_ID_SYSTEM, "value": client_id.as_str() } });
         }
         if let Some(purpose) = &purpose {
             token_user["purposeOfUse"] = purpose.clone();
@@ -172,7 +172,7 @@ pub fn audit_event(record: &AuditRecord, source: &AuditSource) -> Value {
         .patients
         .iter()
         .map(|p| {
-            json!({
+            fhir!({
                 "what": { "reference": format!("Patient/{p}") },
                 "type": { "system": ENTITY_TYPE, "code": "1", "display": "Person" },
                 "role": { "system": OBJECT_ROLE, "code": "1", "display": "Patient" },
@@ -183,26 +183,26 @@ pub fn audit_event(record: &AuditRecord, source: &AuditSource) -> Value {
         if entity.starts_with("Patient/") && record.patients.iter().any(|p| entity[8..] == **p) {
             continue;
         }
-        entities.push(json!({
-            "what": { "reference": entity },
+        entities.push(fhir!({
+            "what": { "reference": entity.as_str() },
             "type": { "system": ENTITY_TYPE, "code": "2", "display": "System Object" },
             "role": { "system": OBJECT_ROLE, "code": "4", "display": "Domain Resource" },
         }));
     }
     if let Some(query) = &record.query {
-        let mut entity = json!({
+        let mut entity = fhir!({
             "type": { "system": ENTITY_TYPE, "code": "2", "display": "System Object" },
             "role": { "system": OBJECT_ROLE, "code": "24", "display": "Query" },
             "query": base64::engine::general_purpose::STANDARD.encode(query),
         });
         if let Some(t) = &record.resource_type {
-            entity["description"] = json!(format!("{t}?{query}"));
+            entity["description"] = fhir!(format!("{t}?{query}"));
         }
         entities.push(entity);
     }
-    let mut event = json!({
+    let mut event = fhir!({
         "resourceType": "AuditEvent",
-        "id": record.id,
+        "id": record.id.as_str(),
         "type": { "system": ts, "code": tc, "display": td },
         "subtype": [{ "system": ss, "code": sc, "display": sd }],
         "action": record.action(),
@@ -210,22 +210,22 @@ pub fn audit_event(record: &AuditRecord, source: &AuditSource) -> Value {
         "outcome": record.outcome.code().to_string(),
         "agent": agents,
         "source": {
-            "site": source.site,
-            "observer": { "display": source.observer },
+            "site": source.site.as_str(),
+            "observer": { "display": source.observer.as_str() },
             "type": [{ "system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server" }],
         },
     });
     if let Some(profile) = profile(record) {
-        event["meta"] = json!({ "profile": [format!("{BALP}/{profile}")] });
+        event["meta"] = fhir!({ "profile": [format!("{BALP}/{profile}")] });
     }
     if let Some(desc) = &record.outcome_desc {
-        event["outcomeDesc"] = json!(desc);
+        event["outcomeDesc"] = fhir!(desc.as_str());
     }
     if let Some(purpose) = purpose {
         event["purposeOfEvent"] = purpose;
     }
     if !entities.is_empty() {
-        event["entity"] = json!(entities);
+        event["entity"] = fhir!(entities);
     }
     event
 }

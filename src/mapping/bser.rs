@@ -5,9 +5,10 @@
 //! missing or wrong; no I/O, no clinic ids.
 
 use chrono::NaiveDate;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::MappingError;
+use super::build::fhir;
 use super::codes;
 use super::read::{self, missing, opt_str};
 use crate::domain::{ExternalIdentifier, NonEmptyText};
@@ -388,7 +389,7 @@ pub fn response_message(
 ) -> Value {
     let header_url = format!("urn:uuid:{response_id}");
     let outcome_id = uuid::Uuid::new_v4().to_string();
-    let mut header = json!({
+    let mut header = fhir!({
         "resourceType": "MessageHeader",
         "id": response_id,
         "eventCoding": { "system": V2_0003, "code": "I12" },
@@ -400,11 +401,11 @@ pub fn response_message(
         },
     });
     if let Some(task) = task_id {
-        header["focus"] = json!([{ "reference": format!("Task/{task}") }]);
+        header["focus"] = fhir!([{ "reference": format!("Task/{task}") }]);
     }
     let mut outcome = outcome.clone();
-    outcome["id"] = json!(outcome_id);
-    json!({
+    outcome["id"] = fhir!(outcome_id.as_str());
+    fhir!({
         "resourceType": "Bundle",
         "id": uuid::Uuid::new_v4().to_string(),
         "type": "message",

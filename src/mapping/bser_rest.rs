@@ -4,10 +4,11 @@
 //! referring side's server). Put together here as one `collection` Bundle — the contained
 //! resources lifted into entries — which the intake reads as it reads a transaction. No I/O.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::MappingError;
 use super::bser::{self, ReferralMessage};
+use super::build::fhir;
 use super::read::{self, missing, opt_str};
 use crate::domain::ExternalIdentifier;
 
@@ -135,16 +136,16 @@ pub fn restful_referral(
         },
         Some(None) => return Err(missing("Task.for.reference")),
     }
-    task["for"] = json!({ "reference": subject });
-    task["focus"] = json!({ "reference": request_urn });
+    task["for"] = fhir!({ "reference": subject });
+    task["focus"] = fhir!({ "reference": request_urn.as_str() });
     let mut entries = vec![
-        json!({ "fullUrl": task_urn, "resource": task }),
-        json!({ "fullUrl": request_urn, "resource": request }),
+        fhir!({ "fullUrl": task_urn, "resource": task }),
+        fhir!({ "fullUrl": request_urn, "resource": request }),
     ];
     for (url, resource) in request_parts.into_iter().chain(task_parts) {
-        entries.push(json!({ "fullUrl": url, "resource": resource }));
+        entries.push(fhir!({ "fullUrl": url, "resource": resource }));
     }
-    let bundle = json!({ "resourceType": "Bundle", "type": "collection", "entry": entries });
+    let bundle = fhir!({ "resourceType": "Bundle", "type": "collection", "entry": entries });
     let message = bser::referral_transaction(&bundle)
         .unwrap_or_else(|| Err(missing("Task.identifier (typed v2-0203 PLAC)")))?;
     Ok((bundle, message))
@@ -230,6 +231,7 @@ fn rewrite_local(value: &mut Value, urns: &Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn plac(value: &str) -> Value {
         json!([{

@@ -2,8 +2,9 @@
 //! codes. Standard systems (SNOMED CT, HL7 v3, LOINC) where a code exists; the project's own code
 //! systems (`fhir-profiles/fsh/input/fsh/terminology.fsh`) where none fits.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::build::fhir;
 use crate::domain::*;
 
 pub const CANONICAL: &str = "https://iop-gateway.org/fhir";
@@ -32,7 +33,7 @@ pub fn extension(id: &str) -> String {
 }
 
 pub fn coding(system: &str, code: &str, display: &str) -> Value {
-    json!({ "system": system, "code": code, "display": display })
+    fhir!({ "system": system, "code": code, "display": display })
 }
 
 /// A clinic vocabulary with its code in one of the project's code systems.
@@ -106,7 +107,7 @@ pub fn modality_concept(m: Modality) -> Value {
     if let Some((code, display)) = modality_snomed(m) {
         codings.push(coding(SNOMED, code, display));
     }
-    json!({ "coding": codings, "text": m.code_display().1 })
+    fhir!({ "coding": codings, "text": m.code_display().1 })
 }
 
 project_codes!(SessionType, "iop-session-type", {

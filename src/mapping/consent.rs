@@ -1,8 +1,9 @@
 //! Consent <-> IOP Consent: release of information, family participation, 42 CFR Part 2 disclosure.
 
 use chrono::NaiveDate;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::read::{self, domain, missing, opt_str, req_str};
 use super::{MappingConfig, MappingError, Sensitivity, date, meta, reference};
@@ -44,7 +45,7 @@ pub fn consent_to_fhir(
         _ => codes::coding(codes::ACT_CODE, "OPTIN", "opt-in"),
     };
     let period = super::period(consent.valid.start(), consent.valid.end());
-    let mut provision = json!({
+    let mut provision = fhir!({
         "type": "permit",
         "period": period,
         "actor": [{
@@ -57,20 +58,20 @@ pub fn consent_to_fhir(
         InformationScope::All => {}
         InformationScope::AllExceptSubstanceUse => {
             // DS4P: everything except what is labelled as substance-use (Part 2) information.
-            provision["provision"] = json!([{
+            provision["provision"] = fhir!([{
                 "type": "deny",
                 "securityLabel": [codes::coding(codes::ACT_CODE, "SUD", "substance use disorder information sensitivity")],
             }]);
         }
         InformationScope::Categories(list) => {
-            provision["code"] = json!(
+            provision["code"] = fhir!(
                 list.iter()
-                    .map(|c| json!({ "coding": [c.coding()] }))
+                    .map(|c| fhir!({ "coding": [c.coding()] }))
                     .collect::<Vec<_>>()
             );
         }
     }
-    let mut resource = json!({
+    let mut resource = fhir!({
         "resourceType": "Consent",
         "id": consent.id.to_string(),
         "meta": meta("iop-consent", sensitivity),
@@ -85,7 +86,7 @@ pub fn consent_to_fhir(
         "provision": provision,
     });
     if let Some(revoked_on) = consent.revoked_on {
-        resource["extension"] = json!([{ "url": codes::extension("iop-consent-revoked"), "valueDate": date(revoked_on) }]);
+        resource["extension"] = fhir!([{ "url": codes::extension("iop-consent-revoked"), "valueDate": date(revoked_on) }]);
     }
     resource
 }

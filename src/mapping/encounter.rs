@@ -1,8 +1,9 @@
 //! Session <-> IOP Encounter; enrollment -> IOP EpisodeOfCare.
 
 use chrono::{Duration, SecondsFormat};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::read::{self, invalid, missing, opt_str, req_str};
 use super::{MappingConfig, MappingError, Sensitivity, meta, reference};
@@ -43,7 +44,7 @@ fn session_type_concept(t: SessionType) -> Value {
     if let Some((code, display)) = session_snomed(t) {
         codings.push(codes::coding(codes::SNOMED, code, display));
     }
-    json!({ "coding": codings, "text": t.code_display().1 })
+    fhir!({ "coding": codings, "text": t.code_display().1 })
 }
 
 pub fn session_to_fhir(cfg: &MappingConfig, view: &SessionView<'_>) -> Value {
@@ -55,25 +56,25 @@ pub fn session_to_fhir(cfg: &MappingConfig, view: &SessionView<'_>) -> Value {
         SessionDelivery::Virtual => ("VR", "virtual"),
     };
     let mut extensions = vec![
-        json!({ "url": codes::extension("iop-attendance"), "valueCode": s.attendance.code_display().0 }),
+        fhir!({ "url": codes::extension("iop-attendance"), "valueCode": s.attendance.code_display().0 }),
     ];
     if let Some(group) = s.group_id {
-        extensions.push(json!({
+        extensions.push(fhir!({
             "url": codes::extension("iop-therapy-group"),
             "valueReference": reference("Group", group),
         }));
     }
-    let mut participants = vec![json!({
+    let mut participants = vec![fhir!({
         "type": [{ "coding": [codes::coding(codes::PARTICIPATION_TYPE, "PPRF", "primary performer")] }],
         "individual": reference("Practitioner", s.clinician_id),
     })];
     participants.extend(view.participants.iter().map(|c| {
-        json!({
+        fhir!({
             "type": [{ "coding": [codes::coding(codes::PARTICIPATION_TYPE, "PART", "Participation")] }],
             "individual": reference("RelatedPerson", *c),
         })
     }));
-    let mut encounter = json!({
+    let mut encounter = fhir!({
         "resourceType": "Encounter",
         "id": s.id.to_string(),
         "meta": meta("iop-encounter", view.sensitivity),
@@ -278,18 +279,18 @@ pub fn episode_to_fhir(cfg: &MappingConfig, view: &EpisodeView<'_>) -> Value {
         EnrollmentState::Discharged { .. } => "finished",
         EnrollmentState::Cancelled => "cancelled",
     };
-    let mut extensions = vec![json!({
+    let mut extensions = vec![fhir!({
         "url": codes::extension("iop-program"),
         "valueReference": reference("HealthcareService", view.program.id),
     })];
     if let Some(disposition) = e.state.disposition() {
-        extensions.push(json!({
+        extensions.push(fhir!({
             "url": codes::extension("iop-discharge-disposition"),
             "valueCodeableConcept": { "coding": [disposition.coding()] },
         }));
     }
     let period = super::period(e.admitted_on, e.state.discharged_on());
-    let mut episode = json!({
+    let mut episode = fhir!({
         "resourceType": "EpisodeOfCare",
         "id": e.id.to_string(),
         "meta": meta("iop-episodeofcare", view.sensitivity),
@@ -303,7 +304,7 @@ pub fn episode_to_fhir(cfg: &MappingConfig, view: &EpisodeView<'_>) -> Value {
         "careManager": reference("Practitioner", e.primary_clinician_id),
     });
     if let Some(referral) = e.referral_id {
-        episode["referralRequest"] = json!([reference("ServiceRequest", referral)]);
+        episode["referralRequest"] = fhir!([reference("ServiceRequest", referral)]);
     }
     episode
 }

@@ -5,9 +5,10 @@
 //! client's consents keep from it: a withheld EpisodeOfCare, Encounter, CarePlan or Goal leaves
 //! its part out.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::MappingConfig;
+use super::build::fhir;
 use super::narrative::Narrative;
 use super::read::opt_str;
 
@@ -36,7 +37,7 @@ pub struct FeedbackInput<'a> {
 }
 
 fn section(code: &str, display: &str, title: &str, narrative: &Narrative) -> Value {
-    json!({
+    fhir!({
         "title": title,
         "code": { "coding": [{ "system": BSER_CODES, "code": code, "display": display }] },
         "text": narrative.to_text(),
@@ -137,7 +138,7 @@ pub fn feedback_document(cfg: &MappingConfig, input: &FeedbackInput<'_>) -> Valu
     if let Some(counts) = attendance(input.encounters) {
         let mut text = Narrative::default();
         text.paragraph(&counts);
-        details.push(json!({ "title": "Attendance", "text": text.to_text() }));
+        details.push(fhir!({ "title": "Attendance", "text": text.to_text() }));
     }
     let goal_lines = goals(input.goals);
     if !input.plans.is_empty() || !goal_lines.is_empty() {
@@ -148,7 +149,7 @@ pub fn feedback_document(cfg: &MappingConfig, input: &FeedbackInput<'_>) -> Valu
             text.paragraph(&format!("{title} ({status})"));
         }
         text.list(goal_lines);
-        details.push(json!({ "title": "Treatment plan and goals", "text": text.to_text() }));
+        details.push(fhir!({ "title": "Treatment plan and goals", "text": text.to_text() }));
     }
     if !details.is_empty() {
         let mut text = Narrative::default();
@@ -166,7 +167,7 @@ pub fn feedback_document(cfg: &MappingConfig, input: &FeedbackInput<'_>) -> Valu
         let mut text = Narrative::default();
         text.paragraph(notice);
         sections.push(
-            json!({ "title": "Notice of prohibition on redisclosure", "text": text.to_text() }),
+            fhir!({ "title": "Notice of prohibition on redisclosure", "text": text.to_text() }),
         );
     }
     let composition_id = uuid::Uuid::new_v5(
@@ -174,7 +175,7 @@ pub fn feedback_document(cfg: &MappingConfig, input: &FeedbackInput<'_>) -> Valu
         format!("referral-feedback/{}", input.referral_id).as_bytes(),
     )
     .to_string();
-    let mut document = json!({
+    let mut document = fhir!({
         "resourceType": "Bundle",
         "id": input.referral_id,
         "identifier": {
@@ -193,7 +194,7 @@ pub fn feedback_document(cfg: &MappingConfig, input: &FeedbackInput<'_>) -> Valu
                     "coding": [{ "system": super::codes::LOINC, "code": "57133-1" }],
                     "text": "Referral feedback",
                 },
-                "subject": input.subject,
+                "subject": input.subject.clone(),
                 "date": input.now,
                 "author": [{ "display": input.author }],
                 "title": "Referral feedback",
@@ -202,7 +203,7 @@ pub fn feedback_document(cfg: &MappingConfig, input: &FeedbackInput<'_>) -> Valu
         }],
     });
     if input.part2_notice.is_some() {
-        document["meta"] = json!({ "security": super::security_labels(super::Sensitivity::Part2) });
+        document["meta"] = fhir!({ "security": super::security_labels(super::Sensitivity::Part2) });
     }
     document
 }
@@ -210,6 +211,7 @@ pub fn feedback_document(cfg: &MappingConfig, input: &FeedbackInput<'_>) -> Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn input<'a>(
         episode: Option<&'a Value>,

@@ -2,9 +2,10 @@
 //! identifiers are theirs (every system not under the clinic's `identifier_base`), and adding
 //! the stored ones back to what the gateway emits.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::MappingConfig;
+use super::build::fhir;
 use crate::domain::ExternalIdentifier;
 
 /// The identifiers of `resource` in systems that are not the clinic's own, each once.
@@ -40,7 +41,7 @@ pub fn add_external_identifiers(resource: &mut Value, identifiers: &[ExternalIde
         return;
     }
     if !resource.get("identifier").is_some_and(Value::is_array) {
-        resource["identifier"] = json!([]);
+        resource["identifier"] = fhir!([]);
     }
     let Some(list) = resource["identifier"].as_array_mut() else {
         return;
@@ -51,7 +52,9 @@ pub fn add_external_identifiers(resource: &mut Value, identifiers: &[ExternalIde
                 && i.get("value").and_then(Value::as_str) == Some(identifier.value.as_str())
         });
         if !present {
-            list.push(json!({ "system": identifier.system, "value": identifier.value }));
+            list.push(
+                fhir!({ "system": identifier.system.as_str(), "value": identifier.value.as_str() }),
+            );
         }
     }
 }
@@ -59,6 +62,7 @@ pub fn add_external_identifiers(resource: &mut Value, identifiers: &[ExternalIde
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn own_systems_are_not_external_and_round_trip_adds_each_once() {

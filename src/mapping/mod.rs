@@ -8,6 +8,7 @@
 pub mod audit;
 mod bser;
 mod bser_rest;
+mod build;
 pub mod codes;
 mod consent;
 mod encounter;
@@ -58,9 +59,10 @@ pub use staff::{
     program_from_fhir, program_to_fhir, therapy_group_from_fhir, therapy_group_to_fhir,
 };
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::domain::{Id, Program};
+use build::fhir;
 
 /// Per-clinic settings of the mapping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +122,7 @@ impl MappingConfig {
     }
     /// The business identifier every resource carries: the clinic record's stable id.
     fn record_identifier<T>(&self, kind: &str, id: Id<T>) -> Value {
-        json!({ "use": "official", "system": self.system(kind), "value": id.to_string() })
+        fhir!({ "use": "official", "system": self.system(kind), "value": id.to_string() })
     }
 }
 
@@ -146,7 +148,7 @@ impl Sensitivity {
 
 /// `meta` with the IOP profile and, for Part 2 records, the DS4P security labels.
 fn meta(profile: &str, sensitivity: Sensitivity) -> Value {
-    let mut meta = json!({ "profile": [codes::profile(profile)] });
+    let mut meta = fhir!({ "profile": [codes::profile(profile)] });
     if let Some(labels) = security_labels(sensitivity) {
         meta["security"] = labels;
     }
@@ -156,7 +158,7 @@ fn meta(profile: &str, sensitivity: Sensitivity) -> Value {
 /// The DS4P security labels of Part 2 records (none for others).
 fn security_labels(sensitivity: Sensitivity) -> Option<Value> {
     (sensitivity == Sensitivity::Part2).then(|| {
-        json!([
+        fhir!([
             { "system": codes::CONFIDENTIALITY, "code": "R", "display": "restricted" },
             { "system": codes::ACT_CODE, "code": "42CFRPart2", "display": "42 CFR Part2" },
             { "system": codes::ACT_CODE, "code": "SUD", "display": "substance use disorder information sensitivity" },
@@ -167,7 +169,7 @@ fn security_labels(sensitivity: Sensitivity) -> Option<Value> {
 }
 
 fn reference<T>(resource_type: &str, id: Id<T>) -> Value {
-    json!({ "reference": format!("{resource_type}/{id}") })
+    fhir!({ "reference": format!("{resource_type}/{id}") })
 }
 
 fn date(d: chrono::NaiveDate) -> String {
@@ -176,9 +178,9 @@ fn date(d: chrono::NaiveDate) -> String {
 
 /// A FHIR Period of dates; `end` is left out while open.
 fn period(start: chrono::NaiveDate, end: Option<chrono::NaiveDate>) -> Value {
-    let mut period = json!({ "start": date(start) });
+    let mut period = fhir!({ "start": date(start) });
     if let Some(end) = end {
-        period["end"] = json!(date(end));
+        period["end"] = fhir!(date(end));
     }
     period
 }

@@ -1,7 +1,9 @@
 //! Generated narrative: escaped XHTML that FHIR's narrative rules accept (no scripts, no
 //! attributes beyond the namespace, well-formed).
 
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use super::build::fhir;
 
 /// Escapes text for XHTML element content.
 pub fn escape(text: &str) -> String {
@@ -47,7 +49,7 @@ impl Narrative {
     }
     /// The FHIR `text` element, status `generated`.
     pub fn to_text(&self) -> Value {
-        json!({ "status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", self.body) })
+        fhir!({ "status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", self.body) })
     }
 }
 

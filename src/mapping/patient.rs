@@ -1,7 +1,8 @@
 //! Client <-> IOP Patient (US Core Patient 6.1.0 and stricter).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::build::fhir;
 use super::codes;
 use super::read::{self, domain, missing, opt_str, req_str};
 use super::{MappingConfig, MappingError, Sensitivity, meta};
@@ -10,24 +11,24 @@ use crate::domain::*;
 fn telecom(phone: Option<&Phone>, email: Option<&Email>) -> Vec<Value> {
     let mut out = Vec::new();
     if let Some(p) = phone {
-        out.push(json!({ "system": "phone", "value": p.as_str(), "use": "home" }));
+        out.push(fhir!({ "system": "phone", "value": p.as_str(), "use": "home" }));
     }
     if let Some(e) = email {
-        out.push(json!({ "system": "email", "value": e.as_str() }));
+        out.push(fhir!({ "system": "email", "value": e.as_str() }));
     }
     out
 }
 
 pub(super) fn address(a: &Address) -> Value {
-    json!({ "use": "home", "line": [a.line()], "city": a.city(), "state": a.state(), "postalCode": a.postal_code(), "country": "US" })
+    fhir!({ "use": "home", "line": [a.line()], "city": a.city(), "state": a.state(), "postalCode": a.postal_code(), "country": "US" })
 }
 
 pub(super) fn human_name(name: &PersonName) -> Value {
-    json!({ "use": "official", "family": name.family.as_str(), "given": [name.given.as_str()] })
+    fhir!({ "use": "official", "family": name.family.as_str(), "given": [name.given.as_str()] })
 }
 
 pub fn client_to_fhir(cfg: &MappingConfig, client: &Client, sensitivity: Sensitivity) -> Value {
-    let mut patient = json!({
+    let mut patient = fhir!({
         "resourceType": "Patient",
         "id": client.id.to_string(),
         "meta": meta("iop-patient", sensitivity),
@@ -47,13 +48,13 @@ pub fn client_to_fhir(cfg: &MappingConfig, client: &Client, sensitivity: Sensiti
     });
     let telecom = telecom(client.phone.as_ref(), client.email.as_ref());
     if !telecom.is_empty() {
-        patient["telecom"] = json!(telecom);
+        patient["telecom"] = fhir!(telecom);
     }
     if let Some(a) = &client.address {
-        patient["address"] = json!([address(a)]);
+        patient["address"] = fhir!([address(a)]);
     }
     if let Some(language) = &client.language {
-        patient["communication"] = json!([{
+        patient["communication"] = fhir!([{
             "language": { "coding": [{ "system": "urn:ietf:bcp:47", "code": language.as_str() }] },
             "preferred": true,
         }]);

@@ -1,7 +1,8 @@
 //! Treatment plan -> IOP CarePlan (+ IOP Goal); relapse-prevention plan -> IOP Relapse Prevention Plan.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::narrative::Narrative;
 use super::read;
@@ -66,7 +67,7 @@ pub fn plan_to_fhir(cfg: &MappingConfig, view: &PlanView<'_>) -> Value {
         .list(view.goals.iter().map(|g| g.description.as_str().to_owned()))
         .heading("Interventions")
         .list(view.interventions.iter().map(frequency_text));
-    let mut care_plan = json!({
+    let mut care_plan = fhir!({
         "resourceType": "CarePlan",
         "id": plan.id.to_string(),
         "meta": meta("iop-careplan", view.sensitivity),
@@ -92,13 +93,13 @@ pub fn plan_to_fhir(cfg: &MappingConfig, view: &PlanView<'_>) -> Value {
         care_plan["extension"]
             .as_array_mut()
             .expect("array")
-            .push(json!({
+            .push(fhir!({
                 "url": codes::extension("iop-next-review"),
                 "valueDate": date(next),
             }));
     }
     if !view.goals.is_empty() {
-        care_plan["goal"] = json!(
+        care_plan["goal"] = fhir!(
             view.goals
                 .iter()
                 .map(|g| reference("Goal", g.id))
@@ -109,7 +110,7 @@ pub fn plan_to_fhir(cfg: &MappingConfig, view: &PlanView<'_>) -> Value {
         .interventions
         .iter()
         .map(|i| {
-            let mut detail = json!({
+            let mut detail = fhir!({
                 "code": codes::modality_concept(i.modality),
                 "status": activity_status(plan.status),
                 "scheduledTiming": { "repeat": {
@@ -119,21 +120,21 @@ pub fn plan_to_fhir(cfg: &MappingConfig, view: &PlanView<'_>) -> Value {
                 "description": frequency_text(i),
             });
             if let Some(staff) = i.staff_id {
-                detail["performer"] = json!([reference("Practitioner", staff)]);
+                detail["performer"] = fhir!([reference("Practitioner", staff)]);
             }
-            json!({ "detail": detail })
+            fhir!({ "detail": detail })
         })
         .collect();
     if !activities.is_empty() {
-        care_plan["activity"] = json!(activities);
+        care_plan["activity"] = fhir!(activities);
     }
     let notes: Vec<Value> = view
         .reviews
         .iter()
-        .map(|r| json!({ "authorReference": reference("Practitioner", r.reviewer_id), "time": date(r.reviewed_on), "text": r.summary.as_str() }))
+        .map(|r| fhir!({ "authorReference": reference("Practitioner", r.reviewer_id), "time": date(r.reviewed_on), "text": r.summary.as_str() }))
         .collect();
     if !notes.is_empty() {
-        care_plan["note"] = json!(notes);
+        care_plan["note"] = fhir!(notes);
     }
     care_plan
 }
@@ -167,7 +168,7 @@ pub fn goal_to_fhir(
     progress: &[(&GoalProgressNote, &PlanReview)],
     sensitivity: Sensitivity,
 ) -> Value {
-    let mut resource = json!({
+    let mut resource = fhir!({
         "resourceType": "Goal",
         "id": goal.id.to_string(),
         "meta": meta("iop-goal", sensitivity),
@@ -178,18 +179,18 @@ pub fn goal_to_fhir(
     });
     if let Some(a) = goal.achievement {
         let (code, display) = achievement(a);
-        resource["achievementStatus"] = json!({
+        resource["achievementStatus"] = fhir!({
             "coding": [codes::coding("http://terminology.hl7.org/CodeSystem/goal-achievement", code, display)]
         });
     }
     if let Some(due) = goal.target_on {
-        resource["target"] = json!([{ "dueDate": date(due) }]);
+        resource["target"] = fhir!([{ "dueDate": date(due) }]);
     }
     if !progress.is_empty() {
-        resource["note"] = json!(
+        resource["note"] = fhir!(
             progress
                 .iter()
-                .map(|(note, review)| json!({
+                .map(|(note, review)| fhir!({
                     "authorReference": reference("Practitioner", review.reviewer_id),
                     "time": date(review.reviewed_on),
                     "text": note.note.as_str(),
@@ -248,27 +249,27 @@ pub fn relapse_plan_to_fhir(cfg: &MappingConfig, view: &RelapsePlanView<'_>) -> 
         .list(contacts.iter().map(|c| contact_name(*c)));
     let mut extensions: Vec<Value> = triggers
         .iter()
-        .map(|t| json!({ "url": codes::extension("iop-relapse-trigger"), "valueString": t }))
+        .map(|t| fhir!({ "url": codes::extension("iop-relapse-trigger"), "valueString": t.as_str() }))
         .collect();
     extensions.extend(
         warnings.iter().map(
-            |w| json!({ "url": codes::extension("iop-relapse-warning-sign"), "valueString": w }),
+            |w| fhir!({ "url": codes::extension("iop-relapse-warning-sign"), "valueString": w.as_str() }),
         ),
     );
     let status = activity_status(view.plan.status);
-    let modality = |code: &str, display: &str| json!({ "coding": [codes::coding(&codes::code_system("iop-modality"), code, display)] });
+    let modality = |code: &str, display: &str| fhir!({ "coding": [codes::coding(&codes::code_system("iop-modality"), code, display)] });
     let mut activities: Vec<Value> = skills
         .iter()
-        .map(|s| json!({ "detail": { "code": modality("coping-skill", "Coping skill"), "status": status, "description": s } }))
+        .map(|s| fhir!({ "detail": { "code": modality("coping-skill", "Coping skill"), "status": status, "description": s.as_str() } }))
         .collect();
     activities.extend(contacts.iter().map(|c| {
-        json!({ "detail": {
+        fhir!({ "detail": {
             "code": modality("call-support-contact", "Call a support contact"),
             "status": status,
             "performer": [reference("RelatedPerson", *c)],
         } })
     }));
-    let mut resource = json!({
+    let mut resource = fhir!({
         "resourceType": "CarePlan",
         "id": view.relapse_plan.id.to_string(),
         "meta": meta("iop-relapse-prevention-plan", view.sensitivity),
@@ -285,10 +286,10 @@ pub fn relapse_plan_to_fhir(cfg: &MappingConfig, view: &RelapsePlanView<'_>) -> 
         "period": { "start": date(view.relapse_plan.created_on) },
     });
     if !extensions.is_empty() {
-        resource["extension"] = json!(extensions);
+        resource["extension"] = fhir!(extensions);
     }
     if !activities.is_empty() {
-        resource["activity"] = json!(activities);
+        resource["activity"] = fhir!(activities);
     }
     resource
 }

@@ -1,7 +1,8 @@
 //! Referral <-> IOP Referral ServiceRequest + IOP Referral Task (after HL7 BSeR).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::read::{self, missing, opt_str, req_str};
 use super::{MappingConfig, MappingError, Sensitivity, date, meta, reference};
@@ -86,7 +87,7 @@ fn request_status(task_status: &str) -> &'static str {
 pub fn service_request_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
     let r = view.referral;
     let (code, display) = service(r);
-    let mut request = json!({
+    let mut request = fhir!({
         "resourceType": "ServiceRequest",
         "id": r.id.to_string(),
         "meta": meta("iop-referral-servicerequest", view.sensitivity),
@@ -107,16 +108,16 @@ pub fn service_request_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> 
         .transition_summary
         .iter()
         .map(|item| match item {
-            SummaryItem::TreatmentPlan(id) => json!({ "reference": format!("CarePlan/{id}"), "display": "Treatment plan, goals and progress" }),
-            SummaryItem::RelapsePlan(id) => json!({ "reference": format!("CarePlan/{id}"), "display": "Relapse-prevention plan" }),
-            SummaryItem::Contact(id) => json!({ "reference": format!("RelatedPerson/{id}"), "display": "Support contact" }),
+            SummaryItem::TreatmentPlan(id) => fhir!({ "reference": format!("CarePlan/{id}"), "display": "Treatment plan, goals and progress" }),
+            SummaryItem::RelapsePlan(id) => fhir!({ "reference": format!("CarePlan/{id}"), "display": "Relapse-prevention plan" }),
+            SummaryItem::Contact(id) => fhir!({ "reference": format!("RelatedPerson/{id}"), "display": "Support contact" }),
         })
         .collect();
     if !supporting.is_empty() {
         request["supportingInfo"] = Value::Array(supporting);
     }
     if let Some(program) = r.program_id {
-        request["extension"] = json!([{
+        request["extension"] = fhir!([{
             "url": codes::extension("iop-program"),
             "valueReference": reference("HealthcareService", program),
         }]);
@@ -127,7 +128,7 @@ pub fn service_request_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> 
 pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
     let r = view.referral;
     let (status, code, display) = task_state(r, &view.progress);
-    let mut task = json!({
+    let mut task = fhir!({
         "resourceType": "Task",
         "id": r.id.to_string(),
         "meta": meta("iop-referral-task", view.sensitivity),
@@ -146,14 +147,14 @@ pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
         "owner": reference("Organization", r.receiving_org_id),
     });
     if let Some(decided) = r.decided_on {
-        task["lastModified"] = json!(date(decided));
+        task["lastModified"] = fhir!(date(decided));
     }
     if let Some(reason) = &r.status_reason {
-        task["statusReason"] = json!({ "text": reason.as_str() });
+        task["statusReason"] = fhir!({ "text": reason.as_str() });
     }
     let mut outputs = Vec::new();
     if let Some(EnrollmentState::Discharged { disposition, .. }) = &view.progress.enrollment {
-        outputs.push(json!({
+        outputs.push(fhir!({
             "type": { "text": "Discharge disposition" },
             "valueCodeableConcept": { "coding": [disposition.coding()] },
         }));
@@ -161,7 +162,7 @@ pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
     // A fulfilled referral the clinic received answers with its feedback document (BSeR), which
     // the API serves at the referral's id, built for each reader as their consents allow.
     if status == "completed" && r.direction == ReferralDirection::Inbound {
-        outputs.push(json!({
+        outputs.push(fhir!({
             "type": { "text": FEEDBACK_OUTPUT },
             "valueReference": { "reference": format!("Bundle/{}", r.id), "display": "Referral feedback document" },
         }));

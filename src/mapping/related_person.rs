@@ -1,8 +1,9 @@
 //! Support contact <-> IOP RelatedPerson (US Core RelatedPerson 6.1.0 and stricter).
 
 use chrono::NaiveDate;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::build::fhir;
 use super::codes;
 use super::patient::{human_name, read_name, read_telecom};
 use super::read::{self, domain, invalid, missing, opt_str};
@@ -18,33 +19,33 @@ pub fn support_contact_to_fhir(
 ) -> Value {
     let relation = match codes::relationship_role_code(contact.relationship) {
         Some((code, display)) => {
-            let mut concept = json!({ "coding": [codes::coding(codes::ROLE_CODE, code, display)] });
+            let mut concept = fhir!({ "coding": [codes::coding(codes::ROLE_CODE, code, display)] });
             if let Some(text) = &contact.relationship_text {
-                concept["text"] = json!(text.as_str());
+                concept["text"] = fhir!(text.as_str());
             }
             concept
         }
         None => {
-            json!({ "text": contact.relationship_text.as_ref().map(|t| t.as_str()).unwrap_or("other") })
+            fhir!({ "text": contact.relationship_text.as_ref().map(|t| t.as_str()).unwrap_or("other") })
         }
     };
     let mut relationships = vec![relation];
     let roles = contact.roles;
     if roles.emergency_contact() {
         relationships
-            .push(json!({ "coding": [codes::coding(codes::V2_0131, "C", "Emergency Contact")] }));
+            .push(fhir!({ "coding": [codes::coding(codes::V2_0131, "C", "Emergency Contact")] }));
     }
     let role_system = codes::code_system("iop-support-role");
     if roles.family_therapy_participant() {
-        relationships.push(json!({ "coding": [codes::coding(&role_system, "family-therapy-participant", "Family therapy participant")] }));
+        relationships.push(fhir!({ "coding": [codes::coding(&role_system, "family-therapy-participant", "Family therapy participant")] }));
     }
     if roles.support_person() {
         relationships.push(
-            json!({ "coding": [codes::coding(&role_system, "support-person", "Support person")] }),
+            fhir!({ "coding": [codes::coding(&role_system, "support-person", "Support person")] }),
         );
     }
     let period = super::period(contact.active.start(), contact.active.end());
-    let mut person = json!({
+    let mut person = fhir!({
         "resourceType": "RelatedPerson",
         "id": contact.id.to_string(),
         "meta": meta("iop-relatedperson", sensitivity),
@@ -57,13 +58,13 @@ pub fn support_contact_to_fhir(
     });
     let mut telecom = Vec::new();
     if let Some(p) = &contact.phone {
-        telecom.push(json!({ "system": "phone", "value": p.as_str() }));
+        telecom.push(fhir!({ "system": "phone", "value": p.as_str() }));
     }
     if let Some(e) = &contact.email {
-        telecom.push(json!({ "system": "email", "value": e.as_str() }));
+        telecom.push(fhir!({ "system": "email", "value": e.as_str() }));
     }
     if !telecom.is_empty() {
-        person["telecom"] = json!(telecom);
+        person["telecom"] = fhir!(telecom);
     }
     person
 }

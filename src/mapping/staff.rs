@@ -1,8 +1,9 @@
 //! Staff -> IOP Practitioner, Organization -> IOP Organization, Program -> IOP Program (HealthcareService),
 //! therapy group -> IOP Therapy Group (Group).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::patient::{address, human_name, read_address, read_name, read_telecom};
 use super::{MappingConfig, MappingError, Sensitivity, meta, read, reference};
@@ -11,13 +12,13 @@ use crate::domain::*;
 pub fn practitioner_to_fhir(cfg: &MappingConfig, staff: &Staff) -> Value {
     let mut identifiers = vec![cfg.record_identifier("staff", staff.id)];
     if let Some(npi) = &staff.npi {
-        identifiers.insert(0, json!({ "system": codes::NPI, "value": npi.as_str() }));
+        identifiers.insert(0, fhir!({ "system": codes::NPI, "value": npi.as_str() }));
     }
     let text = match &staff.credentials {
         Some(c) => format!("{} ({})", staff.role.code_display().1, c.as_str()),
         None => staff.role.code_display().1.to_owned(),
     };
-    let mut practitioner = json!({
+    let mut practitioner = fhir!({
         "resourceType": "Practitioner",
         "id": staff.id.to_string(),
         "meta": meta("iop-practitioner", Sensitivity::Normal),
@@ -28,13 +29,13 @@ pub fn practitioner_to_fhir(cfg: &MappingConfig, staff: &Staff) -> Value {
     });
     let mut telecom = Vec::new();
     if let Some(p) = &staff.phone {
-        telecom.push(json!({ "system": "phone", "value": p.as_str(), "use": "work" }));
+        telecom.push(fhir!({ "system": "phone", "value": p.as_str(), "use": "work" }));
     }
     if let Some(e) = &staff.email {
-        telecom.push(json!({ "system": "email", "value": e.as_str(), "use": "work" }));
+        telecom.push(fhir!({ "system": "email", "value": e.as_str(), "use": "work" }));
     }
     if !telecom.is_empty() {
-        practitioner["telecom"] = json!(telecom);
+        practitioner["telecom"] = fhir!(telecom);
     }
     practitioner
 }
@@ -42,9 +43,9 @@ pub fn practitioner_to_fhir(cfg: &MappingConfig, staff: &Staff) -> Value {
 pub fn organization_to_fhir(cfg: &MappingConfig, org: &Organization) -> Value {
     let mut identifiers = vec![cfg.record_identifier("organization", org.id)];
     if let Some(npi) = &org.npi {
-        identifiers.insert(0, json!({ "system": codes::NPI, "value": npi.as_str() }));
+        identifiers.insert(0, fhir!({ "system": codes::NPI, "value": npi.as_str() }));
     }
-    let mut organization = json!({
+    let mut organization = fhir!({
         "resourceType": "Organization",
         "id": org.id.to_string(),
         "meta": meta("iop-organization", Sensitivity::Normal),
@@ -55,12 +56,12 @@ pub fn organization_to_fhir(cfg: &MappingConfig, org: &Organization) -> Value {
     });
     if let Some(p) = &org.phone {
         organization["telecom"] =
-            json!([{ "system": "phone", "value": p.as_str(), "use": "work" }]);
+            fhir!([{ "system": "phone", "value": p.as_str(), "use": "work" }]);
     }
     if let Some(a) = &org.address {
         let mut a = address(a);
-        a["use"] = json!("work");
-        organization["address"] = json!([a]);
+        a["use"] = fhir!("work");
+        organization["address"] = fhir!([a]);
     }
     organization
 }
@@ -87,7 +88,7 @@ pub fn program_to_fhir(
         ),
     };
     let characteristic_system = codes::code_system("iop-program-characteristic");
-    let characteristic = |code: &str, display: &str| json!({ "coding": [codes::coding(&characteristic_system, code, display)] });
+    let characteristic = |code: &str, display: &str| fhir!({ "coding": [codes::coding(&characteristic_system, code, display)] });
     let mut characteristics = vec![
         match program.population {
             ProgramPopulation::Adult => characteristic("adult", "Adults"),
@@ -103,10 +104,10 @@ pub fn program_to_fhir(
         characteristics.push(characteristic("part2", "Covered by 42 CFR Part 2"));
     }
     if let Some(level) = &program.asam_level {
-        characteristics.push(json!({ "text": format!("ASAM level of care {}", level.as_str()) }));
+        characteristics.push(fhir!({ "text": format!("ASAM level of care {}", level.as_str()) }));
     }
     let intensity = program.intensity;
-    json!({
+    fhir!({
         "resourceType": "HealthcareService",
         "id": program.id.to_string(),
         "meta": meta("iop-program-service", Sensitivity::Normal),
@@ -129,7 +130,7 @@ pub fn program_to_fhir(
 /// A therapy group: its program, name, modality and facilitator. Deliberately without members
 /// (see the profile).
 pub fn therapy_group_to_fhir(cfg: &MappingConfig, group: &TherapyGroup) -> Value {
-    json!({
+    fhir!({
         "resourceType": "Group",
         "id": group.id.to_string(),
         "meta": meta("iop-group", Sensitivity::Normal),
