@@ -27,6 +27,7 @@ pub mod fhir_xml;
 pub mod fhirpath;
 pub mod http;
 pub mod import;
+pub(crate) mod json_build;
 pub(crate) mod json_member;
 pub mod mapping;
 pub mod outbound;

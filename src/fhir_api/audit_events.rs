@@ -4,13 +4,14 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::access::{self, Caller};
 use super::{ApiError, DEFAULT_COUNT, FhirState, MAX_COUNT, base_url, fhir_json, pretty};
 use crate::audit::Event;
 use crate::auth::Letter;
 use crate::domain::{AuditInteraction, AuditRecord, Timestamp};
+use crate::json_build::fhir;
 use crate::mapping::audit::{self as fhir_audit, AuditSource};
 use crate::store::{AuditQuery, Comparison};
 
@@ -137,15 +138,15 @@ pub(super) async fn search(
         )
     };
     let mut links = vec![
-        json!({ "relation": "self", "url": link(params.iter().find(|(k, _)| k == "_cursor").map(|(_, v)| v.clone())) }),
+        fhir!({ "relation": "self", "url": link(params.iter().find(|(k, _)| k == "_cursor").map(|(_, v)| v.clone())) }),
     ];
     if more && let Some(last) = records.last() {
-        links.push(json!({ "relation": "next", "url": link(Some(cursor_of(last))) }));
+        links.push(fhir!({ "relation": "next", "url": link(Some(cursor_of(last))) }));
     }
     let entries: Vec<Value> = resources
         .into_iter()
         .map(|r| {
-            json!({
+            fhir!({
                 "fullUrl": format!("{base}/AuditEvent/{}", r["id"].as_str().unwrap_or_default()),
                 "resource": r,
                 "search": { "mode": "match" }
@@ -154,7 +155,7 @@ pub(super) async fn search(
         .collect();
     Ok(fhir_json(
         StatusCode::OK,
-        &json!({ "resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries }),
+        &fhir!({ "resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries }),
         pretty(params),
     ))
 }

@@ -8,7 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::access::{self, Caller};
 use super::{
@@ -18,6 +18,7 @@ use crate::audit::Event;
 use crate::auth::Letter;
 use crate::disclose::{Audience, Gate};
 use crate::domain::AuditInteraction;
+use crate::json_build::fhir;
 use crate::store::{Change, Operation};
 
 const DEFAULT_ENTRIES: u32 = 100;
@@ -189,22 +190,22 @@ async fn history(
     // A type's history shows only the changes of resources the caller may see, so the true
     // count of all changes would tell of the others: it is left out for a filtered caller.
     if id.is_some() || *gate.audience() == Audience::Unfiltered {
-        bundle["total"] = json!(total);
+        bundle["total"] = fhir!(total);
     }
     let own = match id {
         Some(id) => format!("{base}/{resource_type}/{id}/_history"),
         None => format!("{base}/{resource_type}/_history"),
     };
-    let mut links = vec![json!({ "relation": "self", "url": match before {
+    let mut links = vec![fhir!({ "relation": "self", "url": match before {
         Some(b) => format!("{own}?_count={count}&_before={b}"),
         None => format!("{own}?_count={count}"),
     } })];
     if let Some(next) = next {
         links.push(
-            json!({ "relation": "next", "url": format!("{own}?_count={count}&_before={next}") }),
+            fhir!({ "relation": "next", "url": format!("{own}?_count={count}&_before={next}") }),
         );
     }
-    bundle["link"] = json!(links);
+    bundle["link"] = fhir!(links);
     Ok(bundle)
 }
 
@@ -248,7 +249,7 @@ async fn entries(
             Operation::Insert => resource_type.to_owned(),
             _ => format!("{resource_type}/{}", change.row_id),
         };
-        let mut entry = json!({
+        let mut entry = fhir!({
             "fullUrl": format!("{base}/{resource_type}/{}", change.row_id),
             "request": { "method": method, "url": url },
             "response": {
@@ -262,7 +263,7 @@ async fn entries(
         }
         entries.push(entry);
     }
-    Ok(json!({
+    Ok(fhir!({
         "resourceType": "Bundle",
         "type": "history",
         "entry": entries,

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use std::collections::HashSet;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::access::{self, Caller};
 use super::{
@@ -18,6 +18,7 @@ use crate::audit::Event;
 use crate::auth::Letter;
 use crate::disclose::Audience;
 use crate::domain::AuditInteraction;
+use crate::json_build::fhir;
 use crate::mapping::MappingConfig;
 use crate::read_cache::Seen;
 use crate::store::Filter;
@@ -225,10 +226,10 @@ fn subset(resource: &mut Value, elements: &[String]) {
             matches!(k.as_str(), "resourceType" | "id" | "meta") || elements.iter().any(|e| e == k)
         });
     }
-    let tag = json!({ "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED" });
+    let tag = fhir!({ "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED" });
     match resource["meta"]["tag"].as_array_mut() {
         Some(tags) => tags.push(tag),
-        None => resource["meta"]["tag"] = json!([tag]),
+        None => resource["meta"]["tag"] = fhir!([tag]),
     }
 }
 
@@ -326,12 +327,12 @@ pub(super) async fn search(
     let base = base_url(state, headers);
     let seen = access::fresh(state).await?;
     let assembler = assembler_on(state, seen.day());
-    let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset" });
+    let mut bundle = fhir!({ "resourceType": "Bundle", "type": "searchset" });
     // Every resource found or included passes the gate; counts are of what it lets through.
     let mut gate = access::gate_as_of(state, caller, seen);
     let unfiltered = *gate.audience() == Audience::Unfiltered;
     if request.summary_count && request.predicates.is_empty() && unfiltered {
-        bundle["total"] = json!(assembler.count(resource_type, &request.filters).await?);
+        bundle["total"] = fhir!(assembler.count(resource_type, &request.filters).await?);
         access::disclosed(state, caller, event, &[]).await?;
         return Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)));
     }
@@ -440,7 +441,7 @@ pub(super) async fn search(
             }
         }
         if request.summary_count {
-            bundle["total"] = json!(found.len());
+            bundle["total"] = fhir!(found.len());
             access::disclosed(state, caller, event, &[]).await?;
             return Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)));
         }
@@ -492,14 +493,14 @@ pub(super) async fn search(
         Some(before) => link_to("_before", Some(before)),
         None => link(request.cursor.as_deref()),
     };
-    let mut links = vec![json!({ "relation": "self", "url": own_link })];
+    let mut links = vec![fhir!({ "relation": "self", "url": own_link })];
     if let Some(next) = &next_cursor {
-        links.push(json!({ "relation": "next", "url": link(Some(next)) }));
+        links.push(fhir!({ "relation": "next", "url": link(Some(next)) }));
     }
     if let Some(prev) = &prev_cursor {
-        links.push(json!({ "relation": "previous", "url": link_to("_before", Some(prev)) }));
+        links.push(fhir!({ "relation": "previous", "url": link_to("_before", Some(prev)) }));
     }
-    bundle["link"] = json!(links);
+    bundle["link"] = fhir!(links);
     // _include and _revinclude: referenced and referring resources, each once, loaded in one
     // batch per type, at most MAX_INCLUDED.
     let mut seen: HashSet<String> = found.iter().map(key_of).collect();
@@ -587,12 +588,12 @@ pub(super) async fn search(
             r["resourceType"].as_str().unwrap_or_default(),
             r["id"].as_str().unwrap_or_default()
         );
-        json!({ "fullUrl": full_url, "resource": r, "search": { "mode": mode } })
+        fhir!({ "fullUrl": full_url, "resource": r, "search": { "mode": mode } })
     };
     let mut entries: Vec<Value> = found.into_iter().map(|r| entry(r, "match")).collect();
     entries.extend(included.into_iter().map(|r| entry(r, "include")));
     if truncated {
-        entries.push(json!({
+        entries.push(fhir!({
             "resource": {
                 "resourceType": "OperationOutcome",
                 "issue": [{
@@ -608,7 +609,7 @@ pub(super) async fn search(
         entries.push(crate::disclose::part2_notice_entry());
     }
     if !request.ignored.is_empty() {
-        entries.push(json!({
+        entries.push(fhir!({
             "resource": {
                 "resourceType": "OperationOutcome",
                 "issue": [{
@@ -620,7 +621,7 @@ pub(super) async fn search(
             "search": { "mode": "outcome" }
         }));
     }
-    bundle["entry"] = json!(entries);
+    bundle["entry"] = fhir!(entries);
     Ok(fhir_json(StatusCode::OK, &bundle, pretty(&params)))
 }
 

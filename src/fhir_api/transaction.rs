@@ -9,7 +9,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::access::{self, Caller};
 use super::capability::WRITABLE;
@@ -18,6 +18,7 @@ use super::write;
 use super::{ApiError, FhirState, check_accept, fhir_json, find, pretty, query};
 use crate::auth::Letter;
 use crate::domain::{AuditInteraction, ExternalIdentifier};
+use crate::json_build::fhir;
 use crate::store::Tx;
 
 /// Entries of one transaction or batch Bundle at most (stated in the CapabilityStatement): a
@@ -258,7 +259,7 @@ fn entry_failed(index: usize, mut error: ApiError) -> ApiError {
     if let Some(issues) = error.outcome["issue"].as_array_mut() {
         issues.insert(
             0,
-            json!({
+            fhir!({
                 "severity": "error",
                 "code": "processing",
                 "diagnostics": format!("entry[{index}] failed; the transaction wrote nothing")
@@ -273,7 +274,7 @@ fn prefixed(index: usize, mut error: ApiError) -> ApiError {
     if let Some(issue) = error.outcome["issue"].get_mut(0)
         && let Some(text) = issue["diagnostics"].as_str()
     {
-        issue["diagnostics"] = json!(format!("entry[{index}]: {text}"));
+        issue["diagnostics"] = fhir!(format!("entry[{index}]: {text}"));
     }
     error
 }
@@ -301,7 +302,7 @@ async fn transaction(
     for (index, plan) in planned.iter_mut().enumerate() {
         resolve_references(&mut plan.resource, &targets);
         if !plan.target.is_conditional() {
-            plan.resource["id"] = json!(plan.id);
+            plan.resource["id"] = fhir!(plan.id.as_str());
         }
         write::validated_off_thread(state, &plan.resource_type, &plan.resource)
             .await
@@ -322,7 +323,7 @@ async fn transaction(
                 }
                 return Ok(fhir_json(
                     StatusCode::OK,
-                    &json!({ "resourceType": "Bundle", "type": "transaction-response", "entry": response_entries }),
+                    &fhir!({ "resourceType": "Bundle", "type": "transaction-response", "entry": response_entries }),
                     pretty(params),
                 ));
             }
@@ -420,7 +421,7 @@ async fn write_all(
         let (plan, found) = (&planned[index], &located[index]);
         let mut resource = plan.resource.clone();
         resolve_references(&mut resource, &moved);
-        resource["id"] = json!(found.id);
+        resource["id"] = fhir!(found.id.as_str());
         if found.found {
             // The record exists (a conditional create matched): it is disclosed, not written.
             let record =
@@ -475,7 +476,7 @@ async fn response_entry(
         .and_then(Value::as_str)
         .unwrap_or("1")
         .to_owned();
-    let mut entry = json!({
+    let mut entry = fhir!({
         "response": {
             "status": status,
             "location": format!("{resource_type}/{id}/_history/{version}"),
@@ -501,7 +502,7 @@ async fn batch(
             let (mut plan, _) = plan(entry, index)?;
             check_scopes(state, caller, &plan).await?;
             if !plan.target.is_conditional() {
-                plan.resource["id"] = json!(plan.id);
+                plan.resource["id"] = fhir!(plan.id.as_str());
             }
             write::validated_off_thread(state, &plan.resource_type, &plan.resource).await?;
             for attempt in 1..=upsert::ATTEMPTS {
@@ -523,7 +524,7 @@ async fn batch(
         .await;
         response_entries.push(match outcome {
             Ok(entry) => entry,
-            Err(error) => json!({
+            Err(error) => fhir!({
                 "response": {
                     "status": error.status.as_u16().to_string(),
                     "outcome": error.outcome,
@@ -533,7 +534,7 @@ async fn batch(
     }
     Ok(fhir_json(
         StatusCode::OK,
-        &json!({ "resourceType": "Bundle", "type": "batch-response", "entry": response_entries }),
+        &fhir!({ "resourceType": "Bundle", "type": "batch-response", "entry": response_entries }),
         pretty(params),
     ))
 }

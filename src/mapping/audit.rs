@@ -4,8 +4,8 @@
 use base64::Engine;
 use serde_json::Value;
 
-use super::build::fhir;
 use crate::domain::{AuditInteraction, AuditRecord};
+use crate::json_build::fhir;
 
 const BALP: &str = "https://profiles.ihe.net/ITI/BALP/StructureDefinition";
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";

@@ -8,10 +8,10 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use super::MappingError;
-use super::build::fhir;
 use super::codes;
 use super::read::{self, missing, opt_str};
 use crate::domain::{ExternalIdentifier, NonEmptyText};
+use crate::json_build::fhir;
 
 pub const V2_0003: &str = "http://terminology.hl7.org/CodeSystem/v2-0003";
 pub const TASK_CODE: &str = "http://hl7.org/fhir/CodeSystem/task-code";

@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 
 use super::MappingError;
 use super::bser::{self, ReferralMessage};
-use super::build::fhir;
 use super::read::{self, missing, opt_str};
 use crate::domain::ExternalIdentifier;
+use crate::json_build::fhir;
 
 /// Checks a ServiceRequest sent alone as a referral's (before its Task): the referring side's
 /// placer identifier (typed v2-0203 PLAC), intent order, status active or draft, and the

@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use super::build::fhir;
 use crate::domain::*;
+use crate::json_build::fhir;
 
 pub const CANONICAL: &str = "https://iop-gateway.org/fhir";
 pub const SNOMED: &str = "http://snomed.info/sct";

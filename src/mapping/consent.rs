@@ -3,11 +3,11 @@
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::read::{self, domain, missing, opt_str, req_str};
 use super::{MappingConfig, MappingError, Sensitivity, date, meta, reference};
 use crate::domain::*;
+use crate::json_build::fhir;
 
 fn recipient_reference(r: ConsentRecipient) -> Value {
     match r {

@@ -3,11 +3,11 @@
 use chrono::{Duration, SecondsFormat};
 use serde_json::Value;
 
-use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::read::{self, invalid, missing, opt_str, req_str};
 use super::{MappingConfig, MappingError, Sensitivity, meta, reference};
 use crate::domain::*;
+use crate::json_build::fhir;
 
 /// A session with the client it belongs to and the support contacts who took part.
 pub struct SessionView<'a> {

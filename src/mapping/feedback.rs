@@ -8,9 +8,9 @@
 use serde_json::Value;
 
 use super::MappingConfig;
-use super::build::fhir;
 use super::narrative::Narrative;
 use super::read::opt_str;
+use crate::json_build::fhir;
 
 /// BSeR's own code system (its Composition section codes).
 pub const BSER_CODES: &str = "http://hl7.org/fhir/us/bser/CodeSystem/bser";

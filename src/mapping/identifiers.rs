@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use super::MappingConfig;
-use super::build::fhir;
 use crate::domain::ExternalIdentifier;
+use crate::json_build::fhir;
 
 /// The identifiers of `resource` in systems that are not the clinic's own, each once.
 pub fn external_identifiers(cfg: &MappingConfig, resource: &Value) -> Vec<ExternalIdentifier> {

@@ -8,7 +8,6 @@
 pub mod audit;
 mod bser;
 mod bser_rest;
-mod build;
 pub mod codes;
 mod consent;
 mod encounter;
@@ -62,7 +61,7 @@ pub use staff::{
 use serde_json::Value;
 
 use crate::domain::{Id, Program};
-use build::fhir;
+use crate::json_build::fhir;
 
 /// Per-clinic settings of the mapping.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::build::fhir;
+use crate::json_build::fhir;
 
 /// Escapes text for XHTML element content.
 pub fn escape(text: &str) -> String {

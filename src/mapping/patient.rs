@@ -2,11 +2,11 @@
 
 use serde_json::Value;
 
-use super::build::fhir;
 use super::codes;
 use super::read::{self, domain, missing, opt_str, req_str};
 use super::{MappingConfig, MappingError, Sensitivity, meta};
 use crate::domain::*;
+use crate::json_build::fhir;
 
 fn telecom(phone: Option<&Phone>, email: Option<&Email>) -> Vec<Value> {
     let mut out = Vec::new();

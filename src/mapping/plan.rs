@@ -2,12 +2,12 @@
 
 use serde_json::Value;
 
-use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::narrative::Narrative;
 use super::read;
 use super::{MappingConfig, MappingError, Sensitivity, date, meta, period, reference};
 use crate::domain::*;
+use crate::json_build::fhir;
 
 /// A treatment plan with what its CarePlan shows.
 pub struct PlanView<'a> {

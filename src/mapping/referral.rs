@@ -2,11 +2,11 @@
 
 use serde_json::Value;
 
-use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::read::{self, missing, opt_str, req_str};
 use super::{MappingConfig, MappingError, Sensitivity, date, meta, reference};
 use crate::domain::*;
+use crate::json_build::fhir;
 
 pub struct ReferralView<'a> {
     pub referral: &'a Referral,

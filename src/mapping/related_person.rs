@@ -3,12 +3,12 @@
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::build::fhir;
 use super::codes;
 use super::patient::{human_name, read_name, read_telecom};
 use super::read::{self, domain, invalid, missing, opt_str};
 use super::{MappingConfig, MappingError, Sensitivity, meta, reference};
 use crate::domain::*;
+use crate::json_build::fhir;
 
 /// `as_of` decides `active`: a contact is active until the end of their active period.
 pub fn support_contact_to_fhir(

@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use super::build::fhir;
 use super::codes::{self, ProjectCode};
 use super::patient::{address, human_name, read_address, read_name, read_telecom};
 use super::{MappingConfig, MappingError, Sensitivity, meta, read, reference};
 use crate::domain::*;
+use crate::json_build::fhir;
 
 pub fn practitioner_to_fhir(cfg: &MappingConfig, staff: &Staff) -> Value {
     let mut identifiers = vec![cfg.record_identifier("staff", staff.id)];

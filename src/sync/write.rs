@@ -11,10 +11,11 @@
 //! - A write whose answer was lost is reconciled by identifier (or by re-reading the remote id)
 //!   before anything is sent again.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::CreateWith;
 use super::counters::Counters;
+use crate::json_build::fhir;
 use crate::outbound::target::{Capabilities, FhirRequest, FhirResponse, FhirTarget, TargetError};
 use crate::store::{Store, StoreError, SyncedResource};
 
@@ -136,7 +137,7 @@ impl Writer<'_> {
                 }
                 Ok(response) => {
                     let reason = response.body.unwrap_or_else(|| {
-                        json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "error", "code": "processing", "diagnostics": format!("the target answered {}", response.status) }] })
+                        fhir!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "error", "code": "processing", "diagnostics": format!("the target answered {}", response.status) }] })
                     });
                     // Nothing was created: a later create need not search first.
                     if entry.remote_id.is_none() && entry.create_sent_at.is_some() {
@@ -280,10 +281,10 @@ impl Writer<'_> {
             .iter()
             .zip(entries)
             .map(|(out, entry)| {
-                json!({ "request": { "method": "GET", "url": format!("{}/{}", out.resource_type, entry.remote_id.as_deref().unwrap_or(out.local_id)) } })
+                fhir!({ "request": { "method": "GET", "url": format!("{}/{}", out.resource_type, entry.remote_id.as_deref().unwrap_or(out.local_id)) } })
             })
             .collect();
-        let bundle = json!({ "resourceType": "Bundle", "type": "batch", "entry": reads });
+        let bundle = fhir!({ "resourceType": "Bundle", "type": "batch", "entry": reads });
         for _ in 0..ATTEMPTS {
             match self.fhir.send(FhirRequest::post("", bundle.clone())).await {
                 Ok(response) if response.status == 200 => {
@@ -328,7 +329,7 @@ impl Writer<'_> {
         entry: &SyncedResource,
     ) -> Result<FhirResponse, TargetError> {
         let mut body = out.body.clone();
-        body["id"] = json!(remote_id);
+        body["id"] = fhir!(remote_id);
         self.fhir
             .send(FhirRequest {
                 method: reqwest::Method::PUT,
@@ -457,16 +458,16 @@ fn put_batch(outs: &[Outgoing<'_>], entries: &[SyncedResource]) -> Value {
         .map(|(out, entry)| {
             let id = entry.remote_id.as_deref().unwrap_or(out.local_id);
             let mut body = out.body.clone();
-            body["id"] = json!(id);
+            body["id"] = fhir!(id);
             let mut request =
-                json!({ "method": "PUT", "url": format!("{}/{id}", out.resource_type) });
+                fhir!({ "method": "PUT", "url": format!("{}/{id}", out.resource_type) });
             if let Some(version) = &entry.remote_version {
-                request["ifMatch"] = json!(format!("W/\"{version}\""));
+                request["ifMatch"] = fhir!(format!("W/\"{version}\""));
             }
-            json!({ "resource": body, "request": request })
+            fhir!({ "resource": body, "request": request })
         })
         .collect();
-    json!({ "resourceType": "Bundle", "type": "batch", "entry": entry })
+    fhir!({ "resourceType": "Bundle", "type": "batch", "entry": entry })
 }
 
 /// One entry of a batch-response.
@@ -512,7 +513,7 @@ fn batch_answers(
                 .get("outcome")
                 .or_else(|| e.get("resource").filter(|r| r["resourceType"] == "OperationOutcome"))
                 .cloned()
-                .unwrap_or_else(|| json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "error", "code": "processing", "diagnostics": format!("the target answered {status}") }] }));
+                .unwrap_or_else(|| fhir!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "error", "code": "processing", "diagnostics": format!("the target answered {status}") }] }));
             BatchAnswer { status, version, outcome }
         })
         .collect())
@@ -640,6 +641,7 @@ fn meta_version(resource: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn answer(etag: Option<&str>, location: Option<&str>, body: Option<Value>) -> FhirResponse {
         FhirResponse {

@@ -12,22 +12,22 @@ use serde_json::{Map, Value};
 /// `Vec` or `Option` of them); names are string literals.
 macro_rules! fhir {
     (@object [$($done:tt)*]) => {
-        $crate::mapping::build::object([$($done)*])
+        $crate::json_build::object([$($done)*])
     };
     (@object [$($done:tt)*] $name:literal : { $($inner:tt)* } $(, $($rest:tt)*)?) => {
-        $crate::mapping::build::fhir!(
-            @object [$($done)* ($name, $crate::mapping::build::fhir!({ $($inner)* })),]
+        $crate::json_build::fhir!(
+            @object [$($done)* ($name, $crate::json_build::fhir!({ $($inner)* })),]
             $($($rest)*)?
         )
     };
     (@object [$($done:tt)*] $name:literal : [ $($inner:tt)* ] $(, $($rest:tt)*)?) => {
-        $crate::mapping::build::fhir!(
-            @object [$($done)* ($name, $crate::mapping::build::fhir!([ $($inner)* ])),]
+        $crate::json_build::fhir!(
+            @object [$($done)* ($name, $crate::json_build::fhir!([ $($inner)* ])),]
             $($($rest)*)?
         )
     };
     (@object [$($done:tt)*] $name:literal : $value:expr $(, $($rest:tt)*)?) => {
-        $crate::mapping::build::fhir!(
+        $crate::json_build::fhir!(
             @object [$($done)* ($name, serde_json::Value::from($value)),]
             $($($rest)*)?
         )
@@ -36,28 +36,28 @@ macro_rules! fhir {
         serde_json::Value::Array(vec![$($done)*])
     };
     (@array [$($done:tt)*] { $($inner:tt)* } $(, $($rest:tt)*)?) => {
-        $crate::mapping::build::fhir!(
-            @array [$($done)* $crate::mapping::build::fhir!({ $($inner)* }),]
+        $crate::json_build::fhir!(
+            @array [$($done)* $crate::json_build::fhir!({ $($inner)* }),]
             $($($rest)*)?
         )
     };
     (@array [$($done:tt)*] [ $($inner:tt)* ] $(, $($rest:tt)*)?) => {
-        $crate::mapping::build::fhir!(
-            @array [$($done)* $crate::mapping::build::fhir!([ $($inner)* ]),]
+        $crate::json_build::fhir!(
+            @array [$($done)* $crate::json_build::fhir!([ $($inner)* ]),]
             $($($rest)*)?
         )
     };
     (@array [$($done:tt)*] $value:expr $(, $($rest:tt)*)?) => {
-        $crate::mapping::build::fhir!(
+        $crate::json_build::fhir!(
             @array [$($done)* serde_json::Value::from($value),]
             $($($rest)*)?
         )
     };
     ({ $($members:tt)* }) => {
-        $crate::mapping::build::fhir!(@object [] $($members)*)
+        $crate::json_build::fhir!(@object [] $($members)*)
     };
     ([ $($items:tt)* ]) => {
-        $crate::mapping::build::fhir!(@array [] $($items)*)
+        $crate::json_build::fhir!(@array [] $($items)*)
     };
     ($value:expr) => {
         serde_json::Value::from($value)
