@@ -358,7 +358,18 @@ impl Gate {
     /// `admit` for one resource whose client's context is already loaded: the resource as it
     /// may be disclosed, or None.
     pub fn admit_loaded(&mut self, mut resource: Value) -> Option<Value> {
-        let verdict = self.decide(&resource);
+        // The resource's clients and labels, read once for the decision and the redaction.
+        let patients = patients_of(&resource);
+        let labels = labels_of(&resource);
+        let verdict = self.decide_about(
+            resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            resource.get("id").and_then(Value::as_str),
+            &patients,
+            labels,
+        );
         if !verdict.permit {
             return None;
         }
@@ -368,7 +379,7 @@ impl Gate {
         {
             self.consents_used.push(consent);
         }
-        self.redact(&mut resource);
+        self.redact_about(&mut resource, &patients, labels);
         Some(resource)
     }
 
@@ -386,11 +397,16 @@ impl Gate {
     /// see (a `display` says something was withheld, so no id points at it), family-session
     /// participants and relapse-plan contacts no consent covers, and a narrative that names them.
     pub fn redact(&self, resource: &mut Value) {
+        let patients = patients_of(resource);
+        let labels = labels_of(resource);
+        self.redact_about(resource, &patients, labels);
+    }
+
+    /// `redact` of a resource about `patients` that carries `labels`.
+    fn redact_about(&self, resource: &mut Value, patients: &[String], labels: Labels) {
         if self.audience == Audience::Unfiltered {
             return;
         }
-        let patients = patients_of(resource);
-        let labels = labels_of(resource);
         let withheld = |reference: &str| -> bool {
             let Some((t, id)) = reference
                 .rsplit_once('/')
@@ -402,12 +418,14 @@ impl Gate {
                 return false;
             }
             // What a resource refers to is about the same client (or is that client).
+            let the_patient;
             let about = if t == "Patient" {
-                vec![id.to_owned()]
+                the_patient = [id.to_owned()];
+                &the_patient[..]
             } else {
-                patients.clone()
+                patients
             };
-            !self.decide_about(t, Some(id), &about, labels).permit
+            !self.decide_about(t, Some(id), about, labels).permit
         };
         let mut names_withheld = false;
         // Family-session participants and relapse-plan performers who are not covered go
@@ -461,7 +479,8 @@ fn labels_of(resource: &Value) -> Labels {
 fn prune_references(value: &mut Value, withheld: &dyn Fn(&str) -> bool) {
     match value {
         Value::Object(map) => {
-            if let Some(reference) = map.get("reference").and_then(Value::as_str)
+            if let Some(reference) =
+                crate::json_member::in_map(map, "reference").and_then(Value::as_str)
                 && withheld(reference)
             {
                 map.clear();

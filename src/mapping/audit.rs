@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::domain::{AuditInteraction, AuditRecord};
 use crate::json_build::fhir;
+use crate::json_member::member;
 
 const BALP: &str = "https://profiles.ihe.net/ITI/BALP/StructureDefinition";
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
@@ -234,15 +235,15 @@ pub fn audit_event(record: &AuditRecord, source: &AuditSource) -> Value {
 /// beneficiary or `for` reference, and a Group's members.
 pub fn patients_of(resource: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
-        if let Some(id) = resource.get("id").and_then(Value::as_str) {
+    if member(resource, "resourceType").and_then(Value::as_str) == Some("Patient") {
+        if let Some(id) = member(resource, "id").and_then(Value::as_str) {
             out.push(id.to_owned());
         }
         return out;
     }
     let mut push = |reference: Option<&Value>| {
         if let Some(id) = reference
-            .and_then(|r| r.get("reference"))
+            .and_then(|r| member(r, "reference"))
             .and_then(Value::as_str)
             .and_then(patient_id)
         {
@@ -250,11 +251,11 @@ pub fn patients_of(resource: &Value) -> Vec<String> {
         }
     };
     for field in ["subject", "patient", "beneficiary", "for"] {
-        push(resource.get(field));
+        push(member(resource, field));
     }
-    if let Some(members) = resource.get("member").and_then(Value::as_array) {
-        for member in members {
-            push(member.get("entity"));
+    if let Some(members) = member(resource, "member").and_then(Value::as_array) {
+        for group_member in members {
+            push(member(group_member, "entity"));
         }
     }
     out.sort();
