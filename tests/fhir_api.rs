@@ -49,7 +49,8 @@ async fn spawn_app_with(store: &Store, auth: Arc<dyn Authenticator>) -> App {
         Arc::new(MappingConfig::default()),
         auth,
         PublicUrl::fixed(&format!("http://{address}")).unwrap(),
-    );
+    )
+    .with_limits(common::unthrottled());
     tokio::spawn(async move {
         axum::serve(listener, router(state)).await.unwrap();
     });

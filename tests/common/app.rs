@@ -39,7 +39,8 @@ pub async fn spawn_app(store: &Store) -> App {
         Arc::new(MappingConfig::default()),
         Arc::new(OpenAccess),
         PublicUrl::fixed(&format!("http://{address}")).unwrap(),
-    );
+    )
+    .with_limits(super::unthrottled());
     tokio::spawn(async move {
         axum::serve(listener, router(state)).await.unwrap();
     });
@@ -107,7 +108,8 @@ async fn spawn_as(store: &Store, organization: &str, scopes: &str, clinic_app: b
         Arc::new(MappingConfig::default()),
         Arc::new(BearerTokens::new(tokens)),
         PublicUrl::fixed(&format!("http://{address}")).unwrap(),
-    );
+    )
+    .with_limits(super::unthrottled());
     tokio::spawn(async move {
         axum::serve(
             listener,

@@ -19,6 +19,16 @@ pub fn postgres_admin_url() -> String {
     std::env::var("IOP_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
 
+/// Limits for servers that test what the API does, not how it throttles: a test's requests
+/// come faster than a client's 100 per second (the rate limit's own tests set theirs).
+pub fn unthrottled() -> iop_gateway::http::Limits {
+    iop_gateway::http::Limits {
+        rate_per_second: 1_000_000,
+        rate_burst: 1_000_000,
+        ..Default::default()
+    }
+}
+
 /// The `shared/` folder beside the repository (`IOP_SHARED_DIR` overrides).
 pub fn shared_dir() -> std::path::PathBuf {
     std::env::var_os("IOP_SHARED_DIR")
