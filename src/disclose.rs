@@ -272,15 +272,18 @@ impl Gate {
 
     /// The decision on `resource` (its clients' contexts loaded first with `load`).
     pub fn decide(&self, resource: &Value) -> Verdict {
-        let resource_type = resource
-            .get("resourceType")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let labels = labels_of(resource);
+        self.decide_on(resource, &patients_of(resource), labels_of(resource))
+    }
+
+    /// `decide` with the resource's clients and labels already read.
+    fn decide_on(&self, resource: &Value, patients: &[String], labels: Labels) -> Verdict {
         self.decide_about(
-            resource_type,
+            resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
             resource.get("id").and_then(Value::as_str),
-            &patients_of(resource),
+            patients,
             labels,
         )
     }
@@ -361,15 +364,7 @@ impl Gate {
         // The resource's clients and labels, read once for the decision and the redaction.
         let patients = patients_of(&resource);
         let labels = labels_of(&resource);
-        let verdict = self.decide_about(
-            resource
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            resource.get("id").and_then(Value::as_str),
-            &patients,
-            labels,
-        );
+        let verdict = self.decide_on(&resource, &patients, labels);
         if !verdict.permit {
             return None;
         }
