@@ -261,6 +261,37 @@ fn extensions_are_only_allowed_in_their_declared_context() {
     );
 }
 
+/// An extension is walked against its definition by its slice's type profile and again as an
+/// extension; the second walk is skipped (the same walk), and what is wrong inside it is still
+/// reported, once, where it is.
+#[test]
+fn what_is_wrong_inside_a_profiled_extension_is_reported_once() {
+    let validator = validator_with(Vec::new());
+    let mut plan = fixture("CarePlan-treatment-plan.json");
+    let extensions = plan["extension"].as_array_mut().unwrap();
+    let (at, next_review) = extensions
+        .iter_mut()
+        .enumerate()
+        .find(|(_, e)| e["url"].as_str().unwrap().ends_with("iop-next-review"))
+        .expect("the treatment plan fixture carries its next review date");
+    let (value_name, _) = next_review
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(name, _)| name.starts_with("value"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .unwrap();
+    next_review[&value_name] = json!("next Tuesday");
+    let issues = validator.validate(&plan, &[]);
+    let location = format!("CarePlan.extension[{at}].{value_name}");
+    let here: Vec<&Issue> = issues
+        .iter()
+        .filter(|i| i.is_error() && i.expression == location)
+        .collect();
+    assert_eq!(here.len(), 1, "{:#?}", error_messages(&issues));
+    assert!(here[0].message.contains("not a valid"), "{here:#?}");
+}
+
 #[test]
 fn references_between_bundle_entries_resolve() {
     let validator = validator_with(Vec::new());

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value as Json;
 
-use crate::json_member::{in_map, primitive_sibling};
+use crate::json_member::{in_map, member, primitive_sibling};
 
 use super::functions;
 use super::parser::{Expr, Literal};
@@ -290,7 +290,7 @@ pub(super) fn eval<'a>(
             let mut out = Vec::new();
             for item in input {
                 if let Item::Node(node, _) = item
-                    && node.get("resourceType").and_then(Json::as_str) == Some(name.as_str())
+                    && member(node, "resourceType").and_then(Json::as_str) == Some(name.as_str())
                 {
                     out.push(item.clone());
                     continue;
@@ -301,7 +301,7 @@ pub(super) fn eval<'a>(
                 && name.starts_with(|c: char| c.is_ascii_uppercase())
                 && input
                     .iter()
-                    .any(|i| matches!(i, Item::Node(n, _) if n.get("resourceType").is_some()))
+                    .any(|i| matches!(i, Item::Node(n, _) if member(n, "resourceType").is_some()))
             {
                 return Err(FhirPathError::Semantic(format!(
                     "`{name}` is not the type of the input"
@@ -460,7 +460,7 @@ pub(super) fn is_type(item: &Item<'_>, name: &str, primitive_specializations: bo
     if kind != "FHIR" {
         return false;
     }
-    let is_resource = matches!(item, Item::Node(n, _) if n.get("resourceType").is_some());
+    let is_resource = matches!(item, Item::Node(n, _) if member(n, "resourceType").is_some());
     let specializes = |base: &str| -> bool {
         match actual.as_str() {
             "code" | "id" | "markdown" => base == "string",

@@ -544,7 +544,11 @@ impl Compiled {
         list[from..]
             .iter()
             .take_while(|(p, _, _)| *p == prefix)
-            .find(|(_, n, _)| n == name)
+            // Equal first eight bytes: the lengths and the rest decide, without a call to
+            // `memcmp` for the short names that most are (this runs for every JSON property).
+            .find(|(_, n, _)| {
+                n.len() == name.len() && n.as_bytes().get(8..) == name.as_bytes().get(8..)
+            })
             .map(|(_, _, at)| &self.elements[*at])
     }
     /// Children of `parent` that must be checked even when absent.

@@ -60,7 +60,7 @@ fn pattern_matches(value: &Json, pattern: &Json) -> bool {
     match (value, pattern) {
         (Json::Object(v), Json::Object(p)) => p
             .iter()
-            .all(|(k, pv)| v.get(k).is_some_and(|vv| pattern_matches(vv, pv))),
+            .all(|(k, pv)| in_map(v, k).is_some_and(|vv| pattern_matches(vv, pv))),
         (Json::Array(v), Json::Array(p)) => p
             .iter()
             .all(|pv| v.iter().any(|vv| pattern_matches(vv, pv))),
@@ -75,7 +75,7 @@ fn navigate<'a>(value: &'a Json, path: &str) -> Vec<&'a Json> {
     for step in path.split('.').filter(|s| *s != "$this" && !s.is_empty()) {
         let mut next = Vec::new();
         for node in current {
-            match node.get(step) {
+            match member(node, step) {
                 Some(Json::Array(items)) => next.extend(items.iter()),
                 Some(v) => next.push(v),
                 None => {}
@@ -102,6 +102,13 @@ struct Run<'v, 'r, 'b> {
     /// FHIRPath invariants already evaluated, by (node address, invariant identity): the base
     /// definition and each profile repeat most invariants on the same nodes.
     evaluated: FxHashSet<(usize, u64)>,
+    /// Objects already walked against a definition's element, by (compiled definition, element
+    /// index, object address): an extension is walked against the Extension type by its slice
+    /// and again by the element it is sliced from, and against its own definition by its
+    /// slice's type profile and again as an extension. The walk is the same each time (the
+    /// issues are deduplicated), so the later ones are skipped. (A walk from one level deeper
+    /// stops at `MAX_DEPTH` one level sooner; a resource that deep is invalid for that alone.)
+    walked: FxHashSet<(usize, usize, usize)>,
     /// Whether the walk already reported reaching `MAX_DEPTH`.
     too_deep: bool,
     /// Whether a resource's definition was not loaded (a bare registry): only the R4 JSON
@@ -169,7 +176,7 @@ impl Validator {
     /// Does `profile` hold every rule of `base`, its type's definition (kept on the compiled
     /// profile)? A profile whose snapshot was generated with problems never does.
     fn covers_base(&self, profile: &Arc<Json>, base: &Arc<Json>) -> bool {
-        let url = profile.get("url").and_then(Json::as_str).unwrap_or("?");
+        let url = member(profile, "url").and_then(Json::as_str).unwrap_or("?");
         if !self.registry().snapshot_problems(url).is_empty() {
             return false;
         }
@@ -209,7 +216,7 @@ impl Validator {
                 Some(base_type) => Some(base_type.to_owned()),
                 None => registry
                     .structure_definition(p)
-                    .and_then(|sd| sd.get("type").and_then(Json::as_str).map(str::to_owned)),
+                    .and_then(|sd| member(sd, "type").and_then(Json::as_str).map(str::to_owned)),
             })
             .collect()
     }
@@ -219,7 +226,7 @@ impl Validator {
     /// constrains (`base.path`), which it takes instead of allowing any type (a profile may only
     /// narrow). Done as the profile is compiled, so that every walk of it sees the same targets.
     fn narrow_unloaded_targets(&self, compiled: &Compiled, definition: &Json) {
-        if definition.get("derivation").and_then(Json::as_str) != Some("constraint") {
+        if member(definition, "derivation").and_then(Json::as_str) != Some("constraint") {
             return;
         }
         for element in &compiled.elements {
@@ -260,7 +267,7 @@ impl Validator {
     /// may have a required binding of its own, which a profile can only narrow: that one is
     /// kept on the element and checked instead. Done as the profile is compiled.
     fn keep_base_bindings(&self, compiled: &Compiled, definition: &Json) {
-        if definition.get("derivation").and_then(Json::as_str) != Some("constraint") {
+        if member(definition, "derivation").and_then(Json::as_str) != Some("constraint") {
             return;
         }
         let registry = self.registry();
@@ -288,7 +295,7 @@ impl Validator {
     /// picks them, e.g. the type's IOP profile from `Registry::iop_profiles`).
     pub fn validate(&self, resource: &Json, required: &[String]) -> Vec<Issue> {
         // A Bundle's entries refer to each other: index them once for the whole walk.
-        let own_index = (resource.get("resourceType").and_then(Json::as_str) == Some("Bundle"))
+        let own_index = (member(resource, "resourceType").and_then(Json::as_str) == Some("Bundle"))
             .then(|| BundleIndex::of(resource));
         self.validate_in(resource, own_index.as_ref(), required)
     }
@@ -332,11 +339,11 @@ impl Validator {
             issues: Vec::new(),
             unavailable: FxHashSet::default(),
             evaluated: FxHashSet::default(),
+            walked: FxHashSet::default(),
             too_deep: false,
             needs_schema: false,
         };
-        let resource_type = resource
-            .get("resourceType")
+        let resource_type = member(resource, "resourceType")
             .and_then(Json::as_str)
             .unwrap_or_default();
         run.resource(resource, required, 0, &Loc::root(resource_type));
@@ -456,6 +463,7 @@ impl Run<'_, '_, '_> {
             issues: Vec::new(),
             unavailable: std::mem::take(&mut self.unavailable),
             evaluated: FxHashSet::default(),
+            walked: FxHashSet::default(),
             too_deep: false,
             needs_schema: false,
         };
@@ -466,8 +474,8 @@ impl Run<'_, '_, '_> {
     }
 
     fn resource(&mut self, resource: &Json, required: &[String], depth: usize, location: &Loc<'_>) {
-        let Some(resource_type) = resource.get("resourceType").and_then(Json::as_str) else {
-            let problem = match resource.get("resourceType") {
+        let Some(resource_type) = member(resource, "resourceType").and_then(Json::as_str) else {
+            let problem = match member(resource, "resourceType") {
                 None => "resourceType is missing",
                 Some(_) => "resourceType is not a string",
             };
@@ -566,7 +574,7 @@ impl Run<'_, '_, '_> {
         for url in &required {
             match registry.structure_definition(url) {
                 Some(sd)
-                    if sd.get("type").and_then(Json::as_str) == Some(resource_type)
+                    if member(sd, "type").and_then(Json::as_str) == Some(resource_type)
                         && !declared.contains(url) =>
                 {
                     definitions.push(Arc::clone(sd));
@@ -587,14 +595,16 @@ impl Run<'_, '_, '_> {
         // (a profile's snapshot usually does): it is left out, halving the work on a profiled
         // resource. A profile whose snapshot was generated with problems never stands in for it.
         let base_covered = definitions[1..].iter().any(|profile| {
-            profile.get("type").and_then(Json::as_str) == Some(resource_type)
+            member(profile, "type").and_then(Json::as_str) == Some(resource_type)
                 && self.validator.covers_base(profile, &definitions[0])
         });
         if base_covered {
             definitions.remove(0);
         }
         for definition in definitions {
-            let url = definition.get("url").and_then(Json::as_str).unwrap_or("?");
+            let url = member(&definition, "url")
+                .and_then(Json::as_str)
+                .unwrap_or("?");
             for problem in registry.snapshot_problems(url) {
                 self.issue(
                     Severity::Warning,
@@ -609,7 +619,9 @@ impl Run<'_, '_, '_> {
             match compiled.root() {
                 Some(root) => self.element(&compiled, root, resource, &location, None, depth),
                 None => {
-                    let url = definition.get("url").and_then(Json::as_str).unwrap_or("?");
+                    let url = member(&definition, "url")
+                        .and_then(Json::as_str)
+                        .unwrap_or("?");
                     self.issue(
                         Severity::Error,
                         "not-supported",
@@ -763,7 +775,11 @@ impl Run<'_, '_, '_> {
                 _ => {}
             }
             // Only where there is a choice is the state kept to be undone (a copy per value).
-            let (issues_before, evaluated_before) = (self.issues.len(), self.evaluated.clone());
+            let (issues_before, evaluated_before, walked_before) = (
+                self.issues.len(),
+                self.evaluated.clone(),
+                self.walked.clone(),
+            );
             let mut first_failure = None;
             let mut met = false;
             for profile in &element_type.profiles {
@@ -776,6 +792,7 @@ impl Run<'_, '_, '_> {
                 let failed: Vec<Issue> = self.issues.drain(issues_before..).collect();
                 first_failure.get_or_insert(failed);
                 self.evaluated = evaluated_before.clone();
+                self.walked = walked_before.clone();
             }
             if !met {
                 self.met_none(&element_type.profiles, first_failure, location);
@@ -829,8 +846,7 @@ impl Run<'_, '_, '_> {
         resource: &serde_json::Map<String, Json>,
         location: &Loc<'_>,
     ) -> Vec<String> {
-        let own_type = resource
-            .get("resourceType")
+        let own_type = in_map(resource, "resourceType")
             .and_then(Json::as_str)
             .unwrap_or_default();
         let (mut candidates, mut other_types) = (Vec::new(), Vec::new());
@@ -844,7 +860,7 @@ impl Run<'_, '_, '_> {
                     .validator
                     .registry()
                     .structure_definition(profile)
-                    .and_then(|sd| sd.get("type").and_then(Json::as_str));
+                    .and_then(|sd| member(sd, "type").and_then(Json::as_str));
                 match profile_type {
                     Some(t) if t != own_type && !matches!(t, "Resource" | "DomainResource") => {
                         other_types.push(profile.as_str())
@@ -899,6 +915,14 @@ impl Run<'_, '_, '_> {
         location: &Loc<'_>,
         depth: usize,
     ) {
+        let key = (
+            std::ptr::from_ref(compiled) as usize,
+            parent,
+            std::ptr::from_ref(map) as usize,
+        );
+        if !self.walked.insert(key) {
+            return;
+        }
         // One pass over the JSON properties: each goes to the element that defines it.
         let mut assigned: Vec<(usize, &str, Option<&str>, &Json)> = Vec::with_capacity(map.len());
         for (key, v) in map {
@@ -1211,7 +1235,7 @@ impl Run<'_, '_, '_> {
                                 .any(|p| match registry.structure_definition(p) {
                                     Some(_) => self.conforms(node, p, depth),
                                     None => {
-                                        node.get("resourceType").and_then(Json::as_str)
+                                        member(node, "resourceType").and_then(Json::as_str)
                                             == Some(t.code.as_str())
                                     }
                                 })
@@ -1231,7 +1255,7 @@ impl Run<'_, '_, '_> {
         {
             Some(reference_path) => navigate(item, reference_path.trim_end_matches('.'))
                 .into_iter()
-                .filter_map(|r| r.get("reference").and_then(Json::as_str))
+                .filter_map(|r| member(r, "reference").and_then(Json::as_str))
                 .filter_map(|r| self.resolve(r))
                 .collect(),
             None => navigate(item, path),
@@ -1245,8 +1269,7 @@ impl Run<'_, '_, '_> {
             if let Some(code) = choice {
                 return vec![code.to_owned()];
             }
-            return item
-                .get("resourceType")
+            return member(item, "resourceType")
                 .and_then(Json::as_str)
                 .map(|t| vec![t.to_owned()])
                 .unwrap_or_default();
@@ -1255,14 +1278,14 @@ impl Run<'_, '_, '_> {
             return self
                 .nodes_at(item, path)
                 .iter()
-                .filter_map(|r| r.get("resourceType").and_then(Json::as_str))
+                .filter_map(|r| member(r, "resourceType").and_then(Json::as_str))
                 .map(str::to_owned)
                 .collect();
         }
         // A nested resource (`entry.resource`) is of its resourceType.
         let resources: Vec<String> = navigate(item, path)
             .into_iter()
-            .filter_map(|n| n.get("resourceType").and_then(Json::as_str))
+            .filter_map(|n| member(n, "resourceType").and_then(Json::as_str))
             .map(str::to_owned)
             .collect();
         if !resources.is_empty() {
@@ -1303,9 +1326,9 @@ impl Run<'_, '_, '_> {
         [Some(self.root), self.container]
             .into_iter()
             .flatten()
-            .filter_map(|r| r.get("contained").and_then(Json::as_array))
+            .filter_map(|r| member(r, "contained").and_then(Json::as_array))
             .flatten()
-            .find(|r| r.get("id").and_then(Json::as_str) == Some(id))
+            .find(|r| member(r, "id").and_then(Json::as_str) == Some(id))
     }
 
     /// Does `node` conform to the profile `url` (no errors against it)? Unloaded profiles do not.
@@ -1321,7 +1344,7 @@ impl Run<'_, '_, '_> {
             validator: self.validator,
             outer: self.outer,
             container: self.container,
-            root: if node.get("resourceType").is_some() {
+            root: if member(node, "resourceType").is_some() {
                 node
             } else {
                 self.root
@@ -1330,6 +1353,7 @@ impl Run<'_, '_, '_> {
             issues: Vec::new(),
             unavailable: FxHashSet::default(),
             evaluated: FxHashSet::default(),
+            walked: FxHashSet::default(),
             too_deep: false,
             needs_schema: false,
         };
@@ -1450,7 +1474,7 @@ impl Run<'_, '_, '_> {
     }
 
     fn extension(&mut self, item: &Json, location: &Loc<'_>, host: &Host<'_>, depth: usize) {
-        let Some(url) = item.get("url").and_then(Json::as_str) else {
+        let Some(url) = member(item, "url").and_then(Json::as_str) else {
             return;
         };
         // A complex extension's parts have relative urls (`trigger`): its definition's slices
@@ -1551,8 +1575,7 @@ impl Run<'_, '_, '_> {
             {
                 coding(value).into_iter().collect()
             }
-            Some("CodeableConcept") => value
-                .get("coding")
+            Some("CodeableConcept") => member(value, "coding")
                 .and_then(Json::as_array)
                 .into_iter()
                 .flatten()
@@ -1777,8 +1800,7 @@ impl Run<'_, '_, '_> {
                     format!("no entry of the Bundle has fullUrl {reference}"),
                 ),
                 (_, Some(target)) => {
-                    let kind = target
-                        .get("resourceType")
+                    let kind = member(target, "resourceType")
                         .and_then(Json::as_str)
                         .unwrap_or_default();
                     self.target_type(element, kind, location);
@@ -1819,7 +1841,7 @@ impl Run<'_, '_, '_> {
         }
         // An entry of the Bundle answers for what it really is; otherwise the URL's type segment.
         let kind = resolved
-            .and_then(|r| r.get("resourceType"))
+            .and_then(|r| member(r, "resourceType"))
             .and_then(Json::as_str)
             .unwrap_or(kind);
         self.target_type(element, kind, location);
