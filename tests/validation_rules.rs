@@ -292,6 +292,45 @@ fn what_is_wrong_inside_a_profiled_extension_is_reported_once() {
     assert!(here[0].message.contains("not a valid"), "{here:#?}");
 }
 
+/// tim-4 and tim-5 (`x.exists() implies x >= 0`) are decided without the FHIRPath evaluator
+/// for numbers: a negative duration or period fails them, a positive one or none passes.
+#[test]
+fn a_timings_duration_and_period_may_not_be_negative() {
+    let validator = validator_with(Vec::new());
+    let request = |repeat: Value| {
+        json!({
+            "resourceType": "ServiceRequest",
+            "status": "active",
+            "intent": "order",
+            "subject": { "reference": "Patient/p" },
+            "occurrenceTiming": { "repeat": repeat }
+        })
+    };
+    let failed = |repeat: Value| -> Vec<String> {
+        validator
+            .validate(&request(repeat), &[])
+            .iter()
+            .filter(|i| i.is_error() && i.expression.ends_with("occurrenceTiming.repeat"))
+            .map(|i| i.message.clone())
+            .collect()
+    };
+    let negative =
+        failed(json!({ "duration": -1.5, "durationUnit": "h", "period": -2, "periodUnit": "d" }));
+    assert!(
+        negative.iter().any(|m| m.contains("tim-4")),
+        "{negative:#?}"
+    );
+    assert!(
+        negative.iter().any(|m| m.contains("tim-5")),
+        "{negative:#?}"
+    );
+    assert_eq!(
+        failed(json!({ "duration": 1.5, "durationUnit": "h", "period": 0, "periodUnit": "d" })),
+        Vec::<String>::new()
+    );
+    assert_eq!(failed(json!({ "frequency": 1 })), Vec::<String>::new());
+}
+
 #[test]
 fn references_between_bundle_entries_resolve() {
     let validator = validator_with(Vec::new());

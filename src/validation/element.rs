@@ -29,6 +29,9 @@ pub enum Check {
     CoveredByWalk,
     /// txt-2 `htmlChecks()`: the narrative has some text.
     NarrativeText,
+    /// `x.exists() implies x >= 0` (tim-4, tim-5: on every Timing.repeat): a number member is
+    /// compared here; anything else (not a number) goes to the FHIRPath evaluator.
+    NonNegative(String, Arc<Expr>),
     /// An invariant about which members are present, decided without the FHIRPath evaluator
     /// (`fhirpath::Presence`: same answer, a fraction of the cost; Timing alone has six).
     Presence(fhirpath::Presence),
@@ -273,9 +276,12 @@ impl Compiled {
                         }
                         Some("htmlChecks()") => Check::CoveredByWalk,
                         Some(x) => fhirpath::parse(x)
-                            .map(|e| match fhirpath::Presence::of(&e) {
-                                Some(presence) => Check::Presence(presence),
-                                None => Check::FhirPath(Arc::new(e)),
+                            .map(|e| match (fhirpath::Presence::of(&e), non_negative_member(x)) {
+                                (Some(presence), _) => Check::Presence(presence),
+                                (None, Some(name)) => {
+                                    Check::NonNegative(name.to_owned(), Arc::new(e))
+                                }
+                                (None, None) => Check::FhirPath(Arc::new(e)),
                             })
                             .unwrap_or(Check::Unparsed),
                         None => Check::Unparsed,
@@ -610,6 +616,13 @@ fn without_version(canonical: &str) -> &str {
     canonical.split('|').next().unwrap_or(canonical)
 }
 
+/// `name` of an invariant `name.exists() implies name >= 0`.
+fn non_negative_member(expression: &str) -> Option<&str> {
+    let (exists, name) = expression.strip_suffix(" >= 0")?.split_once(" implies ")?;
+    let is_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric());
+    (is_name && exists.strip_suffix(".exists()") == Some(name)).then_some(name)
+}
+
 /// The first eight bytes of a name as a big-endian integer (orders like the bytes).
 fn name_prefix(name: &str) -> u64 {
     let mut bytes = [0u8; 8];
@@ -633,5 +646,31 @@ impl std::fmt::Debug for Compiled {
         f.debug_struct("Compiled")
             .field("root", &self.elements.first().map(|e| &e.id))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::non_negative_member;
+
+    #[test]
+    fn non_negative_invariants_are_recognized_by_their_shape() {
+        assert_eq!(
+            non_negative_member("duration.exists() implies duration >= 0"),
+            Some("duration")
+        );
+        assert_eq!(
+            non_negative_member("period.exists() implies period >= 0"),
+            Some("period")
+        );
+        assert_eq!(
+            non_negative_member("period.exists() implies duration >= 0"),
+            None
+        );
+        assert_eq!(non_negative_member("a.b.exists() implies a.b >= 0"), None);
+        assert_eq!(
+            non_negative_member("period.exists() implies period >= 1"),
+            None
+        );
     }
 }

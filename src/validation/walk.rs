@@ -1700,6 +1700,12 @@ impl Run<'_, '_, '_> {
                 }
                 Check::NarrativeText => value.as_str().is_none_or(primitive::narrative_has_text),
                 Check::Presence(presence) => presence.holds(value),
+                Check::NonNegative(name, _)
+                    if let Some(holds) = member(value, name)
+                        .map_or(Some(true), |m| m.as_f64().map(|n| n >= 0.0)) =>
+                {
+                    holds
+                }
                 Check::FhirPath(_)
                     if constraint
                         .shortcut
@@ -1711,14 +1717,14 @@ impl Run<'_, '_, '_> {
                         .as_ref()
                         .is_some_and(|(_, holds)| *holds)
                 }
-                Check::FhirPath(_)
+                Check::FhirPath(_) | Check::NonNegative(..)
                     if !self
                         .evaluated
                         .insert((value as *const Json as usize, constraint.identity)) =>
                 {
                     continue;
                 }
-                Check::FhirPath(expression) => {
+                Check::FhirPath(expression) | Check::NonNegative(_, expression) => {
                     let mut env = Environment::new(self.root)
                         .with_context(value)
                         .with_root_resource(self.outer);
