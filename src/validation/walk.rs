@@ -2,7 +2,7 @@
 //! element, collecting issues with FHIRPath locations.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value as Json;
@@ -159,18 +159,19 @@ impl Validator {
         &self.iop
     }
 
+    /// The compiled form of `definition`, from the cache. Every one handed out stays in the
+    /// cache for the validator's life (a second thread compiling the same definition at once
+    /// gets the first one's), so its address names it: `Run::walked` relies on that.
     fn compiled(&self, definition: &Arc<Json>) -> Arc<Compiled> {
         let key = Arc::as_ptr(definition) as usize;
-        if let Some(found) = self.compiled.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return found;
+        let cache = || self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = cache().get(&key) {
+            return Arc::clone(found);
         }
         let compiled = Arc::new(Compiled::compile(definition));
         self.narrow_unloaded_targets(&compiled, definition);
         self.keep_base_bindings(&compiled, definition);
-        if let Ok(mut cache) = self.compiled.lock() {
-            cache.insert(key, Arc::clone(&compiled));
-        }
-        compiled
+        Arc::clone(cache().entry(key).or_insert(compiled))
     }
 
     /// Does `profile` hold every rule of `base`, its type's definition (kept on the compiled
