@@ -7,6 +7,7 @@
 //! (once per client per request) and the clinic's own organization. It holds no rule of its own;
 //! the rules are `consent`'s.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -398,31 +399,53 @@ impl Gate {
         self.redact_about(resource, &patients, labels);
     }
 
+    /// `redact` without a copy where nothing is withheld (most reads): the resource as given,
+    /// or a redacted copy of it.
+    pub fn redacted<'a>(&self, resource: &'a Value) -> Cow<'a, Value> {
+        if self.audience == Audience::Unfiltered {
+            return Cow::Borrowed(resource);
+        }
+        let patients = patients_of(resource);
+        let labels = labels_of(resource);
+        // Redaction changes a resource exactly where it holds a reference this audience may not
+        // follow (a participant or performer goes, and the narrative with it, only for one).
+        if !any_reference(resource, &|r| self.withholds(r, &patients, labels)) {
+            return Cow::Borrowed(resource);
+        }
+        let mut copy = resource.clone();
+        self.redact_about(&mut copy, &patients, labels);
+        Cow::Owned(copy)
+    }
+
+    /// Whether `reference`, in a resource about `patients` that carries `labels`, points at
+    /// something this audience may not see.
+    fn withholds(&self, reference: &str, patients: &[String], labels: Labels) -> bool {
+        let Some((t, id)) = reference
+            .rsplit_once('/')
+            .and_then(|(head, id)| head.rsplit('/').next().map(|t| (t, id)))
+        else {
+            return false;
+        };
+        if NOT_ABOUT_A_CLIENT.contains(&t) || data_class(t).is_none() && t != "Consent" {
+            return false;
+        }
+        // What a resource refers to is about the same client (or is that client).
+        let the_patient;
+        let about = if t == "Patient" {
+            the_patient = [id.to_owned()];
+            &the_patient[..]
+        } else {
+            patients
+        };
+        !self.decide_about(t, Some(id), about, labels).permit
+    }
+
     /// `redact` of a resource about `patients` that carries `labels`.
     fn redact_about(&self, resource: &mut Value, patients: &[String], labels: Labels) {
         if self.audience == Audience::Unfiltered {
             return;
         }
-        let withheld = |reference: &str| -> bool {
-            let Some((t, id)) = reference
-                .rsplit_once('/')
-                .and_then(|(head, id)| head.rsplit('/').next().map(|t| (t, id)))
-            else {
-                return false;
-            };
-            if NOT_ABOUT_A_CLIENT.contains(&t) || data_class(t).is_none() && t != "Consent" {
-                return false;
-            }
-            // What a resource refers to is about the same client (or is that client).
-            let the_patient;
-            let about = if t == "Patient" {
-                the_patient = [id.to_owned()];
-                &the_patient[..]
-            } else {
-                patients
-            };
-            !self.decide_about(t, Some(id), about, labels).permit
-        };
+        let withheld = |reference: &str| self.withholds(reference, patients, labels);
         let mut names_withheld = false;
         // Family-session participants and relapse-plan performers who are not covered go
         // entirely (a family session then shows no family members).
@@ -468,6 +491,21 @@ fn labels_of(resource: &Value) -> Labels {
         .map(|labels| labels.iter().filter_map(|l| l["code"].as_str()).collect())
         .unwrap_or_default();
     Labels::from_codes(codes)
+}
+
+/// Whether some `{ "reference": r, ... }` under `value` has `withheld(r)` (what
+/// `prune_references` would replace).
+fn any_reference(value: &Value, withheld: &dyn Fn(&str) -> bool) -> bool {
+    match value {
+        Value::Object(map) => {
+            crate::json_member::in_map(map, "reference")
+                .and_then(Value::as_str)
+                .is_some_and(withheld)
+                || map.values().any(|child| any_reference(child, withheld))
+        }
+        Value::Array(items) => items.iter().any(|item| any_reference(item, withheld)),
+        _ => false,
+    }
 }
 
 /// Replaces every `{ "reference": r, ... }` under `value` for which `withheld(r)` holds by

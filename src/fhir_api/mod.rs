@@ -25,6 +25,7 @@ mod transaction;
 mod upsert;
 mod write;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
@@ -397,19 +398,19 @@ async fn find_cached(
     seen: Seen,
     resource_type: &str,
     id: &str,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Arc<Value>>, ApiError> {
     if let Some(kept) = state.read_cache.resource(resource_type, id) {
-        return Ok(Some(Value::clone(&kept)));
+        return Ok(Some(kept));
     }
     let found = assembler_on(state, seen.day())
         .by_ids(resource_type, &[id.to_owned()])
         .await?
-        .remove(id);
+        .remove(id)
+        .map(Arc::new);
     if let Some(resource) = &found {
-        let kept = Arc::new(resource.clone());
         state
             .read_cache
-            .keep_resource(seen, resource_type, id, kept);
+            .keep_resource(seen, resource_type, id, Arc::clone(resource));
     }
     Ok(found)
 }
@@ -468,7 +469,7 @@ async fn read(
         AuditInteraction::Read,
         &resource_type,
         &id,
-        resource,
+        &resource,
     )
     .await?;
     access::disclosed(
@@ -485,24 +486,27 @@ async fn read(
 
 /// `resource` as this caller may see it (references to what it may not see removed) and the
 /// consents that allowed it; a withheld resource is 404, as if it did not exist.
-async fn disclosable(
+async fn disclosable<'a>(
     state: &FhirState,
     caller: &Caller,
     seen: Seen,
     interaction: AuditInteraction,
     resource_type: &str,
     id: &str,
-    mut resource: Value,
-) -> Result<(Value, Vec<String>), ApiError> {
+    resource: &'a Value,
+) -> Result<(Cow<'a, Value>, Vec<String>), ApiError> {
     let mut gate = access::gate_as_of(state, caller, seen);
-    let verdict = gate.permits(&state.store, &resource).await?;
+    let verdict = gate.permits(&state.store, resource).await?;
     if !verdict.permit {
         return Err(
             access::withheld(state, caller, interaction, resource_type, id, &verdict).await,
         );
     }
-    gate.redact(&mut resource);
-    Ok((resource, verdict.consent.into_iter().collect()))
+    // The kept resource is shared: it is copied only where the gate takes something out.
+    Ok((
+        gate.redacted(resource),
+        verdict.consent.into_iter().collect(),
+    ))
 }
 
 /// Only the current version is kept (the clinic database is not a version store): a vread of
@@ -536,7 +540,7 @@ async fn vread(
         AuditInteraction::Vread,
         &resource_type,
         &id,
-        resource,
+        &resource,
     )
     .await?;
     if resource.pointer("/meta/versionId").and_then(Value::as_str) != Some(version.as_str()) {

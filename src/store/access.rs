@@ -3,9 +3,10 @@
 //! mapping's.
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{Any, AnyArguments, AnyRow};
+use sqlx::query::Query;
 
-use super::{Store, StoreError, Tx};
+use super::{Backend, Store, StoreError, Tx};
 use crate::domain::{
     ApiClient, AuditInteraction, AuditOutcome, AuditRecord, ClientId, KeySource, Timestamp,
 };
@@ -224,11 +225,30 @@ impl Store {
         Ok((row.try_get("kid")?, row.try_get("secret")?))
     }
 
-    /// Appends one audit record on its own (reads, searches, token requests).
+    /// Appends one audit record on its own (token requests, console actions).
     pub async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        tx.append_audit(record).await?;
-        tx.commit().await
+        self.append_audits(std::slice::from_ref(record)).await
+    }
+
+    /// Appends audit records that belong to no write (the group commit of reads and searches):
+    /// up to 256 in one statement, which is atomic without a transaction (one hop to the
+    /// database instead of four); more in one transaction.
+    pub async fn append_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        match records.len() {
+            0 => Ok(()),
+            n if n <= AUDITS_PER_STATEMENT => {
+                audit_insert(self.backend, records)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| StoreError::on_write(AUDIT, e))?;
+                Ok(())
+            }
+            _ => {
+                let mut tx = self.begin().await?;
+                tx.append_audits(records).await?;
+                tx.commit().await
+            }
+        }
     }
 
     /// API requests audited per hour since `since` (`YYYY-MM-DDTHH`, requests, refused or
@@ -428,73 +448,54 @@ impl Tx {
         self.append_audits(std::slice::from_ref(record)).await
     }
 
-    /// Appends audit records with one statement per table for each 256 (group commit's path:
-    /// statements, not rows, are what a request waits for).
+    /// Appends audit records inside this transaction, one statement per 256.
     pub async fn append_audits(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
         for chunk in records.chunks(AUDITS_PER_STATEMENT) {
-            self.insert_audit_events(chunk).await?;
-            self.insert_audit_patients(chunk).await?;
-        }
-        Ok(())
-    }
-
-    async fn insert_audit_events(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
-        const COLUMNS: usize = 16;
-        let mut sql = String::from(
-            "INSERT INTO audit_events (id, recorded, interaction, action, outcome, outcome_desc, \
-             client_id, organization_id, purpose_of_use, token_id, request_id, source_address, \
-             resource_type, query, entities, consents) VALUES ",
-        );
-        self.push_rows(&mut sql, records.len(), COLUMNS);
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for record in records {
-            query = query
-                .bind(record.id.clone())
-                .bind(record.recorded.to_db_text())
-                .bind(record.interaction.code().to_owned())
-                .bind(record.action().to_owned())
-                .bind(record.outcome.code())
-                .bind(record.outcome_desc.clone())
-                .bind(record.client_id.clone())
-                .bind(record.organization_id.clone())
-                .bind(record.purpose_of_use.clone())
-                .bind(record.token_id.clone())
-                .bind(record.request_id.clone())
-                .bind(record.source_address.clone())
-                .bind(record.resource_type.clone())
-                .bind(record.query.clone())
-                .bind(serde_json::to_string(&record.entities).unwrap_or_else(|_| "[]".into()))
-                .bind(serde_json::to_string(&record.consents).unwrap_or_else(|_| "[]".into()));
-        }
-        query
-            .execute(&mut *self.inner)
-            .await
-            .map_err(|e| StoreError::on_write(AUDIT, e))?;
-        Ok(())
-    }
-
-    async fn insert_audit_patients(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
-        let mut rows: Vec<(&String, &String)> = Vec::new();
-        for record in records {
-            let mut patients: Vec<&String> = record.patients.iter().collect();
-            patients.sort();
-            patients.dedup();
-            rows.extend(patients.into_iter().map(|patient| (&record.id, patient)));
-        }
-        // Many patients per record (a search page): chunks keep the bound values bounded.
-        for chunk in rows.chunks(AUDITS_PER_STATEMENT * 8) {
-            let mut sql =
-                String::from("INSERT INTO audit_event_patients (audit_id, patient_id) VALUES ");
-            self.push_rows(&mut sql, chunk.len(), 2);
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (audit_id, patient) in chunk {
-                query = query.bind((*audit_id).clone()).bind((*patient).clone());
-            }
-            query
+            audit_insert(self.backend, chunk)
                 .execute(&mut *self.inner)
                 .await
-                .map_err(|e| StoreError::on_write("audit_event_patients", e))?;
+                .map_err(|e| StoreError::on_write(AUDIT, e))?;
         }
         Ok(())
     }
+}
+
+/// One INSERT of `records` (at most `AUDITS_PER_STATEMENT`), the patients of each included as a
+/// JSON array that migration 0012's trigger indexes into `audit_event_patients`: atomic on its
+/// own, so the group commit needs no transaction around it.
+fn audit_insert(backend: Backend, records: &[AuditRecord]) -> Query<'static, Any, AnyArguments> {
+    const COLUMNS: usize = 17;
+    let mut sql = String::from(
+        "INSERT INTO audit_events (id, recorded, interaction, action, outcome, outcome_desc, \
+         client_id, organization_id, purpose_of_use, token_id, request_id, source_address, \
+         resource_type, query, entities, consents, patients) VALUES ",
+    );
+    backend.push_rows(&mut sql, records.len(), COLUMNS);
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for record in records {
+        let mut patients: Vec<&String> = record.patients.iter().collect();
+        patients.sort();
+        patients.dedup();
+        let patients = (!patients.is_empty())
+            .then(|| serde_json::to_string(&patients).unwrap_or_else(|_| "[]".into()));
+        query = query
+            .bind(record.id.clone())
+            .bind(record.recorded.to_db_text())
+            .bind(record.interaction.code().to_owned())
+            .bind(record.action().to_owned())
+            .bind(record.outcome.code())
+            .bind(record.outcome_desc.clone())
+            .bind(record.client_id.clone())
+            .bind(record.organization_id.clone())
+            .bind(record.purpose_of_use.clone())
+            .bind(record.token_id.clone())
+            .bind(record.request_id.clone())
+            .bind(record.source_address.clone())
+            .bind(record.resource_type.clone())
+            .bind(record.query.clone())
+            .bind(serde_json::to_string(&record.entities).unwrap_or_else(|_| "[]".into()))
+            .bind(serde_json::to_string(&record.consents).unwrap_or_else(|_| "[]".into()))
+            .bind(patients);
+    }
+    query
 }

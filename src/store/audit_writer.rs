@@ -3,7 +3,7 @@
 //! Every disclosure is audited before it is sent, and a read is otherwise only reads: one
 //! transaction per read would make every read a write that waits for the database's one writer
 //! (SQLite) or for a commit of its own (PostgreSQL). Here one task per process writes the
-//! records that arrived while its last commit ran, all in one transaction; each caller waits
+//! records that arrived while its last commit ran, all in one statement; each caller waits
 //! until the commit that holds its record, so nothing is disclosed unaudited, yet a thousand
 //! concurrent reads cost a handful of commits.
 
@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Store, StoreError};
 use crate::domain::AuditRecord;
 
-/// The most records one commit holds (bounds a transaction's size and its callers' wait).
+/// The most records one commit holds (bounds a statement's size and its callers' wait; up to
+/// 256, a batch is one statement).
 const MOST_PER_COMMIT: usize = 256;
 /// Records waiting for the writer; callers past this wait for room (back-pressure).
 const QUEUE: usize = 4096;
@@ -68,7 +69,7 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
     while queue.recv_many(&mut batch, MOST_PER_COMMIT).await > 0 {
         let (records, answers): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|p| (p.record, p.written)).unzip();
-        match write_all(&store, &records).await {
+        match store.append_audits(&records).await {
             Ok(()) => {
                 for answer in answers {
                     let _ = answer.send(Ok(()));
@@ -89,10 +90,4 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
             }
         }
     }
-}
-
-async fn write_all(store: &Store, records: &[AuditRecord]) -> Result<(), StoreError> {
-    let mut tx = store.begin().await?;
-    tx.append_audits(records).await?;
-    tx.commit().await
 }

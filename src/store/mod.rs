@@ -218,6 +218,9 @@ impl Store {
                 let pragmas = workload.sqlite_pragmas();
                 pool_options
                     .max_connections(max)
+                    // A file has no server to drop the connection: sqlx's ping before every
+                    // acquire was one more hop to the connection's thread per statement.
+                    .test_before_acquire(false)
                     .after_connect(move |conn, _| {
                         Box::pin(async move { conn.execute(pragmas).await.map(|_| ()) })
                     })

@@ -68,35 +68,8 @@ pub struct Tx {
 }
 
 impl Tx {
-    /// Writes the placeholder for bound value number `n` (1-based). PostgreSQL needs `$n`. SQLite
-    /// gets anonymous `?`: it looks named and numbered parameters up by a linear scan, which makes
-    /// a 6,000-value insert quadratic (it was 80% of seeding time). sqlx's QueryBuilder cannot be
-    /// used instead: for the Any driver it writes `?`, which PostgreSQL does not parse.
-    fn push_placeholder(&self, sql: &mut String, n: usize) {
-        match self.backend {
-            Backend::Sqlite => sql.push('?'),
-            Backend::Postgres => {
-                sql.push('$');
-                sql.push_str(&n.to_string());
-            }
-        }
-    }
-
-    /// Writes `rows` parenthesized rows of `columns` placeholders each, comma-separated: the
-    /// VALUES list of a multi-row insert.
-    pub(super) fn push_rows(&self, sql: &mut String, rows: usize, columns: usize) {
-        let mut n = 0;
-        for row in 0..rows {
-            sql.push_str(if row == 0 { "(" } else { ", (" });
-            for column in 0..columns {
-                if column > 0 {
-                    sql.push_str(", ");
-                }
-                n += 1;
-                self.push_placeholder(sql, n);
-            }
-            sql.push(')');
-        }
+    pub(super) fn push_placeholder(&self, sql: &mut String, n: usize) {
+        self.backend.push_placeholder(sql, n);
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
@@ -470,5 +443,38 @@ impl Tx {
             .fetch_all(&mut *self.inner)
             .await?;
         rows.iter().map(read_stored).collect()
+    }
+}
+
+impl Backend {
+    /// Writes the placeholder for bound value number `n` (1-based). PostgreSQL needs `$n`. SQLite
+    /// gets anonymous `?`: it looks named and numbered parameters up by a linear scan, which makes
+    /// a 6,000-value insert quadratic (it was 80% of seeding time). sqlx's QueryBuilder cannot be
+    /// used instead: for the Any driver it writes `?`, which PostgreSQL does not parse.
+    pub(super) fn push_placeholder(self, sql: &mut String, n: usize) {
+        match self {
+            Backend::Sqlite => sql.push('?'),
+            Backend::Postgres => {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+        }
+    }
+
+    /// Writes `rows` parenthesized rows of `columns` placeholders each, comma-separated: the
+    /// VALUES list of a multi-row insert.
+    pub(super) fn push_rows(self, sql: &mut String, rows: usize, columns: usize) {
+        let mut n = 0;
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..columns {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                n += 1;
+                self.push_placeholder(sql, n);
+            }
+            sql.push(')');
+        }
     }
 }
