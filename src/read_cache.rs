@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::assemble::Page;
 use crate::domain::{Consent, Enrollment, Organization, Program, Referral};
-use crate::store::{Record, Store, StoreError};
+use crate::store::{HeldConnection, Record, Store, StoreError};
 use crate::sync::checkpoint::safe_checkpoint;
 
 /// Tables whose rows the gate's decisions read: a change to any of them empties the gate's part.
@@ -79,7 +79,8 @@ impl Seen {
 pub struct ReadCache {
     inner: Mutex<Inner>,
     /// One read of the change log at a time; requests that arrive while one runs share the next.
-    reading: tokio::sync::Mutex<()>,
+    /// It runs on a connection of its own (taken on first use), as every request waits for it.
+    reading: tokio::sync::Mutex<Option<HeldConnection>>,
     /// Reads of the change log started so far, and the number of the last one finished.
     reads_started: AtomicU64,
     read_finished: AtomicU64,
@@ -119,16 +120,17 @@ impl ReadCache {
     /// and keeps under.
     pub async fn refresh(&self, store: &Store) -> Result<Seen, StoreError> {
         let arrived_after = self.reads_started.load(Ordering::SeqCst);
-        let _reading = self.reading.lock().await;
+        let mut reading = self.reading.lock().await;
         if self.read_finished.load(Ordering::SeqCst) > arrived_after {
             return Ok(self.lock().seen);
         }
+        let held = reading.get_or_insert_with(|| HeldConnection::new(store.clone()));
         let number = self.reads_started.fetch_add(1, Ordering::SeqCst) + 1;
         // Every change committed before this request is applied before it reads: a consent
         // revoked behind a large import must not wait for the next request.
         let mut after = None;
         let seen = loop {
-            let (seen, next) = self.read_changes(store, after).await?;
+            let (seen, next) = self.read_changes(store, held, after).await?;
             match next {
                 Some(last) => after = Some(last),
                 None => break seen,
@@ -143,6 +145,7 @@ impl ReadCache {
     async fn read_changes(
         &self,
         store: &Store,
+        held: &mut HeldConnection,
         after: Option<i64>,
     ) -> Result<(Seen, Option<i64>), StoreError> {
         let checkpoint = self.lock().checkpoint;
@@ -157,7 +160,7 @@ impl ReadCache {
             }
         };
         let start = after.unwrap_or(checkpoint);
-        let changes = store.changes_after(start, CHANGES_PER_READ).await?;
+        let changes = held.changes_after(start, CHANGES_PER_READ).await?;
         let mut inner = self.lock();
         let from = inner.checkpoint.unwrap_or(checkpoint);
         let (mut changed, mut gate_changed) = (false, false);

@@ -12,7 +12,7 @@ use crate::domain::{
 };
 
 const CLIENTS: &str = "api_clients";
-const AUDIT: &str = "audit_events";
+pub(super) const AUDIT: &str = "audit_events";
 
 fn corrupt(table: &'static str, id: &str, column: &'static str, reason: &str) -> StoreError {
     StoreError::Corrupt {
@@ -439,7 +439,7 @@ fn audit_of(row: &AnyRow) -> Result<AuditRecord, StoreError> {
 
 /// Audit records per multi-row statement: 16 values each stays far below both databases'
 /// limits on bound values.
-const AUDITS_PER_STATEMENT: usize = 256;
+pub(super) const AUDITS_PER_STATEMENT: usize = 256;
 
 impl Tx {
     /// Appends one audit record inside this transaction: it exists exactly when the write it
@@ -463,7 +463,10 @@ impl Tx {
 /// One INSERT of `records` (at most `AUDITS_PER_STATEMENT`), the patients of each included as a
 /// JSON array that migration 0012's trigger indexes into `audit_event_patients`: atomic on its
 /// own, so the group commit needs no transaction around it.
-fn audit_insert(backend: Backend, records: &[AuditRecord]) -> Query<'static, Any, AnyArguments> {
+pub(super) fn audit_insert(
+    backend: Backend,
+    records: &[AuditRecord],
+) -> Query<'static, Any, AnyArguments> {
     const COLUMNS: usize = 17;
     let mut sql = String::from(
         "INSERT INTO audit_events (id, recorded, interaction, action, outcome, outcome_desc, \

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, StoreError};
+use super::{HeldConnection, Store, StoreError};
 use crate::domain::AuditRecord;
 
 /// The most records one commit holds (bounds a statement's size and its callers' wait; up to
@@ -65,11 +65,13 @@ impl AuditWriter {
 }
 
 async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
+    // Every read and search waits for this task's statements: they run on a connection of its own.
+    let mut held = HeldConnection::new(store.clone());
     let mut batch = Vec::with_capacity(MOST_PER_COMMIT);
     while queue.recv_many(&mut batch, MOST_PER_COMMIT).await > 0 {
         let (records, answers): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|p| (p.record, p.written)).unzip();
-        match store.append_audits(&records).await {
+        match held.append_audits(&records).await {
             Ok(()) => {
                 for answer in answers {
                     let _ = answer.send(Ok(()));

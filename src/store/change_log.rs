@@ -2,7 +2,9 @@
 
 use super::{Store, StoreError};
 use crate::domain::Timestamp;
+use sqlx::AnyConnection;
 use sqlx::Row;
+use sqlx::any::Any;
 
 code_enum! {
     pub enum Operation {
@@ -87,45 +89,7 @@ impl Store {
         at: Position,
         limit: u32,
     ) -> Result<Vec<Change>, StoreError> {
-        let (condition, binds) = change_condition(tables, row_id, 3);
-        let (seq, order) = match at {
-            Position::After(_) => ("seq > $1", "seq"),
-            Position::Before(_) => ("seq < $1", "seq DESC"),
-        };
-        let sql = format!(
-            "SELECT seq, table_name, row_id, operation, row_version, changed_at FROM change_log \
-             WHERE {seq} AND {condition} ORDER BY {order} LIMIT $2"
-        );
-        let (Position::After(at) | Position::Before(at)) = at;
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(at)
-            .bind(i64::from(limit));
-        for value in binds {
-            query = query.bind(value);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let corrupt = |column: &'static str, reason: String| StoreError::Corrupt {
-                    table: "change_log",
-                    id: row.try_get::<i64, _>("seq").unwrap_or_default().to_string(),
-                    column,
-                    reason,
-                };
-                Ok(Change {
-                    seq: row.try_get("seq")?,
-                    table: row.try_get("table_name")?,
-                    row_id: row.try_get("row_id")?,
-                    operation: row.try_get::<String, _>("operation")?.parse().map_err(
-                        |e: crate::domain::DomainError| corrupt("operation", e.to_string()),
-                    )?,
-                    row_version: row.try_get("row_version")?,
-                    changed_at: row.try_get::<String, _>("changed_at")?.parse().map_err(
-                        |e: crate::domain::DomainError| corrupt("changed_at", e.to_string()),
-                    )?,
-                })
-            })
-            .collect()
+        select_changes(&self.pool, tables, row_id, at, limit).await
     }
 
     /// Number of change-log entries (for reports and tests).
@@ -134,6 +98,67 @@ impl Store {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// `Store::changes_after` on a connection of its own (`HeldConnection`).
+pub(super) async fn changes_after_on(
+    connection: &mut AnyConnection,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<Change>, StoreError> {
+    select_changes(connection, &[], None, Position::After(after), limit).await
+}
+
+async fn select_changes<'e, E>(
+    executor: E,
+    tables: &[&str],
+    row_id: Option<&str>,
+    at: Position,
+    limit: u32,
+) -> Result<Vec<Change>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let (condition, binds) = change_condition(tables, row_id, 3);
+    let (seq, order) = match at {
+        Position::After(_) => ("seq > $1", "seq"),
+        Position::Before(_) => ("seq < $1", "seq DESC"),
+    };
+    let sql = format!(
+        "SELECT seq, table_name, row_id, operation, row_version, changed_at FROM change_log \
+             WHERE {seq} AND {condition} ORDER BY {order} LIMIT $2"
+    );
+    let (Position::After(at) | Position::Before(at)) = at;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(at)
+        .bind(i64::from(limit));
+    for value in binds {
+        query = query.bind(value);
+    }
+    let rows = query.fetch_all(executor).await?;
+    rows.iter()
+        .map(|row| {
+            let corrupt = |column: &'static str, reason: String| StoreError::Corrupt {
+                table: "change_log",
+                id: row.try_get::<i64, _>("seq").unwrap_or_default().to_string(),
+                column,
+                reason,
+            };
+            Ok(Change {
+                seq: row.try_get("seq")?,
+                table: row.try_get("table_name")?,
+                row_id: row.try_get("row_id")?,
+                operation: row
+                    .try_get::<String, _>("operation")?
+                    .parse()
+                    .map_err(|e: crate::domain::DomainError| corrupt("operation", e.to_string()))?,
+                row_version: row.try_get("row_version")?,
+                changed_at: row.try_get::<String, _>("changed_at")?.parse().map_err(
+                    |e: crate::domain::DomainError| corrupt("changed_at", e.to_string()),
+                )?,
+            })
+        })
+        .collect()
 }
 
 /// Where a page of changes starts (exclusive).

@@ -11,6 +11,7 @@ mod change_log;
 mod error;
 mod export_jobs;
 mod filter;
+mod held;
 mod identifiers;
 mod operators;
 mod record;
@@ -35,6 +36,7 @@ pub use change_log::{Change, Operation};
 pub use error::StoreError;
 pub use export_jobs::{ExportJob, JobState};
 pub use filter::{Condition, Filter};
+pub use held::HeldConnection;
 pub use operators::ConsoleSession;
 pub use record::{Child, Record, RowMeta, RowReader, SqlValue, Stored};
 pub use referrals::{REFERRAL_REQUEST_IDENTIFIERS, SourcedReferral};
@@ -246,6 +248,12 @@ impl Store {
         let store = Self::connect_for(url, workload).await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Whether a connection can be kept apart from the pool (`HeldConnection`): not where the
+    /// pool is one connection (an in-memory database, a bulk load).
+    pub(crate) fn can_hold_a_connection(&self) -> bool {
+        self.pool.options().get_max_connections() > 1
     }
 
     pub fn backend(&self) -> Backend {
