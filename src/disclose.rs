@@ -556,3 +556,59 @@ pub fn part2_notice_entry() -> Value {
         "search": { "mode": "outcome" }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partner_gate() -> Gate {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+        Gate::new(
+            Audience::of(false, Some("org-partner"), None),
+            Policy::default(),
+            today,
+        )
+    }
+
+    fn encounter(participant: &str) -> Value {
+        json!({
+            "resourceType": "Encounter",
+            "id": "e1",
+            "subject": { "reference": "Patient/p1" },
+            "serviceProvider": { "reference": "Organization/clinic" },
+            "participant": [{ "individual": { "reference": participant } }],
+            "text": { "status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>" }
+        })
+    }
+
+    #[test]
+    fn what_nothing_is_taken_out_of_is_shared_not_copied() {
+        let gate = partner_gate();
+        // Only staff and organizations referred to: nothing about a client to withhold.
+        let kept = encounter("Practitioner/s1");
+        let mut kept_only = kept.clone();
+        kept_only["subject"] = json!({ "reference": "Organization/clinic" });
+        assert!(matches!(gate.redacted(&kept_only), Cow::Borrowed(_)));
+        let unfiltered = Gate::new(Audience::Unfiltered, Policy::default(), gate.today);
+        assert!(matches!(unfiltered.redacted(&kept), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_redacted_copy_is_what_redact_makes() {
+        // No client's consents are loaded, so a support contact is withheld from a recipient.
+        let gate = partner_gate();
+        let kept = encounter("RelatedPerson/c1");
+        let mut expected = kept.clone();
+        gate.redact(&mut expected);
+        assert_ne!(expected, kept, "the contact is taken out");
+        match gate.redacted(&kept) {
+            Cow::Owned(copy) => assert_eq!(copy, expected),
+            Cow::Borrowed(_) => panic!("a withheld reference must be taken out"),
+        }
+        assert_eq!(
+            kept,
+            encounter("RelatedPerson/c1"),
+            "the kept resource is untouched"
+        );
+    }
+}

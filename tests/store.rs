@@ -410,6 +410,22 @@ async fn audit_records_are_committed_in_groups(store: &Store) {
         .await
         .unwrap();
     assert_eq!(written.len(), 321);
+    // Each record's patients are indexed with it (by trigger, in the same statement).
+    for record in &written {
+        assert_eq!(record.patients, vec![record.id.clone()], "{}", record.id);
+    }
+    let about_one = store
+        .audit_page(&AuditQuery {
+            patient: Some("group-7".into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        about_one.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["group-7"]
+    );
     let stray = store
         .audit_page(&AuditQuery {
             client_id: Some("duplicate".into()),
