@@ -456,3 +456,44 @@ on_both_backends!(
     audit_records_are_committed_in_groups,
     migrating_twice_is_harmless,
 );
+
+/// On SQLite the audit writer's commits never stop to checkpoint; the checkpointer beside it
+/// copies the write-ahead log into the database file: what was audited reaches the file itself
+/// (a copy of it without its log holds the records) within a few of its intervals.
+#[tokio::test]
+async fn sqlite_audit_records_reach_the_database_file_beside_the_commits() {
+    let db = common::sqlite().await;
+    let writer = AuditWriter::new(db.store.clone());
+    for n in 0..50 {
+        writer
+            .append(read_record(&format!("wal-{n}"), "wal"))
+            .await
+            .unwrap();
+    }
+    let file = std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"));
+    let copies = tempfile::tempdir().unwrap();
+    let mut found = 0;
+    for attempt in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // The file alone, as a backup that copies only it would see it.
+        let copy = copies.path().join(format!("copy-{attempt}.db"));
+        std::fs::copy(&file, &copy).unwrap();
+        let Ok(store) = Store::connect(&format!("sqlite://{}", copy.display())).await else {
+            continue; // copied in the middle of a checkpoint's writes: try again
+        };
+        found = store
+            .audit_page(&AuditQuery {
+                client_id: Some("wal".into()),
+                limit: 100,
+                ..AuditQuery::default()
+            })
+            .await
+            .map_or(0, |records| records.len());
+        store.close().await;
+        if found == 50 {
+            break;
+        }
+    }
+    assert_eq!(found, 50, "the audited records are still only in the log");
+    db.cleanup().await;
+}
