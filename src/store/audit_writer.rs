@@ -8,11 +8,10 @@
 //! concurrent reads cost a handful of commits.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, HeldConnection, Store, StoreError};
+use super::{HeldConnection, Store, StoreError};
 use crate::domain::AuditRecord;
 
 /// The most records one commit holds (bounds a statement's size and its callers' wait; up to
@@ -52,12 +51,7 @@ impl AuditWriter {
     pub async fn append(&self, record: AuditRecord) -> Result<(), StoreError> {
         let queue = self.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::channel(QUEUE);
-            let checkpointed =
-                self.store.backend() == Backend::Sqlite && self.store.can_hold_a_connection();
-            if checkpointed {
-                tokio::spawn(checkpoint_beside(self.store.clone(), sender.downgrade()));
-            }
-            tokio::spawn(write_batches(self.store.clone(), receiver, checkpointed));
+            tokio::spawn(write_batches(self.store.clone(), receiver));
             sender
         });
         let (written, done) = oneshot::channel();
@@ -70,16 +64,9 @@ impl AuditWriter {
     }
 }
 
-/// How often the WAL is copied into the database beside the writer (SQLite).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-
-async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>, checkpointed: bool) {
-    // Every read and search waits for this task's statements: they run on a connection of its
-    // own, and where `checkpoint_beside` runs, its commits never stop to checkpoint.
+async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
+    // Every read and search waits for this task's statements: they run on a connection of its own.
     let mut held = HeldConnection::new(store.clone());
-    if checkpointed {
-        held = held.without_checkpoints();
-    }
     let mut batch = Vec::with_capacity(MOST_PER_COMMIT);
     while queue.recv_many(&mut batch, MOST_PER_COMMIT).await > 0 {
         let (records, answers): (Vec<_>, Vec<_>) =
@@ -103,23 +90,6 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>, checkpo
                     let _ = answer.send(Err(err));
                 }
             }
-        }
-    }
-}
-
-/// Copies the WAL into the database every `CHECKPOINT_EVERY` while the writer lives (SQLite,
-/// passive: it waits for nobody and nobody waits for it). A checkpoint inside a commit held up
-/// every read waiting for that commit: about 3 a second under a read load, each syncing the disk.
-async fn checkpoint_beside(store: Store, writer: mpsc::WeakSender<Pending>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if writer.strong_count() == 0 {
-            return;
-        }
-        if let Err(err) = store.checkpoint().await {
-            tracing::warn!(error = %err, "the write-ahead log could not be checkpointed");
         }
     }
 }

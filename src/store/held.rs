@@ -14,8 +14,6 @@ use crate::domain::AuditRecord;
 pub struct HeldConnection {
     store: Store,
     connection: Option<AnyConnection>,
-    /// Run on the connection when it is taken (a setting of this connection only).
-    setup: Option<&'static str>,
 }
 
 impl std::fmt::Debug for HeldConnection {
@@ -32,18 +30,7 @@ impl HeldConnection {
         Self {
             store,
             connection: None,
-            setup: None,
         }
-    }
-
-    /// On SQLite, commits on this connection never copy the WAL into the database (the
-    /// checkpoint SQLite otherwise runs inside whichever commit finds the WAL past 1,000 pages):
-    /// for a writer that everyone waits for, with `Store::checkpoint` run beside it.
-    pub fn without_checkpoints(mut self) -> Self {
-        if self.store.backend() == super::Backend::Sqlite {
-            self.setup = Some("PRAGMA wal_autocheckpoint = 0");
-        }
-        self
     }
 
     /// `Store::changes_after`.
@@ -85,11 +72,7 @@ impl HeldConnection {
             return Ok(None);
         }
         if self.connection.is_none() {
-            let mut connection = self.store.pool.acquire().await?.detach();
-            if let Some(setup) = self.setup {
-                sqlx::query(setup).execute(&mut connection).await?;
-            }
-            self.connection = Some(connection);
+            self.connection = Some(self.store.pool.acquire().await?.detach());
         }
         Ok(self.connection.as_mut())
     }

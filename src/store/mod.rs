@@ -293,17 +293,6 @@ impl Store {
     }
 
     /// Checks that the database answers and the schema is in place (for `/readyz`).
-    /// Copies what the write-ahead log holds into the database without waiting for anyone
-    /// (SQLite's passive checkpoint); nothing on PostgreSQL.
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        if self.backend == Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
-    }
-
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT COUNT(*) FROM seed_runs")
             .execute(&self.pool)
