@@ -12,7 +12,7 @@ fn pattern(cell: &'static OnceLock<Regex>, text: &str) -> &'static Regex {
 /// The first byte below U+0020 other than tab, carriage return and line feed. Every string of
 /// every resource passes here, so eight bytes are tested at a time for any byte below 0x20
 /// (the bit trick of "Bit Twiddling Hacks", `hasless`), and only such a word byte by byte.
-fn control_character(bytes: &[u8]) -> Option<u8> {
+pub(super) fn control_character(bytes: &[u8]) -> Option<u8> {
     const ONES: u64 = u64::MAX / 255;
     let forbidden = |b: &u8| *b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n');
     let mut words = bytes.chunks_exact(8);
