@@ -117,22 +117,40 @@ fn duplicate_element_ids(resource: &Json, at: &impl Display, findings: &mut Vec<
 }
 
 /// Calls `found` with each element id in `value`, not descending into nested resources.
+/// Every object of every resource passes here: one scan of its keys finds both its id and
+/// whether it is a nested resource, and only objects and arrays are descended into.
 fn element_ids<'a>(value: &'a Json, found: &mut impl FnMut(&'a str)) {
     match value {
-        Json::Array(items) => items.iter().for_each(|item| element_ids(item, found)),
-        // A nested resource (Bundle.entry.resource, Parameters.parameter.resource) has ids of its own.
-        Json::Object(map) if in_map(map, "resourceType").is_none() => {
-            if let Some(id) = in_map(map, "id").and_then(Json::as_str) {
+        Json::Array(items) => items
+            .iter()
+            .filter(|item| is_container(item))
+            .for_each(|item| element_ids(item, found)),
+        Json::Object(map) => {
+            let mut id = None;
+            for (key, child) in map {
+                match key.as_str() {
+                    // A nested resource (Bundle.entry.resource, Parameters.parameter.resource)
+                    // has ids of its own.
+                    "resourceType" => return,
+                    "id" => id = child.as_str(),
+                    _ => {}
+                }
+            }
+            if let Some(id) = id {
                 found(id);
             }
             for (key, child) in map {
-                if key != "id" {
+                if is_container(child) && key != "id" {
                     element_ids(child, found);
                 }
             }
         }
         _ => {}
     }
+}
+
+fn is_container(value: &Json) -> bool {
+    matches!(value, Json::Array(_) | Json::Object(_))
 }
 
 /// Reports the second and later occurrences of each duplicated id, where they are.
