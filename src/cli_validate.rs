@@ -111,7 +111,7 @@ where
             text,
             origin,
             number,
-        } => match serde_json::from_str(&text) {
+        } => match crate::json_parse::from_str(&text) {
             Ok(document) => document,
             Err(e) => return vec![not_json(format!("{origin} line {number}"), e.to_string())],
         },
@@ -161,7 +161,7 @@ fn read_source(
         if crate::fhir_xml::looks_like_xml(&text) {
             return send(Item::Xml { text, origin });
         }
-        return match serde_json::from_str(text.trim()) {
+        return match crate::json_parse::from_str(text.trim()) {
             Ok(document) => send(Item::Document(document)),
             Err(e) => send(Item::NotJson {
                 name: origin.to_string(),

@@ -29,6 +29,7 @@ pub mod http;
 pub mod import;
 pub(crate) mod json_build;
 pub(crate) mod json_member;
+pub(crate) mod json_parse;
 pub mod mapping;
 pub mod outbound;
 pub mod read_cache;
