@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value as Json;
+use smallvec::SmallVec;
 
 use super::bundle::BundleIndex;
 use super::element::{Check, Compiled, Context, Element};
@@ -681,13 +682,11 @@ impl Run<'_, '_, '_> {
                 format!("must match the pattern {pattern}"),
             );
         }
-        for (limit, bound) in [
-            (&element.min_value, Bound::Min),
-            (&element.max_value, Bound::Max),
-        ] {
-            if let Some(limit) = limit {
-                self.limit(value, limit, bound, location);
-            }
+        if let Some(limit) = &element.min_value {
+            self.limit(value, limit, Bound::Min, location);
+        }
+        if let Some(limit) = &element.max_value {
+            self.limit(value, limit, Bound::Max, location);
         }
         if element.binding.is_some() {
             self.binding(element, value, type_code, location);
@@ -925,7 +924,8 @@ impl Run<'_, '_, '_> {
             return;
         }
         // One pass over the JSON properties: each goes to the element that defines it.
-        let mut assigned: Vec<(usize, &str, Option<&str>, &Json)> = Vec::with_capacity(map.len());
+        // Objects are small: their members, and the elements to visit, fit on the stack.
+        let mut assigned: SmallVec<[Assigned<'_>; 16]> = SmallVec::new();
         for (key, v) in map {
             // (`fhir_comments`, from DSTU2's JSON, is not R4: reported as unknown below.) Only
             // a resource's own object names its type; `resource` checked it.
@@ -986,11 +986,11 @@ impl Run<'_, '_, '_> {
         // Visit the elements that have values, and those that must have some (to report their
         // absence); the rest of a definition's children cost nothing.
         assigned.sort_by_key(|a| a.0);
-        let mut visit: Vec<usize> = assigned.iter().map(|a| a.0).collect();
+        let mut visit: SmallVec<[usize; 16]> = assigned.iter().map(|a| a.0).collect();
         visit.extend_from_slice(compiled.required_children(parent));
         visit.sort_unstable();
         visit.dedup();
-        let mut items: Vec<(Loc<'_>, Option<&str>, &Json)> = Vec::new();
+        let mut items: SmallVec<[(Loc<'_>, Option<&str>, &Json); 8]> = SmallVec::new();
         for child_index in visit {
             let child = &compiled.elements[child_index];
             let first = assigned.partition_point(|a| a.0 < child_index);
@@ -1979,6 +1979,10 @@ impl Host<'_> {
         }
     }
 }
+
+/// A member of an object, assigned to the element that defines it: (element index, member
+/// name, the type its choice suffix names, value).
+type Assigned<'a> = (usize, &'a str, Option<&'a str>, &'a Json);
 
 /// Where in the resource: a chain of segments borrowed from the walk's stack and the JSON,
 /// rendered as FHIRPath (`CarePlan.activity[0].detail.status`) only when an issue needs it.
