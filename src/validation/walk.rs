@@ -340,8 +340,10 @@ impl Validator {
             bundle,
             issues: Vec::new(),
             unavailable: FxHashSet::default(),
-            evaluated: FxHashSet::default(),
-            walked: FxHashSet::default(),
+            // Sized for a CarePlan's walk (about 70 objects), so that neither set grows and
+            // rehashes along the way.
+            evaluated: FxHashSet::with_capacity_and_hasher(64, Default::default()),
+            walked: FxHashSet::with_capacity_and_hasher(128, Default::default()),
             too_deep: false,
             needs_schema: false,
         };
@@ -1953,21 +1955,20 @@ impl Host<'_> {
                     self.element.index == 0 && in_map(self.object, "resourceType").is_some();
                 // `Address.line` on `Patient.address.line`, where a profile unfolded the data
                 // type into the resource (the type of `address` itself is not at hand here).
+                // (Compared step by step from the end: the path joined would end with `.{rest}`.)
                 let in_unfolded_type = || {
                     wanted.split_once('.').is_some_and(|(kind, rest)| {
+                        let mut steps = path.clone().rev();
                         kind.starts_with(|c: char| c.is_ascii_uppercase())
-                            && path
-                                .clone()
-                                .collect::<Vec<_>>()
-                                .join(".")
-                                .ends_with(&format!(".{rest}"))
+                            && rest.rsplit('.').all(|part| steps.next() == Some(part))
+                            && steps.next().is_some()
                     })
                 };
                 matches!(wanted, "Element" | "Base")
                     || (is_resource && matches!(wanted, "Resource" | "DomainResource"))
                     || path.clone().eq(wanted.split('.'))
                     || self.element.types.iter().any(|t| t.code == wanted)
-                    || self.location.without_indexes() == wanted
+                    || self.location.is_path(wanted)
                     || in_unfolded_type()
             }
             "extension" => {
@@ -2021,17 +2022,26 @@ impl<'a> Loc<'a> {
 }
 
 impl Loc<'_> {
-    /// The element path without list positions (`CarePlan.activity.detail`).
-    fn without_indexes(&self) -> String {
-        let mut names = Vec::new();
+    /// Whether this is `path` without list positions (`CarePlan.activity.detail` for
+    /// `CarePlan.activity[0].detail`), compared from the leaf up without building the string.
+    fn is_path(&self, path: &str) -> bool {
+        let mut rest = path;
         let mut at = Some(self);
         while let Some(loc) = at {
             let (Segment::Name(name) | Segment::Item(name, _)) = loc.segment;
-            names.push(name);
+            let Some(before) = rest.strip_suffix(name) else {
+                return false;
+            };
             at = loc.parent;
+            rest = match at {
+                Some(_) => match before.strip_suffix('.') {
+                    Some(before) => before,
+                    None => return false,
+                },
+                None => before,
+            };
         }
-        names.reverse();
-        names.join(".")
+        rest.is_empty()
     }
 }
 
@@ -2055,6 +2065,26 @@ mod tests {
 
     fn validator() -> Validator {
         Validator::new(Arc::new(Registry::builtin()))
+    }
+
+    #[test]
+    fn a_location_is_its_path_without_list_positions() {
+        let root = Loc::root("CarePlan");
+        let activity = Loc::item(&root, "activity", 2);
+        let detail = Loc::child(&activity, "detail");
+        assert!(detail.is_path("CarePlan.activity.detail"));
+        assert!(root.is_path("CarePlan"));
+        for other in [
+            "CarePlan.activity",
+            "activity.detail",
+            "CarePlan.activity.detail.code",
+            "CarePlan.activity[2].detail",
+            "XCarePlan.activity.detail",
+            "CarePlanactivity.detail",
+            "",
+        ] {
+            assert!(!detail.is_path(other), "{other}");
+        }
     }
 
     #[test]
