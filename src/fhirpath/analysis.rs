@@ -19,10 +19,17 @@ fn constant_variable(name: &str) -> bool {
 /// gives the same result as evaluating on an empty object.
 pub fn input_properties(expr: &Expr) -> Option<Vec<String>> {
     let mut names = Vec::new();
-    collect(expr, &mut names).then_some(names)
+    collect(expr, &mut names, false).then_some(names)
 }
 
-fn collect(expr: &Expr, names: &mut Vec<String>) -> bool {
+/// Functions that evaluate their arguments on each item of their target: there `$this` and
+/// `$index` name that item, not the input (tim-9's `when.select($this in (...))`).
+const ITERATING: &[&str] = &["where", "select", "all", "exists", "repeat", "any"];
+
+/// Collects the names `expr` reads of its input; `iterating` is whether it is (inside) an
+/// argument of an `ITERATING` function.
+fn collect(expr: &Expr, names: &mut Vec<String>, iterating: bool) -> bool {
+    let collect = |expr: &Expr, names: &mut Vec<String>| collect(expr, names, iterating);
     match expr {
         Expr::Literal(_) => true,
         Expr::Identifier(name) => {
@@ -41,12 +48,15 @@ fn collect(expr: &Expr, names: &mut Vec<String>) -> bool {
                 Some(t) => collect(t, names),
                 None => INPUT_FREE.contains(&name.as_str()) && args.is_empty(),
             };
-            target_ok && args.iter().all(|a| collect(a, names))
+            // Items of the target come from the names collected (or from literals, which do not
+            // depend on the input), so `$this` in the arguments reads nothing else.
+            let iterates = iterating || (target.is_some() && ITERATING.contains(&name.as_str()));
+            target_ok && args.iter().all(|a| self::collect(a, names, iterates))
         }
         Expr::Index(a, b) | Expr::Binary(_, a, b) => collect(a, names) && collect(b, names),
         Expr::Unary(_, a) | Expr::Type(_, a, _) => collect(a, names),
         Expr::External(name) => constant_variable(name),
-        Expr::Special(_) => false,
+        Expr::Special(name) => iterating && matches!(name.as_str(), "this" | "index"),
     }
 }
 
@@ -135,6 +145,20 @@ mod tests {
         assert_eq!(names("Patient.name.exists()"), None);
         assert_eq!(names("reference in %resource.contained.id"), None);
         assert_eq!(names("start <= today()"), Some(vec!["start".into()]));
+        // `$this` inside an iterating function's argument is an item of its target.
+        assert_eq!(
+            names(
+                "offset.empty() or (when.exists() and when.select($this in ('C' | 'CM')).allFalse())"
+            ),
+            Some(vec!["offset".into(), "when".into()])
+        );
+        assert_eq!(
+            names("code.where($this = 'a').exists()"),
+            Some(vec!["code".into()])
+        );
+        assert_eq!(names("iif($this.exists(), true, false)"), None);
+        assert_eq!(names("select($this.code)"), None);
+        assert_eq!(names("code.where(%resource.id = $this)"), None);
     }
 
     #[test]

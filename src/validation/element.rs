@@ -13,6 +13,9 @@ pub struct TypeRef {
     pub code: String,
     pub profiles: Vec<String>,
     pub target_profiles: Vec<String>,
+    /// The compiled definition of this type where it is one of a choice element's types
+    /// (`value[x]`), resolved on first use; weak for the reason `Element::type_compiled` is.
+    pub compiled: std::sync::OnceLock<Option<std::sync::Weak<Compiled>>>,
 }
 
 /// How an invariant is checked: natively for the two that sit on nearly every element (same
@@ -255,6 +258,7 @@ impl Compiled {
                     code: fhir_type(t, &id, resource_id.as_deref()),
                     profiles: strings(t.get("profile")),
                     target_profiles: strings(t.get("targetProfile")),
+                    compiled: std::sync::OnceLock::new(),
                 })
                 .collect();
             let constraints = e

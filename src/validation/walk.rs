@@ -885,8 +885,8 @@ impl Run<'_, '_, '_> {
         candidates
     }
 
-    /// The compiled definition of the value's type. For an element with one type it is looked up
-    /// once and kept on the element (the walk's hottest lookup); choice values look it up by name.
+    /// The compiled definition of the value's type, looked up once and kept on the element (the
+    /// walk's hottest lookup), or for a choice value on the element's entry for that type.
     fn type_compiled(
         &self,
         element: &Element,
@@ -900,7 +900,15 @@ impl Run<'_, '_, '_> {
                 .map(|d| self.validator.compiled(d))
         };
         match choice {
-            Some(code) => lookup(code),
+            // A choice value's type is looked up once per type of the element, too.
+            Some(code) => match element.types.iter().find(|t| t.code == code) {
+                Some(choice_type) => choice_type
+                    .compiled
+                    .get_or_init(|| lookup(code).map(|c| Arc::downgrade(&c)))
+                    .as_ref()
+                    .and_then(std::sync::Weak::upgrade),
+                None => lookup(code),
+            },
             None => element
                 .type_compiled
                 .get_or_init(|| type_code.and_then(lookup).map(|c| Arc::downgrade(&c)))
