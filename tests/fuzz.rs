@@ -590,10 +590,28 @@ fn test_case_seeds() -> Vec<Value> {
         .collect()
 }
 
+/// Replaces every whitespace character but space, tab, carriage return and line feed in the
+/// strings of `value` with `x`.
+fn replace_unicode_spaces(value: &mut Value) {
+    let unicode_space = |c: char| c.is_whitespace() && !matches!(c, ' ' | '\t' | '\r' | '\n');
+    match value {
+        Value::String(text) if text.chars().any(unicode_space) => {
+            *text = text
+                .chars()
+                .map(|c| if unicode_space(c) { 'x' } else { c })
+                .collect();
+        }
+        Value::Array(items) => items.iter_mut().for_each(replace_unicode_spaces),
+        Value::Object(map) => map.values_mut().for_each(replace_unicode_spaces),
+        _ => {}
+    }
+}
+
 /// What the R4 JSON Schema finds, the walk must find too: the validator runs the schema only
 /// where a definition is missing, on the strength of this test. A resource the walk passes and
 /// the schema fails is a rule the walk lacks (this loop found a primitive's `_x` unchecked, and
-/// the schema's own false alarm on a nested resource holding only its type).
+/// two false alarms of the schema's own: a nested resource holding only its type, and Unicode
+/// spaces in a string, see `schema_only`).
 #[test]
 fn fuzz_the_walk_finds_whatever_the_json_schema_finds() {
     let mut seeds = resource_seeds();
@@ -611,10 +629,22 @@ fn fuzz_the_walk_finds_whatever_the_json_schema_finds() {
         if walk.iter().any(|i| i.is_error()) {
             return Vec::new();
         }
-        let schema = match validator.json_schema_findings(&value) {
+        let findings = |value: &Value| match validator.json_schema_findings(value) {
             Ok(found) => found,
             Err(err) => vec![("(the schema)".to_owned(), err)],
         };
+        let mut schema = findings(&value);
+        // The schema's string pattern `[ \r\n\t\S]+` is R4's, written for XML Schema regexes,
+        // where `\s` is those four characters only; in the schema's (ECMAScript) regexes `\s`
+        // also matches Unicode spaces such as U+2003, so the schema alone refuses a string with
+        // one, which R4 and the HL7 validator (Java regexes: `\s` is ASCII) accept. Such a
+        // finding counts only if it stays when those spaces are replaced by a letter.
+        if schema.iter().any(|(_, keyword)| keyword == "pattern") {
+            let mut plain = value.clone();
+            replace_unicode_spaces(&mut plain);
+            let remaining = findings(&plain);
+            schema.retain(|finding| finding.1 != "pattern" || remaining.contains(finding));
+        }
         schema
             .iter()
             .map(|(location, keyword)| {
