@@ -24,12 +24,11 @@ pub fn input_properties(expr: &Expr) -> Option<Vec<String>> {
 
 /// Functions that evaluate their arguments on each item of their target: there `$this` and
 /// `$index` name that item, not the input (tim-9's `when.select($this in (...))`).
-const ITERATING: &[&str] = &["where", "select", "all", "exists", "repeat", "any"];
+const ITERATING: &[&str] = &["where", "select", "all", "exists", "repeat"];
 
 /// Collects the names `expr` reads of its input; `iterating` is whether it is (inside) an
 /// argument of an `ITERATING` function.
 fn collect(expr: &Expr, names: &mut Vec<String>, iterating: bool) -> bool {
-    let collect = |expr: &Expr, names: &mut Vec<String>| collect(expr, names, iterating);
     match expr {
         Expr::Literal(_) => true,
         Expr::Identifier(name) => {
@@ -42,19 +41,21 @@ fn collect(expr: &Expr, names: &mut Vec<String>, iterating: bool) -> bool {
             }
             true
         }
-        Expr::Member(target, _) => collect(target, names),
+        Expr::Member(target, _) => collect(target, names, iterating),
         Expr::Function(target, name, args) => {
             let target_ok = match target {
-                Some(t) => collect(t, names),
+                Some(t) => collect(t, names, iterating),
                 None => INPUT_FREE.contains(&name.as_str()) && args.is_empty(),
             };
             // Items of the target come from the names collected (or from literals, which do not
             // depend on the input), so `$this` in the arguments reads nothing else.
             let iterates = iterating || (target.is_some() && ITERATING.contains(&name.as_str()));
-            target_ok && args.iter().all(|a| self::collect(a, names, iterates))
+            target_ok && args.iter().all(|a| collect(a, names, iterates))
         }
-        Expr::Index(a, b) | Expr::Binary(_, a, b) => collect(a, names) && collect(b, names),
-        Expr::Unary(_, a) | Expr::Type(_, a, _) => collect(a, names),
+        Expr::Index(a, b) | Expr::Binary(_, a, b) => {
+            collect(a, names, iterating) && collect(b, names, iterating)
+        }
+        Expr::Unary(_, a) | Expr::Type(_, a, _) => collect(a, names, iterating),
         Expr::External(name) => constant_variable(name),
         Expr::Special(name) => iterating && matches!(name.as_str(), "this" | "index"),
     }
