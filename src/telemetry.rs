@@ -1,7 +1,7 @@
 //! Prometheus metrics: one recorder for the process, rendered at the console's `/metrics`.
 //!
 //! Counters and histograms are recorded where things happen (requests in `http`, tokens in
-//! `http::token`, sync runs in `sync`); what the database holds (dead letters, lag, export
+//! `http::token`, sync runs in `sync`, the audit trail's group commits in `store::audit_writer`); what the database holds (dead letters, lag, export
 //! jobs) is read when scraped, so every replica reports the same. Labels carry route
 //! templates, statuses, outcomes and target names — never a client's id or data.
 
@@ -37,6 +37,9 @@ pub const HTTP_LATENCY: &str = "iop_http_request_duration_seconds";
 pub const TOKENS: &str = "iop_tokens_total";
 pub const SYNC_RESOURCES: &str = "iop_sync_resources_total";
 pub const SYNC_RUNS: &str = "iop_sync_runs_total";
+pub const AUDIT_COMMITS: &str = "iop_audit_commits_total";
+pub const AUDIT_RECORDS: &str = "iop_audit_records_total";
+pub const AUDIT_COMMIT_LATENCY: &str = "iop_audit_commit_duration_seconds";
 
 /// Describes the metrics once, so the exposition has HELP lines.
 pub fn describe() {
@@ -60,5 +63,18 @@ pub fn describe() {
     metrics::describe_counter!(
         SYNC_RUNS,
         "Sync runs finished, by target, direction and outcome (ok, stopped)"
+    );
+    metrics::describe_counter!(
+        AUDIT_COMMITS,
+        "Group commits of the audit trail of reads and searches (every such request waits for one)"
+    );
+    metrics::describe_counter!(
+        AUDIT_RECORDS,
+        "Audit records those commits wrote (records per commit: this over iop_audit_commits_total)"
+    );
+    metrics::describe_histogram!(
+        AUDIT_COMMIT_LATENCY,
+        metrics::Unit::Seconds,
+        "How long one group commit of the audit trail took (reads and searches queue behind it)"
     );
 }

@@ -381,6 +381,19 @@ fn read_record(id: &str, client: &str) -> AuditRecord {
 /// Reads audited at once share commits, and each caller hears of its own record: all 321
 /// written once; a record the database refuses (a duplicate id) fails alone, not its batch.
 async fn audit_records_are_committed_in_groups(store: &Store) {
+    // The group commits are counted for /metrics (other tests in this process may add theirs).
+    let metrics = iop_gateway::telemetry::handle().expect("the process's metrics recorder");
+    let counted = |name: &str| -> f64 {
+        metrics
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (commits_before, records_before) = (
+        counted("iop_audit_commits_total"),
+        counted("iop_audit_records_total"),
+    );
     let writer = AuditWriter::new(store.clone());
     let append = |id: String, client: &'static str| {
         let writer = writer.clone();
@@ -435,6 +448,22 @@ async fn audit_records_are_committed_in_groups(store: &Store) {
         .await
         .unwrap();
     assert!(stray.is_empty(), "{stray:?}");
+    let commits = counted("iop_audit_commits_total") - commits_before;
+    let records = counted("iop_audit_records_total") - records_before;
+    assert!(
+        records >= 320.0,
+        "the batched records are counted: {records}"
+    );
+    assert!(
+        commits >= 1.0 && commits < records,
+        "records share commits: {commits} commits for {records} records"
+    );
+    assert!(
+        metrics
+            .render()
+            .contains("iop_audit_commit_duration_seconds_count"),
+        "the commits' durations are recorded"
+    );
 }
 
 async fn migrating_twice_is_harmless(store: &Store) {

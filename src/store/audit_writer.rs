@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{HeldConnection, Store, StoreError};
 use crate::domain::AuditRecord;
+use crate::telemetry;
 
 /// The most records one commit holds (bounds a statement's size and its callers' wait; up to
 /// 256, a batch is one statement).
@@ -71,7 +72,15 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
     while queue.recv_many(&mut batch, MOST_PER_COMMIT).await > 0 {
         let (records, answers): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|p| (p.record, p.written)).unzip();
-        match held.append_audits(&records).await {
+        let started = std::time::Instant::now();
+        let written = held.append_audits(&records).await;
+        if written.is_ok() {
+            // What a read waits for: operators see the trail's pace beside the requests'.
+            metrics::counter!(telemetry::AUDIT_COMMITS).increment(1);
+            metrics::counter!(telemetry::AUDIT_RECORDS).increment(records.len() as u64);
+            metrics::histogram!(telemetry::AUDIT_COMMIT_LATENCY).record(started.elapsed());
+        }
+        match written {
             Ok(()) => {
                 for answer in answers {
                     let _ = answer.send(Ok(()));
@@ -82,7 +91,12 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
             Err(err) if records.len() > 1 => {
                 tracing::warn!(error = %err, records = records.len(), "an audit batch failed: writing its records one by one");
                 for (record, answer) in records.iter().zip(answers) {
-                    let _ = answer.send(store.append_audit(record).await);
+                    let written = store.append_audit(record).await;
+                    if written.is_ok() {
+                        metrics::counter!(telemetry::AUDIT_COMMITS).increment(1);
+                        metrics::counter!(telemetry::AUDIT_RECORDS).increment(1);
+                    }
+                    let _ = answer.send(written);
                 }
             }
             Err(err) => {
