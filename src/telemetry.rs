@@ -1,9 +1,10 @@
 //! Prometheus metrics: one recorder for the process, rendered at the console's `/metrics`.
 //!
 //! Counters and histograms are recorded where things happen (requests in `http`, tokens in
-//! `http::token`, sync runs in `sync`, the audit trail's group commits in `store::audit_writer`); what the database holds (dead letters, lag, export
-//! jobs) is read when scraped, so every replica reports the same. Labels carry route
-//! templates, statuses, outcomes and target names — never a client's id or data.
+//! `http::token`, sync runs in `sync`, the audit trail's group commits in
+//! `store::audit_writer`); what the database holds (dead letters, lag, export jobs) is read
+//! when scraped, so every replica reports the same. Labels carry route templates, statuses,
+//! outcomes and target names — never a client's id or data.
 
 use std::sync::OnceLock;
 

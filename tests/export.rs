@@ -198,10 +198,7 @@ fn repo() -> PathBuf {
 /// `../shared/ehr-standin/run`, or None (with a printed reason) where Node is missing outside CI.
 fn standin() -> Option<PathBuf> {
     let run = common::shared_dir().join("ehr-standin/run");
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let node = common::runs("node");
     match (run.exists() && node, common::in_ci()) {
         (true, _) => Some(run),
         (false, false) => {

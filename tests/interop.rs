@@ -67,10 +67,7 @@ fn installed() -> Result<(), String> {
         .args(["-c", "import fhirpy"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let smart_fetch = Command::new(smart_fetch())
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let smart_fetch = common::runs(smart_fetch());
     if !fhirpy || !smart_fetch {
         return Err(format!(
             "fhirpy or smart-fetch is missing beside {} (python3 -m venv target/interop-venv && target/interop-venv/bin/pip install -r tests/interop/requirements.txt)",

@@ -210,10 +210,7 @@ fn corpus_cases_are_reported_exactly_where_they_break() {
 fn verdicts_agree_with_the_independent_validator() {
     let shared = common::shared_dir();
     let run = shared.join("ehr-standin/run");
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let node = common::runs("node");
     if !run.exists() || !node {
         assert!(
             !common::in_ci(),
@@ -287,10 +284,7 @@ fn verdicts_agree_with_the_independent_validator() {
 #[test]
 fn agrees_with_the_hl7_reference_validator_on_the_official_test_cases() {
     let runner = common::shared_dir().join("fhir-test-cases/agreement");
-    let python = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let python = common::runs("python3");
     if !runner.exists() || !python {
         assert!(
             !common::in_ci(),

@@ -75,9 +75,7 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
         let started = std::time::Instant::now();
         let written = held.append_audits(&records).await;
         if written.is_ok() {
-            // What a read waits for: operators see the trail's pace beside the requests'.
-            metrics::counter!(telemetry::AUDIT_COMMITS).increment(1);
-            metrics::counter!(telemetry::AUDIT_RECORDS).increment(records.len() as u64);
+            count_commit(records.len());
             metrics::histogram!(telemetry::AUDIT_COMMIT_LATENCY).record(started.elapsed());
         }
         match written {
@@ -93,8 +91,7 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
                 for (record, answer) in records.iter().zip(answers) {
                     let written = store.append_audit(record).await;
                     if written.is_ok() {
-                        metrics::counter!(telemetry::AUDIT_COMMITS).increment(1);
-                        metrics::counter!(telemetry::AUDIT_RECORDS).increment(1);
+                        count_commit(1);
                     }
                     let _ = answer.send(written);
                 }
@@ -106,4 +103,11 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
             }
         }
     }
+}
+
+/// Counts a commit of `records` for `/metrics`: what every read and search waits for, so
+/// operators see the trail's pace beside the requests'.
+fn count_commit(records: usize) {
+    metrics::counter!(telemetry::AUDIT_COMMITS).increment(1);
+    metrics::counter!(telemetry::AUDIT_RECORDS).increment(records as u64);
 }

@@ -58,6 +58,14 @@ pub fn us_core_tgz() -> std::path::PathBuf {
     shared_dir().join("fhir-packages/hl7.fhir.us.core-6.1.0.tgz")
 }
 
+/// Whether `program --version` runs and succeeds (a tool a test needs is installed).
+pub fn runs(program: impl AsRef<std::ffi::OsStr>) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
