@@ -14,6 +14,7 @@ mod filter;
 mod held;
 mod identifiers;
 mod operators;
+mod packed;
 mod record;
 mod referrals;
 mod seed_run;
@@ -412,16 +413,23 @@ impl Store {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {} FROM {} WHERE {} ORDER BY id",
+            "SELECT {} FROM {} WHERE {}",
             tx::select_list::<R>(),
             R::TABLE,
             self.backend.one_of_json_array(column, 1)
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(json_array(&values))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(tx::read_stored).collect()
+        let packed: Option<String> =
+            sqlx::query_scalar(AssertSqlSafe(self.packing::<R>(&sql, "id")))
+                .bind(json_array(&values))
+                .fetch_one(&self.pool)
+                .await?;
+        tx::read_packed(packed.as_deref())
+    }
+
+    /// The statement that returns the rows of `inner` (a SELECT of `select_list::<R>()`) packed
+    /// into one value, in `order` (`packed.rs`: many rows cost the driver one).
+    fn packing<R: Record>(&self, inner: &str, order: &str) -> String {
+        packed::packing(self.backend, &tx::columns::<R>(), inner, order)
     }
 
     /// A page of records in id order, after `after` (keyset paging; for exports and syncs).
@@ -484,15 +492,16 @@ impl Store {
             tx::select_list::<R>(),
             R::TABLE,
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let sql = self.packing::<R>(&sql, &format!("id{direction}"));
+        let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
         for value in binds {
             query = match value {
                 SqlValue::Text(v) => query.bind(v),
                 SqlValue::Int(v) => query.bind(v),
             };
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(tx::read_stored).collect()
+        let packed: Option<String> = query.fetch_one(&self.pool).await?;
+        tx::read_packed(packed.as_deref())
     }
 
     /// Refreshes the query planner's statistics (after bulk loads). On PostgreSQL only tables

@@ -4,6 +4,7 @@
 //! `updated_at`); a `Record` names its own columns and converts its values, and the generic store
 //! code in `tx.rs` writes the SQL once for all of them.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
@@ -11,6 +12,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::StoreError;
+use super::packed::Cell;
 use crate::domain::{Coded, DomainError, Id, Timestamp};
 
 /// A value bound to a statement. NULLs carry their type: PostgreSQL refuses a text NULL for a
@@ -99,16 +101,47 @@ pub struct Stored<R> {
 /// table, row id and column.
 pub struct RowReader<'r> {
     table: &'static str,
-    row: &'r AnyRow,
+    row: Source<'r>,
+}
+
+/// Where a row's values are: a driver row, or a row of a packed query (`packed.rs`) with the
+/// names of its columns.
+enum Source<'r> {
+    Driver(&'r AnyRow),
+    Packed {
+        columns: &'r [&'static str],
+        cells: &'r [Cell<'r>],
+    },
 }
 
 impl<'r> RowReader<'r> {
     pub(crate) fn new(table: &'static str, row: &'r AnyRow) -> Self {
-        Self { table, row }
+        Self {
+            table,
+            row: Source::Driver(row),
+        }
+    }
+
+    /// A row of a packed query whose values are `cells`, of the columns named `columns`.
+    pub(crate) fn packed(
+        table: &'static str,
+        columns: &'r [&'static str],
+        cells: &'r [Cell<'r>],
+    ) -> Self {
+        Self {
+            table,
+            row: Source::Packed { columns, cells },
+        }
     }
 
     fn corrupt(&self, column: &'static str, reason: impl ToString) -> StoreError {
-        let id = self.row.try_get::<String, _>("id").unwrap_or_default();
+        let id = match &self.row {
+            Source::Driver(row) => row.try_get::<String, _>("id").unwrap_or_default(),
+            Source::Packed { .. } => match self.cell("id") {
+                Ok(Cell::Text(id)) => id.to_string(),
+                _ => String::new(),
+            },
+        };
         StoreError::Corrupt {
             table: self.table,
             id,
@@ -117,19 +150,56 @@ impl<'r> RowReader<'r> {
         }
     }
 
+    /// The value of `column` in a packed row.
+    fn cell(&self, column: &'static str) -> Result<&Cell<'r>, StoreError> {
+        let Source::Packed { columns, cells } = &self.row else {
+            unreachable!("only packed rows have cells")
+        };
+        columns
+            .iter()
+            .position(|c| *c == column)
+            .and_then(|i| cells.get(i))
+            .ok_or_else(|| StoreError::Corrupt {
+                table: self.table,
+                id: String::new(),
+                column,
+                reason: "no such column in the row".into(),
+            })
+    }
+
+    /// `column`'s text without a copy where the row allows it.
+    fn opt_str(&self, column: &'static str) -> Result<Option<Cow<'_, str>>, StoreError> {
+        match &self.row {
+            Source::Driver(row) => row
+                .try_get::<Option<String>, _>(column)
+                .map(|s| s.map(Cow::Owned))
+                .map_err(|e| self.corrupt(column, e)),
+            Source::Packed { .. } => match self.cell(column)? {
+                Cell::Null => Ok(None),
+                Cell::Text(text) => Ok(Some(Cow::Borrowed(text.as_ref()))),
+                Cell::Int(_) | Cell::Other => Err(self.corrupt(column, "not text")),
+            },
+        }
+    }
+
     pub fn opt_text(&self, column: &'static str) -> Result<Option<String>, StoreError> {
-        self.row
-            .try_get::<Option<String>, _>(column)
-            .map_err(|e| self.corrupt(column, e))
+        Ok(self.opt_str(column)?.map(Cow::into_owned))
     }
     pub fn text(&self, column: &'static str) -> Result<String, StoreError> {
         self.opt_text(column)?
             .ok_or_else(|| self.corrupt(column, "unexpected NULL"))
     }
     pub fn opt_int(&self, column: &'static str) -> Result<Option<i64>, StoreError> {
-        self.row
-            .try_get::<Option<i64>, _>(column)
-            .map_err(|e| self.corrupt(column, e))
+        match &self.row {
+            Source::Driver(row) => row
+                .try_get::<Option<i64>, _>(column)
+                .map_err(|e| self.corrupt(column, e)),
+            Source::Packed { .. } => match self.cell(column)? {
+                Cell::Null => Ok(None),
+                Cell::Int(v) => Ok(Some(*v)),
+                Cell::Text(_) | Cell::Other => Err(self.corrupt(column, "not an integer")),
+            },
+        }
     }
     pub fn int(&self, column: &'static str) -> Result<i64, StoreError> {
         self.opt_int(column)?
@@ -150,7 +220,7 @@ impl<'r> RowReader<'r> {
     where
         T::Err: std::fmt::Display,
     {
-        self.opt_text(column)?
+        self.opt_str(column)?
             .map(|s| s.parse::<T>().map_err(|e| self.corrupt(column, e)))
             .transpose()
     }

@@ -23,6 +23,34 @@ pub(crate) fn select_list<R: Record>() -> String {
         .join(", ")
 }
 
+/// Every column a record's row is read from, in `select_list` order.
+pub(crate) fn columns<R: Record>() -> Vec<&'static str> {
+    BOOKKEEPING.iter().chain(R::COLUMNS).copied().collect()
+}
+
+/// The records of a packed query's text (`packed::packing` of `select_list::<R>()`).
+pub(crate) fn read_packed<R: Record>(text: Option<&str>) -> Result<Vec<Stored<R>>, StoreError> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let rows = super::packed::unpack(text).map_err(|e| StoreError::Corrupt {
+        table: R::TABLE,
+        id: String::new(),
+        column: "*",
+        reason: format!("packed rows: {e}"),
+    })?;
+    let columns = columns::<R>();
+    rows.iter()
+        .map(|cells| {
+            let reader = RowReader::packed(R::TABLE, &columns, cells);
+            Ok(Stored {
+                meta: reader.meta()?,
+                record: R::from_row(&reader)?,
+            })
+        })
+        .collect()
+}
+
 fn bind(query: Query<'_, Any, AnyArguments>, value: SqlValue) -> Query<'_, Any, AnyArguments> {
     match value {
         SqlValue::Text(v) => query.bind(v),
