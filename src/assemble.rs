@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::NaiveDate;
 use serde_json::Value;
 
+use crate::disclose::Gate;
 use crate::domain::*;
 use crate::mapping::{self, MappingConfig, Sensitivity};
 use crate::store::{Filter, Record, RowMeta, SqlValue, Store, StoreError, Stored};
@@ -256,6 +257,22 @@ impl<'a> Assembler<'a> {
         keyset: Keyset<'_>,
         limit: u32,
     ) -> Result<Page, AssembleError> {
+        self.page_for(None, resource_type, filters, keyset, limit)
+            .await
+    }
+
+    /// `page`, with the rows whose resources `gate` would withhold whole left out before they
+    /// are assembled (`Gate::withholds_row`): for exports, where a third of the rows can be
+    /// withheld. What is assembled still goes through the gate's `admit`; the cursor (`last_row`,
+    /// `full`) is of every row read.
+    pub async fn page_for(
+        &self,
+        mut gate: Option<&mut Gate>,
+        resource_type: &str,
+        filters: &[Filter],
+        keyset: Keyset<'_>,
+        limit: u32,
+    ) -> Result<Page, AssembleError> {
         let mut out = Vec::new();
         let mut metas: HashMap<String, RowMeta> = HashMap::new();
         let (rows, first_row, last_row) = match resource_type {
@@ -305,8 +322,11 @@ impl<'a> Assembler<'a> {
                     .rows::<Client>(filters, keyset, limit, &mut metas)
                     .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.id)).await?;
+                let kept = self
+                    .kept(gate, resource_type, &rows, |c| (c.id, c.id), &sensitivity)
+                    .await?;
                 out.extend(
-                    rows.iter()
+                    kept.into_iter()
                         .map(|c| mapping::client_to_fhir(self.cfg, c, sensitivity[&c.id])),
                 );
                 counted(&rows)
@@ -316,7 +336,16 @@ impl<'a> Assembler<'a> {
                     .rows::<SupportContact>(filters, keyset, limit, &mut metas)
                     .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
-                out.extend(rows.iter().map(|c| {
+                let kept = self
+                    .kept(
+                        gate,
+                        resource_type,
+                        &rows,
+                        |c| (c.id, c.client_id),
+                        &sensitivity,
+                    )
+                    .await?;
+                out.extend(kept.into_iter().map(|c| {
                     mapping::support_contact_to_fhir(
                         self.cfg,
                         c,
@@ -332,7 +361,16 @@ impl<'a> Assembler<'a> {
                     .await?;
                 let clinic_id = self.clinic_id().await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|e| e.client_id)).await?;
-                for e in &rows {
+                let kept = self
+                    .kept(
+                        gate,
+                        resource_type,
+                        &rows,
+                        |e| (e.id, e.client_id),
+                        &sensitivity,
+                    )
+                    .await?;
+                for e in kept {
                     let program = self.program(e.program_id).await?;
                     let view = mapping::EpisodeView {
                         enrollment: e,
@@ -348,21 +386,37 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<TreatmentPlan>(filters, keyset, limit, &mut metas)
                     .await?;
-                write_care_plans(self, &rows, &mut out, &mut metas).await?;
+                let (kept, owners) = match gate.as_deref_mut() {
+                    Some(gate) => {
+                        let owners = Owners::of(self, rows.iter().map(|p| p.enrollment_id)).await?;
+                        let kept = self
+                            .kept(
+                                Some(gate),
+                                resource_type,
+                                &rows,
+                                |p| (p.id, owners.client_of(p.enrollment_id)),
+                                &owners.sensitivities,
+                            )
+                            .await?;
+                        (kept, Some(owners))
+                    }
+                    None => (rows.iter().collect(), None),
+                };
+                write_care_plans(self, &kept, owners, &mut out, &mut metas).await?;
                 counted(&rows)
             }
             "Goal" => {
                 let rows = self
                     .rows::<Goal>(filters, keyset, limit, &mut metas)
                     .await?;
-                write_goals(self, &rows, &mut out).await?;
+                write_goals(self, gate, &rows, &mut out).await?;
                 counted(&rows)
             }
             "Encounter" => {
                 let rows = self
                     .rows::<Session>(filters, keyset, limit, &mut metas)
                     .await?;
-                write_encounters(self, &rows, &mut out).await?;
+                write_encounters(self, gate, &rows, &mut out).await?;
                 counted(&rows)
             }
             "Consent" => {
@@ -371,7 +425,16 @@ impl<'a> Assembler<'a> {
                     .await?;
                 let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
                 let clinic_id = self.clinic_id().await?;
-                out.extend(rows.iter().map(|c| {
+                let kept = self
+                    .kept(
+                        gate,
+                        resource_type,
+                        &rows,
+                        |c| (c.id, c.client_id),
+                        &sensitivity,
+                    )
+                    .await?;
+                out.extend(kept.into_iter().map(|c| {
                     mapping::consent_to_fhir(
                         self.cfg,
                         c,
@@ -387,12 +450,19 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<Referral>(filters, keyset, limit, &mut metas)
                     .await?;
-                let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
-                let (sensitivity, mut progress) = tokio::try_join!(
-                    self.sensitivities(rows.iter().map(|r| r.client_id)),
-                    self.store.referral_progress(&ids),
-                )?;
-                out.extend(rows.iter().map(|r| {
+                let sensitivity = self.sensitivities(rows.iter().map(|r| r.client_id)).await?;
+                let kept = self
+                    .kept(
+                        gate,
+                        resource_type,
+                        &rows,
+                        |r| (r.id, r.client_id),
+                        &sensitivity,
+                    )
+                    .await?;
+                let ids: Vec<_> = kept.iter().map(|r| r.id).collect();
+                let mut progress = self.store.referral_progress(&ids).await?;
+                out.extend(kept.into_iter().map(|r| {
                     let view = mapping::ReferralView {
                         referral: r,
                         sensitivity: sensitivity[&r.client_id],
@@ -503,6 +573,36 @@ impl<'a> Assembler<'a> {
         })
     }
 
+    /// The rows whose resources `gate` does not withhold whole (all of them without a gate):
+    /// `owner` gives a row's id and its client, `sensitivity` each client's.
+    async fn kept<'r, R, T>(
+        &self,
+        gate: Option<&mut Gate>,
+        resource_type: &str,
+        rows: &'r [R],
+        owner: impl Fn(&R) -> (Id<T>, Id<Client>),
+        sensitivity: &HashMap<Id<Client>, Sensitivity>,
+    ) -> Result<Vec<&'r R>, StoreError> {
+        let Some(gate) = gate else {
+            return Ok(rows.iter().collect());
+        };
+        let clients: HashSet<String> = rows.iter().map(|r| owner(r).1.to_string()).collect();
+        gate.load_clients(self.store, clients.into_iter().collect())
+            .await?;
+        Ok(rows
+            .iter()
+            .filter(|row| {
+                let (id, client) = owner(row);
+                !gate.withholds_row(
+                    resource_type,
+                    &id.to_string(),
+                    &client.to_string(),
+                    sensitivity[&client],
+                )
+            })
+            .collect())
+    }
+
     async fn rows<R: Record>(
         &self,
         filters: &[Filter],
@@ -562,18 +662,59 @@ async fn enrollments_of(
         .collect())
 }
 
+/// The enrollments records belong to, and their clients' sensitivities: who a plan, goal or
+/// session is about.
+struct Owners {
+    enrollments: HashMap<Id<Enrollment>, Enrollment>,
+    sensitivities: HashMap<Id<Client>, Sensitivity>,
+}
+
+impl Owners {
+    async fn of(
+        cx: &Assembler<'_>,
+        ids: impl IntoIterator<Item = Id<Enrollment>>,
+    ) -> Result<Self, StoreError> {
+        let enrollments = enrollments_of(cx, ids).await?;
+        let sensitivities = cx
+            .sensitivities(enrollments.values().map(|e| e.client_id))
+            .await?;
+        Ok(Self {
+            enrollments,
+            sensitivities,
+        })
+    }
+
+    /// `known`, or read.
+    async fn known_or_of(
+        cx: &Assembler<'_>,
+        known: Option<Self>,
+        ids: impl IntoIterator<Item = Id<Enrollment>>,
+    ) -> Result<Self, StoreError> {
+        match known {
+            Some(owners) => Ok(owners),
+            None => Self::of(cx, ids).await,
+        }
+    }
+
+    fn client_of(&self, enrollment: Id<Enrollment>) -> Id<Client> {
+        self.enrollments[&enrollment].client_id
+    }
+}
+
 /// Treatment plans and their relapse prevention plans; a relapse plan's own row gives its
-/// version (`metas`), as a plan's row gives the plan's.
+/// version (`metas`), as a plan's row gives the plan's. `owners`, when already read, are the
+/// plans'.
 async fn write_care_plans(
     cx: &Assembler<'_>,
-    plans: &[TreatmentPlan],
+    plans: &[&TreatmentPlan],
+    owners: Option<Owners>,
     out: &mut Vec<Value>,
     metas: &mut HashMap<String, RowMeta>,
 ) -> Result<(), StoreError> {
     let ids: Vec<_> = plans.iter().map(|p| p.id).collect();
     // Independent lookups run at once: a plan's latency is the slowest query, not their sum.
-    let (enrollments, goals, interventions, reviews, relapse_plans) = tokio::try_join!(
-        enrollments_of(cx, plans.iter().map(|p| p.enrollment_id)),
+    let (owners, goals, interventions, reviews, relapse_plans) = tokio::try_join!(
+        Owners::known_or_of(cx, owners, plans.iter().map(|p| p.enrollment_id)),
         cx.store.children_of_many::<Goal>(&ids),
         cx.store.children_of_many::<Intervention>(&ids),
         cx.store.children_of_many::<PlanReview>(&ids),
@@ -607,15 +748,12 @@ async fn write_care_plans(
         .map(|c| (c.id, c.name))
         .collect();
     let relapse_by_plan = group(relapse_plans, |r| r.plan_id);
-    let sensitivities = cx
-        .sensitivities(enrollments.values().map(|e| e.client_id))
-        .await?;
-    for plan in plans {
-        let enrollment = &enrollments[&plan.enrollment_id];
-        let sensitivity = sensitivities[&enrollment.client_id];
+    for plan in plans.iter().copied() {
+        let client_id = owners.client_of(plan.enrollment_id);
+        let sensitivity = owners.sensitivities[&client_id];
         let view = mapping::PlanView {
             plan,
-            client_id: enrollment.client_id,
+            client_id,
             goals: goals.get(&plan.id).map(Vec::as_slice).unwrap_or(&[]),
             interventions: interventions
                 .get(&plan.id)
@@ -633,7 +771,7 @@ async fn write_care_plans(
             let view = mapping::RelapsePlanView {
                 relapse_plan,
                 plan,
-                client_id: enrollment.client_id,
+                client_id,
                 items: items
                     .get(&relapse_plan.id)
                     .map(Vec::as_slice)
@@ -647,8 +785,11 @@ async fn write_care_plans(
     Ok(())
 }
 
+/// Goals, with the plans they belong to and their progress notes. With a `gate`, the goals it
+/// would withhold are left out before their notes are read.
 async fn write_goals(
     cx: &Assembler<'_>,
+    gate: Option<&mut Gate>,
     goals: &[Goal],
     out: &mut Vec<Value>,
 ) -> Result<(), StoreError> {
@@ -662,25 +803,32 @@ async fn write_goals(
         .into_iter()
         .map(|p| (p.id, p))
         .collect();
-    let enrollments = enrollments_of(cx, plans.values().map(|p| p.enrollment_id)).await?;
-    let goal_ids: Vec<_> = goals.iter().map(|g| g.id).collect();
-    let notes = group(
-        records(
-            cx.store
-                .children_of_many::<GoalProgressNote>(&goal_ids)
-                .await?,
-        ),
-        |n| n.goal_id,
-    );
-    let reviews: HashMap<_, _> = records(cx.store.children_of_many::<PlanReview>(&plan_ids).await?)
-        .into_iter()
-        .map(|r| (r.id, r))
-        .collect();
-    let sensitivities = cx
-        .sensitivities(enrollments.values().map(|e| e.client_id))
+    let owners = Owners::of(cx, plans.values().map(|p| p.enrollment_id)).await?;
+    let client_of = |g: &Goal| owners.client_of(plans[&g.plan_id].enrollment_id);
+    let goals = cx
+        .kept(
+            gate,
+            "Goal",
+            goals,
+            |g| (g.id, client_of(g)),
+            &owners.sensitivities,
+        )
         .await?;
+    let goal_ids: Vec<_> = goals.iter().map(|g| g.id).collect();
+    let kept_plans: Vec<_> = goals
+        .iter()
+        .map(|g| g.plan_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let (notes, reviews) = tokio::try_join!(
+        cx.store.children_of_many::<GoalProgressNote>(&goal_ids),
+        cx.store.children_of_many::<PlanReview>(&kept_plans),
+    )?;
+    let notes = group(records(notes), |n| n.goal_id);
+    let reviews: HashMap<_, _> = records(reviews).into_iter().map(|r| (r.id, r)).collect();
     for goal in goals {
-        let enrollment = &enrollments[&plans[&goal.plan_id].enrollment_id];
+        let client_id = client_of(goal);
         let progress: Vec<_> = notes
             .get(&goal.id)
             .map(Vec::as_slice)
@@ -688,24 +836,35 @@ async fn write_goals(
             .iter()
             .filter_map(|n| reviews.get(&n.review_id).map(|r| (n, r)))
             .collect();
-        let sensitivity = sensitivities[&enrollment.client_id];
         out.push(mapping::goal_to_fhir(
             cx.cfg,
             goal,
-            enrollment.client_id,
+            client_id,
             &progress,
-            sensitivity,
+            owners.sensitivities[&client_id],
         ));
     }
     Ok(())
 }
 
+/// Sessions as Encounters, with their participants. With a `gate`, the sessions it would
+/// withhold are left out before their participants are read.
 async fn write_encounters(
     cx: &Assembler<'_>,
+    gate: Option<&mut Gate>,
     sessions: &[Session],
     out: &mut Vec<Value>,
 ) -> Result<(), StoreError> {
-    let enrollments = enrollments_of(cx, sessions.iter().map(|s| s.enrollment_id)).await?;
+    let owners = Owners::of(cx, sessions.iter().map(|s| s.enrollment_id)).await?;
+    let sessions = cx
+        .kept(
+            gate,
+            "Encounter",
+            sessions,
+            |s| (s.id, owners.client_of(s.enrollment_id)),
+            &owners.sensitivities,
+        )
+        .await?;
     let ids: Vec<_> = sessions.iter().map(|s| s.id).collect();
     let participants = group(
         records(
@@ -715,20 +874,17 @@ async fn write_encounters(
         ),
         |p| p.session_id,
     );
-    let sensitivities = cx
-        .sensitivities(enrollments.values().map(|e| e.client_id))
-        .await?;
     for session in sessions {
-        let enrollment = &enrollments[&session.enrollment_id];
+        let client_id = owners.client_of(session.enrollment_id);
         let contacts: Vec<_> = participants
             .get(&session.id)
             .map(|ps| ps.iter().map(|p| p.support_contact_id).collect())
             .unwrap_or_default();
         let view = mapping::SessionView {
             session,
-            client_id: enrollment.client_id,
+            client_id,
             participants: &contacts,
-            sensitivity: sensitivities[&enrollment.client_id],
+            sensitivity: owners.sensitivities[&client_id],
         };
         out.push(mapping::session_to_fhir(cx.cfg, &view));
     }

@@ -191,6 +191,19 @@ impl Gate {
         if self.audience == Audience::Unfiltered {
             return Ok(());
         }
+        let wanted: Vec<String> = resources.iter().flat_map(patients_of).collect();
+        self.load_clients(store, wanted).await
+    }
+
+    /// Loads what decisions about the clients `wanted` (ids) need.
+    pub async fn load_clients(
+        &mut self,
+        store: &Store,
+        mut wanted: Vec<String>,
+    ) -> Result<(), StoreError> {
+        if self.audience == Audience::Unfiltered {
+            return Ok(());
+        }
         let seen = self
             .cache
             .as_ref()
@@ -208,7 +221,6 @@ impl Gate {
                 }
             });
         }
-        let mut wanted: Vec<String> = resources.iter().flat_map(patients_of).collect();
         wanted.sort();
         wanted.dedup();
         // A long export passes every client by: forget the ones seen before once there are
@@ -344,6 +356,25 @@ impl Gate {
             },
             part2: labels.is_part2(),
         }
+    }
+
+    /// Whether the resource a clinic row becomes (of `resource_type`, id `id`, about `client`,
+    /// labelled for `sensitivity`) would be withheld whole: asked before the row is assembled,
+    /// so that an export neither reads the related rows of nor maps what it would drop. The
+    /// same decision `admit` makes on the assembled resource (its labels are the mapping's for
+    /// that sensitivity), which still decides on, and redacts, everything assembled. The
+    /// client's context must be loaded (`load_clients`).
+    pub fn withholds_row(
+        &self,
+        resource_type: &str,
+        id: &str,
+        client: &str,
+        sensitivity: crate::mapping::Sensitivity,
+    ) -> bool {
+        let labels = Labels::from_codes(crate::mapping::security_label_codes(sensitivity));
+        !self
+            .decide_about(resource_type, Some(id), &[client.to_owned()], labels)
+            .permit
     }
 
     /// Loads, decides and keeps what is permitted, each with its references to what this

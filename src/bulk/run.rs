@@ -267,8 +267,10 @@ impl RangeWorker {
             }
             let mut after: Option<String> = None;
             loop {
+                // Rows the gate would withhold whole are not assembled; it decides on the rest.
                 let page = assembler
-                    .page(
+                    .page_for(
+                        Some(&mut self.gate),
                         &self.resource_type,
                         &filters,
                         Keyset::After(after.as_deref()),

@@ -138,8 +138,15 @@ pub async fn export(
         let mut file = NdjsonFile::create(&options.out, resource_type)?;
         let mut after: Option<String> = None;
         loop {
+            // Rows the gate would withhold whole are not assembled; it decides on the rest.
             let page = assembler
-                .page(resource_type, &[], Keyset::After(after.as_deref()), PAGE)
+                .page_for(
+                    options.gate.as_mut(),
+                    resource_type,
+                    &[],
+                    Keyset::After(after.as_deref()),
+                    PAGE,
+                )
                 .await?;
             let resources = match options.gate.as_mut() {
                 Some(gate) => gate.admit(store, page.resources).await?,

@@ -154,16 +154,44 @@ fn meta(profile: &str, sensitivity: Sensitivity) -> Value {
     meta
 }
 
+/// The DS4P security labels of Part 2 records (none for others): (system, code, display).
+const PART2_LABELS: [(&str, &str, &str); 4] = [
+    (codes::CONFIDENTIALITY, "R", "restricted"),
+    (codes::ACT_CODE, "42CFRPart2", "42 CFR Part2"),
+    (
+        codes::ACT_CODE,
+        "SUD",
+        "substance use disorder information sensitivity",
+    ),
+    // Part 2 forbids redisclosure without the client's consent (42 CFR 2.32).
+    (
+        codes::ACT_CODE,
+        "NORDSCLCD",
+        "no redisclosure without consent directive",
+    ),
+];
+
+/// The codes of the security labels a resource of `sensitivity` carries (what the disclosure
+/// gate reads back from `meta.security`, and may ask before a resource is built).
+pub fn security_label_codes(sensitivity: Sensitivity) -> impl Iterator<Item = &'static str> {
+    let labels: &[_] = match sensitivity {
+        Sensitivity::Part2 => &PART2_LABELS,
+        Sensitivity::Normal => &[],
+    };
+    labels.iter().map(|(_, code, _)| *code)
+}
+
 /// The DS4P security labels of Part 2 records (none for others).
 fn security_labels(sensitivity: Sensitivity) -> Option<Value> {
     (sensitivity == Sensitivity::Part2).then(|| {
-        fhir!([
-            { "system": codes::CONFIDENTIALITY, "code": "R", "display": "restricted" },
-            { "system": codes::ACT_CODE, "code": "42CFRPart2", "display": "42 CFR Part2" },
-            { "system": codes::ACT_CODE, "code": "SUD", "display": "substance use disorder information sensitivity" },
-            // Part 2 forbids redisclosure without the client's consent (42 CFR 2.32).
-            { "system": codes::ACT_CODE, "code": "NORDSCLCD", "display": "no redisclosure without consent directive" },
-        ])
+        Value::Array(
+            PART2_LABELS
+                .iter()
+                .map(|(system, code, display)| {
+                    fhir!({ "system": *system, "code": *code, "display": *display })
+                })
+                .collect(),
+        )
     })
 }
 
