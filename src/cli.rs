@@ -255,6 +255,11 @@ struct ServeArgs {
     /// this one, restarted) takes the job over and starts it again
     #[arg(long, env = "IOP_EXPORT_LEASE_SECONDS", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     export_lease_seconds: u64,
+    /// Tasks that run one export, each over its own id range of a type (default: one per CPU
+    /// core). More keep the cores busier while tasks wait on the database, at a few megabytes of
+    /// memory each (docs/benchmarks.md)
+    #[arg(long, env = "IOP_EXPORT_WORKERS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    export_workers: Option<u64>,
 }
 
 impl ServeArgs {
@@ -602,7 +607,7 @@ async fn run_server(
         dir: args.export_dir.clone(),
         keep_for: std::time::Duration::from_secs(args.export_hours * 3600),
         lease: std::time::Duration::from_secs(args.export_lease_seconds),
-        ..Default::default()
+        ..crate::bulk::BulkSettings::default().with_workers(args.export_workers)
     });
     if args.open_access {
         tracing::warn!(

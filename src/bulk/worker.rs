@@ -43,6 +43,18 @@ impl Default for BulkSettings {
     }
 }
 
+impl BulkSettings {
+    /// `workers` tasks per job where given (else the default, one per core).
+    pub fn with_workers(self, workers: Option<u64>) -> Self {
+        Self {
+            workers_per_job: workers
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(self.workers_per_job),
+            ..self
+        }
+    }
+}
+
 /// Starts the worker on the runtime; it runs as long as the process.
 pub fn spawn(
     store: Store,
