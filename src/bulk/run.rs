@@ -152,7 +152,6 @@ where
         let mut tasks = tokio::task::JoinSet::new();
         for (from, until) in id_ranges(splits) {
             let mut range = filters.clone();
-            range.extend(from.map(|id| Filter::compare("id", ">=", SqlValue::text(id))));
             range.extend(until.map(|id| Filter::compare("id", "<", SqlValue::text(id))));
             let worker = RangeWorker {
                 store: store.clone(),
@@ -161,6 +160,7 @@ where
                 today,
                 resource_type: resource_type.clone(),
                 filters: range,
+                from,
                 searches: Arc::clone(&searches),
                 out: out.clone(),
             };
@@ -234,7 +234,10 @@ struct RangeWorker {
     gate: Gate,
     today: chrono::NaiveDate,
     resource_type: String,
+    /// The range's conditions but its start (`from`).
     filters: Vec<Filter>,
+    /// The first id of the range (None: from the first row).
+    from: Option<String>,
     searches: Arc<Vec<TypeFilter>>,
     out: tokio::sync::mpsc::Sender<Result<SerializedPage, RunError>>,
 }
@@ -267,6 +270,15 @@ impl RangeWorker {
             }
             let mut after: Option<String> = None;
             loop {
+                // The range's start bounds only the first page; later ones start after the last
+                // row read. Both at once, SQLite seeks to the start and scans from there on every
+                // page (17 ms a page halfway through a 240,000-row range, 0.09 ms without).
+                let from = self
+                    .from
+                    .as_ref()
+                    .filter(|_| after.is_none())
+                    .map(|id| Filter::compare("id", ">=", SqlValue::text(id)));
+                let filters: Vec<Filter> = filters.iter().cloned().chain(from).collect();
                 // Rows the gate would withhold whole are not assembled; it decides on the rest.
                 let page = assembler
                     .page_for(
