@@ -2,7 +2,7 @@
 //! another table's rows, nested as deep as a relation needs (a goal's plan's enrollment's
 //! client). Values are always bound parameters; column and table names come from code.
 
-use super::SqlValue;
+use super::{Backend, SqlValue};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
@@ -71,8 +71,8 @@ impl Filter {
         }
     }
 
-    /// The SQL condition, numbering parameters from `binds.len() + 1`.
-    pub(crate) fn to_sql(&self, binds: &mut Vec<SqlValue>) -> String {
+    /// The SQL condition for `backend`, numbering parameters from `binds.len() + 1`.
+    pub(crate) fn to_sql(&self, backend: Backend, binds: &mut Vec<SqlValue>) -> String {
         match &self.condition {
             Condition::Equals(value) => {
                 binds.push(value.clone());
@@ -88,6 +88,21 @@ impl Filter {
             }
             // An empty list matches nothing (`IN ()` is not SQL).
             Condition::OneOf(values) if values.is_empty() => "1 = 0".to_owned(),
+            // A list of strings is one parameter, a JSON array (`Backend::one_of_json_array`):
+            // one statement for every length, prepared once, and no quadratic parameter lookup.
+            Condition::OneOf(values)
+                if values.iter().all(|v| matches!(v, SqlValue::Text(Some(_)))) =>
+            {
+                let texts: Vec<String> = values
+                    .iter()
+                    .filter_map(|v| match v {
+                        SqlValue::Text(Some(text)) => Some(text.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                binds.push(SqlValue::Text(Some(super::json_array(&texts))));
+                backend.one_of_json_array(self.column, binds.len())
+            }
             Condition::OneOf(values) => {
                 let mut placeholders = Vec::with_capacity(values.len());
                 for value in values {
@@ -101,7 +116,8 @@ impl Filter {
                 select,
                 filters,
             } => {
-                let conditions: Vec<String> = filters.iter().map(|f| f.to_sql(binds)).collect();
+                let conditions: Vec<String> =
+                    filters.iter().map(|f| f.to_sql(backend, binds)).collect();
                 let conditions = if conditions.is_empty() {
                     "1 = 1".to_owned()
                 } else {
@@ -137,13 +153,29 @@ mod tests {
         let first = Filter::compare("updated_at", ">=", SqlValue::text("2026"));
         let sql = format!(
             "{} AND {}",
-            first.to_sql(&mut binds),
-            filter.to_sql(&mut binds)
+            first.to_sql(Backend::Sqlite, &mut binds),
+            filter.to_sql(Backend::Sqlite, &mut binds)
         );
         assert_eq!(
             sql,
             "updated_at >= $1 AND plan_id IN (SELECT id FROM treatment_plans WHERE enrollment_id IN (SELECT id FROM enrollments WHERE client_id = $2))"
         );
         assert_eq!(binds.len(), 2);
+    }
+
+    #[test]
+    fn a_list_of_strings_is_one_parameter() {
+        let ids = Filter::one_of("id", vec![SqlValue::text("a"), SqlValue::text("b\"")]);
+        let mut binds = vec![SqlValue::int(1)];
+        assert_eq!(
+            ids.to_sql(Backend::Sqlite, &mut binds),
+            "id IN (SELECT value FROM json_each($2))"
+        );
+        assert_eq!(binds[1], SqlValue::text(r#"["a","b\""]"#));
+        let numbers = Filter::one_of("n", vec![SqlValue::int(1), SqlValue::int(2)]);
+        assert_eq!(
+            numbers.to_sql(Backend::Postgres, &mut binds),
+            "n IN ($3, $4)"
+        );
     }
 }

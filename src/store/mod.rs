@@ -108,9 +108,16 @@ where
 /// The URL without its password, for messages and logs.
 /// `WHERE` over every filter and an optional keyset bound on `id` (`>` or `<`), with the values
 /// to bind in order; empty when there is no condition.
-fn where_clause(filters: &[Filter], bound: Option<(&str, &str)>) -> (String, Vec<SqlValue>) {
+fn where_clause(
+    backend: Backend,
+    filters: &[Filter],
+    bound: Option<(&str, &str)>,
+) -> (String, Vec<SqlValue>) {
     let mut binds = Vec::new();
-    let mut conditions: Vec<String> = filters.iter().map(|f| f.to_sql(&mut binds)).collect();
+    let mut conditions: Vec<String> = filters
+        .iter()
+        .map(|f| f.to_sql(backend, &mut binds))
+        .collect();
     if let Some((op, id)) = bound {
         binds.push(SqlValue::text(id));
         conditions.push(format!("id {op} ${}", binds.len()));
@@ -486,7 +493,7 @@ impl Store {
         direction: &'static str,
         limit: u32,
     ) -> Result<Vec<Stored<R>>, StoreError> {
-        let (condition, binds) = where_clause(filters, bound);
+        let (condition, binds) = where_clause(self.backend, filters, bound);
         let sql = format!(
             "SELECT {} FROM {} {condition} ORDER BY id{direction} LIMIT {limit}",
             tx::select_list::<R>(),
@@ -537,7 +544,7 @@ impl Store {
 
     /// How many records match every filter.
     pub async fn count_where<R: Record>(&self, filters: &[Filter]) -> Result<i64, StoreError> {
-        let (condition, binds) = where_clause(filters, None);
+        let (condition, binds) = where_clause(self.backend, filters, None);
         let sql = format!("SELECT COUNT(*) FROM {} {condition}", R::TABLE);
         let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
         for value in binds {
@@ -560,7 +567,7 @@ impl Store {
         parts: usize,
         at_least_per_part: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let (condition, binds) = where_clause(filters, None);
+        let (condition, binds) = where_clause(self.backend, filters, None);
         let rows: i64 = scalar(format!("SELECT COUNT(*) FROM {table} {condition}"), &binds)
             .fetch_one(&self.pool)
             .await?;
