@@ -321,9 +321,8 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<Client>(filters, keyset, limit, &mut metas)
                     .await?;
-                let sensitivity = self.sensitivities(rows.iter().map(|c| c.id)).await?;
-                let kept = self
-                    .kept(gate, resource_type, &rows, |c| (c.id, c.id), &sensitivity)
+                let (kept, sensitivity) = self
+                    .about_clients(gate, resource_type, &rows, |c| (c.id, c.id))
                     .await?;
                 out.extend(
                     kept.into_iter()
@@ -335,15 +334,8 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<SupportContact>(filters, keyset, limit, &mut metas)
                     .await?;
-                let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
-                let kept = self
-                    .kept(
-                        gate,
-                        resource_type,
-                        &rows,
-                        |c| (c.id, c.client_id),
-                        &sensitivity,
-                    )
+                let (kept, sensitivity) = self
+                    .about_clients(gate, resource_type, &rows, |c| (c.id, c.client_id))
                     .await?;
                 out.extend(kept.into_iter().map(|c| {
                     mapping::support_contact_to_fhir(
@@ -360,15 +352,8 @@ impl<'a> Assembler<'a> {
                     .rows::<Enrollment>(filters, keyset, limit, &mut metas)
                     .await?;
                 let clinic_id = self.clinic_id().await?;
-                let sensitivity = self.sensitivities(rows.iter().map(|e| e.client_id)).await?;
-                let kept = self
-                    .kept(
-                        gate,
-                        resource_type,
-                        &rows,
-                        |e| (e.id, e.client_id),
-                        &sensitivity,
-                    )
+                let (kept, sensitivity) = self
+                    .about_clients(gate, resource_type, &rows, |e| (e.id, e.client_id))
                     .await?;
                 for e in kept {
                     let program = self.program(e.program_id).await?;
@@ -423,16 +408,9 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<Consent>(filters, keyset, limit, &mut metas)
                     .await?;
-                let sensitivity = self.sensitivities(rows.iter().map(|c| c.client_id)).await?;
                 let clinic_id = self.clinic_id().await?;
-                let kept = self
-                    .kept(
-                        gate,
-                        resource_type,
-                        &rows,
-                        |c| (c.id, c.client_id),
-                        &sensitivity,
-                    )
+                let (kept, sensitivity) = self
+                    .about_clients(gate, resource_type, &rows, |c| (c.id, c.client_id))
                     .await?;
                 out.extend(kept.into_iter().map(|c| {
                     mapping::consent_to_fhir(
@@ -450,15 +428,8 @@ impl<'a> Assembler<'a> {
                 let rows = self
                     .rows::<Referral>(filters, keyset, limit, &mut metas)
                     .await?;
-                let sensitivity = self.sensitivities(rows.iter().map(|r| r.client_id)).await?;
-                let kept = self
-                    .kept(
-                        gate,
-                        resource_type,
-                        &rows,
-                        |r| (r.id, r.client_id),
-                        &sensitivity,
-                    )
+                let (kept, sensitivity) = self
+                    .about_clients(gate, resource_type, &rows, |r| (r.id, r.client_id))
                     .await?;
                 let ids: Vec<_> = kept.iter().map(|r| r.id).collect();
                 let mut progress = self.store.referral_progress(&ids).await?;
@@ -571,6 +542,22 @@ impl<'a> Assembler<'a> {
             "ServiceRequest" | "Task" => store.count_where::<Referral>(filters).await?,
             other => return Err(AssembleError::UnknownType(other.to_owned())),
         })
+    }
+
+    /// The sensitivity of each client `rows` are about, and the rows `gate` does not withhold
+    /// whole (`kept`); `owner` gives a row's id and its client.
+    async fn about_clients<'r, R, T>(
+        &self,
+        gate: Option<&mut Gate>,
+        resource_type: &str,
+        rows: &'r [R],
+        owner: impl Fn(&R) -> (Id<T>, Id<Client>),
+    ) -> Result<(Vec<&'r R>, HashMap<Id<Client>, Sensitivity>), StoreError> {
+        let sensitivity = self.sensitivities(rows.iter().map(|r| owner(r).1)).await?;
+        let kept = self
+            .kept(gate, resource_type, rows, owner, &sensitivity)
+            .await?;
+        Ok((kept, sensitivity))
     }
 
     /// The rows whose resources `gate` does not withhold whole (all of them without a gate):

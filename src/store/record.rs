@@ -150,21 +150,21 @@ impl<'r> RowReader<'r> {
         }
     }
 
-    /// The value of `column` in a packed row.
+    /// The value of `column` in a packed row (none in a driver row).
     fn cell(&self, column: &'static str) -> Result<&Cell<'r>, StoreError> {
-        let Source::Packed { columns, cells } = &self.row else {
-            unreachable!("only packed rows have cells")
+        let found = match &self.row {
+            Source::Packed { columns, cells } => columns
+                .iter()
+                .position(|c| *c == column)
+                .and_then(|i| cells.get(i)),
+            Source::Driver(_) => None,
         };
-        columns
-            .iter()
-            .position(|c| *c == column)
-            .and_then(|i| cells.get(i))
-            .ok_or_else(|| StoreError::Corrupt {
-                table: self.table,
-                id: String::new(),
-                column,
-                reason: "no such column in the row".into(),
-            })
+        found.ok_or_else(|| StoreError::Corrupt {
+            table: self.table,
+            id: String::new(),
+            column,
+            reason: "no such column in the row".into(),
+        })
     }
 
     /// `column`'s text without a copy where the row allows it.

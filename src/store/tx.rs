@@ -15,12 +15,7 @@ const MAX_BINDS: usize = 30_000;
 const MAX_ROWS_PER_INSERT: usize = 1_000;
 
 pub(crate) fn select_list<R: Record>() -> String {
-    BOOKKEEPING
-        .iter()
-        .chain(R::COLUMNS)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ")
+    columns::<R>().join(", ")
 }
 
 /// Every column a record's row is read from, in `select_list` order.
