@@ -365,6 +365,20 @@ fn other_resource_types_are_checked_in_full_or_refused() {
     assert!(!errors(&validator.validate(&nonsense, &[])).is_empty());
 }
 
+/// A server derives the table from the definitions' few fields it needs, without loading the
+/// registry: the same table as the full registry's, with a profile for every API type.
+#[test]
+fn the_lean_iop_table_is_the_registrys() {
+    let lean = iop_gateway::validation::Registry::builtin_iop_profiles();
+    assert_eq!(&lean, validator().registry().iop_profiles());
+    for resource_type in iop_gateway::assemble::RESOURCE_TYPES {
+        assert!(
+            lean.of_type(resource_type).is_some(),
+            "{resource_type} has no IOP profile"
+        );
+    }
+}
+
 /// The one table of IOP profiles covers every type the API serves, and the profile it names is
 /// really applied: for each type, a resource that base R4 accepts but that breaks a rule only
 /// the IOP profile has (the fixture without `meta`, so nothing but the table applies it) is

@@ -12,9 +12,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::Deserialize;
 use serde_json::Value as Json;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IopProfiles {
     /// Profile URLs by resource type, the type's profile first: what the gateway emits.
     by_type: BTreeMap<String, Vec<String>>,
@@ -26,22 +27,85 @@ pub struct IopProfiles {
 /// Inbound profiles are named so (`StructureDefinition.id`).
 const INBOUND_PREFIX: &str = "iop-inbound-";
 
+/// The few fields of a definition the table is derived from. Read straight from the file's
+/// bytes (serde skips the rest without building it): the whole IOP set as JSON trees was most
+/// of a server's start-up memory peak, for a table a server needs on every start.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DefinitionSummary {
+    resource_type: Option<String>,
+    id: Option<String>,
+    url: Option<String>,
+    kind: Option<String>,
+    derivation: Option<String>,
+    #[serde(rename = "type")]
+    constrained_type: Option<String>,
+    base_definition: Option<String>,
+    snapshot: Option<Snapshot>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Snapshot {
+    element: Vec<Element>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Element {
+    #[serde(rename = "type")]
+    types: Vec<ElementType>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ElementType {
+    target_profile: Vec<String>,
+}
+
+impl DefinitionSummary {
+    /// The summary of a definition file's bytes; None if it is not a JSON object of that shape.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// The summary of a parsed definition.
+    pub fn of(definition: &Json) -> Option<Self> {
+        Self::deserialize(definition).ok()
+    }
+
+    /// Does some element allow a reference only to instances of `target`?
+    fn refers_to(&self, target: &str) -> bool {
+        self.snapshot
+            .iter()
+            .flat_map(|s| &s.element)
+            .flat_map(|e| &e.types)
+            .flat_map(|t| &t.target_profile)
+            .any(|p| p == target)
+    }
+}
+
 impl IopProfiles {
     /// The table from the IOP StructureDefinitions (anything else given is ignored).
-    pub fn derive<'a>(definitions: impl IntoIterator<Item = &'a Json>) -> Self {
-        let mut by_url: HashMap<&str, &Json> = HashMap::new();
+    pub fn derive<'a>(definitions: impl IntoIterator<Item = &'a DefinitionSummary>) -> Self {
+        let mut by_url: HashMap<&str, &DefinitionSummary> = HashMap::new();
         let mut candidates: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut inbound = BTreeMap::new();
         for sd in definitions {
-            let text = |key: &str| sd.get(key).and_then(Json::as_str);
-            let Some(url) = text("url") else { continue };
+            let Some(url) = sd.url.as_deref() else {
+                continue;
+            };
             by_url.insert(url, sd);
-            if text("resourceType") == Some("StructureDefinition")
-                && text("kind") == Some("resource")
-                && text("derivation") == Some("constraint")
-                && let Some(t) = text("type")
+            if sd.resource_type.as_deref() == Some("StructureDefinition")
+                && sd.kind.as_deref() == Some("resource")
+                && sd.derivation.as_deref() == Some("constraint")
+                && let Some(t) = sd.constrained_type.as_deref()
             {
-                if text("id").is_some_and(|id| id.starts_with(INBOUND_PREFIX)) {
+                if sd
+                    .id
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with(INBOUND_PREFIX))
+                {
                     inbound.insert(t.to_owned(), url.to_owned());
                 } else {
                     candidates.entry(t).or_default().push(url);
@@ -53,7 +117,7 @@ impl IopProfiles {
             urls.sort_unstable();
             let primary = urls.iter().copied().find(|p| {
                 urls.iter()
-                    .all(|o| o == p || derives_from(o, p, &by_url) || refers_to(by_url[o], p))
+                    .all(|o| o == p || derives_from(o, p, &by_url) || by_url[o].refers_to(p))
             });
             let Some(primary) = primary else { continue };
             let mut ordered = vec![primary.to_owned()];
@@ -106,14 +170,10 @@ impl IopProfiles {
 }
 
 /// Does `url` derive (at any distance) from `ancestor`, within the given definitions?
-fn derives_from(url: &str, ancestor: &str, by_url: &HashMap<&str, &Json>) -> bool {
+fn derives_from(url: &str, ancestor: &str, by_url: &HashMap<&str, &DefinitionSummary>) -> bool {
     let mut at = url;
     for _ in 0..16 {
-        let Some(base) = by_url
-            .get(at)
-            .and_then(|sd| sd.get("baseDefinition"))
-            .and_then(Json::as_str)
-        else {
+        let Some(base) = by_url.get(at).and_then(|sd| sd.base_definition.as_deref()) else {
             return false;
         };
         if base == ancestor {
@@ -124,32 +184,20 @@ fn derives_from(url: &str, ancestor: &str, by_url: &HashMap<&str, &Json>) -> boo
     false
 }
 
-/// Does some element of `sd` allow a reference only to instances of `target`?
-fn refers_to(sd: &Json, target: &str) -> bool {
-    super::at(sd, &["snapshot", "element"])
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.get("type").and_then(Json::as_array))
-        .flatten()
-        .filter_map(|t| t.get("targetProfile").and_then(Json::as_array))
-        .flatten()
-        .any(|p| p.as_str() == Some(target))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sd(id: &str, base: &str, refers: Option<&str>) -> Json {
+    fn sd(id: &str, base: &str, refers: Option<&str>) -> DefinitionSummary {
         let targets: Vec<&str> = refers.into_iter().collect();
-        json!({
+        let definition = json!({
             "resourceType": "StructureDefinition", "url": format!("u:{id}"), "kind": "resource",
             "derivation": "constraint", "type": "CarePlan", "baseDefinition": base,
             "snapshot": { "element": [{ "id": "CarePlan.partOf",
                 "type": [{ "code": "Reference", "targetProfile": targets }] }] }
-        })
+        });
+        DefinitionSummary::of(&definition).expect("a definition")
     }
 
     #[test]

@@ -16,7 +16,7 @@ use include_dir::{Dir, include_dir};
 use rustc_hash::FxHashMap;
 use serde_json::Value as Json;
 
-use super::iop::IopProfiles;
+use super::iop::{DefinitionSummary, IopProfiles};
 use super::snapshot::NOT_A_DISCRIMINATOR;
 use crate::json_member::member;
 
@@ -163,7 +163,9 @@ impl Registry {
         // Parsed once for both uses: 2.6 MB of JSON, parsed twice, was a third of `validate`'s
         // start-up.
         let iop = Self::builtin_iop_definitions();
-        registry.iop = IopProfiles::derive(&iop);
+        let summaries: Vec<DefinitionSummary> =
+            iop.iter().filter_map(DefinitionSummary::of).collect();
+        registry.iop = IopProfiles::derive(&summaries);
         for resource in iop {
             registry.add(resource);
         }
@@ -196,7 +198,11 @@ impl Registry {
 
     /// The IOP profile of each resource type, from the built-in IOP definitions alone.
     pub fn builtin_iop_profiles() -> IopProfiles {
-        IopProfiles::derive(&Self::builtin_iop_definitions())
+        let summaries: Vec<DefinitionSummary> = IOP
+            .files()
+            .filter_map(|f| DefinitionSummary::from_slice(f.contents()))
+            .collect();
+        IopProfiles::derive(&summaries)
     }
 
     fn builtin_iop_definitions() -> Vec<Json> {
