@@ -25,7 +25,8 @@ export IOP_LOG=warn
 "$gw" --database-url "$url" demo --listen 127.0.0.1:0 >serve.out 2>serve.err &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do grep -q "^listening on" serve.out 2>/dev/null && break; sleep 0.2; done
+# `demo` registers its client after it starts listening and prints a token once it has.
+for _ in $(seq 1 100); do grep -q "TOKEN=" serve.out 2>/dev/null && break; sleep 0.2; done
 base=$(sed -n 's/^listening on //p' serve.out | head -1)
 token=$("$gw" --database-url "$url" token --client demo --scope "system/*.rs" 2>/dev/null | tail -1)
 start=$(date +%s.%N)
