@@ -256,8 +256,8 @@ struct ServeArgs {
     #[arg(long, env = "IOP_EXPORT_LEASE_SECONDS", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     export_lease_seconds: u64,
     /// Tasks that run one export, each over its own id range of a type (default: one per CPU
-    /// core). More help where tasks wait on the database's round trips (PostgreSQL), at a few
-    /// megabytes of memory each (docs/benchmarks.md)
+    /// core on SQLite, two per core on PostgreSQL, where tasks wait on round trips). Each costs
+    /// a few megabytes of memory (docs/benchmarks.md)
     #[arg(long, env = "IOP_EXPORT_WORKERS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     export_workers: Option<u64>,
 }
@@ -607,7 +607,7 @@ async fn run_server(
         dir: args.export_dir.clone(),
         keep_for: std::time::Duration::from_secs(args.export_hours * 3600),
         lease: std::time::Duration::from_secs(args.export_lease_seconds),
-        ..crate::bulk::BulkSettings::default().with_workers(args.export_workers)
+        ..crate::bulk::BulkSettings::default().with_workers(args.export_workers, store.backend())
     });
     if args.open_access {
         tracing::warn!(
