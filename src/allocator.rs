@@ -2,7 +2,7 @@
 //!
 //! Measured on a Bulk Data export of 20,000 clients (docs/benchmarks.md): with mimalloc's
 //! defaults (its arena on transparent huge pages, freed pages kept for a second) the process
-//! held about 40 MB more than with these settings, none of it live data. SQLite keeps glibc's
+//! peaked 20 to 40 MB higher than with these settings, in freed pages not yet returned. SQLite keeps glibc's
 //! malloc: handed mimalloc, its page caches and result buffers were committed and purged over
 //! and over (5 GB purged in one export) for no smaller peak.
 
