@@ -90,16 +90,7 @@ impl Filter {
             Condition::OneOf(values) if values.is_empty() => "1 = 0".to_owned(),
             // A list of strings is one parameter, a JSON array (`Backend::one_of_json_array`):
             // one statement for every length, prepared once, and no quadratic parameter lookup.
-            Condition::OneOf(values)
-                if values.iter().all(|v| matches!(v, SqlValue::Text(Some(_)))) =>
-            {
-                let texts: Vec<String> = values
-                    .iter()
-                    .filter_map(|v| match v {
-                        SqlValue::Text(Some(text)) => Some(text.clone()),
-                        _ => None,
-                    })
-                    .collect();
+            Condition::OneOf(values) if let Some(texts) = all_texts(values) => {
                 binds.push(SqlValue::Text(Some(super::json_array(&texts))));
                 backend.one_of_json_array(self.column, binds.len())
             }
@@ -130,6 +121,17 @@ impl Filter {
             }
         }
     }
+}
+
+/// The values as strings, if every one is a (non-null) string.
+fn all_texts(values: &[SqlValue]) -> Option<Vec<String>> {
+    values
+        .iter()
+        .map(|v| match v {
+            SqlValue::Text(Some(text)) => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
