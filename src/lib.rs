@@ -30,6 +30,7 @@ pub mod import;
 pub(crate) mod json_build;
 pub(crate) mod json_member;
 pub(crate) mod json_parse;
+pub(crate) mod json_write;
 pub mod mapping;
 pub mod outbound;
 pub mod read_cache;

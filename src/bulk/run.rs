@@ -300,7 +300,7 @@ impl RangeWorker {
                 let admitted = self.gate.admit(&self.store, matched).await?;
                 let mut bytes = Vec::with_capacity(admitted.len() * 1024);
                 for resource in &admitted {
-                    serde_json::to_writer(&mut bytes, resource).map_err(std::io::Error::from)?;
+                    crate::json_write::append(&mut bytes, resource);
                     bytes.push(b'\n');
                 }
                 let lines = admitted.len() as u64;

@@ -82,6 +82,8 @@ struct NdjsonFile {
     path: PathBuf,
     partial: PathBuf,
     writer: std::io::BufWriter<std::fs::File>,
+    /// The line being written (kept: one allocation per file, not per resource).
+    line: Vec<u8>,
     count: u64,
 }
 
@@ -97,6 +99,7 @@ impl NdjsonFile {
             path,
             partial,
             writer: std::io::BufWriter::new(file),
+            line: Vec::new(),
             count: 0,
         })
     }
@@ -105,8 +108,10 @@ impl NdjsonFile {
             path: self.partial.clone(),
             source,
         };
-        serde_json::to_writer(&mut self.writer, resource).map_err(|e| io(e.into()))?;
-        self.writer.write_all(b"\n").map_err(io)?;
+        self.line.clear();
+        crate::json_write::append(&mut self.line, resource);
+        self.line.push(b'\n');
+        self.writer.write_all(&self.line).map_err(io)?;
         self.count += 1;
         Ok(())
     }
