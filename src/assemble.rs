@@ -6,7 +6,8 @@
 //! Between the store and the edges: knows the store's queries and the mapping's views, holds no
 //! HTTP or file concerns.
 
-use std::collections::{HashMap, HashSet};
+// Keyed by the clinic's own ids, a page's worth: FxHash, not SipHash (no untrusted keys here).
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use chrono::NaiveDate;
 use serde_json::Value;
@@ -137,7 +138,7 @@ impl<'a> Assembler<'a> {
     async fn programs(&self) -> Result<&HashMap<Id<Program>, Program>, StoreError> {
         self.programs
             .get_or_try_init(|| async {
-                let mut programs = HashMap::new();
+                let mut programs = HashMap::default();
                 let mut after: Option<String> = None;
                 loop {
                     let page = self
@@ -204,14 +205,14 @@ impl<'a> Assembler<'a> {
         &self,
         resource_type: &str,
         ids: &[String],
-    ) -> Result<HashMap<String, Value>, AssembleError> {
+    ) -> Result<std::collections::HashMap<String, Value>, AssembleError> {
         let wanted: HashSet<String> = ids
             .iter()
             .filter_map(|id| uuid::Uuid::parse_str(id).ok())
             .map(|u| u.to_string())
             .collect();
         let wanted: Vec<String> = wanted.into_iter().collect();
-        let mut found = HashMap::new();
+        let mut found = std::collections::HashMap::new();
         for batch in wanted.chunks(BY_IDS_BATCH) {
             let mut rows: Vec<String> = batch.to_vec();
             if resource_type == "CarePlan" {
@@ -274,7 +275,7 @@ impl<'a> Assembler<'a> {
         limit: u32,
     ) -> Result<Page, AssembleError> {
         let mut out = Vec::new();
-        let mut metas: HashMap<String, RowMeta> = HashMap::new();
+        let mut metas: HashMap<String, RowMeta> = HashMap::default();
         let (rows, first_row, last_row) = match resource_type {
             "Organization" => {
                 let rows = self
@@ -623,7 +624,7 @@ fn group<K: std::hash::Hash + Eq, V>(
     items: impl IntoIterator<Item = V>,
     key: impl Fn(&V) -> K,
 ) -> HashMap<K, Vec<V>> {
-    let mut map: HashMap<K, Vec<V>> = HashMap::new();
+    let mut map: HashMap<K, Vec<V>> = HashMap::default();
     for item in items {
         map.entry(key(&item)).or_default().push(item);
     }

@@ -8,7 +8,8 @@
 //! the rules are `consent`'s.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+// Keyed by the clinic's own ids, looked up for every reference of every resource: FxHash.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -124,6 +125,77 @@ impl Verdict {
     }
 }
 
+/// A decision before it is put in words. The words (`Decision`'s `Display`) cost a `format!`,
+/// and the gate decides once per reference of every resource an export writes, where only the
+/// answer is read; `Verdict` has the words, for refusals and `consent explain`.
+enum Judgement {
+    /// Not about a client, or not filtered.
+    Open {
+        part2: bool,
+    },
+    /// Refused before any consent was weighed.
+    Refused {
+        why: &'static str,
+        part2: bool,
+    },
+    Decided {
+        decision: Decision,
+        part2: bool,
+    },
+}
+
+impl Judgement {
+    fn permits(&self) -> bool {
+        match self {
+            Self::Open { .. } => true,
+            Self::Refused { .. } => false,
+            Self::Decided { decision, .. } => decision.permit,
+        }
+    }
+
+    fn part2(&self) -> bool {
+        match self {
+            Self::Open { part2 } | Self::Refused { part2, .. } | Self::Decided { part2, .. } => {
+                *part2
+            }
+        }
+    }
+
+    /// The consent that decided, if one did.
+    fn consent(&self) -> Option<String> {
+        match self {
+            Self::Decided {
+                decision:
+                    Decision {
+                        basis: Basis::Consent(basis),
+                        ..
+                    },
+                ..
+            } => Some(basis.id.to_string()),
+            _ => None,
+        }
+    }
+
+    fn into_verdict(self) -> Verdict {
+        let (permit, part2, consent) = (self.permits(), self.part2(), self.consent());
+        match self {
+            Self::Open { .. } => Verdict::open(part2),
+            Self::Refused { why, .. } => Verdict {
+                permit,
+                why: Some(why.to_owned()),
+                consent,
+                part2,
+            },
+            Self::Decided { decision, .. } => Verdict {
+                permit,
+                why: Some(decision.to_string()),
+                consent,
+                part2,
+            },
+        }
+    }
+}
+
 /// Clients whose contexts a gate keeps at most (an export's gate sees every client; 2,000
 /// rather than 5,000 took 4-8 MB off a 20,000-client export's peak at the same speed).
 const MAX_CLIENTS_KEPT: usize = 2_000;
@@ -133,7 +205,7 @@ fn by_client<R>(
     rows: Vec<crate::store::Stored<R>>,
     client: impl Fn(&R) -> String,
 ) -> HashMap<String, Vec<R>> {
-    let mut out: HashMap<String, Vec<R>> = HashMap::new();
+    let mut out: HashMap<String, Vec<R>> = HashMap::default();
     for row in rows {
         out.entry(client(&row.record)).or_default().push(row.record);
     }
@@ -168,7 +240,7 @@ impl Gate {
             policy,
             today,
             clinic: None,
-            clients: HashMap::new(),
+            clients: HashMap::default(),
             consents_used: Vec::new(),
             part2_disclosed: false,
             cache: None,
@@ -229,7 +301,7 @@ impl Gate {
             self.clients.clear();
         }
         wanted.retain(|p| !self.clients.contains_key(p));
-        let mut rows: HashMap<String, Arc<ClientRows>> = HashMap::new();
+        let mut rows: HashMap<String, Arc<ClientRows>> = HashMap::default();
         if let Some((cache, _)) = &seen {
             wanted.retain(|client| match cache.client(client) {
                 Some(kept) => {
@@ -287,11 +359,12 @@ impl Gate {
     /// The decision on `resource` (its clients' contexts loaded first with `load`).
     pub fn decide(&self, resource: &Value) -> Verdict {
         self.decide_on(resource, &patients_of(resource), labels_of(resource))
+            .into_verdict()
     }
 
     /// `decide` with the resource's clients and labels already read.
-    fn decide_on(&self, resource: &Value, patients: &[String], labels: Labels) -> Verdict {
-        self.decide_about(
+    fn decide_on(&self, resource: &Value, patients: &[String], labels: Labels) -> Judgement {
+        self.judge(
             resource
                 .get("resourceType")
                 .and_then(Value::as_str)
@@ -302,37 +375,33 @@ impl Gate {
         )
     }
 
-    fn decide_about(
+    fn judge(
         &self,
         resource_type: &str,
         id: Option<&str>,
         patients: &[String],
         labels: Labels,
-    ) -> Verdict {
+    ) -> Judgement {
+        let part2 = labels.is_part2();
         if self.audience == Audience::Unfiltered || NOT_ABOUT_A_CLIENT.contains(&resource_type) {
-            return Verdict::open(labels.is_part2());
+            return Judgement::Open { part2 };
         }
-        let deny = |why: String| Verdict {
-            permit: false,
-            why: Some(why),
-            consent: None,
-            part2: labels.is_part2(),
-        };
+        let deny = |why: &'static str| Judgement::Refused { why, part2 };
         let (recipient, purpose) = match &self.audience {
             Audience::Recipient { recipient, purpose } => (recipient, purpose),
-            _ => return deny("the API client acts for no organization".into()),
+            _ => return deny("the API client acts for no organization"),
         };
         let [patient] = patients else {
-            return deny("not about exactly one client".into());
+            return deny("not about exactly one client");
         };
         let Some(context) = self.clients.get(patient) else {
-            return deny("the client's consents were not loaded".into());
+            return deny("the client's consents were not loaded");
         };
         // A support contact shows only while a consent names them.
         if resource_type == "RelatedPerson"
             && !id.is_some_and(|id| context.covered_contacts.contains(id))
         {
-            return deny("the support contact is not named by a consent in force".into());
+            return deny("the support contact is not named by a consent in force");
         }
         let facts = ResourceFacts {
             resource_type: resource_type.to_owned(),
@@ -347,15 +416,7 @@ impl Gate {
             care_team: &context.care_team,
         };
         let decision: Decision = consent::decide(&request, &context.directives, &self.policy);
-        Verdict {
-            permit: decision.permit,
-            why: Some(decision.to_string()),
-            consent: match &decision.basis {
-                Basis::Consent(basis) => Some(basis.id.to_string()),
-                Basis::Rule(_) => None,
-            },
-            part2: labels.is_part2(),
-        }
+        Judgement::Decided { decision, part2 }
     }
 
     /// Whether the resource a clinic row becomes (of `resource_type`, id `id`, about `client`,
@@ -373,8 +434,8 @@ impl Gate {
     ) -> bool {
         let labels = Labels::from_codes(crate::mapping::security_label_codes(sensitivity));
         !self
-            .decide_about(resource_type, Some(id), &[client.to_owned()], labels)
-            .permit
+            .judge(resource_type, Some(id), &[client.to_owned()], labels)
+            .permits()
     }
 
     /// Loads, decides and keeps what is permitted, each with its references to what this
@@ -397,12 +458,12 @@ impl Gate {
         // The resource's clients and labels, read once for the decision and the redaction.
         let patients = patients_of(&resource);
         let labels = labels_of(&resource);
-        let verdict = self.decide_on(&resource, &patients, labels);
-        if !verdict.permit {
+        let judgement = self.decide_on(&resource, &patients, labels);
+        if !judgement.permits() {
             return None;
         }
-        self.part2_disclosed |= verdict.part2;
-        if let Some(consent) = verdict.consent
+        self.part2_disclosed |= judgement.part2();
+        if let Some(consent) = judgement.consent()
             && !self.consents_used.contains(&consent)
         {
             self.consents_used.push(consent);
@@ -468,7 +529,7 @@ impl Gate {
         } else {
             patients
         };
-        !self.decide_about(t, Some(id), about, labels).permit
+        !self.judge(t, Some(id), about, labels).permits()
     }
 
     /// `redact` of a resource about `patients` that carries `labels`.
@@ -540,7 +601,8 @@ fn any_reference(value: &Value, withheld: &dyn Fn(&str) -> bool) -> bool {
 }
 
 /// Replaces every `{ "reference": r, ... }` under `value` for which `withheld(r)` holds by
-/// `{ "display": "withheld" }`.
+/// `{ "display": "withheld" }`. Only objects and arrays are descended into: most members are
+/// strings, and this walks every resource an export writes.
 fn prune_references(value: &mut Value, withheld: &dyn Fn(&str) -> bool) {
     match value {
         Value::Object(map) => {
@@ -555,17 +617,21 @@ fn prune_references(value: &mut Value, withheld: &dyn Fn(&str) -> bool) {
                 );
                 return;
             }
-            for child in map.values_mut() {
+            for child in map.values_mut().filter(|v| is_container(v)) {
                 prune_references(child, withheld);
             }
         }
         Value::Array(items) => {
-            for item in items {
+            for item in items.iter_mut().filter(|v| is_container(v)) {
                 prune_references(item, withheld);
             }
         }
         _ => {}
     }
+}
+
+fn is_container(value: &Value) -> bool {
+    matches!(value, Value::Object(_) | Value::Array(_))
 }
 
 /// The OperationOutcome entry that carries the §2.32 notice in a Bundle with Part 2 records.
