@@ -23,13 +23,13 @@ pub const US_CORE_CAREPLAN_CATEGORY: &str =
 pub const NPI: &str = "http://hl7.org/fhir/sid/us-npi";
 
 pub fn profile(id: &str) -> String {
-    format!("{CANONICAL}/StructureDefinition/{id}")
+    [CANONICAL, "/StructureDefinition/", id].concat()
 }
 pub fn code_system(id: &str) -> String {
-    format!("{CANONICAL}/CodeSystem/{id}")
+    [CANONICAL, "/CodeSystem/", id].concat()
 }
 pub fn extension(id: &str) -> String {
-    format!("{CANONICAL}/StructureDefinition/{id}")
+    [CANONICAL, "/StructureDefinition/", id].concat()
 }
 
 pub fn coding(system: &str, code: &str, display: &str) -> Value {

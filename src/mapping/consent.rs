@@ -73,7 +73,7 @@ pub fn consent_to_fhir(
     }
     let mut resource = fhir!({
         "resourceType": "Consent",
-        "id": consent.id.to_string(),
+        "id": consent.id.text(),
         "meta": meta("iop-consent", sensitivity),
         "identifier": [cfg.record_identifier("consent", consent.id)],
         "status": status,

@@ -76,7 +76,7 @@ pub fn session_to_fhir(cfg: &MappingConfig, view: &SessionView<'_>) -> Value {
     }));
     let mut encounter = fhir!({
         "resourceType": "Encounter",
-        "id": s.id.to_string(),
+        "id": s.id.text(),
         "meta": meta("iop-encounter", view.sensitivity),
         "extension": extensions,
         "identifier": [cfg.record_identifier("session", s.id)],
@@ -292,7 +292,7 @@ pub fn episode_to_fhir(cfg: &MappingConfig, view: &EpisodeView<'_>) -> Value {
     let period = super::period(e.admitted_on, e.state.discharged_on());
     let mut episode = fhir!({
         "resourceType": "EpisodeOfCare",
-        "id": e.id.to_string(),
+        "id": e.id.text(),
         "meta": meta("iop-episodeofcare", view.sensitivity),
         "extension": extensions,
         "identifier": [cfg.record_identifier("enrollment", e.id)],

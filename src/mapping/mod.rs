@@ -81,7 +81,7 @@ impl Default for MappingConfig {
 
 impl MappingConfig {
     pub fn system(&self, kind: &str) -> String {
-        format!("{}/{kind}", self.identifier_base.trim_end_matches('/'))
+        [self.identifier_base.trim_end_matches('/'), "/", kind].concat()
     }
     /// The identifier system of the records behind `resource_type`, where one kind of record
     /// is behind it (a CarePlan is a treatment plan or a relapse prevention plan: none).
@@ -121,7 +121,7 @@ impl MappingConfig {
     }
     /// The business identifier every resource carries: the clinic record's stable id.
     fn record_identifier<T>(&self, kind: &str, id: Id<T>) -> Value {
-        fhir!({ "use": "official", "system": self.system(kind), "value": id.to_string() })
+        fhir!({ "use": "official", "system": self.system(kind), "value": id.text() })
     }
 }
 
@@ -196,7 +196,10 @@ fn security_labels(sensitivity: Sensitivity) -> Option<Value> {
 }
 
 fn reference<T>(resource_type: &str, id: Id<T>) -> Value {
-    fhir!({ "reference": format!("{resource_type}/{id}") })
+    let mut prefix = String::with_capacity(resource_type.len() + 1);
+    prefix.push_str(resource_type);
+    prefix.push('/');
+    fhir!({ "reference": id.prefixed(&prefix) })
 }
 
 fn date(d: chrono::NaiveDate) -> String {

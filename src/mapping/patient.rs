@@ -30,7 +30,7 @@ pub(super) fn human_name(name: &PersonName) -> Value {
 pub fn client_to_fhir(cfg: &MappingConfig, client: &Client, sensitivity: Sensitivity) -> Value {
     let mut patient = fhir!({
         "resourceType": "Patient",
-        "id": client.id.to_string(),
+        "id": client.id.text(),
         "meta": meta("iop-patient", sensitivity),
         "identifier": [
             {

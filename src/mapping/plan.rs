@@ -69,7 +69,7 @@ pub fn plan_to_fhir(cfg: &MappingConfig, view: &PlanView<'_>) -> Value {
         .list(view.interventions.iter().map(frequency_text));
     let mut care_plan = fhir!({
         "resourceType": "CarePlan",
-        "id": plan.id.to_string(),
+        "id": plan.id.text(),
         "meta": meta("iop-careplan", view.sensitivity),
         "text": narrative.to_text(),
         "extension": [{
@@ -170,7 +170,7 @@ pub fn goal_to_fhir(
 ) -> Value {
     let mut resource = fhir!({
         "resourceType": "Goal",
-        "id": goal.id.to_string(),
+        "id": goal.id.text(),
         "meta": meta("iop-goal", sensitivity),
         "identifier": [cfg.record_identifier("goal", goal.id)],
         "lifecycleStatus": goal_status(goal.status),
@@ -271,7 +271,7 @@ pub fn relapse_plan_to_fhir(cfg: &MappingConfig, view: &RelapsePlanView<'_>) -> 
     }));
     let mut resource = fhir!({
         "resourceType": "CarePlan",
-        "id": view.relapse_plan.id.to_string(),
+        "id": view.relapse_plan.id.text(),
         "meta": meta("iop-relapse-prevention-plan", view.sensitivity),
         "text": narrative.to_text(),
         "identifier": [cfg.record_identifier("relapse-prevention-plan", view.relapse_plan.id)],

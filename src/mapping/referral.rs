@@ -89,7 +89,7 @@ pub fn service_request_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> 
     let (code, display) = service(r);
     let mut request = fhir!({
         "resourceType": "ServiceRequest",
-        "id": r.id.to_string(),
+        "id": r.id.text(),
         "meta": meta("iop-referral-servicerequest", view.sensitivity),
         "identifier": [cfg.record_identifier("referral", r.id)],
         "status": request_status(task_state(r, &view.progress).0),
@@ -130,7 +130,7 @@ pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
     let (status, code, display) = task_state(r, &view.progress);
     let mut task = fhir!({
         "resourceType": "Task",
-        "id": r.id.to_string(),
+        "id": r.id.text(),
         "meta": meta("iop-referral-task", view.sensitivity),
         "identifier": [cfg.record_identifier("referral-task", r.id)],
         "status": status,

@@ -47,7 +47,7 @@ pub fn support_contact_to_fhir(
     let period = super::period(contact.active.start(), contact.active.end());
     let mut person = fhir!({
         "resourceType": "RelatedPerson",
-        "id": contact.id.to_string(),
+        "id": contact.id.text(),
         "meta": meta("iop-relatedperson", sensitivity),
         "identifier": [cfg.record_identifier("support-contact", contact.id)],
         "active": contact.active.contains(as_of),
