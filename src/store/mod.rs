@@ -427,18 +427,18 @@ impl Store {
             R::TABLE,
             self.backend.one_of_json_array(column, 1)
         );
-        let packed: Option<String> =
-            sqlx::query_scalar(AssertSqlSafe(self.packing::<R>(&sql, "id")))
-                .bind(json_array(&values))
-                .fetch_one(&self.pool)
-                .await?;
+        let packed: Option<String> = sqlx::query_scalar(AssertSqlSafe(self.packing::<R>(&sql)))
+            .bind(json_array(&values))
+            .fetch_one(&self.pool)
+            .await?;
         tx::read_packed(packed.as_deref())
     }
 
     /// The statement that returns the rows of `inner` (a SELECT of `select_list::<R>()`) packed
-    /// into one value, in `order` (`packed.rs`: many rows cost the driver one).
-    fn packing<R: Record>(&self, inner: &str, order: &str) -> String {
-        packed::packing(self.backend, &tx::columns::<R>(), inner, order)
+    /// into one value (`packed.rs`: many rows cost the driver one); `tx::read_packed` reads
+    /// them back in id order.
+    fn packing<R: Record>(&self, inner: &str) -> String {
+        packed::packing(self.backend, &tx::columns::<R>(), inner)
     }
 
     /// A page of records in id order, after `after` (keyset paging; for exports and syncs).
@@ -481,13 +481,11 @@ impl Store {
         before: &str,
         limit: u32,
     ) -> Result<Vec<Stored<R>>, StoreError> {
-        let mut stored = self
-            .page_by_id::<R>(filters, Some(("<", before)), " DESC", limit)
-            .await?;
-        stored.reverse();
-        Ok(stored)
+        self.page_by_id::<R>(filters, Some(("<", before)), " DESC", limit)
+            .await
     }
 
+    /// Up to `limit` rows past `bound`, read in `direction` from it, returned in id order.
     async fn page_by_id<R: Record>(
         &self,
         filters: &[Filter],
@@ -501,7 +499,7 @@ impl Store {
             tx::select_list::<R>(),
             R::TABLE,
         );
-        let sql = self.packing::<R>(&sql, &format!("id{direction}"));
+        let sql = self.packing::<R>(&sql);
         let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
         for value in binds {
             query = match value {

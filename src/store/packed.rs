@@ -76,16 +76,19 @@ impl<'de> serde::Deserialize<'de> for Cell<'de> {
 }
 
 /// The statement that packs the rows of `inner` (a SELECT of exactly `columns`) into one JSON
-/// text, in `order` (e.g. `id` or `id DESC`); NULL or `[]` when there are none.
-pub(crate) fn packing(backend: Backend, columns: &[&str], inner: &str, order: &str) -> String {
+/// text, in no particular order (`tx::read_packed` puts them in id order); NULL or `[]` when
+/// there are none. An `ORDER BY` inside the aggregate made SQLite copy every packed row into a
+/// temporary B-tree to sort it again: 5% of an export's instructions, for rows that the
+/// subquery's `ORDER BY id` had already read in order.
+pub(crate) fn packing(backend: Backend, columns: &[&str], inner: &str) -> String {
     let values = columns.join(", ");
     match backend {
-        Backend::Sqlite => format!(
-            "SELECT json_group_array(json_array({values}) ORDER BY {order}) FROM ({inner}) AS page"
-        ),
-        Backend::Postgres => format!(
-            "SELECT json_agg(json_build_array({values}) ORDER BY {order})::text FROM ({inner}) AS page"
-        ),
+        Backend::Sqlite => {
+            format!("SELECT json_group_array(json_array({values})) FROM ({inner}) AS page")
+        }
+        Backend::Postgres => {
+            format!("SELECT json_agg(json_build_array({values}))::text FROM ({inner}) AS page")
+        }
     }
 }
 

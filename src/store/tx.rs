@@ -35,7 +35,8 @@ pub(crate) fn read_packed<R: Record>(text: Option<&str>) -> Result<Vec<Stored<R>
         reason: format!("packed rows: {e}"),
     })?;
     let columns = columns::<R>();
-    rows.iter()
+    let mut stored = rows
+        .iter()
         .map(|cells| {
             let reader = RowReader::packed(R::TABLE, &columns, cells);
             Ok(Stored {
@@ -43,7 +44,10 @@ pub(crate) fn read_packed<R: Record>(text: Option<&str>) -> Result<Vec<Stored<R>
                 record: R::from_row(&reader)?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // The ids' order is their text's (lower-case hyphenated UUIDs), which keyset paging uses.
+    stored.sort_unstable_by_key(|s| s.record.id());
+    Ok(stored)
 }
 
 fn bind(query: Query<'_, Any, AnyArguments>, value: SqlValue) -> Query<'_, Any, AnyArguments> {
