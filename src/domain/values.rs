@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Timelike, Utc};
 use uuid::Uuid;
 
 use super::DomainError;
@@ -360,10 +360,71 @@ impl Timestamp {
     pub fn as_datetime(&self) -> DateTime<Utc> {
         self.0
     }
-    /// `2026-11-25T06:53:47.123456Z`
+    /// `2026-11-25T06:53:47.123456Z`. Written digit by digit: chrono's `format` interprets its
+    /// pattern on every call, and every resource an export writes gives its `lastUpdated`
+    /// (callgrind: 3,400 instructions a call, 2% of an export).
     pub fn to_db_text(&self) -> String {
-        self.0.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+        let t = self.0;
+        let nanos = t.nanosecond();
+        if !(0..=9999).contains(&t.year()) || nanos >= 1_000_000_000 {
+            // Beyond four-digit years, and leap seconds: chrono's own spelling.
+            return t.format(DB_TEXT).to_string();
+        }
+        let mut out = String::with_capacity(DB_TEXT_LEN);
+        let mut digits = |value: u32, width: u32, then: Option<char>| {
+            for place in (0..width).rev() {
+                let digit = value / 10u32.pow(place) % 10;
+                out.push(char::from(b'0' + digit as u8));
+            }
+            out.extend(then);
+        };
+        digits(t.year() as u32, 4, Some('-'));
+        digits(t.month(), 2, Some('-'));
+        digits(t.day(), 2, Some('T'));
+        digits(t.hour(), 2, Some(':'));
+        digits(t.minute(), 2, Some(':'));
+        digits(t.second(), 2, Some('.'));
+        digits(nanos / 1000, 6, Some('Z'));
+        out
     }
+}
+
+/// `to_db_text`'s pattern, and the length of what it writes for four-digit years.
+const DB_TEXT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+const DB_TEXT_LEN: usize = 27;
+
+/// `to_db_text`'s text read back without chrono's RFC 3339 parser (which every row read pays
+/// for twice, its `created_at` and `updated_at`); None for any other spelling.
+fn from_db_text(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != DB_TEXT_LEN {
+        return None;
+    }
+    let separators = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ];
+    if separators.iter().any(|&(at, c)| b[at] != c) {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?;
+    let time = chrono::NaiveTime::from_hms_micro_opt(
+        number(11, 13)?,
+        number(14, 16)?,
+        number(17, 19)?,
+        number(20, 26)?,
+    )?;
+    Some(date.and_time(time).and_utc())
 }
 
 impl From<DateTime<Utc>> for Timestamp {
@@ -375,6 +436,9 @@ impl From<DateTime<Utc>> for Timestamp {
 impl FromStr for Timestamp {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(t) = from_db_text(s) {
+            return Ok(Self(t));
+        }
         DateTime::parse_from_rfc3339(s)
             .map(|t| Self::from(t.with_timezone(&Utc)))
             .map_err(|_| DomainError::Malformed {
@@ -393,6 +457,30 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The hand-written database text is chrono's, and reads back as chrono reads it.
+        #[test]
+        fn db_text_is_chronos_both_ways(micros in -62_135_596_800_000_000i64..253_402_300_799_999_999i64) {
+            let t = Timestamp(DateTime::from_timestamp_micros(micros).unwrap());
+            let text = t.to_db_text();
+            prop_assert_eq!(&text, &t.0.format(DB_TEXT).to_string());
+            let chronos = DateTime::parse_from_rfc3339(&text).unwrap().with_timezone(&Utc);
+            prop_assert_eq!(from_db_text(&text), Some(chronos));
+            prop_assert_eq!(text.parse::<Timestamp>().unwrap(), t);
+        }
+    }
+
+    #[test]
+    fn other_rfc_3339_spellings_still_parse() {
+        let t: Timestamp = "2026-11-25T07:53:47.5+01:00".parse().unwrap();
+        assert_eq!(t.to_db_text(), "2026-11-25T06:53:47.500000Z");
+        assert_eq!(from_db_text("2026-11-25T06:53:47.500000+00:00"), None);
+        assert_eq!(from_db_text("2026-02-30T06:53:47.500000Z"), None);
+        assert!("2026-02-30T06:53:47.500000Z".parse::<Timestamp>().is_err());
+        assert!("2026-11-25T06:53:4x.500000Z".parse::<Timestamp>().is_err());
+    }
 
     #[test]
     fn text_is_trimmed_and_must_be_present() {
