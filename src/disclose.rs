@@ -11,6 +11,7 @@ use std::borrow::Cow;
 // Keyed by the clinic's own ids, looked up for every reference of every resource: FxHash.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use chrono::NaiveDate;
 use serde_json::{Value, json};
@@ -217,6 +218,25 @@ struct ClientContext {
     directives: Vec<ConsentDirective>,
     care_team: Vec<String>,
     covered_contacts: HashSet<String>,
+    /// The answers already given about this client (`Gate::permits_about`), by `answer_slot`:
+    /// 0 not asked yet, 1 denied, 2 permitted. An export asks the same few questions for every
+    /// reference of every resource about the client.
+    answers: [AtomicU8; ANSWER_SLOTS],
+}
+
+/// One answer per resource type the assembler builds and per combination of the two labels.
+const ANSWER_SLOTS: usize = crate::assemble::RESOURCE_TYPES.len() * 4;
+
+/// Where the answer about a resource of `resource_type` with `labels` is kept; None where it
+/// depends on more than those (a support contact shows only while a consent names them).
+fn answer_slot(resource_type: &str, labels: Labels) -> Option<usize> {
+    if resource_type == "RelatedPerson" {
+        return None;
+    }
+    let kind = crate::assemble::RESOURCE_TYPES
+        .iter()
+        .position(|t| *t == resource_type)?;
+    Some(kind * 4 + usize::from(labels.part2) * 2 + usize::from(labels.sud_counselling_note))
 }
 
 /// One request's gate: decisions for one audience on one day, with the clients' contexts loaded
@@ -350,6 +370,7 @@ impl Gate {
                     directives: rows.consents.iter().map(consent::directive_from).collect(),
                     care_team,
                     covered_contacts: covered,
+                    answers: std::array::from_fn(|_| AtomicU8::new(0)),
                 },
             );
         }
@@ -433,9 +454,32 @@ impl Gate {
         sensitivity: crate::mapping::Sensitivity,
     ) -> bool {
         let labels = Labels::from_codes(crate::mapping::security_label_codes(sensitivity));
-        !self
-            .judge(resource_type, Some(id), &[client.to_owned()], labels)
-            .permits()
+        !self.permits_about(resource_type, Some(id), &[client.to_owned()], labels)
+    }
+
+    /// `judge`'s answer alone, remembered per client where it depends only on the resource's
+    /// type and labels (the audience, the day and the client's context are the gate's).
+    fn permits_about(
+        &self,
+        resource_type: &str,
+        id: Option<&str>,
+        patients: &[String],
+        labels: Labels,
+    ) -> bool {
+        let remembered = match (patients, answer_slot(resource_type, labels)) {
+            ([patient], Some(slot)) => self.clients.get(patient).map(|c| &c.answers[slot]),
+            _ => None,
+        };
+        match remembered.map(|a| a.load(Ordering::Relaxed)) {
+            Some(1) => return false,
+            Some(2) => return true,
+            _ => {}
+        }
+        let permits = self.judge(resource_type, id, patients, labels).permits();
+        if let Some(answer) = remembered {
+            answer.store(if permits { 2 } else { 1 }, Ordering::Relaxed);
+        }
+        permits
     }
 
     /// Loads, decides and keeps what is permitted, each with its references to what this
@@ -529,7 +573,7 @@ impl Gate {
         } else {
             patients
         };
-        !self.judge(t, Some(id), about, labels).permits()
+        !self.permits_about(t, Some(id), about, labels)
     }
 
     /// `redact` of a resource about `patients` that carries `labels`.
@@ -688,6 +732,38 @@ mod tests {
         assert!(matches!(gate.redacted(&kept_only), Cow::Borrowed(_)));
         let unfiltered = Gate::new(Audience::Unfiltered, Policy::default(), gate.today);
         assert!(matches!(unfiltered.redacted(&kept), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn remembered_answers_are_per_client_type_and_labels() {
+        let mut gate = partner_gate();
+        // The partner is on p1's care team: treatment data goes, Part 2 records need a consent.
+        gate.clients.insert(
+            "p1".into(),
+            ClientContext {
+                directives: Vec::new(),
+                care_team: vec!["org-partner".into()],
+                covered_contacts: HashSet::default(),
+                answers: std::array::from_fn(|_| AtomicU8::new(0)),
+            },
+        );
+        let p1 = ["p1".to_owned()];
+        let part2 = Labels::of(crate::mapping::Sensitivity::Part2);
+        for _asked_again in 0..2 {
+            assert!(gate.permits_about("Encounter", None, &p1, Labels::default()));
+            assert!(!gate.permits_about("Encounter", None, &p1, part2));
+            assert!(gate.permits_about("Goal", None, &p1, Labels::default()));
+            // A support contact depends on its id: never remembered.
+            assert!(!gate.permits_about("RelatedPerson", Some("c1"), &p1, Labels::default()));
+            // Not loaded: denied, and nothing kept for it.
+            assert!(!gate.permits_about("Encounter", None, &["p2".to_owned()], Labels::default()));
+        }
+        let answers = &gate.clients["p1"].answers;
+        let slot = answer_slot("Encounter", Labels::default()).unwrap();
+        assert_eq!(answers[slot].load(Ordering::Relaxed), 2);
+        let slot = answer_slot("Encounter", part2).unwrap();
+        assert_eq!(answers[slot].load(Ordering::Relaxed), 1);
+        assert_eq!(answer_slot("RelatedPerson", part2), None);
     }
 
     #[test]
