@@ -196,10 +196,7 @@ fn security_labels(sensitivity: Sensitivity) -> Option<Value> {
 }
 
 fn reference<T>(resource_type: &str, id: Id<T>) -> Value {
-    let mut prefix = String::with_capacity(resource_type.len() + 1);
-    prefix.push_str(resource_type);
-    prefix.push('/');
-    fhir!({ "reference": id.prefixed(&prefix) })
+    fhir!({ "reference": id.prefixed(&[resource_type, "/"]) })
 }
 
 fn date(d: chrono::NaiveDate) -> String {
