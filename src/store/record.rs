@@ -177,7 +177,6 @@ impl<'r> RowReader<'r> {
             Source::Packed { .. } => match self.cell(column)? {
                 Cell::Null => Ok(None),
                 Cell::Text(text) => Ok(Some(Cow::Borrowed(text.as_ref()))),
-                Cell::Int(_) | Cell::Other => Err(self.corrupt(column, "not text")),
             },
         }
     }
@@ -196,8 +195,11 @@ impl<'r> RowReader<'r> {
                 .map_err(|e| self.corrupt(column, e)),
             Source::Packed { .. } => match self.cell(column)? {
                 Cell::Null => Ok(None),
-                Cell::Int(v) => Ok(Some(*v)),
-                Cell::Text(_) | Cell::Other => Err(self.corrupt(column, "not an integer")),
+                // A packed integer is its decimal text.
+                Cell::Text(text) => text
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| self.corrupt(column, "not an integer")),
             },
         }
     }

@@ -28,15 +28,15 @@ pub(crate) fn read_packed<R: Record>(text: Option<&str>) -> Result<Vec<Stored<R>
     let Some(text) = text else {
         return Ok(Vec::new());
     };
-    let rows = super::packed::unpack(text).map_err(|e| StoreError::Corrupt {
+    let columns = columns::<R>();
+    let cells = super::packed::unpack(text, columns.len()).map_err(|e| StoreError::Corrupt {
         table: R::TABLE,
         id: String::new(),
         column: "*",
-        reason: format!("packed rows: {e}"),
+        reason: e.to_string(),
     })?;
-    let columns = columns::<R>();
-    let mut stored = rows
-        .iter()
+    let mut stored = cells
+        .chunks_exact(columns.len())
         .map(|cells| {
             let reader = RowReader::packed(R::TABLE, &columns, cells);
             Ok(Stored {
