@@ -22,6 +22,7 @@ use crate::consent::{
 use crate::domain::{
     Consent, Enrollment, InformationCategory, Organization, OrganizationKind, Referral,
 };
+use crate::json_member::member;
 use crate::mapping::audit::patients_of;
 use crate::read_cache::{ClientRows, ReadCache, Seen};
 use crate::store::{Filter, SqlValue, Store, StoreError};
@@ -386,11 +387,10 @@ impl Gate {
     /// `decide` with the resource's clients and labels already read.
     fn decide_on(&self, resource: &Value, patients: &[String], labels: Labels) -> Judgement {
         self.judge(
-            resource
-                .get("resourceType")
+            member(resource, "resourceType")
                 .and_then(Value::as_str)
                 .unwrap_or_default(),
-            resource.get("id").and_then(Value::as_str),
+            member(resource, "id").and_then(Value::as_str),
             patients,
             labels,
         )
@@ -400,7 +400,7 @@ impl Gate {
         &self,
         resource_type: &str,
         id: Option<&str>,
-        patients: &[String],
+        patients: &[impl AsRef<str>],
         labels: Labels,
     ) -> Judgement {
         let part2 = labels.is_part2();
@@ -415,7 +415,7 @@ impl Gate {
         let [patient] = patients else {
             return deny("not about exactly one client");
         };
-        let Some(context) = self.clients.get(patient) else {
+        let Some(context) = self.clients.get(patient.as_ref()) else {
             return deny("the client's consents were not loaded");
         };
         // A support contact shows only while a consent names them.
@@ -454,7 +454,7 @@ impl Gate {
         sensitivity: crate::mapping::Sensitivity,
     ) -> bool {
         let labels = Labels::from_codes(crate::mapping::security_label_codes(sensitivity));
-        !self.permits_about(resource_type, Some(id), &[client.to_owned()], labels)
+        !self.permits_about(resource_type, Some(id), &[client], labels)
     }
 
     /// `judge`'s answer alone, remembered per client where it depends only on the resource's
@@ -463,11 +463,11 @@ impl Gate {
         &self,
         resource_type: &str,
         id: Option<&str>,
-        patients: &[String],
+        patients: &[impl AsRef<str>],
         labels: Labels,
     ) -> bool {
         let remembered = match (patients, answer_slot(resource_type, labels)) {
-            ([patient], Some(slot)) => self.clients.get(patient).map(|c| &c.answers[slot]),
+            ([patient], Some(slot)) => self.clients.get(patient.as_ref()).map(|c| &c.answers[slot]),
             _ => None,
         };
         match remembered.map(|a| a.load(Ordering::Relaxed)) {
@@ -566,14 +566,11 @@ impl Gate {
             return false;
         }
         // What a resource refers to is about the same client (or is that client).
-        let the_patient;
-        let about = if t == "Patient" {
-            the_patient = [id.to_owned()];
-            &the_patient[..]
+        if t == "Patient" {
+            !self.permits_about(t, Some(id), &[id], labels)
         } else {
-            patients
-        };
-        !self.permits_about(t, Some(id), about, labels)
+            !self.permits_about(t, Some(id), patients, labels)
+        }
     }
 
     /// `redact` of a resource about `patients` that carries `labels`.
@@ -588,9 +585,13 @@ impl Gate {
         for field in ["participant", "activity"] {
             if let Some(items) = resource.get_mut(field).and_then(Value::as_array_mut) {
                 items.retain(|item| {
-                    let person = item
-                        .pointer("/individual/reference")
-                        .or_else(|| item.pointer("/detail/performer/0/reference"))
+                    let person = member(item, "individual")
+                        .or_else(|| {
+                            member(item, "detail")
+                                .and_then(|d| member(d, "performer"))
+                                .and_then(|p| p.get(0))
+                        })
+                        .and_then(|p| member(p, "reference"))
                         .and_then(Value::as_str);
                     let keep = !person.is_some_and(|r| r.contains("RelatedPerson/") && withheld(r));
                     names_withheld |= !keep;
@@ -621,10 +622,15 @@ impl Gate {
 /// The security labels the mapping put on a resource (computed from clinic data by the
 /// assembler, never taken from input).
 fn labels_of(resource: &Value) -> Labels {
-    let codes: Vec<&str> = resource
-        .pointer("/meta/security")
+    let codes: Vec<&str> = member(resource, "meta")
+        .and_then(|meta| member(meta, "security"))
         .and_then(Value::as_array)
-        .map(|labels| labels.iter().filter_map(|l| l["code"].as_str()).collect())
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|l| member(l, "code").and_then(Value::as_str))
+                .collect()
+        })
         .unwrap_or_default();
     Labels::from_codes(codes)
 }
