@@ -36,6 +36,40 @@ pub fn coding(system: &str, code: &str, display: &str) -> Value {
     fhir!({ "system": system, "code": code, "display": display })
 }
 
+/// `coding` of constants, built once per call site and cloned after: a clone copies the
+/// members' hashes, where building hashes every member's name again (SipHash, which serde_json's
+/// ordered objects cannot swap for a cheaper hash; 5% of an export's instructions).
+macro_rules! constant_coding {
+    ($system:expr, $code:literal, $display:literal) => {{
+        static CODING: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+        CODING
+            .get_or_init(|| $crate::mapping::codes::coding(&$system, $code, $display))
+            .clone()
+    }};
+}
+pub(crate) use constant_coding;
+
+/// One value per code of a `ProjectCode` type, built once and cloned after (`constant_coding`).
+fn per_code<T: ProjectCode>(
+    built: &'static std::sync::OnceLock<Vec<Value>>,
+    code: T,
+    build: fn(T) -> Value,
+) -> Value {
+    let all = built.get_or_init(|| T::ALL.iter().map(|c| build(*c)).collect());
+    let wanted = code.code_display().0;
+    T::ALL
+        .iter()
+        .position(|c| c.code_display().0 == wanted)
+        .and_then(|i| all.get(i))
+        .cloned()
+        .unwrap_or_else(|| build(code))
+}
+
+fn build_coding<T: ProjectCode>(code: T) -> Value {
+    let (c, display) = code.code_display();
+    coding(&code_system(T::SYSTEM_ID), c, display)
+}
+
 /// A clinic vocabulary with its code in one of the project's code systems.
 pub trait ProjectCode: Sized + Copy + 'static {
     /// The code system's id (its URL is `{CANONICAL}/CodeSystem/{id}`).
@@ -44,8 +78,7 @@ pub trait ProjectCode: Sized + Copy + 'static {
     fn code_display(self) -> (&'static str, &'static str);
 
     fn coding(self) -> Value {
-        let (code, display) = self.code_display();
-        coding(&code_system(Self::SYSTEM_ID), code, display)
+        build_coding(self)
     }
     fn from_fhir_code(code: &str) -> Option<Self> {
         Self::ALL
@@ -69,6 +102,10 @@ macro_rules! project_codes {
             const ALL: &'static [Self] = &[$(<$ty>::$variant),+];
             fn code_display(self) -> (&'static str, &'static str) {
                 match self { $(<$ty>::$variant => ($code, $display)),+ }
+            }
+            fn coding(self) -> Value {
+                static BUILT: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+                per_code(&BUILT, self, build_coding)
             }
         }
     };
@@ -103,6 +140,11 @@ pub fn modality_snomed(m: Modality) -> Option<(&'static str, &'static str)> {
 
 /// A modality as a CodeableConcept: the project code, and SNOMED CT where it has one.
 pub fn modality_concept(m: Modality) -> Value {
+    static BUILT: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+    per_code(&BUILT, m, build_modality_concept)
+}
+
+fn build_modality_concept(m: Modality) -> Value {
     let mut codings = vec![m.coding()];
     if let Some((code, display)) = modality_snomed(m) {
         codings.push(coding(SNOMED, code, display));
@@ -259,4 +301,40 @@ pub fn purpose_from_coding(system: &str, code: &str) -> Option<ConsentPurpose> {
         let c = purpose_coding(*p);
         c["system"] == system && c["code"] == code
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kept codings are the ones built fresh, for every code, asked for twice.
+    fn kept_as_built<T: ProjectCode>() {
+        for code in T::ALL {
+            for _ in 0..2 {
+                assert_eq!(code.coding(), build_coding(*code));
+            }
+        }
+    }
+
+    #[test]
+    fn kept_codings_are_the_built_ones() {
+        kept_as_built::<Modality>();
+        kept_as_built::<SessionType>();
+        kept_as_built::<Attendance>();
+        kept_as_built::<LevelOfCare>();
+        kept_as_built::<DischargeDisposition>();
+        kept_as_built::<ConsentKind>();
+        kept_as_built::<InformationCategory>();
+        kept_as_built::<OrganizationKind>();
+        kept_as_built::<StaffRole>();
+        kept_as_built::<ReferralKind>();
+        for m in <Modality as ProjectCode>::ALL {
+            assert_eq!(modality_concept(*m), build_modality_concept(*m));
+        }
+        // Two call sites keep their own.
+        let a = constant_coding!(SNOMED, "1", "one");
+        let b = constant_coding!(SNOMED, "2", "two");
+        assert_eq!(a, coding(SNOMED, "1", "one"));
+        assert_eq!(b, coding(SNOMED, "2", "two"));
+    }
 }

@@ -34,22 +34,22 @@ pub fn consent_to_fhir(
     };
     let loinc = match consent.kind {
         ConsentKind::FamilyParticipation => {
-            codes::coding(codes::LOINC, "59284-0", "Patient Consent")
+            codes::constant_coding!(codes::LOINC, "59284-0", "Patient Consent")
         }
-        _ => codes::coding(codes::LOINC, "64292-6", "Release of information consent"),
+        _ => codes::constant_coding!(codes::LOINC, "64292-6", "Release of information consent"),
     };
     let policy_rule = match consent.kind {
         ConsentKind::Part2Disclosure => {
-            codes::coding(codes::ACT_CODE, "42CFRPart2", "42 CFR Part2")
+            codes::constant_coding!(codes::ACT_CODE, "42CFRPart2", "42 CFR Part2")
         }
-        _ => codes::coding(codes::ACT_CODE, "OPTIN", "opt-in"),
+        _ => codes::constant_coding!(codes::ACT_CODE, "OPTIN", "opt-in"),
     };
     let period = super::period(consent.valid.start(), consent.valid.end());
     let mut provision = fhir!({
         "type": "permit",
         "period": period,
         "actor": [{
-            "role": { "coding": [codes::coding(codes::PARTICIPATION_TYPE, "IRCP", "information recipient")] },
+            "role": { "coding": [codes::constant_coding!(codes::PARTICIPATION_TYPE, "IRCP", "information recipient")] },
             "reference": recipient_reference(consent.recipient),
         }],
         "purpose": [codes::purpose_coding(consent.purpose)],
@@ -60,7 +60,7 @@ pub fn consent_to_fhir(
             // DS4P: everything except what is labelled as substance-use (Part 2) information.
             provision["provision"] = fhir!([{
                 "type": "deny",
-                "securityLabel": [codes::coding(codes::ACT_CODE, "SUD", "substance use disorder information sensitivity")],
+                "securityLabel": [codes::constant_coding!(codes::ACT_CODE, "SUD", "substance use disorder information sensitivity")],
             }]);
         }
         InformationScope::Categories(list) => {
@@ -77,7 +77,7 @@ pub fn consent_to_fhir(
         "meta": meta("iop-consent", sensitivity),
         "identifier": [cfg.record_identifier("consent", consent.id)],
         "status": status,
-        "scope": { "coding": [codes::coding(codes::CONSENT_SCOPE, "patient-privacy", "Privacy Consent")] },
+        "scope": { "coding": [codes::constant_coding!(codes::CONSENT_SCOPE, "patient-privacy", "Privacy Consent")] },
         "category": [{ "coding": [loinc] }, { "coding": [consent.kind.coding()] }],
         "patient": reference("Patient", consent.client_id),
         "dateTime": date(consent.signed_on),

@@ -65,12 +65,12 @@ pub fn session_to_fhir(cfg: &MappingConfig, view: &SessionView<'_>) -> Value {
         }));
     }
     let mut participants = vec![fhir!({
-        "type": [{ "coding": [codes::coding(codes::PARTICIPATION_TYPE, "PPRF", "primary performer")] }],
+        "type": [{ "coding": [codes::constant_coding!(codes::PARTICIPATION_TYPE, "PPRF", "primary performer")] }],
         "individual": reference("Practitioner", s.clinician_id),
     })];
     participants.extend(view.participants.iter().map(|c| {
         fhir!({
-            "type": [{ "coding": [codes::coding(codes::PARTICIPATION_TYPE, "PART", "Participation")] }],
+            "type": [{ "coding": [codes::constant_coding!(codes::PARTICIPATION_TYPE, "PART", "Participation")] }],
             "individual": reference("RelatedPerson", *c),
         })
     }));

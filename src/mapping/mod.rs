@@ -181,17 +181,21 @@ pub fn security_label_codes(sensitivity: Sensitivity) -> impl Iterator<Item = &'
     labels.iter().map(|(_, code, _)| *code)
 }
 
-/// The DS4P security labels of Part 2 records (none for others).
+/// The DS4P security labels of Part 2 records (none for others); built once and cloned after,
+/// as `codes::constant_coding`.
 fn security_labels(sensitivity: Sensitivity) -> Option<Value> {
+    static PART2: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     (sensitivity == Sensitivity::Part2).then(|| {
-        Value::Array(
-            PART2_LABELS
-                .iter()
-                .map(|(system, code, display)| {
-                    fhir!({ "system": *system, "code": *code, "display": *display })
-                })
-                .collect(),
-        )
+        PART2
+            .get_or_init(|| {
+                Value::Array(
+                    PART2_LABELS
+                        .iter()
+                        .map(|(system, code, display)| codes::coding(system, code, display))
+                        .collect(),
+                )
+            })
+            .clone()
     })
 }
 

@@ -35,7 +35,7 @@ pub fn client_to_fhir(cfg: &MappingConfig, client: &Client, sensitivity: Sensiti
         "identifier": [
             {
                 "use": "usual",
-                "type": { "coding": [codes::coding(codes::V2_0203, "MR", "Medical record number")], "text": "MRN" },
+                "type": { "coding": [codes::constant_coding!(codes::V2_0203, "MR", "Medical record number")], "text": "MRN" },
                 "system": cfg.system("mrn"),
                 "value": client.mrn.as_str(),
             },

@@ -80,8 +80,8 @@ pub fn plan_to_fhir(cfg: &MappingConfig, view: &PlanView<'_>) -> Value {
         "status": plan_status(plan.status),
         "intent": "plan",
         "category": [
-            { "coding": [codes::coding(codes::US_CORE_CAREPLAN_CATEGORY, "assess-plan", "Assessment and Plan of Treatment")] },
-            { "coding": [codes::coding(&codes::code_system("iop-careplan-category"), "treatment-plan", "Individual treatment plan")] },
+            { "coding": [codes::constant_coding!(codes::US_CORE_CAREPLAN_CATEGORY, "assess-plan", "Assessment and Plan of Treatment")] },
+            { "coding": [codes::constant_coding!(codes::code_system("iop-careplan-category"), "treatment-plan", "Individual treatment plan")] },
         ],
         "subject": reference("Patient", view.client_id),
         "period": period(plan.period.start(), plan.period.end()),
@@ -279,8 +279,8 @@ pub fn relapse_plan_to_fhir(cfg: &MappingConfig, view: &RelapsePlanView<'_>) -> 
         "status": plan_status(view.plan.status),
         "intent": "plan",
         "category": [
-            { "coding": [codes::coding(codes::US_CORE_CAREPLAN_CATEGORY, "assess-plan", "Assessment and Plan of Treatment")] },
-            { "coding": [codes::coding(&codes::code_system("iop-careplan-category"), "relapse-prevention-plan", "Relapse-prevention plan")] },
+            { "coding": [codes::constant_coding!(codes::US_CORE_CAREPLAN_CATEGORY, "assess-plan", "Assessment and Plan of Treatment")] },
+            { "coding": [codes::constant_coding!(codes::code_system("iop-careplan-category"), "relapse-prevention-plan", "Relapse-prevention plan")] },
         ],
         "subject": reference("Patient", view.client_id),
         "period": { "start": date(view.relapse_plan.created_on) },

@@ -138,7 +138,7 @@ pub fn task_to_fhir(cfg: &MappingConfig, view: &ReferralView<'_>) -> Value {
             "coding": [codes::coding(BSER_BUSINESS_STATUS, code, display)],
             "text": display,
         },
-        "code": { "coding": [codes::coding("http://hl7.org/fhir/CodeSystem/task-code", "fulfill", "Fulfill the focal request")] },
+        "code": { "coding": [codes::constant_coding!("http://hl7.org/fhir/CodeSystem/task-code", "fulfill", "Fulfill the focal request")] },
         "intent": "order",
         "focus": reference("ServiceRequest", r.id),
         "for": reference("Patient", r.client_id),

@@ -33,7 +33,7 @@ pub fn support_contact_to_fhir(
     let roles = contact.roles;
     if roles.emergency_contact() {
         relationships
-            .push(fhir!({ "coding": [codes::coding(codes::V2_0131, "C", "Emergency Contact")] }));
+            .push(fhir!({ "coding": [codes::constant_coding!(codes::V2_0131, "C", "Emergency Contact")] }));
     }
     let role_system = codes::code_system("iop-support-role");
     if roles.family_therapy_participant() {
