@@ -1,9 +1,12 @@
-//! Running one export job. Each type's rows are cut into id ranges of about equal size, one per
-//! worker (`Store::id_splits`); a task per range pages through it (assembler, `_typeFilter`,
-//! disclosure gate) and serializes each page, and one writer appends the pages to the type's
-//! NDJSON file in whatever order they come (NDJSON has none). Memory stays flat: a page per
-//! worker and a few serialized pages in flight. The writer asks `still_ours` after every page,
-//! so a cancelled or taken-over job stops.
+//! Running one export job. Each type's rows are cut into id ranges of about equal size, a few
+//! per worker (`Store::id_splits`); each worker task takes the next range not yet taken and
+//! pages through it (assembler, `_typeFilter`, disclosure gate), serializing each page, and one
+//! writer appends the pages to the type's NDJSON file in whatever order they come (NDJSON has
+//! none). Several ranges per worker, because equal row counts are not equal work (withheld
+//! clients cost less, care plans more): with one range each, the worker that finished first sat
+//! idle until the other's end, at every type. Memory stays flat: a page per worker and a few
+//! serialized pages in flight. The writer asks `still_ours` after every page, so a cancelled or
+//! taken-over job stops.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -26,6 +29,9 @@ const PAGES_IN_FLIGHT: usize = 2;
 
 /// Rows read per page.
 const PAGE: u32 = 250;
+
+/// Id ranges per worker and type (see the module comment).
+const RANGES_PER_WORKER: usize = 4;
 
 /// What a finished job wrote (stored; the status answer turns it into the manifest).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,28 +149,33 @@ where
             .and_then(|tables| tables.first())
             .ok_or_else(|| crate::assemble::AssembleError::UnknownType(resource_type.clone()))?;
         let splits = store
-            .id_splits(table, &filters, workers, i64::from(PAGE))
+            .id_splits(
+                table,
+                &filters,
+                workers * RANGES_PER_WORKER,
+                i64::from(PAGE),
+            )
             .await?;
         let file_name = format!("{resource_type}.ndjson");
         let mut file = files.create(&file_name)?;
-        let (out, mut pages) = tokio::sync::mpsc::channel(PAGES_IN_FLIGHT * (splits.len() + 1));
+        let ranges = id_ranges(splits);
+        let (out, mut pages) = tokio::sync::mpsc::channel(PAGES_IN_FLIGHT * (workers + 1));
+        let ranges = Arc::new(std::sync::Mutex::new(ranges.into_iter()));
         // Dropped on an early return: the workers are aborted with it.
         let mut tasks = tokio::task::JoinSet::new();
-        for (from, until) in id_ranges(splits) {
-            let mut range = filters.clone();
-            range.extend(until.map(|id| Filter::compare("id", "<", SqlValue::text(id))));
+        for _ in 0..workers {
             let worker = RangeWorker {
                 store: store.clone(),
                 mapping: Arc::clone(mapping),
-                gate: Gate::new(audience.clone(), policy.clone(), today),
+                audience: audience.clone(),
+                policy: policy.clone(),
                 today,
                 resource_type: resource_type.clone(),
-                filters: range,
-                from,
+                filters: filters.clone(),
                 searches: Arc::clone(&searches),
                 out: out.clone(),
             };
-            tasks.spawn(worker.run());
+            tasks.spawn(worker.run(Arc::clone(&ranges)));
         }
         drop(out);
         while let Some(page) = pages.recv().await {
@@ -226,35 +237,66 @@ struct SerializedPage {
     lines: u64,
 }
 
-/// One id range of one type: its pages through the assembler, the `_typeFilter`s and the gate,
-/// serialized and handed to the writer.
-struct RangeWorker {
-    store: Store,
-    mapping: Arc<MappingConfig>,
+/// The id ranges of one type still to be exported, taken one at a time by the workers.
+type Ranges = Arc<std::sync::Mutex<std::vec::IntoIter<(Option<String>, Option<String>)>>>;
+
+/// One id range being exported.
+struct Range {
     gate: Gate,
-    today: chrono::NaiveDate,
-    resource_type: String,
-    /// The range's conditions but its start (`from`).
+    /// The type's conditions and the range's end.
     filters: Vec<Filter>,
     /// The first id of the range (None: from the first row).
     from: Option<String>,
+}
+
+/// A worker of one type: takes id ranges until none is left and sends each page of each
+/// through the assembler, the `_typeFilter`s and the gate, serialized, to the writer.
+struct RangeWorker {
+    store: Store,
+    mapping: Arc<MappingConfig>,
+    audience: Audience,
+    policy: Policy,
+    today: chrono::NaiveDate,
+    resource_type: String,
+    /// The type's conditions (a range adds its bounds).
+    filters: Vec<Filter>,
     searches: Arc<Vec<TypeFilter>>,
     out: tokio::sync::mpsc::Sender<Result<SerializedPage, RunError>>,
 }
 
 impl RangeWorker {
     /// Whether Part 2 records were admitted. A failure goes to the writer, which stops the job.
-    async fn run(mut self) -> bool {
-        match self.pages().await {
-            Ok(()) => self.gate.part2_disclosed(),
-            Err(err) => {
-                let _ = self.out.send(Err(err)).await;
-                false
+    async fn run(self, ranges: Ranges) -> bool {
+        let mut part2 = false;
+        loop {
+            let next = ranges.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some((from, until)) = next else {
+                return part2;
+            };
+            if self.out.is_closed() {
+                return part2; // the writer stopped: the job is over
+            }
+            // A gate per range: what it loads about clients is dropped with the range.
+            let mut range = Range {
+                gate: Gate::new(self.audience.clone(), self.policy.clone(), self.today),
+                filters: self.filters.clone(),
+                from,
+            };
+            range
+                .filters
+                .extend(until.map(|id| Filter::compare("id", "<", SqlValue::text(id))));
+            match self.pages(&mut range).await {
+                Ok(()) => part2 |= range.gate.part2_disclosed(),
+                Err(err) => {
+                    let _ = self.out.send(Err(err)).await;
+                    return part2;
+                }
             }
         }
     }
 
-    async fn pages(&mut self) -> Result<(), RunError> {
+    /// Every page of one range.
+    async fn pages(&self, range: &mut Range) -> Result<(), RunError> {
         let assembler = Assembler::new(&self.store, &self.mapping, self.today);
         let passes: Vec<Option<&TypeFilter>> = if self.searches.is_empty() {
             vec![None]
@@ -264,7 +306,7 @@ impl RangeWorker {
         let ored = passes.len() > 1;
         let mut seen = HashSet::new();
         for search in passes {
-            let mut filters = self.filters.clone();
+            let mut filters = range.filters.clone();
             if let Some(search) = search {
                 filters.extend(search.filters().iter().cloned());
             }
@@ -273,7 +315,7 @@ impl RangeWorker {
                 // The range's start bounds only the first page; later ones start after the last
                 // row read. Both at once, SQLite seeks to the start and scans from there on every
                 // page (17 ms a page halfway through a 240,000-row range, 0.09 ms without).
-                let from = self
+                let from = range
                     .from
                     .as_ref()
                     .filter(|_| after.is_none())
@@ -282,7 +324,7 @@ impl RangeWorker {
                 // Rows the gate would withhold whole are not assembled; it decides on the rest.
                 let page = assembler
                     .page_for(
-                        Some(&mut self.gate),
+                        Some(&mut range.gate),
                         &self.resource_type,
                         &filters,
                         Keyset::After(after.as_deref()),
@@ -297,7 +339,7 @@ impl RangeWorker {
                         !ored || seen.insert(r["id"].as_str().unwrap_or_default().to_owned())
                     })
                     .collect();
-                let admitted = self.gate.admit(&self.store, matched).await?;
+                let admitted = range.gate.admit(&self.store, matched).await?;
                 let mut bytes = Vec::with_capacity(admitted.len() * 1024);
                 for resource in &admitted {
                     crate::json_write::append(&mut bytes, resource);

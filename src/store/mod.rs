@@ -559,7 +559,8 @@ impl Store {
     /// Ids that cut the rows of `table` matching `filters`, in id order, into `parts` runs of
     /// about the same length: each id is the first of a run after the first. Fewer (none) when
     /// there are too few rows to be worth cutting. For sharing one long scan among workers;
-    /// ids need not be evenly spread (time-ordered UUIDs are not).
+    /// ids need not be evenly spread (time-ordered UUIDs are not). Each split is sought from
+    /// the one before, so that all of them cost one pass over the rows, however many parts.
     pub async fn id_splits(
         &self,
         table: &'static str,
@@ -573,15 +574,30 @@ impl Store {
             .await?;
         let parts = (parts as i64).min(rows / at_least_per_part.max(1)).max(1);
         let mut splits: Vec<String> = Vec::new();
+        let mut previous_offset = 0;
         for part in 1..parts {
             let offset = rows * part / parts;
+            let (condition, binds) = where_clause(
+                self.backend,
+                filters,
+                splits.last().map(|id| (">=", id.as_str())),
+            );
+            let skip = if splits.is_empty() {
+                offset
+            } else {
+                offset - previous_offset
+            };
             let id: Option<String> = scalar(
-                format!("SELECT id FROM {table} {condition} ORDER BY id LIMIT 1 OFFSET {offset}"),
+                format!("SELECT id FROM {table} {condition} ORDER BY id LIMIT 1 OFFSET {skip}"),
                 &binds,
             )
             .fetch_optional(&self.pool)
             .await?;
-            splits.extend(id.filter(|id| splits.last() != Some(id)));
+            let Some(id) = id else { break };
+            if splits.last() != Some(&id) {
+                splits.push(id);
+                previous_offset = offset;
+            }
         }
         Ok(splits)
     }
