@@ -255,9 +255,9 @@ struct ServeArgs {
     /// this one, restarted) takes the job over and starts it again
     #[arg(long, env = "IOP_EXPORT_LEASE_SECONDS", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     export_lease_seconds: u64,
-    /// Tasks that run one export, each over its own id range of a type (default: one per CPU
-    /// core on SQLite, two per core on PostgreSQL, where tasks wait on round trips). Each costs
-    /// a few megabytes of memory (docs/benchmarks.md)
+    /// Tasks that run one export, each taking id ranges of a type in turn (default: one and a
+    /// half per CPU core on SQLite, two per core on PostgreSQL, where tasks wait on round
+    /// trips). Each costs a few megabytes of memory (docs/benchmarks.md)
     #[arg(long, env = "IOP_EXPORT_WORKERS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     export_workers: Option<u64>,
 }
