@@ -3,9 +3,10 @@
 //! pages through it (assembler, `_typeFilter`, disclosure gate), serializing each page, and one
 //! writer appends the pages to the type's NDJSON file in whatever order they come (NDJSON has
 //! none). Several ranges per worker, because equal row counts are not equal work (withheld
-//! clients cost less, care plans more): with one range each, the worker that finished first sat
-//! idle until the other's end, at every type. Memory stays flat: a page per worker and a few
-//! serialized pages in flight. The writer asks `still_ours` after every page, so a cancelled or
+//! clients cost less, care plans more), so that no worker waits long at a type's end for
+//! another's last range (on 20,000 clients the cores' use did not measurably change: the waits
+//! inside each page are the larger idle time, which more workers fill; `worker.rs`). Memory
+//! stays flat: a page per worker and a few serialized pages in flight. The writer asks `still_ours` after every page, so a cancelled or
 //! taken-over job stops.
 
 use std::collections::HashSet;
