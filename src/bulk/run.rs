@@ -6,8 +6,8 @@
 //! clients cost less, care plans more), so that no worker waits long at a type's end for
 //! another's last range (on 20,000 clients the cores' use did not measurably change: the waits
 //! inside each page are the larger idle time, which more workers fill; `worker.rs`). Memory
-//! stays flat: a page per worker and a few serialized pages in flight. The writer asks `still_ours` after every page, so a cancelled or
-//! taken-over job stops.
+//! stays flat: a page per worker and a few serialized pages in flight. The writer asks
+//! `still_ours` after every page, so a cancelled or taken-over job stops.
 
 use std::collections::HashSet;
 use std::path::Path;
