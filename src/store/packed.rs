@@ -53,6 +53,12 @@ pub(crate) struct UnpackError {
 /// The values of a packed text of rows `width` values wide, row after row (the rows are its
 /// `chunks_exact(width)`).
 pub(crate) fn unpack(text: &str, width: usize) -> Result<Vec<Cell<'_>>, UnpackError> {
+    if width == 0 {
+        return Err(UnpackError {
+            at: 0,
+            what: "rows of no columns",
+        });
+    }
     Reader { text, at: 0 }.rows(width)
 }
 
@@ -255,6 +261,7 @@ mod tests {
             (r#"[["a", 1]] x"#, 2),
             (r#"[["a\"#, 2),
             (r#"[["a" 1]]"#, 2),
+            ("[[]]", 0),
         ] {
             assert!(unpack(packed, width).is_err(), "{packed} was read");
         }
