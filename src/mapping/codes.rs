@@ -77,9 +77,8 @@ pub trait ProjectCode: Sized + Copy + 'static {
     const ALL: &'static [Self];
     fn code_display(self) -> (&'static str, &'static str);
 
-    fn coding(self) -> Value {
-        build_coding(self)
-    }
+    /// The coding, kept once built (`project_codes!` gives each type its own).
+    fn coding(self) -> Value;
     fn from_fhir_code(code: &str) -> Option<Self> {
         Self::ALL
             .iter()
