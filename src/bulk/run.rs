@@ -162,7 +162,6 @@ where
         let ranges = id_ranges(splits);
         let (out, mut pages) = tokio::sync::mpsc::channel(PAGES_IN_FLIGHT * (workers + 1));
         let ranges = Arc::new(std::sync::Mutex::new(ranges.into_iter()));
-        let buffers = Buffers::default();
         // Dropped on an early return: the workers are aborted with it.
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..workers {
@@ -176,7 +175,6 @@ where
                 filters: filters.clone(),
                 searches: Arc::clone(&searches),
                 out: out.clone(),
-                buffers: buffers.clone(),
             };
             tasks.spawn(worker.run(Arc::clone(&ranges)));
         }
@@ -184,7 +182,6 @@ where
         while let Some(page) = pages.recv().await {
             let page: SerializedPage = page?;
             file.write_lines(&page.bytes, page.lines)?;
-            buffers.give_back(page.bytes);
             let progress = format!(
                 "{resource_type} ({} of {} types): {} written",
                 n + 1,
@@ -237,32 +234,8 @@ fn id_ranges(splits: Vec<String>) -> Vec<(Option<String>, Option<String>)> {
 
 /// A page's admitted resources as NDJSON lines.
 struct SerializedPage {
-    /// From `Buffers`, and given back once written.
     bytes: Vec<u8>,
     lines: u64,
-}
-
-/// The page buffers between the workers and the writer, used again instead of freed. A fresh
-/// buffer of half a megabyte is new memory: the serializer faults its pages in and the kernel
-/// copies it into the file cold, where a used one is still mapped and cached (on 2 cores the
-/// copy into the page cache was 8% of an export's CPU). At most one per page in flight and
-/// worker.
-#[derive(Clone, Default)]
-struct Buffers(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
-
-impl Buffers {
-    fn take(&self) -> Vec<u8> {
-        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        kept.unwrap_or_default()
-    }
-
-    fn give_back(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(buffer);
-    }
 }
 
 /// The id ranges of one type still to be exported, taken one at a time by the workers.
@@ -290,7 +263,6 @@ struct RangeWorker {
     filters: Vec<Filter>,
     searches: Arc<Vec<TypeFilter>>,
     out: tokio::sync::mpsc::Sender<Result<SerializedPage, RunError>>,
-    buffers: Buffers,
 }
 
 impl RangeWorker {
@@ -369,7 +341,7 @@ impl RangeWorker {
                     })
                     .collect();
                 let admitted = range.gate.admit(&self.store, matched).await?;
-                let mut bytes = self.buffers.take();
+                let mut bytes = Vec::with_capacity(admitted.len() * 1024);
                 for resource in &admitted {
                     crate::json_write::append(&mut bytes, resource);
                     bytes.push(b'\n');
