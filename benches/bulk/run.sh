@@ -8,6 +8,8 @@
 # DATABASE_URL defaults to a new SQLite file; give a PostgreSQL URL of an empty database to
 # measure PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/bulkbench after createdb).
 # GATEWAY=/path/to/iop-gateway measures that build instead of building this checkout (for A/B runs).
+# SCATTER=1 (SQLite only) gives the sessions random ids after seeding, as real data orders them
+# (benches/bulk/scatter_ids.py; seeded ids group each client's rows together).
 set -euo pipefail
 clients=${1:?number of clients}
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,6 +24,12 @@ fi
 cd "$work"
 export IOP_LOG=warn
 "$gw" --database-url "$url" seed --clients "$clients" >/dev/null
+if [ -n "${SCATTER:-}" ]; then
+    case "$url" in
+        sqlite://*) python3 "$here/benches/bulk/scatter_ids.py" "${url#sqlite://}" >/dev/null ;;
+        *) echo "SCATTER=1 is for SQLite only"; exit 1 ;;
+    esac
+fi
 "$gw" --database-url "$url" demo --listen 127.0.0.1:0 >serve.out 2>serve.err &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
