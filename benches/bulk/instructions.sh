@@ -8,8 +8,8 @@
 #
 # GATEWAY=/path/to/iop-gateway measures that build instead of building this checkout.
 # SCATTER=1 gives the sessions random ids after seeding, as real data orders them
-# (benches/bulk/scatter_ids.py); it shows the gate reloading clients only with more clients than
-# a gate keeps (2,000): e.g. `SCATTER=1 benches/bulk/instructions.sh 5000`.
+# (benches/bulk/scatter_ids.py); the gate's reloading of clients shows only with more clients
+# than a gate keeps (2,000): e.g. `SCATTER=1 benches/bulk/instructions.sh 5000`.
 set -euo pipefail
 clients=${1:-1000}
 here=$(cd "$(dirname "$0")/../.." && pwd)
