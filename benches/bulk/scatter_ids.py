@@ -4,8 +4,10 @@
 `seed` makes ids that group each client's rows together in id order (the client's number leads
 every id), so an export that pages in id order meets one client at a time. Real ids are UUIDv7
 in the order records were written, so a client's sessions lie among everyone else's. This
-rewrites `sessions.id` (and `session_participants.session_id`) with random UUIDs so that an
-export can be measured on data ordered as a real clinic's is (docs/benchmarks.md).
+rewrites `sessions.id` (and `session_participants.session_id` and the sessions' external
+identifiers) with random UUIDs so that an export can be measured on data ordered as a real
+clinic's is (docs/benchmarks.md). The change log keeps the old ids (and gains a row per session
+from its update trigger): the result is for measuring exports, not for serving histories.
 
     python3 benches/bulk/scatter_ids.py CLINIC.db       # in place; copy the file first
 """
@@ -29,6 +31,11 @@ def main(path: str) -> None:
     db.execute(
         "UPDATE session_participants SET session_id = "
         "(SELECT new FROM new_ids WHERE old = session_participants.session_id)"
+    )
+    db.execute(
+        "UPDATE record_identifiers SET record_id = "
+        "(SELECT new FROM new_ids WHERE old = record_identifiers.record_id) "
+        "WHERE table_name = 'sessions'"
     )
     db.commit()
     broken = db.execute("PRAGMA foreign_key_check").fetchall()

@@ -255,3 +255,55 @@ async fn remove_finished(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_cores(cores: usize) -> BulkSettings {
+        BulkSettings {
+            workers_per_job: cores,
+            ..BulkSettings::default()
+        }
+    }
+
+    #[test]
+    fn tasks_per_job_follow_the_backend_unless_given() {
+        assert_eq!(
+            on_cores(2)
+                .with_workers(None, Backend::Sqlite)
+                .workers_per_job,
+            3
+        );
+        assert_eq!(
+            on_cores(4)
+                .with_workers(None, Backend::Sqlite)
+                .workers_per_job,
+            6
+        );
+        assert_eq!(
+            on_cores(1)
+                .with_workers(None, Backend::Sqlite)
+                .workers_per_job,
+            1
+        );
+        assert_eq!(
+            on_cores(2)
+                .with_workers(None, Backend::Postgres)
+                .workers_per_job,
+            4
+        );
+        assert_eq!(
+            on_cores(2)
+                .with_workers(Some(5), Backend::Sqlite)
+                .workers_per_job,
+            5
+        );
+        assert_eq!(
+            on_cores(2)
+                .with_workers(Some(7), Backend::Postgres)
+                .workers_per_job,
+            7
+        );
+    }
+}
