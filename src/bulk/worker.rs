@@ -269,41 +269,17 @@ mod tests {
 
     #[test]
     fn tasks_per_job_follow_the_backend_unless_given() {
-        assert_eq!(
-            on_cores(2)
-                .with_workers(None, Backend::Sqlite)
-                .workers_per_job,
-            3
-        );
-        assert_eq!(
-            on_cores(4)
-                .with_workers(None, Backend::Sqlite)
-                .workers_per_job,
-            6
-        );
-        assert_eq!(
-            on_cores(1)
-                .with_workers(None, Backend::Sqlite)
-                .workers_per_job,
-            1
-        );
-        assert_eq!(
-            on_cores(2)
-                .with_workers(None, Backend::Postgres)
-                .workers_per_job,
-            4
-        );
-        assert_eq!(
-            on_cores(2)
-                .with_workers(Some(5), Backend::Sqlite)
-                .workers_per_job,
-            5
-        );
-        assert_eq!(
-            on_cores(2)
-                .with_workers(Some(7), Backend::Postgres)
-                .workers_per_job,
-            7
-        );
+        // (cores, backend, --export-workers, tasks)
+        for (cores, backend, given, tasks) in [
+            (2, Backend::Sqlite, None, 3),
+            (4, Backend::Sqlite, None, 6),
+            (1, Backend::Sqlite, None, 1),
+            (2, Backend::Postgres, None, 4),
+            (2, Backend::Sqlite, Some(5), 5),
+            (2, Backend::Postgres, Some(7), 7),
+        ] {
+            let settings = on_cores(cores).with_workers(given, backend);
+            assert_eq!(settings.workers_per_job, tasks, "{cores} cores, {given:?}");
+        }
     }
 }
