@@ -57,6 +57,27 @@ pub fn tables(resource_type: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// The column whose order `Keyset::InOwnerOrderAfter` pages `resource_type` in
+/// (`Record::OWNER_COLUMN` of its first table; `id` where a row is its own owner).
+pub fn owner_column(resource_type: &str) -> Option<&'static str> {
+    let owner = match resource_type {
+        "CarePlan" => TreatmentPlan::OWNER_COLUMN,
+        "Organization" => Organization::OWNER_COLUMN,
+        "Practitioner" => Staff::OWNER_COLUMN,
+        "HealthcareService" => Program::OWNER_COLUMN,
+        "Group" => TherapyGroup::OWNER_COLUMN,
+        "Patient" => Client::OWNER_COLUMN,
+        "RelatedPerson" => SupportContact::OWNER_COLUMN,
+        "EpisodeOfCare" => Enrollment::OWNER_COLUMN,
+        "Goal" => Goal::OWNER_COLUMN,
+        "Encounter" => Session::OWNER_COLUMN,
+        "Consent" => Consent::OWNER_COLUMN,
+        "ServiceRequest" | "Task" => Referral::OWNER_COLUMN,
+        _ => return None,
+    };
+    Some(owner.unwrap_or("id"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AssembleError {
     #[error("unknown resource type `{0}`; the gateway serves {types}", types = RESOURCE_TYPES.join(", "))]
@@ -69,11 +90,14 @@ pub enum AssembleError {
     Store(#[from] StoreError),
 }
 
-/// Where a page starts: after a row id (None: at the beginning), or just before one.
+/// Where a page starts: after a row id (None: at the beginning), or just before one; or, in
+/// owner order (`Store::page_in_owner_order`: one client's records together), after a row's
+/// owner and id (a page's `last_owner` and `last_row`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keyset<'k> {
     After(Option<&'k str>),
     Before(&'k str),
+    InOwnerOrderAfter(Option<(&'k str, &'k str)>),
 }
 
 /// One page of resources: what the rows after the cursor became, and the cursor after them.
@@ -83,6 +107,8 @@ pub struct Page {
     /// The ids of the first and last rows read (in id order); None when the page was empty.
     pub first_row: Option<String>,
     pub last_row: Option<String>,
+    /// The owner of the last row read (`Record::owner`), for paging in owner order.
+    pub last_owner: Option<String>,
     /// Whether a full page of rows was read (so more may follow).
     pub full: bool,
 }
@@ -276,7 +302,7 @@ impl<'a> Assembler<'a> {
     ) -> Result<Page, AssembleError> {
         let mut out = Vec::new();
         let mut metas: HashMap<String, RowMeta> = HashMap::default();
-        let (rows, first_row, last_row) = match resource_type {
+        let (rows, first_row, last_row, last_owner) = match resource_type {
             "Organization" => {
                 let rows = self
                     .rows::<Organization>(filters, keyset, limit, &mut metas)
@@ -467,6 +493,7 @@ impl<'a> Assembler<'a> {
             resources: out,
             first_row,
             last_row,
+            last_owner,
             full: rows == limit as usize,
         })
     }
@@ -605,18 +632,24 @@ impl<'a> Assembler<'a> {
                     .page_where_before::<R>(filters, before, limit)
                     .await?
             }
+            Keyset::InOwnerOrderAfter(after) => {
+                self.store
+                    .page_in_owner_order::<R>(filters, after, limit)
+                    .await?
+            }
         };
         metas.extend(stored.iter().map(|s| (s.record.id().to_string(), s.meta)));
         Ok(records(stored))
     }
 }
 
-/// (number of rows, id of the first row, id of the last row)
-fn counted<R: Record>(rows: &[R]) -> (usize, Option<String>, Option<String>) {
+/// (number of rows, id of the first row, id of the last row, owner of the last row)
+fn counted<R: Record>(rows: &[R]) -> (usize, Option<String>, Option<String>, Option<String>) {
     (
         rows.len(),
         rows.first().map(|r| r.id().to_string()),
         rows.last().map(|r| r.id().to_string()),
+        rows.last().map(|r| r.owner().to_string()),
     )
 }
 

@@ -781,8 +781,84 @@ async fn a_thousand_clients(store: &Store) {
     assert!(total > 20_000, "{total} resources");
 }
 
+/// Gives every session a random id, as real data has them (time-ordered as they were
+/// written, a client's among everyone else's), where seeded ids keep each client's together.
+async fn scatter_session_ids(store: &Store) {
+    use iop_gateway::domain::{Id, Session, SessionParticipant};
+    let mut sessions = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.page::<Session>(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.record.id);
+        sessions.extend(page);
+    }
+    let mut participants = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.page::<SessionParticipant>(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.record.id);
+        participants.extend(page);
+    }
+    let mut tx = store.begin().await.unwrap();
+    let mut moved = std::collections::HashMap::new();
+    for old in &sessions {
+        let session = Session {
+            id: Id::from_uuid(uuid::Uuid::new_v4()),
+            ..old.record.clone()
+        };
+        tx.insert(&session).await.unwrap();
+        moved.insert(old.record.id, session.id);
+    }
+    for p in &participants {
+        let participant = SessionParticipant {
+            session_id: moved[&p.record.session_id],
+            ..p.record.clone()
+        };
+        tx.update(&participant, p.meta.version).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    // Moving a participant bumped its old session's version: delete at the current one.
+    let old_ids: Vec<_> = sessions.iter().map(|s| s.record.id).collect();
+    let mut tx = store.begin().await.unwrap();
+    for chunk in old_ids.chunks(500) {
+        for old in store.get_many(chunk).await.unwrap() {
+            tx.delete(old.record.id, old.meta.version).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Sessions whose ids do not follow their clients (as in real data): the export, paged in
+/// owner order over ranges of enrollments, still holds every session the client may see,
+/// once.
+async fn ids_in_write_order_export_whole(store: &Store) {
+    let gw = spawn_with(store, Duration::from_secs(30), 200).await;
+    scatter_session_ids(store).await;
+    let token = gw.token("ehr").await;
+    let status = gw
+        .kick_off(&token, "$export?_type=Encounter")
+        .await
+        .unwrap();
+    let manifest = gw.manifest(&token, &status).await;
+    let files = gw.files(&token, &manifest).await;
+    let (_, lines) = files.iter().find(|(k, _)| k == "Encounter").unwrap();
+    let exported = ids(lines);
+    assert_eq!(exported.len(), lines.len(), "each session once");
+    assert!(lines.len() > 1_000, "{} sessions", lines.len());
+    assert_eq!(exported, gw.searched(&token, "Encounter?_count=1000").await);
+    // The ids really are scattered: the file, written in owner order, is not in id order.
+    let in_file: Vec<&str> = lines.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(
+        !in_file.is_sorted(),
+        "the sessions' ids follow their owners"
+    );
+}
+
 on_both_backends!(
     a_thousand_clients,
+    ids_in_write_order_export_whole,
     leases_decide_who_runs_a_job,
     system_export_is_what_the_client_may_see,
     scopes_narrow_the_export,

@@ -332,7 +332,7 @@ async fn pages_walk_every_row_once(store: &Store) {
 /// parts of about the same size; too few rows are not cut.
 async fn id_splits_cut_rows_into_even_ranges(store: &Store) {
     insert_clients(store, "SPLIT", 25).await;
-    let splits = store.id_splits(Client::TABLE, &[], 3, 5).await.unwrap();
+    let splits = store.splits(Client::TABLE, "id", &[], 3, 5).await.unwrap();
     assert_eq!(splits.len(), 2, "{splits:?}");
     let bounds: Vec<Option<&String>> = std::iter::once(None)
         .chain(splits.iter().map(Some))
@@ -347,14 +347,112 @@ async fn id_splits_cut_rows_into_even_ranges(store: &Store) {
     }
     assert_eq!(sizes.iter().sum::<i64>(), 25, "{sizes:?}");
     assert!(sizes.iter().all(|n| (8..=9).contains(n)), "{sizes:?}");
-    let few = store.id_splits(Client::TABLE, &[], 3, 20).await.unwrap();
+    let few = store.splits(Client::TABLE, "id", &[], 3, 20).await.unwrap();
     assert!(few.is_empty(), "25 rows at 20 a part are one part: {few:?}");
     let filtered = [Filter::equals("mrn", SqlValue::text("SPLIT-1"))];
     let one = store
-        .id_splits(Client::TABLE, &filtered, 3, 1)
+        .splits(Client::TABLE, "id", &filtered, 3, 1)
         .await
         .unwrap();
     assert!(one.is_empty(), "one matching row is one part: {one:?}");
+}
+
+/// Paging in owner order reads each client's rows together, every row once, though the ids
+/// (written round by round, as a clinic writes them) interleave the clients; ranges cut on the
+/// owner column hold every row once too.
+async fn owner_order_pages_a_clients_rows_together(store: &Store) {
+    let g = graph("OWNER");
+    insert_graph(store, &g).await;
+    let clients = insert_clients(store, "OWNER", 7).await;
+    let mut written = Vec::new();
+    for _round in 0..4 {
+        let consents: Vec<Consent> = clients
+            .iter()
+            .map(|c| Consent {
+                id: Id::generate(),
+                client_id: c.id,
+                ..g.consents[1].clone()
+            })
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_many(&consents).await.unwrap();
+        tx.commit().await.unwrap();
+        written.extend(consents);
+    }
+    let of_new_clients = [Filter::one_of(
+        "client_id",
+        clients.iter().map(|c| SqlValue::id(c.id)).collect(),
+    )];
+    let mut in_owner_order: Vec<(Id<Client>, Id<Consent>)> =
+        written.iter().map(|c| (c.client_id, c.id)).collect();
+    in_owner_order.sort();
+    let mut in_id_order = in_owner_order.clone();
+    in_id_order.sort_by_key(|(_, id)| *id);
+    assert_ne!(
+        in_owner_order, in_id_order,
+        "the ids interleave the clients"
+    );
+
+    let mut read = Vec::new();
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let bound = after.as_ref().map(|(o, i)| (o.as_str(), i.as_str()));
+        let page = store
+            .page_in_owner_order::<Consent>(&of_new_clients, bound, 5)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((
+            last.record.client_id.to_string(),
+            last.record.id.to_string(),
+        ));
+        read.extend(page.iter().map(|s| (s.record.client_id, s.record.id)));
+    }
+    assert_eq!(read, in_owner_order);
+
+    let splits = store
+        .splits(Consent::TABLE, "client_id", &of_new_clients, 3, 5)
+        .await
+        .unwrap();
+    assert_eq!(splits.len(), 2, "{splits:?}");
+    let bounds: Vec<Option<&String>> = std::iter::once(None)
+        .chain(splits.iter().map(Some))
+        .chain(std::iter::once(None))
+        .collect();
+    let mut sizes = Vec::new();
+    for range in bounds.windows(2) {
+        let mut filters = of_new_clients.to_vec();
+        filters.extend(range[0].map(|c| Filter::compare("client_id", ">=", SqlValue::text(c))));
+        filters.extend(range[1].map(|c| Filter::compare("client_id", "<", SqlValue::text(c))));
+        sizes.push(store.count_where::<Consent>(&filters).await.unwrap());
+    }
+    assert_eq!(sizes.iter().sum::<i64>(), 28, "{sizes:?}");
+    assert!(
+        sizes.iter().all(|n| n % 4 == 0 && *n > 0),
+        "whole clients: {sizes:?}"
+    );
+
+    // A type whose rows are their own owners pages in id order.
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    let of_clients = [Filter::one_of(
+        "id",
+        clients.iter().map(|c| SqlValue::id(c.id)).collect(),
+    )];
+    loop {
+        let bound = after.as_deref().map(|id| (id, id));
+        let page = store
+            .page_in_owner_order::<Client>(&of_clients, bound, 3)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        assert_eq!(last.record.owner(), last.record.id.uuid());
+        after = Some(last.record.id.to_string());
+        ids.extend(page.iter().map(|s| s.record.id));
+    }
+    let mut expected: Vec<_> = clients.iter().map(|c| c.id).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
 }
 
 fn read_record(id: &str, client: &str) -> AuditRecord {
@@ -482,6 +580,7 @@ on_both_backends!(
     every_change_is_logged_in_the_same_transaction,
     pages_walk_every_row_once,
     id_splits_cut_rows_into_even_ranges,
+    owner_order_pages_a_clients_rows_together,
     audit_records_are_committed_in_groups,
     migrating_twice_is_harmless,
 );

@@ -1,5 +1,6 @@
-//! Running one export job. Each type's rows are cut into id ranges of about equal size, a few
-//! per worker (`Store::id_splits`); each worker task takes the next range not yet taken and
+//! Running one export job. Each type's rows are cut into ranges of owners (clients,
+//! enrollments or plans: `assemble::owner_column`) of about equal size, a few per worker
+//! (`Store::splits`); each worker task takes the next range not yet taken and
 //! pages through it (assembler, `_typeFilter`, disclosure gate), serializing each page, and one
 //! writer appends the pages to the type's NDJSON file in whatever order they come (NDJSON has
 //! none). Several ranges per worker, because equal row counts are not equal work (withheld
@@ -146,12 +147,17 @@ where
             continue;
         }
         let searches = Arc::new(searches);
+        let unknown = || crate::assemble::AssembleError::UnknownType(resource_type.clone());
         let table = crate::assemble::tables(resource_type)
             .and_then(|tables| tables.first())
-            .ok_or_else(|| crate::assemble::AssembleError::UnknownType(resource_type.clone()))?;
+            .ok_or_else(unknown)?;
+        // Ranges of owners, read in owner order: each client's records together, so that the
+        // gate loads a client's consents once per range, not once per page that names them.
+        let owner = crate::assemble::owner_column(resource_type).ok_or_else(unknown)?;
         let splits = store
-            .id_splits(
+            .splits(
                 table,
+                owner,
                 &filters,
                 workers * RANGES_PER_WORKER,
                 i64::from(PAGE),
@@ -159,13 +165,14 @@ where
             .await?;
         let file_name = format!("{resource_type}.ndjson");
         let mut file = files.create(&file_name)?;
-        let ranges = id_ranges(splits);
+        let ranges = owner_ranges(splits);
         let (out, mut pages) = tokio::sync::mpsc::channel(PAGES_IN_FLIGHT * (workers + 1));
         let ranges = Arc::new(std::sync::Mutex::new(ranges.into_iter()));
         // Dropped on an early return: the workers are aborted with it.
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..workers {
             let worker = RangeWorker {
+                owner,
                 store: store.clone(),
                 mapping: Arc::clone(mapping),
                 audience: audience.clone(),
@@ -220,8 +227,9 @@ where
     Ok(written)
 }
 
-/// `[from, until)` id ranges cut at `splits` (the first from the start, the last to the end).
-fn id_ranges(splits: Vec<String>) -> Vec<(Option<String>, Option<String>)> {
+/// `[from, until)` ranges of owners cut at `splits` (the first from the start, the last to
+/// the end).
+fn owner_ranges(splits: Vec<String>) -> Vec<(Option<String>, Option<String>)> {
     let mut ranges = Vec::with_capacity(splits.len() + 1);
     let mut from = None;
     for split in splits {
@@ -238,21 +246,23 @@ struct SerializedPage {
     lines: u64,
 }
 
-/// The id ranges of one type still to be exported, taken one at a time by the workers.
+/// The owner ranges of one type still to be exported, taken one at a time by the workers.
 type Ranges = Arc<std::sync::Mutex<std::vec::IntoIter<(Option<String>, Option<String>)>>>;
 
-/// One id range being exported.
+/// One owner range being exported.
 struct Range {
     gate: Gate,
     /// The type's conditions and the range's end.
     filters: Vec<Filter>,
-    /// The first id of the range (None: from the first row).
+    /// The first owner of the range (None: from the first row).
     from: Option<String>,
 }
 
-/// A worker of one type: takes id ranges until none is left and sends each page of each
+/// A worker of one type: takes owner ranges until none is left and sends each page of each
 /// through the assembler, the `_typeFilter`s and the gate, serialized, to the writer.
 struct RangeWorker {
+    /// The column the type's rows are ranged and paged by (`assemble::owner_column`).
+    owner: &'static str,
     store: Store,
     mapping: Arc<MappingConfig>,
     audience: Audience,
@@ -285,7 +295,7 @@ impl RangeWorker {
             };
             range
                 .filters
-                .extend(until.map(|id| Filter::compare("id", "<", SqlValue::text(id))));
+                .extend(until.map(|owner| Filter::compare(self.owner, "<", SqlValue::text(owner))));
             match self.pages(&mut range).await {
                 Ok(()) => part2 |= range.gate.part2_disclosed(),
                 Err(err) => {
@@ -311,7 +321,7 @@ impl RangeWorker {
             if let Some(search) = search {
                 filters.extend(search.filters().iter().cloned());
             }
-            let mut after: Option<String> = None;
+            let mut after: Option<(String, String)> = None;
             loop {
                 // The range's start bounds only the first page; later ones start after the last
                 // row read. Both at once, SQLite seeks to the start and scans from there on every
@@ -320,7 +330,7 @@ impl RangeWorker {
                     .from
                     .as_ref()
                     .filter(|_| after.is_none())
-                    .map(|id| Filter::compare("id", ">=", SqlValue::text(id)));
+                    .map(|owner| Filter::compare(self.owner, ">=", SqlValue::text(owner)));
                 let filters: Vec<Filter> = filters.iter().cloned().chain(from).collect();
                 // Rows the gate would withhold whole are not assembled; it decides on the rest.
                 let page = assembler
@@ -328,7 +338,11 @@ impl RangeWorker {
                         Some(&mut range.gate),
                         &self.resource_type,
                         &filters,
-                        Keyset::After(after.as_deref()),
+                        Keyset::InOwnerOrderAfter(
+                            after
+                                .as_ref()
+                                .map(|(owner, id)| (owner.as_str(), id.as_str())),
+                        ),
                         PAGE,
                     )
                     .await?;
@@ -357,8 +371,8 @@ impl RangeWorker {
                 {
                     return Ok(()); // the writer stopped: the job is over
                 }
-                match (page.full, page.last_row) {
-                    (true, Some(last)) => after = Some(last),
+                match (page.full, page.last_owner, page.last_row) {
+                    (true, Some(owner), Some(id)) => after = Some((owner, id)),
                     _ => break,
                 }
             }

@@ -141,15 +141,21 @@ pub async fn export(
     let mut counts = Vec::new();
     for resource_type in &options.types {
         let mut file = NdjsonFile::create(&options.out, resource_type)?;
-        let mut after: Option<String> = None;
+        let mut after: Option<(String, String)> = None;
         loop {
-            // Rows the gate would withhold whole are not assembled; it decides on the rest.
+            // Rows the gate would withhold whole are not assembled; it decides on the rest. In
+            // owner order, each client's records come together: the gate, which keeps a
+            // bounded number of clients' consents, loads each client once per type.
             let page = assembler
                 .page_for(
                     options.gate.as_mut(),
                     resource_type,
                     &[],
-                    Keyset::After(after.as_deref()),
+                    Keyset::InOwnerOrderAfter(
+                        after
+                            .as_ref()
+                            .map(|(owner, id)| (owner.as_str(), id.as_str())),
+                    ),
                     PAGE,
                 )
                 .await?;
@@ -160,9 +166,9 @@ pub async fn export(
             for resource in &resources {
                 file.write(resource)?;
             }
-            match page.last_row {
-                Some(last) => after = Some(last),
-                None => break,
+            match (page.last_owner, page.last_row) {
+                (Some(owner), Some(id)) => after = Some((owner, id)),
+                _ => break,
             }
         }
         let count = file.finish()?;

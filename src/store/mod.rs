@@ -105,22 +105,39 @@ where
     query
 }
 
-/// The URL without its password, for messages and logs.
-/// `WHERE` over every filter and an optional keyset bound on `id` (`>` or `<`), with the values
-/// to bind in order; empty when there is no condition.
+/// Where a keyset page starts.
+#[derive(Debug, Clone, Copy)]
+enum Bound<'b> {
+    /// `column <op> value`
+    Column(&'static str, &'static str, &'b str),
+    /// `(column, id) > (owner, id)`: past a row in owner order.
+    OwnerAfter(&'static str, &'b str, &'b str),
+}
+
+/// `WHERE` over every filter and an optional keyset bound, with the values to bind in order;
+/// empty when there is no condition.
 fn where_clause(
     backend: Backend,
     filters: &[Filter],
-    bound: Option<(&str, &str)>,
+    bound: Option<Bound<'_>>,
 ) -> (String, Vec<SqlValue>) {
     let mut binds = Vec::new();
     let mut conditions: Vec<String> = filters
         .iter()
         .map(|f| f.to_sql(backend, &mut binds))
         .collect();
-    if let Some((op, id)) = bound {
-        binds.push(SqlValue::text(id));
-        conditions.push(format!("id {op} ${}", binds.len()));
+    match bound {
+        None => {}
+        Some(Bound::Column(column, op, value)) => {
+            binds.push(SqlValue::text(value));
+            conditions.push(format!("{column} {op} ${}", binds.len()));
+        }
+        Some(Bound::OwnerAfter(column, owner, id)) => {
+            binds.push(SqlValue::text(owner));
+            binds.push(SqlValue::text(id));
+            let n = binds.len();
+            conditions.push(format!("({column}, id) > (${}, ${n})", n - 1));
+        }
     }
     if conditions.is_empty() {
         (String::new(), binds)
@@ -129,6 +146,7 @@ fn where_clause(
     }
 }
 
+/// The URL without its password, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
@@ -469,8 +487,8 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Stored<R>>, StoreError> {
-        let bound = after.map(|id| (">", id));
-        self.page_by_id::<R>(filters, bound, "", limit).await
+        let bound = after.map(|id| Bound::Column("id", ">", id));
+        self.page_by_key::<R>(filters, bound, "id", limit).await
     }
 
     /// Like `page_where`, but the `limit` rows just before `before` (keyset paging backwards, for
@@ -481,33 +499,49 @@ impl Store {
         before: &str,
         limit: u32,
     ) -> Result<Vec<Stored<R>>, StoreError> {
-        self.page_by_id::<R>(filters, Some(("<", before)), " DESC", limit)
+        let bound = Some(Bound::Column("id", "<", before));
+        self.page_by_key::<R>(filters, bound, "id DESC", limit)
             .await
     }
 
-    /// Up to `limit` rows past `bound`, read in `direction` from it, returned in id order.
-    async fn page_by_id<R: Record>(
+    /// Like `page_where`, but in owner order (`Record::OWNER_COLUMN`, then id): one owner's
+    /// rows come together, after the row `after` (its owner and id; a record without an owner
+    /// column is its own owner, and this is id order). For reading all of a type where each
+    /// row's owner costs a lookup (an export's consent decisions are per client).
+    pub async fn page_in_owner_order<R: Record>(
         &self,
         filters: &[Filter],
-        bound: Option<(&'static str, &str)>,
-        direction: &'static str,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Stored<R>>, StoreError> {
+        let Some(owner) = R::OWNER_COLUMN else {
+            return self
+                .page_where::<R>(filters, after.map(|(_, id)| id), limit)
+                .await;
+        };
+        let bound = after.map(|(after_owner, id)| Bound::OwnerAfter(owner, after_owner, id));
+        let order = format!("{owner}, id");
+        let mut stored = self.page_by_key::<R>(filters, bound, &order, limit).await?;
+        stored.sort_unstable_by_key(|s| (s.record.owner(), s.record.id()));
+        Ok(stored)
+    }
+
+    /// Up to `limit` rows past `bound` in `order`, returned in id order.
+    async fn page_by_key<R: Record>(
+        &self,
+        filters: &[Filter],
+        bound: Option<Bound<'_>>,
+        order: &str,
         limit: u32,
     ) -> Result<Vec<Stored<R>>, StoreError> {
         let (condition, binds) = where_clause(self.backend, filters, bound);
         let sql = format!(
-            "SELECT {} FROM {} {condition} ORDER BY id{direction} LIMIT {limit}",
+            "SELECT {} FROM {} {condition} ORDER BY {order} LIMIT {limit}",
             tx::select_list::<R>(),
             R::TABLE,
         );
         let sql = self.packing::<R>(&sql);
-        let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
-        for value in binds {
-            query = match value {
-                SqlValue::Text(v) => query.bind(v),
-                SqlValue::Int(v) => query.bind(v),
-            };
-        }
-        let packed: Option<String> = query.fetch_one(&self.pool).await?;
+        let packed: Option<String> = scalar(sql, &binds).fetch_one(&self.pool).await?;
         tx::read_packed(packed.as_deref())
     }
 
@@ -556,14 +590,17 @@ impl Store {
         Ok(query.fetch_one(&self.pool).await?)
     }
 
-    /// Ids that cut the rows of `table` matching `filters`, in id order, into `parts` runs of
-    /// about the same length: each id is the first of a run after the first. Fewer (none) when
-    /// there are too few rows to be worth cutting. For sharing one long scan among workers;
-    /// ids need not be evenly spread (time-ordered UUIDs are not). Each split is sought from
-    /// the one before, so that all of them cost one pass over the rows, however many parts.
-    pub async fn id_splits(
+    /// Values of `column` that cut the rows of `table` matching `filters`, in that column's
+    /// order, into `parts` runs of about the same length: each value is the first of a run
+    /// after the first (on a column other than the id, all rows of one value fall in one run,
+    /// so runs are less even). Fewer (none) when there are too few rows to be worth cutting.
+    /// For sharing one long scan among workers; values need not be evenly spread (time-ordered
+    /// UUIDs are not). Each split is sought from the one before, so that all of them cost one
+    /// pass over the rows, however many parts.
+    pub async fn splits(
         &self,
         table: &'static str,
+        column: &'static str,
         filters: &[Filter],
         parts: usize,
         at_least_per_part: i64,
@@ -580,22 +617,27 @@ impl Store {
             let (condition, binds) = where_clause(
                 self.backend,
                 filters,
-                splits.last().map(|id| (">=", id.as_str())),
+                splits
+                    .last()
+                    .map(|value| Bound::Column(column, ">=", value.as_str())),
             );
             let skip = if splits.is_empty() {
                 offset
             } else {
                 offset - previous_offset
             };
-            let id: Option<String> = scalar(
-                format!("SELECT id FROM {table} {condition} ORDER BY id LIMIT 1 OFFSET {skip}"),
+            let value: Option<String> = scalar(
+                format!(
+                    "SELECT {column} FROM {table} {condition} ORDER BY {column} \
+                     LIMIT 1 OFFSET {skip}"
+                ),
                 &binds,
             )
             .fetch_optional(&self.pool)
             .await?;
-            let Some(id) = id else { break };
-            if splits.last() != Some(&id) {
-                splits.push(id);
+            let Some(value) = value else { break };
+            if splits.last() != Some(&value) {
+                splits.push(value);
                 previous_offset = offset;
             }
         }

@@ -66,7 +66,17 @@ pub trait Record: Sized + Send + Sync + 'static {
     /// The record's own columns, in the order `values` returns them (bookkeeping columns excluded).
     const COLUMNS: &'static [&'static str];
 
+    /// In the tables of what belongs to one client, the column naming the row's owner (its
+    /// client, enrollment or plan): `Store::page_in_owner_order` reads an owner's rows together,
+    /// which ids do not (a client's rows get ids as they are written, among everyone else's).
+    /// None: a row is its own owner.
+    const OWNER_COLUMN: Option<&'static str> = None;
+
     fn id(&self) -> Id<Self>;
+    /// The row's value of `OWNER_COLUMN`; its id where there is none.
+    fn owner(&self) -> uuid::Uuid {
+        self.id().uuid()
+    }
     fn values(&self) -> Vec<SqlValue>;
     fn from_row(row: &RowReader<'_>) -> Result<Self, StoreError>;
 

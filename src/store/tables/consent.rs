@@ -20,8 +20,12 @@ impl Record for Consent {
         "signed_on",
         "revoked_on",
     ];
+    const OWNER_COLUMN: Option<&'static str> = Some("client_id");
     fn id(&self) -> crate::domain::Id<Self> {
         self.id
+    }
+    fn owner(&self) -> uuid::Uuid {
+        self.client_id.uuid()
     }
     fn values(&self) -> Vec<SqlValue> {
         // Categories are a space-separated list of codes: a small closed set, read back with the scope.

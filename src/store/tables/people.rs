@@ -152,8 +152,12 @@ impl Record for SupportContact {
         "active_from",
         "active_to",
     ];
+    const OWNER_COLUMN: Option<&'static str> = Some("client_id");
     fn id(&self) -> crate::domain::Id<Self> {
         self.id
+    }
+    fn owner(&self) -> uuid::Uuid {
+        self.client_id.uuid()
     }
     fn values(&self) -> Vec<SqlValue> {
         vec![

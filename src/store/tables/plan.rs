@@ -15,8 +15,12 @@ impl Record for TreatmentPlan {
         "review_interval_days",
         "next_review_on",
     ];
+    const OWNER_COLUMN: Option<&'static str> = Some("enrollment_id");
     fn id(&self) -> crate::domain::Id<Self> {
         self.id
+    }
+    fn owner(&self) -> uuid::Uuid {
+        self.enrollment_id.uuid()
     }
     fn values(&self) -> Vec<SqlValue> {
         vec![
@@ -62,8 +66,12 @@ impl Record for Goal {
         "status",
         "achievement",
     ];
+    const OWNER_COLUMN: Option<&'static str> = Some("plan_id");
     fn id(&self) -> crate::domain::Id<Self> {
         self.id
+    }
+    fn owner(&self) -> uuid::Uuid {
+        self.plan_id.uuid()
     }
     fn values(&self) -> Vec<SqlValue> {
         vec![

@@ -92,8 +92,12 @@ impl Record for Enrollment {
         "level_of_care",
         "primary_clinician_id",
     ];
+    const OWNER_COLUMN: Option<&'static str> = Some("client_id");
     fn id(&self) -> crate::domain::Id<Self> {
         self.id
+    }
+    fn owner(&self) -> uuid::Uuid {
+        self.client_id.uuid()
     }
     fn values(&self) -> Vec<SqlValue> {
         vec![

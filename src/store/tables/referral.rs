@@ -17,8 +17,12 @@ impl Record for Referral {
         "status_reason",
         "transition_summary",
     ];
+    const OWNER_COLUMN: Option<&'static str> = Some("client_id");
     fn id(&self) -> crate::domain::Id<Self> {
         self.id
+    }
+    fn owner(&self) -> uuid::Uuid {
+        self.client_id.uuid()
     }
     fn values(&self) -> Vec<SqlValue> {
         vec![

@@ -14,8 +14,12 @@ impl Record for Session {
         "attendance",
         "group_id",
     ];
+    const OWNER_COLUMN: Option<&'static str> = Some("enrollment_id");
     fn id(&self) -> crate::domain::Id<Self> {
         self.id
+    }
+    fn owner(&self) -> uuid::Uuid {
+        self.enrollment_id.uuid()
     }
     fn values(&self) -> Vec<SqlValue> {
         vec![
