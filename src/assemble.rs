@@ -57,25 +57,29 @@ pub fn tables(resource_type: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// The column whose order `Keyset::InOwnerOrderAfter` pages `resource_type` in
-/// (`Record::OWNER_COLUMN` of its first table; `id` where a row is its own owner).
-pub fn owner_column(resource_type: &str) -> Option<&'static str> {
-    let owner = match resource_type {
-        "CarePlan" => TreatmentPlan::OWNER_COLUMN,
-        "Organization" => Organization::OWNER_COLUMN,
-        "Practitioner" => Staff::OWNER_COLUMN,
-        "HealthcareService" => Program::OWNER_COLUMN,
-        "Group" => TherapyGroup::OWNER_COLUMN,
-        "Patient" => Client::OWNER_COLUMN,
-        "RelatedPerson" => SupportContact::OWNER_COLUMN,
-        "EpisodeOfCare" => Enrollment::OWNER_COLUMN,
-        "Goal" => Goal::OWNER_COLUMN,
-        "Encounter" => Session::OWNER_COLUMN,
-        "Consent" => Consent::OWNER_COLUMN,
-        "ServiceRequest" | "Task" => Referral::OWNER_COLUMN,
+/// How the rows of a type are tied to the client they are about, for reading a set of
+/// clients' rows of every type together (`bulk::run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientLink {
+    /// About no one client: the clinic's organizations, staff, programs and groups.
+    None,
+    /// In a column of the row: the client's own `id`, or `client_id`.
+    Column(&'static str),
+    /// Through the enrollment or the plan the row belongs to (`fhir_api::of_clients`).
+    Through,
+}
+
+/// How the rows of `resource_type` are tied to their client; None for an unknown type.
+pub fn client_link(resource_type: &str) -> Option<ClientLink> {
+    Some(match resource_type {
+        "Organization" | "Practitioner" | "HealthcareService" | "Group" => ClientLink::None,
+        "Patient" => ClientLink::Column("id"),
+        "RelatedPerson" | "EpisodeOfCare" | "Consent" | "ServiceRequest" | "Task" => {
+            ClientLink::Column("client_id")
+        }
+        "CarePlan" | "Encounter" | "Goal" => ClientLink::Through,
         _ => return None,
-    };
-    Some(owner.unwrap_or("id"))
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -910,4 +914,25 @@ async fn write_encounters(
         out.push(mapping::session_to_fhir(cx.cfg, &view));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every type the assembler builds is tied to its clients, or says it is about none: an
+    /// export reads each type either by client or by its own ids, and a type with neither
+    /// would be left out.
+    #[test]
+    fn every_type_has_a_client_link() {
+        for resource_type in RESOURCE_TYPES {
+            let link = client_link(resource_type);
+            assert!(link.is_some(), "{resource_type}");
+            assert!(tables(resource_type).is_some(), "{resource_type}");
+        }
+        assert_eq!(client_link("Patient"), Some(ClientLink::Column("id")));
+        assert_eq!(client_link("Encounter"), Some(ClientLink::Through));
+        assert_eq!(client_link("Group"), Some(ClientLink::None));
+        assert_eq!(client_link("Observation"), None);
+    }
 }

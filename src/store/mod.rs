@@ -644,6 +644,21 @@ impl Store {
         Ok(splits)
     }
 
+    /// The ids of the rows of `table` matching every filter, in id order.
+    pub async fn ids_where(
+        &self,
+        table: &'static str,
+        filters: &[Filter],
+    ) -> Result<Vec<String>, StoreError> {
+        let (condition, binds) = where_clause(self.backend, filters, None);
+        Ok(scalar(
+            format!("SELECT id FROM {table} {condition} ORDER BY id"),
+            &binds,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn count<R: Record>(&self) -> Result<i64, StoreError> {
         let sql = format!("SELECT COUNT(*) FROM {}", R::TABLE);
         Ok(sqlx::query_scalar(AssertSqlSafe(sql))
