@@ -124,49 +124,7 @@ where
     if let Some(since) = &request.since {
         common.push(Filter::compare("updated_at", ">", SqlValue::text(since)));
     }
-    // Each requested type: its conditions and `_typeFilter` searches.
-    let mut kinds: Vec<Kind> = Vec::new();
-    for resource_type in &request.types {
-        let mut filters = common.clone();
-        // A Group's export is of its clients only (none: nothing); Patient level of those named.
-        let of_group = matches!(request.level, Level::Group(_));
-        if of_group && request.patients.is_empty() {
-            continue;
-        }
-        if of_group || (request.level == Level::Patient && !request.patients.is_empty()) {
-            filters.push(if resource_type == "Patient" {
-                Filter::one_of("id", request.patients.iter().map(SqlValue::text).collect())
-            } else {
-                crate::fhir_api::of_clients(resource_type, &request.patients)
-            });
-        }
-        // `_typeFilter`s of this type are ORed: one pass each, a resource written once.
-        let searches: Vec<TypeFilter> = request
-            .type_filters
-            .iter()
-            .filter(|(t, _)| t == resource_type)
-            .filter_map(|(t, query)| match TypeFilter::parse(mapping, t, query) {
-                Ok(filter) => Some(filter),
-                Err(why) => {
-                    problems.push(outcome("error", "not-supported", &why));
-                    None
-                }
-            })
-            .collect();
-        let had_filters = request.type_filters.iter().any(|(t, _)| t == resource_type);
-        if had_filters && searches.is_empty() {
-            continue;
-        }
-        let link = crate::assemble::client_link(resource_type)
-            .ok_or_else(|| crate::assemble::AssembleError::UnknownType(resource_type.clone()))?;
-        kinds.push(Kind {
-            resource_type: resource_type.clone(),
-            filters,
-            searches,
-            link,
-            clients_per_query: 1,
-        });
-    }
+    let mut kinds = kinds(&request, mapping, &common, &mut problems)?;
     // The clients: all of them, or those the level names. Not the snapshot's conditions: a
     // client changed since still has records from before.
     let of_level = match (&request.level, request.patients.is_empty()) {
@@ -263,6 +221,59 @@ impl Kind {
     fn file_name(&self) -> String {
         format!("{}.ndjson", self.resource_type)
     }
+}
+
+/// Each requested type with its conditions and `_typeFilter` searches; a search that cannot be
+/// run goes to `problems`, and a type whose searches all failed is left out.
+fn kinds(
+    request: &ExportRequest,
+    mapping: &MappingConfig,
+    common: &[Filter],
+    problems: &mut Vec<Value>,
+) -> Result<Vec<Kind>, RunError> {
+    let mut kinds: Vec<Kind> = Vec::new();
+    for resource_type in &request.types {
+        let mut filters = common.to_vec();
+        // A Group's export is of its clients only (none: nothing); Patient level of those named.
+        let of_group = matches!(request.level, Level::Group(_));
+        if of_group && request.patients.is_empty() {
+            continue;
+        }
+        if of_group || (request.level == Level::Patient && !request.patients.is_empty()) {
+            filters.push(if resource_type == "Patient" {
+                Filter::one_of("id", request.patients.iter().map(SqlValue::text).collect())
+            } else {
+                crate::fhir_api::of_clients(resource_type, &request.patients)
+            });
+        }
+        // `_typeFilter`s of this type are ORed: one pass each, a resource written once.
+        let searches: Vec<TypeFilter> = request
+            .type_filters
+            .iter()
+            .filter(|(t, _)| t == resource_type)
+            .filter_map(|(t, query)| match TypeFilter::parse(mapping, t, query) {
+                Ok(filter) => Some(filter),
+                Err(why) => {
+                    problems.push(outcome("error", "not-supported", &why));
+                    None
+                }
+            })
+            .collect();
+        let had_filters = request.type_filters.iter().any(|(t, _)| t == resource_type);
+        if had_filters && searches.is_empty() {
+            continue;
+        }
+        let link = crate::assemble::client_link(resource_type)
+            .ok_or_else(|| crate::assemble::AssembleError::UnknownType(resource_type.clone()))?;
+        kinds.push(Kind {
+            resource_type: resource_type.clone(),
+            filters,
+            searches,
+            link,
+            clients_per_query: 1,
+        });
+    }
+    Ok(kinds)
 }
 
 /// A part of a job: what one worker exports through one gate.
