@@ -125,7 +125,21 @@ pub struct Assembler<'a> {
     as_of: NaiveDate,
     clinic_id: tokio::sync::OnceCell<Id<Organization>>,
     programs: tokio::sync::OnceCell<HashMap<Id<Program>, Program>>,
+    /// Who the records of the pages read so far are about (`Known`).
+    known: std::sync::Mutex<Known>,
 }
+
+/// Enrollments and clients' sensitivities already read by an assembler: an export's pages of
+/// one client's sessions, plans and goals ask for the same ones again and again. Forgotten
+/// past `KNOWN_MAX` entries, so that an assembler's memory stays flat whatever it reads.
+#[derive(Default)]
+struct Known {
+    enrollments: HashMap<Id<Enrollment>, Enrollment>,
+    sensitivities: HashMap<Id<Client>, Sensitivity>,
+}
+
+/// Enrollments, and clients' sensitivities, an assembler keeps at most.
+const KNOWN_MAX: usize = 4_000;
 
 impl<'a> Assembler<'a> {
     pub fn new(store: &'a Store, cfg: &'a MappingConfig, as_of: NaiveDate) -> Self {
@@ -135,6 +149,7 @@ impl<'a> Assembler<'a> {
             as_of,
             clinic_id: tokio::sync::OnceCell::new(),
             programs: tokio::sync::OnceCell::new(),
+            known: std::sync::Mutex::new(Known::default()),
         }
     }
 
@@ -201,13 +216,26 @@ impl<'a> Assembler<'a> {
         &self,
         clients: impl IntoIterator<Item = Id<Client>>,
     ) -> Result<HashMap<Id<Client>, Sensitivity>, StoreError> {
-        let clients: Vec<Id<Client>> = clients
-            .into_iter()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut out: HashMap<_, _> = clients.iter().map(|c| (*c, Sensitivity::Normal)).collect();
-        for chunk in clients.chunks(500) {
+        let mut out: HashMap<Id<Client>, Sensitivity> = HashMap::default();
+        let mut unknown: Vec<Id<Client>> = Vec::new();
+        {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            for client in clients {
+                if out.contains_key(&client) {
+                    continue;
+                }
+                match known.sensitivities.get(&client) {
+                    Some(sensitivity) => {
+                        out.insert(client, *sensitivity);
+                    }
+                    None => {
+                        out.insert(client, Sensitivity::Normal);
+                        unknown.push(client);
+                    }
+                }
+            }
+        }
+        for chunk in unknown.chunks(500) {
             let part2_program = Filter::in_rows(
                 "program_id",
                 Program::TABLE,
@@ -226,6 +254,13 @@ impl<'a> Assembler<'a> {
                 out.insert(e.record.client_id, Sensitivity::Part2);
             }
         }
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.sensitivities.len() + unknown.len() > KNOWN_MAX {
+            known.sensitivities.clear();
+        }
+        known
+            .sensitivities
+            .extend(unknown.iter().map(|c| (*c, out[c])));
         Ok(out)
     }
 
@@ -676,15 +711,33 @@ async fn enrollments_of(
     cx: &Assembler<'_>,
     ids: impl IntoIterator<Item = Id<Enrollment>>,
 ) -> Result<HashMap<Id<Enrollment>, Enrollment>, StoreError> {
-    let ids: Vec<_> = ids
-        .into_iter()
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    Ok(records(cx.store.get_many::<Enrollment>(&ids).await?)
-        .into_iter()
-        .map(|e| (e.id, e))
-        .collect())
+    let ids: HashSet<Id<Enrollment>> = ids.into_iter().collect();
+    let mut out: HashMap<Id<Enrollment>, Enrollment> = HashMap::default();
+    let mut unknown: Vec<Id<Enrollment>> = Vec::new();
+    {
+        let known = cx.known.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            match known.enrollments.get(&id) {
+                Some(enrollment) => {
+                    out.insert(id, enrollment.clone());
+                }
+                None => unknown.push(id),
+            }
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(out);
+    }
+    let read = records(cx.store.get_many::<Enrollment>(&unknown).await?);
+    let mut known = cx.known.lock().unwrap_or_else(|e| e.into_inner());
+    if known.enrollments.len() + read.len() > KNOWN_MAX {
+        known.enrollments.clear();
+    }
+    for enrollment in read {
+        known.enrollments.insert(enrollment.id, enrollment.clone());
+        out.insert(enrollment.id, enrollment);
+    }
+    Ok(out)
 }
 
 /// The enrollments records belong to, and their clients' sensitivities: who a plan, goal or

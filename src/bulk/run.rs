@@ -442,10 +442,19 @@ impl PartWorker {
 
     /// Every page of one part; false when the writer stopped.
     async fn part(&self, gate: &mut Gate, part: Part) -> Result<bool, RunError> {
+        // One assembler for the part: it keeps the enrollments and sensitivities it read.
+        let assembler = &Assembler::new(&self.store, &self.mapping, self.today);
         match part {
             Part::Shared { kind, from, until } => {
-                self.ranged(gate, kind, "id", from.as_deref(), until.as_deref())
-                    .await
+                self.ranged(
+                    assembler,
+                    gate,
+                    kind,
+                    "id",
+                    from.as_deref(),
+                    until.as_deref(),
+                )
+                .await
             }
             Part::Clients { from, until } => {
                 // The clients' ids, read once for the types reached through them.
@@ -454,8 +463,15 @@ impl PartWorker {
                     let going_on = match kind.link {
                         ClientLink::None => true,
                         ClientLink::Column(column) => {
-                            self.ranged(gate, n, column, from.as_deref(), until.as_deref())
-                                .await?
+                            self.ranged(
+                                assembler,
+                                gate,
+                                n,
+                                column,
+                                from.as_deref(),
+                                until.as_deref(),
+                            )
+                            .await?
                         }
                         ClientLink::Through => {
                             if clients.is_none() {
@@ -477,7 +493,7 @@ impl PartWorker {
                             for chunk in ids.chunks(kind.clients_per_query.max(1)) {
                                 let of_chunk =
                                     crate::fhir_api::of_clients(&kind.resource_type, chunk);
-                                if !self.rows(gate, n, vec![of_chunk], None).await? {
+                                if !self.rows(assembler, gate, n, vec![of_chunk], None).await? {
                                     going_on = false;
                                     break;
                                 }
@@ -497,6 +513,7 @@ impl PartWorker {
     /// The rows of `kinds[kind]` whose `column` is in `[from, until)`, in owner order.
     async fn ranged(
         &self,
+        assembler: &Assembler<'_>,
         gate: &mut Gate,
         kind: usize,
         column: &'static str,
@@ -508,7 +525,7 @@ impl PartWorker {
             .into_iter()
             .collect();
         let from = from.map(|v| Filter::compare(column, ">=", SqlValue::text(v)));
-        self.rows(gate, kind, bounds, from).await
+        self.rows(assembler, gate, kind, bounds, from).await
     }
 
     /// Every page of the rows of `kinds[kind]` that also match `bounds` (and `from`, which
@@ -516,6 +533,7 @@ impl PartWorker {
     /// stopped.
     async fn rows(
         &self,
+        assembler: &Assembler<'_>,
         gate: &mut Gate,
         kind: usize,
         bounds: Vec<Filter>,
@@ -541,7 +559,10 @@ impl PartWorker {
                 from: from.clone(),
                 search,
             };
-            if !self.pages(gate, &pass, ored.then_some(&mut seen)).await? {
+            if !self
+                .pages(assembler, gate, &pass, ored.then_some(&mut seen))
+                .await?
+            {
                 return Ok(false);
             }
         }
@@ -552,11 +573,11 @@ impl PartWorker {
     /// from being written twice. False when the writer stopped.
     async fn pages(
         &self,
+        assembler: &Assembler<'_>,
         gate: &mut Gate,
         rows: &Rows<'_>,
         mut seen: Option<&mut HashSet<String>>,
     ) -> Result<bool, RunError> {
-        let assembler = Assembler::new(&self.store, &self.mapping, self.today);
         let resource_type = &self.kinds[rows.kind].resource_type;
         let mut after: Option<(String, String)> = None;
         loop {
