@@ -131,7 +131,9 @@ pub struct Assembler<'a> {
 
 /// Enrollments and clients' sensitivities already read by an assembler: an export's pages of
 /// one client's sessions, plans and goals ask for the same ones again and again. Forgotten
-/// past `KNOWN_MAX` entries, so that an assembler's memory stays flat whatever it reads.
+/// past `KNOWN_MAX` entries, so that an assembler's memory stays flat whatever it reads. An
+/// assembler lives for one request, export part, `export` command or sync pass, and what it
+/// keeps is as fresh as that.
 #[derive(Default)]
 struct Known {
     enrollments: HashMap<Id<Enrollment>, Enrollment>,
