@@ -475,30 +475,11 @@ impl PartWorker {
                         }
                         ClientLink::Through => {
                             if clients.is_none() {
-                                let mut in_range = self.of_level.clone();
-                                in_range.extend(
-                                    from.as_ref()
-                                        .map(|id| Filter::compare("id", ">=", SqlValue::text(id))),
-                                );
-                                in_range.extend(
-                                    until
-                                        .as_ref()
-                                        .map(|id| Filter::compare("id", "<", SqlValue::text(id))),
-                                );
                                 clients =
-                                    Some(self.store.ids_where(Client::TABLE, &in_range).await?);
+                                    Some(self.clients(from.as_deref(), until.as_deref()).await?);
                             }
-                            let ids = clients.as_deref().unwrap_or_default();
-                            let mut going_on = true;
-                            for chunk in ids.chunks(kind.clients_per_query.max(1)) {
-                                let of_chunk =
-                                    crate::fhir_api::of_clients(&kind.resource_type, chunk);
-                                if !self.rows(assembler, gate, n, vec![of_chunk], None).await? {
-                                    going_on = false;
-                                    break;
-                                }
-                            }
-                            going_on
+                            let clients = clients.as_deref().unwrap_or_default();
+                            self.through(assembler, gate, n, clients).await?
                         }
                     };
                     if !going_on {
@@ -508,6 +489,40 @@ impl PartWorker {
                 Ok(true)
             }
         }
+    }
+
+    /// The ids of the job's clients in `[from, until)`.
+    async fn clients(
+        &self,
+        from: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Vec<String>, RunError> {
+        let mut in_range = self.of_level.clone();
+        in_range.extend(from.map(|id| Filter::compare("id", ">=", SqlValue::text(id))));
+        in_range.extend(until.map(|id| Filter::compare("id", "<", SqlValue::text(id))));
+        Ok(self.store.ids_where(Client::TABLE, &in_range).await?)
+    }
+
+    /// The rows of `kinds[kind]`, a type reached through enrollments or plans, about `clients`:
+    /// `clients_per_query` of them at a time, about a page's worth of rows.
+    async fn through(
+        &self,
+        assembler: &Assembler<'_>,
+        gate: &mut Gate,
+        kind: usize,
+        clients: &[String],
+    ) -> Result<bool, RunError> {
+        let of_kind = &self.kinds[kind];
+        for chunk in clients.chunks(of_kind.clients_per_query.max(1)) {
+            let of_chunk = crate::fhir_api::of_clients(&of_kind.resource_type, chunk);
+            if !self
+                .rows(assembler, gate, kind, vec![of_chunk], None)
+                .await?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The rows of `kinds[kind]` whose `column` is in `[from, until)`, in owner order.
