@@ -96,12 +96,12 @@ pub enum AssembleError {
 
 /// Where a page starts: after a row id (None: at the beginning), or just before one; or, in
 /// owner order (`Store::page_in_owner_order`: one client's records together), after a row's
-/// owner and id (a page's `last_owner` and `last_row`).
+/// owner and id (a page's `last_in_owner_order`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keyset<'k> {
     After(Option<&'k str>),
     Before(&'k str),
-    InOwnerOrderAfter(Option<(&'k str, &'k str)>),
+    InOwnerOrderAfter(Option<&'k (String, String)>),
 }
 
 /// One page of resources: what the rows after the cursor became, and the cursor after them.
@@ -111,8 +111,8 @@ pub struct Page {
     /// The ids of the first and last rows read (in id order); None when the page was empty.
     pub first_row: Option<String>,
     pub last_row: Option<String>,
-    /// The owner of the last row read (`Record::owner`), for paging in owner order.
-    pub last_owner: Option<String>,
+    /// The owner (`Record::owner`) and id of the last row read, for paging in owner order.
+    pub last_in_owner_order: Option<(String, String)>,
     /// Whether a full page of rows was read (so more may follow).
     pub full: bool,
 }
@@ -343,7 +343,7 @@ impl<'a> Assembler<'a> {
     ) -> Result<Page, AssembleError> {
         let mut out = Vec::new();
         let mut metas: HashMap<String, RowMeta> = HashMap::default();
-        let (rows, first_row, last_row, last_owner) = match resource_type {
+        let (rows, first_row, last_row, last_in_owner_order) = match resource_type {
             "Organization" => {
                 let rows = self
                     .rows::<Organization>(filters, keyset, limit, &mut metas)
@@ -534,7 +534,7 @@ impl<'a> Assembler<'a> {
             resources: out,
             first_row,
             last_row,
-            last_owner,
+            last_in_owner_order,
             full: rows == limit as usize,
         })
     }
@@ -674,6 +674,7 @@ impl<'a> Assembler<'a> {
                     .await?
             }
             Keyset::InOwnerOrderAfter(after) => {
+                let after = after.map(|(owner, id)| (owner.as_str(), id.as_str()));
                 self.store
                     .page_in_owner_order::<R>(filters, after, limit)
                     .await?
@@ -684,13 +685,21 @@ impl<'a> Assembler<'a> {
     }
 }
 
-/// (number of rows, id of the first row, id of the last row, owner of the last row)
-fn counted<R: Record>(rows: &[R]) -> (usize, Option<String>, Option<String>, Option<String>) {
+/// (number of rows, id of the first row, id of the last row, owner and id of the last row)
+type Counted = (
+    usize,
+    Option<String>,
+    Option<String>,
+    Option<(String, String)>,
+);
+
+fn counted<R: Record>(rows: &[R]) -> Counted {
+    let last = rows.last();
     (
         rows.len(),
         rows.first().map(|r| r.id().to_string()),
-        rows.last().map(|r| r.id().to_string()),
-        rows.last().map(|r| r.owner().to_string()),
+        last.map(|r| r.id().to_string()),
+        last.map(|r| (r.owner().to_string(), r.id().to_string())),
     )
 }
 

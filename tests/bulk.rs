@@ -781,26 +781,25 @@ async fn a_thousand_clients(store: &Store) {
     assert!(total > 20_000, "{total} resources");
 }
 
+/// Every stored record of a type.
+async fn every<R: iop_gateway::store::Record>(store: &Store) -> Vec<iop_gateway::store::Stored<R>> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.page::<R>(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.record.id());
+        all.extend(page);
+    }
+    all
+}
+
 /// Gives every session a random id, as real data has them (time-ordered as they were
 /// written, a client's among everyone else's), where seeded ids keep each client's together.
 async fn scatter_session_ids(store: &Store) {
     use iop_gateway::domain::{Id, Session, SessionParticipant};
-    let mut sessions = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.page::<Session>(after, 500).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.record.id);
-        sessions.extend(page);
-    }
-    let mut participants = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.page::<SessionParticipant>(after, 500).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.record.id);
-        participants.extend(page);
-    }
+    let sessions = every::<Session>(store).await;
+    let participants = every::<SessionParticipant>(store).await;
     let mut tx = store.begin().await.unwrap();
     let mut moved = std::collections::HashMap::new();
     for old in &sessions {

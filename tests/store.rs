@@ -328,23 +328,35 @@ async fn pages_walk_every_row_once(store: &Store) {
     assert_eq!(seen, expected);
 }
 
-/// A long scan cut among workers: the ranges between the splits hold every row once, in
-/// parts of about the same size; too few rows are not cut.
-async fn id_splits_cut_rows_into_even_ranges(store: &Store) {
-    insert_clients(store, "SPLIT", 25).await;
-    let splits = store.splits(Client::TABLE, "id", &[], 3, 5).await.unwrap();
-    assert_eq!(splits.len(), 2, "{splits:?}");
+/// How many rows matching `filters` each range between `splits` (of `column`) holds, the
+/// first from the start and the last to the end.
+async fn range_sizes<R: Record>(
+    store: &Store,
+    column: &'static str,
+    filters: &[Filter],
+    splits: &[String],
+) -> Vec<i64> {
     let bounds: Vec<Option<&String>> = std::iter::once(None)
         .chain(splits.iter().map(Some))
         .chain(std::iter::once(None))
         .collect();
     let mut sizes = Vec::new();
     for range in bounds.windows(2) {
-        let mut filters = Vec::new();
-        filters.extend(range[0].map(|id| Filter::compare("id", ">=", SqlValue::text(id))));
-        filters.extend(range[1].map(|id| Filter::compare("id", "<", SqlValue::text(id))));
-        sizes.push(store.count_where::<Client>(&filters).await.unwrap());
+        let mut of_range = filters.to_vec();
+        of_range.extend(range[0].map(|v| Filter::compare(column, ">=", SqlValue::text(v))));
+        of_range.extend(range[1].map(|v| Filter::compare(column, "<", SqlValue::text(v))));
+        sizes.push(store.count_where::<R>(&of_range).await.unwrap());
     }
+    sizes
+}
+
+/// A long scan cut among workers: the ranges between the splits hold every row once, in
+/// parts of about the same size; too few rows are not cut.
+async fn splits_cut_rows_into_even_ranges(store: &Store) {
+    insert_clients(store, "SPLIT", 25).await;
+    let splits = store.splits(Client::TABLE, "id", &[], 3, 5).await.unwrap();
+    assert_eq!(splits.len(), 2, "{splits:?}");
+    let sizes = range_sizes::<Client>(store, "id", &[], &splits).await;
     assert_eq!(sizes.iter().sum::<i64>(), 25, "{sizes:?}");
     assert!(sizes.iter().all(|n| (8..=9).contains(n)), "{sizes:?}");
     let few = store.splits(Client::TABLE, "id", &[], 3, 20).await.unwrap();
@@ -415,17 +427,7 @@ async fn owner_order_pages_a_clients_rows_together(store: &Store) {
         .await
         .unwrap();
     assert_eq!(splits.len(), 2, "{splits:?}");
-    let bounds: Vec<Option<&String>> = std::iter::once(None)
-        .chain(splits.iter().map(Some))
-        .chain(std::iter::once(None))
-        .collect();
-    let mut sizes = Vec::new();
-    for range in bounds.windows(2) {
-        let mut filters = of_new_clients.to_vec();
-        filters.extend(range[0].map(|c| Filter::compare("client_id", ">=", SqlValue::text(c))));
-        filters.extend(range[1].map(|c| Filter::compare("client_id", "<", SqlValue::text(c))));
-        sizes.push(store.count_where::<Consent>(&filters).await.unwrap());
-    }
+    let sizes = range_sizes::<Consent>(store, "client_id", &of_new_clients, &splits).await;
     assert_eq!(sizes.iter().sum::<i64>(), 28, "{sizes:?}");
     assert!(
         sizes.iter().all(|n| n % 4 == 0 && *n > 0),
@@ -579,7 +581,7 @@ on_both_backends!(
     concurrent_updates_of_one_version_have_one_winner,
     every_change_is_logged_in_the_same_transaction,
     pages_walk_every_row_once,
-    id_splits_cut_rows_into_even_ranges,
+    splits_cut_rows_into_even_ranges,
     owner_order_pages_a_clients_rows_together,
     audit_records_are_committed_in_groups,
     migrating_twice_is_harmless,

@@ -607,11 +607,7 @@ impl PartWorker {
                     Some(&mut *gate),
                     resource_type,
                     &filters,
-                    Keyset::InOwnerOrderAfter(
-                        after
-                            .as_ref()
-                            .map(|(owner, id)| (owner.as_str(), id.as_str())),
-                    ),
+                    Keyset::InOwnerOrderAfter(after.as_ref()),
                     PAGE,
                 )
                 .await?;
@@ -641,8 +637,8 @@ impl PartWorker {
             if self.out.send(Ok(page_out)).await.is_err() {
                 return Ok(false);
             }
-            match (page.full, page.last_owner, page.last_row) {
-                (true, Some(owner), Some(id)) => after = Some((owner, id)),
+            match (page.full, page.last_in_owner_order) {
+                (true, Some(last)) => after = Some(last),
                 _ => return Ok(true),
             }
         }

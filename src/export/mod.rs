@@ -151,11 +151,7 @@ pub async fn export(
                     options.gate.as_mut(),
                     resource_type,
                     &[],
-                    Keyset::InOwnerOrderAfter(
-                        after
-                            .as_ref()
-                            .map(|(owner, id)| (owner.as_str(), id.as_str())),
-                    ),
+                    Keyset::InOwnerOrderAfter(after.as_ref()),
                     PAGE,
                 )
                 .await?;
@@ -166,9 +162,9 @@ pub async fn export(
             for resource in &resources {
                 file.write(resource)?;
             }
-            match (page.last_owner, page.last_row) {
-                (Some(owner), Some(id)) => after = Some((owner, id)),
-                _ => break,
+            match page.last_in_owner_order {
+                Some(last) => after = Some(last),
+                None => break,
             }
         }
         let count = file.finish()?;
