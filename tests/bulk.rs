@@ -855,7 +855,66 @@ async fn ids_in_write_order_export_whole(store: &Store) {
     );
 }
 
+/// Identifiers other systems gave records (kept by the API's writes and referral intake) ride
+/// on the exported resources, though the export asks only once per table whether there are
+/// any, where the API looks them up on every page.
+async fn identifiers_from_other_systems_ride_along(store: &Store) {
+    use iop_gateway::domain::{Client, ExternalIdentifier, Session};
+    use iop_gateway::store::Record;
+    let gw = spawn_with(store, Duration::from_secs(30), 40).await;
+    let token = gw.token("ehr").await;
+    let patient = gw
+        .searched(&token, "Patient?_count=1000")
+        .await
+        .pop_first()
+        .unwrap();
+    let encounter = gw
+        .searched(&token, "Encounter?_count=1000")
+        .await
+        .pop_first()
+        .unwrap();
+    let given = |value: &str| ExternalIdentifier {
+        system: "urn:oid:2.16.840.1.113883.3.4242".into(),
+        value: value.into(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.set_identifiers(Client::TABLE, &patient, &[given("MRN-7")])
+        .await
+        .unwrap();
+    tx.set_identifiers(Session::TABLE, &encounter, &[given("VISIT-9")])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let status = gw
+        .kick_off(&token, "$export?_type=Patient,Encounter,EpisodeOfCare")
+        .await
+        .unwrap();
+    let manifest = gw.manifest(&token, &status).await;
+    let files = gw.files(&token, &manifest).await;
+    let carrying = |kind: &str, value: &str| -> Vec<String> {
+        let (_, lines) = files.iter().find(|(k, _)| k == kind).unwrap();
+        lines
+            .iter()
+            .filter(|r| {
+                r["identifier"].as_array().into_iter().flatten().any(|i| {
+                    i["system"] == "urn:oid:2.16.840.1.113883.3.4242" && i["value"] == value
+                })
+            })
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(carrying("Patient", "MRN-7"), vec![patient]);
+    assert_eq!(carrying("Encounter", "VISIT-9"), vec![encounter]);
+    // A table with none: its file is whole all the same.
+    let (_, episodes) = files.iter().find(|(k, _)| k == "EpisodeOfCare").unwrap();
+    assert_eq!(
+        ids(episodes),
+        gw.searched(&token, "EpisodeOfCare?_count=1000").await
+    );
+}
+
 on_both_backends!(
+    identifiers_from_other_systems_ride_along,
     a_thousand_clients,
     ids_in_write_order_export_whole,
     leases_decide_who_runs_a_job,

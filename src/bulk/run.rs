@@ -442,8 +442,9 @@ impl PartWorker {
 
     /// Every page of one part; false when the writer stopped.
     async fn part(&self, gate: &mut Gate, part: Part) -> Result<bool, RunError> {
-        // One assembler for the part: it keeps the enrollments and sensitivities it read.
-        let assembler = &Assembler::new(&self.store, &self.mapping, self.today);
+        // One assembler for the part: it keeps the enrollments and sensitivities it read, and
+        // which tables have identifiers from other systems (the job reads a snapshot).
+        let assembler = &Assembler::for_snapshot(&self.store, &self.mapping, self.today);
         match part {
             Part::Shared { kind, from, until } => {
                 self.ranged(

@@ -82,6 +82,17 @@ impl Tx {
 }
 
 impl Store {
+    /// Whether any record of `table` has identifiers from other systems.
+    pub async fn has_identifiers(&self, table: &str) -> Result<bool, StoreError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT table_name FROM record_identifiers WHERE table_name = $1 LIMIT 1",
+        )
+        .bind(table.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// The identifiers each of `record_ids` (rows of `table`) is known by, in a stable order.
     pub async fn identifiers_of_many(
         &self,
