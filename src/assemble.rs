@@ -249,6 +249,26 @@ impl<'a> Assembler<'a> {
         })
     }
 
+    /// Of `clients` (ids), those about whom `gate` may disclose some resource of
+    /// `resource_type` (`Gate::withholds_all_about`): a Bulk export reads the plans, goals and
+    /// sessions of only those clients, where it read every client's and withheld a third.
+    pub async fn clients_disclosed(
+        &self,
+        gate: &mut Gate,
+        resource_type: &str,
+        clients: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<Id<Client>> = clients.iter().filter_map(|c| c.parse().ok()).collect();
+        let sensitivity = self.sensitivities(ids.iter().copied()).await?;
+        gate.load_clients(self.store, clients.to_vec()).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| (id.to_string(), sensitivity[&id]))
+            .filter(|(id, sensitivity)| !gate.withholds_all_about(resource_type, id, *sensitivity))
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     /// The sensitivity of each client in `clients`: Part 2 if any enrollment is in a Part 2
     /// program (one query: only those enrollments are read). Every resource about a client
     /// takes the client's sensitivity — even a plan in a non-Part 2 program reveals, next to the

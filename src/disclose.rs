@@ -458,6 +458,21 @@ impl Gate {
         !self.permits_about(resource_type, Some(id), &[client], labels)
     }
 
+    /// Whether every resource of `resource_type` about `client` (labelled for `sensitivity`)
+    /// would be withheld whole: `withholds_row` for all of a client's rows at once, so that an
+    /// export need not read them. Not for RelatedPerson, decided per contact. The client's
+    /// context must be loaded (`load_clients`).
+    pub fn withholds_all_about(
+        &self,
+        resource_type: &str,
+        client: &str,
+        sensitivity: crate::mapping::Sensitivity,
+    ) -> bool {
+        debug_assert_ne!(resource_type, "RelatedPerson", "decided per contact");
+        let labels = Labels::from_codes(crate::mapping::security_label_codes(sensitivity));
+        !self.permits_about(resource_type, None, &[client], labels)
+    }
+
     /// `judge`'s answer alone, remembered per client where it depends only on the resource's
     /// type and labels (the audience, the day and the client's context are the gate's).
     fn permits_about(
@@ -771,6 +786,38 @@ mod tests {
         let slot = answer_slot("Encounter", part2).unwrap();
         assert_eq!(answers[slot].load(Ordering::Relaxed), 1);
         assert_eq!(answer_slot("RelatedPerson", part2), None);
+    }
+
+    #[test]
+    fn all_of_a_clients_rows_are_withheld_as_each_row_is() {
+        use crate::mapping::Sensitivity;
+        let mut gate = partner_gate();
+        // The partner is on p1's care team (treatment data goes, Part 2 needs a consent); p2's
+        // context is loaded with no care team and no consent; p3's is not loaded.
+        for (client, care_team) in [("p1", vec!["org-partner".to_owned()]), ("p2", vec![])] {
+            gate.clients.insert(
+                client.into(),
+                ClientContext {
+                    directives: Vec::new(),
+                    care_team,
+                    covered_contacts: HashSet::default(),
+                    answers: std::array::from_fn(|_| AtomicU8::new(0)),
+                },
+            );
+        }
+        let mut withheld = 0;
+        for resource_type in ["Patient", "EpisodeOfCare", "CarePlan", "Goal", "Encounter"] {
+            for client in ["p1", "p2", "p3"] {
+                for sensitivity in [Sensitivity::Normal, Sensitivity::Part2] {
+                    let all = gate.withholds_all_about(resource_type, client, sensitivity);
+                    let each = gate.withholds_row(resource_type, "r1", client, sensitivity);
+                    assert_eq!(all, each, "{resource_type} of {client}, {sensitivity:?}");
+                    withheld += usize::from(all);
+                }
+            }
+        }
+        // Both answers occur: p1's Part 2 records, and everything of p2 and p3, are withheld.
+        assert_eq!(withheld, 5 * 4 + 5);
     }
 
     #[test]

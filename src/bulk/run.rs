@@ -514,6 +514,11 @@ impl PartWorker {
         clients: &[String],
     ) -> Result<bool, RunError> {
         let of_kind = &self.kinds[kind];
+        // Only the clients the gate may disclose something of this type about: the rows of
+        // the others would be read only to be withheld.
+        let clients = assembler
+            .clients_disclosed(gate, &of_kind.resource_type, clients)
+            .await?;
         for chunk in clients.chunks(of_kind.clients_per_query.max(1)) {
             let of_chunk = crate::fhir_api::of_clients(&of_kind.resource_type, chunk);
             if !self
