@@ -10,6 +10,10 @@
 # GATEWAY=/path/to/iop-gateway measures that build instead of building this checkout (for A/B runs).
 # SCATTER=1 (SQLite only) gives the sessions random ids after seeding, as real data orders them
 # (benches/bulk/scatter_ids.py; seeded ids group each client's rows together).
+# On a VM, touch the guest's free memory once before measuring: its first touch is about ten
+# times slower than later ones, and an export writes its files into fresh page cache
+# (docs/benchmarks.md, "two costs that were not the export's"):
+#   dd if=/dev/zero of=/dev/shm/warm bs=1M count=17000; rm /dev/shm/warm
 set -euo pipefail
 clients=${1:?number of clients}
 here=$(cd "$(dirname "$0")/../.." && pwd)
