@@ -258,14 +258,19 @@ impl<'a> Assembler<'a> {
         resource_type: &str,
         clients: &[String],
     ) -> Result<Vec<String>, StoreError> {
-        let ids: Vec<Id<Client>> = clients.iter().filter_map(|c| c.parse().ok()).collect();
-        let sensitivity = self.sensitivities(ids.iter().copied()).await?;
+        let ids: Vec<Option<Id<Client>>> = clients.iter().map(|c| c.parse().ok()).collect();
+        let sensitivity = self.sensitivities(ids.iter().flatten().copied()).await?;
         gate.load_clients(self.store, clients.to_vec()).await?;
-        Ok(ids
-            .into_iter()
-            .map(|id| (id.to_string(), sensitivity[&id]))
-            .filter(|(id, sensitivity)| !gate.withholds_all_about(resource_type, id, *sensitivity))
-            .map(|(id, _)| id)
+        Ok(clients
+            .iter()
+            .zip(ids)
+            // An id that is not one (a damaged row) is kept: its rows' own reading reports it.
+            .filter(|(client, id)| {
+                id.is_none_or(|id| {
+                    !gate.withholds_all_about(resource_type, client, sensitivity[&id])
+                })
+            })
+            .map(|(client, _)| client.clone())
             .collect())
     }
 
