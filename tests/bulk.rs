@@ -889,8 +889,7 @@ async fn identifiers_from_other_systems_ride_along(store: &Store) {
         .kick_off(&token, "$export?_type=Patient,Encounter,EpisodeOfCare")
         .await
         .unwrap();
-    let manifest = gw.manifest(&token, &status).await;
-    let files = gw.files(&token, &manifest).await;
+    let files = gw.files(&token, &gw.manifest(&token, &status).await).await;
     let carrying = |kind: &str, value: &str| -> Vec<String> {
         let (_, lines) = files.iter().find(|(k, _)| k == kind).unwrap();
         lines

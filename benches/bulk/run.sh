@@ -19,12 +19,7 @@ clients=${1:?number of clients}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 url=${2:-sqlite://$work/clinic.db}
-if [ -n "${GATEWAY:-}" ]; then
-    gw=$(realpath "$GATEWAY")
-else
-    (cd "$here" && cargo build --release --quiet)
-    gw="$here/target/release/iop-gateway"
-fi
+. "$here/benches/bulk/gateway.sh"
 cd "$work"
 export IOP_LOG=warn
 "$gw" --database-url "$url" seed --clients "$clients" >/dev/null

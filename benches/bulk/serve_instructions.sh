@@ -12,12 +12,7 @@ set -euo pipefail
 clients=${1:-2000}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)"; exit 1; }
-if [ -n "${GATEWAY:-}" ]; then
-    gw=$(realpath "$GATEWAY")
-else
-    (cd "$here" && cargo build --release --quiet)
-    gw="$here/target/release/iop-gateway"
-fi
+. "$here/benches/bulk/gateway.sh"
 work=$(mktemp -d)
 url=sqlite://$work/clinic.db
 "$gw" --database-url "$url" seed --clients "$clients" --as-of 2026-11-20 >/dev/null 2>&1
